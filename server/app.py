@@ -1,0 +1,45 @@
+"""The MCP server: its lifespan owns the one Engine of the process; tools come from tools/."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from mcp.server.mcpserver import MCPServer
+
+from server.config import database_path
+from server.engine import Engine
+from tools import answers, jobs, projects, questions, tree
+
+INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
+Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on
+leaf tags -> answer_question. Automatic flow: create_project -> auto_distill -> poll get_progress(job_id)
+until the status is completed (or completed_with_failures, then retry_failed). Browse with get_tree and
+list_questions. Ids come from earlier results; API keys live in the server's environment only."""
+
+TOOL_MODULES = (projects, tree, questions, answers, jobs)
+
+
+def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] | None = None,
+                  **engine_options: object) -> MCPServer:
+    """Build the MCP server. The database defaults to --db / TREEDISTILL_DB / the user data dir."""
+    env = dict(os.environ if environ is None else environ)
+    path = database_path(str(db_path) if db_path else None, env)
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[Engine]:
+        engine = await Engine(path, env, **engine_options).start()
+        try:
+            yield engine
+        finally:
+            await engine.close()
+
+    server = MCPServer("treedistill", instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING")
+    for noisy in ("httpx", "httpx2", "openai", "anthropic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for module in TOOL_MODULES:
+        module.register(server)
+    return server

@@ -1,0 +1,41 @@
+"""Defaults taken from the environment: the database path and the default model spec."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import platformdirs
+
+from server.errors import InvalidInput
+from server.models import ModelSpec
+
+
+def database_path(explicit: str | None, environ: Mapping[str, str]) -> Path:
+    """--db, else TREEDISTILL_DB, else treedistill.db in the user's data directory."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if environ.get("TREEDISTILL_DB"):
+        return Path(environ["TREEDISTILL_DB"]).expanduser()
+    return Path(platformdirs.user_data_dir("treedistill", appauthor=False)) / "treedistill.db"
+
+
+def default_model_spec(environ: Mapping[str, str], *, teacher: bool = False) -> ModelSpec:
+    """The model spec the environment describes (TREEDISTILL_ANSWER_MODEL overrides the model for the teacher).
+
+    The provider is TREEDISTILL_PROVIDER if set, else 'anthropic' when only Anthropic settings exist,
+    else 'openai'.
+    """
+    model = (teacher and environ.get("TREEDISTILL_ANSWER_MODEL")) or environ.get("TREEDISTILL_MODEL")
+    if not model:
+        raise InvalidInput(
+            "No model configured: pass question_model/answer_model (e.g. {\"provider\": \"openai\", \"model\": "
+            "\"gpt-4o-mini\"}) or set TREEDISTILL_MODEL in the server's environment."
+        )
+    provider = environ.get("TREEDISTILL_PROVIDER")
+    if not provider:
+        has_openai = environ.get("OPENAI_API_KEY") or environ.get("OPENAI_BASE_URL")
+        provider = "anthropic" if environ.get("ANTHROPIC_API_KEY") and not has_openai else "openai"
+    if provider not in ("openai", "anthropic"):
+        raise InvalidInput(f"TREEDISTILL_PROVIDER must be 'openai' or 'anthropic', not {provider!r}.")
+    return ModelSpec(provider=provider, model=model)

@@ -1,0 +1,241 @@
+"""The engine: the one object the MCP tools and the CLI talk to. No MCP here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from server.config import default_model_spec
+from server.errors import ConfirmationRequired, InvalidInput, ProviderError
+from server.llm_calls import LLMCaller
+from server.models import Answer, JobProgress, ModelSpec, Project, ProjectSummary, Question, Tag
+from server.planner import plan_top_up
+from server.progress import job_progress
+from server.prompts import LANGUAGES
+from server.queue_store import WorkItem, WorkQueue
+from server.scheduler import Scheduler
+from server.store import Store, open_database
+from server.work import WorkContext
+
+Heartbeat = Callable[[float], Awaitable[None]]
+LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True
+
+
+class Engine:
+    """Owns the database, the LLM clients and the scheduler of one process."""
+
+    def __init__(self, db_path: str | Path, environ: Mapping[str, str] | None = None, *,
+                 requests_per_minute: float | None = None, max_attempts: int = 6, retry_base_delay: float = 1.0,
+                 heartbeat_seconds: float = 5.0):
+        self.db_path = str(db_path)
+        self.environ = dict(os.environ if environ is None else environ)
+        self.heartbeat_seconds = heartbeat_seconds
+        self._options = {"requests_per_minute": requests_per_minute, "max_attempts": max_attempts,
+                         "retry_base_delay": retry_base_delay}
+
+    async def start(self) -> Engine:
+        """Open the database and resume the work a previous process left unfinished."""
+        self.store = Store(open_database(self.db_path))
+        self.queue = WorkQueue(self.store)
+        self.caller = LLMCaller(self.queue, self.environ, self._options["requests_per_minute"])
+        self.scheduler = Scheduler(WorkContext(self.store, self.queue, self.caller),
+                                   max_attempts=self._options["max_attempts"],
+                                   retry_base_delay=self._options["retry_base_delay"])
+        self.scheduler.start()
+        return self
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+        await self.caller.aclose()
+        self.store.db.conn.close()
+
+    # -- projects --------------------------------------------------------------------------
+
+    def create_project(self, name: str, topic: str | None = None, language: str = "en",
+                       question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None,
+                       max_concurrency: int = 5) -> Project:
+        """Create a project; models default from the environment and their keys must be set."""
+        name = name.strip()
+        if not name:
+            raise InvalidInput("name must not be empty: give the project a short name, e.g. 'Sports'.")
+        if language not in LANGUAGES:
+            raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}.")
+        question_model = question_model or default_model_spec(self.environ)
+        if answer_model is None:
+            answer_model = (default_model_spec(self.environ, teacher=True)
+                            if self.environ.get("TREEDISTILL_MODEL") else question_model)
+        for spec in (question_model, answer_model):
+            self.caller.provider(spec)  # raises MissingAPIKey before anything is written
+        return self.store.insert_project(name, (topic or "").strip() or name, language, question_model,
+                                         answer_model, max_concurrency)
+
+    def list_projects(self) -> list[ProjectSummary]:
+        return self.store.list_projects()
+
+    def get_project(self, project_id: int) -> Project:
+        return self.store.get_project(project_id)
+
+    # -- manual steps ------------------------------------------------------------------------
+
+    async def generate_tags(self, project_id: int, parent_tag_id: int | None, count: int,
+                            heartbeat: Heartbeat | None = None) -> tuple[Tag | None, list[Tag]]:
+        """Ask the question model for `count` new children of a tag (None = the topic root)."""
+        project = self.store.get_project(project_id)
+        parent = self.store.get_tag(project_id, parent_tag_id) if parent_tag_id is not None else None
+        self.caller.provider(project.question_model)
+        target = len(self.store.children(project_id, parent_tag_id)) + count
+        item = await self._run_manual(project_id, "tags", target, heartbeat, tag_id=parent_tag_id)
+        return parent, [self.store.get_tag(project_id, tag_id) for tag_id in item.result["tag_ids"]]
+
+    async def extract_questions(self, project_id: int, tag_id: int, count: int,
+                                heartbeat: Heartbeat | None = None) -> tuple[Tag, list[Question]]:
+        """Ask the question model for `count` new questions about a tag, with its full path in the prompt."""
+        project = self.store.get_project(project_id)
+        tag = self.store.get_tag(project_id, tag_id)
+        self.caller.provider(project.question_model)
+        target = self.store.count_questions(tag_id) + count
+        item = await self._run_manual(project_id, "questions", target, heartbeat, tag_id=tag_id)
+        return tag, [self.store.get_question(project_id, qid) for qid in item.result["question_ids"]]
+
+    async def answer_question(self, project_id: int, question_id: int, regenerate: bool = False,
+                              heartbeat: Heartbeat | None = None) -> tuple[Answer, bool]:
+        """The teacher's answer and reasoning; returns (answer, newly_generated). Idempotent unless regenerate."""
+        project = self.store.get_project(project_id)
+        self.store.get_question(project_id, question_id)
+        existing = self.store.get_answer(project_id, question_id)
+        if existing is not None and not regenerate:
+            return existing, False
+        self.caller.provider(project.answer_model)
+        await self._run_manual(project_id, "answer", 0, heartbeat, question_id=question_id, regenerate=regenerate)
+        return self.store.get_answer(project_id, question_id), True
+
+    async def _run_manual(self, project_id: int, kind: str, target: int, heartbeat: Heartbeat | None, *,
+                          tag_id: int | None = None, question_id: int | None = None,
+                          regenerate: bool = False) -> WorkItem:
+        """Queue (or join) a manual work item and wait for it; the call itself never depends on this wait."""
+        reusable = None if regenerate else self.queue.find_reusable_manual(project_id, kind, tag_id, question_id)
+        if reusable is not None:
+            item_id = reusable.id
+        else:
+            with self.store.transaction():
+                item_id = self.queue.add_item(project_id, kind, tag_id=tag_id, question_id=question_id,
+                                              target=target, regenerate=regenerate)
+            self.scheduler.notify(project_id)
+        item = await self._wait_with_heartbeat(item_id, heartbeat)
+        if item.status != "done":
+            raise ProviderError(f"The model call failed and nothing was stored: {item.error}. "
+                                "Check the endpoint (treedistill doctor) and call the tool again.")
+        self.queue.mark_delivered(item_id)
+        return item
+
+    async def _wait_with_heartbeat(self, item_id: int, heartbeat: Heartbeat | None) -> WorkItem:
+        waiting = asyncio.ensure_future(self.scheduler.wait(item_id))
+        elapsed = 0.0
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=self.heartbeat_seconds)
+                if done:
+                    return waiting.result()
+                elapsed += self.heartbeat_seconds
+                if heartbeat is not None:
+                    await heartbeat(elapsed)
+        finally:
+            waiting.cancel()
+
+    # -- browsing --------------------------------------------------------------------------
+
+    def get_tree(self, project_id: int) -> tuple[Project, list[Tag], dict[int, int]]:
+        """The project, all its tags (parents first) and each tag's question count."""
+        project = self.store.get_project(project_id)
+        return project, self.store.all_tags(project_id), self.store.question_counts(project_id)
+
+    def list_questions(self, project_id: int, tag_id: int | None = None, answered: bool | None = None,
+                       limit: int = 50, offset: int = 0) -> tuple[int, list[Question]]:
+        self.store.get_project(project_id)
+        if tag_id is not None:
+            self.store.get_tag(project_id, tag_id)
+        return self.store.list_questions(project_id, tag_id, answered, limit, offset)
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def auto_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10, questions_per_tag: int = 10,
+                     answer: bool = True, confirm_large: bool = False) -> tuple[dict[str, Any], bool]:
+        """Start a background job that tops the project up to the requested shape.
+
+        Returns (job row, created): a job already running on the project is returned instead of a second one.
+        """
+        project = self.store.get_project(project_id)
+        for running in self.queue.jobs_with_status("running", "queued"):
+            if running["project_id"] == project_id:
+                return self.queue.get_job(running["id"]), False
+        self.caller.provider(project.question_model)
+        if answer:
+            self.caller.provider(project.answer_model)
+        plan = plan_top_up(self.queue, project_id, levels, tags_per_level, questions_per_tag, answer)
+        if plan.calls > LARGE_PLAN_CALLS and not confirm_large:
+            raise ConfirmationRequired(
+                f"This plan makes about {plan.calls} model calls ({plan.tags} tags, {plan.questions} questions, "
+                f"{plan.answers} answers). Call again with confirm_large=true to start it, or ask for less."
+            )
+        params = {"levels": levels, "tags_per_level": tags_per_level, "questions_per_tag": questions_per_tag,
+                  "answer": answer}
+        with self.store.transaction():
+            job_id = self.queue.create_job(project_id, params)
+            self.queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
+                                      planned_answers=plan.answers, planned_calls=plan.calls)
+            for item in plan.items:
+                self.queue.add_item(project_id, item["kind"], job_id=job_id, tag_id=item.get("tag_id"),
+                                    question_id=item.get("question_id"), target=item.get("target", 0))
+        self.queue.set_job_status(job_id, "running")
+        self.scheduler.close_job_if_idle(job_id)
+        self.scheduler.notify(project_id)
+        return self.queue.get_job(job_id), True
+
+    def get_progress(self, job_id: int) -> JobProgress:
+        job = self.queue.get_job(job_id)
+        return job_progress(job, self.queue.job_open_items(job_id), self.scheduler.in_flight(job_id),
+                            self.queue.recent_errors(job_id))
+
+    async def wait_for_job_change(self, job_id: int, timeout: float) -> None:
+        await self.scheduler.wait_for_job_change(job_id, timeout)
+
+    def list_jobs(self, project_id: int | None = None) -> list[JobProgress]:
+        if project_id is not None:
+            self.store.get_project(project_id)
+        return [self.get_progress(job["id"]) for job in self.queue.list_jobs(project_id)]
+
+    def cancel_job(self, job_id: int) -> JobProgress:
+        """Stop scheduling the job's calls; calls in flight finish and their results are kept."""
+        job = self.queue.get_job(job_id)
+        if job["status"] in ("queued", "running", "failed"):
+            self.queue.set_job_status(job_id, "cancelled")
+            self.queue.cancel_pending(job_id)
+        return self.get_progress(job_id)
+
+    def resume_job(self, job_id: int) -> JobProgress:
+        """Run a cancelled or failed job again, failed items included; completed work is never redone."""
+        job = self.queue.get_job(job_id)
+        if job["status"] in ("queued", "running"):
+            return self.get_progress(job_id)
+        project = self.store.get_project(job["project_id"])
+        self.caller.provider(project.question_model)
+        self.queue.resume_cancelled(job_id)
+        self.queue.retry_failed(job_id)
+        self.scheduler.close_job_if_idle(job_id)
+        self.scheduler.notify(job["project_id"])
+        return self.get_progress(job_id)
+
+    def retry_failed(self, job_id: int) -> JobProgress:
+        """Queue the job's failed items again (same as resume_job for a job that was not cancelled)."""
+        job = self.queue.get_job(job_id)
+        if job["status"] == "cancelled":
+            raise InvalidInput(f"Job {job_id} was cancelled; call resume_job to run it again.")
+        return self.resume_job(job_id) if job["status"] != "running" else self._retry_running(job_id)
+
+    def _retry_running(self, job_id: int) -> JobProgress:
+        self.queue.retry_failed(job_id)
+        self.scheduler.notify(self.queue.get_job(job_id)["project_id"])
+        return self.get_progress(job_id)

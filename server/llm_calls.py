@@ -1,0 +1,73 @@
+"""Paid LLM calls: provider clients, the per-endpoint rate gate, the response cache and token accounting."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from server.errors import RateLimited
+from server.models import ModelSpec
+from server.providers import build_provider, resolve_base_url
+from server.providers.base import ChatRequest, ChatResult, Provider
+from server.queue_store import WorkItem, WorkQueue
+from server.rate_gate import RateGate
+
+DEFAULT_429_PAUSE = 2.0
+
+
+class LLMCaller:
+    """Makes each call once: a response is cached (with its usage counted) the moment it arrives."""
+
+    def __init__(self, queue: WorkQueue, environ: Mapping[str, str], requests_per_minute: float | None = None):
+        self.queue = queue
+        self.environ = environ
+        self.requests_per_minute = requests_per_minute
+        self._providers: dict[str, Provider] = {}
+        self._gates: dict[tuple[str, str], RateGate] = {}
+        self.calls_made = 0
+
+    def provider(self, spec: ModelSpec) -> Provider:
+        """The (shared) client for a model spec; raises MissingAPIKey when its key is not set."""
+        key = spec.model_dump_json()
+        if key not in self._providers:
+            self._providers[key] = build_provider(spec, self.environ)
+        return self._providers[key]
+
+    def gate(self, spec: ModelSpec) -> RateGate:
+        """One gate per endpoint, shared by every project, job and manual call that uses it."""
+        endpoint = (spec.provider, resolve_base_url(spec, self.environ))
+        if endpoint not in self._gates:
+            self._gates[endpoint] = RateGate(self.requests_per_minute)
+        return self._gates[endpoint]
+
+    async def call(self, item: WorkItem, spec: ModelSpec, request: ChatRequest) -> ChatResult:
+        """Return the model's reply for `request` made on behalf of `item`, paying at most once for it."""
+        key = hashlib.sha256(
+            f"{item.id}\n{spec.model_dump_json()}\n{request.model_dump_json()}".encode()
+        ).hexdigest()
+        cached = self.queue.cached_response(key)
+        if cached is not None:
+            return ChatResult.model_validate(cached)
+        provider = self.provider(spec)
+        gate = self.gate(spec)
+        await gate.wait()
+        try:
+            result = await provider.complete(request)
+        except RateLimited as exc:
+            gate.pause(exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE)
+            raise
+        self.calls_made += 1
+        cost = spec.cost(result.input_tokens, result.output_tokens)
+        store = self.queue.store
+        with store.transaction():
+            self.queue.cache_response(key, item.id, result.model_dump())
+            store.add_project_usage(item.project_id, result.input_tokens, result.output_tokens, cost)
+            if item.job_id is not None:
+                self.queue.add_job_counts(item.job_id, input_tokens=result.input_tokens,
+                                          output_tokens=result.output_tokens, cost=cost)
+        return result
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()

@@ -1,0 +1,142 @@
+"""Numbered schema steps, applied in order and recorded in PRAGMA user_version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+MIGRATIONS: list[Callable[[], str]] = []
+
+
+def migration(fn: Callable[[], str]) -> Callable[[], str]:
+    """Register a schema step (a function returning its SQL); its position is its version number."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_core() -> str:
+    return """
+        CREATE TABLE projects (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            language TEXT NOT NULL,
+            question_model TEXT NOT NULL,
+            answer_model TEXT NOT NULL,
+            max_concurrency INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL
+        );
+        CREATE UNIQUE INDEX projects_name ON projects(name COLLATE NOCASE);
+
+        CREATE TABLE tags (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            parent_id INTEGER REFERENCES tags(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            norm TEXT NOT NULL,
+            depth INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX tags_sibling_norm ON tags(project_id, COALESCE(parent_id, 0), norm);
+        CREATE INDEX tags_parent ON tags(parent_id);
+
+        CREATE TABLE questions (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            tag_id INTEGER NOT NULL REFERENCES tags(id) ON DELETE CASCADE,
+            text TEXT NOT NULL,
+            norm TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX questions_project_norm ON questions(project_id, norm);
+        CREATE INDEX questions_tag ON questions(tag_id);
+
+        CREATE TABLE answers (
+            question_id INTEGER PRIMARY KEY REFERENCES questions(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            answer TEXT NOT NULL,
+            reasoning TEXT NOT NULL,
+            reasoning_source TEXT NOT NULL,
+            model TEXT NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX answers_project ON answers(project_id);
+
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            status TEXT NOT NULL,
+            params TEXT NOT NULL,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            planned_tags INTEGER NOT NULL DEFAULT 0,
+            planned_questions INTEGER NOT NULL DEFAULT 0,
+            planned_answers INTEGER NOT NULL DEFAULT 0,
+            planned_calls INTEGER NOT NULL DEFAULT 0,
+            tags_done INTEGER NOT NULL DEFAULT 0,
+            questions_done INTEGER NOT NULL DEFAULT 0,
+            answers_done INTEGER NOT NULL DEFAULT 0,
+            tags_failed INTEGER NOT NULL DEFAULT 0,
+            questions_failed INTEGER NOT NULL DEFAULT 0,
+            answers_failed INTEGER NOT NULL DEFAULT 0,
+            calls_done INTEGER NOT NULL DEFAULT 0,
+            calls_failed INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL
+        );
+        CREATE INDEX jobs_project ON jobs(project_id);
+
+        -- One unit of paid work: expand a tag, extract questions for a tag, answer a question.
+        -- `target` is the number of children/questions the tag must end up with, so a
+        -- re-run after a crash asks only for what is still missing.
+        CREATE TABLE work_items (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            job_id INTEGER REFERENCES jobs(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            tag_id INTEGER REFERENCES tags(id) ON DELETE CASCADE,
+            question_id INTEGER REFERENCES questions(id) ON DELETE CASCADE,
+            target INTEGER NOT NULL DEFAULT 0,
+            regenerate INTEGER NOT NULL DEFAULT 0,
+            priority INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            result TEXT,
+            delivered INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX work_items_queue ON work_items(project_id, status, priority, id);
+        CREATE INDEX work_items_job ON work_items(job_id, status);
+        CREATE INDEX work_items_tag ON work_items(tag_id);
+        CREATE INDEX work_items_question ON work_items(question_id);
+
+        -- Raw responses, written the moment a paid call returns and dropped when its item is done,
+        -- so a crash between the response and the processing never pays for the call twice.
+        CREATE TABLE llm_cache (
+            key TEXT PRIMARY KEY,
+            work_item_id INTEGER NOT NULL REFERENCES work_items(id) ON DELETE CASCADE,
+            response TEXT NOT NULL
+        );
+        CREATE INDEX llm_cache_item ON llm_cache(work_item_id);
+    """
+
+
+def migrate(db: Database) -> int:
+    """Apply every step newer than the database's version; return the resulting version."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        # One script per step, version bump included, so a crash leaves either all of it or none.
+        db.conn.executescript(f"BEGIN;\n{step()}\nPRAGMA user_version = {number};\nCOMMIT;")
+    return len(MIGRATIONS)

@@ -1,0 +1,120 @@
+"""Pydantic models shared by the engine, the store and the MCP tools."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Language = Literal["en", "zh"]
+JobStatus = Literal["queued", "running", "completed", "completed_with_failures", "cancelled", "failed"]
+WorkKind = Literal["tags", "questions", "answer"]
+
+
+class ModelSpec(BaseModel):
+    """Which model to call and how. Keys are named by environment variable, never stored."""
+
+    provider: Literal["openai", "anthropic"] = Field(
+        "openai", description="'openai' = any OpenAI-compatible endpoint (OpenAI, DeepSeek, vLLM, Ollama, ...)"
+    )
+    model: str = Field(..., min_length=1, description="Model name as the endpoint knows it")
+    base_url: str | None = Field(None, description="Endpoint URL; default from OPENAI_BASE_URL / ANTHROPIC_BASE_URL")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the key (default OPENAI_API_KEY / ANTHROPIC_API_KEY)"
+    )
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    json_mode: Literal["json_object", "none"] = Field(
+        "json_object", description="OpenAI only: ask for response_format json_object on tag/question calls"
+    )
+    thinking_budget: int | None = Field(None, ge=1024, description="Anthropic only: extended-thinking budget tokens")
+    timeout: float = Field(600.0, gt=0, le=7200, description="Seconds to wait for one call")
+    extra_body: dict[str, Any] | None = Field(None, description="OpenAI only: extra JSON fields sent with each call")
+    input_price_per_mtok: float | None = Field(None, ge=0, description="Price per million input tokens, for cost")
+    output_price_per_mtok: float | None = Field(None, ge=0, description="Price per million output tokens, for cost")
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float | None:
+        """Cost of the given usage, or None when no prices are set."""
+        if self.input_price_per_mtok is None and self.output_price_per_mtok is None:
+            return None
+        return (
+            input_tokens * (self.input_price_per_mtok or 0) + output_tokens * (self.output_price_per_mtok or 0)
+        ) / 1_000_000
+
+
+class Project(BaseModel):
+    id: int
+    name: str
+    topic: str
+    language: Language
+    question_model: ModelSpec
+    answer_model: ModelSpec
+    max_concurrency: int
+    created_at: str
+
+
+class ProjectSummary(Project):
+    tags: int
+    questions: int
+    answers: int
+    input_tokens: int
+    output_tokens: int
+
+
+class Tag(BaseModel):
+    id: int
+    name: str
+    parent_id: int | None
+    depth: int = Field(..., description="1 for a top-level tag")
+    path: str = Field(..., description="Full tag path, e.g. 'Sports > Football > Tactics'")
+
+
+class Question(BaseModel):
+    id: int
+    tag_id: int
+    tag_path: str
+    text: str
+    answered: bool = False
+
+
+class Answer(BaseModel):
+    question_id: int
+    question: str
+    tag_path: str
+    answer: str
+    reasoning: str
+    reasoning_source: str = Field(
+        ..., description="reasoning_content | reasoning | think_tags | thinking_blocks | prompted"
+    )
+    model: str
+    input_tokens: int
+    output_tokens: int
+    created_at: str
+
+
+class KindProgress(BaseModel):
+    done: int = 0
+    total: int = 0
+    failed: int = 0
+    in_flight: int = 0
+
+
+class JobProgress(BaseModel):
+    job_id: int
+    project_id: int
+    status: JobStatus
+    stage: str = Field(..., description="What the job is mostly doing now")
+    tags: KindProgress
+    questions: KindProgress
+    answers: KindProgress
+    calls_done: int
+    calls_failed: int
+    calls_pending: int
+    input_tokens: int
+    output_tokens: int
+    cost: float | None = None
+    elapsed_seconds: float
+    eta_seconds: float | None
+    calls_per_minute: float
+    recent_errors: list[str]
+    params: dict[str, Any]

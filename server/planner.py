@@ -1,0 +1,69 @@
+"""Planning an auto_distill job: queue what the project is missing and count what the job will make."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server.queue_store import WorkQueue
+
+
+@dataclass
+class Plan:
+    tags: int = 0
+    questions: int = 0
+    answers: int = 0
+    calls: int = 0
+    items: list[dict] = field(default_factory=list)
+
+
+def _new_subtree(plan: Plan, depth: int, missing: int, levels: int, per_level: int, per_tag: int,
+                 answer: bool) -> None:
+    """Count the tags, questions, answers and calls that `missing` new children at `depth` bring."""
+    width = missing
+    for level in range(depth, levels + 1):
+        plan.tags += width
+        plan.calls += width  # each new tag is expanded (inner) or asked for questions (leaf)
+        if level == levels:
+            plan.questions += width * per_tag
+            plan.answers += width * per_tag if answer else 0
+            plan.calls += width * per_tag if answer else 0
+        width *= per_level
+
+
+def plan_top_up(queue: WorkQueue, project_id: int, levels: int, tags_per_level: int, questions_per_tag: int,
+                answer: bool) -> Plan:
+    """Work items (not yet inserted) that bring the project up to the requested shape, with totals."""
+    db = queue.db
+    plan = Plan()
+    children = dict(db.execute(
+        "SELECT COALESCE(parent_id, 0), COUNT(*) FROM tags WHERE project_id = ? GROUP BY parent_id", (project_id,)
+    ).fetchall())
+    question_counts = dict(db.execute(
+        "SELECT tag_id, COUNT(*) FROM questions WHERE project_id = ? GROUP BY tag_id", (project_id,)
+    ).fetchall())
+    nodes = [(None, 0)] + db.execute(
+        "SELECT id, depth FROM tags WHERE project_id = ? AND depth <= ? ORDER BY depth, id", (project_id, levels)
+    ).fetchall()
+    for tag_id, depth in nodes:
+        if depth < levels:
+            missing = tags_per_level - children.get(tag_id or 0, 0)
+            if missing > 0:
+                plan.items.append({"kind": "tags", "tag_id": tag_id, "target": tags_per_level})
+                plan.calls += 1
+                _new_subtree(plan, depth + 1, missing, levels, tags_per_level, questions_per_tag, answer)
+        else:
+            missing = questions_per_tag - question_counts.get(tag_id, 0)
+            if missing > 0:
+                plan.items.append({"kind": "questions", "tag_id": tag_id, "target": questions_per_tag})
+                plan.calls += 1 + (missing if answer else 0)
+                plan.questions += missing
+                plan.answers += missing if answer else 0
+    if answer:
+        unanswered = db.execute(
+            "SELECT q.id FROM questions q LEFT JOIN answers a ON a.question_id = q.id"
+            " WHERE q.project_id = ? AND a.question_id IS NULL ORDER BY q.id", (project_id,)
+        ).fetchall()
+        plan.items += [{"kind": "answer", "question_id": row[0]} for row in unanswered]
+        plan.answers += len(unanswered)
+        plan.calls += len(unanswered)
+    return plan

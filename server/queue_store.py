@@ -1,0 +1,222 @@
+"""SQLite storage for the work queue: work items, jobs and the raw-response cache."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+from pydantic import BaseModel
+
+from server.errors import NotFound
+from server.store import Store, now_iso
+
+# Manual calls jump the queue; within a job, expanding the tree comes first so the window stays full.
+PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3}
+KIND_COLUMN = {"tags": "tags", "questions": "questions", "answer": "answers"}
+
+
+class WorkItem(BaseModel):
+    id: int
+    project_id: int
+    job_id: int | None
+    kind: str
+    tag_id: int | None
+    question_id: int | None
+    target: int
+    regenerate: bool
+    status: str
+    attempts: int
+    error: str | None
+    result: Any = None
+    delivered: bool
+
+
+class WorkQueue:
+    """Work items, jobs and cached responses; shares the Store's connection and transactions."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.db = store.db
+
+    # -- work items ------------------------------------------------------------------------
+
+    @staticmethod
+    def _item(row: dict[str, Any]) -> WorkItem:
+        row = dict(row)
+        row["result"] = json.loads(row["result"]) if row["result"] else None
+        return WorkItem(**row)
+
+    def add_item(self, project_id: int, kind: str, *, job_id: int | None = None, tag_id: int | None = None,
+                 question_id: int | None = None, target: int = 0, regenerate: bool = False) -> int:
+        """Queue one item; call inside a transaction when it must land with other writes."""
+        priority = PRIORITY["manual" if job_id is None else kind]
+        cursor = self.db.execute(
+            "INSERT INTO work_items (project_id, job_id, kind, tag_id, question_id, target, regenerate, priority,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (project_id, job_id, kind, tag_id, question_id, target, int(regenerate), priority, time.time()),
+        )
+        return cursor.lastrowid
+
+    def get_item(self, item_id: int) -> WorkItem:
+        row = self.store._one("SELECT * FROM work_items WHERE id = ?", (item_id,))
+        if row is None:
+            raise NotFound(f"No work item {item_id}")
+        return self._item(row)
+
+    def claim_next(self, project_id: int) -> WorkItem | None:
+        """Mark the most urgent runnable item of the project as running and return it."""
+        row = self.store._one(
+            "SELECT w.* FROM work_items w LEFT JOIN jobs j ON j.id = w.job_id"
+            " WHERE w.project_id = ? AND w.status = 'pending' AND (w.job_id IS NULL OR j.status = 'running')"
+            " ORDER BY w.priority, w.id LIMIT 1",
+            (project_id,),
+        )
+        if row is None:
+            return None
+        with self.store.transaction():
+            self.db.execute("UPDATE work_items SET status = 'running', updated_at = ? WHERE id = ?",
+                            (time.time(), row["id"]))
+        row["status"] = "running"
+        return self._item(row)
+
+    def find_reusable_manual(self, project_id: int, kind: str, tag_id: int | None,
+                             question_id: int | None) -> WorkItem | None:
+        """A manual item for the same target that is still running, or finished but never delivered."""
+        row = self.store._one(
+            "SELECT * FROM work_items WHERE project_id = ? AND job_id IS NULL AND kind = ? AND tag_id IS ?"
+            " AND question_id IS ? AND (status IN ('pending', 'running') OR (status = 'done' AND delivered = 0))"
+            " ORDER BY id DESC LIMIT 1",
+            (project_id, kind, tag_id, question_id),
+        )
+        return None if row is None else self._item(row)
+
+    def finish_item(self, item_id: int, status: str, *, error: str | None = None, result: Any = None) -> None:
+        """Record an item's outcome; call in the transaction that stores its results."""
+        self.db.execute(
+            "UPDATE work_items SET status = ?, error = ?, result = ?, updated_at = ? WHERE id = ?",
+            (status, error, json.dumps(result) if result is not None else None, time.time(), item_id),
+        )
+        self.db.execute("DELETE FROM llm_cache WHERE work_item_id = ?", (item_id,))
+
+    def count_attempt(self, item_id: int, error: str) -> None:
+        with self.store.transaction():
+            self.db.execute("UPDATE work_items SET attempts = attempts + 1, error = ?, updated_at = ? WHERE id = ?",
+                            (error, time.time(), item_id))
+
+    def mark_delivered(self, item_id: int) -> None:
+        with self.store.transaction():
+            self.db.execute("UPDATE work_items SET delivered = 1 WHERE id = ?", (item_id,))
+
+    def requeue_interrupted(self) -> int:
+        """Items left running by a previous process go back to pending; returns how many."""
+        with self.store.transaction():
+            return self.db.execute("UPDATE work_items SET status = 'pending' WHERE status = 'running'").rowcount
+
+    def projects_with_pending_work(self) -> list[int]:
+        rows = self.db.execute("SELECT DISTINCT project_id FROM work_items WHERE status = 'pending'").fetchall()
+        return [row[0] for row in rows]
+
+    # -- raw-response cache ------------------------------------------------------------------
+
+    def cached_response(self, key: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT response FROM llm_cache WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def cache_response(self, key: str, item_id: int, response: dict[str, Any]) -> None:
+        """Keep a paid response until its item is finished. Call in a transaction."""
+        self.db.execute("INSERT OR REPLACE INTO llm_cache (key, work_item_id, response) VALUES (?, ?, ?)",
+                        (key, item_id, json.dumps(response)))
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def create_job(self, project_id: int, params: dict[str, Any]) -> int:
+        """Create a queued job. Call in the transaction that plans its first items."""
+        cursor = self.db.execute(
+            "INSERT INTO jobs (project_id, status, params, created_at) VALUES (?, 'queued', ?, ?)",
+            (project_id, json.dumps(params), now_iso()),
+        )
+        return cursor.lastrowid
+
+    def get_job(self, job_id: int) -> dict[str, Any]:
+        row = self.store._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if row is None:
+            raise NotFound(f"No job with id {job_id}; auto_distill returns the job_id, list_jobs lists them.")
+        row["params"] = json.loads(row["params"])
+        return row
+
+    def list_jobs(self, project_id: int | None = None) -> list[dict[str, Any]]:
+        where = "WHERE project_id = ?" if project_id is not None else ""
+        rows = self.store._all(f"SELECT * FROM jobs {where} ORDER BY id",
+                               (project_id,) if project_id is not None else ())
+        for row in rows:
+            row["params"] = json.loads(row["params"])
+        return rows
+
+    def jobs_with_status(self, *statuses: str) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(statuses))
+        return self.store._all(f"SELECT id, project_id, status FROM jobs WHERE status IN ({marks})", statuses)
+
+    def set_job_status(self, job_id: int, status: str, *, error: str | None = None) -> None:
+        """Move a job to `status`, stamping start and finish times."""
+        now = time.time()
+        finished = status not in ("queued", "running")
+        with self.store.transaction():
+            self.db.execute(
+                "UPDATE jobs SET status = ?, error = COALESCE(?, error),"
+                " started_at = COALESCE(started_at, ?), finished_at = ? WHERE id = ?",
+                (status, error, now, now if finished else None, job_id),
+            )
+
+    def add_job_counts(self, job_id: int, **increments: float | int | None) -> None:
+        """Add to a job's counters (e.g. tags_done=3, input_tokens=120). Call in a transaction."""
+        present = {k: v for k, v in increments.items() if v}
+        if not present:
+            return
+        sets = ", ".join(f"{column} = COALESCE({column}, 0) + :{column}" for column in present)
+        self.db.execute(f"UPDATE jobs SET {sets} WHERE id = :job_id", {**present, "job_id": job_id})
+
+    def job_open_items(self, job_id: int) -> Counter:
+        """Number of the job's queued or running items, per kind."""
+        rows = self.db.execute(
+            "SELECT kind, COUNT(*) FROM work_items WHERE job_id = ? AND status IN ('pending', 'running')"
+            " GROUP BY kind", (job_id,)).fetchall()
+        return Counter(dict(rows))
+
+    def job_has_open_items(self, job_id: int) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM work_items WHERE job_id = ? AND status IN ('pending', 'running') LIMIT 1", (job_id,)
+        ).fetchone() is not None
+
+    def recent_errors(self, job_id: int, limit: int = 5) -> list[str]:
+        rows = self.db.execute(
+            "SELECT kind, COALESCE(tag_id, question_id), error FROM work_items WHERE job_id = ? AND error IS NOT NULL"
+            " AND status IN ('failed', 'pending', 'running') ORDER BY updated_at DESC LIMIT ?",
+            (job_id, limit),
+        ).fetchall()
+        return [f"{kind} #{target}: {error}" for kind, target, error in rows]
+
+    def retry_failed(self, job_id: int) -> int:
+        """Put the job's failed items back in the queue and undo their failure counts; returns how many."""
+        with self.store.transaction():
+            moved = self.db.execute(
+                "UPDATE work_items SET status = 'pending', attempts = 0, updated_at = ? WHERE job_id = ?"
+                " AND status = 'failed'", (time.time(), job_id)).rowcount
+            self.db.execute(
+                "UPDATE jobs SET tags_failed = 0, questions_failed = 0, answers_failed = 0, calls_failed = 0,"
+                " finished_at = NULL, status = 'running', error = NULL WHERE id = ?", (job_id,))
+        return moved
+
+    def cancel_pending(self, job_id: int) -> int:
+        """Cancel the job's items that have not started; returns how many."""
+        with self.store.transaction():
+            return self.db.execute(
+                "UPDATE work_items SET status = 'cancelled', updated_at = ? WHERE job_id = ? AND status = 'pending'",
+                (time.time(), job_id)).rowcount
+
+    def resume_cancelled(self, job_id: int) -> int:
+        with self.store.transaction():
+            return self.db.execute(
+                "UPDATE work_items SET status = 'pending', updated_at = ? WHERE job_id = ? AND status = 'cancelled'",
+                (time.time(), job_id)).rowcount

@@ -1,0 +1,257 @@
+"""SQLite storage for projects, tags, questions and answers (through sqlite-utils)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from server.dedup import normalize
+from server.errors import InvalidInput, NotFound
+from server.migrations import migrate
+from server.models import Answer, ModelSpec, Project, ProjectSummary, Question, Tag
+
+PATH_SEPARATOR = " > "
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def open_database(path: str | Path) -> Database:
+    """Open (creating if needed) a database in WAL mode with foreign keys, and migrate it."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30)
+    db = Database(conn)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=30000")
+    db.execute("PRAGMA foreign_keys=ON")
+    migrate(db)
+    return db
+
+
+class Store:
+    """Projects, the tag tree, questions and answers. One instance per database, one writer."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Commit everything inside the block at once, or nothing."""
+        with self.db.conn:
+            yield
+
+    def _one(self, sql: str, params: tuple | dict = ()) -> dict[str, Any] | None:
+        cursor = self.db.execute(sql, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([c[0] for c in cursor.description], row))
+
+    def _all(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
+        cursor = self.db.execute(sql, params)
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    # -- projects ------------------------------------------------------------------------
+
+    def insert_project(
+        self, name: str, topic: str, language: str, question_model: ModelSpec, answer_model: ModelSpec,
+        max_concurrency: int,
+    ) -> Project:
+        existing = self._one("SELECT id FROM projects WHERE name = ? COLLATE NOCASE", (name,))
+        if existing:
+            raise InvalidInput(
+                f"A project named {name!r} already exists (project_id={existing['id']}); "
+                "use it, or choose another name."
+            )
+        with self.transaction():
+            cursor = self.db.execute(
+                "INSERT INTO projects (name, topic, language, question_model, answer_model, max_concurrency,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, topic, language, question_model.model_dump_json(exclude_none=True),
+                 answer_model.model_dump_json(exclude_none=True), max_concurrency, now_iso()),
+            )
+        return self.get_project(cursor.lastrowid)
+
+    @staticmethod
+    def _project(row: dict[str, Any]) -> Project:
+        return Project(
+            id=row["id"], name=row["name"], topic=row["topic"], language=row["language"],
+            question_model=ModelSpec.model_validate_json(row["question_model"]),
+            answer_model=ModelSpec.model_validate_json(row["answer_model"]),
+            max_concurrency=row["max_concurrency"], created_at=row["created_at"],
+        )
+
+    def get_project(self, project_id: int) -> Project:
+        row = self._one("SELECT * FROM projects WHERE id = ?", (project_id,))
+        if row is None:
+            raise NotFound(f"No project with id {project_id}; call list_projects to see the ids.")
+        return self._project(row)
+
+    def list_projects(self) -> list[ProjectSummary]:
+        rows = self._all(
+            """SELECT p.*,
+                 (SELECT COUNT(*) FROM tags t WHERE t.project_id = p.id) AS tag_count,
+                 (SELECT COUNT(*) FROM questions q WHERE q.project_id = p.id) AS question_count,
+                 (SELECT COUNT(*) FROM answers a WHERE a.project_id = p.id) AS answer_count
+               FROM projects p ORDER BY p.id"""
+        )
+        return [
+            ProjectSummary(
+                **self._project(row).model_dump(), tags=row["tag_count"], questions=row["question_count"],
+                answers=row["answer_count"], input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
+            )
+            for row in rows
+        ]
+
+    def add_project_usage(self, project_id: int, input_tokens: int, output_tokens: int, cost: float | None) -> None:
+        self.db.execute(
+            "UPDATE projects SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+            " cost = CASE WHEN ? IS NULL THEN cost ELSE COALESCE(cost, 0) + ? END WHERE id = ?",
+            (input_tokens, output_tokens, cost, cost, project_id),
+        )
+
+    # -- tags ----------------------------------------------------------------------------
+
+    def get_tag(self, project_id: int, tag_id: int) -> Tag:
+        row = self._one("SELECT * FROM tags WHERE id = ? AND project_id = ?", (tag_id, project_id))
+        if row is None:
+            raise NotFound(f"No tag with id {tag_id} in project {project_id}; call get_tree to see the tag ids.")
+        return Tag(**{k: row[k] for k in ("id", "name", "parent_id", "depth", "path")})
+
+    def children(self, project_id: int, parent_id: int | None) -> list[Tag]:
+        rows = self._all(
+            "SELECT id, name, parent_id, depth, path FROM tags WHERE project_id = ? AND parent_id IS ? ORDER BY id",
+            (project_id, parent_id),
+        )
+        return [Tag(**row) for row in rows]
+
+    def all_tags(self, project_id: int) -> list[Tag]:
+        rows = self._all(
+            "SELECT id, name, parent_id, depth, path FROM tags WHERE project_id = ? ORDER BY depth, id", (project_id,)
+        )
+        return [Tag(**row) for row in rows]
+
+    def insert_tags(self, project_id: int, parent: Tag | None, names: list[str]) -> list[Tag]:
+        """Insert children of `parent` (None = top level); caller has removed duplicates. Call in a transaction."""
+        depth = parent.depth + 1 if parent else 1
+        created = []
+        for name in names:
+            path = f"{parent.path}{PATH_SEPARATOR}{name}" if parent else name
+            cursor = self.db.execute(
+                "INSERT INTO tags (project_id, parent_id, name, norm, depth, path, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (project_id, parent.id if parent else None, name, normalize(name), depth, path, now_iso()),
+            )
+            created.append(Tag(id=cursor.lastrowid, name=name, parent_id=parent.id if parent else None,
+                               depth=depth, path=path))
+        return created
+
+    # -- questions -----------------------------------------------------------------------
+
+    def _question(self, row: dict[str, Any]) -> Question:
+        return Question(id=row["id"], tag_id=row["tag_id"], tag_path=row["path"], text=row["text"],
+                        answered=bool(row["answered"]))
+
+    _QUESTION_SELECT = (
+        "SELECT q.id, q.tag_id, q.text, t.path, (a.question_id IS NOT NULL) AS answered"
+        " FROM questions q JOIN tags t ON t.id = q.tag_id LEFT JOIN answers a ON a.question_id = q.id"
+    )
+
+    def get_question(self, project_id: int, question_id: int) -> Question:
+        row = self._one(f"{self._QUESTION_SELECT} WHERE q.id = ? AND q.project_id = ?", (question_id, project_id))
+        if row is None:
+            raise NotFound(
+                f"No question with id {question_id} in project {project_id}; call list_questions to see the ids."
+            )
+        return self._question(row)
+
+    def questions_of_tag(self, tag_id: int, limit: int | None = None) -> list[Question]:
+        sql = f"{self._QUESTION_SELECT} WHERE q.tag_id = ? ORDER BY q.id DESC"
+        rows = self._all(sql + (f" LIMIT {int(limit)}" if limit else ""), (tag_id,))
+        return [self._question(row) for row in reversed(rows)]
+
+    def count_questions(self, tag_id: int) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM questions WHERE tag_id = ?", (tag_id,)).fetchone()[0]
+
+    def question_counts(self, project_id: int) -> dict[int, int]:
+        """Number of questions per tag id."""
+        rows = self.db.execute("SELECT tag_id, COUNT(*) FROM questions WHERE project_id = ? GROUP BY tag_id",
+                               (project_id,)).fetchall()
+        return dict(rows)
+
+    def existing_question_norms(self, project_id: int, norms: list[str]) -> set[str]:
+        """Which of `norms` already belong to a question of the project."""
+        if not norms:
+            return set()
+        marks = ",".join("?" * len(norms))
+        rows = self.db.execute(
+            f"SELECT norm FROM questions WHERE project_id = ? AND norm IN ({marks})", (project_id, *norms)
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def insert_questions(self, project_id: int, tag: Tag, texts: list[str]) -> list[Question]:
+        """Insert questions for `tag`; caller has removed duplicates. Call in a transaction."""
+        created = []
+        for text in texts:
+            cursor = self.db.execute(
+                "INSERT INTO questions (project_id, tag_id, text, norm, created_at) VALUES (?, ?, ?, ?, ?)",
+                (project_id, tag.id, text, normalize(text), now_iso()),
+            )
+            created.append(Question(id=cursor.lastrowid, tag_id=tag.id, tag_path=tag.path, text=text))
+        return created
+
+    def list_questions(
+        self, project_id: int, tag_id: int | None, answered: bool | None, limit: int, offset: int
+    ) -> tuple[int, list[Question]]:
+        """A page of questions (optionally of one tag's subtree) and the total matching count."""
+        where, params = ["q.project_id = ?"], [project_id]
+        if tag_id is not None:
+            where.append(
+                "q.tag_id IN (WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL"
+                " SELECT t.id FROM tags t JOIN sub ON t.parent_id = sub.id) SELECT id FROM sub)"
+            )
+            params.append(tag_id)
+        if answered is not None:
+            where.append("a.question_id IS NOT NULL" if answered else "a.question_id IS NULL")
+        clause = " AND ".join(where)
+        total = self.db.execute(
+            "SELECT COUNT(*) FROM questions q LEFT JOIN answers a ON a.question_id = q.id WHERE " + clause, params
+        ).fetchone()[0]
+        rows = self._all(f"{self._QUESTION_SELECT} WHERE {clause} ORDER BY q.id LIMIT ? OFFSET ?",
+                         (*params, limit, offset))
+        return total, [self._question(row) for row in rows]
+
+    # -- answers -------------------------------------------------------------------------
+
+    def save_answer(self, project_id: int, question_id: int, answer: str, reasoning: str, reasoning_source: str,
+                    model: str, input_tokens: int, output_tokens: int) -> None:
+        """Store (or replace) the answer of a question. Call in a transaction."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO answers (question_id, project_id, answer, reasoning, reasoning_source, model,"
+            " input_tokens, output_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (question_id, project_id, answer, reasoning, reasoning_source, model, input_tokens, output_tokens,
+             now_iso()),
+        )
+
+    def get_answer(self, project_id: int, question_id: int) -> Answer | None:
+        row = self._one(
+            "SELECT a.*, q.text AS question, t.path AS tag_path FROM answers a JOIN questions q ON q.id ="
+            " a.question_id JOIN tags t ON t.id = q.tag_id WHERE a.question_id = ? AND a.project_id = ?",
+            (question_id, project_id),
+        )
+        return None if row is None else Answer(**{k: row[k] for k in Answer.model_fields})
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

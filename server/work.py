@@ -1,0 +1,160 @@
+"""What each kind of work item does: expand a tag, extract questions, answer a question.
+
+Every executor is idempotent: it first looks at what is already stored and asks the model only
+for what is missing, and it commits each reply's results the moment they are parsed. Inside a
+job, new tags and questions queue their own follow-up items in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from server import prompts
+from server.dedup import normalize, unique_new
+from server.errors import OutputFormatError
+from server.llm_calls import LLMCaller
+from server.models import Project, Tag
+from server.providers.base import ChatMessage, ChatRequest
+from server.queue_store import WorkItem, WorkQueue
+from server.store import PATH_SEPARATOR, Store
+from server.structured import QuestionList, TagList, parse_list
+
+FORMAT_ROUNDS = 3  # replies per call that may be re-asked with the parse error shown
+TOPUP_ROUNDS = 4  # calls per item to fill the count when the model repeats existing items
+AVOID_LIST_LIMIT = 60  # existing questions shown as "do not repeat"
+RAW_ECHO_LIMIT = 2000
+
+
+@dataclass
+class WorkContext:
+    store: Store
+    queue: WorkQueue
+    caller: LLMCaller
+
+
+def prompt_path(project: Project, tag: Tag | None) -> str:
+    """The path shown to the model: the project's topic, then the tag's own path."""
+    return project.topic if tag is None else f"{project.topic}{PATH_SEPARATOR}{tag.path}"
+
+
+async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
+    """Run one work item to completion; returns a small JSON-able result."""
+    project = ctx.store.get_project(item.project_id)
+    if item.kind == "tags":
+        return await _expand_tag(ctx, item, project)
+    if item.kind == "questions":
+        return await _extract_questions(ctx, item, project)
+    return await _answer(ctx, item, project)
+
+
+async def _ask_list(ctx: WorkContext, item: WorkItem, project: Project, prompt: str,
+                    schema: type[TagList] | type[QuestionList]) -> list[str]:
+    messages = [ChatMessage(role="user", content=prompt)]
+    for round_number in range(1, FORMAT_ROUNDS + 1):
+        reply = await ctx.caller.call(item, project.question_model, ChatRequest(messages=messages, json_output=True))
+        try:
+            return parse_list(reply.content, schema)
+        except OutputFormatError as exc:
+            if round_number == FORMAT_ROUNDS:
+                raise
+            messages = [*messages, ChatMessage(role="assistant", content=reply.content[:RAW_ECHO_LIMIT] or "(empty)"),
+                        ChatMessage(role="user", content=prompts.format_feedback(project.language, str(exc)))]
+    raise AssertionError("unreachable")
+
+
+def _job_params(ctx: WorkContext, item: WorkItem) -> dict[str, Any] | None:
+    return None if item.job_id is None else ctx.queue.get_job(item.job_id)["params"]
+
+
+async def _expand_tag(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
+    parent = ctx.store.get_tag(project.id, item.tag_id) if item.tag_id is not None else None
+    params = _job_params(ctx, item)
+    created: list[int] = []
+    for _ in range(TOPUP_ROUNDS):
+        siblings = ctx.store.children(project.id, item.tag_id)
+        missing = item.target - len(siblings)
+        if missing <= 0:
+            return {"tag_ids": created}
+        prompt = prompts.tags_prompt(project.language, prompt_path(project, parent), missing,
+                                     [tag.name for tag in siblings])
+        names = await _ask_list(ctx, item, project, prompt, TagList)
+        fresh = unique_new(names, {normalize(tag.name) for tag in siblings}, missing)
+        with ctx.store.transaction():
+            tags = ctx.store.insert_tags(project.id, parent, fresh)
+            if params is not None:
+                _queue_below_tags(ctx, item, tags, params)
+                ctx.queue.add_job_counts(item.job_id, tags_done=len(tags))
+        created += [tag.id for tag in tags]
+    missing = item.target - len(ctx.store.children(project.id, item.tag_id))
+    if missing > 0:
+        raise OutputFormatError(f"the model kept repeating existing tags; {missing} still missing", raw="")
+    return {"tag_ids": created}
+
+
+def _queue_below_tags(ctx: WorkContext, item: WorkItem, tags: list[Tag], params: dict[str, Any]) -> None:
+    for tag in tags:
+        if tag.depth < params["levels"]:
+            ctx.queue.add_item(item.project_id, "tags", job_id=item.job_id, tag_id=tag.id,
+                               target=params["tags_per_level"])
+        else:
+            ctx.queue.add_item(item.project_id, "questions", job_id=item.job_id, tag_id=tag.id,
+                               target=params["questions_per_tag"])
+
+
+async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
+    tag = ctx.store.get_tag(project.id, item.tag_id)
+    params = _job_params(ctx, item)
+    created: list[int] = []
+    for _ in range(TOPUP_ROUNDS):
+        missing = item.target - ctx.store.count_questions(tag.id)
+        if missing <= 0:
+            return {"question_ids": created}
+        shown = [q.text for q in ctx.store.questions_of_tag(tag.id, limit=AVOID_LIST_LIMIT)]
+        prompt = prompts.questions_prompt(project.language, prompt_path(project, tag), missing, shown)
+        texts = await _ask_list(ctx, item, project, prompt, QuestionList)
+        taken = ctx.store.existing_question_norms(project.id, [normalize(text) for text in texts])
+        fresh = unique_new(texts, taken, missing)
+        with ctx.store.transaction():
+            questions = ctx.store.insert_questions(project.id, tag, fresh)
+            if params is not None:
+                if params["answer"]:
+                    for question in questions:
+                        ctx.queue.add_item(project.id, "answer", job_id=item.job_id, question_id=question.id)
+                ctx.queue.add_job_counts(item.job_id, questions_done=len(questions))
+        created += [question.id for question in questions]
+    missing = item.target - ctx.store.count_questions(tag.id)
+    if missing > 0:
+        raise OutputFormatError(f"the model kept repeating existing questions; {missing} still missing", raw="")
+    return {"question_ids": created}
+
+
+async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
+    question = ctx.store.get_question(project.id, item.question_id)
+    if question.answered and not item.regenerate:
+        if item.job_id is not None:  # answered by hand since the job was planned
+            with ctx.store.transaction():
+                ctx.queue.add_job_counts(item.job_id, answers_done=1)
+        return {"question_id": question.id}
+    spec = project.answer_model
+    messages = [
+        ChatMessage(role="system", content=prompts.answer_system(project.language,
+                                                                  f"{project.topic}{PATH_SEPARATOR}{question.tag_path}")),
+        ChatMessage(role="user", content=question.text),
+    ]
+    for round_number in range(1, FORMAT_ROUNDS + 1):
+        reply = await ctx.caller.call(item, spec, ChatRequest(messages=messages))
+        if reply.content.strip() and (reply.reasoning or "").strip():
+            break
+        if round_number == FORMAT_ROUNDS:
+            problem = "an empty answer" if not reply.content.strip() else "no reasoning section"
+            raise OutputFormatError(f"the teacher gave {problem} {FORMAT_ROUNDS} times", raw=reply.content)
+        messages = [*messages, ChatMessage(role="assistant", content=reply.content[:RAW_ECHO_LIMIT] or "(empty)"),
+                    ChatMessage(role="user", content=prompts.reasoning_feedback(project.language))]
+    with ctx.store.transaction():
+        ctx.store.save_answer(project.id, question.id, reply.content.strip(), reply.reasoning.strip(),
+                              reply.reasoning_source or "think_tags", reply.model or spec.model,
+                              reply.input_tokens, reply.output_tokens)
+        if item.job_id is not None:
+            ctx.queue.add_job_counts(item.job_id, answers_done=1)
+    return {"question_id": question.id}

@@ -1,0 +1,1 @@
+"""MCP tools: one module per tool family, each registering its tools on the server."""

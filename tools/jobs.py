@@ -1,0 +1,103 @@
+"""Tools: auto_distill, get_progress, cancel_job, resume_job, retry_failed, list_jobs."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel, Field
+
+from server.models import JobProgress
+from tools.common import DESTRUCTIVE, GENERATES, READ_ONLY, engine_of, tool_errors
+
+TERMINAL = ("completed", "completed_with_failures", "cancelled", "failed")
+
+
+class JobStarted(BaseModel):
+    job_id: int
+    created: bool = Field(..., description="false when a job was already running on the project and is returned")
+    planned_tags: int
+    planned_questions: int
+    planned_answers: int
+    planned_calls: int
+    message: str
+
+
+class JobList(BaseModel):
+    jobs: list[JobProgress]
+
+
+@tool_errors
+async def auto_distill(
+    ctx: Context,
+    project_id: int,
+    levels: Annotated[int, Field(ge=1, le=5, description="Depth of the tag tree")] = 2,
+    tags_per_level: Annotated[int, Field(ge=1, le=100, description="Sub-tags per tag")] = 10,
+    questions_per_tag: Annotated[int, Field(ge=1, le=100, description="Questions per leaf tag")] = 10,
+    answer: Annotated[bool, Field(description="Also have the teacher answer every question")] = True,
+    confirm_large: Annotated[bool, Field(description="Required for plans above 20,000 model calls")] = False,
+) -> JobStarted:
+    """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
+    pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
+    Running it again tops up only what is missing. An interrupted job resumes when the server restarts."""
+    job, created = engine_of(ctx).auto_distill(project_id, levels, tags_per_level, questions_per_tag, answer,
+                                               confirm_large)
+    message = (f"Job {job['id']} started." if created else
+               f"Job {job['id']} is already running on this project; it is returned instead of a new one.")
+    return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],
+                      planned_questions=job["planned_questions"], planned_answers=job["planned_answers"],
+                      planned_calls=job["planned_calls"], message=message + " Poll get_progress(job_id).")
+
+
+@tool_errors
+async def get_progress(
+    ctx: Context,
+    job_id: int,
+    wait_seconds: Annotated[float, Field(ge=0, le=300, description=(
+        "Block up to this long (sending progress notifications) until the job ends; 0 returns at once"))] = 0,
+) -> JobProgress:
+    """Status, stage, done/total/failed/in-flight per kind, tokens, cost, elapsed, ETA and recent errors."""
+    engine = engine_of(ctx)
+    progress = engine.get_progress(job_id)
+    deadline = time.monotonic() + wait_seconds
+    while progress.status not in TERMINAL and (left := deadline - time.monotonic()) > 0:
+        done = progress.tags.done + progress.questions.done + progress.answers.done
+        total = progress.tags.total + progress.questions.total + progress.answers.total
+        await ctx.report_progress(done, total or None, f"{progress.stage}: {progress.calls_done} calls done")
+        await engine.wait_for_job_change(job_id, min(1.0, left))
+        progress = engine.get_progress(job_id)
+    return progress
+
+
+@tool_errors
+async def cancel_job(ctx: Context, job_id: int) -> JobProgress:
+    """Stop a job: no new calls start, calls in flight finish and everything completed is kept."""
+    return engine_of(ctx).cancel_job(job_id)
+
+
+@tool_errors
+async def resume_job(ctx: Context, job_id: int) -> JobProgress:
+    """Run a cancelled or failed job again; completed work is never redone or paid for twice."""
+    return engine_of(ctx).resume_job(job_id)
+
+
+@tool_errors
+async def retry_failed(ctx: Context, job_id: int) -> JobProgress:
+    """Queue a job's failed items again (after fixing the cause shown in get_progress.recent_errors)."""
+    return engine_of(ctx).retry_failed(job_id)
+
+
+@tool_errors
+async def list_jobs(ctx: Context, project_id: int | None = None) -> JobList:
+    """Jobs (of one project, or all) with their progress."""
+    return JobList(jobs=engine_of(ctx).list_jobs(project_id))
+
+
+def register(server: MCPServer) -> None:
+    server.add_tool(auto_distill, annotations=GENERATES)
+    server.add_tool(get_progress, annotations=READ_ONLY)
+    server.add_tool(cancel_job, annotations=DESTRUCTIVE.model_copy(update={"idempotent_hint": True}))
+    server.add_tool(resume_job, annotations=GENERATES)
+    server.add_tool(retry_failed, annotations=GENERATES)
+    server.add_tool(list_jobs, annotations=READ_ONLY)

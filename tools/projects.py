@@ -1,0 +1,43 @@
+"""Tools: create_project, list_projects."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel, Field
+
+from server.models import ModelSpec, Project, ProjectSummary
+from tools.common import LOCAL_WRITE, READ_ONLY, engine_of, tool_errors
+
+
+class ProjectList(BaseModel):
+    projects: list[ProjectSummary]
+
+
+@tool_errors
+async def create_project(
+    ctx: Context,
+    name: Annotated[str, Field(min_length=1, max_length=200, description="Project name; the default topic")],
+    topic: Annotated[str | None, Field(max_length=500, description="Top-level distillation topic (default: name)")] = None,
+    language: Annotated[Literal["en", "zh"], Field(description="Language of prompts and generated data")] = "en",
+    question_model: Annotated[ModelSpec | None, Field(
+        description="Model for tags and questions (default: from the server environment)")] = None,
+    answer_model: Annotated[ModelSpec | None, Field(
+        description="Teacher model for answers (default: TREEDISTILL_ANSWER_MODEL/TREEDISTILL_MODEL, else question_model)"
+    )] = None,
+    max_concurrency: Annotated[int, Field(ge=1, le=512, description="Max model calls in flight for this project")] = 5,
+) -> Project:
+    """Create a distillation project. API keys are read from the server's environment, never passed here."""
+    return engine_of(ctx).create_project(name, topic, language, question_model, answer_model, max_concurrency)
+
+
+@tool_errors
+async def list_projects(ctx: Context) -> ProjectList:
+    """List projects with their tag, question and answer counts and token usage."""
+    return ProjectList(projects=engine_of(ctx).list_projects())
+
+
+def register(server: MCPServer) -> None:
+    server.add_tool(create_project, annotations=LOCAL_WRITE.model_copy(update={"idempotent_hint": False}))
+    server.add_tool(list_projects, annotations=READ_ONLY)

@@ -1,0 +1,59 @@
+"""Tools: extract_questions, list_questions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel, Field
+
+from server.models import Question
+from tools.common import GENERATES, READ_ONLY, engine_of, heartbeat_for, tool_errors
+from tools.tree import MAX_PER_CALL
+
+
+class ExtractedQuestions(BaseModel):
+    project_id: int
+    tag_id: int
+    tag_path: str
+    questions: list[Question]
+
+
+class QuestionPage(BaseModel):
+    project_id: int
+    total: int = Field(..., description="Questions matching the filter, over all pages")
+    offset: int
+    questions: list[Question]
+
+
+@tool_errors
+async def extract_questions(
+    ctx: Context,
+    project_id: int,
+    tag_id: Annotated[int, Field(description="The tag (usually a leaf) to write questions about")],
+    count: Annotated[int, Field(ge=1, le=MAX_PER_CALL, description="How many new questions to add")] = 10,
+) -> ExtractedQuestions:
+    """Generate `count` new, diverse, self-contained questions for a tag, with its full path in the prompt.
+    Questions never duplicate one already in the project. Calling again after an interruption returns the stored result."""
+    tag, questions = await engine_of(ctx).extract_questions(project_id, tag_id, count,
+                                                            heartbeat_for(ctx, "extract_questions"))
+    return ExtractedQuestions(project_id=project_id, tag_id=tag.id, tag_path=tag.path, questions=questions)
+
+
+@tool_errors
+async def list_questions(
+    ctx: Context,
+    project_id: int,
+    tag_id: Annotated[int | None, Field(description="Only questions in this tag's subtree")] = None,
+    answered: Annotated[bool | None, Field(description="true: answered only; false: unanswered only")] = None,
+    limit: Annotated[int, Field(ge=1, le=500)] = 50,
+    offset: Annotated[int, Field(ge=0)] = 0,
+) -> QuestionPage:
+    """Page through a project's questions with their tag paths and whether they are answered."""
+    total, questions = engine_of(ctx).list_questions(project_id, tag_id, answered, limit, offset)
+    return QuestionPage(project_id=project_id, total=total, offset=offset, questions=questions)
+
+
+def register(server: MCPServer) -> None:
+    server.add_tool(extract_questions, annotations=GENERATES)
+    server.add_tool(list_questions, annotations=READ_ONLY)
