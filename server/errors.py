@@ -1,0 +1,73 @@
+"""Named exceptions raised by the server core; tools/ turns them into user-facing errors."""
+
+from __future__ import annotations
+
+
+class TreedistillError(Exception):
+    """Base of our named errors."""
+
+
+class NotFound(TreedistillError):
+    """A project, tag, question or job that does not exist."""
+
+
+class InvalidInput(TreedistillError):
+    """Arguments that cannot be acted on as given."""
+
+
+class ConfirmationRequired(InvalidInput):
+    """A destructive or costly action that must be confirmed explicitly."""
+
+
+class MissingAPIKey(InvalidInput):
+    """The environment variable that should hold a provider key is unset or empty."""
+
+    def __init__(self, env_var: str, provider: str) -> None:
+        self.env_var = env_var
+        self.provider = provider
+        super().__init__(
+            f"No API key: set the environment variable {env_var} (the key for provider '{provider}'), "
+            "or name another variable with api_key_env in the model spec."
+        )
+
+
+class ProviderError(TreedistillError):
+    """A model call failed; `retryable` says whether trying again can help."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RateLimited(ProviderError):
+    """HTTP 429; `retry_after` is the server's requested wait in seconds, if it sent one."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = 429) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class TransientProviderError(ProviderError):
+    """5xx, 408, 409, overloaded, timeouts and connection failures."""
+
+    retryable = True
+
+
+class FatalProviderError(ProviderError):
+    """A request the endpoint will keep refusing (bad key, unknown model, invalid options)."""
+
+    retryable = False
+
+
+class OutputFormatError(TreedistillError):
+    """The model answered, but its output is unusable (bad JSON, missing fields, cut off)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, raw: str = "") -> None:
+        super().__init__(message)
+        self.raw = raw

@@ -1,0 +1,501 @@
+"""A loopback stand-in LLM that speaks the OpenAI chat and Anthropic messages wire formats.
+
+In-process: `with StandinLLM() as llm: ...` serves on 127.0.0.1 from a background thread.
+Subprocess: `python tests/standin_llm.py --port 0 [--latency 0.2 --jitter 0.5]` prints `PORT <n>`
+and serves until killed. Replies are canned, deterministic and depend on the prompt; latency and
+faults are set with `configure()` or POST /_control.
+
+Model names carry flags, `base+flag+flag`. Where reasoning goes: one of `REASONING_FLAGS` (without
+one, the model reasons in `<think>` tags only when the prompt mentions `<think>`). How output
+misbehaves: `dupes` (lists repeat existing items and a case variant), `malformed` (fenced JSON with
+a trailing comma), `garbage` (prose instead of a list), `truncated` (empty, cut off at max_tokens),
+`no_choices` (OpenAI reply with an empty `choices`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import hashlib
+import json
+import random
+import re
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+REASONING_FLAGS = ("reasoning_content", "reasoning_field", "think", "think_open_missing", "thinking", "none")
+DEFAULT_COUNT = 3
+_COUNT = re.compile(r"(?:exactly|恰好)\s*(\d+)", re.I)
+_TAG_PATH = re.compile(r"(?:Tag path|标签路径)\s*[:：]\s*(.+)", re.I)
+_PATH_SEPARATOR = re.compile(r"\s*(?:>|/|›|»)\s*")
+_SCORE = re.compile(r"\[score=(\d+)")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_GARBAGE = "I'd rather discuss this topic in prose. There are many interesting angles, none of them listed here."
+_OPENAI_ERROR_CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
+_ANTHROPIC_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                          413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+
+
+@dataclass
+class Faults:
+    """Latency and fault-injection settings; all off by default."""
+
+    latency: float = 0.0  # mean seconds per request
+    jitter: float = 0.0  # fraction of latency, uniform +/-
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_malformed: float = 0.0
+    rate_garbage: float = 0.0
+    retry_after: float = 1.0  # seconds sent in the 429 `retry-after` header
+    fail_next: list[int] = field(default_factory=list)  # statuses for the next requests, in order
+    seed: int = 0
+
+
+@dataclass
+class Admission:
+    seq: int
+    status: int
+    delay: float
+    malformed: bool
+    garbage: bool
+    retry_after: float
+
+
+class StandinState:
+    """Settings, request log and counters, shared by the server thread and the test thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.faults = Faults()
+            self._rng = random.Random(self.faults.seed)
+            self._log: list[dict[str, Any]] = []
+            self._by_prompt: dict[str, int] = {}
+            self._errors_injected = 0
+            self._max_in_flight = 0
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change some `Faults` settings; returns them all."""
+        known = {f.name for f in fields(Faults)}
+        unknown = set(settings) - known
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
+        with self._lock:
+            for name, value in settings.items():
+                setattr(self.faults, name, list(value) if name == "fail_next" else value)
+            if "seed" in settings:
+                self._rng = random.Random(self.faults.seed)
+            return asdict(self.faults)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": len(self._log),
+                "by_prompt": dict(self._by_prompt),
+                "errors_injected": self._errors_injected,
+                "in_flight": self._in_flight,
+                "max_in_flight": self._max_in_flight,
+            }
+
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(entry) for entry in self._log]
+
+    def admit(self, entry: dict[str, Any], json_task: bool, invalid: bool) -> Admission:
+        """Log a request and draw its fate: status (400 if `invalid`), delay, and output faults."""
+        with self._lock:
+            faults, rng = self.faults, self._rng
+            status = 200
+            if invalid:
+                status = 400
+            elif faults.fail_next:
+                status = faults.fail_next.pop(0)
+            elif faults.rate_429 and rng.random() < faults.rate_429:
+                status = 429
+            elif faults.rate_500 and rng.random() < faults.rate_500:
+                status = 500
+            delay = faults.latency * (1 + faults.jitter * rng.uniform(-1, 1)) if faults.latency else 0.0
+            malformed = json_task and bool(faults.rate_malformed) and rng.random() < faults.rate_malformed
+            garbage = json_task and bool(faults.rate_garbage) and rng.random() < faults.rate_garbage
+            entry.update(seq=len(self._log) + 1, status=status)
+            self._log.append(entry)
+            self._by_prompt[entry["prompt_key"]] = self._by_prompt.get(entry["prompt_key"], 0) + 1
+            self._errors_injected += status != 200 and not invalid
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            return Admission(entry["seq"], status, max(delay, 0.0), malformed, garbage, faults.retry_after)
+
+    def leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+
+# --- canned behaviour ---------------------------------------------------------------------------
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(block.get("text", "") for block in content if isinstance(block, dict))
+    return ""
+
+
+def detect_task(text: str) -> str:
+    """'tags', 'questions', 'judge' or 'answer', from the JSON shape the prompt asks for."""
+    if '{"tags"' in text:
+        return "tags"
+    if '{"questions"' in text:
+        return "questions"
+    if '{"score"' in text:
+        return "judge"
+    return "answer"
+
+
+def existing_items(text: str) -> list[str]:
+    """The '- ' lines after a 'do not repeat' / '不要重复' line, up to the next blank line."""
+    items: list[str] = []
+    collecting = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if collecting and stripped.startswith("- "):
+            items.append(stripped[2:].strip())
+        elif collecting and not stripped and items:
+            break
+        elif "do not repeat" in line.lower() or "不要重复" in line:
+            collecting = True
+    return items
+
+
+def _list_items(task: str, prompt: str, dupes: bool) -> list[str]:
+    count_match, path_match = _COUNT.search(prompt), _TAG_PATH.search(prompt)
+    count = int(count_match.group(1)) if count_match else DEFAULT_COUNT
+    path = path_match.group(1).strip() if path_match else "Topic"
+    segment = ([part for part in _PATH_SEPARATOR.split(path) if part] or [path])[-1]
+    chinese = bool(_CJK.search(path))
+    existing = existing_items(prompt)
+    taken = {item.casefold() for item in existing}
+    items: list[str] = []
+    k = 0
+    while len(items) < count:
+        k += 1
+        if task == "tags":
+            name = f"{segment}子主题{k}" if chinese else f"{segment} Subtopic {k}"
+        else:
+            name = f"问题{k}：{segment}在{path}中是如何运作的？" if chinese else (
+                f"Question {k}: how does {segment} work in the context of {path}?"
+            )
+        if name.casefold() not in taken:
+            taken.add(name.casefold())
+            items.append(name)
+    if dupes:
+        variants = [items[-1].upper().rstrip("?？!") + ("!" if task == "questions" else "?")] if items else []
+        items = existing[:2] + items + variants
+    return items
+
+
+def _build_reply(task: str, prompt: str, question: str, flags: set[str], admission: Admission) -> str:
+    if task == "answer":
+        return f"Answer to: {question[:200]}"
+    if task != "judge" and ("garbage" in flags or admission.garbage):
+        return _GARBAGE
+    if task == "judge":
+        score = _SCORE.search(prompt)
+        payload: dict[str, Any] = {"score": int(score.group(1)) if score else 7, "rationale": "Canned judgement."}
+    else:
+        payload = {task: _list_items(task, prompt, "dupes" in flags)}
+    text = json.dumps(payload, ensure_ascii=False)
+    if "malformed" in flags or admission.malformed:
+        text = f"Sure! Here is the JSON you asked for:\n```json\n{text[:-1]},}}\n```"
+    return text
+
+
+def _placement(flags: set[str], api: str, any_text: str, thinking_requested: bool) -> str:
+    """Where reasoning goes: one of REASONING_FLAGS, adjusted to what each API can carry."""
+    chosen = next((flag for flag in REASONING_FLAGS if flag in flags), None)
+    if chosen is None and api == "anthropic" and thinking_requested:
+        chosen = "thinking"
+    elif chosen is None:
+        chosen = "think" if "<think>" in any_text else "none"
+    if api == "openai" and chosen == "thinking":
+        return "think"
+    if api == "anthropic" and chosen in ("reasoning_content", "reasoning_field"):
+        return "thinking"
+    return chosen
+
+
+def _inline(placement: str, reasoning: str, answer: str) -> str:
+    if placement == "think":
+        return f"<think>\n{reasoning}\n</think>\n\n{answer}"
+    if placement == "think_open_missing":
+        return f"{reasoning}\n</think>\n\n{answer}"
+    return answer
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+
+def _error_response(api: str, status: int, retry_after: float, key: str) -> JSONResponse:
+    message = {
+        401: f"Incorrect API key provided: {key[:4]}***{key[-4:]}." if len(key) > 8 else "Missing API key.",
+        400: "Invalid request: check 'messages' roles and unsupported options.",
+        404: "The model does not exist or you do not have access to it.",
+        429: "Rate limit reached; please slow down.",
+    }.get(status, f"Injected error {status}.")
+    headers = {"retry-after": f"{retry_after:g}"} if status == 429 else None
+    if api == "openai":
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        body: dict[str, Any] = {
+            "error": {"message": message, "type": kind, "param": None, "code": _OPENAI_ERROR_CODES.get(status)}
+        }
+    else:
+        kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        body = {"type": "error", "error": {"type": kind, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _complete(request: Request, api: str) -> JSONResponse:
+    state: StandinState = request.app.state.standin
+    body = await request.json()
+    received = body.get("messages") if isinstance(body.get("messages"), list) else []
+    # Like the real APIs: Anthropic takes no system role in messages and (since 2026-10-21) no sampling options.
+    roles = {"user", "assistant"} if api == "anthropic" else {"system", "user", "assistant"}
+    invalid = not received or any(m.get("role") not in roles for m in received)
+    invalid |= api == "anthropic" and not {"temperature", "top_p", "top_k"}.isdisjoint(body)
+    messages = [{"role": m.get("role", "user"), "content": _text_of(m.get("content"))} for m in received]
+    if api == "anthropic" and body.get("system"):
+        messages.insert(0, {"role": "system", "content": _text_of(body["system"])})
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    # Like a real model, read the task from the conversation's opening request; follow-ups (format
+    # feedback) only ask to try again.
+    question = next((m["content"] for m in messages if m["role"] == "user"), "").strip()
+    prompt = f"{system}\n{question}"
+    all_text = "\n".join(m["content"] for m in messages)
+    task = detect_task(prompt)
+    model = str(body.get("model", ""))
+    flags = set(model.split("+")[1:])
+    thinking = body.get("thinking") or {}
+    entry = {
+        "api": api,
+        "model": model,
+        "task": task,
+        "question": question[:300],
+        "prompt_key": hashlib.sha256(json.dumps(messages, ensure_ascii=False).encode()).hexdigest(),
+        "json_mode": (body.get("response_format") or {}).get("type") == "json_object",
+        "max_tokens": body.get("max_tokens"),
+        "temperature": body.get("temperature"),
+        "thinking_budget": thinking.get("budget_tokens"),
+    }
+    admission = state.admit(entry, json_task=task != "answer", invalid=invalid)
+    try:
+        if admission.delay:
+            await asyncio.sleep(admission.delay)
+        if admission.status != 200:
+            key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+            return _error_response(api, admission.status, admission.retry_after, key)
+        answer = _build_reply(task, prompt, question, flags, admission)
+        reasoning = f"Reasoning about: {question[:100]}"
+        placement = _placement(flags, api, all_text, thinking.get("type") == "enabled")
+        shown_reasoning = reasoning if placement != "none" else ""
+        usage = (len(all_text) // 4 + 1, len(shown_reasoning + answer) // 4 + 1)
+        build = _openai_body if api == "openai" else _anthropic_body
+        return JSONResponse(build(admission.seq, model, flags, placement, reasoning, answer, usage))
+    finally:
+        state.leave()
+
+
+def _openai_body(
+    seq: int, model: str, flags: set[str], placement: str, reasoning: str, answer: str, usage: tuple[int, int]
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": _inline(placement, reasoning, answer)}
+    if placement == "reasoning_content":
+        message["reasoning_content"] = reasoning
+    elif placement == "reasoning_field":
+        message["reasoning"] = reasoning
+    finish = "stop"
+    if "truncated" in flags:
+        message, finish = {"role": "assistant", "content": ""}, "length"
+    choices = [] if "no_choices" in flags else [
+        {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+    ]
+    return {
+        "id": f"chatcmpl-{seq}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
+    }
+
+
+def _anthropic_body(
+    seq: int, model: str, flags: set[str], placement: str, reasoning: str, answer: str, usage: tuple[int, int]
+) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = []
+    if placement == "thinking":
+        blocks.append({"type": "thinking", "thinking": reasoning, "signature": "x"})
+        text = answer
+    else:
+        text = _inline(placement, reasoning, answer)
+    blocks.append({"type": "text", "text": text})
+    stop = "end_turn"
+    if "truncated" in flags:
+        blocks, stop = [], "max_tokens"
+    return {
+        "id": f"msg_{seq}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": blocks,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+    }
+
+
+async def _control(request: Request) -> JSONResponse:
+    try:
+        return JSONResponse(request.app.state.standin.configure(**await request.json()))
+    except (ValueError, TypeError) as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+
+async def _reset(request: Request) -> JSONResponse:
+    request.app.state.standin.reset()
+    return JSONResponse({"ok": True})
+
+
+async def _stats(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.standin.stats())
+
+
+async def _requests(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.standin.requests())
+
+
+def build_app(state: StandinState, ready: threading.Event | None = None) -> Starlette:
+    """The ASGI app serving `state`; sets `ready` once the server has started up."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        if ready is not None:
+            ready.set()
+        yield
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", functools.partial(_complete, api="openai"), methods=["POST"]),
+            Route("/v1/messages", functools.partial(_complete, api="anthropic"), methods=["POST"]),
+            Route("/_control", _control, methods=["POST"]),
+            Route("/_reset", _reset, methods=["POST"]),
+            Route("/_stats", _stats, methods=["GET"]),
+            Route("/_requests", _requests, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.standin = state
+    return app
+
+
+def _listening_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this; without it every keep-alive reply waits ~40 ms for a delayed ACK.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(2048)
+    return sock
+
+
+def _server(app: Starlette) -> uvicorn.Server:
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1, backlog=2048)
+    return uvicorn.Server(config)
+
+
+class StandinLLM(StandinState):
+    """The stand-in served from a background thread on an OS-assigned 127.0.0.1 port."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+
+    def start(self) -> StandinLLM:
+        ready = threading.Event()
+        self._socket = _listening_socket(0)
+        self._server = _server(build_app(self, ready))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="standin-llm", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(10):
+            self.stop()
+            raise RuntimeError("stand-in LLM did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+
+    def __enter__(self) -> StandinLLM:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._socket is not None, "stand-in not started"
+        return self._socket.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="0 = any free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="mean seconds per request")
+    parser.add_argument("--jitter", type=float, default=0.0, help="fraction of latency, uniform +/-")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    state = StandinState()
+    state.configure(latency=args.latency, jitter=args.jitter, seed=args.seed)
+    sock = _listening_socket(args.port)
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        _server(build_app(state)).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""Providers against the loopback stand-in LLM, through the real OpenAI and Anthropic SDK clients."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from server.errors import (
+    FatalProviderError,
+    MissingAPIKey,
+    OutputFormatError,
+    ProviderError,
+    RateLimited,
+    TransientProviderError,
+)
+from server.models import ModelSpec
+from server.providers import (
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    build_provider,
+    describe_endpoint,
+    resolve_api_key_env,
+)
+from server.providers.base import parse_retry_after
+from server.providers.reasoning import split_think
+from tests.standin_llm import StandinLLM
+
+SECRET = "sk-FAKE-SECRET-1234"
+KEYS = {"OPENAI_API_KEY": SECRET, "ANTHROPIC_API_KEY": SECRET}
+QUESTION = "Why do leaves change colour in autumn?"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def standin():
+    with StandinLLM() as llm:
+        yield llm
+
+
+@pytest.fixture(autouse=True)
+def fresh_standin(standin: StandinLLM) -> None:
+    standin.reset()
+
+
+def spec_for(standin: StandinLLM, provider: str, model: str = "standin", **options) -> ModelSpec:
+    base_url = standin.anthropic_base_url if provider == "anthropic" else standin.openai_base_url
+    return ModelSpec(provider=provider, model=model, base_url=base_url, **options)
+
+
+def ask(text: str, *, system: str | None = None, **options) -> ChatRequest:
+    messages = [ChatMessage(role="system", content=system)] if system else []
+    return ChatRequest(messages=[*messages, ChatMessage(role="user", content=text)], **options)
+
+
+async def complete(spec: ModelSpec, request: ChatRequest, environ: dict[str, str] = KEYS) -> ChatResult:
+    provider = build_provider(spec, environ)
+    try:
+        return await provider.complete(request)
+    finally:
+        await provider.aclose()
+
+
+async def failure(spec: ModelSpec, request: ChatRequest | None = None) -> Exception:
+    with pytest.raises((ProviderError, OutputFormatError)) as caught:
+        await complete(spec, request or ask(QUESTION))
+    assert SECRET not in str(caught.value)
+    return caught.value
+
+
+# --- reasoning ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<think>R</think>A", ("R", "A")),
+        ("  \n<think>\nstep 1\nstep 2\n</think>\n\nThe answer.", ("step 1\nstep 2", "The answer.")),
+        ("<thinking>R</thinking> A", ("R", "A")),
+        ("<THINK>R</THINK>A", ("R", "A")),
+        ("R1 style</think>\n\nA", ("R1 style", "A")),
+        ("<think>cut off mid-thought", ("cut off mid-thought", "")),
+        ("<think>\n\n</think>\n\nA", (None, "A")),
+        ("  just an answer \n", (None, "just an answer")),
+        ('{"tags": ["a"]}', (None, '{"tags": ["a"]}')),
+    ],
+)
+def test_split_think(text: str, expected: tuple[str | None, str]) -> None:
+    assert split_think(text) == expected
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("provider", "flag", "source"),
+    [
+        ("openai", "reasoning_content", "reasoning_content"),
+        ("openai", "reasoning_field", "reasoning"),
+        ("openai", "think", "think_tags"),
+        ("openai", "think_open_missing", "think_tags"),
+        ("openai", "thinking", "think_tags"),
+        ("anthropic", "thinking", "thinking_blocks"),
+        ("anthropic", "think", "think_tags"),
+        ("anthropic", "think_open_missing", "think_tags"),
+    ],
+)
+async def test_reasoning_forms(standin: StandinLLM, provider: str, flag: str, source: str) -> None:
+    result = await complete(spec_for(standin, provider, f"standin+{flag}"), ask(QUESTION, system="Be concise."))
+    assert result.content == f"Answer to: {QUESTION}"
+    assert result.reasoning == f"Reasoning about: {QUESTION}"
+    assert result.reasoning_source == source
+    assert result.input_tokens > 0 and result.output_tokens > 0
+    assert result.model == f"standin+{flag}"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_plain_model_reasons_only_when_prompted(standin: StandinLLM, provider: str) -> None:
+    plain = await complete(spec_for(standin, provider), ask(QUESTION))
+    prompted = await complete(spec_for(standin, provider), ask(QUESTION, system="Think inside <think></think> first."))
+    stubborn = await complete(spec_for(standin, provider, "standin+none"), ask(QUESTION, system="Use <think>."))
+    assert (plain.reasoning, plain.content) == (None, f"Answer to: {QUESTION}")
+    assert (prompted.reasoning_source, prompted.content) == ("think_tags", f"Answer to: {QUESTION}")
+    assert stubborn.reasoning is None
+
+
+# --- request options ----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_openai_options_are_sent_only_when_set(standin: StandinLLM) -> None:
+    prompt = 'Tag path: Sports\nReturn {"tags": [...]} with exactly 2 names.'
+    await complete(spec_for(standin, "openai"), ask(prompt, json_output=True))
+    await complete(spec_for(standin, "openai", json_mode="none"), ask(prompt, json_output=True))
+    await complete(spec_for(standin, "openai", temperature=0.3, max_tokens=100), ask(QUESTION))
+    await complete(spec_for(standin, "openai", max_tokens=100), ask(QUESTION, max_tokens=7))
+    sent = [(r["json_mode"], r["temperature"], r["max_tokens"]) for r in standin.requests()]
+    assert sent == [(True, None, None), (False, None, None), (False, 0.3, 100), (False, None, 7)]
+
+
+@pytest.mark.anyio
+async def test_anthropic_system_thinking_max_tokens_and_no_temperature(standin: StandinLLM) -> None:
+    request = ask(QUESTION, system="Be concise.", json_output=True)
+    await complete(spec_for(standin, "openai"), request)
+    await complete(spec_for(standin, "anthropic", temperature=0.5), request)
+    result = await complete(spec_for(standin, "anthropic", temperature=0.5, thinking_budget=2048), request)
+    await complete(spec_for(standin, "anthropic", thinking_budget=2048), ask(QUESTION, max_tokens=1000))
+    openai_call, plain, thinking, small = standin.requests()
+    assert plain["status"] == 200 and plain["prompt_key"] == openai_call["prompt_key"]
+    assert (plain["json_mode"], plain["temperature"], plain["max_tokens"]) == (False, None, 4096)
+    assert (thinking["temperature"], thinking["max_tokens"], thinking["thinking_budget"]) == (None, 2048 + 4096, 2048)
+    assert small["max_tokens"] == 1000 + 2048
+    assert result.reasoning_source == "thinking_blocks"
+
+
+@pytest.mark.anyio
+async def test_base_url_from_environment(standin: StandinLLM) -> None:
+    spec = ModelSpec(model="standin")
+    result = await complete(spec, ask(QUESTION), {"OPENAI_BASE_URL": standin.openai_base_url})
+    assert result.content == f"Answer to: {QUESTION}"
+    assert describe_endpoint(spec, {"OPENAI_BASE_URL": standin.openai_base_url}) == (
+        f"openai model 'standin' at {standin.openai_base_url}"
+    )
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def test_missing_key_names_the_variable() -> None:
+    remote = ModelSpec(model="gpt-x", base_url="https://llm.example.com/v1")
+    with pytest.raises(MissingAPIKey, match="OPENAI_API_KEY"):
+        build_provider(remote, {})
+    custom = ModelSpec(model="gpt-x", base_url="https://llm.example.com/v1", api_key_env="MY_TEACHER_KEY")
+    assert resolve_api_key_env(custom) == "MY_TEACHER_KEY"
+    with pytest.raises(MissingAPIKey, match="MY_TEACHER_KEY"):
+        build_provider(custom, {"OPENAI_API_KEY": SECRET})
+    with pytest.raises(MissingAPIKey, match="ANTHROPIC_API_KEY"):
+        build_provider(ModelSpec(provider="anthropic", model="c", base_url="http://127.0.0.1:9"), {})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]"])
+async def test_local_openai_server_needs_no_key(host: str) -> None:
+    provider = build_provider(ModelSpec(model="llama3", base_url=f"http://{host}:11434/v1"), {})
+    await provider.aclose()
+
+
+def test_key_never_shown() -> None:
+    spec = ModelSpec(model="gpt-x", base_url="https://llm.example.com/v1")
+    assert SECRET not in describe_endpoint(spec, KEYS)
+    with pytest.raises(MissingAPIKey) as caught:
+        build_provider(spec.model_copy(update={"api_key_env": "UNSET_VAR"}), KEYS)
+    assert SECRET not in str(caught.value)
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_rate_limit_carries_retry_after(standin: StandinLLM, provider: str) -> None:
+    standin.configure(fail_next=[429], retry_after=0.2)
+    error = await failure(spec_for(standin, provider))
+    assert isinstance(error, RateLimited) and error.retryable
+    assert error.retry_after == pytest.approx(0.2)
+    assert error.status == 429
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("status", [500, 503, 529, 408, 409])
+async def test_server_errors_are_transient(standin: StandinLLM, provider: str, status: int) -> None:
+    standin.configure(fail_next=[status])
+    error = await failure(spec_for(standin, provider))
+    assert isinstance(error, TransientProviderError) and error.retryable
+    assert error.status == status
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize(("status", "hint"), [(401, "_API_KEY"), (403, "_API_KEY"), (404, "model name"), (400, "spec")])
+async def test_client_errors_are_fatal(standin: StandinLLM, provider: str, status: int, hint: str) -> None:
+    standin.configure(fail_next=[status])
+    error = await failure(spec_for(standin, provider))
+    assert isinstance(error, FatalProviderError) and not error.retryable
+    assert error.status == status
+    assert f"HTTP {status}" in str(error) and hint in str(error)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_unreachable_and_slow_endpoints_are_transient(standin: StandinLLM, provider: str) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    unreachable = ModelSpec(provider=provider, model="standin", base_url=f"http://127.0.0.1:{closed_port}")
+    assert "could not connect" in str(await failure(unreachable))
+    standin.configure(latency=2.0)
+    assert "timed out" in str(await failure(spec_for(standin, provider, timeout=0.2)))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_cut_off_output_is_a_format_error(standin: StandinLLM, provider: str) -> None:
+    error = await failure(spec_for(standin, provider, "standin+truncated"))
+    assert isinstance(error, OutputFormatError) and error.retryable
+
+
+@pytest.mark.anyio
+async def test_no_choices_is_transient(standin: StandinLLM) -> None:
+    assert isinstance(await failure(spec_for(standin, "openai", "standin+no_choices")), TransientProviderError)
+
+
+def test_parse_retry_after() -> None:
+    in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert parse_retry_after({"retry-after": "1.5"}) == 1.5
+    assert 55 < parse_retry_after({"retry-after": in_a_minute}) <= 60
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+
+
+# --- the stand-in itself ------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_standin_lists_skip_existing_items(standin: StandinLLM) -> None:
+    prompt = (
+        'Tag path: Sports > Football\nReturn {"tags": [...]} with exactly 3 new subtopics.\n'
+        "Do not repeat these:\n- football subtopic 1\n- Football Subtopic 3\n\nThanks."
+    )
+    result = await complete(spec_for(standin, "openai"), ask(prompt, json_output=True))
+    assert json.loads(result.content) == {"tags": ["Football Subtopic 2", "Football Subtopic 4", "Football Subtopic 5"]}
+    dupes = await complete(spec_for(standin, "openai", "standin+dupes"), ask(prompt))
+    assert json.loads(dupes.content)["tags"] == [
+        "football subtopic 1",
+        "Football Subtopic 3",
+        "Football Subtopic 2",
+        "Football Subtopic 4",
+        "Football Subtopic 5",
+        "FOOTBALL SUBTOPIC 5?",
+    ]
+    chinese_prompt = '标签路径：体育 > 足球\n恰好 2 个，格式 {"tags": [...]}'
+    chinese = await complete(spec_for(standin, "anthropic"), ask(chinese_prompt))
+    assert json.loads(chinese.content) == {"tags": ["足球子主题1", "足球子主题2"]}
+
+
+@pytest.mark.anyio
+async def test_standin_questions_judge_and_bad_json(standin: StandinLLM) -> None:
+    questions = 'Tag path: Sports > Football\nWrite exactly 2 questions as {"questions": [...]}.'
+    result = await complete(spec_for(standin, "openai"), ask(questions))
+    assert json.loads(result.content)["questions"] == [
+        "Question 1: how does Football work in the context of Sports > Football?",
+        "Question 2: how does Football work in the context of Sports > Football?",
+    ]
+    judged = await complete(spec_for(standin, "openai"), ask('Rate it [score=3] as {"score": n}'))
+    assert json.loads(judged.content)["score"] == 3
+    malformed = await complete(spec_for(standin, "openai", "standin+malformed"), ask(questions))
+    assert malformed.content.startswith("Sure!") and ",}" in malformed.content
+    garbage = await complete(spec_for(standin, "openai", "standin+garbage"), ask(questions))
+    assert "{" not in garbage.content
+    assert [r["task"] for r in standin.requests()] == ["questions", "judge", "questions", "questions"]
+
+
+@pytest.mark.anyio
+async def test_standin_latency_does_not_block(standin: StandinLLM) -> None:
+    standin.configure(latency=0.3)
+    provider = build_provider(spec_for(standin, "openai"), KEYS)
+    started = time.perf_counter()
+    try:
+        results = await asyncio.gather(*(provider.complete(ask(f"q{i}")) for i in range(40)))
+    finally:
+        await provider.aclose()
+    assert len(results) == 40 and time.perf_counter() - started < 1.5
+    stats = standin.stats()
+    assert stats["requests"] == 40 and stats["max_in_flight"] >= 40 and len(stats["by_prompt"]) == 40
+
+
+def test_standin_subprocess_prints_its_port() -> None:
+    script = Path(__file__).with_name("standin_llm.py")
+    process = subprocess.Popen([sys.executable, str(script), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(process.stdout.readline().removeprefix("PORT "))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+            connection.sendall(b"GET /_stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = b"".join(iter(lambda: connection.recv(4096), b""))
+        assert reply.startswith(b"HTTP/1.1 200") and b'"requests":0' in reply
+    finally:
+        process.terminate()
+        process.wait(10)
