@@ -1,0 +1,97 @@
+"""Benchmark the auto_distill scheduler against the stand-in endpoint (run from the repository root).
+
+    python benchmarks/auto_distill_bench.py            # both runs
+    python benchmarks/auto_distill_bench.py --quick    # latency run only
+
+Run 1: levels=2, tags_per_level=10, questions_per_tag=10 (1,111 calls), concurrency 16, mean latency
+0.2 s +-50%: prints wall time, the ideal max(critical path, calls x latency / concurrency) and their ratio.
+Run 2: about 20,000 calls with zero latency: prints wall time and calls/s.
+Both print this process's peak memory (the engine runs here; the endpoint is a separate process) and
+CPU seconds per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from server.engine import Engine  # noqa: E402
+
+TERMINAL = ("completed", "completed_with_failures", "cancelled", "failed")
+
+
+def start_standin(latency: float, jitter: float) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "standin_llm.py"), "--port", "0", "--latency", str(latency),
+         "--jitter", str(jitter)], stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline().split()
+    assert line and line[0] == "PORT", f"stand-in did not start: {line}"
+    return process, f"http://127.0.0.1:{line[1]}"
+
+
+async def run_job(url: str, db: Path, concurrency: int, levels: int, tags: int, questions: int) -> dict:
+    env = {"OPENAI_BASE_URL": f"{url}/v1", "OPENAI_API_KEY": "sk-bench", "TREEDISTILL_MODEL": "standin"}
+    engine = await Engine(db, env).start()
+    try:
+        project = engine.create_project("Bench", max_concurrency=concurrency)
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        job, _ = engine.auto_distill(project.id, levels, tags, questions, confirm_large=True)
+        progress = engine.get_progress(job["id"])
+        while progress.status not in TERMINAL:
+            await engine.wait_for_job_change(job["id"], 1.0)
+            progress = engine.get_progress(job["id"])
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+    finally:
+        await engine.close()
+    return {"wall": wall, "cpu": cpu, "calls": progress.calls_done, "status": progress.status,
+            "failed": progress.calls_failed, "planned": job["planned_calls"]}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench(label: str, latency: float, jitter: float, concurrency: int, levels: int, tags: int,
+          questions: int) -> dict:
+    process, url = start_standin(latency, jitter)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = asyncio.run(run_job(url, Path(tmp) / "bench.db", concurrency, levels, tags, questions))
+    finally:
+        process.kill()
+        process.wait()
+    depth = levels + 2  # one tag call per level, then questions, then the answer
+    ideal = max(depth * latency, result["calls"] * latency / concurrency)
+    print(f"== {label}")
+    print(f"status {result['status']}, calls {result['calls']} of {result['planned']} planned, "
+          f"failed {result['failed']}")
+    print(f"wall {result['wall']:.2f} s; {result['calls'] / result['wall']:.0f} calls/s")
+    if latency:
+        print(f"ideal max(critical path {depth * latency:.2f} s, calls x latency / concurrency "
+              f"{result['calls'] * latency / concurrency:.2f} s) = {ideal:.2f} s; ratio {result['wall'] / ideal:.3f}")
+    print(f"peak memory {peak_rss_mib():.0f} MiB; CPU {result['cpu'] * 1000 / result['calls']:.2f} ms per call")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="only the latency run")
+    args = parser.parse_args()
+    bench("1,111 calls, latency 0.2 s +-50%, concurrency 16", 0.2, 0.5, 16, 2, 10, 10)
+    if not args.quick:
+        bench("~20,000 calls, zero latency, concurrency 16", 0.0, 0.0, 16, 2, 20, 49)
+
+
+if __name__ == "__main__":
+    main()
