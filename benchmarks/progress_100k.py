@@ -1,0 +1,69 @@
+"""How long get_progress takes on a project with 100,000 questions and a job with 100,000 open items.
+
+    python benchmarks/progress_100k.py
+
+Questions are inserted straight through the store (this measures progress, not generation); the job
+then plans 100,000 answers while a slow stand-in endpoint keeps them queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.auto_distill_bench import start_standin  # noqa: E402
+from server.engine import Engine  # noqa: E402
+
+QUESTIONS = 100_000
+TAGS = 1_000
+
+
+async def measure(url: str, db: Path) -> None:
+    env = {"OPENAI_BASE_URL": f"{url}/v1", "OPENAI_API_KEY": "sk-bench", "TREEDISTILL_MODEL": "standin"}
+    engine = await Engine(db, env).start()
+    try:
+        project = engine.create_project("Progress", max_concurrency=16)
+        store = engine.store
+        with store.transaction():
+            tags = store.insert_tags(project.id, None, [f"Tag {i}" for i in range(TAGS)])
+            per_tag = QUESTIONS // TAGS
+            for tag in tags:
+                store.insert_questions(project.id, tag, [f"Question {j} about {tag.name}?" for j in range(per_tag)])
+        t0 = time.perf_counter()
+        job, _ = engine.auto_distill(project.id, levels=1, tags_per_level=TAGS, questions_per_tag=per_tag,
+                                     confirm_large=True)
+        plan_seconds = time.perf_counter() - t0
+        timings = []
+        for _ in range(50):
+            t = time.perf_counter()
+            progress = engine.get_progress(job["id"])
+            timings.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(0.01)
+        print(f"planned {job['planned_answers']} answers in {plan_seconds:.2f} s; "
+              f"{progress.calls_pending} open items, {progress.answers.in_flight} in flight")
+        print(f"get_progress: median {statistics.median(timings):.1f} ms, max {max(timings):.1f} ms "
+              f"over {len(timings)} calls")
+        engine.cancel_job(job["id"])
+    finally:
+        await engine.close()
+
+
+def main() -> None:
+    process, url = start_standin(latency=60.0, jitter=0.0)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(measure(url, Path(tmp) / "progress.db"))
+    finally:
+        process.kill()
+        process.wait()
+
+
+if __name__ == "__main__":
+    main()
