@@ -118,7 +118,8 @@ def m001_core() -> str:
             updated_at REAL NOT NULL
         );
         CREATE INDEX work_items_queue ON work_items(project_id, status, priority, id);
-        CREATE INDEX work_items_job ON work_items(job_id, status);
+        CREATE INDEX work_items_job ON work_items(job_id, status, kind);
+        CREATE INDEX work_items_errors ON work_items(job_id, updated_at) WHERE error IS NOT NULL;
         CREATE INDEX work_items_tag ON work_items(tag_id);
         CREATE INDEX work_items_question ON work_items(question_id);
 
@@ -130,6 +131,23 @@ def m001_core() -> str:
             response TEXT NOT NULL
         );
         CREATE INDEX llm_cache_item ON llm_cache(work_item_id);
+    """
+
+
+@migration
+def m002_curation() -> str:
+    # Review state lives on the answer row: regenerating an answer (INSERT OR REPLACE) resets it.
+    return """
+        ALTER TABLE answers ADD COLUMN rating INTEGER;
+        ALTER TABLE answers ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE answers ADD COLUMN score INTEGER;
+        ALTER TABLE answers ADD COLUMN score_rationale TEXT;
+        ALTER TABLE answers ADD COLUMN score_model TEXT;
+        ALTER TABLE answers ADD COLUMN scored_at TEXT;
+        ALTER TABLE answers ADD COLUMN edited_at TEXT;
+        ALTER TABLE projects ADD COLUMN judge_model TEXT;
+        CREATE INDEX answers_project_score ON answers(project_id, score);
+        CREATE INDEX work_items_project_kind ON work_items(project_id, kind, status);
     """
 
 

@@ -109,7 +109,7 @@ class JobProgress(BaseModel):
     answers: KindProgress
     calls_done: int
     calls_failed: int
-    calls_pending: int
+    calls_pending: int = Field(..., description="Calls of the plan not made yet")
     input_tokens: int
     output_tokens: int
     cost: float | None = None

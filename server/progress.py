@@ -11,23 +11,23 @@ from server.models import JobProgress, KindProgress
 STAGE_BY_KIND = {"tags": "expanding tags", "questions": "extracting questions", "answer": "answering"}
 
 
-def job_progress(job: dict[str, Any], open_items: Counter, in_flight: Counter, errors: list[str]) -> JobProgress:
-    """Progress of a job row, given its open items per kind and its calls in flight per output kind."""
+def job_progress(job: dict[str, Any], open_kinds: set[str], in_flight: Counter, errors: list[str]) -> JobProgress:
+    """Progress of a job row, given the kinds it has items open for and its calls in flight per output kind."""
     started = job["started_at"] or time.time()
     elapsed = max((job["finished_at"] or time.time()) - started, 0.0)
     calls_done, calls_failed = job["calls_done"], job["calls_failed"]
-    pending = sum(open_items.values())
+    # Counters, not a count of rows: constant time however large the job.
+    remaining = max(job["planned_calls"] - calls_done - calls_failed, 0)
     rate = calls_done / elapsed if elapsed > 0 else 0.0
-    remaining = max(job["planned_calls"] - calls_done - calls_failed, pending)
     running = job["status"] == "running"
     eta = remaining / rate if running and rate > 0 else (0.0 if not running else None)
-    stage = next((STAGE_BY_KIND[kind] for kind in ("tags", "questions", "answer") if open_items.get(kind)), None)
+    stage = next((STAGE_BY_KIND[kind] for kind in ("tags", "questions", "answer") if kind in open_kinds), None)
     return JobProgress(
         job_id=job["id"], project_id=job["project_id"], status=job["status"],
         stage=stage if running and stage else job["status"],
         tags=_kind(job, "tags", in_flight), questions=_kind(job, "questions", in_flight),
         answers=_kind(job, "answers", in_flight),
-        calls_done=calls_done, calls_failed=calls_failed, calls_pending=pending,
+        calls_done=calls_done, calls_failed=calls_failed, calls_pending=remaining,
         input_tokens=job["input_tokens"], output_tokens=job["output_tokens"], cost=job["cost"],
         elapsed_seconds=round(elapsed, 3), eta_seconds=None if eta is None else round(eta, 1),
         calls_per_minute=round(rate * 60, 1), recent_errors=errors if not job["error"] else [job["error"], *errors],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from typing import Any
 
 from pydantic import BaseModel
@@ -58,6 +57,16 @@ class WorkQueue:
             (project_id, job_id, kind, tag_id, question_id, target, int(regenerate), priority, time.time()),
         )
         return cursor.lastrowid
+
+    def add_job_items(self, project_id: int, job_id: int, items: list[dict[str, Any]]) -> None:
+        """Queue a job's planned items in one statement (fast for 100,000 of them). Call in a transaction."""
+        now = time.time()
+        self.db.conn.executemany(
+            "INSERT INTO work_items (project_id, job_id, kind, tag_id, question_id, target, priority, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((project_id, job_id, item["kind"], item.get("tag_id"), item.get("question_id"), item.get("target", 0),
+              PRIORITY[item["kind"]], now) for item in items),
+        )
 
     def get_item(self, item_id: int) -> WorkItem:
         row = self.store._one("SELECT * FROM work_items WHERE id = ?", (item_id,))
@@ -177,12 +186,11 @@ class WorkQueue:
         sets = ", ".join(f"{column} = COALESCE({column}, 0) + :{column}" for column in present)
         self.db.execute(f"UPDATE jobs SET {sets} WHERE id = :job_id", {**present, "job_id": job_id})
 
-    def job_open_items(self, job_id: int) -> Counter:
-        """Number of the job's queued or running items, per kind."""
-        rows = self.db.execute(
-            "SELECT kind, COUNT(*) FROM work_items WHERE job_id = ? AND status IN ('pending', 'running')"
-            " GROUP BY kind", (job_id,)).fetchall()
-        return Counter(dict(rows))
+    def job_open_kinds(self, job_id: int) -> set[str]:
+        """The kinds of which the job still has queued or running items (index seeks, not a count)."""
+        return {kind for kind in PRIORITY if kind != "manual" and self.db.execute(
+            "SELECT 1 FROM work_items WHERE job_id = ? AND status IN ('pending', 'running') AND kind = ? LIMIT 1",
+            (job_id, kind)).fetchone()}
 
     def job_has_open_items(self, job_id: int) -> bool:
         return self.db.execute(

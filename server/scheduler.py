@@ -14,7 +14,14 @@ import logging
 import random
 from collections import Counter
 
-from server.errors import FatalProviderError, OutputFormatError, RateLimited, TransientProviderError, TreedistillError
+from server.errors import (
+    FatalProviderError,
+    NotFound,
+    OutputFormatError,
+    RateLimited,
+    TransientProviderError,
+    TreedistillError,
+)
 from server.queue_store import KIND_COLUMN, WorkItem
 from server.work import WorkContext, execute
 
@@ -182,11 +189,18 @@ class Scheduler:
         return max(item.target - have, 0)
 
     def _settled(self, item: WorkItem) -> None:
-        final = self.ctx.queue.get_item(item.id)
+        try:
+            final: WorkItem | None = self.ctx.queue.get_item(item.id)
+        except NotFound:  # its tag or question was deleted while it ran
+            final = None
         for future in self._waiters.pop(item.id, []):
-            if not future.done():
+            if future.done():
+                continue
+            if final is None:
+                future.set_exception(NotFound("The tag or question this call was for has been deleted."))
+            else:
                 future.set_result(final)
-        if item.job_id is not None:
+        if item.job_id is not None and final is not None:
             self.close_job_if_idle(item.job_id)
             if item.job_id in self._job_changed:
                 self._job_changed[item.job_id].set()

@@ -1,4 +1,4 @@
-"""What each kind of work item does: expand a tag, extract questions, answer a question.
+"""What each kind of work item does: expand a tag, extract questions, answer a question, judge an answer.
 
 Every executor is idempotent: it first looks at what is already stored and asks the model only
 for what is missing, and it commits each reply's results the moment they are parsed. Inside a
@@ -7,14 +7,18 @@ job, new tags and questions queue their own follow-up items in the same transact
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from server import prompts
+from server.curation_store import CurationStore
 from server.dedup import normalize, unique_new
-from server.errors import OutputFormatError
+from server.errors import NotFound, OutputFormatError
+from server.judge import parse_verdict
 from server.llm_calls import LLMCaller
-from server.models import Project, Tag
+from server.models import ModelSpec, Project, Tag
+from server.near_dup import drop_near_duplicates
 from server.providers.base import ChatMessage, ChatRequest
 from server.queue_store import WorkItem, WorkQueue
 from server.store import PATH_SEPARATOR, Store
@@ -24,6 +28,7 @@ FORMAT_ROUNDS = 3  # replies per call that may be re-asked with the parse error 
 TOPUP_ROUNDS = 4  # calls per item to fill the count when the model repeats existing items
 AVOID_LIST_LIMIT = 60  # existing questions shown as "do not repeat"
 RAW_ECHO_LIMIT = 2000
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,21 +50,30 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
         return await _expand_tag(ctx, item, project)
     if item.kind == "questions":
         return await _extract_questions(ctx, item, project)
+    if item.kind == "judge":
+        return await _judge(ctx, item, project)
     return await _answer(ctx, item, project)
 
 
 async def _ask_list(ctx: WorkContext, item: WorkItem, project: Project, prompt: str,
                     schema: type[TagList] | type[QuestionList]) -> list[str]:
+    return await _ask_json(ctx, item, project.question_model, project.language, prompt,
+                           lambda raw: parse_list(raw, schema))
+
+
+async def _ask_json(ctx: WorkContext, item: WorkItem, spec: ModelSpec, language: str, prompt: str,
+                    parse: Callable[[str], T]) -> T:
+    """Ask for JSON and parse the reply, re-asking with the parse error shown up to FORMAT_ROUNDS times."""
     messages = [ChatMessage(role="user", content=prompt)]
     for round_number in range(1, FORMAT_ROUNDS + 1):
-        reply = await ctx.caller.call(item, project.question_model, ChatRequest(messages=messages, json_output=True))
+        reply = await ctx.caller.call(item, spec, ChatRequest(messages=messages, json_output=True))
         try:
-            return parse_list(reply.content, schema)
+            return parse(reply.content)
         except OutputFormatError as exc:
             if round_number == FORMAT_ROUNDS:
                 raise
             messages = [*messages, ChatMessage(role="assistant", content=reply.content[:RAW_ECHO_LIMIT] or "(empty)"),
-                        ChatMessage(role="user", content=prompts.format_feedback(project.language, str(exc)))]
+                        ChatMessage(role="user", content=prompts.format_feedback(language, str(exc)))]
     raise AssertionError("unreachable")
 
 
@@ -114,7 +128,8 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
         prompt = prompts.questions_prompt(project.language, prompt_path(project, tag), missing, shown)
         texts = await _ask_list(ctx, item, project, prompt, QuestionList)
         taken = ctx.store.existing_question_norms(project.id, [normalize(text) for text in texts])
-        fresh = unique_new(texts, taken, missing)
+        of_tag = [q.text for q in ctx.store.questions_of_tag(tag.id)]
+        fresh = drop_near_duplicates(unique_new(texts, taken, len(texts)), of_tag)[:missing]
         with ctx.store.transaction():
             questions = ctx.store.insert_questions(project.id, tag, fresh)
             if params is not None:
@@ -158,3 +173,20 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
         if item.job_id is not None:
             ctx.queue.add_job_counts(item.job_id, answers_done=1)
     return {"question_id": question.id}
+
+
+async def _judge(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
+    """Score a stored answer 1-10 with a rationale; an answer already scored is kept unless regenerate."""
+    curation = CurationStore(ctx.store)
+    answer = curation.get_answer(project.id, item.question_id)
+    if answer is None:
+        raise NotFound(f"question {item.question_id} has no answer to judge")
+    if answer.score is not None and not item.regenerate:
+        return {"question_id": answer.question_id, "score": answer.score}
+    spec = curation.judge_model(project.id) or project.answer_model
+    prompt = prompts.judge_prompt(project.language, f"{project.topic}{PATH_SEPARATOR}{answer.tag_path}",
+                                  answer.question, answer.answer)
+    verdict = await _ask_json(ctx, item, spec, project.language, prompt, parse_verdict)
+    with ctx.store.transaction():
+        curation.save_score(answer.question_id, verdict.score, verdict.rationale, spec.model)
+    return {"question_id": answer.question_id, "score": verdict.score}

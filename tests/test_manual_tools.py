@@ -147,7 +147,7 @@ async def test_malformed_json_is_repaired(client, llm):
 async def test_unusable_output_is_retried_with_feedback_then_fails_with_nothing_stored(client, llm, db_path):
     project = await call(client, "create_project", name="Garbage", question_model={"model": "standin+garbage"})
     message = await call_error(client, "generate_tags", project_id=project["id"], count=3)
-    assert "failed" in message and "nothing was stored" in message
+    assert "failed after retries" in message and "OutputFormatError" in message
     assert table_counts(db_path)["tags"] == 0
     assert llm.stats()["requests"] >= 3
 

@@ -36,3 +36,8 @@ def format_feedback(language: str, error: str) -> str:
 
 def reasoning_feedback(language: str) -> str:
     return _SETS[language].REASONING_FEEDBACK
+
+
+def judge_prompt(language: str, path: str, question: str, answer: str) -> str:
+    """Ask for a 1-10 score and a short rationale of `answer`, as JSON {"score": n, "rationale": "..."}."""
+    return _SETS[language].JUDGE.format(path=path, question=question, answer=answer)

@@ -39,3 +39,16 @@ FORMAT_FEEDBACK = """Your reply could not be used: {error}
 Reply again with only the JSON object in the requested form, with the requested number of new items."""
 
 REASONING_FEEDBACK = """Your reply had no reasoning section. Reply again: first your step-by-step reasoning inside <think> and </think>, then the final answer."""
+
+JUDGE = """You grade training data for a domain expert language model.
+
+Domain: {path}
+
+Question:
+{question}
+
+Answer to grade:
+{answer}
+
+Score the answer from 1 to 10: 10 = correct, complete, clear and fully answers the question on its own; 7 = good with minor gaps; 4 = partly wrong, vague or incomplete; 1 = wrong, off-topic or empty.
+Write a one- or two-sentence rationale in English. Reply with only a JSON object of this form: {{"score": 7, "rationale": "..."}}"""

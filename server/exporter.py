@@ -1,0 +1,253 @@
+"""Dataset export: record formats, path confinement and a streaming writer.
+
+Formats, one record per question (answered ones only, by default):
+- alpaca:   {"instruction": question, "input": "", "output": answer, "system"?: system}
+- sharegpt: {"conversations": [{"from": "system", "value": system}?, {"from": "human", "value": question},
+            {"from": "gpt", "value": answer}]}
+- openai:   {"messages": [{"role": "system", "content": system}?, {"role": "user", "content": question},
+            {"role": "assistant", "content": answer}]}, the chat fine-tuning JSONL of OpenAI and most trainers
+- raw:      every stored field: ids, tag path, question, answer, reasoning and its source, models, tokens,
+            timestamps, rating, confirmation, judge score and rationale (the reasoning option does not apply)
+
+Reasoning:
+- think: the output / gpt turn / assistant message is "<think>\\n{reasoning}\\n</think>\\n\\n{answer}", the
+  DeepSeek-R1 / Qwen3 layout that LLaMA-Factory and most SFT trainers expect for reasoning models;
+- field: alpaca records get a "reasoning" key; the gpt turn and the assistant message get "reasoning_content",
+  the field DeepSeek's API returns and Qwen3-style chat templates read;
+- none: the answer alone.
+
+Files are JSONL (one record a line) or JSON (an array, one record a line). Records are streamed from a
+read-only connection into a temporary file that replaces the target only when complete, so memory stays
+flat at any size and a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from server.curation_store import CurationStore, ExportFilter
+from server.dedup import normalize
+from server.errors import InvalidInput
+from server.models import Project
+
+PREVIEW_TEXT_LIMIT = 300
+Format = Literal["alpaca", "sharegpt", "openai", "raw"]
+Reasoning = Literal["think", "field", "none"]
+FileFormat = Literal["jsonl", "json"]
+
+
+class ExportOptions(ExportFilter):
+    format: Format = "alpaca"
+    reasoning: Reasoning = "think"
+    file_format: FileFormat | None = Field(None, description="Default: from the path's suffix, else jsonl")
+    path: str | None = None
+    system: str | None = None
+    test_ratio: float = Field(0.0, ge=0, lt=1)
+    dataset_info: bool = False
+    preview: int = Field(3, ge=0, le=20)
+
+
+class ExportedFile(BaseModel):
+    path: str
+    split: Literal["all", "train", "test"]
+    records: int
+    bytes: int
+
+
+class ExportReport(BaseModel):
+    project_id: int
+    format: Format
+    reasoning: Reasoning
+    file_format: FileFormat
+    path: str = Field(..., description="The data file (the train file when split)")
+    record_count: int = Field(..., description="Records written, over all files")
+    files: list[ExportedFile]
+    seed: int | None = Field(None, description="Shuffle seed used (a split without a seed uses 0)")
+    dataset_info_path: str | None = None
+    preview: list[dict[str, Any]]
+
+
+# -- where files go -------------------------------------------------------------------------
+
+
+def default_file_name(project: Project, options: ExportOptions) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", normalize(project.name).encode("ascii", "ignore").decode()).strip("-")
+    return f"{slug or f'project-{project.id}'}-{options.format}.{options.file_format or 'jsonl'}"
+
+
+def export_target(export_dir: Path, project: Project, options: ExportOptions, allow_any_path: bool) -> Path:
+    """The file to write: inside `export_dir` unless the server allows any path. Raises InvalidInput."""
+    if options.dataset_info and options.format == "raw":
+        raise InvalidInput("dataset_info describes alpaca, sharegpt and openai files; LLaMA-Factory cannot "
+                           "train on the raw format. Choose another format or set dataset_info=false.")
+    export_dir = export_dir.resolve()
+    given = Path(options.path.strip()).expanduser() if options.path and options.path.strip() else None
+    target = ((export_dir / given) if given and not given.is_absolute() else given or
+              export_dir / default_file_name(project, options)).resolve()
+    if not allow_any_path and not target.is_relative_to(export_dir):
+        raise InvalidInput(
+            f"Export path {options.path!r} is outside this project's export directory {export_dir}. Give a file "
+            "name or a relative path inside it (e.g. 'train.jsonl'), or start the server with "
+            "TREEDISTILL_ALLOW_ANY_EXPORT_PATH=1 to write elsewhere."
+        )
+    if target.is_dir() or target == export_dir:
+        raise InvalidInput(f"Export path {str(target)!r} is a directory; give a file name such as 'data.jsonl'.")
+    if not target.suffix:
+        target = target.with_name(f"{target.name}.{options.file_format or 'jsonl'}")
+    return target
+
+
+def _split_paths(target: Path, split: bool) -> dict[str, Path]:
+    if not split:
+        return {"all": target}
+    return {part: target.with_name(f"{target.stem}_{part}{target.suffix}") for part in ("train", "test")}
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+def build_record(row: dict[str, Any], options: ExportOptions, project: Project) -> dict[str, Any]:
+    """One export record in the options' format and reasoning mode, from a row of CurationStore.export_rows."""
+    if options.format == "raw":
+        return {"project": project.name, **row, "confirmed": bool(row["confirmed"]),
+                "question_model": project.question_model.model}
+    question, answer, reasoning = row["question"], row["answer"] or "", row["reasoning"] or ""
+    output = f"<think>\n{reasoning}\n</think>\n\n{answer}" if options.reasoning == "think" and reasoning else answer
+    field = {"reasoning_content": reasoning} if options.reasoning == "field" else {}
+    system = options.system
+    if options.format == "alpaca":
+        record = {"instruction": question, "input": "", "output": output}
+        if system:
+            record["system"] = system
+        if options.reasoning == "field":
+            record["reasoning"] = reasoning
+        return record
+    if options.format == "sharegpt":
+        turns = [{"from": "system", "value": system}] if system else []
+        return {"conversations": [*turns, {"from": "human", "value": question},
+                                  {"from": "gpt", "value": output, **field}]}
+    messages = [{"role": "system", "content": system}] if system else []
+    return {"messages": [*messages, {"role": "user", "content": question},
+                         {"role": "assistant", "content": output, **field}]}
+
+
+def _shorten(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > PREVIEW_TEXT_LIMIT:
+        return value[:PREVIEW_TEXT_LIMIT] + "..."
+    if isinstance(value, dict):
+        return {key: _shorten(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shorten(item) for item in value]
+    return value
+
+
+class RecordFile:
+    """A JSONL or JSON file written record by record into a temporary file, then moved into place."""
+
+    def __init__(self, path: Path, file_format: FileFormat):
+        self.path = path
+        self.json_array = file_format == "json"
+        self.records = 0
+        self._temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+        self._file = None
+
+    def __enter__(self) -> RecordFile:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self._temp.open("x", encoding="utf-8")
+        if self.json_array:
+            self._file.write("[")
+        return self
+
+    def write(self, record: dict[str, Any]) -> None:
+        prefix = ("\n" if self.records == 0 else ",\n") if self.json_array else ""
+        self._file.write(prefix + json.dumps(record, ensure_ascii=False) + ("" if self.json_array else "\n"))
+        self.records += 1
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None and self.json_array:
+            self._file.write("\n]\n")
+        self._file.close()
+        if exc_type is None:
+            os.replace(self._temp, self.path)
+        else:
+            self._temp.unlink(missing_ok=True)
+
+
+# -- LLaMA-Factory ----------------------------------------------------------------------------
+
+
+def dataset_info_entry(file_name: str, options: ExportOptions) -> dict[str, Any]:
+    """LLaMA-Factory's description of one exported file (its data/dataset_info.json format)."""
+    if options.format == "alpaca":
+        columns = {"prompt": "instruction", "query": "input", "response": "output"}
+        return {"file_name": file_name, "formatting": "alpaca",
+                "columns": {**columns, "system": "system"} if options.system else columns}
+    if options.format == "sharegpt":
+        return {"file_name": file_name, "formatting": "sharegpt", "columns": {"messages": "conversations"},
+                "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
+                         "system_tag": "system"}}
+    return {"file_name": file_name, "formatting": "sharegpt", "columns": {"messages": "messages"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+                     "system_tag": "system"}}
+
+
+def _read_dataset_info(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise InvalidInput(f"{path} exists but is not readable JSON ({exc}); fix or remove it, or set "
+                           "dataset_info=false.") from None
+    if not isinstance(existing, dict):
+        raise InvalidInput(f"{path} exists but is not a JSON object; fix or remove it, or set dataset_info=false.")
+    return existing
+
+
+# -- the export -------------------------------------------------------------------------------
+
+
+def write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path) -> ExportReport:
+    """Stream the selected records into the target file(s); blocking, meant for a worker thread."""
+    file_format: FileFormat = options.file_format or ("json" if target.suffix.lower() == ".json" else "jsonl")
+    split = options.test_ratio > 0
+    seed = 0 if split and options.seed is None else options.seed
+    selection = ExportFilter(**{**options.model_dump(include=set(ExportFilter.model_fields)), "seed": seed})
+    paths = _split_paths(target, split)
+    info_path = target.with_name("dataset_info.json") if options.dataset_info else None
+    info = _read_dataset_info(info_path) if info_path else {}
+    reader = CurationStore.open_reader(db_path)
+    try:
+        test_size = round(reader.export_count(project.id, selection) * options.test_ratio) if split else 0
+        rows = reader.export_rows(project.id, selection)
+        preview: list[dict[str, Any]] = []
+        files = []
+        for part in ("test", "train") if split else ("all",):
+            with RecordFile(paths[part], file_format) as out:
+                for row in islice(rows, test_size if part == "test" else None):
+                    record = build_record(row, options, project)
+                    out.write(record)
+                    if part != "test" and len(preview) < options.preview:
+                        preview.append(_shorten(record))
+            files.append(ExportedFile(path=str(out.path), split=part, records=out.records,
+                                      bytes=out.path.stat().st_size))
+    finally:
+        reader.close()
+    if info_path:
+        for path in paths.values():
+            info[path.stem] = dataset_info_entry(path.name, options)
+        info_path.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    main = files[-1]
+    return ExportReport(
+        project_id=project.id, format=options.format, reasoning=options.reasoning, file_format=file_format,
+        path=main.path, record_count=sum(f.records for f in files), files=files[::-1], seed=seed,
+        dataset_info_path=str(info_path) if info_path else None, preview=preview,
+    )

@@ -1,0 +1,49 @@
+"""The LLM judge's verdict: parse a reply into a 1-10 score with a short rationale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import json_repair
+from pydantic import BaseModel, Field, ValidationError
+
+from server.errors import OutputFormatError
+
+RATIONALE_LIMIT = 1000
+
+
+class JudgeVerdict(BaseModel):
+    score: int = Field(..., ge=1, le=10)
+    rationale: str = ""
+
+
+def parse_verdict(raw: str) -> JudgeVerdict:
+    """Parse (repairing malformed JSON) a judge reply; raise OutputFormatError when unusable."""
+    data: Any = json_repair.loads(raw) if raw.strip() else None
+    try:
+        verdict = JudgeVerdict.model_validate(data)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise OutputFormatError(
+            f'expected a JSON object {{"score": 1-10, "rationale": "..."}}; {problem["msg"]} at {problem["loc"]}',
+            raw=raw,
+        ) from None
+    return verdict.model_copy(update={"rationale": verdict.rationale.strip()[:RATIONALE_LIMIT]})
+
+
+class JudgedAnswer(BaseModel):
+    question_id: int
+    score: int | None
+    rationale: str | None
+
+
+class ScoreReport(BaseModel):
+    project_id: int
+    judge_model: str
+    judged: int = Field(..., description="Answers scored by this call")
+    failed: int = Field(..., description="Answers the judge could not score this time (see errors)")
+    errors: list[str]
+    results: list[JudgedAnswer] = Field(..., description="This call's scores")
+    distribution: dict[str, int] = Field(..., description="Answers per score (1-10) in the scope, all calls")
+    mean_score: float | None
+    unscored: int = Field(..., description="Answers in the scope still without a score; call again to continue")

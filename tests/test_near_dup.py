@@ -1,0 +1,131 @@
+"""Near-duplicate questions: the similarity on seeded paraphrases, the exact indexed search, and
+find_duplicates / add_questions / extract_questions through the MCP client."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from server.near_dup import (DEFAULT_THRESHOLD, NearDupIndex, drop_near_duplicates, group_near_duplicates, similarity,
+                             tokens)
+from tests.test_auto_distill import stored
+from tests.test_manual_tools import call, call_error
+
+pytestmark = pytest.mark.anyio
+
+# Rewordings that keep the content words: near-duplicates at the default threshold.
+PARAPHRASES = [
+    ("What are the main causes of inflation in developing economies?",
+     "What are the primary causes of inflation in developing economies?"),
+    ("How does photosynthesis convert light energy into chemical energy?",
+     "In photosynthesis, how is light energy converted into chemical energy?"),
+    ("Explain the role of mitochondria in cellular respiration.",
+     "What role do mitochondria play in cellular respiration?"),
+    ("How does a zero-coupon bond differ from a coupon bond in terms of interest rate risk?",
+     "In terms of interest rate risk, how do zero-coupon bonds differ from coupon bonds?"),
+    ("What is inflation?", "Define inflation."),
+    ("什么是光合作用？", "光合作用是什么？"),
+]
+# Same topic, different question: never near-duplicates.
+DISTINCT = [
+    ("What are the main causes of inflation?", "What are the main effects of inflation?"),
+    ("How do central banks control inflation?", "How do central banks measure inflation?"),
+    ("What is inflation?", "What causes inflation?"),
+    ("What is 2 + 2?", "What is 2 + 3?"),
+    ("Question 1: how does Tactics work in Football?", "Question 2: how does Tactics work in Football?"),
+    ("How do vaccines train the immune system?", "How does the immune system respond to viral infection?"),
+    ("光合作用的产物是什么？", "呼吸作用的产物是什么？"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), PARAPHRASES)
+def test_paraphrases_are_near_duplicates(a, b):
+    assert similarity(a, b) >= DEFAULT_THRESHOLD
+    assert drop_near_duplicates([b], [a]) == []
+
+
+@pytest.mark.parametrize(("a", "b"), DISTINCT)
+def test_different_questions_are_not(a, b):
+    assert similarity(a, b) < DEFAULT_THRESHOLD
+    assert drop_near_duplicates([b], [a]) == [b]
+
+
+def test_the_indexed_search_finds_exactly_what_brute_force_finds():
+    rng = random.Random(4)
+    words = "inflation rate bank policy money supply demand price market growth trade tax debt bond".split()
+    texts = [" ".join(rng.sample(words, rng.randint(2, 6))) + "?" for _ in range(400)]
+    sets = [tokens(text)[0] for text in texts]
+    jaccard = lambda a, b: len(a & b) / len(a | b)  # noqa: E731
+    for threshold in (0.5, 0.7, 0.9):
+        index = NearDupIndex(threshold)
+        found = set()
+        for i, text in enumerate(texts):
+            found |= {(j, i) for j, _ in index.matches(text)}
+            index.add(i, text)
+        expected = {(i, j) for i, j in itertools.combinations(range(len(texts)), 2)
+                    if jaccard(sets[i], sets[j]) >= threshold}
+        assert found == expected and expected
+
+
+def test_groups_are_connected_and_in_input_order():
+    texts = [PARAPHRASES[0][0], "Why is the sky blue?", PARAPHRASES[0][1], PARAPHRASES[1][1], PARAPHRASES[1][0]]
+    groups = group_near_duplicates(enumerate(texts))
+    assert sorted(members for members, _ in groups) == [[0, 2], [3, 4]]
+    assert all(score == 1.0 for _, score in groups)
+    assert drop_near_duplicates(texts, []) == texts[:2] + texts[3:4]
+
+
+async def test_find_and_remove_duplicates_across_the_project(client, llm, db_path):
+    project = await call(client, "create_project", name="Economics")
+    tags = (await call(client, "generate_tags", project_id=project["id"], count=2))["tags"]
+    pid, (a, b) = project["id"], (tag["id"] for tag in tags)
+    seeded_a = [first for first, _ in PARAPHRASES[:3]] + ["How are exchange rates determined?"]
+    seeded_b = [second for _, second in PARAPHRASES[:3]] + ["What determines the unemployment rate?"]
+    await call(client, "add_questions", project_id=pid, tag_id=a, questions=seeded_a)
+    added = await call(client, "add_questions", project_id=pid, tag_id=b, questions=seeded_b)
+    assert not added["skipped"]  # near-duplicates in another tag are left to find_duplicates
+    await call(client, "answer_question", project_id=pid, question_id=6)  # an answered copy is the one kept
+
+    report = await call(client, "find_duplicates", project_id=pid)
+    assert (report["questions_checked"], report["group_count"], report["duplicate_count"]) == (8, 3, 3)
+    groups = sorted(report["groups"], key=lambda g: min(q["question_id"] for q in g["questions"]))
+    assert [sorted(q["question_id"] for q in g["questions"]) for g in groups] == [[1, 5], [2, 6], [3, 7]]
+    assert [g["keep_question_id"] for g in groups] == [1, 6, 3]
+    assert sorted(report["removable_question_ids"]) == [2, 5, 7]
+    assert (await call(client, "find_duplicates", project_id=pid, tag_id=a))["group_count"] == 0
+    strict = await call(client, "find_duplicates", project_id=pid, threshold=0.8)
+    assert strict["group_count"] == 2  # the mitochondria pair is 0.75 similar
+
+    await call(client, "delete_question", project_id=pid, question_ids=report["removable_question_ids"])
+    assert (await call(client, "find_duplicates", project_id=pid))["group_count"] == 0
+    assert stored(db_path)["questions"] == 5
+
+
+async def test_new_questions_stay_diverse(client, llm, db_path):
+    project = await call(client, "create_project", name="Biology")
+    tag = (await call(client, "generate_tags", project_id=project["id"], count=1))["tags"][0]
+    pid = project["id"]
+    first = [first for first, _ in PARAPHRASES[:2]]
+    await call(client, "add_questions", project_id=pid, tag_id=tag["id"], questions=first)
+    result = await call(client, "add_questions", project_id=pid, tag_id=tag["id"], questions=[
+        PARAPHRASES[0][1], first[1].upper(), "Why do cells divide?", "Why do cells divide by mitosis?",
+        "why do cells  divide"])
+    assert [q["text"] for q in result["added"]] == ["Why do cells divide?", "Why do cells divide by mitosis?"]
+    assert sorted((s["text"], s["reason"].split(" of ")[0]) for s in result["skipped"]) == sorted([
+        (PARAPHRASES[0][1], "near-duplicate"), (first[1].upper(), "duplicate"), ("why do cells divide", "duplicate")])
+    kept = await call(client, "add_questions", project_id=pid, tag_id=tag["id"], questions=[PARAPHRASES[0][1]],
+                      allow_near_duplicates=True)
+    assert len(kept["added"]) == 1
+    assert "No tag with id" in await call_error(client, "add_questions", project_id=pid, tag_id=99, questions=["Q?"])
+
+    # The stand-in always proposes "Question 1: how does <tag> work in the context of <path>?" first. A reworded
+    # copy of it is stored, so extraction must not add the near-duplicate, and says why it fell short.
+    path = f"Biology > {tag['name']}"
+    reworded = f"Question 1 - in the context of {path}, how does {tag['name']} work?"
+    await call(client, "add_questions", project_id=pid, tag_id=tag["id"], questions=[reworded])
+    before = stored(db_path)["questions"]
+    message = await call_error(client, "extract_questions", project_id=pid, tag_id=tag["id"], count=1)
+    assert "repeating existing questions" in message
+    assert stored(db_path)["questions"] == before

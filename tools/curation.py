@@ -1,0 +1,175 @@
+"""Tools: update_answer, rate_item, confirm_item, delete_tag, delete_question, score_answers,
+find_duplicates, add_questions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel, Field
+
+from server.curation_store import CuratedAnswer
+from server.judge import ScoreReport
+from server.models import ModelSpec, Question
+from server.near_dup import DEFAULT_THRESHOLD, DuplicateReport
+from tools.common import DESTRUCTIVE, GENERATES, LOCAL_WRITE, READ_ONLY, engine_of, tool_errors
+from tools.tree import MAX_PER_CALL
+
+MAX_IDS = 1000
+QuestionIds = Annotated[list[int], Field(min_length=1, max_length=MAX_IDS)]
+
+
+class ConfirmResult(BaseModel):
+    project_id: int
+    confirmed: bool
+    question_ids: list[int]
+
+
+class DeletionResult(BaseModel):
+    project_id: int
+    deleted: bool = Field(..., description="false: nothing was deleted yet, the counts say what would be")
+    tag_id: int | None = None
+    tag_path: str | None = None
+    tags: int
+    questions: int
+    answers: int
+    message: str
+
+
+class SkippedQuestion(BaseModel):
+    text: str
+    reason: str
+
+
+class AddedQuestions(BaseModel):
+    project_id: int
+    tag_id: int
+    tag_path: str
+    added: list[Question]
+    skipped: list[SkippedQuestion]
+
+
+@tool_errors
+async def update_answer(
+    ctx: Context,
+    project_id: int,
+    question_id: int,
+    answer: Annotated[str | None, Field(max_length=200_000, description="New final answer text")] = None,
+    reasoning: Annotated[str | None, Field(max_length=200_000, description="New reasoning trace")] = None,
+) -> CuratedAnswer:
+    """Edit an answer and/or its reasoning by hand. The judge score of the old text is cleared; the rating
+    and confirmation are kept."""
+    return engine_of(ctx).update_answer(project_id, question_id, answer, reasoning)
+
+
+@tool_errors
+async def rate_item(
+    ctx: Context,
+    project_id: int,
+    question_id: int,
+    rating: Annotated[int | None, Field(ge=1, le=5, description="1 (bad) to 5 (excellent); null clears it")],
+) -> CuratedAnswer:
+    """Give an answered question a human rating, for export_dataset(min_rating=...)."""
+    return engine_of(ctx).rate_item(project_id, question_id, rating)
+
+
+@tool_errors
+async def confirm_item(
+    ctx: Context,
+    project_id: int,
+    question_ids: QuestionIds,
+    confirmed: Annotated[bool, Field(description="false takes the confirmation back")] = True,
+) -> ConfirmResult:
+    """Mark answered questions as reviewed and good, for export_dataset(confirmed_only=true)."""
+    ids = engine_of(ctx).confirm_items(project_id, question_ids, confirmed)
+    return ConfirmResult(project_id=project_id, confirmed=confirmed, question_ids=ids)
+
+
+@tool_errors
+async def delete_tag(
+    ctx: Context,
+    project_id: int,
+    tag_id: int,
+    confirm: Annotated[bool, Field(description="false (default) only reports what would be deleted")] = False,
+) -> DeletionResult:
+    """Delete a tag with every tag below it and all their questions and answers. Without confirm=true it
+    deletes nothing and reports the counts; call again with confirm=true to delete."""
+    tag, counts, deleted = engine_of(ctx).delete_tag(project_id, tag_id, confirm)
+    what = f"{counts.tags} tag(s), {counts.questions} question(s) and {counts.answers} answer(s)"
+    message = (f"Deleted '{tag.path}': {what}." if deleted else
+               f"Deleting '{tag.path}' would remove {what}. Nothing was deleted; call again with confirm=true.")
+    return DeletionResult(project_id=project_id, deleted=deleted, tag_id=tag.id, tag_path=tag.path,
+                          **counts.model_dump(), message=message)
+
+
+@tool_errors
+async def delete_question(ctx: Context, project_id: int, question_ids: QuestionIds) -> DeletionResult:
+    """Delete questions with their answers (e.g. the removable_question_ids of find_duplicates)."""
+    counts = engine_of(ctx).delete_questions(project_id, question_ids)
+    return DeletionResult(project_id=project_id, deleted=True, **counts.model_dump(),
+                          message=f"Deleted {counts.questions} question(s) and {counts.answers} answer(s).")
+
+
+@tool_errors
+async def score_answers(
+    ctx: Context,
+    project_id: int,
+    question_ids: Annotated[list[int] | None, Field(max_length=MAX_IDS, description="Only these questions")] = None,
+    tag_id: Annotated[int | None, Field(description="Only answers in this tag's subtree")] = None,
+    rescore: Annotated[bool, Field(description="Also judge answers that already have a score")] = False,
+    limit: Annotated[int, Field(ge=1, le=MAX_IDS, description="Most answers to judge in this call")] = 100,
+    judge_model: Annotated[ModelSpec | None, Field(
+        description="Model that judges (remembered for the project); default: the project's answer model")] = None,
+) -> ScoreReport:
+    """Have an LLM judge score answers 1-10 with a short rationale, within the project's max_concurrency.
+    Unscored answers go first; call again while 'unscored' > 0. Then export with min_score (e.g. 7)."""
+
+    async def progress(done: int, total: int) -> None:
+        await ctx.report_progress(done, total, f"score_answers: {done}/{total} judged")
+
+    return await engine_of(ctx).score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
+                                              progress)
+
+
+@tool_errors
+async def find_duplicates(
+    ctx: Context,
+    project_id: int,
+    tag_id: Annotated[int | None, Field(description="Only this tag's subtree (default: the whole project)")] = None,
+    threshold: Annotated[float, Field(ge=0.3, le=1.0, description=(
+        "Jaccard similarity of content words at or above which two questions are near-duplicates; lower finds "
+        "looser rewordings and more false matches"))] = DEFAULT_THRESHOLD,
+    limit: Annotated[int, Field(ge=1, le=500, description="Most groups to list")] = 50,
+) -> DuplicateReport:
+    """Find groups of near-duplicate questions across the project (rewordings with the same content words and
+    numbers). Each group names the question to keep; delete_question(removable_question_ids) removes the rest."""
+    return engine_of(ctx).find_duplicates(project_id, tag_id, threshold, limit)
+
+
+@tool_errors
+async def add_questions(
+    ctx: Context,
+    project_id: int,
+    tag_id: int,
+    questions: Annotated[list[Annotated[str, Field(min_length=1, max_length=20_000)]],
+                         Field(min_length=1, max_length=MAX_PER_CALL, description="Hand-written questions")],
+    allow_near_duplicates: Annotated[bool, Field(
+        description="Keep questions that are near-duplicates of the tag's questions")] = False,
+) -> AddedQuestions:
+    """Add your own questions to a tag. Exact duplicates in the project are always skipped, near-duplicates of
+    the tag's questions unless allow_near_duplicates=true; the result says what was skipped and why."""
+    tag, added, exact, near = engine_of(ctx).add_questions(project_id, tag_id, questions, allow_near_duplicates)
+    skipped = ([SkippedQuestion(text=text, reason="duplicate of a question in the project") for text in exact]
+               + [SkippedQuestion(text=text, reason="near-duplicate of a question of this tag") for text in near])
+    return AddedQuestions(project_id=project_id, tag_id=tag.id, tag_path=tag.path, added=added, skipped=skipped)
+
+
+def register(server: MCPServer) -> None:
+    server.add_tool(update_answer, annotations=DESTRUCTIVE.model_copy(update={"idempotent_hint": True}))
+    server.add_tool(rate_item, annotations=LOCAL_WRITE)
+    server.add_tool(confirm_item, annotations=LOCAL_WRITE)
+    server.add_tool(delete_tag, annotations=DESTRUCTIVE)
+    server.add_tool(delete_question, annotations=DESTRUCTIVE)
+    server.add_tool(score_answers, annotations=GENERATES)
+    server.add_tool(find_duplicates, annotations=READ_ONLY)
+    server.add_tool(add_questions, annotations=LOCAL_WRITE)  # a repeat is skipped as an exact duplicate

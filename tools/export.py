@@ -1,0 +1,62 @@
+"""Tool: export_dataset."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
+
+from server.exporter import ExportOptions, ExportReport
+from tools.common import LOCAL_WRITE, engine_of, tool_errors
+
+
+@tool_errors
+async def export_dataset(
+    ctx: Context,
+    project_id: int,
+    format: Annotated[Literal["alpaca", "sharegpt", "openai", "raw"], Field(
+        description="alpaca: instruction/input/output; sharegpt: conversations of from/value; openai: chat "
+                    "messages; raw: every stored field (tag path, models, tokens, ratings, scores)")] = "alpaca",
+    reasoning: Annotated[Literal["think", "field", "none"], Field(
+        description="think: '<think>reasoning</think>' before the answer; field: a separate 'reasoning' "
+                    "(alpaca) / 'reasoning_content' (sharegpt, openai) field; none: answer only")] = "think",
+    path: Annotated[str | None, Field(
+        description="File name or path relative to the project's export directory (default "
+                    "'<project>-<format>.jsonl'); other locations need the server's permission")] = None,
+    file_format: Annotated[Literal["jsonl", "json"] | None, Field(
+        description="jsonl (one record per line) or json (an array); default from the path's suffix, else jsonl",
+    )] = None,
+    system: Annotated[str | None, Field(max_length=20_000, description="System prompt put in every record")] = None,
+    answered_only: Annotated[bool, Field(description="Leave out questions without an answer")] = True,
+    confirmed_only: Annotated[bool, Field(description="Only answers confirmed with confirm_item")] = False,
+    min_rating: Annotated[int | None, Field(ge=1, le=5, description="Only answers rated at least this")] = None,
+    min_score: Annotated[int | None, Field(ge=1, le=10, description="Only answers the judge scored at least "
+                                                                    "this (score_answers)")] = None,
+    tag_id: Annotated[int | None, Field(description="Only this tag's subtree")] = None,
+    per_tag_cap: Annotated[int | None, Field(ge=1, description=(
+        "At most this many records per tag, for a balanced set; confirmed, better rated and better scored "
+        "answers are kept first"))] = None,
+    seed: Annotated[int | None, Field(description="Shuffle deterministically with this seed (default: by id)")] = None,
+    test_ratio: Annotated[float, Field(ge=0, le=0.5, description=(
+        "Fraction of records for a test file; writes <name>_train and <name>_test (shuffled, seed 0 unless "
+        "given)"))] = 0.0,
+    dataset_info: Annotated[bool, Field(description="Also write/update LLaMA-Factory's dataset_info.json beside "
+                                                    "the file")] = False,
+    preview: Annotated[int, Field(ge=0, le=20, description="Records to show in the result")] = 3,
+) -> ExportReport:
+    """Write the project's question/answer records as a fine-tuning dataset file, streamed, and return its
+    path, record count and a preview. Files go to the project's export directory unless the server allows
+    other paths. Writing the same path again replaces the file."""
+    options = ExportOptions(
+        format=format, reasoning=reasoning, path=path, file_format=file_format, system=system,
+        answered_only=answered_only, confirmed_only=confirmed_only, min_rating=min_rating, min_score=min_score,
+        tag_id=tag_id, per_tag_cap=per_tag_cap, seed=seed, test_ratio=test_ratio, dataset_info=dataset_info,
+        preview=preview,
+    )
+    return await engine_of(ctx).export_dataset(project_id, options)
+
+
+def register(server: MCPServer) -> None:
+    # Not additive: writing a path again replaces the file.
+    server.add_tool(export_dataset, annotations=LOCAL_WRITE.model_copy(update={"destructive_hint": True}))
