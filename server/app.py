@@ -12,20 +12,26 @@ from mcp.server.mcpserver import MCPServer
 
 from server.config import database_path
 from server.engine import Engine
-from tools import answers, jobs, projects, questions, tree
+from server.http_auth import bearer_auth_options
+from tools import answers, curation, export, guides, jobs, projects, questions, resources, tree
 
 INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
 Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on
 leaf tags -> answer_question. Automatic flow: create_project -> auto_distill -> poll get_progress(job_id)
 until the status is completed (or completed_with_failures, then retry_failed). Browse with get_tree and
-list_questions. Ids come from earlier results; API keys live in the server's environment only."""
+list_questions. Curate with score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
+(files go to the project's export directory). Ids come from earlier results; API keys live in the server's
+environment only."""
 
-TOOL_MODULES = (projects, tree, questions, answers, jobs)
+TOOL_MODULES = (projects, tree, questions, answers, jobs, guides, curation, export)
 
 
 def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] | None = None,
-                  **engine_options: object) -> MCPServer:
-    """Build the MCP server. The database defaults to --db / TREEDISTILL_DB / the user data dir."""
+                  bearer_token: str | None = None, **engine_options: object) -> MCPServer:
+    """Build the MCP server. The database defaults to --db / TREEDISTILL_DB / the user data dir.
+
+    With `bearer_token`, HTTP requests must carry `Authorization: Bearer <token>` (stdio is unaffected).
+    """
     env = dict(os.environ if environ is None else environ)
     path = database_path(str(db_path) if db_path else None, env)
 
@@ -37,9 +43,11 @@ def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] 
         finally:
             await engine.close()
 
-    server = MCPServer("treedistill", instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING")
+    auth = bearer_auth_options(bearer_token) if bearer_token else {}
+    server = MCPServer("treedistill", instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING", **auth)
     for noisy in ("httpx", "httpx2", "openai", "anthropic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for module in TOOL_MODULES:
         module.register(server)
+    resources.register(server)
     return server

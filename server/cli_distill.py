@@ -1,0 +1,143 @@
+"""`treedistill distill`: run an auto_distill job in this process and follow it until it ends.
+
+Re-running the same command resumes: after Ctrl-C the cancelled job is resumed; after a crash the engine
+restarts the job's interrupted work on start-up and the command follows it again. Nothing completed is redone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from server.cli_progress import TERMINAL, ProgressView, final_summary
+from server.cli_reports import project_named
+from server.engine import Engine
+from server.models import JobProgress, Project
+
+REFRESH_SECONDS = 0.5
+
+
+@dataclass
+class DistillRequest:
+    topic: str
+    levels: int
+    tags_per_level: int
+    questions_per_tag: int
+    answer: bool
+    concurrency: int | None
+    language: str
+    confirm_large: bool
+    resume_command: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The job parameters, as the engine stores them."""
+        return {"levels": self.levels, "tags_per_level": self.tags_per_level,
+                "questions_per_tag": self.questions_per_tag, "answer": self.answer}
+
+
+def find_or_create_project(engine: Engine, request: DistillRequest, say: Callable[[str], None]) -> Project:
+    """The project named after the topic, created on first use."""
+    project = project_named(engine.list_projects(), request.topic)
+    if project is None:
+        project = engine.create_project(request.topic, language=request.language,
+                                        max_concurrency=request.concurrency or 5)
+        say(f"Created project {project.id} '{project.name}' (max concurrency {project.max_concurrency}).")
+        return project
+    if request.concurrency and request.concurrency != project.max_concurrency:
+        say(f"Note: project '{project.name}' keeps its max concurrency of {project.max_concurrency}; "
+            "--concurrency applies when a project is created.")
+    return project
+
+
+def start_or_resume(engine: Engine, project: Project, request: DistillRequest, say: Callable[[str], None]) -> int:
+    """Resume the project's unfinished job with these parameters, else start a job that tops the project up."""
+    jobs = engine.list_jobs(project.id)
+    latest = jobs[-1] if jobs else None
+    if latest is not None and latest.params == request.params and latest.status != "completed":
+        was = latest.status
+        progress = engine.resume_job(latest.job_id)
+        say(f"Resuming job {progress.job_id} (it was {'interrupted' if was == 'running' else was}; "
+            f"{latest.calls_done} calls already done are kept).")
+        return progress.job_id
+    if latest is not None and latest.status in ("queued", "running"):
+        engine.cancel_job(latest.job_id)
+        say(f"Stopped job {latest.job_id} (other settings); a new job tops the project up to the new shape.")
+    job, _ = engine.auto_distill(project.id, request.levels, request.tags_per_level, request.questions_per_tag,
+                                 request.answer, request.confirm_large)
+    if not job["planned_calls"]:
+        say(f"Nothing to do: project '{project.name}' already has this shape.")
+        return job["id"]
+    say(f"Started job {job['id']}: up to {job['planned_tags']} tags, {job['planned_questions']} questions, "
+        f"{job['planned_answers']} answers ({job['planned_calls']} model calls).")
+    return job["id"]
+
+
+async def run_distill(engine: Engine, request: DistillRequest, view: ProgressView) -> str:
+    """Follow the job until it ends or Ctrl-C; returns 'completed', 'interrupted' or 'failed' (anything short)."""
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    try:
+        with view:
+            project = find_or_create_project(engine, request, view.note)
+            job_id = start_or_resume(engine, project, request, view.note)
+            progress = await _follow(engine, job_id, view, interrupted, lambda p: p.status in TERMINAL)
+            stopped = progress.status not in TERMINAL
+            if stopped:
+                progress = await _stop(engine, job_id, view, interrupted)
+            view.update(progress, now=True)
+            for line in final_summary(progress):
+                view.note(line)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    if stopped:
+        print(f"Interrupted: job {job_id} is cancelled; everything finished is kept.\n"
+              f"Resume with: {request.resume_command}", file=sys.stderr)
+        return "interrupted"
+    if progress.status != "completed":
+        print(f"Job {job_id} ended {progress.status}. Fix the cause shown above (treedistill doctor checks the "
+              f"endpoint), then run the same command to retry what is missing.", file=sys.stderr)
+        return "failed"
+    if request.answer:
+        print(f"Export with: treedistill export {shlex.quote(project.name)} --format alpaca")
+    return "completed"
+
+
+async def _follow(engine: Engine, job_id: int, view: ProgressView, interrupted: asyncio.Event,
+                  until: Callable[[JobProgress], bool]) -> JobProgress:
+    """Update the view as the job changes until `until(progress)` holds or Ctrl-C is pressed."""
+    progress = engine.get_progress(job_id)
+    view.update(progress, now=True)
+    while not until(progress) and not interrupted.is_set():
+        changed = asyncio.ensure_future(engine.wait_for_job_change(job_id, REFRESH_SECONDS))
+        stop = asyncio.ensure_future(interrupted.wait())
+        try:
+            await asyncio.wait({changed, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+            stop.cancel()
+        progress = engine.get_progress(job_id)
+        view.update(progress)
+    return progress
+
+
+async def _stop(engine: Engine, job_id: int, view: ProgressView, interrupted: asyncio.Event) -> JobProgress:
+    """Cancel the job and let the calls in flight finish (their results are kept); a second Ctrl-C stops at once."""
+    progress = engine.cancel_job(job_id)
+    flying = _in_flight(progress)
+    if flying:
+        view.note(f"Stopping: waiting for {flying} call(s) in flight to finish (Ctrl-C again to stop now).")
+    interrupted.clear()
+    return await _follow(engine, job_id, view, interrupted, lambda p: _in_flight(p) == 0)
+
+
+def _in_flight(progress: JobProgress) -> int:
+    return progress.tags.in_flight + progress.questions.in_flight + progress.answers.in_flight
+
+

@@ -1,0 +1,174 @@
+"""How the CLI shows a job's progress: live rich bars on a terminal, plain lines anywhere else."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from typing import Protocol, TextIO
+
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from server.models import JobProgress, KindProgress
+
+STAGES = ("tags", "questions", "answers")
+TERMINAL = ("completed", "completed_with_failures", "cancelled", "failed")
+
+
+def duration(seconds: float | None) -> str:
+    """'1h02m', '3m05s', '42s', or '?' when unknown."""
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def kind_extras(kind: KindProgress) -> str:
+    """'2 in flight, 1 failed' (empty when neither)."""
+    extras = [f"{kind.in_flight} in flight"] if kind.in_flight else []
+    extras += [f"{kind.failed} failed"] if kind.failed else []
+    return ", ".join(extras)
+
+
+def kind_summary(name: str, kind: KindProgress) -> str:
+    """'answers 7/18 (2 in flight, 1 failed)'."""
+    extras = kind_extras(kind)
+    return f"{name} {kind.done}/{kind.total}" + (f" ({extras})" if extras else "")
+
+
+def totals(progress: JobProgress) -> str:
+    """'31 calls/min · tokens 1,234 in / 567 out · elapsed 12s · ETA 4s'."""
+    parts = [f"{progress.calls_per_minute:g} calls/min",
+             f"tokens {progress.input_tokens:,} in / {progress.output_tokens:,} out"]
+    if progress.cost is not None:
+        parts.append(f"${progress.cost:.4f}")
+    parts.append(f"elapsed {duration(progress.elapsed_seconds)}")
+    if progress.status == "running":
+        parts.append(f"ETA {duration(progress.eta_seconds)}")
+    return " · ".join(parts)
+
+
+def progress_line(progress: JobProgress) -> str:
+    """One line with everything: status, stage, per-kind counts, rate, tokens, ETA."""
+    stage = f" ({progress.stage})" if progress.stage != progress.status else ""
+    kinds = " · ".join(kind_summary(name, getattr(progress, name)) for name in STAGES)
+    return f"job {progress.job_id} {progress.status}{stage} · {kinds} · {totals(progress)}"
+
+
+def final_summary(progress: JobProgress) -> list[str]:
+    """What a finished (or stopped) job made, and its errors."""
+    lines = [f"Job {progress.job_id} {progress.status} after {duration(progress.elapsed_seconds)}: "
+             f"{progress.tags.done} tags, {progress.questions.done} questions, {progress.answers.done} answers; "
+             f"{progress.calls_done} calls done, {progress.calls_failed} failed; "
+             f"tokens {progress.input_tokens:,} in / {progress.output_tokens:,} out."]
+    lines += [f"  error: {error}" for error in progress.recent_errors]
+    return lines
+
+
+class ProgressView(Protocol):
+    def __enter__(self) -> ProgressView: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def update(self, progress: JobProgress, *, now: bool = False) -> None:
+        """Show the job's state; `now` skips the rate limit on redraws (for the first and the last state)."""
+
+
+class PlainProgress:
+    """Prints a progress line when something changed, at most once per `interval` seconds."""
+
+    def __init__(self, out: TextIO | None = None, interval: float = 2.0) -> None:
+        self.out = out or sys.stdout
+        self.interval = interval
+        self._last_state: tuple = ()
+        self._last_time = 0.0
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def note(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def update(self, progress: JobProgress, *, now: bool = False) -> None:
+        state = _settled_state(progress)
+        due = now or time.monotonic() - self._last_time >= self.interval
+        if state != self._last_state and due:
+            print(progress_line(progress), file=self.out, flush=True)
+            self._last_state, self._last_time = state, time.monotonic()
+
+
+def _settled_state(progress: JobProgress) -> tuple:
+    """What changes only when work settles (not elapsed time or ETA)."""
+    return (progress.status, progress.stage,
+            *((kind.done, kind.total, kind.failed) for kind in (progress.tags, progress.questions, progress.answers)))
+
+
+class _StageProgress(Progress):
+    """rich Progress with a footer line under the bars."""
+
+    footer: RenderableType = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        yield self.footer
+
+
+class LiveProgress:
+    """Live bars per stage (done/total, failures, per-stage rate and ETA) and a footer with tokens."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self._bars = _StageProgress(
+            TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[extra]}"), TextColumn("{task.fields[rate]}"),
+            TextColumn("ETA"), TimeRemainingColumn(),
+            console=self.console, refresh_per_second=4,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> LiveProgress:
+        self._bars.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._bars.stop()
+
+    def note(self, text: str) -> None:
+        self._bars.console.print(text)
+
+    def update(self, progress: JobProgress, *, now: bool = False) -> None:
+        for name in STAGES:
+            kind: KindProgress = getattr(progress, name)
+            extra = kind_extras(kind)
+            if name not in self._tasks and not kind.total:
+                continue  # nothing of this kind planned (e.g. --no-answer): no empty bar
+            if name not in self._tasks:
+                # Start at the current count so a resumed job's rate is not inflated by earlier work.
+                self._tasks[name] = self._bars.add_task(name, total=kind.total or None, completed=kind.done,
+                                                        extra=extra, rate="")
+                continue
+            task_id = self._tasks[name]
+            self._bars.update(task_id, total=kind.total or None, completed=kind.done, extra=extra,
+                              rate=_rate(self._bars, task_id))
+        self._bars.footer = Text(f"job {progress.job_id} {progress.stage} · {totals(progress)}", style="dim")
+        if now:
+            self._bars.refresh()
+
+
+def _rate(bars: Progress, task_id: TaskID) -> str:
+    speed = next(task.speed for task in bars.tasks if task.id == task_id)
+    return f"{speed * 60:.0f}/min" if speed else ""
+
+
+def progress_view(plain: bool = False) -> ProgressView:
+    """Live bars when stdout is a terminal (unless `plain`), plain lines otherwise."""
+    return LiveProgress() if sys.stdout.isatty() and not plain else PlainProgress()

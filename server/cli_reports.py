@@ -1,0 +1,101 @@
+"""Read-only CLI commands (`projects`, `progress`): they read the database and never start the scheduler,
+so they are safe to run while a server or a `distill` works on the same database."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from server.cli_progress import TERMINAL, ProgressView, progress_line
+from server.errors import NotFound
+from server.models import JobProgress, Project, ProjectSummary
+from server.progress import job_progress
+from server.queue_store import WorkQueue
+from server.store import Store, open_database
+
+WATCH_SECONDS = 1.0
+RECENT_JOBS = 20
+
+
+@contextmanager
+def existing_database(db_path: Path) -> Iterator[WorkQueue]:
+    if not db_path.exists():
+        raise NotFound(f"No database at {db_path} yet: run `treedistill distill \"<topic>\"` or create a project "
+                       "through the MCP server first (or pass --db).")
+    db = open_database(db_path)
+    try:
+        yield WorkQueue(Store(db))
+    finally:
+        db.conn.close()
+
+
+def project_named(projects: list[ProjectSummary], name: str) -> Project | None:
+    """The project with this name (names are unique, case-insensitively), if any."""
+    wanted = name.strip().casefold()
+    return next((Project(**p.model_dump(include=set(Project.model_fields))) for p in projects
+                 if p.name.casefold() == wanted), None)
+
+
+def stored_progress(queue: WorkQueue, job_id: int) -> JobProgress:
+    """A job's progress as stored; calls in flight in another process count as pending."""
+    return job_progress(queue.get_job(job_id), queue.job_open_kinds(job_id), Counter(), queue.recent_errors(job_id))
+
+
+def project_lines(projects: list[ProjectSummary]) -> list[str]:
+    if not projects:
+        return ["No projects yet."]
+    lines = [f"{'id':>4}  {'name':<24} {'lang':<4} {'tags':>6} {'questions':>9} {'answers':>8}  "
+             f"{'tokens in / out':<21} models (questions / answers)"]
+    for p in projects:
+        tokens = f"{p.input_tokens:,} / {p.output_tokens:,}"
+        lines.append(f"{p.id:>4}  {p.name[:24]:<24} {p.language:<4} {p.tags:>6} {p.questions:>9} {p.answers:>8}  "
+                     f"{tokens:<21} {p.question_model.model} / {p.answer_model.model}")
+    return lines
+
+
+def show_projects(db_path: Path, as_json: bool) -> None:
+    with existing_database(db_path) as queue:
+        projects = queue.store.list_projects()
+    if as_json:
+        print(json.dumps([p.model_dump() for p in projects], indent=2))
+    else:
+        print("\n".join(project_lines(projects)))
+
+
+def show_progress(db_path: Path, job_id: int | None, as_json: bool) -> None:
+    """One job in detail, or the latest jobs one line each."""
+    with existing_database(db_path) as queue:
+        if job_id is None:
+            ids = [job["id"] for job in queue.list_jobs()][-RECENT_JOBS:]
+            reports = [stored_progress(queue, job) for job in ids]
+        else:
+            reports = [stored_progress(queue, job_id)]
+    if as_json:
+        payload = [r.model_dump() for r in reports]
+        print(json.dumps(payload if job_id is None else payload[0], indent=2))
+        return
+    if not reports:
+        print("No jobs yet.")
+    for report in reports:
+        print(progress_line(report))
+        if job_id is not None:
+            print(f"  params: {json.dumps(report.params)}")
+            for error in report.recent_errors:
+                print(f"  error: {error}")
+
+
+def watch_progress(db_path: Path, job_id: int, view: ProgressView) -> JobProgress:
+    """Follow a job that runs in another process (a server, or `distill`) until it ends."""
+    with existing_database(db_path) as queue, view:
+        progress = stored_progress(queue, job_id)
+        view.update(progress, now=True)
+        while progress.status not in TERMINAL:
+            time.sleep(WATCH_SECONDS)  # another process does the work: polling the database is all we can do
+            progress = stored_progress(queue, job_id)
+            view.update(progress)
+        view.update(progress, now=True)
+    return progress

@@ -1,0 +1,228 @@
+"""The `treedistill` command line as a subprocess: distill with progress, resume, exit codes, reports, doctor."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from server.cli_doctor import run_doctor
+from server.cli_progress import LiveProgress
+from server.models import JobProgress, KindProgress
+from tests.conftest import FAKE_OPENAI_KEY, subprocess_env, treedistill_command
+
+CHESS = ["distill", "Chess", "--levels", "2", "--tags", "4", "--questions", "1", "--concurrency", "2"]
+CHESS_CALLS = 1 + 4 + 16 + 16  # root and 4 inner expansions, 16 leaf question calls, 16 answers
+
+
+def cli(env: dict[str, str], db_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*treedistill_command(), *args], env=subprocess_env(env, db_path), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_cli(env: dict[str, str], db_path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([*treedistill_command(), *args], env=subprocess_env(env, db_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stored(db_path: Path) -> dict[str, int]:
+    """Rows per table, read from the database the CLI writes (0 before it exists)."""
+    counts = {}
+    with sqlite3.connect(db_path) as db:
+        for table in ("tags", "questions", "answers"):
+            try:
+                counts[table] = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            except sqlite3.OperationalError:  # not migrated yet
+                counts[table] = 0
+    return counts
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("treedistill: error: ")
+    return lines[0]
+
+
+def test_distill_resumes_after_ctrl_c_and_after_a_crash(env, db_path, llm):
+    llm.configure(latency=0.15)
+    # Ctrl-C: the job is cancelled cleanly, calls in flight finish and are kept.
+    process = start_cli(env, db_path, *CHESS)
+    wait_until(lambda: stored(db_path)["answers"] >= 2)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "Started job 1: up to 20 tags, 16 questions, 16 answers (37 model calls)." in out
+    assert f"Resume with: treedistill {' '.join(CHESS)}" in err
+    assert "\x1b[" not in out  # plain lines, no terminal codes, when stdout is not a terminal
+    cancelled = [line for line in out.splitlines() if line.startswith("job 1 cancelled")]
+    assert cancelled and "in flight" not in cancelled[-1]
+    after_ctrl_c = stored(db_path)
+    assert 2 <= after_ctrl_c["answers"] < 16
+
+    # A crash (kill -9) while the resumed job runs.
+    process = start_cli(env, db_path, *CHESS)
+    wait_until(lambda: stored(db_path)["answers"] >= after_ctrl_c["answers"] + 2)
+    process.kill()
+    out, _ = process.communicate(timeout=30)
+    assert out.splitlines()[0].startswith("Resuming job 1 (it was cancelled;")
+    assert stored(db_path)["answers"] < 16
+
+    # The same command finishes the job: exact counts, nothing paid twice but the calls cut by the crash.
+    finished = cli(env, db_path, *CHESS)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines()[0].startswith("Resuming job 1 (it was interrupted;")
+    assert "job 1 completed · tags 20/20 · questions 16/16 · answers 16/16" in finished.stdout
+    assert "Export with: treedistill export Chess --format alpaca" in finished.stdout
+    assert stored(db_path) == {"tags": 20, "questions": 16, "answers": 16}
+    stats = llm.stats()
+    assert CHESS_CALLS <= stats["requests"] <= CHESS_CALLS + 2  # at most the 2 calls in flight at the kill
+    assert sum(count - 1 for count in stats["by_prompt"].values()) == stats["requests"] - CHESS_CALLS
+
+    again = cli(env, db_path, *CHESS)
+    assert again.returncode == 0
+    assert "Nothing to do: project 'Chess' already has this shape." in again.stdout
+    assert llm.stats()["requests"] == stats["requests"]
+
+
+def test_failures_exit_1_then_the_same_command_retries_them(env, db_path, llm, tmp_path):
+    llm.configure(fail_next=[500])  # the first call, the top-level tag expansion, fails
+    command = ["distill", "Go", "--levels", "1", "--tags", "3", "--questions", "1",
+               "--max-attempts", "1", "--retry-delay", "0"]
+    failed = cli(env, db_path, *command)
+    assert failed.returncode == 1
+    assert "job 1 completed_with_failures · tags 0/3 (3 failed)" in failed.stdout
+    assert "gave up after 1 attempts: TransientProviderError" in failed.stdout and "HTTP 500" in failed.stdout
+    assert "run the same command to retry" in failed.stderr
+
+    retried = cli(env, db_path, *command)
+    assert retried.returncode == 0, retried.stderr
+    assert "Resuming job 1 (it was completed_with_failures" in retried.stdout
+    assert "job 1 completed · tags 3/3 · questions 3/3 · answers 3/3" in retried.stdout
+
+    projects = json.loads(cli(env, db_path, "projects", "--json").stdout)
+    assert [(p["name"], p["tags"], p["questions"], p["answers"]) for p in projects] == [("Go", 3, 3, 3)]
+    table = cli(env, db_path, "projects").stdout.splitlines()
+    assert table[0].split()[:6] == ["id", "name", "lang", "tags", "questions", "answers"]
+    assert table[1].split()[:6] == ["1", "Go", "en", "3", "3", "3"]
+    listing = cli(env, db_path, "progress")
+    assert listing.returncode == 0 and listing.stdout.startswith("job 1 completed · tags 3/3")
+    assert json.loads(cli(env, db_path, "progress", "1", "--json").stdout)["answers"]["done"] == 3
+    watched = cli(env, db_path, "progress", "1", "--watch", "--plain")
+    assert watched.returncode == 0 and "job 1 completed" in watched.stdout
+
+    out = tmp_path / "go.jsonl"
+    exported = cli(env, db_path, "export", "Go", "--format", "sharegpt", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert f"all         3 records  {out}" in exported.stdout
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 3 and all(r["conversations"][0]["from"] == "human" for r in records)
+
+
+def test_errors_are_one_line_with_exit_codes(env, db_path):
+    assert "No database at" in one_error_line(cli(env, db_path, "progress").stderr)
+    no_model = {name: value for name, value in env.items() if name != "TREEDISTILL_MODEL"}
+    result = cli(no_model, db_path, "distill", "Chess")
+    assert result.returncode == 2
+    assert "No model configured" in one_error_line(result.stderr)
+    unknown_job = cli(env, db_path, "progress", "42")
+    assert unknown_job.returncode == 2 and "No job with id 42" in one_error_line(unknown_job.stderr)
+    unknown_project = cli(env, db_path, "export", "Nope")
+    assert unknown_project.returncode == 2 and "No project named 'Nope'" in one_error_line(unknown_project.stderr)
+    for usage in (["distill", "Chess", "--levels", "9"], ["serve", "--rpm", "0"], []):
+        result = cli(env, db_path, *usage)
+        assert result.returncode == 2 and "usage: treedistill" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_doctor_passes_and_names_a_rejected_key(env, db_path, llm):
+    healthy = cli(env, db_path, "doctor")
+    assert healthy.returncode == 0, healthy.stdout
+    assert "ok    question model: openai model 'standin' at http://127.0.0.1:" in healthy.stdout
+    assert "(key from OPENAI_API_KEY): answered in" in healthy.stdout
+    assert healthy.stdout.strip().endswith("All checks passed.")
+    llm.configure(fail_next=[401])
+    rejected = cli(env, db_path, "doctor")
+    assert rejected.returncode == 1
+    assert "FAIL  question model: openai model 'standin'" in rejected.stdout
+    assert "HTTP 401" in rejected.stdout and "Check that OPENAI_API_KEY holds a valid key" in rejected.stdout
+    for output in (healthy.stdout, healthy.stderr, rejected.stdout, rejected.stderr):
+        assert FAKE_OPENAI_KEY not in output and FAKE_OPENAI_KEY[-6:] not in output
+
+
+async def doctor_lines(environ: dict[str, str], db_path: Path) -> tuple[bool, list[str]]:
+    lines: list[str] = []
+    healthy = await run_doctor(environ, db_path,
+                               lambda ok, message: lines.append(f"{'ok' if ok else 'FAIL'} {message}"))
+    return healthy, lines
+
+
+@pytest.mark.anyio
+async def test_doctor_says_exactly_what_is_wrong(env, db_path, llm):
+    llm.configure(fail_next=[404])
+    healthy, lines = await doctor_lines(env, db_path)
+    assert not healthy and "HTTP 404" in lines[-1] and "Check the model name and base_url" in lines[-1]
+
+    healthy, lines = await doctor_lines({**env, "OPENAI_BASE_URL": llm.url}, db_path)  # no /v1
+    assert not healthy and "HTTP 404" in lines[-1] and "usually end in /v1" in lines[-1]
+
+    closed = {**env, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    healthy, lines = await doctor_lines(closed, db_path)
+    assert not healthy and "could not connect" in lines[-1]
+    assert "Check the URL (base_url or OPENAI_BASE_URL)" in lines[-1]
+
+    remote_without_key = {"OPENAI_BASE_URL": "https://api.example.invalid/v1", "TREEDISTILL_MODEL": "m"}
+    healthy, lines = await doctor_lines(remote_without_key, db_path)
+    assert not healthy and "the environment variable OPENAI_API_KEY is not set" in lines[-1]
+
+    healthy, lines = await doctor_lines({"OPENAI_API_KEY": FAKE_OPENAI_KEY}, db_path)
+    assert not healthy and "No model configured" in lines[-1]
+
+    healthy, lines = await doctor_lines({**env, "TREEDISTILL_ANSWER_MODEL": "standin+think"}, db_path)
+    assert healthy
+    assert [line.split(":")[0] for line in lines] == ["ok database", "ok question model", "ok answer model"]
+    assert all(FAKE_OPENAI_KEY not in line for line in lines)
+
+
+def test_live_progress_bars_show_each_stage():
+    console = Console(file=io.StringIO(), force_terminal=True, width=140)
+    progress = JobProgress(
+        job_id=7, project_id=1, status="running", stage="answering",
+        tags=KindProgress(done=12, total=12), questions=KindProgress(done=30, total=36, failed=1),
+        answers=KindProgress(done=20, total=36, in_flight=4), calls_done=60, calls_failed=1, calls_pending=20,
+        input_tokens=12345, output_tokens=6789, elapsed_seconds=30, eta_seconds=12, calls_per_minute=120,
+        recent_errors=[], params={})
+    with LiveProgress(console) as view:
+        view.update(progress, now=True)
+    shown = console.file.getvalue()
+    for text in ("tags", "12/12", "questions", "30/36", "1 failed", "answers", "20/36", "4 in flight",
+                 "job 7 answering", "120 calls/min", "tokens 12,345 in / 6,789 out", "ETA 12s"):
+        assert text in shown, text
+
+
+def test_every_command_and_option_has_help():
+    from server.cli import build_parser
+
+    parser = build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command")
+    documented = {choice.dest: choice.help for choice in commands._choices_actions}
+    assert set(documented) == {"serve", "distill", "progress", "projects", "export", "doctor"}
+    assert all(documented.values())
+    for name, subparser in commands.choices.items():
+        undocumented = [a.dest for a in subparser._actions if not a.help and a.dest != "help"]
+        assert not undocumented, (name, undocumented)
