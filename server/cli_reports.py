@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from server.cli_progress import TERMINAL, ProgressView, progress_line
 from server.errors import NotFound
 from server.models import JobProgress, Project, ProjectSummary
-from server.progress import job_progress
+from server.progress import stored_job_progress
 from server.queue_store import WorkQueue
 from server.store import Store, open_database
 
@@ -38,11 +37,6 @@ def project_named(projects: list[ProjectSummary], name: str) -> Project | None:
     wanted = name.strip().casefold()
     return next((Project(**p.model_dump(include=set(Project.model_fields))) for p in projects
                  if p.name.casefold() == wanted), None)
-
-
-def stored_progress(queue: WorkQueue, job_id: int) -> JobProgress:
-    """A job's progress as stored; calls in flight in another process count as pending."""
-    return job_progress(queue.get_job(job_id), queue.job_open_kinds(job_id), Counter(), queue.recent_errors(job_id))
 
 
 def project_lines(projects: list[ProjectSummary]) -> list[str]:
@@ -71,9 +65,9 @@ def show_progress(db_path: Path, job_id: int | None, as_json: bool) -> None:
     with existing_database(db_path) as queue:
         if job_id is None:
             ids = [job["id"] for job in queue.list_jobs()][-RECENT_JOBS:]
-            reports = [stored_progress(queue, job) for job in ids]
+            reports = [stored_job_progress(queue, job) for job in ids]
         else:
-            reports = [stored_progress(queue, job_id)]
+            reports = [stored_job_progress(queue, job_id)]
     if as_json:
         payload = [r.model_dump() for r in reports]
         print(json.dumps(payload if job_id is None else payload[0], indent=2))
@@ -91,11 +85,11 @@ def show_progress(db_path: Path, job_id: int | None, as_json: bool) -> None:
 def watch_progress(db_path: Path, job_id: int, view: ProgressView) -> JobProgress:
     """Follow a job that runs in another process (a server, or `distill`) until it ends."""
     with existing_database(db_path) as queue, view:
-        progress = stored_progress(queue, job_id)
+        progress = stored_job_progress(queue, job_id)
         view.update(progress, now=True)
         while progress.status not in TERMINAL:
             time.sleep(WATCH_SECONDS)  # another process does the work: polling the database is all we can do
-            progress = stored_progress(queue, job_id)
+            progress = stored_job_progress(queue, job_id)
             view.update(progress)
         view.update(progress, now=True)
     return progress

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from server.config import default_model_spec
+from server.db_lock import DatabaseLock
 from server.curation_store import CuratedAnswer, CurationStore, DeletionCounts
 from server.dedup import normalize, unique_new
 from server.errors import ConfirmationRequired, InvalidInput, NotFound, ProviderError
@@ -20,7 +21,7 @@ from server.llm_calls import LLMCaller
 from server.models import Answer, JobProgress, ModelSpec, Project, ProjectSummary, Question, Tag
 from server.near_dup import DuplicateReport, drop_near_duplicates, report_duplicates
 from server.planner import plan_top_up
-from server.progress import job_progress
+from server.progress import stored_job_progress
 from server.prompts import LANGUAGES
 from server.queue_store import WorkItem, WorkQueue
 from server.scheduler import Scheduler
@@ -47,7 +48,11 @@ class Engine:
                          "retry_base_delay": retry_base_delay}
 
     async def start(self) -> Engine:
-        """Open the database and resume the work a previous process left unfinished."""
+        """Open the database and resume the work a previous process left unfinished.
+
+        Raises InvalidInput when another process is already running the same database.
+        """
+        self._lock = DatabaseLock(self.db_path).acquire()
         self.store = Store(open_database(self.db_path))
         self.queue = WorkQueue(self.store)
         self.caller = LLMCaller(self.queue, self.environ, self._options["requests_per_minute"])
@@ -61,6 +66,7 @@ class Engine:
         await self.scheduler.close()
         await self.caller.aclose()
         self.store.db.conn.close()
+        self._lock.release()
 
     # -- projects --------------------------------------------------------------------------
 
@@ -203,9 +209,7 @@ class Engine:
         return self.queue.get_job(job_id), True
 
     def get_progress(self, job_id: int) -> JobProgress:
-        job = self.queue.get_job(job_id)
-        return job_progress(job, self.queue.job_open_kinds(job_id), self.scheduler.in_flight(job_id),
-                            self.queue.recent_errors(job_id))
+        return stored_job_progress(self.queue, job_id, self.scheduler.in_flight(job_id))
 
     async def wait_for_job_change(self, job_id: int, timeout: float) -> None:
         await self.scheduler.wait_for_job_change(job_id, timeout)

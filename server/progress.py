@@ -7,8 +7,15 @@ from collections import Counter
 from typing import Any
 
 from server.models import JobProgress, KindProgress
+from server.queue_store import WorkQueue
 
 STAGE_BY_KIND = {"tags": "expanding tags", "questions": "extracting questions", "answer": "answering"}
+
+
+def stored_job_progress(queue: WorkQueue, job_id: int, in_flight: Counter | None = None) -> JobProgress:
+    """A job's progress from the database; `in_flight` counts this process's running calls per kind."""
+    return job_progress(queue.get_job(job_id), queue.job_open_kinds(job_id), in_flight or Counter(),
+                        queue.recent_errors(job_id))
 
 
 def job_progress(job: dict[str, Any], open_kinds: set[str], in_flight: Counter, errors: list[str]) -> JobProgress:

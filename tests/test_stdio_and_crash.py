@@ -55,7 +55,7 @@ async def test_manual_flow_over_a_stdio_subprocess(env, db_path, llm):
 
 
 async def test_kill_9_mid_job_resumes_on_restart_without_paying_twice(env, db_path, llm):
-    llm.configure(latency=0.08, jitter=0.5)
+    llm.configure(latency=0.15, jitter=0.5)
     concurrency = 4
     with contextlib.suppress(Exception):  # the client's exit fails once its server is gone: that is the point
         async with Client(stdio_server(env, db_path)) as client:
@@ -63,7 +63,7 @@ async def test_kill_9_mid_job_resumes_on_restart_without_paying_twice(env, db_pa
             job = await call(client, "auto_distill", project_id=project["id"], levels=2, tags_per_level=3,
                              questions_per_tag=3)
             progress = await call(client, "get_progress", job_id=job["job_id"])
-            while progress["answers"]["done"] < 6:
+            while progress["answers"]["done"] < 4:
                 progress = await call(client, "get_progress", job_id=job["job_id"], wait_seconds=1)
             (pid,) = server_pids(db_path)
             os.kill(pid, signal.SIGKILL)
@@ -75,7 +75,7 @@ async def test_kill_9_mid_job_resumes_on_restart_without_paying_twice(env, db_pa
         answered_at_kill = {row[0] for row in conn.execute(
             "SELECT q.text FROM answers a JOIN questions q ON q.id = a.question_id")}
         status_at_kill = conn.execute("SELECT status FROM jobs").fetchone()[0]
-    assert status_at_kill == "running" and 6 <= len(answered_at_kill) < 27
+    assert status_at_kill == "running" and 4 <= len(answered_at_kill) < 27
 
     async with Client(stdio_server(env, db_path)) as client:  # no call needed: the job resumes by itself
         progress = await call(client, "get_progress", job_id=job["job_id"], wait_seconds=60)
