@@ -50,8 +50,8 @@ def find_or_create_project(engine: Engine, request: DistillRequest, say: Callabl
         say(f"Created project {project.id} '{project.name}' (max concurrency {project.max_concurrency}).")
         return project
     if request.concurrency and request.concurrency != project.max_concurrency:
-        say(f"Note: project '{project.name}' keeps its max concurrency of {project.max_concurrency}; "
-            "--concurrency applies when a project is created.")
+        project = engine.update_project(project.id, max_concurrency=request.concurrency)
+        say(f"Project '{project.name}': max concurrency is now {project.max_concurrency}.")
     return project
 
 

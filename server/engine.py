@@ -88,6 +88,23 @@ class Engine:
         return self.store.insert_project(name, (topic or "").strip() or name, language, question_model,
                                          answer_model, max_concurrency)
 
+    def update_project(self, project_id: int, *, max_concurrency: int | None = None,
+                       question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None) -> Project:
+        """Change a project's concurrency or models; a new limit applies to running jobs at once."""
+        self.store.get_project(project_id)
+        changes = {key: value for key, value in (("max_concurrency", max_concurrency),
+                                                  ("question_model", question_model),
+                                                  ("answer_model", answer_model)) if value is not None}
+        if not changes:
+            raise InvalidInput("Nothing to change: pass max_concurrency, question_model or answer_model.")
+        for spec in (question_model, answer_model):
+            if spec is not None:
+                self.caller.provider(spec)  # a missing key is refused before anything is written
+        project = self.store.update_project(project_id, **changes)
+        if max_concurrency is not None:
+            self.scheduler.slots(project_id).resize(max_concurrency)
+        return project
+
     def list_projects(self) -> list[ProjectSummary]:
         return self.store.list_projects()
 

@@ -23,6 +23,7 @@ from server.errors import (
     TreedistillError,
 )
 from server.queue_store import KIND_COLUMN, WorkItem
+from server.slots import Slots
 from server.work import WorkContext, execute
 
 log = logging.getLogger("treedistill.scheduler")
@@ -40,7 +41,7 @@ class Scheduler:
         self.max_retry_delay = max_retry_delay
         self._lanes: dict[int, asyncio.Task] = {}
         self._wake: dict[int, asyncio.Event] = {}
-        self._slots: dict[int, asyncio.Semaphore] = {}
+        self._slots: dict[int, Slots] = {}
         self._in_flight: dict[int, WorkItem] = {}
         self._waiters: dict[int, list[asyncio.Future]] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -70,10 +71,10 @@ class Scheduler:
             self._lanes[project_id] = asyncio.create_task(self._lane(project_id), name=f"lane-{project_id}")
         self._wake[project_id].set()
 
-    def slots(self, project_id: int) -> asyncio.Semaphore:
+    def slots(self, project_id: int) -> Slots:
         """The project's concurrency limit, shared by its jobs and manual calls."""
         if project_id not in self._slots:
-            self._slots[project_id] = asyncio.Semaphore(self.ctx.store.get_project(project_id).max_concurrency)
+            self._slots[project_id] = Slots(self.ctx.store.get_project(project_id).max_concurrency)
         return self._slots[project_id]
 
     # -- observation -------------------------------------------------------------------------
@@ -117,7 +118,7 @@ class Scheduler:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, item: WorkItem, slots: asyncio.Semaphore) -> None:
+    async def _run(self, item: WorkItem, slots: Slots) -> None:
         try:
             await self._attempt_until_settled(item)
         except asyncio.CancelledError:

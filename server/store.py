@@ -114,6 +114,15 @@ class Store:
             for row in rows
         ]
 
+    def update_project(self, project_id: int, **changes: Any) -> Project:
+        """Change some of a project's settings (max_concurrency, question_model, answer_model, topic)."""
+        values = {key: value.model_dump_json(exclude_none=True) if isinstance(value, ModelSpec) else value
+                  for key, value in changes.items()}
+        with self.transaction():
+            self.db.execute(f"UPDATE projects SET {', '.join(f'{key} = :{key}' for key in values)} WHERE id = :id",
+                            {**values, "id": project_id})
+        return self.get_project(project_id)
+
     def add_project_usage(self, project_id: int, input_tokens: int, output_tokens: int, cost: float | None) -> None:
         self.db.execute(
             "UPDATE projects SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"

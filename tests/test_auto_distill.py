@@ -171,3 +171,23 @@ async def test_costs_are_counted_when_prices_are_set(client, llm):
     _, progress = await run_job(client, project["id"], levels=1, tags_per_level=2, questions_per_tag=1)
     expected = (progress["input_tokens"] * 1.0 + progress["output_tokens"] * 2.0) / 1_000_000
     assert progress["cost"] == pytest.approx(expected)
+
+
+async def test_raising_max_concurrency_applies_to_a_running_job(client, llm, db_path):
+    project = await call(client, "create_project", name="Widen", max_concurrency=1)
+    llm.configure(latency=0.05)
+    started = await call(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=2,
+                         questions_per_tag=8)
+    progress = await call(client, "get_progress", job_id=started["job_id"])
+    while progress["answers"]["done"] < 2:
+        progress = await call(client, "get_progress", job_id=started["job_id"], wait_seconds=1)
+    assert llm.stats()["max_in_flight"] == 1
+    updated = await call(client, "update_project", project_id=project["id"], max_concurrency=6)
+    assert updated["max_concurrency"] == 6
+    done = await call(client, "get_progress", job_id=started["job_id"], wait_seconds=30)
+    assert done["status"] == "completed" and done["answers"]["done"] == 16
+    assert 2 <= llm.stats()["max_in_flight"] <= 6
+    assert "Nothing to change" in await call_error(client, "update_project", project_id=project["id"])
+    assert "max_concurrency" in await call_error(client, "update_project", project_id=project["id"],
+                                                 max_concurrency=0)
+    assert "No project" in await call_error(client, "update_project", project_id=99, max_concurrency=2)

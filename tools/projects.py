@@ -1,4 +1,4 @@
-"""Tools: create_project, list_projects."""
+"""Tools: create_project, update_project, list_projects."""
 
 from __future__ import annotations
 
@@ -33,6 +33,20 @@ async def create_project(
 
 
 @tool_errors
+async def update_project(
+    ctx: Context,
+    project_id: int,
+    max_concurrency: Annotated[int | None, Field(ge=1, le=512, description=(
+        "New limit of model calls in flight; applies to running jobs at once"))] = None,
+    question_model: Annotated[ModelSpec | None, Field(description="New model for tags and questions")] = None,
+    answer_model: Annotated[ModelSpec | None, Field(description="New teacher model for answers")] = None,
+) -> Project:
+    """Change a project's max_concurrency or its models. Stored results are kept as they are."""
+    return engine_of(ctx).update_project(project_id, max_concurrency=max_concurrency,
+                                         question_model=question_model, answer_model=answer_model)
+
+
+@tool_errors
 async def list_projects(ctx: Context) -> ProjectList:
     """List projects with their tag, question and answer counts and token usage."""
     return ProjectList(projects=engine_of(ctx).list_projects())
@@ -40,4 +54,5 @@ async def list_projects(ctx: Context) -> ProjectList:
 
 def register(server: MCPServer) -> None:
     server.add_tool(create_project, annotations=LOCAL_WRITE.model_copy(update={"idempotent_hint": False}))
+    server.add_tool(update_project, annotations=LOCAL_WRITE)
     server.add_tool(list_projects, annotations=READ_ONLY)
