@@ -11,8 +11,14 @@ from server.config import default_model_spec
 from server.errors import MissingAPIKey, OutputFormatError, ProviderError, RateLimited, TreedistillError
 from server.http_auth import MIN_TOKEN_LENGTH
 from server.models import ModelSpec
-from server.providers import (ChatMessage, ChatRequest, build_provider, describe_endpoint, resolve_api_key_env,
-                              resolve_base_url)
+from server.providers import (
+    ChatMessage,
+    ChatRequest,
+    build_provider,
+    describe_endpoint,
+    resolve_api_key_env,
+    resolve_base_url,
+)
 from server.providers.base import Provider
 
 PING = ChatRequest(messages=[ChatMessage(role="user", content="Reply with the single word OK.")], max_tokens=16)

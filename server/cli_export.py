@@ -7,13 +7,11 @@ owns the filesystem: --out may be any path, and a relative one is relative to th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from pathlib import Path
 
 from server.cli_reports import existing_database, project_named
-from server.engine import Engine
 from server.errors import NotFound
-from server.exporter import ExportOptions, ExportReport, export_target, write_export
+from server.exporter import ExportOptions, ExportReport, export_target, project_export_dir, write_export
 from server.models import Project
 from server.store import Store
 
@@ -28,14 +26,13 @@ def find_project(store: Store, reference: str) -> Project:
     raise NotFound(f"No project named {reference!r}; `treedistill projects` lists them.")
 
 
-async def export_project(db_path: Path, environ: Mapping[str, str], reference: str, options: ExportOptions,
+async def export_project(db_path: Path, reference: str, options: ExportOptions,
                          out: str | None) -> ExportReport:
     with existing_database(db_path) as queue:
         project = find_project(queue.store, reference)
-    engine = Engine(db_path, environ)  # not started: only its export directory is needed
     if out:
         options = options.model_copy(update={"path": str(Path(out).expanduser().resolve())})
-    target = export_target(engine.export_dir(project.id), project, options, allow_any_path=True)
+    target = export_target(project_export_dir(db_path, project.id), project, options, allow_any_path=True)
     return await asyncio.to_thread(write_export, db_path, project, options, target)
 
 

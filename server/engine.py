@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from server.config import default_model_spec
+from server.curator import Curator
 from server.db_lock import DatabaseLock
-from server.curation_store import CuratedAnswer, CurationStore, DeletionCounts
-from server.dedup import normalize, unique_new
-from server.errors import ConfirmationRequired, InvalidInput, NotFound, ProviderError
-from server.exporter import ExportOptions, ExportReport, export_target, write_export
-from server.judge import JudgedAnswer, ScoreReport
+from server.errors import ConfirmationRequired, InvalidInput, ProviderError
 from server.llm_calls import LLMCaller
 from server.models import Answer, JobProgress, ModelSpec, Project, ProjectSummary, Question, Tag
-from server.near_dup import DuplicateReport, drop_near_duplicates, report_duplicates
 from server.planner import plan_top_up
 from server.progress import stored_job_progress
 from server.prompts import LANGUAGES
@@ -29,7 +23,6 @@ from server.store import Store, open_database
 from server.work import WorkContext
 
 Heartbeat = Callable[[float], Awaitable[None]]
-Progress = Callable[[int, int], Awaitable[None]]  # (done, total)
 LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True
 
 
@@ -59,6 +52,9 @@ class Engine:
         self.scheduler = Scheduler(WorkContext(self.store, self.queue, self.caller),
                                    max_attempts=self._options["max_attempts"],
                                    retry_base_delay=self._options["retry_base_delay"])
+        self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
+                               allow_any_export_path=self.allow_any_export_path,
+                               heartbeat_seconds=self.heartbeat_seconds)
         self.scheduler.start()
         return self
 
@@ -268,170 +264,3 @@ class Engine:
         self.queue.retry_failed(job_id)
         self.scheduler.notify(self.queue.get_job(job_id)["project_id"])
         return self.get_progress(job_id)
-
-    # -- export and curation -------------------------------------------------------------------
-
-    @functools.cached_property
-    def curation(self) -> CurationStore:
-        return CurationStore(self.store)
-
-    def export_dir(self, project_id: int) -> Path:
-        """Where a project's exports go: exports/<project id>/ beside the database."""
-        return Path(self.db_path).resolve().parent / "exports" / str(project_id)
-
-    async def export_dataset(self, project_id: int, options: ExportOptions) -> ExportReport:
-        """Stream the selected records into fine-tuning file(s); see server.exporter for the formats."""
-        project = self.store.get_project(project_id)
-        if options.tag_id is not None:
-            self.store.get_tag(project_id, options.tag_id)
-        target = export_target(self.export_dir(project_id), project, options, self.allow_any_export_path)
-        return await asyncio.to_thread(write_export, self.db_path, project, options, target)
-
-    def _known_questions(self, project_id: int, question_ids: list[int], answered: bool = False) -> list[int]:
-        """The ids without repeats; raises unless all are questions of the project (and answered)."""
-        self.store.get_project(project_id)
-        ids = list(dict.fromkeys(question_ids))
-        missing = self.curation.missing_questions(project_id, ids)
-        if missing:
-            raise NotFound(f"No question with id {', '.join(map(str, missing))} in project {project_id}; "
-                           "call list_questions to see the ids. Nothing was changed.")
-        unanswered = self.curation.unanswered(project_id, ids) if answered else []
-        if unanswered:
-            raise InvalidInput(f"Question {', '.join(map(str, unanswered))} has no answer yet: call answer_question "
-                               "first, or leave it out. Nothing was changed.")
-        return ids
-
-    def get_question_with_answer(self, project_id: int, question_id: int) -> tuple[Question, CuratedAnswer | None]:
-        return self.store.get_question(project_id, question_id), self.curation.get_answer(project_id, question_id)
-
-    def get_curated_answer(self, project_id: int, question_id: int) -> CuratedAnswer:
-        self._known_questions(project_id, [question_id], answered=True)
-        return self.curation.get_answer(project_id, question_id)
-
-    def update_answer(self, project_id: int, question_id: int, answer: str | None = None,
-                      reasoning: str | None = None) -> CuratedAnswer:
-        """Replace an answer's text and/or reasoning; its judge score is cleared, rating and confirmation kept."""
-        given = {name: text.strip() for name, text in (("answer", answer), ("reasoning", reasoning))
-                 if text is not None}
-        if not given or not all(given.values()):
-            raise InvalidInput("Give the new text in answer and/or reasoning (not empty). Nothing was changed.")
-        self.get_curated_answer(project_id, question_id)
-        with self.store.transaction():
-            self.curation.edit_answer(question_id, given.get("answer"), given.get("reasoning"))
-        return self.curation.get_answer(project_id, question_id)
-
-    def rate_item(self, project_id: int, question_id: int, rating: int | None) -> CuratedAnswer:
-        """Set (or clear, with None) the 1-5 human rating of an answered question."""
-        if rating is not None and not 1 <= rating <= 5:
-            raise InvalidInput(f"rating must be 1 to 5 (or null to clear it), not {rating}.")
-        self.get_curated_answer(project_id, question_id)
-        with self.store.transaction():
-            self.curation.set_rating(question_id, rating)
-        return self.curation.get_answer(project_id, question_id)
-
-    def confirm_items(self, project_id: int, question_ids: list[int], confirmed: bool = True) -> list[int]:
-        """Mark answered questions as reviewed and confirmed (or take the mark back)."""
-        ids = self._known_questions(project_id, question_ids, answered=True)
-        with self.store.transaction():
-            self.curation.set_confirmed(ids, confirmed)
-        return ids
-
-    def delete_tag(self, project_id: int, tag_id: int, confirm: bool = False) -> tuple[Tag, DeletionCounts, bool]:
-        """What deleting a tag's subtree removes; deletes it only with confirm. Returns (tag, counts, deleted)."""
-        tag = self.store.get_tag(project_id, tag_id)
-        self._refuse_open_work(self.curation.open_work_in_subtree(tag_id), f"tag {tag_id} or below it")
-        counts = self.curation.subtree_counts(tag_id)
-        if confirm:
-            self.curation.delete_tag(tag_id)
-        return tag, counts, confirm
-
-    def delete_questions(self, project_id: int, question_ids: list[int]) -> DeletionCounts:
-        """Delete questions with their answers."""
-        ids = self._known_questions(project_id, question_ids)
-        self._refuse_open_work(self.curation.open_work_on_questions(ids), "these questions")
-        counts = self.curation.question_counts(project_id, ids)
-        self.curation.delete_questions(ids)
-        return counts
-
-    @staticmethod
-    def _refuse_open_work(count: int, where: str) -> None:
-        if count:
-            raise InvalidInput(f"{count} model call(s) are queued or running on {where}; wait for them "
-                               "(get_progress) or cancel_job first. Nothing was deleted.")
-
-    def add_questions(self, project_id: int, tag_id: int, texts: list[str],
-                      allow_near_duplicates: bool = False) -> tuple[Tag, list[Question], list[str], list[str]]:
-        """Store hand-written questions; returns (tag, added, exact duplicates, near-duplicates) - skipped ones."""
-        tag = self.store.get_tag(project_id, tag_id)
-        texts = [" ".join(text.split()) for text in texts]
-        if not all(texts):
-            raise InvalidInput("Questions must not be empty. Nothing was added.")
-        taken = self.store.existing_question_norms(project_id, [normalize(text) for text in texts])
-        unique = unique_new(texts, taken, len(texts))
-        kept = unique if allow_near_duplicates else drop_near_duplicates(
-            unique, [question.text for question in self.store.questions_of_tag(tag_id)])
-        with self.store.transaction():
-            added = self.store.insert_questions(project_id, tag, kept)
-        fresh = Counter(unique)
-        exact = [text for text in texts if not fresh.pop(text, 0)]
-        return tag, added, exact, [text for text in unique if text not in kept]
-
-    def find_duplicates(self, project_id: int, tag_id: int | None, threshold: float, limit: int) -> DuplicateReport:
-        """Groups of near-duplicate questions across the project (or a subtree); see server.near_dup."""
-        self.store.get_project(project_id)
-        if tag_id is not None:
-            self.store.get_tag(project_id, tag_id)
-        return report_duplicates(project_id, self.curation.question_rows(project_id, tag_id), threshold, limit)
-
-    async def score_answers(self, project_id: int, question_ids: list[int] | None = None, tag_id: int | None = None,
-                            rescore: bool = False, limit: int = 100, judge_model: ModelSpec | None = None,
-                            progress: Progress | None = None) -> ScoreReport:
-        """Have the judge model score up to `limit` answers 1-10, through the scheduler like every other call."""
-        project = self.store.get_project(project_id)
-        if tag_id is not None:
-            self.store.get_tag(project_id, tag_id)
-        if question_ids is not None:
-            question_ids = self._known_questions(project_id, question_ids, answered=True)
-        spec = judge_model or self.curation.judge_model(project_id) or project.answer_model
-        self.caller.provider(spec)  # raises MissingAPIKey before anything is queued
-        if judge_model is not None:
-            self.curation.set_judge_model(project_id, judge_model)
-        targets = self.curation.answers_to_judge(project_id, question_ids, tag_id, rescore, limit)
-        items = await self._run_judges(project_id, targets, rescore, progress)
-        failed = [item for item in items if item.status != "done"]
-        if failed and len(failed) == len(items):
-            raise ProviderError(f"The judge could not score any of {len(items)} answers: {failed[0].error}. "
-                                "Check the judge model and call score_answers again.")
-        results = [self.curation.get_answer(project_id, qid) for qid in targets]
-        distribution, unscored = self.curation.score_summary(project_id, question_ids, tag_id)
-        scored = sum(distribution.values())
-        return ScoreReport(
-            project_id=project_id, judge_model=spec.model, judged=len(items) - len(failed), failed=len(failed),
-            errors=[f"question {item.question_id}: {item.error}" for item in failed[:5]],
-            results=[JudgedAnswer(question_id=a.question_id, score=a.score, rationale=a.score_rationale)
-                     for a in results if a is not None],
-            distribution={str(score): n for score, n in sorted(distribution.items())},
-            mean_score=round(sum(s * n for s, n in distribution.items()) / scored, 2) if scored else None,
-            unscored=unscored,
-        )
-
-    async def _run_judges(self, project_id: int, question_ids: list[int], rescore: bool,
-                          progress: Progress | None) -> list[WorkItem]:
-        """Queue (or join a queued) judge item per question and wait for all of them to settle."""
-        running = self.curation.open_judge_items(project_id)
-        with self.store.transaction():
-            item_ids = [running[qid] if qid in running else
-                        self.queue.add_item(project_id, "judge", question_id=qid, regenerate=rescore)
-                        for qid in question_ids]
-        self.scheduler.notify(project_id)
-        waits = {asyncio.ensure_future(self.scheduler.wait(item_id)) for item_id in item_ids}
-        try:
-            pending = waits
-            while pending:
-                _, pending = await asyncio.wait(pending, timeout=self.heartbeat_seconds)
-                if pending and progress is not None:
-                    await progress(len(waits) - len(pending), len(waits))
-        finally:
-            for wait in waits:
-                wait.cancel()
-        return [self.queue.get_item(item_id) for item_id in item_ids]

@@ -78,6 +78,11 @@ class ExportReport(BaseModel):
 # -- where files go -------------------------------------------------------------------------
 
 
+def project_export_dir(db_path: str | Path, project_id: int) -> Path:
+    """Where a project's exports go: exports/<project id>/ beside the database."""
+    return Path(db_path).resolve().parent / "exports" / str(project_id)
+
+
 def default_file_name(project: Project, options: ExportOptions) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", normalize(project.name).encode("ascii", "ignore").decode()).strip("-")
     return f"{slug or f'project-{project.id}'}-{options.format}.{options.file_format or 'jsonl'}"

@@ -34,6 +34,14 @@ async def run_job(client: Client, project_id: int, **plan) -> dict:
     return started, progress
 
 
+async def wait_for_answers(client: Client, job_id: int, answers: int) -> dict:
+    """Follow a running job until it has stored at least `answers` answers."""
+    progress = await call(client, "get_progress", job_id=job_id)
+    while progress["answers"]["done"] < answers:  # wait_seconds blocks until the job ends: keep it short
+        progress = await call(client, "get_progress", job_id=job_id, wait_seconds=0.05)
+    return progress
+
+
 async def test_two_level_run_makes_exactly_the_planned_numbers(client, llm, db_path):
     project = await call(client, "create_project", name="Sports", max_concurrency=8)
     started, progress = await run_job(client, project["id"], levels=2, tags_per_level=4, questions_per_tag=3)
@@ -83,9 +91,7 @@ async def test_cancel_keeps_completed_results_and_stops_calls(client, llm, db_pa
     llm.configure(latency=0.15)
     started = await call(client, "auto_distill", project_id=project["id"], levels=2, tags_per_level=3,
                          questions_per_tag=3)
-    progress = await call(client, "get_progress", job_id=started["job_id"])
-    while progress["answers"]["done"] < 2:
-        progress = await call(client, "get_progress", job_id=started["job_id"], wait_seconds=1)
+    await wait_for_answers(client, started["job_id"], 2)
     cancelled = await call(client, "cancel_job", job_id=started["job_id"])
     assert cancelled["status"] == "cancelled"
     # In-flight calls end on their own; once they have, nothing else is requested.
@@ -177,15 +183,13 @@ async def test_raising_max_concurrency_applies_to_a_running_job(client, llm, db_
     project = await call(client, "create_project", name="Widen", max_concurrency=1)
     llm.configure(latency=0.05)
     started = await call(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=2,
-                         questions_per_tag=8)
-    progress = await call(client, "get_progress", job_id=started["job_id"])
-    while progress["answers"]["done"] < 2:
-        progress = await call(client, "get_progress", job_id=started["job_id"], wait_seconds=1)
+                         questions_per_tag=12)
+    await wait_for_answers(client, started["job_id"], 2)
     assert llm.stats()["max_in_flight"] == 1
     updated = await call(client, "update_project", project_id=project["id"], max_concurrency=6)
     assert updated["max_concurrency"] == 6
     done = await call(client, "get_progress", job_id=started["job_id"], wait_seconds=30)
-    assert done["status"] == "completed" and done["answers"]["done"] == 16
+    assert done["status"] == "completed" and done["answers"]["done"] == 24
     assert 2 <= llm.stats()["max_in_flight"] <= 6
     assert "Nothing to change" in await call_error(client, "update_project", project_id=project["id"])
     assert "max_concurrency" in await call_error(client, "update_project", project_id=project["id"],

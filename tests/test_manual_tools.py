@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from tests.conftest import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY
 
@@ -220,7 +221,7 @@ async def test_slow_teacher_result_survives_a_client_timeout(server, llm):
         qid = (await call(client, "extract_questions", project_id=project["id"], tag_id=tag["id"], count=1))[
             "questions"][0]["id"]
         llm.configure(latency=1.0)
-        with pytest.raises(Exception):
+        with pytest.raises(MCPError, match="[Tt]imed out|[Tt]imeout"):
             await client.call_tool("answer_question", {"project_id": project["id"], "question_id": qid},
                                    read_timeout_seconds=0.2)
         # The paid call goes on; asking again joins it (or returns it stored) instead of paying twice.
@@ -233,7 +234,7 @@ async def test_interrupted_generate_tags_returns_its_stored_result(server, llm):
     async with Client(server) as client:
         project = await call(client, "create_project", name="Interrupted")
         llm.configure(latency=0.6)
-        with pytest.raises(Exception):
+        with pytest.raises(MCPError, match="[Tt]imed out|[Tt]imeout"):
             await client.call_tool("generate_tags", {"project_id": project["id"], "count": 3},
                                    read_timeout_seconds=0.1)
         await asyncio.sleep(0)  # nothing to await on the server side from here: the call runs on its own

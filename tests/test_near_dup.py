@@ -8,8 +8,14 @@ import random
 
 import pytest
 
-from server.near_dup import (DEFAULT_THRESHOLD, NearDupIndex, drop_near_duplicates, group_near_duplicates, similarity,
-                             tokens)
+from server.near_dup import (
+    DEFAULT_THRESHOLD,
+    NearDupIndex,
+    drop_near_duplicates,
+    group_near_duplicates,
+    similarity,
+    tokens,
+)
 from tests.test_auto_distill import stored
 from tests.test_manual_tools import call, call_error
 

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.conftest import subprocess_env, treedistill_command
-from tests.test_auto_distill import stored
+from tests.test_auto_distill import stored, wait_for_answers
 from tests.test_manual_tools import call
 
 pytestmark = pytest.mark.anyio
@@ -62,9 +62,7 @@ async def test_kill_9_mid_job_resumes_on_restart_without_paying_twice(env, db_pa
             project = await call(client, "create_project", name="Crash", max_concurrency=concurrency)
             job = await call(client, "auto_distill", project_id=project["id"], levels=2, tags_per_level=3,
                              questions_per_tag=3)
-            progress = await call(client, "get_progress", job_id=job["job_id"])
-            while progress["answers"]["done"] < 4:
-                progress = await call(client, "get_progress", job_id=job["job_id"], wait_seconds=1)
+            await wait_for_answers(client, job["job_id"], 4)
             (pid,) = server_pids(db_path)
             os.kill(pid, signal.SIGKILL)
             with anyio.fail_after(10):

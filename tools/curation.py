@@ -59,7 +59,7 @@ async def update_answer(
 ) -> CuratedAnswer:
     """Edit an answer and/or its reasoning by hand. The judge score of the old text is cleared; the rating
     and confirmation are kept."""
-    return engine_of(ctx).update_answer(project_id, question_id, answer, reasoning)
+    return engine_of(ctx).curator.update_answer(project_id, question_id, answer, reasoning)
 
 
 @tool_errors
@@ -70,7 +70,7 @@ async def rate_item(
     rating: Annotated[int | None, Field(ge=1, le=5, description="1 (bad) to 5 (excellent); null clears it")],
 ) -> CuratedAnswer:
     """Give an answered question a human rating, for export_dataset(min_rating=...)."""
-    return engine_of(ctx).rate_item(project_id, question_id, rating)
+    return engine_of(ctx).curator.rate_item(project_id, question_id, rating)
 
 
 @tool_errors
@@ -81,7 +81,7 @@ async def confirm_item(
     confirmed: Annotated[bool, Field(description="false takes the confirmation back")] = True,
 ) -> ConfirmResult:
     """Mark answered questions as reviewed and good, for export_dataset(confirmed_only=true)."""
-    ids = engine_of(ctx).confirm_items(project_id, question_ids, confirmed)
+    ids = engine_of(ctx).curator.confirm_items(project_id, question_ids, confirmed)
     return ConfirmResult(project_id=project_id, confirmed=confirmed, question_ids=ids)
 
 
@@ -94,7 +94,7 @@ async def delete_tag(
 ) -> DeletionResult:
     """Delete a tag with every tag below it and all their questions and answers. Without confirm=true it
     deletes nothing and reports the counts; call again with confirm=true to delete."""
-    tag, counts, deleted = engine_of(ctx).delete_tag(project_id, tag_id, confirm)
+    tag, counts, deleted = engine_of(ctx).curator.delete_tag(project_id, tag_id, confirm)
     what = f"{counts.tags} tag(s), {counts.questions} question(s) and {counts.answers} answer(s)"
     message = (f"Deleted '{tag.path}': {what}." if deleted else
                f"Deleting '{tag.path}' would remove {what}. Nothing was deleted; call again with confirm=true.")
@@ -105,7 +105,7 @@ async def delete_tag(
 @tool_errors
 async def delete_question(ctx: Context, project_id: int, question_ids: QuestionIds) -> DeletionResult:
     """Delete questions with their answers (e.g. the removable_question_ids of find_duplicates)."""
-    counts = engine_of(ctx).delete_questions(project_id, question_ids)
+    counts = engine_of(ctx).curator.delete_questions(project_id, question_ids)
     return DeletionResult(project_id=project_id, deleted=True, **counts.model_dump(),
                           message=f"Deleted {counts.questions} question(s) and {counts.answers} answer(s).")
 
@@ -127,7 +127,7 @@ async def score_answers(
     async def progress(done: int, total: int) -> None:
         await ctx.report_progress(done, total, f"score_answers: {done}/{total} judged")
 
-    return await engine_of(ctx).score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
+    return await engine_of(ctx).curator.score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
                                               progress)
 
 
@@ -143,7 +143,7 @@ async def find_duplicates(
 ) -> DuplicateReport:
     """Find groups of near-duplicate questions across the project (rewordings with the same content words and
     numbers). Each group names the question to keep; delete_question(removable_question_ids) removes the rest."""
-    return engine_of(ctx).find_duplicates(project_id, tag_id, threshold, limit)
+    return engine_of(ctx).curator.find_duplicates(project_id, tag_id, threshold, limit)
 
 
 @tool_errors
@@ -158,7 +158,7 @@ async def add_questions(
 ) -> AddedQuestions:
     """Add your own questions to a tag. Exact duplicates in the project are always skipped, near-duplicates of
     the tag's questions unless allow_near_duplicates=true; the result says what was skipped and why."""
-    tag, added, exact, near = engine_of(ctx).add_questions(project_id, tag_id, questions, allow_near_duplicates)
+    tag, added, exact, near = engine_of(ctx).curator.add_questions(project_id, tag_id, questions, allow_near_duplicates)
     skipped = ([SkippedQuestion(text=text, reason="duplicate of a question in the project") for text in exact]
                + [SkippedQuestion(text=text, reason="near-duplicate of a question of this tag") for text in near])
     return AddedQuestions(project_id=project_id, tag_id=tag.id, tag_path=tag.path, added=added, skipped=skipped)

@@ -54,7 +54,7 @@ async def export_dataset(
         tag_id=tag_id, per_tag_cap=per_tag_cap, seed=seed, test_ratio=test_ratio, dataset_info=dataset_info,
         preview=preview,
     )
-    return await engine_of(ctx).export_dataset(project_id, options)
+    return await engine_of(ctx).curator.export_dataset(project_id, options)
 
 
 def register(server: MCPServer) -> None:
