@@ -9,6 +9,7 @@ then plans 100,000 answers while a slow stand-in endpoint keeps them queued.
 from __future__ import annotations
 
 import asyncio
+import resource
 import statistics
 import sys
 import tempfile
@@ -50,6 +51,8 @@ async def measure(url: str, db: Path) -> None:
               f"{progress.calls_pending} open items, {progress.answers.in_flight} in flight")
         print(f"get_progress: median {statistics.median(timings):.1f} ms, max {max(timings):.1f} ms "
               f"over {len(timings)} calls")
+        print(f"peak memory of this process (engine with the 100,000-item job): "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
         engine.cancel_job(job["id"])
     finally:
         await engine.close()

@@ -59,6 +59,7 @@ class ProjectSummary(Project):
     answers: int
     input_tokens: int
     output_tokens: int
+    cost: float | None = Field(None, description="Sum over all calls, when the model specs have prices")
 
 
 class Tag(BaseModel):

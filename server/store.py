@@ -110,6 +110,7 @@ class Store:
             ProjectSummary(
                 **self._project(row).model_dump(), tags=row["tag_count"], questions=row["question_count"],
                 answers=row["answer_count"], input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
+                cost=row["cost"],
             )
             for row in rows
         ]

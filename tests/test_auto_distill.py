@@ -177,6 +177,9 @@ async def test_costs_are_counted_when_prices_are_set(client, llm):
     _, progress = await run_job(client, project["id"], levels=1, tags_per_level=2, questions_per_tag=1)
     expected = (progress["input_tokens"] * 1.0 + progress["output_tokens"] * 2.0) / 1_000_000
     assert progress["cost"] == pytest.approx(expected)
+    summary = (await call(client, "list_projects"))["projects"][0]
+    assert summary["cost"] == pytest.approx(expected)
+    assert (summary["input_tokens"], summary["output_tokens"]) == (progress["input_tokens"], progress["output_tokens"])
 
 
 async def test_raising_max_concurrency_applies_to_a_running_job(client, llm, db_path):
