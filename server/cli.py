@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show tracebacks for unexpected errors")
     engine = argparse.ArgumentParser(add_help=False)
     engine.add_argument("--rpm", type=_positive(float), help="cap on model requests per minute, per endpoint")
+    engine.add_argument("--tpm", type=_positive(float), help="cap on model tokens (in + out) per minute, per endpoint")
     engine.add_argument("--max-attempts", type=_positive(int), help="attempts per model call before it fails (6)")
     engine.add_argument("--retry-delay", type=_positive(float, zero=True),
                         help="base delay in seconds between retries, doubled each time (1.0)")
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    chosen = {"requests_per_minute": args.rpm, "max_attempts": args.max_attempts,
+    chosen = {"requests_per_minute": args.rpm, "tokens_per_minute": args.tpm, "max_attempts": args.max_attempts,
               "retry_base_delay": args.retry_delay}
     return {name: value for name, value in chosen.items() if value is not None}
 

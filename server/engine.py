@@ -30,14 +30,16 @@ class Engine:
     """Owns the database, the LLM clients and the scheduler of one process."""
 
     def __init__(self, db_path: str | Path, environ: Mapping[str, str] | None = None, *,
-                 requests_per_minute: float | None = None, max_attempts: int = 6, retry_base_delay: float = 1.0,
+                 requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
+                 max_attempts: int = 6, retry_base_delay: float = 1.0,
                  heartbeat_seconds: float = 5.0, allow_any_export_path: bool = False):
         self.db_path = str(db_path)
         self.environ = dict(os.environ if environ is None else environ)
         self.allow_any_export_path = allow_any_export_path or self.environ.get(
             "TREEDISTILL_ALLOW_ANY_EXPORT_PATH", "").strip().lower() in ("1", "true", "yes")
         self.heartbeat_seconds = heartbeat_seconds
-        self._options = {"requests_per_minute": requests_per_minute, "max_attempts": max_attempts,
+        self._options = {"requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute,
+                         "max_attempts": max_attempts,
                          "retry_base_delay": retry_base_delay}
 
     async def start(self) -> Engine:
@@ -48,7 +50,8 @@ class Engine:
         self._lock = DatabaseLock(self.db_path).acquire()
         self.store = Store(open_database(self.db_path))
         self.queue = WorkQueue(self.store)
-        self.caller = LLMCaller(self.queue, self.environ, self._options["requests_per_minute"])
+        self.caller = LLMCaller(self.queue, self.environ, self._options["requests_per_minute"],
+                                self._options["tokens_per_minute"])
         self.scheduler = Scheduler(WorkContext(self.store, self.queue, self.caller),
                                    max_attempts=self._options["max_attempts"],
                                    retry_base_delay=self._options["retry_base_delay"])

@@ -18,10 +18,12 @@ DEFAULT_429_PAUSE = 2.0
 class LLMCaller:
     """Makes each call once: a response is cached (with its usage counted) the moment it arrives."""
 
-    def __init__(self, queue: WorkQueue, environ: Mapping[str, str], requests_per_minute: float | None = None):
+    def __init__(self, queue: WorkQueue, environ: Mapping[str, str], requests_per_minute: float | None = None,
+                 tokens_per_minute: float | None = None):
         self.queue = queue
         self.environ = environ
         self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
         self._providers: dict[str, Provider] = {}
         self._gates: dict[tuple[str, str], RateGate] = {}
         self.calls_made = 0
@@ -37,7 +39,7 @@ class LLMCaller:
         """One gate per endpoint, shared by every project, job and manual call that uses it."""
         endpoint = (spec.provider, resolve_base_url(spec, self.environ))
         if endpoint not in self._gates:
-            self._gates[endpoint] = RateGate(self.requests_per_minute)
+            self._gates[endpoint] = RateGate(self.requests_per_minute, self.tokens_per_minute)
         return self._gates[endpoint]
 
     async def call(self, item: WorkItem, spec: ModelSpec, request: ChatRequest) -> ChatResult:
@@ -57,6 +59,7 @@ class LLMCaller:
             gate.pause(exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE)
             raise
         self.calls_made += 1
+        gate.spend(result.input_tokens + result.output_tokens)
         cost = spec.cost(result.input_tokens, result.output_tokens)
         store = self.queue.store
         with store.transaction():
