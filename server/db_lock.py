@@ -27,6 +27,7 @@ class DatabaseLock:
         """Take the lock or raise InvalidInput naming the process that holds it."""
         if fcntl is None or self.db_path == ":memory:":
             return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

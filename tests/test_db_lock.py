@@ -40,3 +40,9 @@ async def test_lock_of_a_killed_process_is_released(db_path, env):
         holder.wait()
     engine = await Engine(db_path, env).start()
     await engine.close()
+
+
+async def test_a_database_in_a_directory_that_does_not_exist_yet_is_created(tmp_path, env):
+    engine = await Engine(tmp_path / "new" / "dir" / "treedistill.db", env).start()
+    await engine.close()
+    assert (tmp_path / "new" / "dir" / "treedistill.db").exists()
