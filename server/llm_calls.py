@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Mapping
 
 from server.errors import RateLimited
@@ -27,6 +28,7 @@ class LLMCaller:
         self._providers: dict[str, Provider] = {}
         self._gates: dict[tuple[str, str], RateGate] = {}
         self.calls_made = 0
+        self.seconds_in_calls = 0.0  # summed round-trip time of the calls made, as seen from here
 
     def provider(self, spec: ModelSpec) -> Provider:
         """The (shared) client for a model spec; raises MissingAPIKey when its key is not set."""
@@ -53,12 +55,14 @@ class LLMCaller:
         provider = self.provider(spec)
         gate = self.gate(spec)
         await gate.wait()
+        started = time.perf_counter()
         try:
             result = await provider.complete(request)
         except RateLimited as exc:
             gate.pause(exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE)
             raise
         self.calls_made += 1
+        self.seconds_in_calls += time.perf_counter() - started
         gate.spend(result.input_tokens + result.output_tokens)
         cost = spec.cost(result.input_tokens, result.output_tokens)
         store = self.queue.store
