@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 class TreedistillError(Exception):
-    """Base of our named errors."""
+    """Base of our named errors; `retryable` says whether trying the same work again can help."""
+
+    retryable: bool = False
 
 
 class NotFound(TreedistillError):
@@ -32,9 +34,7 @@ class MissingAPIKey(InvalidInput):
 
 
 class ProviderError(TreedistillError):
-    """A model call failed; `retryable` says whether trying again can help."""
-
-    retryable: bool = False
+    """A model call failed."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)

@@ -8,7 +8,6 @@ from pydantic import BaseModel, Field
 
 Language = Literal["en", "zh"]
 JobStatus = Literal["queued", "running", "completed", "completed_with_failures", "cancelled", "failed"]
-WorkKind = Literal["tags", "questions", "answer"]
 
 
 class ModelSpec(BaseModel):

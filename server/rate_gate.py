@@ -22,7 +22,6 @@ class RateGate:
         self._capacity = tokens_per_minute or 0.0
         self._tokens = self._capacity
         self._refilled_at = time.monotonic()
-        self.backoffs = 0
 
     async def wait(self) -> None:
         """Sleep until the endpoint may be called again."""
@@ -53,5 +52,4 @@ class RateGate:
 
     def pause(self, seconds: float) -> None:
         """Hold every caller back for `seconds` from now (never shortens an existing pause)."""
-        self.backoffs += 1
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)

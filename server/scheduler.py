@@ -14,21 +14,13 @@ import logging
 import random
 from collections import Counter
 
-from server.errors import (
-    FatalProviderError,
-    NotFound,
-    OutputFormatError,
-    RateLimited,
-    TransientProviderError,
-    TreedistillError,
-)
+from server.errors import FatalProviderError, MissingAPIKey, NotFound, RateLimited, TreedistillError
 from server.queue_store import KIND_COLUMN, WorkItem
 from server.slots import Slots
 from server.work import WorkContext, execute
 
 log = logging.getLogger("treedistill.scheduler")
 
-RETRYABLE = (RateLimited, TransientProviderError, OutputFormatError)
 MAX_RATE_LIMITED_ATTEMPTS = 50  # 429s are flow control, not faults: they get a far larger budget
 
 
@@ -136,8 +128,14 @@ class Scheduler:
         while True:
             try:
                 result = await execute(self.ctx, item)
-            except RETRYABLE as exc:
+            except TreedistillError as exc:
                 message = _describe(exc)
+                if not exc.retryable:
+                    self._fail(item, message)
+                    if isinstance(exc, (FatalProviderError, MissingAPIKey)) and item.job_id is not None:
+                        # Every other call would fail the same way: stop the job until the config is fixed.
+                        self.ctx.queue.set_job_status(item.job_id, "failed", error=message)
+                    return
                 self.ctx.queue.count_attempt(item.id, message)
                 if isinstance(exc, RateLimited):
                     rate_limited += 1
@@ -150,15 +148,6 @@ class Scheduler:
                         await asyncio.sleep(self._backoff(errors))
                         continue
                 self._fail(item, f"gave up after {errors + rate_limited} attempts: {message}")
-                return
-            except FatalProviderError as exc:
-                self._fail(item, _describe(exc))
-                if item.job_id is not None:
-                    # Every other call would fail the same way: stop the job until the config is fixed.
-                    self.ctx.queue.set_job_status(item.job_id, "failed", error=_describe(exc))
-                return
-            except TreedistillError as exc:
-                self._fail(item, _describe(exc))
                 return
             with self.ctx.store.transaction():
                 self.ctx.queue.finish_item(item.id, "done", result=result)
