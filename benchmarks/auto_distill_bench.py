@@ -112,7 +112,11 @@ def bench(label: str, latency: float, jitter: float, concurrency: int, levels: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="only the latency run")
+    parser.add_argument("--smoke", action="store_true", help="a 7-call run that only checks the script works")
     args = parser.parse_args()
+    if args.smoke:
+        bench("smoke: 7 calls, latency 0.01 s", 0.01, 0.5, 4, 1, 2, 2)
+        return
     bench("1,111 calls, latency 0.2 s +-50%, concurrency 16", 0.2, 0.5, 16, 2, 10, 10)
     if not args.quick:
         bench("~20,000 calls, zero latency, concurrency 16", 0.0, 0.0, 16, 2, 20, 49)

@@ -83,12 +83,12 @@ async def run(records: int) -> None:
                 before = rss_mib("VmRSS:")
                 reset_peak_rss()
                 t0 = time.perf_counter()
-                report = await engine.export_dataset(pid, options)
+                report = await engine.curator.export_dataset(pid, options)
                 seconds = time.perf_counter() - t0
                 rss = f"{before:.0f} -> {rss_mib('VmHWM:'):.0f} MiB" if before else "n/a"
                 size = sum(f.bytes for f in report.files)
                 tracemalloc.start()
-                await engine.export_dataset(pid, options)
+                await engine.curator.export_dataset(pid, options)
                 peak = tracemalloc.get_traced_memory()[1]
                 tracemalloc.stop()
                 for exported in report.files:

@@ -8,6 +8,7 @@ then plans 100,000 answers while a slow stand-in endpoint keeps them queued.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import resource
 import statistics
@@ -22,23 +23,19 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.auto_distill_bench import start_standin  # noqa: E402
 from server.engine import Engine  # noqa: E402
 
-QUESTIONS = 100_000
-TAGS = 1_000
-
-
-async def measure(url: str, db: Path) -> None:
+async def measure(url: str, db: Path, questions: int, tags: int) -> None:
     env = {"OPENAI_BASE_URL": f"{url}/v1", "OPENAI_API_KEY": "sk-bench", "TREEDISTILL_MODEL": "standin"}
     engine = await Engine(db, env).start()
     try:
         project = engine.create_project("Progress", max_concurrency=16)
         store = engine.store
         with store.transaction():
-            tags = store.insert_tags(project.id, None, [f"Tag {i}" for i in range(TAGS)])
-            per_tag = QUESTIONS // TAGS
-            for tag in tags:
+            created = store.insert_tags(project.id, None, [f"Tag {i}" for i in range(tags)])
+            per_tag = questions // tags
+            for tag in created:
                 store.insert_questions(project.id, tag, [f"Question {j} about {tag.name}?" for j in range(per_tag)])
         t0 = time.perf_counter()
-        job, _ = engine.auto_distill(project.id, levels=1, tags_per_level=TAGS, questions_per_tag=per_tag,
+        job, _ = engine.auto_distill(project.id, levels=1, tags_per_level=tags, questions_per_tag=per_tag,
                                      confirm_large=True)
         plan_seconds = time.perf_counter() - t0
         timings = []
@@ -59,10 +56,14 @@ async def measure(url: str, db: Path) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=int, default=100_000)
+    parser.add_argument("--tags", type=int, default=1_000)
+    args = parser.parse_args()
     process, url = start_standin(latency=60.0, jitter=0.0)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(measure(url, Path(tmp) / "progress.db"))
+            asyncio.run(measure(url, Path(tmp) / "progress.db", args.questions, args.tags))
     finally:
         process.kill()
         process.wait()

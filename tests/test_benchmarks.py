@@ -1,0 +1,22 @@
+"""The benchmark scripts keep working: each runs at a tiny size and prints its figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize(("script", "args", "expected"), [
+    ("auto_distill_bench.py", ["--smoke"], "ratio"),
+    ("progress_100k.py", ["--questions", "2000", "--tags", "20"], "get_progress: median"),
+    ("export_100k.py", ["--records", "300"], "| alpaca, think, jsonl |"),
+])
+def test_benchmark_script_runs(script, args, expected):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert expected in done.stdout
