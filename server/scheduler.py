@@ -137,6 +137,10 @@ class Scheduler:
                         self.ctx.queue.set_job_status(item.job_id, "failed", error=message)
                     return
                 self.ctx.queue.count_attempt(item.id, message)
+                if self._job_stopped(item):  # cancelled (or failed) meanwhile: no more paid attempts
+                    with self.ctx.store.transaction():
+                        self.ctx.queue.finish_item(item.id, "cancelled", error=message)
+                    return
                 if isinstance(exc, RateLimited):
                     rate_limited += 1
                     if rate_limited < MAX_RATE_LIMITED_ATTEMPTS:
@@ -154,6 +158,9 @@ class Scheduler:
                 if item.job_id is not None:
                     self.ctx.queue.add_job_counts(item.job_id, calls_done=1)
             return
+
+    def _job_stopped(self, item: WorkItem) -> bool:
+        return item.job_id is not None and self.ctx.queue.get_job(item.job_id)["status"] != "running"
 
     def _backoff(self, attempt: int) -> float:
         delay = min(self.max_retry_delay, self.retry_base_delay * 2 ** (attempt - 1))

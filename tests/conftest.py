@@ -54,7 +54,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(db_path: Path, env: dict[str, str]):
-    return create_server(db_path, env, retry_base_delay=0.02, heartbeat_seconds=0.2)
+    return create_server(db_path, env, retry_base_delay=0.05, heartbeat_seconds=0.2)
 
 
 @pytest.fixture(params=["auto", "legacy"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -198,3 +199,23 @@ async def test_raising_max_concurrency_applies_to_a_running_job(client, llm, db_
     assert "max_concurrency" in await call_error(client, "update_project", project_id=project["id"],
                                                  max_concurrency=0)
     assert "No project" in await call_error(client, "update_project", project_id=99, max_concurrency=2)
+
+
+async def test_cancel_stops_an_item_that_is_retrying(server, llm, db_path):
+    async with Client(server) as client:
+        project = await call(client, "create_project", name="Retrying", max_concurrency=1)
+        llm.configure(fail_next=[500] * 100, latency=0.02)
+        started = await call(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=2,
+                             questions_per_tag=1)
+        while llm.stats()["requests"] < 2:  # the first item is failing and retrying
+            await call(client, "get_progress", job_id=started["job_id"], wait_seconds=0.05)
+        await call(client, "cancel_job", job_id=started["job_id"])
+        at_cancel = llm.stats()["requests"]
+        await anyio.sleep(1.2)  # asserting an absence: retries would have come within this time
+        assert llm.stats()["requests"] <= at_cancel + 1  # at most the attempt already in flight
+        llm.configure(fail_next=[])
+        await call(client, "resume_job", job_id=started["job_id"])
+        done = await call(client, "get_progress", job_id=started["job_id"], wait_seconds=30)
+    assert done["status"] == "completed"
+    counts = stored(db_path)
+    assert (counts["tags"], counts["questions"], counts["answers"]) == (2, 2, 2)
