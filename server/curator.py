@@ -181,14 +181,5 @@ class Curator:
                         self.queue.add_item(project_id, "judge", question_id=qid, regenerate=rescore)
                         for qid in question_ids]
         self.scheduler.notify(project_id)
-        waits = {asyncio.ensure_future(self.scheduler.wait(item_id)) for item_id in item_ids}
-        try:
-            pending = waits
-            while pending:
-                _, pending = await asyncio.wait(pending, timeout=self.heartbeat_seconds)
-                if pending and progress is not None:
-                    await progress(len(waits) - len(pending), len(waits))
-        finally:
-            for wait in waits:
-                wait.cancel()
-        return [self.queue.get_item(item_id) for item_id in item_ids]
+        beat = None if progress is None else lambda settled, total, _elapsed: progress(settled, total)
+        return await self.scheduler.wait_all(item_ids, self.heartbeat_seconds, beat)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -156,26 +155,13 @@ class Engine:
                 item_id = self.queue.add_item(project_id, kind, tag_id=tag_id, question_id=question_id,
                                               target=target, regenerate=regenerate)
             self.scheduler.notify(project_id)
-        item = await self._wait_with_heartbeat(item_id, heartbeat)
+        beat = None if heartbeat is None else lambda _settled, _total, elapsed: heartbeat(elapsed)
+        (item,) = await self.scheduler.wait_all([item_id], self.heartbeat_seconds, beat)
         if item.status != "done":
             raise ProviderError(f"The model call failed after retries: {item.error}. Results completed before the "
                                 "failure are kept. Check the endpoint (treedistill doctor) and call the tool again.")
         self.queue.mark_delivered(item_id)
         return item
-
-    async def _wait_with_heartbeat(self, item_id: int, heartbeat: Heartbeat | None) -> WorkItem:
-        waiting = asyncio.ensure_future(self.scheduler.wait(item_id))
-        elapsed = 0.0
-        try:
-            while True:
-                done, _ = await asyncio.wait({waiting}, timeout=self.heartbeat_seconds)
-                if done:
-                    return waiting.result()
-                elapsed += self.heartbeat_seconds
-                if heartbeat is not None:
-                    await heartbeat(elapsed)
-        finally:
-            waiting.cancel()
 
     # -- browsing --------------------------------------------------------------------------
 
@@ -206,7 +192,7 @@ class Engine:
         self.caller.provider(project.question_model)
         if answer:
             self.caller.provider(project.answer_model)
-        plan = plan_top_up(self.queue, project_id, levels, tags_per_level, questions_per_tag, answer)
+        plan = plan_top_up(self.store, project_id, levels, tags_per_level, questions_per_tag, answer)
         if plan.calls > LARGE_PLAN_CALLS and not confirm_large:
             raise ConfirmationRequired(
                 f"This plan makes about {plan.calls} model calls ({plan.tags} tags, {plan.questions} questions, "

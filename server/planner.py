@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from server.queue_store import WorkQueue
+from server.store import Store
 
 
 @dataclass
@@ -30,20 +30,13 @@ def _new_subtree(plan: Plan, depth: int, missing: int, levels: int, per_level: i
         width *= per_level
 
 
-def plan_top_up(queue: WorkQueue, project_id: int, levels: int, tags_per_level: int, questions_per_tag: int,
+def plan_top_up(store: Store, project_id: int, levels: int, tags_per_level: int, questions_per_tag: int,
                 answer: bool) -> Plan:
     """Work items (not yet inserted) that bring the project up to the requested shape, with totals."""
-    db = queue.db
     plan = Plan()
-    children = dict(db.execute(
-        "SELECT COALESCE(parent_id, 0), COUNT(*) FROM tags WHERE project_id = ? GROUP BY parent_id", (project_id,)
-    ).fetchall())
-    question_counts = dict(db.execute(
-        "SELECT tag_id, COUNT(*) FROM questions WHERE project_id = ? GROUP BY tag_id", (project_id,)
-    ).fetchall())
-    nodes = [(None, 0)] + db.execute(
-        "SELECT id, depth FROM tags WHERE project_id = ? AND depth <= ? ORDER BY depth, id", (project_id, levels)
-    ).fetchall()
+    children = store.child_counts(project_id)
+    question_counts = store.question_counts(project_id)
+    nodes = [(None, 0), *store.tag_depths(project_id, levels)]
     for tag_id, depth in nodes:
         if depth < levels:
             missing = tags_per_level - children.get(tag_id or 0, 0)
@@ -59,11 +52,8 @@ def plan_top_up(queue: WorkQueue, project_id: int, levels: int, tags_per_level: 
                 plan.questions += missing
                 plan.answers += missing if answer else 0
     if answer:
-        unanswered = db.execute(
-            "SELECT q.id FROM questions q LEFT JOIN answers a ON a.question_id = q.id"
-            " WHERE q.project_id = ? AND a.question_id IS NULL ORDER BY q.id", (project_id,)
-        ).fetchall()
-        plan.items += [{"kind": "answer", "question_id": row[0]} for row in unanswered]
+        unanswered = store.unanswered_question_ids(project_id)
+        plan.items += [{"kind": "answer", "question_id": question_id} for question_id in unanswered]
         plan.answers += len(unanswered)
         plan.calls += len(unanswered)
     return plan

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from server.errors import FatalProviderError, MissingAPIKey, NotFound, RateLimited, TreedistillError
 from server.queue_store import KIND_COLUMN, WorkItem
@@ -83,6 +84,23 @@ class Scheduler:
         future = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(item_id, []).append(future)
         return await asyncio.shield(future)
+
+    async def wait_all(self, item_ids: list[int], every: float,
+                       beat: Callable[[int, int, float], Awaitable[None]] | None = None) -> list[WorkItem]:
+        """Wait until every item has settled, calling beat(settled, total, elapsed seconds) every `every`
+        seconds meanwhile; returns the items in order. Cancelling the wait leaves them running."""
+        waits = {asyncio.ensure_future(self.wait(item_id)) for item_id in item_ids}
+        pending, elapsed = waits, 0.0
+        try:
+            while pending:
+                _, pending = await asyncio.wait(pending, timeout=every)
+                elapsed += every
+                if pending and beat is not None:
+                    await beat(len(waits) - len(pending), len(waits), elapsed)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return [self.ctx.queue.get_item(item_id) for item_id in item_ids]
 
     async def wait_for_job_change(self, job_id: int, timeout: float) -> None:
         """Return when one of the job's items settles, or after `timeout` seconds."""

@@ -151,6 +151,17 @@ class Store:
         )
         return [Tag(**row) for row in rows]
 
+    def child_counts(self, project_id: int) -> dict[int, int]:
+        """Number of children per tag id (0 stands for the topic root)."""
+        rows = self.db.execute("SELECT COALESCE(parent_id, 0), COUNT(*) FROM tags WHERE project_id = ?"
+                               " GROUP BY parent_id", (project_id,)).fetchall()
+        return dict(rows)
+
+    def tag_depths(self, project_id: int, max_depth: int) -> list[tuple[int, int]]:
+        """(id, depth) of the tags down to `max_depth`, parents first."""
+        return self.db.execute("SELECT id, depth FROM tags WHERE project_id = ? AND depth <= ? ORDER BY depth, id",
+                               (project_id, max_depth)).fetchall()
+
     def insert_tags(self, project_id: int, parent: Tag | None, names: list[str]) -> list[Tag]:
         """Insert children of `parent` (None = top level); caller has removed duplicates. Call in a transaction."""
         depth = parent.depth + 1 if parent else 1
@@ -198,6 +209,11 @@ class Store:
         rows = self.db.execute("SELECT tag_id, COUNT(*) FROM questions WHERE project_id = ? GROUP BY tag_id",
                                (project_id,)).fetchall()
         return dict(rows)
+
+    def unanswered_question_ids(self, project_id: int) -> list[int]:
+        rows = self.db.execute("SELECT q.id FROM questions q LEFT JOIN answers a ON a.question_id = q.id"
+                               " WHERE q.project_id = ? AND a.question_id IS NULL ORDER BY q.id", (project_id,))
+        return [row[0] for row in rows]
 
     def existing_question_norms(self, project_id: int, norms: list[str]) -> set[str]:
         """Which of `norms` already belong to a question of the project."""
