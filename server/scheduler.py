@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from server.errors import FatalProviderError, MissingAPIKey, NotFound, RateLimited, TreedistillError
 from server.queue_store import KIND_COLUMN, WorkItem
 from server.slots import Slots
-from server.work import WorkContext, execute
+from server.work import WorkContext, execute, outputs_missing
 
 log = logging.getLogger("treedistill.scheduler")
 
@@ -188,20 +188,8 @@ class Scheduler:
         with self.ctx.store.transaction():
             self.ctx.queue.finish_item(item.id, "failed", error=error)
             if item.job_id is not None:
-                self.ctx.queue.add_job_counts(item.job_id, calls_failed=1,
-                                              **{f"{KIND_COLUMN[item.kind]}_failed": self._shortfall(item)})
-
-    def _shortfall(self, item: WorkItem) -> int:
-        """How many outputs a failed item leaves missing."""
-        store = self.ctx.store
-        if item.kind == "answer":
-            return 1
-        try:
-            have = (len(store.children(item.project_id, item.tag_id)) if item.kind == "tags"
-                    else store.count_questions(item.tag_id))
-        except TreedistillError:
-            return item.target
-        return max(item.target - have, 0)
+                missing = {f"{KIND_COLUMN[item.kind]}_failed": outputs_missing(self.ctx.store, item)}
+                self.ctx.queue.add_job_counts(item.job_id, calls_failed=1, **missing)
 
     def _settled(self, item: WorkItem) -> None:
         try:

@@ -196,10 +196,10 @@ class Store:
             )
         return self._question(row)
 
-    def questions_of_tag(self, tag_id: int, limit: int | None = None) -> list[Question]:
-        sql = f"{self._QUESTION_SELECT} WHERE q.tag_id = ? ORDER BY q.id DESC"
-        rows = self._all(sql + (f" LIMIT {int(limit)}" if limit else ""), (tag_id,))
-        return [self._question(row) for row in reversed(rows)]
+    def questions_of_tag(self, tag_id: int) -> list[Question]:
+        """The tag's questions, oldest first."""
+        rows = self._all(f"{self._QUESTION_SELECT} WHERE q.tag_id = ? ORDER BY q.id", (tag_id,))
+        return [self._question(row) for row in rows]
 
     def count_questions(self, tag_id: int) -> int:
         return self.db.execute("SELECT COUNT(*) FROM questions WHERE tag_id = ?", (tag_id,)).fetchone()[0]

@@ -55,6 +55,17 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
     return await _answer(ctx, item, project)
 
 
+def outputs_missing(store: Store, item: WorkItem) -> int:
+    """How many of the tags or questions an item must make are still missing (an answer or verdict is one)."""
+    if item.kind == "tags":
+        have = len(store.children(item.project_id, item.tag_id))
+    elif item.kind == "questions":
+        have = store.count_questions(item.tag_id)
+    else:
+        return 1
+    return max(item.target - have, 0)
+
+
 async def _ask_list(ctx: WorkContext, item: WorkItem, project: Project, prompt: str,
                     schema: type[TagList] | type[QuestionList]) -> list[str]:
     return await _ask_json(ctx, item, project.question_model, project.language, prompt,
@@ -100,7 +111,7 @@ async def _expand_tag(ctx: WorkContext, item: WorkItem, project: Project) -> dic
                 _queue_below_tags(ctx, item, tags, params)
                 ctx.queue.add_job_counts(item.job_id, tags_done=len(tags))
         created += [tag.id for tag in tags]
-    missing = item.target - len(ctx.store.children(project.id, item.tag_id))
+    missing = outputs_missing(ctx.store, item)
     if missing > 0:
         raise OutputFormatError(f"the model kept repeating existing tags; {missing} still missing", raw="")
     return {"tag_ids": created}
@@ -121,14 +132,14 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
     params = _job_params(ctx, item)
     created: list[int] = []
     for _ in range(TOPUP_ROUNDS):
-        missing = item.target - ctx.store.count_questions(tag.id)
+        of_tag = [q.text for q in ctx.store.questions_of_tag(tag.id)]
+        missing = item.target - len(of_tag)
         if missing <= 0:
             return {"question_ids": created}
-        shown = [q.text for q in ctx.store.questions_of_tag(tag.id, limit=AVOID_LIST_LIMIT)]
-        prompt = prompts.questions_prompt(project.language, prompt_path(project, tag), missing, shown)
+        prompt = prompts.questions_prompt(project.language, prompt_path(project, tag), missing,
+                                          of_tag[-AVOID_LIST_LIMIT:])
         texts = await _ask_list(ctx, item, project, prompt, QuestionList)
         taken = ctx.store.existing_question_norms(project.id, [normalize(text) for text in texts])
-        of_tag = [q.text for q in ctx.store.questions_of_tag(tag.id)]
         fresh = drop_near_duplicates(unique_new(texts, taken, len(texts)), of_tag)[:missing]
         with ctx.store.transaction():
             questions = ctx.store.insert_questions(project.id, tag, fresh)
@@ -138,7 +149,7 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
                         ctx.queue.add_item(project.id, "answer", job_id=item.job_id, question_id=question.id)
                 ctx.queue.add_job_counts(item.job_id, questions_done=len(questions))
         created += [question.id for question in questions]
-    missing = item.target - ctx.store.count_questions(tag.id)
+    missing = outputs_missing(ctx.store, item)
     if missing > 0:
         raise OutputFormatError(f"the model kept repeating existing questions; {missing} still missing", raw="")
     return {"question_ids": created}
