@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.engine import Engine  # noqa: E402
+from treedistill.server.engine import Engine  # noqa: E402
 
 TERMINAL = ("completed", "completed_with_failures", "cancelled", "failed")
 

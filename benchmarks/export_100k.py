@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.engine import Engine  # noqa: E402
-from server.exporter import ExportOptions  # noqa: E402
+from treedistill.server.engine import Engine  # noqa: E402
+from treedistill.server.export.writer import ExportOptions  # noqa: E402
 
 TAGS = 1_000
 SCENARIOS = {

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.auto_distill_bench import start_standin  # noqa: E402
-from server.engine import Engine  # noqa: E402
+from treedistill.server.engine import Engine  # noqa: E402
 
 async def measure(url: str, db: Path, questions: int, tags: int) -> None:
     env = {"OPENAI_BASE_URL": f"{url}/v1", "OPENAI_API_KEY": "sk-bench", "TREEDISTILL_MODEL": "standin"}

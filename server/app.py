@@ -10,10 +10,10 @@ from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
 
-from server.config import database_path
-from server.engine import Engine
-from server.http_auth import bearer_auth_options
-from tools import answers, curation, export, guides, jobs, projects, questions, resources, tree
+from treedistill.server.config import database_path
+from treedistill.server.engine import Engine
+from treedistill.server.http.auth import bearer_auth_options
+from treedistill.tools import answers, curation, export, guides, jobs, projects, questions, resources, tree
 
 INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
 Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on

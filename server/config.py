@@ -7,8 +7,8 @@ from pathlib import Path
 
 import platformdirs
 
-from server.errors import InvalidInput
-from server.models import ModelSpec
+from treedistill.server.errors import InvalidInput
+from treedistill.server.models import ModelSpec
 
 
 def database_path(explicit: str | None, environ: Mapping[str, str]) -> Path:

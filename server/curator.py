@@ -6,17 +6,17 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from server.curation_store import CuratedAnswer, CurationStore, DeletionCounts
-from server.dedup import normalize, unique_new
-from server.errors import InvalidInput, NotFound, ProviderError
-from server.exporter import ExportOptions, ExportReport, export_target, project_export_dir, write_export
-from server.judge import JudgedAnswer, ScoreReport
-from server.llm_calls import LLMCaller
-from server.models import ModelSpec, Question, Tag
-from server.near_dup import DuplicateReport, drop_near_duplicates, report_duplicates
-from server.queue_store import WorkItem, WorkQueue
-from server.scheduler import Scheduler
-from server.store import Store
+from treedistill.server.store.curation import CuratedAnswer, CurationStore, DeletionCounts
+from treedistill.server.text.dedup import normalize, unique_new
+from treedistill.server.errors import InvalidInput, NotFound, ProviderError
+from treedistill.server.export.writer import ExportOptions, ExportReport, export_target, project_export_dir, write_export
+from treedistill.server.text.judge import JudgedAnswer, ScoreReport
+from treedistill.server.scheduling.calls import LLMCaller
+from treedistill.server.models import ModelSpec, Question, Tag
+from treedistill.server.text.near_dup import DuplicateReport, drop_near_duplicates, report_duplicates
+from treedistill.server.store.queue import WorkItem, WorkQueue
+from treedistill.server.scheduling.scheduler import Scheduler
+from treedistill.server.store.catalog import Store
 
 Progress = Callable[[int, int], Awaitable[None]]  # (done, total)
 
@@ -36,7 +36,7 @@ class Curator:
         self.curation = CurationStore(store)
 
     async def export_dataset(self, project_id: int, options: ExportOptions) -> ExportReport:
-        """Stream the selected records into fine-tuning file(s); see server.exporter for the formats."""
+        """Stream the selected records into fine-tuning file(s); see treedistill.server.export.writer for the formats."""
         project = self.store.get_project(project_id)
         if options.tag_id is not None:
             self.store.get_tag(project_id, options.tag_id)
@@ -134,7 +134,7 @@ class Curator:
         return tag, added, exact, [text for text in unique if text not in kept]
 
     def find_duplicates(self, project_id: int, tag_id: int | None, threshold: float, limit: int) -> DuplicateReport:
-        """Groups of near-duplicate questions across the project (or a subtree); see server.near_dup."""
+        """Groups of near-duplicate questions across the project (or a subtree); see treedistill.server.text.near_dup."""
         self.store.get_project(project_id)
         if tag_id is not None:
             self.store.get_tag(project_id, tag_id)

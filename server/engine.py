@@ -7,19 +7,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from server.config import default_model_spec
-from server.curator import Curator
-from server.db_lock import DatabaseLock
-from server.errors import ConfirmationRequired, InvalidInput, ProviderError
-from server.llm_calls import LLMCaller
-from server.models import Answer, JobProgress, ModelSpec, Project, ProjectSummary, Question, Tag
-from server.planner import plan_top_up
-from server.progress import stored_job_progress
-from server.prompts import LANGUAGES
-from server.queue_store import WorkItem, WorkQueue
-from server.scheduler import Scheduler
-from server.store import Store, open_database
-from server.work import WorkContext
+from treedistill.server.config import default_model_spec
+from treedistill.server.curator import Curator
+from treedistill.server.store.lock import DatabaseLock
+from treedistill.server.errors import ConfirmationRequired, InvalidInput, ProviderError
+from treedistill.server.scheduling.calls import LLMCaller
+from treedistill.server.models import Answer, JobProgress, ModelSpec, Project, ProjectSummary, Question, Tag
+from treedistill.server.scheduling.planner import plan_top_up
+from treedistill.server.scheduling.progress import stored_job_progress
+from treedistill.server.text.prompts import LANGUAGES
+from treedistill.server.store.queue import WorkItem, WorkQueue
+from treedistill.server.scheduling.scheduler import Scheduler
+from treedistill.server.store.catalog import Store, open_database
+from treedistill.server.scheduling.work import WorkContext
 
 Heartbeat = Callable[[float], Awaitable[None]]
 LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True

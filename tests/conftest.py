@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from server.app import create_server
+from treedistill.server.app import create_server
 from tests.standin_llm import StandinLLM
 
 FAKE_OPENAI_KEY = "sk-FAKE-SECRET-openai-7f3a9c"
@@ -75,4 +75,4 @@ def subprocess_env(env: dict[str, str], db_path: Path) -> dict[str, str]:
 def treedistill_command() -> list[str]:
     """The installed console script when present, else the module entry point."""
     script = Path(sys.executable).with_name("treedistill")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "server"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "treedistill"]

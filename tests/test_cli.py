@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from server.cli_doctor import run_doctor
-from server.cli_progress import LiveProgress
-from server.models import JobProgress, KindProgress
+from treedistill.server.cli.doctor import run_doctor
+from treedistill.server.cli.progress import LiveProgress
+from treedistill.server.models import JobProgress, KindProgress
 from tests.conftest import FAKE_OPENAI_KEY, subprocess_env, treedistill_command
 
 CHESS = ["distill", "Chess", "--levels", "2", "--tags", "4", "--questions", "1", "--concurrency", "2"]
@@ -216,7 +216,7 @@ def test_live_progress_bars_show_each_stage():
 
 
 def test_every_command_and_option_has_help():
-    from server.cli import build_parser
+    from treedistill.server.cli.main import build_parser
 
     parser = build_parser()
     commands = next(action for action in parser._actions if action.dest == "command")

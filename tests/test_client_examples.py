@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from server.cli import DEFAULT_HTTP_PORT
+from treedistill.server.cli.main import DEFAULT_HTTP_PORT
 from tests.conftest import ROOT, subprocess_env, treedistill_command
 from tests.test_http import TOKEN, http_client, token_server  # noqa: F401 - token_server is a fixture
 
@@ -35,7 +35,7 @@ def run_example(script: str, environ: dict[str, str], *args: str) -> subprocess.
 def installed_command(command: str, args: list[str]) -> list[str]:
     """The configs name the installed `treedistill` script; run the same entry point from this checkout."""
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts[command] == "server.cli:main"
+    assert scripts[command] == "treedistill.server.cli.main:main"
     return [*treedistill_command(), *args]
 
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from server.engine import Engine
-from server.errors import InvalidInput
+from treedistill.server.engine import Engine
+from treedistill.server.errors import InvalidInput
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.anyio
@@ -28,7 +28,7 @@ async def test_second_engine_on_the_same_database_is_refused(db_path, env):
 
 async def test_lock_of_a_killed_process_is_released(db_path, env):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from server.db_lock import DatabaseLock;"
+        [sys.executable, "-c", "import sys, time; from treedistill.server.store.lock import DatabaseLock;"
          f"DatabaseLock({str(db_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:

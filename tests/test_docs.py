@@ -24,7 +24,7 @@ async def test_every_tool_is_documented_in_the_readme(server):
 async def test_every_prompt_and_cli_command_is_documented_in_the_readme(server):
     from mcp import Client
 
-    from server.cli import build_parser
+    from treedistill.server.cli.main import build_parser
 
     readme = (ROOT / "README.md").read_text()
     async with Client(server) as client:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from server.app import create_server
+from treedistill.server.app import create_server
 from tests.test_manual_tools import call, call_error
 
 pytestmark = pytest.mark.anyio

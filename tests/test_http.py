@@ -142,7 +142,7 @@ async def test_concurrent_clients_share_one_engine(token_server, llm):
 
 
 def test_allowed_host_names_follow_the_bind_address():
-    from server.http_server import host_names, transport_security
+    from treedistill.server.http.server import host_names, transport_security
 
     assert host_names("127.0.0.1") == ["127.0.0.1", "localhost", "::1"]
     assert host_names("192.168.1.20", ["proxy.example"]) == ["127.0.0.1", "localhost", "::1", "192.168.1.20",

@@ -178,7 +178,7 @@ async def test_bad_input_is_refused_and_changes_nothing(client, llm, db_path):
 
 
 async def test_missing_api_key_is_reported_by_name(db_path, llm):
-    from server.app import create_server
+    from treedistill.server.app import create_server
 
     env = {"TREEDISTILL_MODEL": "standin", "OPENAI_BASE_URL": "https://llm.example.com/v1"}
     async with Client(create_server(db_path, env)) as client:

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from server.near_dup import (
+from treedistill.server.text.near_dup import (
     DEFAULT_THRESHOLD,
     NearDupIndex,
     drop_near_duplicates,

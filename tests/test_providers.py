@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from server.errors import (
+from treedistill.server.errors import (
     FatalProviderError,
     MissingAPIKey,
     OutputFormatError,
@@ -21,8 +21,8 @@ from server.errors import (
     RateLimited,
     TransientProviderError,
 )
-from server.models import ModelSpec
-from server.providers import (
+from treedistill.server.models import ModelSpec
+from treedistill.server.providers import (
     ChatMessage,
     ChatRequest,
     ChatResult,
@@ -30,8 +30,8 @@ from server.providers import (
     describe_endpoint,
     resolve_api_key_env,
 )
-from server.providers.base import parse_retry_after
-from server.providers.reasoning import split_think
+from treedistill.server.providers.base import parse_retry_after
+from treedistill.server.providers.reasoning import split_think
 from tests.standin_llm import StandinLLM
 
 SECRET = "sk-FAKE-SECRET-1234"

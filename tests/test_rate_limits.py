@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from server.engine import Engine
-from server.rate_gate import RateGate
+from treedistill.server.engine import Engine
+from treedistill.server.scheduling.rate_gate import RateGate
 
 pytestmark = pytest.mark.anyio
 

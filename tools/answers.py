@@ -8,8 +8,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from server.models import Answer
-from tools.common import engine_of, heartbeat_for, tool_errors
+from treedistill.server.models import Answer
+from treedistill.tools.common import engine_of, heartbeat_for, tool_errors
 
 
 class AnswerResult(BaseModel):

@@ -10,8 +10,8 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
-from server.engine import Engine, Heartbeat
-from server.errors import TreedistillError
+from treedistill.server.engine import Engine, Heartbeat
+from treedistill.server.errors import TreedistillError
 
 P = ParamSpec("P")
 R = TypeVar("R")

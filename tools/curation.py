@@ -8,12 +8,12 @@ from typing import Annotated
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from server.curation_store import CuratedAnswer
-from server.judge import ScoreReport
-from server.models import ModelSpec, Question
-from server.near_dup import DEFAULT_THRESHOLD, DuplicateReport
-from tools.common import DESTRUCTIVE, GENERATES, LOCAL_WRITE, READ_ONLY, engine_of, tool_errors
-from tools.tree import MAX_PER_CALL
+from treedistill.server.store.curation import CuratedAnswer
+from treedistill.server.text.judge import ScoreReport
+from treedistill.server.models import ModelSpec, Question
+from treedistill.server.text.near_dup import DEFAULT_THRESHOLD, DuplicateReport
+from treedistill.tools.common import DESTRUCTIVE, GENERATES, LOCAL_WRITE, READ_ONLY, engine_of, tool_errors
+from treedistill.tools.tree import MAX_PER_CALL
 
 MAX_IDS = 1000
 QuestionIds = Annotated[list[int], Field(min_length=1, max_length=MAX_IDS)]

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
-from server.exporter import ExportOptions, ExportReport
-from tools.common import LOCAL_WRITE, engine_of, tool_errors
+from treedistill.server.export.writer import ExportOptions, ExportReport
+from treedistill.tools.common import LOCAL_WRITE, engine_of, tool_errors
 
 
 @tool_errors

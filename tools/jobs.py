@@ -8,8 +8,8 @@ from typing import Annotated
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from server.models import JobProgress
-from tools.common import DESTRUCTIVE, GENERATES, READ_ONLY, engine_of, tool_errors
+from treedistill.server.models import JobProgress
+from treedistill.tools.common import DESTRUCTIVE, GENERATES, READ_ONLY, engine_of, tool_errors
 
 TERMINAL = ("completed", "completed_with_failures", "cancelled", "failed")
 

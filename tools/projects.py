@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from server.models import ModelSpec, Project, ProjectSummary
-from tools.common import LOCAL_WRITE, READ_ONLY, engine_of, tool_errors
+from treedistill.server.models import ModelSpec, Project, ProjectSummary
+from treedistill.tools.common import LOCAL_WRITE, READ_ONLY, engine_of, tool_errors
 
 
 class ProjectList(BaseModel):

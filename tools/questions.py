@@ -7,9 +7,9 @@ from typing import Annotated
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from server.models import Question
-from tools.common import GENERATES, READ_ONLY, engine_of, heartbeat_for, tool_errors
-from tools.tree import MAX_PER_CALL
+from treedistill.server.models import Question
+from treedistill.tools.common import GENERATES, READ_ONLY, engine_of, heartbeat_for, tool_errors
+from treedistill.tools.tree import MAX_PER_CALL
 
 
 class ExtractedQuestions(BaseModel):

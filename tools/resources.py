@@ -11,12 +11,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from pydantic import BaseModel
 
-from server.curation_store import CuratedAnswer
-from server.errors import NotFound, TreedistillError
-from server.models import Question
-from tools.common import engine_of
-from tools.projects import ProjectList
-from tools.tree import get_tree
+from treedistill.server.store.curation import CuratedAnswer
+from treedistill.server.errors import NotFound, TreedistillError
+from treedistill.server.models import Question
+from treedistill.tools.common import engine_of
+from treedistill.tools.projects import ProjectList
+from treedistill.tools.tree import get_tree
 
 P = ParamSpec("P")
 JSON = "application/json"

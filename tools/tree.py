@@ -7,8 +7,8 @@ from typing import Annotated
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from server.models import Tag
-from tools.common import GENERATES, READ_ONLY, engine_of, heartbeat_for, tool_errors
+from treedistill.server.models import Tag
+from treedistill.tools.common import GENERATES, READ_ONLY, engine_of, heartbeat_for, tool_errors
 
 MAX_PER_CALL = 100
 

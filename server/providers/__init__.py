@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from server.errors import MissingAPIKey
-from server.models import ModelSpec
-from server.providers.anthropic_messages import AnthropicMessagesProvider
-from server.providers.base import ChatMessage, ChatRequest, ChatResult, Provider, endpoint_label
-from server.providers.openai_chat import OpenAIChatProvider
+from treedistill.server.errors import MissingAPIKey
+from treedistill.server.models import ModelSpec
+from treedistill.server.providers.anthropic_messages import AnthropicMessagesProvider
+from treedistill.server.providers.base import ChatMessage, ChatRequest, ChatResult, Provider, endpoint_label
+from treedistill.server.providers.openai_chat import OpenAIChatProvider
 
 __all__ = [
     "ChatMessage",

@@ -6,10 +6,10 @@ from typing import Any
 
 import anthropic
 
-from server.errors import OutputFormatError, ProviderError, TransientProviderError
-from server.models import ModelSpec
-from server.providers.base import ChatRequest, ChatResult, ReasoningSource, endpoint_label, error_for_status
-from server.providers.reasoning import split_think
+from treedistill.server.errors import OutputFormatError, ProviderError, TransientProviderError
+from treedistill.server.models import ModelSpec
+from treedistill.server.providers.base import ChatRequest, ChatResult, ReasoningSource, endpoint_label, error_for_status
+from treedistill.server.providers.reasoning import split_think
 
 _DEFAULT_MAX_TOKENS = 4096
 

@@ -9,8 +9,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from server.errors import FatalProviderError, ProviderError, RateLimited, TransientProviderError
-from server.models import ModelSpec
+from treedistill.server.errors import FatalProviderError, ProviderError, RateLimited, TransientProviderError
+from treedistill.server.models import ModelSpec
 
 ReasoningSource = Literal["reasoning_content", "reasoning", "think_tags", "thinking_blocks"]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from server.cli_reports import existing_database, project_named
-from server.errors import NotFound
-from server.exporter import ExportOptions, ExportReport, export_target, project_export_dir, write_export
-from server.models import Project
-from server.store import Store
+from treedistill.server.cli.reports import existing_database, project_named
+from treedistill.server.errors import NotFound
+from treedistill.server.export.writer import ExportOptions, ExportReport, export_target, project_export_dir, write_export
+from treedistill.server.models import Project
+from treedistill.server.store.catalog import Store
 
 
 def find_project(store: Store, reference: str) -> Project:

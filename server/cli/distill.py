@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from server.cli_progress import TERMINAL, ProgressView, final_summary
-from server.cli_reports import project_named
-from server.engine import Engine
-from server.models import JobProgress, Project
+from treedistill.server.cli.progress import TERMINAL, ProgressView, final_summary
+from treedistill.server.cli.reports import project_named
+from treedistill.server.engine import Engine
+from treedistill.server.models import JobProgress, Project
 
 REFRESH_SECONDS = 0.5
 

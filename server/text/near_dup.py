@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from server.dedup import normalize
+from treedistill.server.text.dedup import normalize
 
 DEFAULT_THRESHOLD = 0.7
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.prompts import en, zh
+from treedistill.server.text.prompts import en, zh
 
 _SETS = {"en": en, "zh": zh}
 LANGUAGES = tuple(_SETS)

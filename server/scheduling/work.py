@@ -11,18 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from server import prompts
-from server.curation_store import CurationStore
-from server.dedup import normalize, unique_new
-from server.errors import NotFound, OutputFormatError
-from server.judge import parse_verdict
-from server.llm_calls import LLMCaller
-from server.models import ModelSpec, Project, Tag
-from server.near_dup import drop_near_duplicates
-from server.providers.base import ChatMessage, ChatRequest
-from server.queue_store import WorkItem, WorkQueue
-from server.store import PATH_SEPARATOR, Store
-from server.structured import QuestionList, TagList, parse_list
+from treedistill.server.text import prompts
+from treedistill.server.store.curation import CurationStore
+from treedistill.server.text.dedup import normalize, unique_new
+from treedistill.server.errors import NotFound, OutputFormatError
+from treedistill.server.text.judge import parse_verdict
+from treedistill.server.scheduling.calls import LLMCaller
+from treedistill.server.models import ModelSpec, Project, Tag
+from treedistill.server.text.near_dup import drop_near_duplicates
+from treedistill.server.providers.base import ChatMessage, ChatRequest
+from treedistill.server.store.queue import WorkItem, WorkQueue
+from treedistill.server.store.catalog import PATH_SEPARATOR, Store
+from treedistill.server.text.parsing import QuestionList, TagList, parse_list
 
 FORMAT_ROUNDS = 3  # replies per call that may be re-asked with the parse error shown
 TOPUP_ROUNDS = 4  # calls per item to fill the count when the model repeats existing items

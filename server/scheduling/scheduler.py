@@ -15,10 +15,10 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from server.errors import FatalProviderError, MissingAPIKey, NotFound, RateLimited, TreedistillError
-from server.queue_store import KIND_COLUMN, WorkItem
-from server.slots import Slots
-from server.work import WorkContext, execute, outputs_missing
+from treedistill.server.errors import FatalProviderError, MissingAPIKey, NotFound, RateLimited, TreedistillError
+from treedistill.server.store.queue import KIND_COLUMN, WorkItem
+from treedistill.server.scheduling.slots import Slots
+from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
 
 log = logging.getLogger("treedistill.scheduler")
 

@@ -6,8 +6,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from server.models import JobProgress, KindProgress
-from server.queue_store import WorkQueue
+from treedistill.server.models import JobProgress, KindProgress
+from treedistill.server.store.queue import WorkQueue
 
 STAGE_BY_KIND = {"tags": "expanding tags", "questions": "extracting questions", "answer": "answering"}
 

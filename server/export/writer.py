@@ -33,10 +33,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from server.curation_store import CurationStore, ExportFilter
-from server.dedup import normalize
-from server.errors import InvalidInput
-from server.models import Project
+from treedistill.server.store.curation import CurationStore, ExportFilter
+from treedistill.server.text.dedup import normalize
+from treedistill.server.errors import InvalidInput
+from treedistill.server.models import Project
 
 PREVIEW_TEXT_LIMIT = 300
 Format = Literal["alpaca", "sharegpt", "openai", "raw"]

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from server.errors import NotFound
-from server.store import Store, now_iso
+from treedistill.server.errors import NotFound
+from treedistill.server.store.catalog import Store, now_iso
 
 # Manual calls jump the queue; within a job, expanding the tree comes first so the window stays full.
 PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3}

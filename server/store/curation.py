@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlite_utils import Database
 
-from server.models import Answer, ModelSpec
-from server.store import Store, now_iso
+from treedistill.server.models import Answer, ModelSpec
+from treedistill.server.store.catalog import Store, now_iso
 
 # The ids of a tag and all the tags below it; binds :tag_id.
 SUBTREE = ("WITH RECURSIVE sub(id) AS (SELECT :tag_id UNION ALL"

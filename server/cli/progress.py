@@ -11,7 +11,7 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from server.models import JobProgress, KindProgress
+from treedistill.server.models import JobProgress, KindProgress
 
 STAGES = ("tags", "questions", "answers")
 TERMINAL = ("completed", "completed_with_failures", "cancelled", "failed")

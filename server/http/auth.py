@@ -8,7 +8,7 @@ from typing import Any
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 
-from server.errors import InvalidInput
+from treedistill.server.errors import InvalidInput
 
 MIN_TOKEN_LENGTH = 16
 # AuthSettings requires an issuer URL; it is only published when an OAuth provider or resource URL is set,

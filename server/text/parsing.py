@@ -7,7 +7,7 @@ from typing import Any
 import json_repair
 from pydantic import BaseModel, ValidationError
 
-from server.errors import OutputFormatError
+from treedistill.server.errors import OutputFormatError
 
 
 class TagList(BaseModel):

@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from server.dedup import normalize
-from server.errors import InvalidInput, NotFound
-from server.migrations import migrate
-from server.models import Answer, ModelSpec, Project, ProjectSummary, Question, Tag
+from treedistill.server.text.dedup import normalize
+from treedistill.server.errors import InvalidInput, NotFound
+from treedistill.server.store.migrations import migrate
+from treedistill.server.models import Answer, ModelSpec, Project, ProjectSummary, Question, Tag
 
 PATH_SEPARATOR = " > "
 

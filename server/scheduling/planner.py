@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from server.store import Store
+from treedistill.server.store.catalog import Store
 
 
 @dataclass

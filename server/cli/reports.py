@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from server.cli_progress import TERMINAL, ProgressView, progress_line
-from server.errors import NotFound
-from server.models import JobProgress, Project, ProjectSummary
-from server.progress import stored_job_progress
-from server.queue_store import WorkQueue
-from server.store import Store, open_database
+from treedistill.server.cli.progress import TERMINAL, ProgressView, progress_line
+from treedistill.server.errors import NotFound
+from treedistill.server.models import JobProgress, Project, ProjectSummary
+from treedistill.server.scheduling.progress import stored_job_progress
+from treedistill.server.store.queue import WorkQueue
+from treedistill.server.store.catalog import Store, open_database
 
 WATCH_SECONDS = 1.0
 RECENT_JOBS = 20

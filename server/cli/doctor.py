@@ -7,11 +7,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from server.config import default_model_spec
-from server.errors import MissingAPIKey, OutputFormatError, ProviderError, RateLimited, TreedistillError
-from server.http_auth import MIN_TOKEN_LENGTH
-from server.models import ModelSpec
-from server.providers import (
+from treedistill.server.config import default_model_spec
+from treedistill.server.errors import MissingAPIKey, OutputFormatError, ProviderError, RateLimited, TreedistillError
+from treedistill.server.http.auth import MIN_TOKEN_LENGTH
+from treedistill.server.models import ModelSpec
+from treedistill.server.providers import (
     ChatMessage,
     ChatRequest,
     build_provider,
@@ -19,7 +19,7 @@ from server.providers import (
     resolve_api_key_env,
     resolve_base_url,
 )
-from server.providers.base import Provider
+from treedistill.server.providers.base import Provider
 
 PING = ChatRequest(messages=[ChatMessage(role="user", content="Reply with the single word OK.")], max_tokens=16)
 PING_TIMEOUT = 30.0

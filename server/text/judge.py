@@ -7,7 +7,7 @@ from typing import Any
 import json_repair
 from pydantic import BaseModel, Field, ValidationError
 
-from server.errors import OutputFormatError
+from treedistill.server.errors import OutputFormatError
 
 RATIONALE_LIMIT = 1000
 

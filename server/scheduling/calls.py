@@ -6,12 +6,12 @@ import hashlib
 import time
 from collections.abc import Mapping
 
-from server.errors import RateLimited
-from server.models import ModelSpec
-from server.providers import build_provider, resolve_base_url
-from server.providers.base import ChatRequest, ChatResult, Provider
-from server.queue_store import WorkItem, WorkQueue
-from server.rate_gate import RateGate
+from treedistill.server.errors import RateLimited
+from treedistill.server.models import ModelSpec
+from treedistill.server.providers import build_provider, resolve_base_url
+from treedistill.server.providers.base import ChatRequest, ChatResult, Provider
+from treedistill.server.store.queue import WorkItem, WorkQueue
+from treedistill.server.scheduling.rate_gate import RateGate
 
 DEFAULT_429_PAUSE = 2.0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from server.errors import InvalidInput
+from treedistill.server.errors import InvalidInput
 
 try:
     import fcntl

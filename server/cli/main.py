@@ -12,9 +12,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from server.cli_progress import progress_view
-from server.config import database_path
-from server.errors import ConfirmationRequired, InvalidInput, NotFound, TreedistillError
+from treedistill.server.cli.progress import progress_view
+from treedistill.server.config import database_path
+from treedistill.server.errors import ConfirmationRequired, InvalidInput, NotFound, TreedistillError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_HTTP_PORT = 8765
@@ -61,12 +61,12 @@ def _fail(message: str, code: int) -> int:
 def serve(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
     _log_to_stderr(logging.INFO if args.verbose else logging.WARNING)
     if not args.http:
-        from server.app import create_server
+        from treedistill.server.app import create_server
 
         create_server(args.db, environ, **_engine_options(args)).run("stdio")
         return EXIT_OK
-    from server.http_auth import check_token
-    from server.http_server import is_loopback, serve_http
+    from treedistill.server.http.auth import check_token
+    from treedistill.server.http.server import is_loopback, serve_http
 
     token = args.token or environ.get("TREEDISTILL_TOKEN") or None
     if token is None and not is_loopback(args.host):
@@ -74,7 +74,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str])
                            "(or pass --token) to require a bearer token, or bind 127.0.0.1.")
     if token is not None:
         check_token(token)
-    from server.app import create_server
+    from treedistill.server.app import create_server
 
     server = create_server(args.db, environ, bearer_token=token, **_engine_options(args))
 
@@ -87,8 +87,8 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str])
 
 
 def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
-    from server.cli_distill import DistillRequest, run_distill
-    from server.engine import Engine
+    from treedistill.server.cli.distill import DistillRequest, run_distill
+    from treedistill.server.engine import Engine
 
     _log_to_stderr(logging.ERROR)
     request = DistillRequest(topic=args.topic, levels=args.levels, tags_per_level=args.tags,
@@ -109,7 +109,7 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
 
 
 def progress(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
-    from server.cli_reports import show_progress, watch_progress
+    from treedistill.server.cli.reports import show_progress, watch_progress
 
     path = database_path(args.db, environ)
     if not args.watch:
@@ -122,15 +122,15 @@ def progress(args: argparse.Namespace, environ: Mapping[str, str], argv: list[st
 
 
 def projects(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
-    from server.cli_reports import show_projects
+    from treedistill.server.cli.reports import show_projects
 
     show_projects(database_path(args.db, environ), args.json)
     return EXIT_OK
 
 
 def export(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
-    from server.cli_export import export_project, report_lines
-    from server.exporter import ExportOptions
+    from treedistill.server.cli.export import export_project, report_lines
+    from treedistill.server.export.writer import ExportOptions
 
     options = ExportOptions(format=args.format, reasoning=args.reasoning, file_format=args.file_format,
                             system=args.system, answered_only=not args.include_unanswered,
@@ -143,7 +143,7 @@ def export(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
 
 
 def doctor(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
-    from server.cli_doctor import run_doctor
+    from treedistill.server.cli.doctor import run_doctor
 
     def report(ok: bool, message: str) -> None:
         print(f"{'ok  ' if ok else 'FAIL'}  {message}", flush=True)

@@ -1,0 +1,1 @@
+"""The `treedistill` command."""

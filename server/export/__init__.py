@@ -1,0 +1,1 @@
+"""Fine-tuning formats and the streaming export writer."""

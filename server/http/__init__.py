@@ -1,0 +1,1 @@
+"""Streamable HTTP serving and its bearer-token auth."""

@@ -1,0 +1,1 @@
+"""SQLite storage through sqlite-utils: the only SQL (catalog, work queue, curation, migrations, lock)."""
