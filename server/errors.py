@@ -52,22 +52,42 @@ class RateLimited(ProviderError):
 
 
 class TransientProviderError(ProviderError):
-    """5xx, 408, 409, overloaded, timeouts and connection failures."""
+    """5xx, 408, 409, overloaded, timeouts and connection failures.
+
+    `endpoint_wide` marks failures of the endpoint itself (it cannot be reached at all): once an item
+    has spent its attempts on one, the job stops instead of failing item after item.
+    """
 
     retryable = True
 
+    def __init__(self, message: str, *, status: int | None = None, endpoint_wide: bool = False) -> None:
+        super().__init__(message, status=status)
+        self.endpoint_wide = endpoint_wide
+
 
 class FatalProviderError(ProviderError):
-    """A request the endpoint will keep refusing (bad key, unknown model, invalid options)."""
+    """The endpoint refuses every call the same way (bad key, no access, unknown model): stops the job."""
+
+    retryable = False
+
+
+class RequestRejected(ProviderError):
+    """The endpoint refused this one request (400, 413, 422, a content filter): fails its item only."""
 
     retryable = False
 
 
 class OutputFormatError(TreedistillError):
-    """The model answered, but its output is unusable (bad JSON, missing fields, cut off)."""
+    """The model answered, but its output is unusable (bad JSON, missing fields, placeholders)."""
 
     retryable = True
 
     def __init__(self, message: str, *, raw: str = "") -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class TruncatedOutput(TreedistillError):
+    """A reply cut off at max_tokens even with the larger budget: never stored; raise max_tokens."""
+
+    retryable = False

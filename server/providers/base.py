@@ -39,6 +39,8 @@ class ChatResult(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     finish_reason: str | None = None
+    truncated: bool = False
+    """The reply was cut off at max_tokens: its usage counts, its content is never stored."""
     model: str
 
 
