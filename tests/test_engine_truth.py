@@ -255,3 +255,24 @@ async def test_manual_errors_keep_their_type_and_message(client, llm):
     llm.configure(fail_next=[400])
     message = await call_error(client, "generate_tags", project_id=project["id"], count=2)
     assert "HTTP 400" in message and "Check the endpoint" not in message
+
+
+async def test_a_question_answered_meanwhile_counts_as_done_without_a_call(db_path, env, llm):
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Meanwhile", max_concurrency=1)
+        store = engine.store
+        with store.transaction():
+            (tag,) = store.insert_tags(project.id, None, ["Only"])
+            first, second = store.insert_questions(project.id, tag, ["What is one?", "What is two?"])
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=1, questions_per_tag=2)
+        engine.cancel_job(job["id"])  # before the lane claims anything
+        with store.transaction():  # answered by hand (or by another process) while the job was stopped
+            store.save_answer(project.id, first.id, "By hand", "r", "prompted", "m", 1, 1, replace=False)
+        engine.resume_job(job["id"])
+        progress = await settle(engine, job["id"])
+        kept = engine.store.get_answer(project.id, first.id).answer
+    finally:
+        await engine.close()
+    assert progress.status == "completed" and (progress.answers.done, progress.answers.total) == (2, 2)
+    assert llm.stats()["requests"] == 1 and kept == "By hand"
