@@ -15,16 +15,17 @@ from treedistill.server.store.lock import DatabaseLock
 from treedistill.server.errors import ConfirmationRequired, InvalidInput, ProviderError
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.models import Answer, JobProgress, ModelSpec, Project, ProjectSummary, Question, Tag
-from treedistill.server.scheduling.planner import Plan, plan_top_up
+from treedistill.server.scheduling.planner import plan_top_up
 from treedistill.server.scheduling.progress import stored_job_progress
 from treedistill.server.text.prompts import LANGUAGES
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
-from treedistill.server.store.catalog import Store, open_database, open_reader
+from treedistill.server.store.catalog import Store, connect, open_database
 from treedistill.server.scheduling.work import WorkContext
 
 Heartbeat = Callable[[float], Awaitable[None]]
 LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True
+PLAN_CHUNK = 2_000  # work items recorded per transaction while a job is planned
 
 
 class Engine:
@@ -199,29 +200,19 @@ class Engine:
         self.caller.provider(project.question_model)
         if answer:
             self.caller.provider(project.answer_model)
-        # Planning reads the whole tree: done in a worker thread on its own connection, off the event loop.
-        plan = await asyncio.to_thread(_plan_from_reader, self.db_path, project_id, levels, tags_per_level,
-                                       questions_per_tag, answer)
-        if plan.calls == 0:
-            return None, False
-        if plan.calls > LARGE_PLAN_CALLS and not confirm_large:
-            raise ConfirmationRequired(
-                f"This plan makes about {plan.calls} model calls ({plan.tags} tags, {plan.questions} questions, "
-                f"{plan.answers} answers). Call again with confirm_large=true to start it, or ask for less."
-            )
         params = {"levels": levels, "tags_per_level": tags_per_level, "questions_per_tag": questions_per_tag,
                   "answer": answer}
+        # Planning reads the whole tree and may queue 100,000 items: a worker thread with its own connection
+        # does it, off the event loop, so every other client keeps being served meanwhile.
         try:
-            with self.store.transaction():
-                job_id = self.queue.create_job(project_id, params)
-                self.queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
-                                          planned_answers=plan.answers, planned_calls=plan.calls)
-                self.queue.add_job_items(project_id, job_id, plan.items)
-        except sqlite3.IntegrityError:  # another process started a job on the project meanwhile
+            job_id = await asyncio.to_thread(_plan_job, self.db_path, project_id, params, confirm_large)
+        except sqlite3.IntegrityError:  # another job started on the project meanwhile
             live = self._live_job(project_id)
             if live is None:
                 raise
             return live, False
+        if job_id is None:
+            return None, False
         self.queue.set_job_status(job_id, "running")
         self.scheduler.notify(project_id)
         return self.queue.get_job(job_id), True
@@ -289,11 +280,30 @@ class Engine:
         return self.get_progress(job_id)
 
 
-def _plan_from_reader(db_path: str, project_id: int, levels: int, tags_per_level: int, questions_per_tag: int,
-                      answer: bool) -> Plan:
-    """plan_top_up on a read-only connection of this (worker) thread."""
-    reader = Store(open_reader(db_path))
+def _plan_job(db_path: str, project_id: int, params: dict[str, Any], confirm_large: bool) -> int | None:
+    """Plan a top-up and record it as a queued job, on a connection of this (worker) thread; returns the job id,
+    or None when there is nothing to do. Items go in chunks, each its own transaction, so other writers get
+    turns; a job still `queued` is never run, and one left queued by a crash is removed at the next start."""
+    store = Store(connect(db_path))
+    queue = WorkQueue(store)
     try:
-        return plan_top_up(reader, project_id, levels, tags_per_level, questions_per_tag, answer)
+        plan = plan_top_up(store, project_id, params["levels"], params["tags_per_level"],
+                           params["questions_per_tag"], params["answer"])
+        if plan.calls == 0:
+            return None
+        if plan.calls > LARGE_PLAN_CALLS and not confirm_large:
+            raise ConfirmationRequired(
+                f"This plan makes about {plan.calls} model calls ({plan.tags} tags, {plan.questions} questions, "
+                f"{plan.answers} answers). Call again with confirm_large=true to start it, or ask for less."
+            )
+        with store.transaction():
+            job_id = queue.create_job(project_id, params)
+            queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
+                                 planned_answers=plan.answers, planned_calls=plan.calls)
+        for start in range(0, len(plan.items), PLAN_CHUNK):
+            with store.transaction():
+                queue.add_job_items(project_id, job_id, plan.items[start:start + PLAN_CHUNK])
+        store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in the event loop's next write
+        return job_id
     finally:
-        reader.db.conn.close()
+        store.db.conn.close()

@@ -79,7 +79,8 @@ class Scheduler:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> int:
-        """Resume whatever a previous process left queued or running; returns the items requeued."""
+        """Resume whatever a previous process left running; returns the items requeued."""
+        self.ctx.queue.drop_unfinished_plans()
         requeued = self.ctx.queue.requeue_interrupted()
         for project_id in self.ctx.queue.projects_with_pending_work():
             self.notify(project_id)

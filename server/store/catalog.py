@@ -27,14 +27,19 @@ def open_database(path: str | Path) -> Database:
     """Open (creating if needed) a database in WAL mode with foreign keys, and migrate it."""
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = connect(path)
+    migrate(db)
+    return db
+
+
+def connect(path: str | Path) -> Database:
+    """A connection to an existing database, configured like every other (open it in the thread that uses it)."""
     # Autocommit mode: no implicit transactions; multi-statement units use Store.transaction().
-    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-    db = Database(conn)
+    db = Database(sqlite3.connect(str(path), timeout=30, isolation_level=None))
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=30000")
     db.execute("PRAGMA foreign_keys=ON")
-    migrate(db)
     return db
 
 

@@ -182,6 +182,10 @@ class WorkQueue:
         row["params"] = json.loads(row["params"])
         return row
 
+    def drop_unfinished_plans(self) -> int:
+        """Delete jobs a crash left `queued` (still being planned), with their items; returns how many."""
+        return self.db.execute("DELETE FROM jobs WHERE status = 'queued'").rowcount
+
     def job_status(self, job_id: int) -> str:
         """A job's status alone (cheap: checked before every paid call)."""
         row = self.db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
