@@ -19,6 +19,7 @@ from treedistill.server.errors import (
     OutputFormatError,
     ProviderError,
     RateLimited,
+    RequestRejected,
     TransientProviderError,
 )
 from treedistill.server.models import ModelSpec
@@ -30,7 +31,7 @@ from treedistill.server.providers import (
     describe_endpoint,
     resolve_api_key_env,
 )
-from treedistill.server.providers.base import parse_retry_after
+from treedistill.server.providers.base import error_for_status, parse_retry_after
 from treedistill.server.providers.reasoning import split_think
 from tests.standin_llm import StandinLLM
 
@@ -73,9 +74,9 @@ async def complete(spec: ModelSpec, request: ChatRequest, environ: dict[str, str
         await provider.aclose()
 
 
-async def failure(spec: ModelSpec, request: ChatRequest | None = None) -> Exception:
+async def failure(spec: ModelSpec, request: ChatRequest | None = None, environ: dict[str, str] = KEYS) -> Exception:
     with pytest.raises((ProviderError, OutputFormatError)) as caught:
-        await complete(spec, request or ask(QUESTION))
+        await complete(spec, request or ask(QUESTION), environ)
     assert SECRET not in str(caught.value)
     return caught.value
 
@@ -229,8 +230,8 @@ async def test_server_errors_are_transient(standin: StandinLLM, provider: str, s
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-@pytest.mark.parametrize(("status", "hint"), [(401, "_API_KEY"), (403, "_API_KEY"), (404, "model name"), (400, "spec")])
-async def test_client_errors_are_fatal(standin: StandinLLM, provider: str, status: int, hint: str) -> None:
+@pytest.mark.parametrize(("status", "hint"), [(401, "_API_KEY"), (403, "_API_KEY"), (404, "model name")])
+async def test_endpoint_errors_are_fatal(standin: StandinLLM, provider: str, status: int, hint: str) -> None:
     standin.configure(fail_next=[status])
     error = await failure(spec_for(standin, provider))
     assert isinstance(error, FatalProviderError) and not error.retryable
@@ -240,14 +241,32 @@ async def test_client_errors_are_fatal(standin: StandinLLM, provider: str, statu
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-async def test_unreachable_and_slow_endpoints_are_transient(standin: StandinLLM, provider: str) -> None:
+@pytest.mark.parametrize(("status", "said"), [(400, "Invalid request: check 'messages'"), (413, "Injected error 413"),
+                                              (422, "Injected error 422"), (418, "Injected error 418")])
+async def test_request_errors_reject_only_that_request(standin: StandinLLM, provider: str, status: int,
+                                                       said: str) -> None:
+    standin.configure(fail_next=[status])
+    error = await failure(spec_for(standin, provider))
+    assert isinstance(error, RequestRejected) and not isinstance(error, FatalProviderError)
+    assert not error.retryable and error.status == status
+    assert f"HTTP {status}" in str(error) and said in str(error)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_unreachable_endpoints_are_endpoint_wide_and_slow_ones_are_not(standin: StandinLLM,
+                                                                             provider: str) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         closed_port = unused.getsockname()[1]
     unreachable = ModelSpec(provider=provider, model="standin", base_url=f"http://127.0.0.1:{closed_port}")
-    assert "could not connect" in str(await failure(unreachable))
+    error = await failure(unreachable, environ={**KEYS, "TREEDISTILL_ENDPOINTS": unreachable.base_url})
+    assert isinstance(error, TransientProviderError) and error.endpoint_wide
+    assert "could not connect" in str(error)
     standin.configure(latency=2.0)
-    assert "timed out" in str(await failure(spec_for(standin, provider, timeout=0.2)))
+    error = await failure(spec_for(standin, provider, timeout=0.2))
+    assert isinstance(error, TransientProviderError) and not error.endpoint_wide
+    assert "timed out" in str(error)
 
 
 @pytest.mark.anyio
@@ -260,6 +279,22 @@ async def test_cut_off_output_is_a_format_error(standin: StandinLLM, provider: s
 @pytest.mark.anyio
 async def test_no_choices_is_transient(standin: StandinLLM) -> None:
     assert isinstance(await failure(spec_for(standin, "openai", "standin+no_choices")), TransientProviderError)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        *((s, FatalProviderError) for s in (401, 403, 404)),
+        *((s, RequestRejected) for s in (400, 402, 405, 410, 413, 415, 422, 451, 499)),
+        (429, RateLimited),
+        *((s, TransientProviderError) for s in (408, 409, 425, 500, 502, 503, 504, 529)),
+    ],
+)
+def test_error_for_status_owner_and_scrubbed_detail(status: int, kind: type[ProviderError]) -> None:
+    error = error_for_status(status, {}, f"key {SECRET} was echoed", endpoint="E", key_env="K", secret=SECRET)
+    assert type(error) is kind and error.status == status
+    assert SECRET not in str(error)
+    assert ("key *** was echoed" in str(error)) == (status not in (401, 403))
 
 
 def test_parse_retry_after() -> None:

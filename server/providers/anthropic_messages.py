@@ -6,9 +6,15 @@ from typing import Any
 
 import anthropic
 
-from treedistill.server.errors import OutputFormatError, ProviderError, TransientProviderError
+from treedistill.server.errors import OutputFormatError
 from treedistill.server.models import ModelSpec
-from treedistill.server.providers.base import ChatRequest, ChatResult, ReasoningSource, endpoint_label, error_for_status
+from treedistill.server.providers.base import (
+    ChatRequest,
+    ChatResult,
+    ReasoningSource,
+    endpoint_label,
+    translate_sdk_error,
+)
 from treedistill.server.providers.reasoning import split_think
 
 _DEFAULT_MAX_TOKENS = 4096
@@ -34,7 +40,10 @@ class AnthropicMessagesProvider:
         try:
             message = await self._client.messages.create(**self._call_arguments(request))
         except anthropic.APIError as exc:
-            raise self._translate(exc) from exc
+            raise translate_sdk_error(
+                exc, anthropic, endpoint=self._endpoint, key_env=self._key_env, secret=self._api_key,
+                timeout=self._spec.timeout,
+            ) from exc
         thinking = [block.thinking for block in message.content if block.type == "thinking"]
         text = "".join(block.text for block in message.content if block.type == "text")
         tag_reasoning, content = split_think(text)
@@ -85,19 +94,3 @@ class AnthropicMessagesProvider:
         if budget:
             arguments["thinking"] = {"type": "enabled", "budget_tokens": budget}
         return arguments
-
-    def _translate(self, exc: anthropic.APIError) -> ProviderError:
-        if isinstance(exc, anthropic.APIStatusError):
-            return error_for_status(
-                exc.status_code,
-                exc.response.headers,
-                exc.api_message,
-                endpoint=self._endpoint,
-                key_env=self._key_env,
-                secret=self._api_key,
-            )
-        if isinstance(exc, anthropic.APITimeoutError):
-            return TransientProviderError(f"{self._endpoint} timed out after {self._spec.timeout:g} s")
-        if isinstance(exc, anthropic.APIConnectionError):
-            return TransientProviderError(f"could not connect to {self._endpoint}")
-        return TransientProviderError(f"{self._endpoint} sent an unreadable response")

@@ -6,9 +6,15 @@ from typing import Any
 
 import openai
 
-from treedistill.server.errors import OutputFormatError, ProviderError, TransientProviderError
+from treedistill.server.errors import OutputFormatError, TransientProviderError
 from treedistill.server.models import ModelSpec
-from treedistill.server.providers.base import ChatRequest, ChatResult, ReasoningSource, endpoint_label, error_for_status
+from treedistill.server.providers.base import (
+    ChatRequest,
+    ChatResult,
+    ReasoningSource,
+    endpoint_label,
+    translate_sdk_error,
+)
 from treedistill.server.providers.reasoning import split_think
 
 _REASONING_FIELDS: tuple[ReasoningSource, ...] = ("reasoning_content", "reasoning")
@@ -27,7 +33,10 @@ class OpenAIChatProvider:
         try:
             completion = await self._client.chat.completions.create(**self._call_arguments(request))
         except openai.APIError as exc:
-            raise self._translate(exc) from exc
+            raise translate_sdk_error(
+                exc, openai, endpoint=self._endpoint, key_env=self._key_env, secret=self._client.api_key,
+                timeout=self._spec.timeout,
+            ) from exc
         if not completion.choices:
             raise TransientProviderError(f"{self._endpoint} returned no choices")
         choice = completion.choices[0]
@@ -71,23 +80,6 @@ class OpenAIChatProvider:
         if spec.extra_body:
             arguments["extra_body"] = spec.extra_body
         return arguments
-
-    def _translate(self, exc: openai.APIError) -> ProviderError:
-        if isinstance(exc, openai.APIStatusError):
-            detail = exc.body.get("message") if isinstance(exc.body, dict) else exc.message
-            return error_for_status(
-                exc.status_code,
-                exc.response.headers,
-                detail if isinstance(detail, str) else None,
-                endpoint=self._endpoint,
-                key_env=self._key_env,
-                secret=self._client.api_key,
-            )
-        if isinstance(exc, openai.APITimeoutError):
-            return TransientProviderError(f"{self._endpoint} timed out after {self._spec.timeout:g} s")
-        if isinstance(exc, openai.APIConnectionError):
-            return TransientProviderError(f"could not connect to {self._endpoint}")
-        return TransientProviderError(f"{self._endpoint} sent an unreadable response")
 
 
 def _field_reasoning(message: Any) -> tuple[str | None, ReasoningSource | None]:
