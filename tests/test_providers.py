@@ -33,6 +33,7 @@ from treedistill.server.providers import (
 )
 from treedistill.server.providers.base import error_for_status, parse_retry_after
 from treedistill.server.providers.reasoning import split_think
+from treedistill.server.text.parsing import TagList, parse_list
 from tests.standin_llm import StandinLLM
 
 SECRET = "sk-FAKE-SECRET-1234"
@@ -271,9 +272,67 @@ async def test_unreachable_endpoints_are_endpoint_wide_and_slow_ones_are_not(sta
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-async def test_cut_off_output_is_a_format_error(standin: StandinLLM, provider: str) -> None:
-    error = await failure(spec_for(standin, provider, "standin+truncated"))
-    assert isinstance(error, OutputFormatError) and error.retryable
+async def test_content_filter_rejects_the_request(standin: StandinLLM, provider: str) -> None:
+    error = await failure(spec_for(standin, provider, "standin+content_filter"))
+    assert isinstance(error, RequestRejected) and not error.retryable
+    assert "content filter" in str(error) or "refusal" in str(error)
+    standin.configure(reject_prompt_rate=1.0)
+    error = await failure(spec_for(standin, provider))
+    assert isinstance(error, RequestRejected) and error.status == 400
+    assert "content filter" in str(error)
+
+
+# --- cut-off replies ----------------------------------------------------------------------------
+
+FINISH = {"openai": "length", "anthropic": "max_tokens"}
+JSON_PROMPT = 'Tag path: Sports > Football\nReturn {"tags": [...]} with exactly 3 new subtopics.'
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_cut_off_reply_is_returned_truncated_with_usage(standin: StandinLLM, provider: str) -> None:
+    spec = spec_for(standin, provider, "standin+truncated")
+    answer = await complete(spec, ask(QUESTION))
+    assert answer.truncated and answer.finish_reason == FINISH[provider]
+    assert answer.content == "Answer to: Why do"  # half of the 8 words, mid-sentence
+    assert answer.output_tokens == 4 and answer.input_tokens > 0
+    tags = await complete(spec, ask(JSON_PROMPT))
+    assert tags.truncated and tags.content == '{"tags": ["Football Subtopic 1", "Football'
+    with pytest.raises(OutputFormatError, match="cut off"):
+        parse_list(tags.content, TagList)
+    again = await complete(spec, ask(QUESTION))
+    assert (again.content, again.input_tokens, again.output_tokens) == (
+        answer.content, answer.input_tokens, answer.output_tokens)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_max_tokens_budget_cuts_long_answers(standin: StandinLLM, provider: str) -> None:
+    spec = spec_for(standin, provider, "standin+long")
+    short = await complete(spec, ask(QUESTION, max_tokens=100))
+    assert short.truncated and short.finish_reason == FINISH[provider]
+    assert short.output_tokens == 100 and len(short.content.split()) == 100
+    full = await complete(spec, ask(QUESTION, max_tokens=1000))
+    assert not full.truncated and full.finish_reason in ("stop", "end_turn")
+    assert 390 <= full.output_tokens == len(full.content.split()) <= 420
+    assert full.content.startswith(short.content)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("provider", "flag"), [("openai", "reasoning_content"), ("openai", "think"),
+                                                ("anthropic", "thinking")])
+async def test_budget_spent_on_reasoning_leaves_no_answer(standin: StandinLLM, provider: str, flag: str) -> None:
+    result = await complete(spec_for(standin, provider, f"standin+{flag}"), ask(QUESTION, max_tokens=3))
+    assert result.truncated and result.content == "" and result.output_tokens == 3
+    assert result.reasoning == "Reasoning about: Why"
+
+
+@pytest.mark.anyio
+async def test_reasoning_models_budget_is_max_completion_tokens(standin: StandinLLM) -> None:
+    spec = spec_for(standin, "openai", "standin+long", extra_body={"max_completion_tokens": 50})
+    result = await complete(spec, ask(QUESTION))
+    assert result.truncated and result.output_tokens == 50
+    assert standin.requests()[0]["max_tokens"] == 50
 
 
 @pytest.mark.anyio
@@ -346,6 +405,84 @@ async def test_standin_questions_judge_and_bad_json(standin: StandinLLM) -> None
     garbage = await complete(spec_for(standin, "openai", "standin+garbage"), ask(questions))
     assert "{" not in garbage.content
     assert [r["task"] for r in standin.requests()] == ["questions", "judge", "questions", "questions"]
+
+
+async def outcomes(spec: ModelSpec, requests: list[ChatRequest]) -> list[ChatResult | ProviderError]:
+    """Each request's result, or the ProviderError it raised, in order (one client for all)."""
+    provider = build_provider(spec, KEYS)
+    found: list[ChatResult | ProviderError] = []
+    try:
+        for request in requests:
+            try:
+                found.append(await provider.complete(request))
+            except ProviderError as exc:
+                found.append(exc)
+    finally:
+        await provider.aclose()
+    return found
+
+
+def answer_prompts(n: int) -> list[ChatRequest]:
+    return [ask(f"Question {i}: why is the sky blue at hour {i}?") for i in range(n)]
+
+
+def tag_prompts(n: int) -> list[ChatRequest]:
+    return [ask(f'Tag path: Topic {i}\nReturn {{"tags": [...]}} with exactly 2 names.') for i in range(n)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_standin_rejects_the_same_prompts_every_time(standin: StandinLLM, provider: str) -> None:
+    standin.configure(reject_prompt_rate=0.5)
+    spec = spec_for(standin, provider)
+    first = [isinstance(r, RequestRejected) for r in await outcomes(spec, answer_prompts(40))]
+    again = [isinstance(r, RequestRejected) for r in await outcomes(spec, answer_prompts(40))]
+    assert first == again and 10 < sum(first) < 30
+    assert standin.stats()["rejected"] == 2 * sum(first)
+    # A follow-up in the same conversation (format feedback) does not escape the rejection.
+    rejected = answer_prompts(40)[first.index(True)]
+    follow_up = ChatRequest(messages=[*rejected.messages, ChatMessage(role="assistant", content="x"),
+                                      ChatMessage(role="user", content="Try again.")])
+    assert isinstance((await outcomes(spec, [follow_up]))[0], RequestRejected)
+    # Only answer prompts, unless reject_kinds says otherwise; another seed picks other prompts.
+    assert not any(isinstance(r, ProviderError) for r in await outcomes(spec, tag_prompts(20)))
+    standin.configure(reject_kinds=["tags"], reject_prompt_rate=1.0)
+    assert all(isinstance(r, RequestRejected) for r in await outcomes(spec, tag_prompts(5)))
+    standin.configure(reject_kinds=["answer"], reject_prompt_rate=0.5, seed=7)
+    reseeded = [isinstance(r, RequestRejected) for r in await outcomes(spec, answer_prompts(40))]
+    assert reseeded != first
+
+
+@pytest.mark.anyio
+async def test_standin_unusable_prompts_stay_unusable(standin: StandinLLM) -> None:
+    standin.configure(unusable_prompt_rate=0.5)
+    spec = spec_for(standin, "openai")
+
+    def usable(results: list[ChatResult | ProviderError]) -> list[bool]:
+        return [isinstance(r, ChatResult) and r.content.startswith('{"tags"') for r in results]
+
+    first = usable(await outcomes(spec, tag_prompts(30)))
+    assert first == usable(await outcomes(spec, tag_prompts(30))) and 5 < first.count(False) < 25
+    assert [r["outcome"] for r in standin.requests()[:30]] == ["ok" if ok else "unusable" for ok in first]
+    answers = await outcomes(spec, answer_prompts(10))
+    assert all(r.content.startswith("Answer to:") for r in answers)
+
+
+@pytest.mark.anyio
+async def test_standin_truncate_rate_cuts_some_replies(standin: StandinLLM) -> None:
+    standin.configure(truncate_rate=0.5)
+    results = await outcomes(spec_for(standin, "anthropic"), [*answer_prompts(20), *tag_prompts(20)])
+    cut = [r for r in results if r.truncated]
+    assert 5 < len(cut) < 35 and standin.stats()["truncated"] == len(cut)
+    assert all(r.finish_reason == "max_tokens" and r.output_tokens > 0 and r.content for r in cut)
+    for result in cut:
+        if result.content.startswith("{"):
+            with pytest.raises(OutputFormatError, match="cut off"):
+                parse_list(result.content, TagList)
+        else:
+            assert result.content.startswith("Answer to:") and not result.content.endswith("?")
+    whole = [r for r in results if not r.truncated]
+    assert all(r.finish_reason == "end_turn" for r in whole)
 
 
 @pytest.mark.anyio

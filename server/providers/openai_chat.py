@@ -6,7 +6,7 @@ from typing import Any
 
 import openai
 
-from treedistill.server.errors import OutputFormatError, TransientProviderError
+from treedistill.server.errors import RequestRejected, TransientProviderError
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers.base import (
     ChatRequest,
@@ -21,7 +21,11 @@ _REASONING_FIELDS: tuple[ReasoningSource, ...] = ("reasoning_content", "reasonin
 
 
 class OpenAIChatProvider:
-    """Calls `chat.completions.create` and reads reasoning from whichever place the server puts it."""
+    """Calls `chat.completions.create` and reads reasoning from whichever place the server puts it.
+
+    A reply cut off at max_tokens (finish_reason "length") is returned with `truncated=True` and its
+    usage, whatever its content: the caller counts the tokens and decides; it is never data.
+    """
 
     def __init__(self, spec: ModelSpec, *, api_key: str, base_url: str, key_env: str) -> None:
         self._spec = spec
@@ -45,11 +49,8 @@ class OpenAIChatProvider:
         reasoning, source = _field_reasoning(message)
         if reasoning is None and tag_reasoning is not None:
             reasoning, source = tag_reasoning, "think_tags"
-        if choice.finish_reason == "length" and not content:
-            raise OutputFormatError(
-                f"{self._endpoint} hit max_tokens before writing an answer; raise max_tokens",
-                raw=message.content or "",
-            )
+        if choice.finish_reason == "content_filter":
+            raise RequestRejected(f"{self._endpoint} withheld its reply to this request (content filter)")
         usage = completion.usage
         return ChatResult(
             content=content,
@@ -58,6 +59,7 @@ class OpenAIChatProvider:
             input_tokens=(usage.prompt_tokens or 0) if usage else 0,
             output_tokens=(usage.completion_tokens or 0) if usage else 0,
             finish_reason=choice.finish_reason,
+            truncated=choice.finish_reason == "length",
             model=completion.model or self._spec.model,
         )
 
