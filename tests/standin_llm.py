@@ -28,7 +28,8 @@ work are chosen the same way every time):
 Faults per request, random (drawn from the seeded generator): `rate_429`, `rate_500`,
 `rate_malformed`, `rate_garbage`, and `truncate_rate` (the reply is cut off half-way: mid-JSON for
 JSON tasks, mid-sentence for answers, with the length finish reason and non-zero usage).
-Each logged request (`requests()`) records `task`, `task_key`, `prompt_key`, `status` and, once
+Each logged request (`requests()`) records `api_key` (the key it carried: the fake keys tests pass, so
+tests can check which key went where), `task`, `task_key`, `prompt_key`, `status` and, once
 answered, `outcome` ("ok", "truncated", "unusable", "content_filter"); `stats()` counts `rejected`
 and `truncated` replies.
 """
@@ -410,8 +411,10 @@ async def _complete(request: Request, api: str) -> JSONResponse:
     model = str(body.get("model", ""))
     flags = set(model.split("+")[1:])
     thinking = body.get("thinking") or {}
+    key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
     entry = {
         "api": api,
+        "api_key": key,
         "model": model,
         "task": task,
         "question": question[:300],
@@ -428,7 +431,6 @@ async def _complete(request: Request, api: str) -> JSONResponse:
         if admission.delay:
             await asyncio.sleep(admission.delay)
         if admission.status != 200:
-            key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
             return _error_response(api, admission.status, admission.retry_after, key, admission.rejected)
         reasoning = f"Reasoning about: {question[:100]}"
         placement = _placement(flags, api, all_text, thinking.get("type") == "enabled")
