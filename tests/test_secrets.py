@@ -201,6 +201,15 @@ def test_missing_key_names_the_variable() -> None:
         build_provider(ModelSpec(provider="anthropic", model="c"), {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"})
 
 
+@pytest.mark.parametrize("key", [OPENAI_KEY + "\n", " " + OPENAI_KEY, OPENAI_KEY + "\r\n", "\t"])
+def test_keys_with_surrounding_whitespace_are_refused_unshown(environ, trusted: StandinLLM, key: str) -> None:
+    environ["OPENAI_API_KEY"] = key
+    message = refusal(ModelSpec(model="m"), environ)
+    assert message.startswith("OPENAI_API_KEY has leading/trailing whitespace") and "strip it" in message
+    assert repr(key) not in message
+    assert trusted.stats()["requests"] == 0
+
+
 def test_urls_are_normalised(environ, trusted: StandinLLM) -> None:
     spec = ModelSpec(model="m", base_url=f"  HTTP://127.0.0.1:{trusted.port}/v1//  ")
     assert resolve_base_url(spec, environ) == trusted.openai_base_url

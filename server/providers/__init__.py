@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from treedistill.server.errors import MissingAPIKey
+from treedistill.server.errors import InvalidInput, MissingAPIKey
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers.anthropic_messages import AnthropicMessagesProvider
 from treedistill.server.providers.base import ChatMessage, ChatRequest, ChatResult, Provider, endpoint_label
@@ -53,9 +53,9 @@ def build_provider(spec: ModelSpec, environ: Mapping[str, str]) -> Provider:
     """Build the provider for `spec`, reading its key from `environ`; makes no request.
 
     Raises InvalidInput when the spec's endpoint or key variable is not one the operator configured
-    (see `endpoints`); MissingAPIKey when the key variable is unset or empty, except for
-    OpenAI-compatible servers on this machine (Ollama, vLLM, llama.cpp), which get a placeholder key,
-    as do endpoints configured as keyless.
+    (see `endpoints`) or its key has leading/trailing whitespace; MissingAPIKey when the key
+    variable is unset or empty, except for OpenAI-compatible servers on this machine (Ollama, vLLM,
+    llama.cpp), which get a placeholder key, as do endpoints configured as keyless.
     """
     endpoint = resolve_endpoint(spec, environ)
     key_env = endpoint.key_env
@@ -63,6 +63,12 @@ def build_provider(spec: ModelSpec, environ: Mapping[str, str]) -> Provider:
         api_key = _LOCAL_PLACEHOLDER_KEY
     else:
         api_key = environ.get(key_env, "")
+        if api_key != api_key.strip():
+            # SDKs put the key in a header: a newline there fails every call with a confusing error.
+            raise InvalidInput(
+                f"{key_env} has leading/trailing whitespace (often a newline from $(cat keyfile)); strip it, "
+                f"e.g. {key_env}=\"$(tr -d '[:space:]' < keyfile)\", and restart the server."
+            )
         if not api_key:
             if spec.provider != "openai" or urlsplit(endpoint.url).hostname not in _LOCAL_HOSTS:
                 raise MissingAPIKey(key_env, spec.provider)
