@@ -435,7 +435,8 @@ async def _complete(request: Request, api: str) -> JSONResponse:
         reasoning = f"Reasoning about: {question[:100]}"
         placement = _placement(flags, api, all_text, thinking.get("type") == "enabled")
         reply = Reply(placement, _build_reply(task, prompt, question, flags, admission),
-                      shown_reasoning=reasoning if placement != "none" else "", content_filter="content_filter" in flags)
+                      shown_reasoning=reasoning if placement != "none" else "",
+                      content_filter="content_filter" in flags)
         if not reply.content_filter:
             reply = _shape_reply(reply, entry["max_tokens"], "truncated" in flags or admission.truncate)
         output_tokens = 0 if reply.content_filter else word_count(reply.shown_reasoning) + word_count(reply.answer)

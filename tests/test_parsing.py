@@ -13,7 +13,8 @@ from treedistill.server.text.parsing import QuestionList, TagList, json_brackets
     ("raw", "expected"),
     [
         ('{"tags": ["Area a", "Area b"]}', ["Area a", "Area b"]),
-        ('Sure! Here is the JSON:\n```json\n{"tags": ["Area a", "Area b",],}\n```\nAnything else?', ["Area a", "Area b"]),
+        ('Sure! Here is the JSON:\n```json\n{"tags": ["Area a", "Area b",],}\n```\nAnything else?',
+         ["Area a", "Area b"]),
         ('```\n{"tags": ["Area a"]}\n```', ["Area a"]),
         ('["Area a", "Area b"]', ["Area a", "Area b"]),
         ("{'tags': ['Area a', 'Area b']}", ["Area a", "Area b"]),

@@ -120,7 +120,8 @@ def test_spec_cannot_send_other_variables_to_the_configured_endpoint(environ, tr
 def test_unconfigured_local_server_is_refused_too(environ) -> None:
     """No key would go there, but a client must not make the server call arbitrary local ports either."""
     message = refusal(ModelSpec(model="llama3", base_url="http://127.0.0.1:11434/v1"), environ)
-    assert "TREEDISTILL_ENDPOINTS='http://127.0.0.1:11434/v1=KEY_VARIABLE' (or 'http://127.0.0.1:11434/v1'" in message
+    assert "TREEDISTILL_ENDPOINTS='http://127.0.0.1:11434/v1=KEY_VARIABLE'" in message
+    assert "just 'http://127.0.0.1:11434/v1' for a server that needs no key" in message
 
 
 def test_malformed_allow_list_entry_is_named(environ) -> None:

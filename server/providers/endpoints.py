@@ -88,11 +88,11 @@ def resolve_endpoint(spec: ModelSpec, environ: Mapping[str, str]) -> Endpoint:
     configured = configured_endpoints(environ)
     key_envs = [endpoint.key_env for endpoint in configured if endpoint.url == url]
     if not key_envs:
-        example = f"{url}={spec.api_key_env}" if spec.api_key_env else f"{url}=KEY_VARIABLE' (or '{url}"
         raise InvalidInput(
             f"base_url {url} is not an endpoint this server is configured for, so no model calls or keys go there. "
             f"Configured: {_listing(configured)}. Omit base_url to use the default endpoint, or ask the operator "
-            f"to allow it in the server's environment: {ENDPOINTS_ENV}='{example}' (comma-separated entries)."
+            f"to allow it in the server's environment: {ENDPOINTS_ENV}='{url}={spec.api_key_env or 'KEY_VARIABLE'}' "
+            f"(comma-separated entries; just '{url}' for a server that needs no key)."
         )
     if spec.api_key_env:
         if spec.api_key_env in key_envs:
