@@ -193,10 +193,11 @@ class StandinState:
             return Admission(entry["seq"], status, max(delay, 0.0), malformed, garbage, faults.retry_after,
                              rejected=rejected, unusable=unusable, truncate=truncate)
 
-    def record_outcome(self, entry: dict[str, Any], outcome: str) -> None:
-        """Note how a request was answered: 'ok', 'truncated', 'unusable' or 'content_filter'."""
+    def record_outcome(self, entry: dict[str, Any], outcome: str, usage: tuple[int, int]) -> None:
+        """Note how a request was answered ('ok', 'truncated', 'unusable' or 'content_filter') and its usage."""
         with self._lock:
             entry["outcome"] = outcome
+            entry["input_tokens"], entry["output_tokens"] = usage
             self._truncated += outcome == "truncated"
 
     def leave(self) -> None:
@@ -443,7 +444,7 @@ async def _complete(request: Request, api: str) -> JSONResponse:
         reply.usage = (len(all_text) // 4 + 1, output_tokens)
         outcome = "content_filter" if reply.content_filter else "truncated" if reply.cut else (
             "unusable" if admission.unusable else "ok")
-        state.record_outcome(entry, outcome)
+        state.record_outcome(entry, outcome, reply.usage)
         build = _openai_body if api == "openai" else _anthropic_body
         return JSONResponse(build(admission.seq, model, flags, reply))
     finally:

@@ -276,3 +276,68 @@ async def test_a_question_answered_meanwhile_counts_as_done_without_a_call(db_pa
         await engine.close()
     assert progress.status == "completed" and (progress.answers.done, progress.answers.total) == (2, 2)
     assert llm.stats()["requests"] == 1 and kept == "By hand"
+
+
+async def test_a_cut_off_reply_is_asked_again_with_more_room_and_its_tokens_count(db_path, env, llm):
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Roomy", max_concurrency=2)
+        llm.configure(truncate_rate=0.4, seed=3)
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=2, questions_per_tag=3)
+        progress = await settle(engine, job["id"])
+        usage = engine.store.row("SELECT input_tokens, output_tokens FROM projects WHERE id = ?", (project.id,))
+    finally:
+        await engine.close()
+    requests = llm.requests()
+    cut = [r for r in requests if r["outcome"] == "truncated"]
+    reasks = [r for r in requests if r["max_tokens"] is not None]
+    assert cut and len(reasks) == len([r for r in cut if r["max_tokens"] is None])  # each cut reply: one re-ask
+    assert all(r["max_tokens"] >= 1024 for r in reasks)
+    # Every paid reply counts, the cut ones included; nothing cut is stored.
+    assert usage == {"input_tokens": sum(r["input_tokens"] for r in requests),
+                     "output_tokens": sum(r["output_tokens"] for r in requests)}
+    assert progress.status in ("completed", "completed_with_failures") and adds_up(progress)
+    with sqlite3.connect(db_path) as conn:
+        answers = [row[0] for row in conn.execute("SELECT answer FROM answers")]
+        names = [row[0] for row in conn.execute("SELECT name FROM tags")]
+    assert all(answer.startswith("Answer to:") and answer.endswith("?") for answer in answers)
+    assert all(name.rsplit(" ", 1)[-1].isdigit() for name in names)
+
+
+async def test_a_spec_with_max_tokens_fails_the_cut_off_item_and_says_raise_max_tokens(db_path, env, llm):
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Tight", answer_model=ModelSpec(model="standin+long", max_tokens=100))
+        _, (tag,) = await engine.generate_tags(project.id, None, 1)
+        _, (question,) = await engine.extract_questions(project.id, tag.id, 1)
+        with pytest.raises(Exception, match=r"cut off at max_tokens \(100 output tokens\).*raise max_tokens"):
+            await engine.answer_question(project.id, question.id)
+        usage = engine.store.row("SELECT output_tokens FROM projects WHERE id = ?", (project.id,))["output_tokens"]
+        stored_answer = engine.store.get_answer(project.id, question.id)
+    finally:
+        await engine.close()
+    assert stored_answer is None
+    assert usage == sum(r["output_tokens"] for r in llm.requests()) and llm.requests()[-1]["output_tokens"] == 100
+    assert sum(r["task"] == "answer" for r in llm.requests()) == 1  # not retried: the spec fixes the budget
+
+
+async def test_fault_run_settles_with_every_count_adding_up(db_path, env, llm):
+    """~10% of answer prompts always 400, ~10% of tag/question prompts always unusable, ~10% of replies cut."""
+    engine = await Engine(db_path, env, retry_base_delay=0.01).start()
+    try:
+        project = engine.create_project("Faults", max_concurrency=8)
+        llm.configure(reject_prompt_rate=0.1, unusable_prompt_rate=0.1, truncate_rate=0.1, seed=11)
+        job, _ = await engine.auto_distill(project.id, levels=2, tags_per_level=4, questions_per_tag=4)
+        progress = await settle(engine, job["id"], timeout=60)
+    finally:
+        await engine.close()
+    stats = llm.stats()
+    assert progress.status == "completed_with_failures" and adds_up(progress)
+    assert stats["rejected"] > 0 and stats["truncated"] > 0
+    assert progress.answers.failed > 0 and progress.questions.done > 0 and progress.answers.done > 0
+    counts = stored(db_path)
+    assert (counts["tags"], counts["questions"], counts["answers"]) == (
+        progress.tags.done, progress.questions.done, progress.answers.done)
+    with sqlite3.connect(db_path) as conn:
+        answers = [row[0] for row in conn.execute("SELECT answer FROM answers")]
+    assert all(answer.endswith("?") for answer in answers)  # nothing cut off was stored

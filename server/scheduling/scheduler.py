@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from treedistill.server.errors import (
     FatalProviderError,
+    InvalidInput,
     JobStopped,
-    MissingAPIKey,
     NotFound,
     OutputFormatError,
     RateLimited,
@@ -251,9 +251,10 @@ class Scheduler:
         exc.args = (message,)  # the manual call waiting for the item raises it, type and all, with this message
         self._errors[item.id] = exc
         self._fail(item, message)
-        endpoint_wide = isinstance(exc, (FatalProviderError, MissingAPIKey)) or getattr(exc, "endpoint_wide", False)
+        # A bad key, an unknown model, an endpoint no longer configured (InvalidInput from building the client)
+        # or one that cannot be reached at all: every other call would fail the same way.
+        endpoint_wide = isinstance(exc, (FatalProviderError, InvalidInput)) or getattr(exc, "endpoint_wide", False)
         if endpoint_wide and item.job_id is not None:
-            # Every other call would fail the same way: stop the job until the config is fixed.
             self.ctx.queue.set_job_status(item.job_id, "failed", error=message)
 
     def _job_stopped(self, item: WorkItem) -> bool:
