@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
 
+from treedistill import __version__
 from treedistill.server.config import database_path
 from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
@@ -23,7 +24,8 @@ list_questions. Curate with score_answers, find_duplicates, rate_item and confir
 (files go to the project's export directory). Ids come from earlier results; API keys live in the server's
 environment only."""
 
-TOOL_MODULES = (projects, tree, questions, answers, jobs, guides, curation, export)
+TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
+TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export)
 
 
 def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] | None = None,
@@ -44,10 +46,11 @@ def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] 
             await engine.close()
 
     auth = bearer_auth_options(bearer_token) if bearer_token else {}
-    server = MCPServer("treedistill", instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING", **auth)
+    server = MCPServer(
+        "treedistill", title=TITLE, version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
+        log_level="WARNING", tools=[tool for module in TOOL_MODULES for tool in module.tools()], **auth)
     for noisy in ("httpx", "httpx2", "openai", "anthropic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    for module in TOOL_MODULES:
-        module.register(server)
+    guides.register(server)
     resources.register(server)
     return server
