@@ -43,8 +43,9 @@ async def export_dataset(
     test_ratio: Annotated[float, Field(ge=0, le=0.5, description=(
         "Fraction of records for a test file; writes <name>_train and <name>_test (shuffled, seed 0 unless "
         "given)"))] = 0.0,
-    dataset_info: Annotated[bool, Field(description="Also write/update LLaMA-Factory's dataset_info.json beside "
-                                                    "the file")] = False,
+    dataset_info: Annotated[bool, Field(description=(
+        "Also write/update LLaMA-Factory's dataset_info.json beside the file; not with format='raw' or "
+        "reasoning='field' (LLaMA-Factory has no column for a separate reasoning field)"))] = False,
     preview: Annotated[int, Field(ge=0, le=20, description="Records to show in the result")] = 3,
 ) -> ExportReport:
     """Write the project's question/answer records as a fine-tuning dataset file, streamed, and return its
