@@ -9,11 +9,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
+from mcp_types import Completion, CompletionArgument, CompletionContext, PromptReference, Resource, \
+    ResourceTemplateReference
 
+from treedistill import __version__
 from treedistill.server.config import database_path
 from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
-from treedistill.tools import answers, curation, export, guides, jobs, projects, questions, resources, tree
+from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, questions, resources, tree
 
 INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
 Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on
@@ -23,7 +26,19 @@ list_questions. Curate with score_answers, find_duplicates, rate_item and confir
 (files go to the project's export directory). Ids come from earlier results; API keys live in the server's
 environment only."""
 
-TOOL_MODULES = (projects, tree, questions, answers, jobs, guides, curation, export)
+TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
+TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export)
+
+
+class TreedistillServer(MCPServer[Engine]):
+    """MCPServer whose resources/list also names each project's tag tree (a concrete entry per project, read
+    through the tag_tree template). `engine` is set by the lifespan while the server runs."""
+
+    engine: Engine | None = None
+
+    async def list_resources(self) -> list[Resource]:
+        listed = await super().list_resources()
+        return listed + (resources.project_resources(self.engine) if self.engine else [])
 
 
 def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] | None = None,
@@ -36,18 +51,27 @@ def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] 
     path = database_path(str(db_path) if db_path else None, env)
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[Engine]:
+    async def lifespan(running: TreedistillServer) -> AsyncIterator[Engine]:
         engine = await Engine(path, env, **engine_options).start()
+        running.engine = engine
         try:
             yield engine
         finally:
+            running.engine = None
             await engine.close()
 
     auth = bearer_auth_options(bearer_token) if bearer_token else {}
-    server = MCPServer("treedistill", instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING", **auth)
+    server = TreedistillServer(
+        "treedistill", title=TITLE, version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
+        log_level="WARNING", tools=[tool for module in TOOL_MODULES for tool in module.tools()], **auth)
     for noisy in ("httpx", "httpx2", "openai", "anthropic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    for module in TOOL_MODULES:
-        module.register(server)
+    guides.register(server)
     resources.register(server)
+
+    @server.completion()
+    async def complete(ref: PromptReference | ResourceTemplateReference, argument: CompletionArgument,
+                       context: CompletionContext | None) -> Completion:
+        return completions.complete(server.engine, ref, argument, context)
+
     return server

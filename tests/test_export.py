@@ -212,3 +212,60 @@ async def test_the_server_can_allow_any_export_path(how, db_path, env, tmp_path)
         assert report["path"] == str(target) and len(read_records(target)) == 12
         relative = await call(client, "export_dataset", project_id=pid, path="rel.jsonl")
         assert Path(relative["path"]).parent == (db_path.parent / "exports" / str(pid)).resolve()
+
+
+async def test_dataset_info_symlink_is_never_followed(client, llm, db_path, tmp_path):
+    pid = await distilled_project(client)
+    export_dir = db_path.parent / "exports" / str(pid)
+    await call(client, "export_dataset", project_id=pid, path="first.jsonl")
+    secret = tmp_path / "outside" / "secret.json"
+    secret.parent.mkdir()
+    secret.write_text('{"private": {"file_name": "/etc/shadow"}}\n')
+    link = export_dir / "dataset_info.json"
+    link.symlink_to(secret)
+
+    message = await call_error(client, "export_dataset", project_id=pid, path="data.jsonl", dataset_info=True)
+    assert "symbolic link" in message and "dataset_info=false" in message
+    assert secret.read_text() == '{"private": {"file_name": "/etc/shadow"}}\n'  # neither read into nor written
+    assert link.is_symlink() and not (export_dir / "data.jsonl").exists()
+
+    link.unlink()
+    dangling = export_dir / "dataset_info.json"
+    dangling.symlink_to(tmp_path / "outside" / "created-by-export.json")
+    assert "symbolic link" in await call_error(client, "export_dataset", project_id=pid, dataset_info=True)
+    assert not (tmp_path / "outside" / "created-by-export.json").exists()
+
+
+async def test_a_failed_export_writes_nothing_and_leaves_no_temporary_files(client, llm, db_path):
+    pid = await distilled_project(client)
+    export_dir = db_path.parent / "exports" / str(pid)
+    await call(client, "export_dataset", project_id=pid, path="old.jsonl")
+    # A split export whose train file cannot be written (a directory is in the way) fails as a whole.
+    (export_dir / "data_train.jsonl").mkdir()
+    message = await call_error(client, "export_dataset", project_id=pid, path="data.jsonl", test_ratio=0.25)
+    assert "data_train.jsonl" in message and "directory" in message
+    assert sorted(p.name for p in export_dir.iterdir()) == ["data_train.jsonl", "old.jsonl"]
+
+
+async def test_temporary_files_of_crashed_exports_are_removed_by_the_next(client, llm, db_path):
+    pid = await distilled_project(client)
+    export_dir = db_path.parent / "exports" / str(pid)
+    await call(client, "export_dataset", project_id=pid, path="old.jsonl")
+    # Temporary files of an export that crashed (its process is gone) go at the start of the next export;
+    # files that only look alike stay.
+    crashed = export_dir / ".data.jsonl.999999999-1.treedistill-tmp"
+    crashed.write_text('{"half": ')
+    kept = export_dir / ".notes.tmp"
+    kept.write_text("mine")
+    await call(client, "export_dataset", project_id=pid, path="new.jsonl")
+    assert not crashed.exists() and kept.exists()
+    assert sorted(p.name for p in export_dir.iterdir()) == [".notes.tmp", "new.jsonl", "old.jsonl"]
+
+
+async def test_reasoning_field_with_dataset_info_is_refused_with_the_reason(client, llm, db_path):
+    pid = await distilled_project(client)
+    message = await call_error(client, "export_dataset", project_id=pid, reasoning="field", dataset_info=True)
+    assert "no column for a separate reasoning field" in message and "reasoning='think'" in message
+    assert not (db_path.parent / "exports" / str(pid)).exists()
+    report = await call(client, "export_dataset", project_id=pid, reasoning="think", dataset_info=True)
+    assert report["dataset_info_path"] and read_records(report["path"])[0]["output"].startswith("<think>\n")

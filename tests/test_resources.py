@@ -66,3 +66,46 @@ async def test_errors_are_readable(client, llm, uri, message):
     await call(client, "create_project", name="Sports")
     with pytest.raises(MCPError, match=message):
         await client.read_resource(uri)
+
+
+async def test_resources_list_names_each_projects_tree(client, llm):
+    assert (await client.list_resources()).resources == []
+    sports = (await call(client, "create_project", name="Sports"))["id"]
+    chemistry = (await call(client, "create_project", name="Chemistry", topic="Organic chemistry"))["id"]
+    listed = (await client.list_resources()).resources
+    assert [(str(r.uri), r.name, r.title, r.mime_type) for r in listed] == [
+        (f"treedistill://projects/{sports}/tree", f"tag_tree_{sports}", "Tag tree: Sports", "application/json"),
+        (f"treedistill://projects/{chemistry}/tree", f"tag_tree_{chemistry}", "Tag tree: Chemistry",
+         "application/json")]
+    assert "Organic chemistry" in listed[1].description
+    tree = await read_json(client, str(listed[1].uri))
+    assert tree["project_id"] == chemistry and tree["roots"] == []
+
+
+async def test_completions_for_project_ids_and_prompt_arguments(client, llm):
+    from mcp_types import PromptReference, ResourceTemplateReference
+
+    ids = [(await call(client, "create_project", name=name, topic=topic))["id"] for name, topic in (
+        ("Sports", "Football tactics"), ("Chemistry", "Organic chemistry"), ("Chess", "Chess openings"))]
+    for _ in range(9):  # ids 4 to 12, so that typing "1" finds 1, 10, 11 and 12
+        ids.append((await call(client, "create_project", name=f"Filler {len(ids) + 1}"))["id"])
+    tree = ResourceTemplateReference(type="ref/resource", uri="treedistill://projects/{project_id}/tree")
+    question = ResourceTemplateReference(type="ref/resource",
+                                         uri="treedistill://projects/{project_id}/questions/{question_id}")
+
+    async def values(ref, name: str, typed: str) -> list[str]:
+        return (await client.complete(ref, {"name": name, "value": typed})).completion.values
+
+    assert await values(tree, "project_id", "") == [str(i) for i in ids]
+    assert await values(tree, "project_id", "1") == ["1", "10", "11", "12"]
+    assert await values(tree, "project_id", "CHE") == [str(ids[1]), str(ids[2])]  # by name
+    assert await values(question, "project_id", "organic") == [str(ids[1])]  # by topic
+    assert await values(tree, "project_id", "nothing like it") == []
+
+    auto = PromptReference(type="ref/prompt", name="auto_distillation")
+    manual = PromptReference(type="ref/prompt", name="manual_distillation")
+    assert await values(auto, "language", "") == ["en", "zh"]
+    assert await values(manual, "language", "z") == ["zh"]
+    assert await values(auto, "levels", "") == ["1", "2", "3", "4", "5"]
+    assert await values(manual, "topic", "ch") == ["Chemistry", "Chess", "Chess openings"]
+    assert await values(auto, "topic", "Org") == ["Organic chemistry"]

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
 from treedistill.server.store.curation import CuratedAnswer
 from treedistill.server.text.judge import ScoreReport
 from treedistill.server.models import ModelSpec, Question
 from treedistill.server.text.near_dup import DEFAULT_THRESHOLD, DuplicateReport
-from treedistill.tools.common import DESTRUCTIVE, GENERATES, LOCAL_WRITE, READ_ONLY, engine_of, tool_errors
+from treedistill.tools.common import (DESTRUCTIVE, GENERATES, LOCAL_WRITE, READ_ONLY, ProjectId, QuestionId, TagId,
+                                      engine_of, strict_tool, tool_errors)
 from treedistill.tools.tree import MAX_PER_CALL
 
 MAX_IDS = 1000
-QuestionIds = Annotated[list[int], Field(min_length=1, max_length=MAX_IDS)]
+QuestionIds = Annotated[list[QuestionId], Field(min_length=1, max_length=MAX_IDS, description=(
+    "Question ids, from extract_questions or list_questions"))]
 
 
 class ConfirmResult(BaseModel):
@@ -52,8 +55,8 @@ class AddedQuestions(BaseModel):
 @tool_errors
 async def update_answer(
     ctx: Context,
-    project_id: int,
-    question_id: int,
+    project_id: ProjectId,
+    question_id: QuestionId,
     answer: Annotated[str | None, Field(max_length=200_000, description="New final answer text")] = None,
     reasoning: Annotated[str | None, Field(max_length=200_000, description="New reasoning trace")] = None,
 ) -> CuratedAnswer:
@@ -65,8 +68,8 @@ async def update_answer(
 @tool_errors
 async def rate_item(
     ctx: Context,
-    project_id: int,
-    question_id: int,
+    project_id: ProjectId,
+    question_id: QuestionId,
     rating: Annotated[int | None, Field(ge=1, le=5, description="1 (bad) to 5 (excellent); null clears it")],
 ) -> CuratedAnswer:
     """Give an answered question a human rating, for export_dataset(min_rating=...)."""
@@ -76,7 +79,7 @@ async def rate_item(
 @tool_errors
 async def confirm_item(
     ctx: Context,
-    project_id: int,
+    project_id: ProjectId,
     question_ids: QuestionIds,
     confirmed: Annotated[bool, Field(description="false takes the confirmation back")] = True,
 ) -> ConfirmResult:
@@ -88,8 +91,8 @@ async def confirm_item(
 @tool_errors
 async def delete_tag(
     ctx: Context,
-    project_id: int,
-    tag_id: int,
+    project_id: ProjectId,
+    tag_id: Annotated[TagId, Field(description="The tag to delete with its subtree")],
     confirm: Annotated[bool, Field(description="false (default) only reports what would be deleted")] = False,
 ) -> DeletionResult:
     """Delete a tag with every tag below it and all their questions and answers. Without confirm=true it
@@ -103,7 +106,7 @@ async def delete_tag(
 
 
 @tool_errors
-async def delete_question(ctx: Context, project_id: int, question_ids: QuestionIds) -> DeletionResult:
+async def delete_question(ctx: Context, project_id: ProjectId, question_ids: QuestionIds) -> DeletionResult:
     """Delete questions with their answers (e.g. the removable_question_ids of find_duplicates)."""
     counts = engine_of(ctx).curator.delete_questions(project_id, question_ids)
     return DeletionResult(project_id=project_id, deleted=True, **counts.model_dump(),
@@ -113,9 +116,10 @@ async def delete_question(ctx: Context, project_id: int, question_ids: QuestionI
 @tool_errors
 async def score_answers(
     ctx: Context,
-    project_id: int,
-    question_ids: Annotated[list[int] | None, Field(max_length=MAX_IDS, description="Only these questions")] = None,
-    tag_id: Annotated[int | None, Field(description="Only answers in this tag's subtree")] = None,
+    project_id: ProjectId,
+    question_ids: Annotated[list[QuestionId] | None, Field(max_length=MAX_IDS, description="Only these questions")
+                            ] = None,
+    tag_id: Annotated[TagId | None, Field(description="Only answers in this tag's subtree")] = None,
     rescore: Annotated[bool, Field(description="Also judge answers that already have a score")] = False,
     limit: Annotated[int, Field(ge=1, le=MAX_IDS, description="Most answers to judge in this call")] = 100,
     judge_model: Annotated[ModelSpec | None, Field(
@@ -134,8 +138,8 @@ async def score_answers(
 @tool_errors
 async def find_duplicates(
     ctx: Context,
-    project_id: int,
-    tag_id: Annotated[int | None, Field(description="Only this tag's subtree (default: the whole project)")] = None,
+    project_id: ProjectId,
+    tag_id: Annotated[TagId | None, Field(description="Only this tag's subtree (default: the whole project)")] = None,
     threshold: Annotated[float, Field(ge=0.3, le=1.0, description=(
         "Jaccard similarity of content words at or above which two questions are near-duplicates; lower finds "
         "looser rewordings and more false matches"))] = DEFAULT_THRESHOLD,
@@ -149,8 +153,8 @@ async def find_duplicates(
 @tool_errors
 async def add_questions(
     ctx: Context,
-    project_id: int,
-    tag_id: int,
+    project_id: ProjectId,
+    tag_id: Annotated[TagId, Field(description="The tag the questions belong to")],
     questions: Annotated[list[Annotated[str, Field(min_length=1, max_length=20_000)]],
                          Field(min_length=1, max_length=MAX_PER_CALL, description="Hand-written questions")],
     allow_near_duplicates: Annotated[bool, Field(
@@ -164,12 +168,14 @@ async def add_questions(
     return AddedQuestions(project_id=project_id, tag_id=tag.id, tag_path=tag.path, added=added, skipped=skipped)
 
 
-def register(server: MCPServer) -> None:
-    server.add_tool(update_answer, annotations=DESTRUCTIVE.model_copy(update={"idempotent_hint": True}))
-    server.add_tool(rate_item, annotations=LOCAL_WRITE)
-    server.add_tool(confirm_item, annotations=LOCAL_WRITE)
-    server.add_tool(delete_tag, annotations=DESTRUCTIVE)
-    server.add_tool(delete_question, annotations=DESTRUCTIVE)
-    server.add_tool(score_answers, annotations=GENERATES)
-    server.add_tool(find_duplicates, annotations=READ_ONLY)
-    server.add_tool(add_questions, annotations=LOCAL_WRITE)  # a repeat is skipped as an exact duplicate
+def tools() -> list[Tool]:
+    return [
+        strict_tool(update_answer, "Edit an answer", DESTRUCTIVE),  # the old text is overwritten
+        strict_tool(rate_item, "Rate an answer", LOCAL_WRITE),
+        strict_tool(confirm_item, "Confirm answers as reviewed", LOCAL_WRITE),
+        strict_tool(delete_tag, "Delete a tag and its subtree", DESTRUCTIVE),
+        strict_tool(delete_question, "Delete questions", DESTRUCTIVE),
+        strict_tool(score_answers, "Score answers with an LLM judge", GENERATES),
+        strict_tool(find_duplicates, "Find near-duplicate questions", READ_ONLY),
+        strict_tool(add_questions, "Add hand-written questions", LOCAL_WRITE),  # a repeat is skipped as a duplicate
+    ]

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
 from treedistill.server.export.writer import ExportOptions, ExportReport
-from treedistill.tools.common import LOCAL_WRITE, engine_of, tool_errors
+from treedistill.tools.common import LOCAL_WRITE, MAX_ID, ProjectId, TagId, engine_of, strict_tool, tool_errors
 
 
 @tool_errors
 async def export_dataset(
     ctx: Context,
-    project_id: int,
+    project_id: ProjectId,
     format: Annotated[Literal["alpaca", "sharegpt", "openai", "raw"], Field(
         description="alpaca: instruction/input/output; sharegpt: conversations of from/value; openai: chat "
                     "messages; raw: every stored field (tag path, models, tokens, ratings, scores)")] = "alpaca",
@@ -33,16 +34,18 @@ async def export_dataset(
     min_rating: Annotated[int | None, Field(ge=1, le=5, description="Only answers rated at least this")] = None,
     min_score: Annotated[int | None, Field(ge=1, le=10, description="Only answers the judge scored at least "
                                                                     "this (score_answers)")] = None,
-    tag_id: Annotated[int | None, Field(description="Only this tag's subtree")] = None,
-    per_tag_cap: Annotated[int | None, Field(ge=1, description=(
+    tag_id: Annotated[TagId | None, Field(description="Only this tag's subtree")] = None,
+    per_tag_cap: Annotated[int | None, Field(ge=1, le=1_000_000, description=(
         "At most this many records per tag, for a balanced set; confirmed, better rated and better scored "
         "answers are kept first"))] = None,
-    seed: Annotated[int | None, Field(description="Shuffle deterministically with this seed (default: by id)")] = None,
+    seed: Annotated[int | None, Field(ge=0, le=MAX_ID, description=(
+        "Shuffle deterministically with this seed (default: by id)"))] = None,
     test_ratio: Annotated[float, Field(ge=0, le=0.5, description=(
         "Fraction of records for a test file; writes <name>_train and <name>_test (shuffled, seed 0 unless "
         "given)"))] = 0.0,
-    dataset_info: Annotated[bool, Field(description="Also write/update LLaMA-Factory's dataset_info.json beside "
-                                                    "the file")] = False,
+    dataset_info: Annotated[bool, Field(description=(
+        "Also write/update LLaMA-Factory's dataset_info.json beside the file; not with format='raw' or "
+        "reasoning='field' (LLaMA-Factory has no column for a separate reasoning field)"))] = False,
     preview: Annotated[int, Field(ge=0, le=20, description="Records to show in the result")] = 3,
 ) -> ExportReport:
     """Write the project's question/answer records as a fine-tuning dataset file, streamed, and return its
@@ -57,6 +60,7 @@ async def export_dataset(
     return await engine_of(ctx).curator.export_dataset(project_id, options)
 
 
-def register(server: MCPServer) -> None:
-    # Not additive: writing a path again replaces the file.
-    server.add_tool(export_dataset, annotations=LOCAL_WRITE.model_copy(update={"destructive_hint": True}))
+def tools() -> list[Tool]:
+    # Not destructive: it writes a file in the project's export directory, never touches stored data, and the
+    # same arguments write the same file again (idempotent).
+    return [strict_tool(export_dataset, "Export a fine-tuning dataset", LOCAL_WRITE)]

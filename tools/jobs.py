@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
 from treedistill.server.models import JobProgress
-from treedistill.tools.common import DESTRUCTIVE, GENERATES, READ_ONLY, engine_of, tool_errors
+from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, JobId, ProjectId, engine_of, strict_tool,
+                                      tool_errors)
 
 TERMINAL = ("completed", "completed_with_failures", "cancelled", "failed")
 
@@ -31,7 +33,7 @@ class JobList(BaseModel):
 @tool_errors
 async def auto_distill(
     ctx: Context,
-    project_id: int,
+    project_id: ProjectId,
     levels: Annotated[int, Field(ge=1, le=5, description="Depth of the tag tree")] = 2,
     tags_per_level: Annotated[int, Field(ge=1, le=100, description="Sub-tags per tag")] = 10,
     questions_per_tag: Annotated[int, Field(ge=1, le=100, description="Questions per leaf tag")] = 10,
@@ -56,7 +58,7 @@ async def auto_distill(
 @tool_errors
 async def get_progress(
     ctx: Context,
-    job_id: int,
+    job_id: JobId,
     wait_seconds: Annotated[float, Field(ge=0, le=300, description=(
         "Block up to this long (sending progress notifications) until the job ends; 0 returns at once"))] = 0,
 ) -> JobProgress:
@@ -74,33 +76,40 @@ async def get_progress(
 
 
 @tool_errors
-async def cancel_job(ctx: Context, job_id: int) -> JobProgress:
-    """Stop a job: no new calls start, calls in flight finish and everything completed is kept."""
+async def cancel_job(ctx: Context, job_id: JobId) -> JobProgress:
+    """Stop a job: no new calls start, calls in flight finish and everything completed is kept;
+    resume_job(job_id) continues it later."""
     return engine_of(ctx).cancel_job(job_id)
 
 
 @tool_errors
-async def resume_job(ctx: Context, job_id: int) -> JobProgress:
+async def resume_job(ctx: Context, job_id: JobId) -> JobProgress:
     """Run a cancelled or failed job again; completed work is never redone or paid for twice."""
     return engine_of(ctx).resume_job(job_id)
 
 
 @tool_errors
-async def retry_failed(ctx: Context, job_id: int) -> JobProgress:
+async def retry_failed(ctx: Context, job_id: JobId) -> JobProgress:
     """Queue a job's failed items again (after fixing the cause shown in get_progress.recent_errors)."""
     return engine_of(ctx).retry_failed(job_id)
 
 
 @tool_errors
-async def list_jobs(ctx: Context, project_id: int | None = None) -> JobList:
+async def list_jobs(
+    ctx: Context,
+    project_id: Annotated[ProjectId | None, Field(description="Only this project's jobs (default: all)")] = None,
+) -> JobList:
     """Jobs (of one project, or all) with their progress."""
     return JobList(jobs=engine_of(ctx).list_jobs(project_id))
 
 
-def register(server: MCPServer) -> None:
-    server.add_tool(auto_distill, annotations=GENERATES)
-    server.add_tool(get_progress, annotations=READ_ONLY)
-    server.add_tool(cancel_job, annotations=DESTRUCTIVE.model_copy(update={"idempotent_hint": True}))
-    server.add_tool(resume_job, annotations=GENERATES)
-    server.add_tool(retry_failed, annotations=GENERATES)
-    server.add_tool(list_jobs, annotations=READ_ONLY)
+def tools() -> list[Tool]:
+    return [
+        strict_tool(auto_distill, "Distill automatically (background job)", GENERATES),
+        strict_tool(get_progress, "Job progress", READ_ONLY),
+        # Not destructive: completed work is kept and resume_job continues the job.
+        strict_tool(cancel_job, "Cancel a job", LOCAL_WRITE),
+        strict_tool(resume_job, "Resume a job", GENERATES),
+        strict_tool(retry_failed, "Retry a job's failed items", GENERATES),
+        strict_tool(list_jobs, "List jobs", READ_ONLY),
+    ]

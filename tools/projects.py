@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
 from treedistill.server.models import ModelSpec, Project, ProjectSummary
-from treedistill.tools.common import LOCAL_WRITE, READ_ONLY, engine_of, tool_errors
+from treedistill.tools.common import LOCAL_WRITE, READ_ONLY, ProjectId, engine_of, strict_tool, tool_errors
 
 
 class ProjectList(BaseModel):
@@ -35,7 +36,7 @@ async def create_project(
 @tool_errors
 async def update_project(
     ctx: Context,
-    project_id: int,
+    project_id: ProjectId,
     max_concurrency: Annotated[int | None, Field(ge=1, le=512, description=(
         "New limit of model calls in flight; applies to running jobs at once"))] = None,
     question_model: Annotated[ModelSpec | None, Field(description="New model for tags and questions")] = None,
@@ -52,7 +53,10 @@ async def list_projects(ctx: Context) -> ProjectList:
     return ProjectList(projects=engine_of(ctx).list_projects())
 
 
-def register(server: MCPServer) -> None:
-    server.add_tool(create_project, annotations=LOCAL_WRITE.model_copy(update={"idempotent_hint": False}))
-    server.add_tool(update_project, annotations=LOCAL_WRITE)
-    server.add_tool(list_projects, annotations=READ_ONLY)
+def tools() -> list[Tool]:
+    return [
+        # A second call with the same name fails instead of doing nothing: not idempotent.
+        strict_tool(create_project, "Create a project", LOCAL_WRITE.model_copy(update={"idempotent_hint": False})),
+        strict_tool(update_project, "Update a project's models or concurrency", LOCAL_WRITE),
+        strict_tool(list_projects, "List projects", READ_ONLY),
+    ]

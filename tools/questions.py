@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
 from treedistill.server.models import Question
-from treedistill.tools.common import GENERATES, READ_ONLY, engine_of, heartbeat_for, tool_errors
+from treedistill.tools.common import (GENERATES, MAX_ID, READ_ONLY, ProjectId, TagId, engine_of, heartbeat_for, strict_tool,
+                                      tool_errors)
 from treedistill.tools.tree import MAX_PER_CALL
 
 
@@ -29,8 +31,8 @@ class QuestionPage(BaseModel):
 @tool_errors
 async def extract_questions(
     ctx: Context,
-    project_id: int,
-    tag_id: Annotated[int, Field(description="The tag (usually a leaf) to write questions about")],
+    project_id: ProjectId,
+    tag_id: Annotated[TagId, Field(description="The tag (usually a leaf) to write questions about")],
     count: Annotated[int, Field(ge=1, le=MAX_PER_CALL, description="How many new questions to add")] = 10,
 ) -> ExtractedQuestions:
     """Generate `count` new, diverse, self-contained questions for a tag, with its full path in the prompt.
@@ -43,17 +45,17 @@ async def extract_questions(
 @tool_errors
 async def list_questions(
     ctx: Context,
-    project_id: int,
-    tag_id: Annotated[int | None, Field(description="Only questions in this tag's subtree")] = None,
+    project_id: ProjectId,
+    tag_id: Annotated[TagId | None, Field(description="Only questions in this tag's subtree")] = None,
     answered: Annotated[bool | None, Field(description="true: answered only; false: unanswered only")] = None,
-    limit: Annotated[int, Field(ge=1, le=500)] = 50,
-    offset: Annotated[int, Field(ge=0)] = 0,
+    limit: Annotated[int, Field(ge=1, le=500, description="Questions per page")] = 50,
+    offset: Annotated[int, Field(ge=0, le=MAX_ID, description="Questions to skip (total tells how many match)")] = 0,
 ) -> QuestionPage:
     """Page through a project's questions with their tag paths and whether they are answered."""
     total, questions = engine_of(ctx).list_questions(project_id, tag_id, answered, limit, offset)
     return QuestionPage(project_id=project_id, total=total, offset=offset, questions=questions)
 
 
-def register(server: MCPServer) -> None:
-    server.add_tool(extract_questions, annotations=GENERATES)
-    server.add_tool(list_questions, annotations=READ_ONLY)
+def tools() -> list[Tool]:
+    return [strict_tool(extract_questions, "Extract questions for a tag", GENERATES),
+            strict_tool(list_questions, "List questions", READ_ONLY)]

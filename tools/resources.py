@@ -1,5 +1,6 @@
 """MCP resources for browsing without tool calls: the project list, a project's tag tree, a question with
-its answer. All are URI templates (they need the engine, which only templates can reach) returning JSON."""
+its answer. All are URI templates (they need the engine, which only templates can reach) returning JSON;
+resources/list also names each project's tree (`project_resources`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import ParamSpec
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp_types import Resource
 from pydantic import BaseModel
 
+from treedistill.server.engine import Engine
 from treedistill.server.store.curation import CuratedAnswer
 from treedistill.server.errors import NotFound, TreedistillError
 from treedistill.server.models import Question
@@ -20,6 +23,7 @@ from treedistill.tools.tree import get_tree
 
 P = ParamSpec("P")
 JSON = "application/json"
+TREE_URI = "treedistill://projects/{project_id}/tree"
 
 
 class QuestionWithAnswer(BaseModel):
@@ -56,13 +60,14 @@ async def projects_resource(ctx: Context, search: str = "") -> str:
     projects = engine_of(ctx).list_projects()
     needle = search.casefold()
     return ProjectList(projects=[p for p in projects if needle in f"{p.name}\n{p.topic}".casefold()]
-                       ).model_dump_json(indent=2)
+                       ).model_dump_json()
 
 
 @resource_errors
 async def tree_resource(ctx: Context, project_id: str) -> str:
-    """A project's tag tree with ids, full paths and question counts per tag."""
-    return (await get_tree(ctx, _number(project_id, "project_id"))).model_dump_json(indent=2)
+    """A project's tag tree with ids, full paths and question counts per tag, as get_tree shows it by default
+    (whole levels up to its tag bound; the get_tree tool shows branches and summaries)."""
+    return (await get_tree(ctx, _number(project_id, "project_id"))).model_dump_json()
 
 
 @resource_errors
@@ -70,13 +75,20 @@ async def question_resource(ctx: Context, project_id: str, question_id: str) -> 
     """A question with its answer, reasoning, rating, confirmation and judge score (answer null if unanswered)."""
     question, answer = engine_of(ctx).curator.get_question_with_answer(_number(project_id, "project_id"),
                                                                 _number(question_id, "question_id"))
-    return QuestionWithAnswer(question=question, answer=answer).model_dump_json(indent=2)
+    return QuestionWithAnswer(question=question, answer=answer).model_dump_json()
+
+
+def project_resources(engine: Engine) -> list[Resource]:
+    """A concrete resources/list entry per project: its tag tree (read through the tag_tree template)."""
+    return [Resource(uri=TREE_URI.format(project_id=p.id), name=f"tag_tree_{p.id}", title=f"Tag tree: {p.name}",
+                     description=f"Tag tree of project {p.id} ({p.topic}): {p.tags} tags, {p.questions} questions",
+                     mime_type=JSON) for p in engine.list_projects()]
 
 
 def register(server: MCPServer) -> None:
     server.resource("treedistill://projects{?search}", name="projects", title="Projects",
                     description=projects_resource.__doc__, mime_type=JSON)(projects_resource)
-    server.resource("treedistill://projects/{project_id}/tree", name="tag_tree", title="Tag tree",
+    server.resource(TREE_URI, name="tag_tree", title="Tag tree",
                     description=tree_resource.__doc__, mime_type=JSON)(tree_resource)
     server.resource("treedistill://projects/{project_id}/questions/{question_id}", name="question",
                     title="Question with its answer", description=question_resource.__doc__,

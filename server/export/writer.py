@@ -17,12 +17,15 @@ Reasoning:
 - none: the answer alone.
 
 Files are JSONL (one record a line) or JSON (an array, one record a line). Records are streamed from a
-read-only connection into a temporary file that replaces the target only when complete, so memory stays
-flat at any size and a failed export leaves nothing behind.
+read-only connection into temporary files that replace the targets only when every file is complete, so
+memory stays flat at any size and a failed export leaves nothing behind (temporary files of exports that
+crashed are removed by the next export into the same directory). dataset_info.json is read without following
+a symbolic link and replaced, never written through one.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -93,6 +96,14 @@ def export_target(export_dir: Path, project: Project, options: ExportOptions, al
     if options.dataset_info and options.format == "raw":
         raise InvalidInput("dataset_info describes alpaca, sharegpt and openai files; LLaMA-Factory cannot "
                            "train on the raw format. Choose another format or set dataset_info=false.")
+    if options.dataset_info and options.reasoning == "field":
+        # LLaMA-Factory's dataset_info columns are prompt, query, response, history, system, tools and media
+        # (alpaca) or messages with role/content tags (sharegpt): none maps a separate reasoning field, and its
+        # converters keep only role and content, so the reasoning would be silently dropped from training.
+        raise InvalidInput("LLaMA-Factory's dataset_info.json has no column for a separate reasoning field: it "
+                           "would train on the answers without their reasoning. Use reasoning='think' (the "
+                           "reasoning inside <think>...</think> before the answer, which LLaMA-Factory's reasoning "
+                           "templates read), or dataset_info=false to keep the separate field for another trainer.")
     export_dir = export_dir.resolve()
     given = Path(options.path.strip()).expanduser() if options.path and options.path.strip() else None
     target = ((export_dir / given) if given and not given.is_absolute() else given or
@@ -154,21 +165,73 @@ def _shorten(value: Any) -> Any:
     return value
 
 
+TEMP_SUFFIX = ".treedistill-tmp"
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)-(\d+)" + re.escape(TEMP_SUFFIX) + "$")
+_open_temps: set[Path] = set()  # temporary files this process is writing right now
+_temps_lock = threading.Lock()
+
+
+def _temp_path(path: Path) -> Path:
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}{TEMP_SUFFIX}")
+    with _temps_lock:
+        _open_temps.add(temp)
+    return temp
+
+
+def _discard(temp: Path) -> None:
+    temp.unlink(missing_ok=True)
+    with _temps_lock:
+        _open_temps.discard(temp)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Delete our temporary files left in `directory` by exports that crashed: those of a process that is gone,
+    or of this process but no export running now. Returns what was removed."""
+    removed = []
+    if not directory.is_dir():
+        return removed
+    with _temps_lock:
+        running = set(_open_temps)
+    for entry in directory.iterdir():
+        match = _TEMP_NAME.match(entry.name)
+        if not match or entry in running or entry.is_dir():
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or not _process_alive(pid):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
 class RecordFile:
-    """A JSONL or JSON file written record by record into a temporary file, then moved into place."""
+    """A JSONL or JSON file written record by record into a temporary file; `commit` moves it into place."""
 
     def __init__(self, path: Path, file_format: FileFormat):
         self.path = path
         self.json_array = file_format == "json"
         self.records = 0
-        self._temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+        self.temp = _temp_path(path)
         self._file = None
 
     def __enter__(self) -> RecordFile:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self._temp.open("x", encoding="utf-8")
-        if self.json_array:
-            self._file.write("[")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.temp.open("x", encoding="utf-8")
+            if self.json_array:
+                self._file.write("[")
+        except BaseException:
+            self.discard()
+            raise
         return self
 
     def write(self, record: dict[str, Any]) -> None:
@@ -177,13 +240,29 @@ class RecordFile:
         self.records += 1
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None and self.json_array:
-            self._file.write("\n]\n")
-        self._file.close()
-        if exc_type is None:
-            os.replace(self._temp, self.path)
-        else:
-            self._temp.unlink(missing_ok=True)
+        try:
+            if exc_type is None and self.json_array:
+                self._file.write("\n]\n")
+            self._file.close()
+        except BaseException:
+            self.discard()
+            raise
+        if exc_type is not None:
+            self.discard()
+
+    @property
+    def size(self) -> int:
+        return self.temp.stat().st_size
+
+    def commit(self) -> None:
+        os.replace(self.temp, self.path)
+        with _temps_lock:
+            _open_temps.discard(self.temp)
+
+    def discard(self) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        _discard(self.temp)
 
 
 # -- LLaMA-Factory ----------------------------------------------------------------------------
@@ -205,10 +284,20 @@ def dataset_info_entry(file_name: str, options: ExportOptions) -> dict[str, Any]
 
 
 def _read_dataset_info(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
+    """The existing dataset_info.json beside the export, read without following a symbolic link (one could
+    point anywhere on the server; its content would then be copied into the export directory)."""
     try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise InvalidInput(f"{path} is a symbolic link; treedistill neither reads nor writes through links. "
+                               "Replace it with a regular file, remove it, or set dataset_info=false.") from None
+        raise InvalidInput(f"{path} cannot be read ({exc}); fix or remove it, or set dataset_info=false.") from None
+    try:
+        with os.fdopen(fd, encoding="utf-8") as file:
+            existing = json.loads(file.read())
     except (ValueError, OSError) as exc:
         raise InvalidInput(f"{path} exists but is not readable JSON ({exc}); fix or remove it, or set "
                            "dataset_info=false.") from None
@@ -217,39 +306,71 @@ def _read_dataset_info(path: Path) -> dict[str, Any]:
     return existing
 
 
+def _write_dataset_info(path: Path, info: dict[str, Any]) -> None:
+    """Write through a temporary file and os.replace, which replaces a link put there meanwhile instead of
+    writing to where it points."""
+    temp = _temp_path(path)
+    try:
+        with temp.open("x", encoding="utf-8") as file:
+            file.write(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
+        os.replace(temp, path)
+    finally:
+        _discard(temp)
+
+
 # -- the export -------------------------------------------------------------------------------
 
 
 def write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path) -> ExportReport:
-    """Stream the selected records into the target file(s); blocking, meant for a worker thread."""
+    """Stream the selected records into the target file(s); blocking, meant for a worker thread.
+
+    Every file is written to a temporary file first; they all replace their targets only when all are
+    complete. A failure removes them; a file system error is reported as InvalidInput."""
+    try:
+        return _write_export(db_path, project, options, target)
+    except OSError as exc:
+        raise InvalidInput(f"Could not write the export to {target.parent}: {exc.strerror or exc} "
+                           f"({exc.filename or target}). Nothing was written.") from None
+
+
+def _write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path) -> ExportReport:
     file_format: FileFormat = options.file_format or ("json" if target.suffix.lower() == ".json" else "jsonl")
     split = options.test_ratio > 0
     seed = 0 if split and options.seed is None else options.seed
     selection = ExportFilter(**{**options.model_dump(include=set(ExportFilter.model_fields)), "seed": seed})
     paths = _split_paths(target, split)
     info_path = target.with_name("dataset_info.json") if options.dataset_info else None
+    remove_stale_temps(target.parent)
     info = _read_dataset_info(info_path) if info_path else {}
     reader = CurationStore.open_reader(db_path)
+    written: list[RecordFile] = []
     try:
         test_size = round(reader.export_count(project.id, selection) * options.test_ratio) if split else 0
         rows = reader.export_rows(project.id, selection)
         preview: list[dict[str, Any]] = []
-        files = []
         for part in ("test", "train") if split else ("all",):
             with RecordFile(paths[part], file_format) as out:
+                written.append(out)
                 for row in islice(rows, test_size if part == "test" else None):
                     record = build_record(row, options, project)
                     out.write(record)
                     if part != "test" and len(preview) < options.preview:
                         preview.append(_shorten(record))
-            files.append(ExportedFile(path=str(out.path), split=part, records=out.records,
-                                      bytes=out.path.stat().st_size))
+        files = [ExportedFile(path=str(out.path), split=part, records=out.records, bytes=out.size)
+                 for part, out in zip(("test", "train") if split else ("all",), written)]
+        for out in written:
+            if out.path.is_dir():
+                raise InvalidInput(f"{out.path} is a directory; give another path. Nothing was written.")
+        for out in written:
+            out.commit()
     finally:
         reader.close()
+        for out in written:
+            out.discard()
     if info_path:
         for path in paths.values():
             info[path.stem] = dataset_info_entry(path.name, options)
-        info_path.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        _write_dataset_info(info_path, info)
     main = files[-1]
     return ExportReport(
         project_id=project.id, format=options.format, reasoning=options.reasoning, file_format=file_format,
