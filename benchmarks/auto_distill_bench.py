@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from treedistill.server.engine import Engine  # noqa: E402
+from treedistill.server.engine import Engine
+from treedistill.server.models import TERMINAL_STATUSES  # noqa: E402
 
-TERMINAL = ("completed", "completed_with_failures", "cancelled", "failed")
 
 
 def start_standin(latency: float, jitter: float) -> tuple[subprocess.Popen, str]:
@@ -48,7 +48,7 @@ async def run_job(url: str, db: Path, concurrency: int, levels: int, tags: int, 
         t0 = time.perf_counter()
         job, _ = await engine.auto_distill(project.id, levels, tags, questions, confirm_large=True)
         progress = engine.get_progress(job["id"])
-        while progress.status not in TERMINAL:
+        while progress.status not in TERMINAL_STATUSES:
             await engine.wait_for_job_change(job["id"], 1.0)
             progress = engine.get_progress(job["id"])
         wall = time.perf_counter() - t0

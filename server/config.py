@@ -11,6 +11,10 @@ from treedistill.server.errors import InvalidInput
 from treedistill.server.models import ModelSpec
 
 
+DEFAULT_MAX_CONCURRENCY = 5
+MAX_CONCURRENCY_LIMIT = 512  # model calls in flight per project, at most
+
+
 def database_path(explicit: str | None, environ: Mapping[str, str]) -> Path:
     """--db, else TREEDISTILL_DB, else treedistill.db in the user's data directory."""
     if explicit:

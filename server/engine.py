@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from treedistill.server.config import default_model_spec
+from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, default_model_spec
 from treedistill.server.curator import Curator
 from treedistill.server.store.lock import DatabaseLock
 from treedistill.server.errors import ConfirmationRequired, InvalidInput, ProviderError
@@ -73,7 +73,7 @@ class Engine:
 
     def create_project(self, name: str, topic: str | None = None, language: str = "en",
                        question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None,
-                       max_concurrency: int = 5) -> Project:
+                       max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> Project:
         """Create a project; models default from the environment and their keys must be set."""
         name = name.strip()
         if not name:

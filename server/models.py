@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 Language = Literal["en", "zh"]
 JobStatus = Literal["queued", "running", "completed", "completed_with_failures", "cancelled", "failed"]
+TERMINAL_STATUSES = ("completed", "completed_with_failures", "cancelled", "failed")  # a job in one has ended
 
 
 class ModelSpec(BaseModel):
@@ -90,6 +91,17 @@ class Answer(BaseModel):
     input_tokens: int
     output_tokens: int
     created_at: str
+
+
+class CuratedAnswer(Answer):
+    """An answer with its review state."""
+
+    rating: int | None = Field(None, description="Human rating 1-5, null when unrated")
+    confirmed: bool = Field(False, description="Confirmed by a reviewer")
+    score: int | None = Field(None, description="LLM-judge score 1-10, null when not judged")
+    score_rationale: str | None = None
+    score_model: str | None = None
+    edited_at: str | None = Field(None, description="When a reviewer last edited the answer or reasoning")
 
 
 class KindProgress(BaseModel):

@@ -15,17 +15,16 @@ from mcp import Client
 from tests.test_auto_distill import stored
 from tests.test_manual_tools import call, call_error
 from treedistill.server.engine import Engine
-from treedistill.server.models import ModelSpec
+from treedistill.server.models import TERMINAL_STATUSES, ModelSpec
 from treedistill.server.store.queue import WorkQueue
 
 pytestmark = pytest.mark.anyio
-TERMINAL = ("completed", "completed_with_failures", "failed", "cancelled")
 
 
 async def settle(engine: Engine, job_id: int, timeout: float = 30) -> object:
     """Wait until the job leaves `running` (or the timeout passes) and return its progress."""
     async with asyncio.timeout(timeout):
-        while (progress := engine.get_progress(job_id)).status not in TERMINAL:
+        while (progress := engine.get_progress(job_id)).status not in TERMINAL_STATUSES:
             await engine.wait_for_job_change(job_id, 0.5)
     return progress
 

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
+from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY_LIMIT
+
 Topic = Annotated[str, Field(min_length=1, max_length=500,
                              description="Top-level topic, e.g. 'Traditional Chinese Medicine'")]
 Language = Annotated[Literal["en", "zh"], Field(description="Language of the prompts and the generated data: en or zh")]
@@ -45,7 +47,8 @@ For a large tree ({tags_per_level}^{levels} leaves or more), suggest the auto_di
 
 def auto_distillation(topic: Topic, language: Language = "en", levels: Levels = 2, tags_per_level: PerLevel = 10,
                       questions_per_tag: PerTag = 10,
-                      max_concurrency: Annotated[int, Field(ge=1, le=512, description="Model calls in flight")] = 5,
+                      max_concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY_LIMIT,
+                                                            description="Model calls in flight")] = DEFAULT_MAX_CONCURRENCY,
                       ) -> str:
     """Guide an assistant through an automatic distillation: one background job, followed until it ends."""
     leaves = tags_per_level ** levels

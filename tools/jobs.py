@@ -9,11 +9,9 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
-from treedistill.server.models import JobProgress
+from treedistill.server.models import TERMINAL_STATUSES, JobProgress
 from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, JobId, ProjectId, engine_of, strict_tool,
                                       tool_errors)
-
-TERMINAL = ("completed", "completed_with_failures", "cancelled", "failed")
 
 
 class JobStarted(BaseModel):
@@ -66,7 +64,7 @@ async def get_progress(
     engine = engine_of(ctx)
     progress = engine.get_progress(job_id)
     deadline = time.monotonic() + wait_seconds
-    while progress.status not in TERMINAL and (left := deadline - time.monotonic()) > 0:
+    while progress.status not in TERMINAL_STATUSES and (left := deadline - time.monotonic()) > 0:
         done = progress.tags.done + progress.questions.done + progress.answers.done
         total = progress.tags.total + progress.questions.total + progress.answers.total
         await ctx.report_progress(done, total or None, f"{progress.stage}: {progress.calls_done} calls done")

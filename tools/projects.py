@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
+from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY_LIMIT
 from treedistill.server.models import ModelSpec, Project, ProjectSummary
 from treedistill.tools.common import LOCAL_WRITE, READ_ONLY, ProjectId, engine_of, strict_tool, tool_errors
 
@@ -27,7 +28,8 @@ async def create_project(
     answer_model: Annotated[ModelSpec | None, Field(
         description="Teacher model for answers (default: TREEDISTILL_ANSWER_MODEL/TREEDISTILL_MODEL, else question_model)"
     )] = None,
-    max_concurrency: Annotated[int, Field(ge=1, le=512, description="Max model calls in flight for this project")] = 5,
+    max_concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY_LIMIT, description=(
+        "Max model calls in flight for this project"))] = DEFAULT_MAX_CONCURRENCY,
 ) -> Project:
     """Create a distillation project. API keys are read from the server's environment, never passed here."""
     return engine_of(ctx).create_project(name, topic, language, question_model, answer_model, max_concurrency)
@@ -37,7 +39,7 @@ async def create_project(
 async def update_project(
     ctx: Context,
     project_id: ProjectId,
-    max_concurrency: Annotated[int | None, Field(ge=1, le=512, description=(
+    max_concurrency: Annotated[int | None, Field(ge=1, le=MAX_CONCURRENCY_LIMIT, description=(
         "New limit of model calls in flight; applies to running jobs at once"))] = None,
     question_model: Annotated[ModelSpec | None, Field(description="New model for tags and questions")] = None,
     answer_model: Annotated[ModelSpec | None, Field(description="New teacher model for answers")] = None,

@@ -14,9 +14,8 @@ from mcp_types import Resource
 from pydantic import BaseModel
 
 from treedistill.server.engine import Engine
-from treedistill.server.store.curation import CuratedAnswer
 from treedistill.server.errors import NotFound, TreedistillError
-from treedistill.server.models import Question
+from treedistill.server.models import CuratedAnswer, Question
 from treedistill.tools.common import engine_of
 from treedistill.tools.projects import ProjectList
 from treedistill.tools.tree import get_tree

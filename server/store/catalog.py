@@ -11,12 +11,15 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from treedistill.server.text.dedup import normalize
 from treedistill.server.errors import InvalidInput, NotFound
-from treedistill.server.store.migrations import migrate
 from treedistill.server.models import Answer, ModelSpec, Project, ProjectSummary, Question, Tag
+from treedistill.server.store.migrations import migrate
+from treedistill.server.text.dedup import normalize
 
 PATH_SEPARATOR = " > "
+# The ids of a tag and all the tags below it; binds :tag_id.
+SUBTREE = ("WITH RECURSIVE sub(id) AS (SELECT :tag_id UNION ALL"
+           " SELECT t.id FROM tags t JOIN sub ON t.parent_id = sub.id) SELECT id FROM sub")
 
 
 def now_iso() -> str:
@@ -260,21 +263,17 @@ class Store:
         self, project_id: int, tag_id: int | None, answered: bool | None, limit: int, offset: int
     ) -> tuple[int, list[Question]]:
         """A page of questions (optionally of one tag's subtree) and the total matching count."""
-        where, params = ["q.project_id = ?"], [project_id]
+        where, params = ["q.project_id = :project_id"], {"project_id": project_id, "tag_id": tag_id}
         if tag_id is not None:
-            where.append(
-                "q.tag_id IN (WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL"
-                " SELECT t.id FROM tags t JOIN sub ON t.parent_id = sub.id) SELECT id FROM sub)"
-            )
-            params.append(tag_id)
+            where.append(f"q.tag_id IN ({SUBTREE})")
         if answered is not None:
             where.append("a.question_id IS NOT NULL" if answered else "a.question_id IS NULL")
         clause = " AND ".join(where)
         total = self.db.execute(
             "SELECT COUNT(*) FROM questions q LEFT JOIN answers a ON a.question_id = q.id WHERE " + clause, params
         ).fetchone()[0]
-        rows = self.rows(f"{self._QUESTION_SELECT} WHERE {clause} ORDER BY q.id LIMIT ? OFFSET ?",
-                         (*params, limit, offset))
+        rows = self.rows(f"{self._QUESTION_SELECT} WHERE {clause} ORDER BY q.id LIMIT :limit OFFSET :offset",
+                         {**params, "limit": limit, "offset": offset})
         return total, [self._question(row) for row in rows]
 
     # -- answers -------------------------------------------------------------------------
@@ -292,10 +291,14 @@ class Store:
         ).rowcount > 0
 
     def get_answer(self, project_id: int, question_id: int) -> Answer | None:
-        row = self.row(
+        row = self.answer_row(project_id, question_id)
+        return None if row is None else Answer(**{k: row[k] for k in Answer.model_fields})
+
+    def answer_row(self, project_id: int, question_id: int) -> dict[str, Any] | None:
+        """Every stored field of a question's answer, review state included, with the question and tag path."""
+        return self.row(
             "SELECT a.*, q.text AS question, t.path AS tag_path FROM answers a JOIN questions q ON q.id ="
             " a.question_id JOIN tags t ON t.id = q.tag_id WHERE a.question_id = ? AND a.project_id = ?",
             (question_id, project_id),
         )
-        return None if row is None else Answer(**{k: row[k] for k in Answer.model_fields})
 

@@ -9,12 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from treedistill.server.models import Answer, ModelSpec
-from treedistill.server.store.catalog import Store, now_iso, open_reader
+from treedistill.server.models import CuratedAnswer, ModelSpec
+from treedistill.server.store.catalog import SUBTREE, Store, now_iso, open_reader
 
-# The ids of a tag and all the tags below it; binds :tag_id.
-SUBTREE = ("WITH RECURSIVE sub(id) AS (SELECT :tag_id UNION ALL"
-           " SELECT t.id FROM tags t JOIN sub ON t.parent_id = sub.id) SELECT id FROM sub")
 OPEN = "('pending', 'running')"
 EXPORT_CHUNK = 500
 EXPORT_COLUMNS = (
@@ -24,17 +21,6 @@ EXPORT_COLUMNS = (
     " a.score_model, a.edited_at FROM questions q JOIN tags t ON t.id = q.tag_id"
     " LEFT JOIN answers a ON a.question_id = q.id"
 )
-
-
-class CuratedAnswer(Answer):
-    """An answer with its review state."""
-
-    rating: int | None = Field(None, description="Human rating 1-5, null when unrated")
-    confirmed: bool = Field(False, description="Confirmed by a reviewer")
-    score: int | None = Field(None, description="LLM-judge score 1-10, null when not judged")
-    score_rationale: str | None = None
-    score_model: str | None = None
-    edited_at: str | None = Field(None, description="When a reviewer last edited the answer or reasoning")
 
 
 class DeletionCounts(BaseModel):
@@ -85,11 +71,7 @@ class CurationStore:
     # -- answers under review --------------------------------------------------------------
 
     def get_answer(self, project_id: int, question_id: int) -> CuratedAnswer | None:
-        row = self.store.row(
-            "SELECT a.*, q.text AS question, t.path AS tag_path FROM answers a JOIN questions q ON q.id ="
-            " a.question_id JOIN tags t ON t.id = q.tag_id WHERE a.question_id = ? AND a.project_id = ?",
-            (question_id, project_id),
-        )
+        row = self.store.answer_row(project_id, question_id)
         return None if row is None else CuratedAnswer(**{k: row[k] for k in CuratedAnswer.model_fields})
 
     def missing_questions(self, project_id: int, question_ids: list[int]) -> list[int]:
