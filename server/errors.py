@@ -46,9 +46,11 @@ class RateLimited(ProviderError):
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = 429) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = 429,
+                 rate_limits: object | None = None) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+        self.rate_limits = rate_limits  # a providers.base.RateLimitInfo when the 429 carried limit headers
 
 
 class TransientProviderError(ProviderError):

@@ -6,7 +6,7 @@ import email.utils
 import time
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -26,6 +26,17 @@ _ENDPOINT_STATUSES = {401, 403, 404}  # the endpoint refuses every call the same
 _MAX_DETAIL_CHARS = 300
 
 
+class RateLimitInfo(BaseModel):
+    """An endpoint's limits as its response headers state them (None where a header was absent)."""
+
+    requests_limit: int | None = None
+    requests_remaining: int | None = None
+    requests_reset_seconds: float | None = None
+    tokens_limit: int | None = None
+    tokens_remaining: int | None = None
+    tokens_reset_seconds: float | None = None
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str
@@ -35,6 +46,8 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage]
     json_output: bool = False
     """Ask for a JSON object (the endpoint's structured mode where it has one)."""
+    json_schema: dict[str, Any] | None = None
+    """The expected object's JSON schema, for endpoints that constrain output to a schema."""
     max_tokens: int | None = None
     """Overrides the model spec's max_tokens when set."""
 
@@ -50,6 +63,19 @@ class ChatResult(BaseModel):
     truncated: bool = False
     """The reply was cut off at max_tokens: its usage counts, its content is never stored."""
     model: str
+    rate_limits: RateLimitInfo | None = None
+    """What the response headers said about the endpoint's limits."""
+
+
+class EndpointCapabilities(BaseModel):
+    """What an endpoint was found to accept (learned from its 400s); the caller keeps it across restarts.
+
+    None means not learned yet. Providers read it to build requests and update it in place when they learn.
+    """
+
+    json_form: Literal["json_schema", "json_object_schema", "json_object", "prompt"] | None = None
+    token_parameter: Literal["max_tokens", "max_completion_tokens"] | None = None
+    sends_temperature: bool | None = None
 
 
 class Provider(Protocol):
