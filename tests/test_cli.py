@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -397,3 +398,20 @@ def test_errors_never_name_a_missing_tag_as_none(env, db_path, llm):
     assert "#None" not in failed.stdout + failed.stderr
     shown = cli(env, db_path, "progress", "1")
     assert "error: tags" in shown.stdout and "#None" not in shown.stdout
+
+
+def test_errors_name_commands_and_flags_not_mcp_tools(env, db_path):
+    from treedistill.server.store.catalog import open_database
+
+    open_database(db_path).conn.close()
+    shown = []
+    for args, expected in ((["export", "42"], "No project id or name '42'; `treedistill projects` lists them."),
+                           (["progress", "42"], "No job with id 42; `treedistill progress` lists the latest jobs."),
+                           (["progress", "42", "--watch"], "No job with id 42;"),
+                           (["distill", "Big", "--levels", "3", "--tags", "30", "--questions", "30"],
+                            "more than 20,000 model calls: rerun with --confirm-large")):
+        result = cli(env, db_path, *args)
+        assert result.returncode == 2 and expected in one_error_line(result.stderr), (args, result.stderr)
+        shown.append(result.stdout + result.stderr)
+    mcp_names = re.compile(r"\b(list_projects|list_jobs|auto_distill|job_id|question_model|confirm_large)\b")
+    assert not [text for text in shown if mcp_names.search(text)]

@@ -26,12 +26,16 @@ from treedistill.server.store.catalog import Store
 
 def find_project(store: Store, reference: str) -> Project:
     """A project by id, or by name (case-insensitive)."""
+    projects = store.list_projects()
     if reference.isdigit():
-        return store.get_project(int(reference))
-    project = project_named(store.list_projects(), reference)
+        by_id = next((p for p in projects if p.id == int(reference)), None)
+        if by_id is not None:
+            return store.get_project(by_id.id)
+    project = project_named(projects, reference)
     if project is not None:
         return project
-    raise NotFound(f"No project named {reference!r}; `treedistill projects` lists them.")
+    kind = "id or name" if reference.isdigit() else "named"
+    raise NotFound(f"No project {kind} {reference!r}; `treedistill projects` lists them.")
 
 
 async def export_project(db_path: Path, reference: str, options: ExportOptions,

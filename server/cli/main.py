@@ -49,8 +49,12 @@ def _run(argv: list[str]) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         raise
-    except ConfirmationRequired as exc:
-        return _fail(f"{exc} On the command line: --confirm-large.", EXIT_USAGE)
+    except ConfirmationRequired:
+        from treedistill.server.engine import LARGE_PLAN_CALLS
+
+        # The engine's message names the MCP argument (confirm_large=true); say it the command line's way.
+        return _fail(f"This plan makes more than {LARGE_PLAN_CALLS:,} model calls: rerun with --confirm-large to "
+                     "start it, or ask for less (--levels, --tags, --questions).", EXIT_USAGE)
     except (InvalidInput, NotFound) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except TreedistillError as exc:
