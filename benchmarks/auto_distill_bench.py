@@ -46,7 +46,7 @@ async def run_job(url: str, db: Path, concurrency: int, levels: int, tags: int, 
         project = engine.create_project("Bench", max_concurrency=concurrency)
         cpu0 = time.process_time()
         t0 = time.perf_counter()
-        job, _ = engine.auto_distill(project.id, levels, tags, questions, confirm_large=True)
+        job, _ = await engine.auto_distill(project.id, levels, tags, questions, confirm_large=True)
         progress = engine.get_progress(job["id"])
         while progress.status not in TERMINAL:
             await engine.wait_for_job_change(job["id"], 1.0)

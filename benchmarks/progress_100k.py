@@ -35,7 +35,7 @@ async def measure(url: str, db: Path, questions: int, tags: int) -> None:
             for tag in created:
                 store.insert_questions(project.id, tag, [f"Question {j} about {tag.name}?" for j in range(per_tag)])
         t0 = time.perf_counter()
-        job, _ = engine.auto_distill(project.id, levels=1, tags_per_level=tags, questions_per_tag=per_tag,
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=tags, questions_per_tag=per_tag,
                                      confirm_large=True)
         plan_seconds = time.perf_counter() - t0
         timings = []

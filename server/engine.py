@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,12 @@ from treedistill.server.scheduling.progress import stored_job_progress
 from treedistill.server.text.prompts import LANGUAGES
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
-from treedistill.server.store.catalog import Store, open_database
+from treedistill.server.store.catalog import Store, connect, open_database
 from treedistill.server.scheduling.work import WorkContext
 
 Heartbeat = Callable[[float], Awaitable[None]]
 LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True
+PLAN_CHUNK = 2_000  # work items recorded per transaction while a job is planned
 
 
 class Engine:
@@ -117,8 +120,7 @@ class Engine:
         project = self.store.get_project(project_id)
         parent = self.store.get_tag(project_id, parent_tag_id) if parent_tag_id is not None else None
         self.caller.provider(project.question_model)
-        target = len(self.store.children(project_id, parent_tag_id)) + count
-        item = await self._run_manual(project_id, "tags", target, heartbeat, tag_id=parent_tag_id)
+        item = await self._run_manual(project_id, "tags", heartbeat, count=count, tag_id=parent_tag_id)
         return parent, [self.store.get_tag(project_id, tag_id) for tag_id in item.result["tag_ids"]]
 
     async def extract_questions(self, project_id: int, tag_id: int, count: int,
@@ -127,8 +129,7 @@ class Engine:
         project = self.store.get_project(project_id)
         tag = self.store.get_tag(project_id, tag_id)
         self.caller.provider(project.question_model)
-        target = self.store.count_questions(tag_id) + count
-        item = await self._run_manual(project_id, "questions", target, heartbeat, tag_id=tag_id)
+        item = await self._run_manual(project_id, "questions", heartbeat, count=count, tag_id=tag_id)
         return tag, [self.store.get_question(project_id, qid) for qid in item.result["question_ids"]]
 
     async def answer_question(self, project_id: int, question_id: int, regenerate: bool = False,
@@ -140,26 +141,31 @@ class Engine:
         if existing is not None and not regenerate:
             return existing, False
         self.caller.provider(project.answer_model)
-        await self._run_manual(project_id, "answer", 0, heartbeat, question_id=question_id, regenerate=regenerate)
+        await self._run_manual(project_id, "answer", heartbeat, question_id=question_id, regenerate=regenerate)
         return self.store.get_answer(project_id, question_id), True
 
-    async def _run_manual(self, project_id: int, kind: str, target: int, heartbeat: Heartbeat | None, *,
+    async def _run_manual(self, project_id: int, kind: str, heartbeat: Heartbeat | None, *, count: int | None = None,
                           tag_id: int | None = None, question_id: int | None = None,
                           regenerate: bool = False) -> WorkItem:
-        """Queue (or join) a manual work item and wait for it; the call itself never depends on this wait."""
-        reusable = None if regenerate else self.queue.find_reusable_manual(project_id, kind, tag_id, question_id)
+        """Queue (or join) a manual work item and wait for it; the call itself never depends on this wait.
+
+        `count` new tags or questions are made when the item runs, after any job item on the same tag.
+        A failure is raised with its own type and message (unusable output, a refused request, a bad key...).
+        """
+        reusable = None if regenerate else self.queue.find_reusable_manual(project_id, kind, tag_id, question_id,
+                                                                           count)
         if reusable is not None:
             item_id = reusable.id
         else:
             with self.store.transaction():
                 item_id = self.queue.add_item(project_id, kind, tag_id=tag_id, question_id=question_id,
-                                              target=target, regenerate=regenerate)
+                                              regenerate=regenerate, requested=count)
             self.scheduler.notify(project_id)
         beat = None if heartbeat is None else lambda _settled, _total, elapsed: heartbeat(elapsed)
         (item,) = await self.scheduler.wait_all([item_id], self.heartbeat_seconds, beat)
-        if item.status != "done":
-            raise ProviderError(f"The model call failed after retries: {item.error}. Results completed before the "
-                                "failure are kept. Check the endpoint (treedistill doctor) and call the tool again.")
+        if item.status != "done":  # raised with its own type; results completed before the failure are kept
+            failure = self.scheduler.failure_of(item_id)
+            raise failure if failure is not None else ProviderError(f"The model call failed: {item.error}")
         self.queue.mark_delivered(item_id)
         return item
 
@@ -179,39 +185,52 @@ class Engine:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def auto_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10, questions_per_tag: int = 10,
-                     answer: bool = True, confirm_large: bool = False) -> tuple[dict[str, Any], bool]:
+    async def auto_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
+                           questions_per_tag: int = 10, answer: bool = True,
+                           confirm_large: bool = False) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
-        Returns (job row, created): a job already running on the project is returned instead of a second one.
+        Returns (job row, created): the job already running on the project is returned instead of a second one,
+        and (None, False) when the project already has the requested shape (no job is recorded).
         """
         project = self.store.get_project(project_id)
-        for running in self.queue.jobs_with_status("running", "queued"):
-            if running["project_id"] == project_id:
-                return self.queue.get_job(running["id"]), False
+        live = self._live_job(project_id)
+        if live is not None:
+            return live, False
         self.caller.provider(project.question_model)
         if answer:
             self.caller.provider(project.answer_model)
-        plan = plan_top_up(self.store, project_id, levels, tags_per_level, questions_per_tag, answer)
-        if plan.calls > LARGE_PLAN_CALLS and not confirm_large:
-            raise ConfirmationRequired(
-                f"This plan makes about {plan.calls} model calls ({plan.tags} tags, {plan.questions} questions, "
-                f"{plan.answers} answers). Call again with confirm_large=true to start it, or ask for less."
-            )
         params = {"levels": levels, "tags_per_level": tags_per_level, "questions_per_tag": questions_per_tag,
                   "answer": answer}
-        with self.store.transaction():
-            job_id = self.queue.create_job(project_id, params)
-            self.queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
-                                      planned_answers=plan.answers, planned_calls=plan.calls)
-            self.queue.add_job_items(project_id, job_id, plan.items)
+        # Planning reads the whole tree and may queue 100,000 items: a worker thread with its own connection
+        # does it, off the event loop, so every other client keeps being served meanwhile.
+        try:
+            job_id = await asyncio.to_thread(_plan_job, self.db_path, project_id, params, confirm_large)
+        except sqlite3.IntegrityError:  # another job started on the project meanwhile
+            live = self._live_job(project_id)
+            if live is None:
+                raise
+            return live, False
+        if job_id is None:
+            return None, False
         self.queue.set_job_status(job_id, "running")
-        self.scheduler.close_job_if_idle(job_id)
         self.scheduler.notify(project_id)
         return self.queue.get_job(job_id), True
 
+    def _live_job(self, project_id: int, *, other_than: int | None = None) -> dict[str, Any] | None:
+        """The project's queued or running job, if any (there is at most one)."""
+        for job in self.queue.jobs_with_status("running", "queued"):
+            if job["project_id"] == project_id and job["id"] != other_than:
+                return self.queue.get_job(job["id"])
+        return None
+
     def get_progress(self, job_id: int) -> JobProgress:
-        return stored_job_progress(self.queue, job_id, self.scheduler.in_flight(job_id))
+        progress = stored_job_progress(self.queue, job_id, self.scheduler.in_flight(job_id))
+        fault = self.scheduler.job_faults.get(job_id)
+        if fault is not None and progress.status == "running":  # a fault the database could not record
+            progress = progress.model_copy(update={"status": "failed", "stage": "failed",
+                                                   "recent_errors": [fault, *progress.recent_errors]})
+        return progress
 
     async def wait_for_job_change(self, job_id: int, timeout: float) -> None:
         await self.scheduler.wait_for_job_change(job_id, timeout)
@@ -222,21 +241,27 @@ class Engine:
         return [self.get_progress(job["id"]) for job in self.queue.list_jobs(project_id)]
 
     def cancel_job(self, job_id: int) -> JobProgress:
-        """Stop scheduling the job's calls; calls in flight finish and their results are kept."""
+        """Stop scheduling the job's calls; calls in flight finish and their results are kept.
+
+        Constant time at any job size: a stopped job's queued items are simply never claimed.
+        """
         job = self.queue.get_job(job_id)
         if job["status"] in ("queued", "running", "failed"):
             self.queue.set_job_status(job_id, "cancelled")
-            self.queue.cancel_pending(job_id)
         return self.get_progress(job_id)
 
     def resume_job(self, job_id: int) -> JobProgress:
         """Run a cancelled or failed job again, failed items included; completed work is never redone."""
         job = self.queue.get_job(job_id)
-        if job["status"] in ("queued", "running"):
+        if job["status"] in ("queued", "running") and job_id not in self.scheduler.job_faults:
             return self.get_progress(job_id)
+        other = self._live_job(job["project_id"], other_than=job_id)
+        if other is not None:
+            raise InvalidInput(f"Job {other['id']} is running on the same project; one job runs per project at a "
+                               f"time. Cancel it (cancel_job) or wait for it to end, then resume job {job_id}.")
         project = self.store.get_project(job["project_id"])
         self.caller.provider(project.question_model)
-        self.queue.resume_cancelled(job_id)
+        self.scheduler.requeue_stalled(job_id)
         self.queue.retry_failed(job_id)
         self.scheduler.close_job_if_idle(job_id)
         self.scheduler.notify(job["project_id"])
@@ -253,3 +278,32 @@ class Engine:
         self.queue.retry_failed(job_id)
         self.scheduler.notify(self.queue.get_job(job_id)["project_id"])
         return self.get_progress(job_id)
+
+
+def _plan_job(db_path: str, project_id: int, params: dict[str, Any], confirm_large: bool) -> int | None:
+    """Plan a top-up and record it as a queued job, on a connection of this (worker) thread; returns the job id,
+    or None when there is nothing to do. Items go in chunks, each its own transaction, so other writers get
+    turns; a job still `queued` is never run, and one left queued by a crash is removed at the next start."""
+    store = Store(connect(db_path))
+    queue = WorkQueue(store)
+    try:
+        plan = plan_top_up(store, project_id, params["levels"], params["tags_per_level"],
+                           params["questions_per_tag"], params["answer"])
+        if plan.calls == 0:
+            return None
+        if plan.calls > LARGE_PLAN_CALLS and not confirm_large:
+            raise ConfirmationRequired(
+                f"This plan makes about {plan.calls} model calls ({plan.tags} tags, {plan.questions} questions, "
+                f"{plan.answers} answers). Call again with confirm_large=true to start it, or ask for less."
+            )
+        with store.transaction():
+            job_id = queue.create_job(project_id, params)
+            queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
+                                 planned_answers=plan.answers, planned_calls=plan.calls)
+        for start in range(0, len(plan.items), PLAN_CHUNK):
+            with store.transaction():
+                queue.add_job_items(project_id, job_id, plan.items[start:start + PLAN_CHUNK])
+        store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in the event loop's next write
+        return job_id
+    finally:
+        store.db.conn.close()

@@ -77,6 +77,10 @@ class RequestRejected(ProviderError):
     retryable = False
 
 
+class JobStopped(TreedistillError):
+    """The item's job was cancelled or stopped before a paid call could start; no call was made."""
+
+
 class OutputFormatError(TreedistillError):
     """The model answered, but its output is unusable (bad JSON, missing fields, placeholders)."""
 

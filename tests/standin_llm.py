@@ -8,8 +8,30 @@ faults are set with `configure()` or POST /_control.
 Model names carry flags, `base+flag+flag`. Where reasoning goes: one of `REASONING_FLAGS` (without
 one, the model reasons in `<think>` tags only when the prompt mentions `<think>`). How output
 misbehaves: `dupes` (lists repeat existing items and a case variant), `malformed` (fenced JSON with
-a trailing comma), `garbage` (prose instead of a list), `truncated` (empty, cut off at max_tokens),
+a trailing comma), `garbage` (prose instead of a list), `truncated` (every reply cut off half-way,
+like `truncate_rate=1`), `long` (answers of about 400 words), `content_filter` (OpenAI
+finish_reason "content_filter" with empty content; Anthropic stop_reason "refusal", no content),
 `no_choices` (OpenAI reply with an empty `choices`).
+
+Tokens: output is counted in whitespace-separated words (reasoning shown + answer), input as
+characters / 4. A request's `max_tokens` (or OpenAI's `max_completion_tokens`) is a budget of
+words: a longer reply is cut to the budget, reasoning first, with finish_reason "length" (OpenAI)
+or stop_reason "max_tokens" (Anthropic), and its usage counts the words it kept (never zero).
+
+Faults per prompt, deterministic: the choice hashes the seed with the request's *task key* (the
+system prompt and the first user message, so format-feedback follow-ups and retries of the same
+work are chosen the same way every time):
+- `reject_prompt_rate`: that fraction of prompts whose task is in `reject_kinds` (default
+  ["answer"]; tasks are "tags", "questions", "judge", "answer") always get HTTP 400 with a
+  content-filter message.
+- `unusable_prompt_rate`: that fraction of tags/questions prompts always get garbage prose.
+Faults per request, random (drawn from the seeded generator): `rate_429`, `rate_500`,
+`rate_malformed`, `rate_garbage`, and `truncate_rate` (the reply is cut off half-way: mid-JSON for
+JSON tasks, mid-sentence for answers, with the length finish reason and non-zero usage).
+Each logged request (`requests()`) records `api_key` (the key it carried: the fake keys tests pass, so
+tests can check which key went where), `task`, `task_key`, `prompt_key`, `status` and, once
+answered, `outcome` ("ok", "truncated", "unusable", "content_filter"); `stats()` counts `rejected`
+and `truncated` replies.
 """
 
 from __future__ import annotations
@@ -42,6 +64,15 @@ _PATH_SEPARATOR = re.compile(r"\s*(?:>|/|›|»)\s*")
 _SCORE = re.compile(r"\[score=(\d+)")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _GARBAGE = "I'd rather discuss this topic in prose. There are many interesting angles, none of them listed here."
+_REJECTION = "Your request was rejected as a result of our safety system (content filter)."
+_LONG_ANSWER_WORDS = 400
+_FILLER = (
+    "Consider first the mechanism that drives it, then the conditions under which it changes.",
+    "Each factor interacts with the others, so the overall effect depends on their balance.",
+    "A worked example makes the point concrete and shows where the usual mistakes come from.",
+    "Finally, the same reasoning extends to related cases with only small adjustments.",
+)
+_WORD = re.compile(r"\S+")
 _OPENAI_ERROR_CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
 _ANTHROPIC_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
                           413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
@@ -60,6 +91,10 @@ class Faults:
     retry_after: float = 1.0  # seconds sent in the 429 `retry-after` header
     fail_next: list[int] = field(default_factory=list)  # statuses for the next requests, in order
     seed: int = 0
+    reject_prompt_rate: float = 0.0  # fraction of prompts (by task key) always refused with HTTP 400
+    reject_kinds: list[str] = field(default_factory=lambda: ["answer"])  # tasks reject_prompt_rate applies to
+    unusable_prompt_rate: float = 0.0  # fraction of tags/questions prompts (by task key) always answered in prose
+    truncate_rate: float = 0.0  # fraction of replies (drawn per request) cut off half-way
 
 
 @dataclass
@@ -70,6 +105,9 @@ class Admission:
     malformed: bool
     garbage: bool
     retry_after: float
+    rejected: bool = False
+    unusable: bool = False
+    truncate: bool = False
 
 
 class StandinState:
@@ -88,6 +126,8 @@ class StandinState:
             self._by_prompt: dict[str, int] = {}
             self._errors_injected = 0
             self._max_in_flight = 0
+            self._rejected = 0
+            self._truncated = 0
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change some `Faults` settings; returns them all."""
@@ -97,7 +137,7 @@ class StandinState:
             raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
         with self._lock:
             for name, value in settings.items():
-                setattr(self.faults, name, list(value) if name == "fail_next" else value)
+                setattr(self.faults, name, list(value) if name in ("fail_next", "reject_kinds") else value)
             if "seed" in settings:
                 self._rng = random.Random(self.faults.seed)
             return asdict(self.faults)
@@ -108,6 +148,8 @@ class StandinState:
                 "requests": len(self._log),
                 "by_prompt": dict(self._by_prompt),
                 "errors_injected": self._errors_injected,
+                "rejected": self._rejected,
+                "truncated": self._truncated,
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
             }
@@ -116,15 +158,21 @@ class StandinState:
         with self._lock:
             return [dict(entry) for entry in self._log]
 
-    def admit(self, entry: dict[str, Any], json_task: bool, invalid: bool) -> Admission:
+    def admit(self, entry: dict[str, Any], invalid: bool) -> Admission:
         """Log a request and draw its fate: status (400 if `invalid`), delay, and output faults."""
+        task, task_key = entry["task"], entry["task_key"]
+        json_task = task != "answer"
         with self._lock:
             faults, rng = self.faults, self._rng
             status = 200
+            rejected = False
             if invalid:
                 status = 400
             elif faults.fail_next:
                 status = faults.fail_next.pop(0)
+            elif task in faults.reject_kinds and _chosen(faults.seed, "reject", task_key, faults.reject_prompt_rate):
+                status, rejected = 400, True
+                self._rejected += 1
             elif faults.rate_429 and rng.random() < faults.rate_429:
                 status = 429
             elif faults.rate_500 and rng.random() < faults.rate_500:
@@ -132,13 +180,24 @@ class StandinState:
             delay = faults.latency * (1 + faults.jitter * rng.uniform(-1, 1)) if faults.latency else 0.0
             malformed = json_task and bool(faults.rate_malformed) and rng.random() < faults.rate_malformed
             garbage = json_task and bool(faults.rate_garbage) and rng.random() < faults.rate_garbage
+            truncate = bool(faults.truncate_rate) and rng.random() < faults.truncate_rate
+            unusable = task in ("tags", "questions") and _chosen(
+                faults.seed, "unusable", task_key, faults.unusable_prompt_rate
+            )
             entry.update(seq=len(self._log) + 1, status=status)
             self._log.append(entry)
             self._by_prompt[entry["prompt_key"]] = self._by_prompt.get(entry["prompt_key"], 0) + 1
             self._errors_injected += status != 200 and not invalid
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
-            return Admission(entry["seq"], status, max(delay, 0.0), malformed, garbage, faults.retry_after)
+            return Admission(entry["seq"], status, max(delay, 0.0), malformed, garbage, faults.retry_after,
+                             rejected=rejected, unusable=unusable, truncate=truncate)
+
+    def record_outcome(self, entry: dict[str, Any], outcome: str) -> None:
+        """Note how a request was answered: 'ok', 'truncated', 'unusable' or 'content_filter'."""
+        with self._lock:
+            entry["outcome"] = outcome
+            self._truncated += outcome == "truncated"
 
     def leave(self) -> None:
         with self._lock:
@@ -146,6 +205,40 @@ class StandinState:
 
 
 # --- canned behaviour ---------------------------------------------------------------------------
+
+
+def _chosen(seed: int, salt: str, task_key: str, rate: float) -> bool:
+    """Whether `task_key` falls in the `rate` fraction picked for `salt`: the same answer every time."""
+    if rate <= 0:
+        return False
+    digest = hashlib.sha256(f"{seed}:{salt}:{task_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+def word_count(text: str) -> int:
+    """Tokens as the stand-in counts them: whitespace-separated words."""
+    return len(_WORD.findall(text))
+
+
+def _first_words(text: str, count: int) -> str:
+    """`text` up to the end of its `count`-th word (all of it when shorter)."""
+    words = list(_WORD.finditer(text))
+    return text if count >= len(words) else text[: words[count - 1].end()] if count > 0 else ""
+
+
+def _cut_half_way(text: str) -> str:
+    """Half of `text`'s words (at least one, never all); half its characters when it is one word."""
+    words = word_count(text)
+    return _first_words(text, max(1, words // 2)) if words > 1 else text[: max(1, len(text) // 2)]
+
+
+def _long_answer(question: str) -> str:
+    words = f"Answer to: {question[:200]}".split()
+    k = 0
+    while len(words) < _LONG_ANSWER_WORDS:
+        words += _FILLER[k % len(_FILLER)].split()
+        k += 1
+    return " ".join(words)
 
 
 def _text_of(content: Any) -> str:
@@ -211,8 +304,8 @@ def _list_items(task: str, prompt: str, dupes: bool) -> list[str]:
 
 def _build_reply(task: str, prompt: str, question: str, flags: set[str], admission: Admission) -> str:
     if task == "answer":
-        return f"Answer to: {question[:200]}"
-    if task != "judge" and ("garbage" in flags or admission.garbage):
+        return _long_answer(question) if "long" in flags else f"Answer to: {question[:200]}"
+    if task != "judge" and ("garbage" in flags or admission.garbage or admission.unusable):
         return _GARBAGE
     if task == "judge":
         score = _SCORE.search(prompt)
@@ -239,29 +332,57 @@ def _placement(flags: set[str], api: str, any_text: str, thinking_requested: boo
     return chosen
 
 
-def _inline(placement: str, reasoning: str, answer: str) -> str:
+def _inline(placement: str, reasoning: str, answer: str, reasoning_done: bool = True) -> str:
     if placement == "think":
-        return f"<think>\n{reasoning}\n</think>\n\n{answer}"
+        return f"<think>\n{reasoning}\n</think>\n\n{answer}" if reasoning_done else f"<think>\n{reasoning}"
     if placement == "think_open_missing":
-        return f"{reasoning}\n</think>\n\n{answer}"
+        return f"{reasoning}\n</think>\n\n{answer}" if reasoning_done else reasoning
     return answer
+
+
+@dataclass
+class Reply:
+    """What the model says, before each API wraps it; `cut` = stopped by the length limit."""
+
+    placement: str
+    answer: str
+    shown_reasoning: str = ""  # the reasoning actually emitted ("" when placement is "none")
+    reasoning_done: bool = True
+    cut: bool = False
+    content_filter: bool = False
+    usage: tuple[int, int] = (0, 0)
+
+
+def _shape_reply(reply: Reply, budget: Any, cut_half_way: bool) -> Reply:
+    """Apply the half-way cut and the max_tokens budget (in words, reasoning first) to `reply`."""
+    if cut_half_way:
+        reply.answer, reply.cut = _cut_half_way(reply.answer), True
+    if isinstance(budget, int) and budget > 0:
+        reasoning_words = word_count(reply.shown_reasoning)
+        if reasoning_words >= budget and (reply.answer or reasoning_words > budget):
+            reply.shown_reasoning, reply.answer = _first_words(reply.shown_reasoning, budget), ""
+            reply.reasoning_done, reply.cut = False, True
+        elif reasoning_words + word_count(reply.answer) > budget:
+            reply.answer, reply.cut = _first_words(reply.answer, budget - reasoning_words), True
+    return reply
 
 
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
-def _error_response(api: str, status: int, retry_after: float, key: str) -> JSONResponse:
-    message = {
+def _error_response(api: str, status: int, retry_after: float, key: str, rejected: bool = False) -> JSONResponse:
+    message = _REJECTION if rejected else {
         401: f"Incorrect API key provided: {key[:4]}***{key[-4:]}." if len(key) > 8 else "Missing API key.",
         400: "Invalid request: check 'messages' roles and unsupported options.",
         404: "The model does not exist or you do not have access to it.",
         429: "Rate limit reached; please slow down.",
     }.get(status, f"Injected error {status}.")
+    code = "content_filter" if rejected else _OPENAI_ERROR_CODES.get(status)
     headers = {"retry-after": f"{retry_after:g}"} if status == 429 else None
     if api == "openai":
         kind = "server_error" if status >= 500 else "invalid_request_error"
         body: dict[str, Any] = {
-            "error": {"message": message, "type": kind, "param": None, "code": _OPENAI_ERROR_CODES.get(status)}
+            "error": {"message": message, "type": kind, "param": None, "code": code}
         }
     else:
         kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
@@ -290,46 +411,57 @@ async def _complete(request: Request, api: str) -> JSONResponse:
     model = str(body.get("model", ""))
     flags = set(model.split("+")[1:])
     thinking = body.get("thinking") or {}
+    key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
     entry = {
         "api": api,
+        "api_key": key,
         "model": model,
         "task": task,
         "question": question[:300],
         "prompt_key": hashlib.sha256(json.dumps(messages, ensure_ascii=False).encode()).hexdigest(),
+        "task_key": hashlib.sha256(prompt.encode()).hexdigest(),
         "json_mode": (body.get("response_format") or {}).get("type") == "json_object",
-        "max_tokens": body.get("max_tokens"),
+        "max_tokens": body.get("max_tokens") if body.get("max_tokens") is not None else body.get(
+            "max_completion_tokens"),
         "temperature": body.get("temperature"),
         "thinking_budget": thinking.get("budget_tokens"),
     }
-    admission = state.admit(entry, json_task=task != "answer", invalid=invalid)
+    admission = state.admit(entry, invalid=invalid)
     try:
         if admission.delay:
             await asyncio.sleep(admission.delay)
         if admission.status != 200:
-            key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-            return _error_response(api, admission.status, admission.retry_after, key)
-        answer = _build_reply(task, prompt, question, flags, admission)
+            return _error_response(api, admission.status, admission.retry_after, key, admission.rejected)
         reasoning = f"Reasoning about: {question[:100]}"
         placement = _placement(flags, api, all_text, thinking.get("type") == "enabled")
-        shown_reasoning = reasoning if placement != "none" else ""
-        usage = (len(all_text) // 4 + 1, len(shown_reasoning + answer) // 4 + 1)
+        reply = Reply(placement, _build_reply(task, prompt, question, flags, admission),
+                      shown_reasoning=reasoning if placement != "none" else "",
+                      content_filter="content_filter" in flags)
+        if not reply.content_filter:
+            reply = _shape_reply(reply, entry["max_tokens"], "truncated" in flags or admission.truncate)
+        output_tokens = 0 if reply.content_filter else word_count(reply.shown_reasoning) + word_count(reply.answer)
+        reply.usage = (len(all_text) // 4 + 1, output_tokens)
+        outcome = "content_filter" if reply.content_filter else "truncated" if reply.cut else (
+            "unusable" if admission.unusable else "ok")
+        state.record_outcome(entry, outcome)
         build = _openai_body if api == "openai" else _anthropic_body
-        return JSONResponse(build(admission.seq, model, flags, placement, reasoning, answer, usage))
+        return JSONResponse(build(admission.seq, model, flags, reply))
     finally:
         state.leave()
 
 
-def _openai_body(
-    seq: int, model: str, flags: set[str], placement: str, reasoning: str, answer: str, usage: tuple[int, int]
-) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": _inline(placement, reasoning, answer)}
+def _openai_body(seq: int, model: str, flags: set[str], reply: Reply) -> dict[str, Any]:
+    placement, reasoning, usage = reply.placement, reply.shown_reasoning, reply.usage
+    message: dict[str, Any] = {
+        "role": "assistant", "content": _inline(placement, reasoning, reply.answer, reply.reasoning_done)
+    }
     if placement == "reasoning_content":
         message["reasoning_content"] = reasoning
     elif placement == "reasoning_field":
         message["reasoning"] = reasoning
-    finish = "stop"
-    if "truncated" in flags:
-        message, finish = {"role": "assistant", "content": ""}, "length"
+    finish = "length" if reply.cut else "stop"
+    if reply.content_filter:
+        message, finish = {"role": "assistant", "content": ""}, "content_filter"
     choices = [] if "no_choices" in flags else [
         {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
     ]
@@ -343,19 +475,19 @@ def _openai_body(
     }
 
 
-def _anthropic_body(
-    seq: int, model: str, flags: set[str], placement: str, reasoning: str, answer: str, usage: tuple[int, int]
-) -> dict[str, Any]:
+def _anthropic_body(seq: int, model: str, flags: set[str], reply: Reply) -> dict[str, Any]:
+    placement, reasoning, usage = reply.placement, reply.shown_reasoning, reply.usage
     blocks: list[dict[str, Any]] = []
     if placement == "thinking":
         blocks.append({"type": "thinking", "thinking": reasoning, "signature": "x"})
-        text = answer
+        text = reply.answer
     else:
-        text = _inline(placement, reasoning, answer)
-    blocks.append({"type": "text", "text": text})
-    stop = "end_turn"
-    if "truncated" in flags:
-        blocks, stop = [], "max_tokens"
+        text = _inline(placement, reasoning, reply.answer, reply.reasoning_done)
+    if text:
+        blocks.append({"type": "text", "text": text})
+    stop = "max_tokens" if reply.cut else "end_turn"
+    if reply.content_filter:
+        blocks, stop = [], "refusal"
     return {
         "id": f"msg_{seq}",
         "type": "message",

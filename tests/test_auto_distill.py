@@ -64,8 +64,10 @@ async def test_rerun_tops_up_and_never_duplicates(client, llm, db_path):
     project = await call(client, "create_project", name="TopUp", max_concurrency=4)
     await run_job(client, project["id"], levels=2, tags_per_level=2, questions_per_tag=2)
     requests = llm.stats()["requests"]
-    again, progress = await run_job(client, project["id"], levels=2, tags_per_level=2, questions_per_tag=2)
-    assert again["planned_calls"] == 0 and progress["status"] == "completed"
+    again = await call(client, "auto_distill", project_id=project["id"], levels=2, tags_per_level=2,
+                       questions_per_tag=2)
+    assert again["job_id"] is None and again["planned_calls"] == 0 and "Nothing to do" in again["message"]
+    assert len((await call(client, "list_jobs", project_id=project["id"]))["jobs"]) == 1  # no empty job recorded
     assert llm.stats()["requests"] == requests
     more, progress = await run_job(client, project["id"], levels=2, tags_per_level=3, questions_per_tag=2)
     # One more top-level tag (with 3 children), and one more child under each of the 2 old ones.
@@ -133,8 +135,11 @@ async def test_failures_are_reported_and_retriable(server, llm, db_path):
         project = await call(client, "create_project", name="Flaky", max_concurrency=1)
         llm.configure(fail_next=[500] * 6)  # the first item exhausts its 6 attempts
         started, progress = await run_job(client, project["id"], levels=1, tags_per_level=2, questions_per_tag=2)
-        assert progress["status"] == "completed_with_failures"
-        assert progress["calls_failed"] == 1 and progress["tags"]["failed"] == 2
+        assert progress["status"] == "failed"  # nothing of it succeeded
+        # The failed expansion also fails the work planned beneath it: every count adds up.
+        assert progress["calls_failed"] == 1 + 2 + 4 and progress["calls_pending"] == 0
+        assert [(progress[k]["done"], progress[k]["failed"], progress[k]["total"])
+                for k in ("tags", "questions", "answers")] == [(0, 2, 2), (0, 4, 4), (0, 4, 4)]
         assert any("500" in error or "TransientProviderError" in error for error in progress["recent_errors"])
         assert stored(db_path)["tags"] == 0
         retried = await call(client, "retry_failed", job_id=started["job_id"])

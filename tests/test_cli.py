@@ -108,13 +108,13 @@ def test_failures_exit_1_then_the_same_command_retries_them(env, db_path, llm, t
                "--max-attempts", "1", "--retry-delay", "0"]
     failed = cli(env, db_path, *command)
     assert failed.returncode == 1
-    assert "job 1 completed_with_failures · tags 0/3 (3 failed)" in failed.stdout
+    assert "job 1 failed · tags 0/3 (3 failed)" in failed.stdout
     assert "gave up after 1 attempts: TransientProviderError" in failed.stdout and "HTTP 500" in failed.stdout
     assert "run the same command to retry" in failed.stderr
 
     retried = cli(env, db_path, *command)
     assert retried.returncode == 0, retried.stderr
-    assert "Resuming job 1 (it was completed_with_failures" in retried.stdout
+    assert "Resuming job 1 (it was failed" in retried.stdout
     assert "job 1 completed · tags 3/3 · questions 3/3 · answers 3/3" in retried.stdout
 
     projects = json.loads(cli(env, db_path, "projects", "--json").stdout)

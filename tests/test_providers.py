@@ -15,10 +15,10 @@ import pytest
 
 from treedistill.server.errors import (
     FatalProviderError,
-    MissingAPIKey,
     OutputFormatError,
     ProviderError,
     RateLimited,
+    RequestRejected,
     TransientProviderError,
 )
 from treedistill.server.models import ModelSpec
@@ -28,10 +28,10 @@ from treedistill.server.providers import (
     ChatResult,
     build_provider,
     describe_endpoint,
-    resolve_api_key_env,
 )
-from treedistill.server.providers.base import parse_retry_after
+from treedistill.server.providers.base import error_for_status, parse_retry_after
 from treedistill.server.providers.reasoning import split_think
+from treedistill.server.text.parsing import TagList, parse_list
 from tests.standin_llm import StandinLLM
 
 SECRET = "sk-FAKE-SECRET-1234"
@@ -65,17 +65,24 @@ def ask(text: str, *, system: str | None = None, **options) -> ChatRequest:
     return ChatRequest(messages=[*messages, ChatMessage(role="user", content=text)], **options)
 
 
-async def complete(spec: ModelSpec, request: ChatRequest, environ: dict[str, str] = KEYS) -> ChatResult:
-    provider = build_provider(spec, environ)
+def configured(spec: ModelSpec) -> dict[str, str]:
+    """The keys, with the spec's base_url set as its provider's endpoint, as an operator would configure it."""
+    variable = "ANTHROPIC_BASE_URL" if spec.provider == "anthropic" else "OPENAI_BASE_URL"
+    return {**KEYS, variable: spec.base_url} if spec.base_url else dict(KEYS)
+
+
+async def complete(spec: ModelSpec, request: ChatRequest, environ: dict[str, str] | None = None) -> ChatResult:
+    provider = build_provider(spec, configured(spec) if environ is None else environ)
     try:
         return await provider.complete(request)
     finally:
         await provider.aclose()
 
 
-async def failure(spec: ModelSpec, request: ChatRequest | None = None) -> Exception:
+async def failure(spec: ModelSpec, request: ChatRequest | None = None,
+                  environ: dict[str, str] | None = None) -> Exception:
     with pytest.raises((ProviderError, OutputFormatError)) as caught:
-        await complete(spec, request or ask(QUESTION))
+        await complete(spec, request or ask(QUESTION), environ)
     assert SECRET not in str(caught.value)
     return caught.value
 
@@ -174,36 +181,6 @@ async def test_base_url_from_environment(standin: StandinLLM) -> None:
     )
 
 
-# --- keys ---------------------------------------------------------------------------------------
-
-
-def test_missing_key_names_the_variable() -> None:
-    remote = ModelSpec(model="gpt-x", base_url="https://llm.example.com/v1")
-    with pytest.raises(MissingAPIKey, match="OPENAI_API_KEY"):
-        build_provider(remote, {})
-    custom = ModelSpec(model="gpt-x", base_url="https://llm.example.com/v1", api_key_env="MY_TEACHER_KEY")
-    assert resolve_api_key_env(custom) == "MY_TEACHER_KEY"
-    with pytest.raises(MissingAPIKey, match="MY_TEACHER_KEY"):
-        build_provider(custom, {"OPENAI_API_KEY": SECRET})
-    with pytest.raises(MissingAPIKey, match="ANTHROPIC_API_KEY"):
-        build_provider(ModelSpec(provider="anthropic", model="c", base_url="http://127.0.0.1:9"), {})
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]"])
-async def test_local_openai_server_needs_no_key(host: str) -> None:
-    provider = build_provider(ModelSpec(model="llama3", base_url=f"http://{host}:11434/v1"), {})
-    await provider.aclose()
-
-
-def test_key_never_shown() -> None:
-    spec = ModelSpec(model="gpt-x", base_url="https://llm.example.com/v1")
-    assert SECRET not in describe_endpoint(spec, KEYS)
-    with pytest.raises(MissingAPIKey) as caught:
-        build_provider(spec.model_copy(update={"api_key_env": "UNSET_VAR"}), KEYS)
-    assert SECRET not in str(caught.value)
-
-
 # --- errors -------------------------------------------------------------------------------------
 
 
@@ -229,8 +206,8 @@ async def test_server_errors_are_transient(standin: StandinLLM, provider: str, s
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-@pytest.mark.parametrize(("status", "hint"), [(401, "_API_KEY"), (403, "_API_KEY"), (404, "model name"), (400, "spec")])
-async def test_client_errors_are_fatal(standin: StandinLLM, provider: str, status: int, hint: str) -> None:
+@pytest.mark.parametrize(("status", "hint"), [(401, "_API_KEY"), (403, "_API_KEY"), (404, "model name")])
+async def test_endpoint_errors_are_fatal(standin: StandinLLM, provider: str, status: int, hint: str) -> None:
     standin.configure(fail_next=[status])
     error = await failure(spec_for(standin, provider))
     assert isinstance(error, FatalProviderError) and not error.retryable
@@ -240,26 +217,118 @@ async def test_client_errors_are_fatal(standin: StandinLLM, provider: str, statu
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-async def test_unreachable_and_slow_endpoints_are_transient(standin: StandinLLM, provider: str) -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        closed_port = unused.getsockname()[1]
-    unreachable = ModelSpec(provider=provider, model="standin", base_url=f"http://127.0.0.1:{closed_port}")
-    assert "could not connect" in str(await failure(unreachable))
-    standin.configure(latency=2.0)
-    assert "timed out" in str(await failure(spec_for(standin, provider, timeout=0.2)))
+@pytest.mark.parametrize(("status", "said"), [(400, "Invalid request: check 'messages'"), (413, "Injected error 413"),
+                                              (422, "Injected error 422"), (418, "Injected error 418")])
+async def test_request_errors_reject_only_that_request(standin: StandinLLM, provider: str, status: int,
+                                                       said: str) -> None:
+    standin.configure(fail_next=[status])
+    error = await failure(spec_for(standin, provider))
+    assert isinstance(error, RequestRejected) and not isinstance(error, FatalProviderError)
+    assert not error.retryable and error.status == status
+    assert f"HTTP {status}" in str(error) and said in str(error)
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-async def test_cut_off_output_is_a_format_error(standin: StandinLLM, provider: str) -> None:
-    error = await failure(spec_for(standin, provider, "standin+truncated"))
-    assert isinstance(error, OutputFormatError) and error.retryable
+async def test_unreachable_endpoints_are_endpoint_wide_and_slow_ones_are_not(standin: StandinLLM,
+                                                                             provider: str) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    unreachable = ModelSpec(provider=provider, model="standin", base_url=f"http://127.0.0.1:{closed_port}")
+    error = await failure(unreachable, environ={**KEYS, "TREEDISTILL_ENDPOINTS": unreachable.base_url})
+    assert isinstance(error, TransientProviderError) and error.endpoint_wide
+    assert "could not connect" in str(error)
+    standin.configure(latency=2.0)
+    error = await failure(spec_for(standin, provider, timeout=0.2))
+    assert isinstance(error, TransientProviderError) and not error.endpoint_wide
+    assert "timed out" in str(error)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_content_filter_rejects_the_request(standin: StandinLLM, provider: str) -> None:
+    error = await failure(spec_for(standin, provider, "standin+content_filter"))
+    assert isinstance(error, RequestRejected) and not error.retryable
+    assert "content filter" in str(error) or "refusal" in str(error)
+    standin.configure(reject_prompt_rate=1.0)
+    error = await failure(spec_for(standin, provider))
+    assert isinstance(error, RequestRejected) and error.status == 400
+    assert "content filter" in str(error)
+
+
+# --- cut-off replies ----------------------------------------------------------------------------
+
+FINISH = {"openai": "length", "anthropic": "max_tokens"}
+JSON_PROMPT = 'Tag path: Sports > Football\nReturn {"tags": [...]} with exactly 3 new subtopics.'
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_cut_off_reply_is_returned_truncated_with_usage(standin: StandinLLM, provider: str) -> None:
+    spec = spec_for(standin, provider, "standin+truncated")
+    answer = await complete(spec, ask(QUESTION))
+    assert answer.truncated and answer.finish_reason == FINISH[provider]
+    assert answer.content == "Answer to: Why do"  # half of the 8 words, mid-sentence
+    assert answer.output_tokens == 4 and answer.input_tokens > 0
+    tags = await complete(spec, ask(JSON_PROMPT))
+    assert tags.truncated and tags.content == '{"tags": ["Football Subtopic 1", "Football'
+    with pytest.raises(OutputFormatError, match="cut off"):
+        parse_list(tags.content, TagList)
+    again = await complete(spec, ask(QUESTION))
+    assert (again.content, again.input_tokens, again.output_tokens) == (
+        answer.content, answer.input_tokens, answer.output_tokens)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_max_tokens_budget_cuts_long_answers(standin: StandinLLM, provider: str) -> None:
+    spec = spec_for(standin, provider, "standin+long")
+    short = await complete(spec, ask(QUESTION, max_tokens=100))
+    assert short.truncated and short.finish_reason == FINISH[provider]
+    assert short.output_tokens == 100 and len(short.content.split()) == 100
+    full = await complete(spec, ask(QUESTION, max_tokens=1000))
+    assert not full.truncated and full.finish_reason in ("stop", "end_turn")
+    assert 390 <= full.output_tokens == len(full.content.split()) <= 420
+    assert full.content.startswith(short.content)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("provider", "flag"), [("openai", "reasoning_content"), ("openai", "think"),
+                                                ("anthropic", "thinking")])
+async def test_budget_spent_on_reasoning_leaves_no_answer(standin: StandinLLM, provider: str, flag: str) -> None:
+    result = await complete(spec_for(standin, provider, f"standin+{flag}"), ask(QUESTION, max_tokens=3))
+    assert result.truncated and result.content == "" and result.output_tokens == 3
+    assert result.reasoning == "Reasoning about: Why"
+
+
+@pytest.mark.anyio
+async def test_reasoning_models_budget_is_max_completion_tokens(standin: StandinLLM) -> None:
+    spec = spec_for(standin, "openai", "standin+long", extra_body={"max_completion_tokens": 50})
+    result = await complete(spec, ask(QUESTION))
+    assert result.truncated and result.output_tokens == 50
+    assert standin.requests()[0]["max_tokens"] == 50
 
 
 @pytest.mark.anyio
 async def test_no_choices_is_transient(standin: StandinLLM) -> None:
     assert isinstance(await failure(spec_for(standin, "openai", "standin+no_choices")), TransientProviderError)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        *((s, FatalProviderError) for s in (401, 403, 404)),
+        *((s, RequestRejected) for s in (400, 402, 405, 410, 413, 415, 422, 451, 499)),
+        (429, RateLimited),
+        *((s, TransientProviderError) for s in (408, 409, 425, 500, 502, 503, 504, 529)),
+    ],
+)
+def test_error_for_status_owner_and_scrubbed_detail(status: int, kind: type[ProviderError]) -> None:
+    error = error_for_status(status, {}, f"key {SECRET} was echoed", endpoint="E", key_env="K", secret=SECRET)
+    assert type(error) is kind and error.status == status
+    assert SECRET not in str(error)
+    assert ("key *** was echoed" in str(error)) == (status not in (401, 403))
 
 
 def test_parse_retry_after() -> None:
@@ -313,10 +382,89 @@ async def test_standin_questions_judge_and_bad_json(standin: StandinLLM) -> None
     assert [r["task"] for r in standin.requests()] == ["questions", "judge", "questions", "questions"]
 
 
+async def outcomes(spec: ModelSpec, requests: list[ChatRequest]) -> list[ChatResult | ProviderError]:
+    """Each request's result, or the ProviderError it raised, in order (one client for all)."""
+    provider = build_provider(spec, configured(spec))
+    found: list[ChatResult | ProviderError] = []
+    try:
+        for request in requests:
+            try:
+                found.append(await provider.complete(request))
+            except ProviderError as exc:
+                found.append(exc)
+    finally:
+        await provider.aclose()
+    return found
+
+
+def answer_prompts(n: int) -> list[ChatRequest]:
+    return [ask(f"Question {i}: why is the sky blue at hour {i}?") for i in range(n)]
+
+
+def tag_prompts(n: int) -> list[ChatRequest]:
+    return [ask(f'Tag path: Topic {i}\nReturn {{"tags": [...]}} with exactly 2 names.') for i in range(n)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_standin_rejects_the_same_prompts_every_time(standin: StandinLLM, provider: str) -> None:
+    standin.configure(reject_prompt_rate=0.5)
+    spec = spec_for(standin, provider)
+    first = [isinstance(r, RequestRejected) for r in await outcomes(spec, answer_prompts(40))]
+    again = [isinstance(r, RequestRejected) for r in await outcomes(spec, answer_prompts(40))]
+    assert first == again and 10 < sum(first) < 30
+    assert standin.stats()["rejected"] == 2 * sum(first)
+    # A follow-up in the same conversation (format feedback) does not escape the rejection.
+    rejected = answer_prompts(40)[first.index(True)]
+    follow_up = ChatRequest(messages=[*rejected.messages, ChatMessage(role="assistant", content="x"),
+                                      ChatMessage(role="user", content="Try again.")])
+    assert isinstance((await outcomes(spec, [follow_up]))[0], RequestRejected)
+    # Only answer prompts, unless reject_kinds says otherwise; another seed picks other prompts.
+    assert not any(isinstance(r, ProviderError) for r in await outcomes(spec, tag_prompts(20)))
+    standin.configure(reject_kinds=["tags"], reject_prompt_rate=1.0)
+    assert all(isinstance(r, RequestRejected) for r in await outcomes(spec, tag_prompts(5)))
+    standin.configure(reject_kinds=["answer"], reject_prompt_rate=0.5, seed=7)
+    reseeded = [isinstance(r, RequestRejected) for r in await outcomes(spec, answer_prompts(40))]
+    assert reseeded != first
+
+
+@pytest.mark.anyio
+async def test_standin_unusable_prompts_stay_unusable(standin: StandinLLM) -> None:
+    standin.configure(unusable_prompt_rate=0.5)
+    spec = spec_for(standin, "openai")
+
+    def usable(results: list[ChatResult | ProviderError]) -> list[bool]:
+        return [isinstance(r, ChatResult) and r.content.startswith('{"tags"') for r in results]
+
+    first = usable(await outcomes(spec, tag_prompts(30)))
+    assert first == usable(await outcomes(spec, tag_prompts(30))) and 5 < first.count(False) < 25
+    assert [r["outcome"] for r in standin.requests()[:30]] == ["ok" if ok else "unusable" for ok in first]
+    answers = await outcomes(spec, answer_prompts(10))
+    assert all(r.content.startswith("Answer to:") for r in answers)
+
+
+@pytest.mark.anyio
+async def test_standin_truncate_rate_cuts_some_replies(standin: StandinLLM) -> None:
+    standin.configure(truncate_rate=0.5)
+    results = await outcomes(spec_for(standin, "anthropic"), [*answer_prompts(20), *tag_prompts(20)])
+    cut = [r for r in results if r.truncated]
+    assert 5 < len(cut) < 35 and standin.stats()["truncated"] == len(cut)
+    assert all(r.finish_reason == "max_tokens" and r.output_tokens > 0 and r.content for r in cut)
+    for result in cut:
+        if result.content.startswith("{"):
+            with pytest.raises(OutputFormatError, match="cut off"):
+                parse_list(result.content, TagList)
+        else:
+            assert result.content.startswith("Answer to:") and not result.content.endswith("?")
+    whole = [r for r in results if not r.truncated]
+    assert all(r.finish_reason == "end_turn" for r in whole)
+
+
 @pytest.mark.anyio
 async def test_standin_latency_does_not_block(standin: StandinLLM) -> None:
     standin.configure(latency=0.3)
-    provider = build_provider(spec_for(standin, "openai"), KEYS)
+    spec = spec_for(standin, "openai")
+    provider = build_provider(spec, configured(spec))
     started = time.perf_counter()
     try:
         results = await asyncio.gather(*(provider.complete(ask(f"q{i}")) for i in range(40)))

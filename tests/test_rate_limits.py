@@ -17,7 +17,7 @@ async def test_requests_per_minute_cap_spaces_the_calls(db_path, env, llm):
     try:
         project = engine.create_project("Capped", max_concurrency=8)
         started = time.monotonic()
-        job, _ = engine.auto_distill(project.id, levels=1, tags_per_level=2, questions_per_tag=2)
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=2, questions_per_tag=2)
         while engine.get_progress(job["id"]).status == "running":
             await engine.wait_for_job_change(job["id"], 1)
         elapsed = time.monotonic() - started

@@ -15,7 +15,7 @@ TERMINAL = ("completed", "completed_with_failures", "cancelled", "failed")
 
 
 class JobStarted(BaseModel):
-    job_id: int
+    job_id: int | None = Field(..., description="null when the project already has the requested shape (no job)")
     created: bool = Field(..., description="false when a job was already running on the project and is returned")
     planned_tags: int
     planned_questions: int
@@ -41,8 +41,11 @@ async def auto_distill(
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
     Running it again tops up only what is missing. An interrupted job resumes when the server restarts."""
-    job, created = engine_of(ctx).auto_distill(project_id, levels, tags_per_level, questions_per_tag, answer,
-                                               confirm_large)
+    job, created = await engine_of(ctx).auto_distill(project_id, levels, tags_per_level, questions_per_tag,
+                                                     answer, confirm_large)
+    if job is None:
+        return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
+                          planned_calls=0, message="Nothing to do: the project already has this shape.")
     message = (f"Job {job['id']} started." if created else
                f"Job {job['id']} is already running on this project; it is returned instead of a new one.")
     return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],

@@ -77,7 +77,8 @@ def wanted_models(request: DistillRequest, environ: Mapping[str, str]) -> tuple[
     return None, request.answer_model
 
 
-def start_or_resume(engine: Engine, project: Project, request: DistillRequest, say: Callable[[str], None]) -> int:
+async def start_or_resume(engine: Engine, project: Project, request: DistillRequest,
+                          say: Callable[[str], None]) -> int | None:
     """Resume the project's unfinished job with these parameters, else start a job that tops the project up."""
     jobs = engine.list_jobs(project.id)
     latest = jobs[-1] if jobs else None
@@ -90,11 +91,11 @@ def start_or_resume(engine: Engine, project: Project, request: DistillRequest, s
     if latest is not None and latest.status in ("queued", "running"):
         engine.cancel_job(latest.job_id)
         say(f"Stopped job {latest.job_id} (other settings); a new job tops the project up to the new shape.")
-    job, _ = engine.auto_distill(project.id, request.levels, request.tags_per_level, request.questions_per_tag,
-                                 request.answer, request.confirm_large)
-    if not job["planned_calls"]:
+    job, _ = await engine.auto_distill(project.id, request.levels, request.tags_per_level,
+                                       request.questions_per_tag, request.answer, request.confirm_large)
+    if job is None:
         say(f"Nothing to do: project '{project.name}' already has this shape.")
-        return job["id"]
+        return None
     say(f"Started job {job['id']}: up to {job['planned_tags']} tags, {job['planned_questions']} questions, "
         f"{job['planned_answers']} answers ({job['planned_calls']} model calls).")
     return job["id"]
@@ -108,7 +109,9 @@ async def run_distill(engine: Engine, request: DistillRequest, view: ProgressVie
     try:
         with view:
             project = find_or_create_project(engine, request, view.note)
-            job_id = start_or_resume(engine, project, request, view.note)
+            job_id = await start_or_resume(engine, project, request, view.note)
+            if job_id is None:
+                return "completed"
             progress = await _follow(engine, job_id, view, interrupted, lambda p: p.status in TERMINAL)
             stopped = progress.status not in TERMINAL
             if stopped:

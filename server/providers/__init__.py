@@ -5,38 +5,43 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from treedistill.server.errors import MissingAPIKey
+from treedistill.server.errors import InvalidInput, MissingAPIKey
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers.anthropic_messages import AnthropicMessagesProvider
 from treedistill.server.providers.base import ChatMessage, ChatRequest, ChatResult, Provider, endpoint_label
+from treedistill.server.providers.endpoints import (
+    DEFAULT_KEY_ENV,
+    ENDPOINTS_ENV,
+    configured_endpoints,
+    resolve_base_url,
+    resolve_endpoint,
+)
 from treedistill.server.providers.openai_chat import OpenAIChatProvider
 
 __all__ = [
+    "ENDPOINTS_ENV",
     "ChatMessage",
     "ChatRequest",
     "ChatResult",
     "Provider",
     "build_provider",
+    "configured_endpoints",
     "describe_endpoint",
     "resolve_api_key_env",
     "resolve_base_url",
+    "resolve_endpoint",
 ]
 
-_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-_BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
-_DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 _LOCAL_PLACEHOLDER_KEY = "not-needed"
 
 
 def resolve_api_key_env(spec: ModelSpec) -> str:
-    """Name of the environment variable that holds the key for `spec`."""
-    return spec.api_key_env or _DEFAULT_KEY_ENV[spec.provider]
+    """Name of the environment variable `spec` asks for (its api_key_env, else the provider's default).
 
-
-def resolve_base_url(spec: ModelSpec, environ: Mapping[str, str]) -> str:
-    """The endpoint `spec` talks to: its base_url, else the provider's *_BASE_URL variable, else the SDK default."""
-    return spec.base_url or environ.get(_BASE_URL_ENV[spec.provider]) or _DEFAULT_BASE_URL[spec.provider]
+    Whether that key may be sent to the spec's endpoint is `resolve_endpoint`'s decision.
+    """
+    return spec.api_key_env or DEFAULT_KEY_ENV[spec.provider]
 
 
 def describe_endpoint(spec: ModelSpec, environ: Mapping[str, str]) -> str:
@@ -45,17 +50,28 @@ def describe_endpoint(spec: ModelSpec, environ: Mapping[str, str]) -> str:
 
 
 def build_provider(spec: ModelSpec, environ: Mapping[str, str]) -> Provider:
-    """Build the provider for `spec`, reading its key from `environ`.
+    """Build the provider for `spec`, reading its key from `environ`; makes no request.
 
-    Raises MissingAPIKey when the key variable is unset or empty, except for OpenAI-compatible
-    servers on this machine (Ollama, vLLM, llama.cpp), which get a placeholder key.
+    Raises InvalidInput when the spec's endpoint or key variable is not one the operator configured
+    (see `endpoints`) or its key has leading/trailing whitespace; MissingAPIKey when the key
+    variable is unset or empty, except for OpenAI-compatible servers on this machine (Ollama, vLLM,
+    llama.cpp), which get a placeholder key, as do endpoints configured as keyless.
     """
-    base_url = resolve_base_url(spec, environ)
-    key_env = resolve_api_key_env(spec)
-    api_key = environ.get(key_env, "")
-    if not api_key:
-        if spec.provider != "openai" or urlsplit(base_url).hostname not in _LOCAL_HOSTS:
-            raise MissingAPIKey(key_env, spec.provider)
+    endpoint = resolve_endpoint(spec, environ)
+    key_env = endpoint.key_env
+    if key_env is None:
         api_key = _LOCAL_PLACEHOLDER_KEY
+    else:
+        api_key = environ.get(key_env, "")
+        if api_key != api_key.strip():
+            # SDKs put the key in a header: a newline there fails every call with a confusing error.
+            raise InvalidInput(
+                f"{key_env} has leading/trailing whitespace (often a newline from $(cat keyfile)); strip it, "
+                f"e.g. {key_env}=\"$(tr -d '[:space:]' < keyfile)\", and restart the server."
+            )
+        if not api_key:
+            if spec.provider != "openai" or urlsplit(endpoint.url).hostname not in _LOCAL_HOSTS:
+                raise MissingAPIKey(key_env, spec.provider)
+            api_key = _LOCAL_PLACEHOLDER_KEY
     provider_class = AnthropicMessagesProvider if spec.provider == "anthropic" else OpenAIChatProvider
-    return provider_class(spec, api_key=api_key, base_url=base_url, key_env=key_env)
+    return provider_class(spec, api_key=api_key, base_url=endpoint.url, key_env=key_env or "(no key)")

@@ -6,18 +6,27 @@ from typing import Any
 
 import anthropic
 
-from treedistill.server.errors import OutputFormatError, ProviderError, TransientProviderError
+from treedistill.server.errors import RequestRejected
 from treedistill.server.models import ModelSpec
-from treedistill.server.providers.base import ChatRequest, ChatResult, ReasoningSource, endpoint_label, error_for_status
+from treedistill.server.providers.base import (
+    ChatRequest,
+    ChatResult,
+    ReasoningSource,
+    endpoint_label,
+    translate_sdk_error,
+)
 from treedistill.server.providers.reasoning import split_think
 
 _DEFAULT_MAX_TOKENS = 4096
+# Stop reasons of a reply cut off by a length limit: max_tokens, or the context window filling up.
+_CUT_OFF = {"max_tokens", "model_context_window_exceeded"}
 
 
 class AnthropicMessagesProvider:
     """Calls `messages.create`; system messages go to `system=`, thinking blocks become the reasoning.
 
     There is no JSON mode: for `json_output` the prompt asks for JSON and the engine repairs it.
+    A reply cut off at max_tokens is returned with `truncated=True` and its usage, whatever its content.
     `spec.temperature` is not sent: SDK 2.x uses API version 2026-10-21, which rejects sampling parameters.
     """
 
@@ -34,7 +43,12 @@ class AnthropicMessagesProvider:
         try:
             message = await self._client.messages.create(**self._call_arguments(request))
         except anthropic.APIError as exc:
-            raise self._translate(exc) from exc
+            raise translate_sdk_error(
+                exc, anthropic, endpoint=self._endpoint, key_env=self._key_env, secret=self._api_key,
+                timeout=self._spec.timeout,
+            ) from exc
+        if message.stop_reason == "refusal":
+            raise RequestRejected(f"{self._endpoint} refused to answer this request (stop_reason 'refusal')")
         thinking = [block.thinking for block in message.content if block.type == "thinking"]
         text = "".join(block.text for block in message.content if block.type == "text")
         tag_reasoning, content = split_think(text)
@@ -42,10 +56,6 @@ class AnthropicMessagesProvider:
         source: ReasoningSource | None = "thinking_blocks" if reasoning else None
         if reasoning is None and tag_reasoning is not None:
             reasoning, source = tag_reasoning, "think_tags"
-        if message.stop_reason == "max_tokens" and not content:
-            raise OutputFormatError(
-                f"{self._endpoint} hit max_tokens before writing an answer; raise max_tokens", raw=text
-            )
         return ChatResult(
             content=content,
             reasoning=reasoning,
@@ -53,6 +63,7 @@ class AnthropicMessagesProvider:
             input_tokens=message.usage.input_tokens,
             output_tokens=message.usage.output_tokens,
             finish_reason=message.stop_reason,
+            truncated=message.stop_reason in _CUT_OFF,
             model=message.model or self._spec.model,
         )
 
@@ -85,19 +96,3 @@ class AnthropicMessagesProvider:
         if budget:
             arguments["thinking"] = {"type": "enabled", "budget_tokens": budget}
         return arguments
-
-    def _translate(self, exc: anthropic.APIError) -> ProviderError:
-        if isinstance(exc, anthropic.APIStatusError):
-            return error_for_status(
-                exc.status_code,
-                exc.response.headers,
-                exc.api_message,
-                endpoint=self._endpoint,
-                key_env=self._key_env,
-                secret=self._api_key,
-            )
-        if isinstance(exc, anthropic.APITimeoutError):
-            return TransientProviderError(f"{self._endpoint} timed out after {self._spec.timeout:g} s")
-        if isinstance(exc, anthropic.APIConnectionError):
-            return TransientProviderError(f"could not connect to {self._endpoint}")
-        return TransientProviderError(f"{self._endpoint} sent an unreadable response")

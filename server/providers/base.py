@@ -5,16 +5,24 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from treedistill.server.errors import FatalProviderError, ProviderError, RateLimited, TransientProviderError
+from treedistill.server.errors import (
+    FatalProviderError,
+    ProviderError,
+    RateLimited,
+    RequestRejected,
+    TransientProviderError,
+)
 from treedistill.server.models import ModelSpec
 
 ReasoningSource = Literal["reasoning_content", "reasoning", "think_tags", "thinking_blocks"]
 
 _TRANSIENT_STATUSES = {408, 409, 425}
+_ENDPOINT_STATUSES = {401, 403, 404}  # the endpoint refuses every call the same way: stop the job
 _MAX_DETAIL_CHARS = 300
 
 
@@ -79,8 +87,11 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 def error_for_status(
     status: int, headers: Mapping[str, str], detail: str | None, *, endpoint: str, key_env: str, secret: str
 ) -> ProviderError:
-    """Translate an HTTP error status into our ProviderError subclass.
+    """Translate an HTTP error status into our ProviderError subclass, by who owns the fault.
 
+    401, 403, 404: the endpoint (key, access, model) -> FatalProviderError, which stops the job.
+    429 -> RateLimited. 5xx, 408, 409, 425 -> TransientProviderError. Any other status (400, 413,
+    422, ...) -> RequestRejected: this one request was refused, which fails its item only.
     `detail` is the API's own message; it is dropped for 401/403 (servers echo keys there) and
     otherwise scrubbed of `secret`. `key_env` names the key's variable, never its value.
     """
@@ -91,7 +102,40 @@ def error_for_status(
         return RateLimited(f"{where} (rate limited){said}", retry_after=parse_retry_after(headers))
     if status >= 500 or status in _TRANSIENT_STATUSES:
         return TransientProviderError(f"{where}{said}", status=status)
-    return FatalProviderError(f"{where}{said}. {_hint(status, key_env)}", status=status)
+    if status in _ENDPOINT_STATUSES:
+        return FatalProviderError(f"{where}{said}. {_hint(status, key_env)}", status=status)
+    if 400 <= status < 500:
+        return RequestRejected(f"{where}, refusing this request{said}. {_hint(status, key_env)}", status=status)
+    return TransientProviderError(f"{where}{said}", status=status)
+
+
+def translate_sdk_error(
+    exc: Exception, sdk: ModuleType, *, endpoint: str, key_env: str, secret: str, timeout: float
+) -> ProviderError:
+    """Translate an exception of the `openai` or `anthropic` SDK (passed as `sdk`) into our ProviderError.
+
+    Both SDKs share the shape: APIStatusError (an HTTP status, see `error_for_status`),
+    APITimeoutError (transient), APIConnectionError (transient and endpoint-wide: nothing answers).
+    """
+    if isinstance(exc, sdk.APIStatusError):
+        return error_for_status(
+            exc.status_code, exc.response.headers, _api_message(exc.body),
+            endpoint=endpoint, key_env=key_env, secret=secret,
+        )
+    if isinstance(exc, sdk.APITimeoutError):  # a subclass of APIConnectionError: test it first
+        return TransientProviderError(f"{endpoint} timed out after {timeout:g} s")
+    if isinstance(exc, sdk.APIConnectionError):
+        return TransientProviderError(f"could not connect to {endpoint}", endpoint_wide=True)
+    return TransientProviderError(f"{endpoint} sent an unreadable response")
+
+
+def _api_message(body: object) -> str | None:
+    """The API's own error message: OpenAI's SDK keeps the `error` object, Anthropic's the whole body."""
+    if not isinstance(body, dict):
+        return body if isinstance(body, str) else None
+    error = body.get("error")
+    message = error.get("message") if isinstance(error, dict) else body.get("message")
+    return message if isinstance(message, str) else None
 
 
 def _hint(status: int, key_env: str) -> str:
@@ -101,7 +145,9 @@ def _hint(status: int, key_env: str) -> str:
         return f"Check that the key in {key_env} may use this model."
     if status == 404:
         return "Check the model name and base_url."
-    return "Check the model spec (model, max_tokens, temperature, json_mode, extra_body)."
+    if status == 413:
+        return "The request is too large for this endpoint; shorten the prompt or lower max_tokens."
+    return "If every request is refused, check the model spec (model, max_tokens, temperature, json_mode, extra_body)."
 
 
 def _scrub(detail: str | None, secret: str) -> str:

@@ -6,16 +6,26 @@ from typing import Any
 
 import openai
 
-from treedistill.server.errors import OutputFormatError, ProviderError, TransientProviderError
+from treedistill.server.errors import RequestRejected, TransientProviderError
 from treedistill.server.models import ModelSpec
-from treedistill.server.providers.base import ChatRequest, ChatResult, ReasoningSource, endpoint_label, error_for_status
+from treedistill.server.providers.base import (
+    ChatRequest,
+    ChatResult,
+    ReasoningSource,
+    endpoint_label,
+    translate_sdk_error,
+)
 from treedistill.server.providers.reasoning import split_think
 
 _REASONING_FIELDS: tuple[ReasoningSource, ...] = ("reasoning_content", "reasoning")
 
 
 class OpenAIChatProvider:
-    """Calls `chat.completions.create` and reads reasoning from whichever place the server puts it."""
+    """Calls `chat.completions.create` and reads reasoning from whichever place the server puts it.
+
+    A reply cut off at max_tokens (finish_reason "length") is returned with `truncated=True` and its
+    usage, whatever its content: the caller counts the tokens and decides; it is never data.
+    """
 
     def __init__(self, spec: ModelSpec, *, api_key: str, base_url: str, key_env: str) -> None:
         self._spec = spec
@@ -27,7 +37,10 @@ class OpenAIChatProvider:
         try:
             completion = await self._client.chat.completions.create(**self._call_arguments(request))
         except openai.APIError as exc:
-            raise self._translate(exc) from exc
+            raise translate_sdk_error(
+                exc, openai, endpoint=self._endpoint, key_env=self._key_env, secret=self._client.api_key,
+                timeout=self._spec.timeout,
+            ) from exc
         if not completion.choices:
             raise TransientProviderError(f"{self._endpoint} returned no choices")
         choice = completion.choices[0]
@@ -36,11 +49,8 @@ class OpenAIChatProvider:
         reasoning, source = _field_reasoning(message)
         if reasoning is None and tag_reasoning is not None:
             reasoning, source = tag_reasoning, "think_tags"
-        if choice.finish_reason == "length" and not content:
-            raise OutputFormatError(
-                f"{self._endpoint} hit max_tokens before writing an answer; raise max_tokens",
-                raw=message.content or "",
-            )
+        if choice.finish_reason == "content_filter":
+            raise RequestRejected(f"{self._endpoint} withheld its reply to this request (content filter)")
         usage = completion.usage
         return ChatResult(
             content=content,
@@ -49,6 +59,7 @@ class OpenAIChatProvider:
             input_tokens=(usage.prompt_tokens or 0) if usage else 0,
             output_tokens=(usage.completion_tokens or 0) if usage else 0,
             finish_reason=choice.finish_reason,
+            truncated=choice.finish_reason == "length",
             model=completion.model or self._spec.model,
         )
 
@@ -71,23 +82,6 @@ class OpenAIChatProvider:
         if spec.extra_body:
             arguments["extra_body"] = spec.extra_body
         return arguments
-
-    def _translate(self, exc: openai.APIError) -> ProviderError:
-        if isinstance(exc, openai.APIStatusError):
-            detail = exc.body.get("message") if isinstance(exc.body, dict) else exc.message
-            return error_for_status(
-                exc.status_code,
-                exc.response.headers,
-                detail if isinstance(detail, str) else None,
-                endpoint=self._endpoint,
-                key_env=self._key_env,
-                secret=self._client.api_key,
-            )
-        if isinstance(exc, openai.APITimeoutError):
-            return TransientProviderError(f"{self._endpoint} timed out after {self._spec.timeout:g} s")
-        if isinstance(exc, openai.APIConnectionError):
-            return TransientProviderError(f"could not connect to {self._endpoint}")
-        return TransientProviderError(f"{self._endpoint} sent an unreadable response")
 
 
 def _field_reasoning(message: Any) -> tuple[str | None, ReasoningSource | None]:

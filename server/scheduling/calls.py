@@ -6,7 +6,7 @@ import hashlib
 import time
 from collections.abc import Mapping
 
-from treedistill.server.errors import RateLimited
+from treedistill.server.errors import JobStopped, RateLimited, TruncatedOutput
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers import build_provider, resolve_base_url
 from treedistill.server.providers.base import ChatRequest, ChatResult, Provider
@@ -14,6 +14,7 @@ from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.rate_gate import RateGate
 
 DEFAULT_429_PAUSE = 2.0
+MIN_REASK_BUDGET = 1024  # output tokens of the one re-ask after a reply was cut off
 
 
 class LLMCaller:
@@ -45,16 +46,35 @@ class LLMCaller:
         return self._gates[endpoint]
 
     async def call(self, item: WorkItem, spec: ModelSpec, request: ChatRequest) -> ChatResult:
-        """Return the model's reply for `request` made on behalf of `item`, paying at most once for it."""
+        """Return the model's reply for `request` made on behalf of `item`, paying at most once for it.
+
+        A reply cut off at max_tokens is never returned: when neither the spec nor the request set a budget,
+        it is asked again once with twice the tokens it used; otherwise (or cut again) TruncatedOutput.
+        Raises JobStopped, before paying, when the item's job is no longer running.
+        """
         key = hashlib.sha256(
             f"{item.id}\n{spec.model_dump_json()}\n{request.model_dump_json()}".encode()
         ).hexdigest()
         cached = self.queue.cached_response(key)
-        if cached is not None:
-            return ChatResult.model_validate(cached)
+        result = ChatResult.model_validate(cached) if cached is not None else await self._pay(item, spec, request, key)
+        if not result.truncated:
+            return result
+        if request.max_tokens is None and spec.max_tokens is None:
+            budget = max(2 * result.output_tokens, MIN_REASK_BUDGET)
+            return await self.call(item, spec, request.model_copy(update={"max_tokens": budget}))
+        budget = request.max_tokens or spec.max_tokens
+        raise TruncatedOutput(
+            f"the reply was cut off at max_tokens ({budget} output tokens) and was not stored; raise max_tokens in "
+            "the model spec (update_project) and retry"
+        )
+
+    async def _pay(self, item: WorkItem, spec: ModelSpec, request: ChatRequest, key: str) -> ChatResult:
+        """Make the call; its reply is cached and its usage counted in one transaction the moment it arrives."""
         provider = self.provider(spec)
         gate = self.gate(spec)
         await gate.wait()
+        if item.job_id is not None and self.queue.job_status(item.job_id) != "running":
+            raise JobStopped(f"job {item.job_id} is no longer running")
         started = time.perf_counter()
         try:
             result = await provider.complete(request)

@@ -30,6 +30,24 @@ def _new_subtree(plan: Plan, depth: int, missing: int, levels: int, per_level: i
         width *= per_level
 
 
+def unmade_work(kind: str, depth: int, missing: int, params: dict) -> Plan:
+    """What a job item that failed with `missing` outputs still to make leaves undone: the outputs themselves
+    and all the planned work beneath them, with the item's own call. `depth` is the depth of the item's tag
+    (0 for the topic root); an answer item's one missing output is its answer."""
+    plan = Plan(calls=1)
+    if kind == "tags":
+        _new_subtree(plan, depth + 1, missing, params["levels"], params["tags_per_level"],
+                     params["questions_per_tag"], params["answer"])
+    elif kind == "questions":
+        plan.questions = missing
+        if params["answer"]:
+            plan.answers = missing
+            plan.calls += missing
+    elif kind == "answer":
+        plan.answers = missing
+    return plan
+
+
 def plan_top_up(store: Store, project_id: int, levels: int, tags_per_level: int, questions_per_tag: int,
                 answer: bool) -> Plan:
     """Work items (not yet inserted) that bring the project up to the requested shape, with totals."""

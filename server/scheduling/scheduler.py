@@ -5,6 +5,11 @@ item from the database and runs it in its own task. Only items in flight exist a
 everything pending is a row, so a 100,000-item job costs no more memory than a 10-item one.
 Items run in tasks owned by the scheduler, never by the MCP request that asked for them, so a
 client that gives up waiting never cancels a paid call.
+
+Faults have owners. An item's own trouble (unusable output, a request the endpoint refuses, a
+reply cut off at max_tokens) fails that item, and with it the planned work beneath it. The
+endpoint's trouble (bad key, unknown model, endpoint unreachable) stops the job. A storage fault
+(disk full, I/O error) stops the job too, and the lane keeps serving once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -12,17 +17,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from treedistill.server.errors import FatalProviderError, MissingAPIKey, NotFound, RateLimited, TreedistillError
-from treedistill.server.store.queue import KIND_COLUMN, WorkItem
+from treedistill.server.errors import (
+    FatalProviderError,
+    JobStopped,
+    MissingAPIKey,
+    NotFound,
+    OutputFormatError,
+    RateLimited,
+    TreedistillError,
+)
+from treedistill.server.scheduling.planner import unmade_work
 from treedistill.server.scheduling.slots import Slots
 from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
+from treedistill.server.store.queue import KIND_COLUMN, WorkItem
 
 log = logging.getLogger("treedistill.scheduler")
 
 MAX_RATE_LIMITED_ATTEMPTS = 50  # 429s are flow control, not faults: they get a far larger budget
+FORMAT_ATTEMPTS = 2  # fresh attempts (each re-asks with feedback itself) for output that stays unusable
+
+
+@dataclass
+class _Lease:
+    """Whether a running item holds its concurrency slot (it gives it back while it waits to retry)."""
+
+    slots: Slots
+    held: bool = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release()
+
+    async def reacquire(self) -> None:
+        await self.slots.acquire()
+        self.held = True
 
 
 class Scheduler:
@@ -32,18 +66,21 @@ class Scheduler:
         self.max_attempts = max_attempts
         self.retry_base_delay = retry_base_delay
         self.max_retry_delay = max_retry_delay
+        self.job_faults: dict[int, str] = {}  # jobs stopped by a fault the database could not record
         self._lanes: dict[int, asyncio.Task] = {}
         self._wake: dict[int, asyncio.Event] = {}
         self._slots: dict[int, Slots] = {}
         self._in_flight: dict[int, WorkItem] = {}
         self._waiters: dict[int, list[asyncio.Future]] = {}
+        self._errors: dict[int, TreedistillError] = {}  # why an item failed, for the manual call waiting on it
         self._tasks: set[asyncio.Task] = set()
         self._job_changed: dict[int, asyncio.Event] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> int:
-        """Resume whatever a previous process left queued or running; returns the items requeued."""
+        """Resume whatever a previous process left running; returns the items requeued."""
+        self.ctx.queue.drop_unfinished_plans()
         requeued = self.ctx.queue.requeue_interrupted()
         for project_id in self.ctx.queue.projects_with_pending_work():
             self.notify(project_id)
@@ -70,6 +107,12 @@ class Scheduler:
             self._slots[project_id] = Slots(self.ctx.store.get_project(project_id).max_concurrency)
         return self._slots[project_id]
 
+    def requeue_stalled(self, job_id: int) -> int:
+        """Items of the job left running by a fault (not in flight here) go back to the queue; forget the fault."""
+        self.job_faults.pop(job_id, None)
+        in_flight = {item_id for item_id, item in self._in_flight.items() if item.job_id == job_id}
+        return self.ctx.queue.requeue_interrupted(job_id, keep=in_flight)
+
     # -- observation -------------------------------------------------------------------------
 
     def in_flight(self, job_id: int) -> Counter:
@@ -79,11 +122,15 @@ class Scheduler:
     async def wait(self, item_id: int) -> WorkItem:
         """Wait for an item to finish (done or failed) and return it; cancelling the wait leaves it running."""
         item = self.ctx.queue.get_item(item_id)
-        if item.status in ("done", "failed", "cancelled"):
+        if item.status in ("done", "failed"):
             return item
         future = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(item_id, []).append(future)
         return await asyncio.shield(future)
+
+    def failure_of(self, item_id: int) -> TreedistillError | None:
+        """The error an item of this process failed with, with its own type (None when not known here)."""
+        return self._errors.pop(item_id, None)
 
     async def wait_all(self, item_ids: list[int], every: float,
                        beat: Callable[[int, int, float], Awaitable[None]] | None = None) -> list[WorkItem]:
@@ -118,91 +165,167 @@ class Scheduler:
         while True:
             await slots.acquire()
             wake.clear()
-            item = self.ctx.queue.claim_next(project_id)
+            try:
+                item = self.ctx.queue.claim_next(project_id)
+            except sqlite3.Error as exc:  # e.g. disk full: stop the project's jobs, wait to be woken
+                slots.release()
+                self._storage_fault(project_id, exc)
+                await wake.wait()
+                continue
             if item is None:
                 slots.release()
                 await wake.wait()
                 continue
             self._in_flight[item.id] = item
-            task = asyncio.create_task(self._run(item, slots), name=f"item-{item.id}")
+            task = asyncio.create_task(self._run(item, _Lease(slots)), name=f"item-{item.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, item: WorkItem, slots: Slots) -> None:
+    async def _run(self, item: WorkItem, lease: _Lease) -> None:
         try:
-            await self._attempt_until_settled(item)
+            await self._attempt_until_settled(item, lease)
         except asyncio.CancelledError:
             raise
+        except sqlite3.Error as exc:
+            log.error("work item %s: storage error: %s", item.id, exc)
+            self._storage_fault(item.project_id, exc, item)
         except Exception as exc:  # a bug must fail the item, never wedge the lane
             log.exception("work item %s crashed", item.id)
-            self._fail(item, f"internal error: {type(exc).__name__}: {exc}")
+            try:
+                self._fail(item, f"internal error: {type(exc).__name__}: {exc}")
+            except sqlite3.Error as storage:
+                self._storage_fault(item.project_id, storage, item)
         finally:
             self._in_flight.pop(item.id, None)
-            slots.release()
-        self._settled(item)
+            lease.release()
+        try:
+            self._settled(item)
+        except sqlite3.Error as exc:
+            self._storage_fault(item.project_id, exc)
 
-    async def _attempt_until_settled(self, item: WorkItem) -> None:
-        errors = rate_limited = 0
+    async def _attempt_until_settled(self, item: WorkItem, lease: _Lease) -> None:
+        attempts: Counter = Counter()
         while True:
+            if self._job_stopped(item):  # checked after every wait: no paid call starts after a cancel
+                self.ctx.queue.park(item.id)
+                return
             try:
                 result = await execute(self.ctx, item)
-            except TreedistillError as exc:
-                message = _describe(exc)
-                if not exc.retryable:
-                    self._fail(item, message)
-                    if isinstance(exc, (FatalProviderError, MissingAPIKey)) and item.job_id is not None:
-                        # Every other call would fail the same way: stop the job until the config is fixed.
-                        self.ctx.queue.set_job_status(item.job_id, "failed", error=message)
-                    return
-                self.ctx.queue.count_attempt(item.id, message)
-                if self._job_stopped(item):  # cancelled (or failed) meanwhile: no more paid attempts
-                    with self.ctx.store.transaction():
-                        self.ctx.queue.finish_item(item.id, "cancelled", error=message)
-                    return
-                if isinstance(exc, RateLimited):
-                    rate_limited += 1
-                    if rate_limited < MAX_RATE_LIMITED_ATTEMPTS:
-                        await asyncio.sleep(exc.retry_after if exc.retry_after is not None else self._backoff(1))
-                        continue
-                else:
-                    errors += 1
-                    if errors < self.max_attempts:
-                        await asyncio.sleep(self._backoff(errors))
-                        continue
-                self._fail(item, f"gave up after {errors + rate_limited} attempts: {message}")
+            except JobStopped:
+                self.ctx.queue.park(item.id)
                 return
+            except TreedistillError as exc:
+                delay = self._retry_delay(exc, attempts)
+                if delay is None:
+                    self._give_up(item, exc, sum(attempts.values()))
+                    return
+                self.ctx.queue.count_attempt(item.id, _describe(exc))
+                if delay > 0:
+                    lease.release()
+                    await asyncio.sleep(delay)
+                    await lease.reacquire()
+                continue
             with self.ctx.store.transaction():
                 self.ctx.queue.finish_item(item.id, "done", result=result)
                 if item.job_id is not None:
                     self.ctx.queue.add_job_counts(item.job_id, calls_done=1)
             return
 
+    def _retry_delay(self, exc: TreedistillError, attempts: Counter) -> float | None:
+        """Seconds to wait before the next attempt (0 = at once), or None to give up."""
+        if not exc.retryable:
+            return None
+        if isinstance(exc, RateLimited):
+            attempts["rate_limited"] += 1
+            if attempts["rate_limited"] >= MAX_RATE_LIMITED_ATTEMPTS:
+                return None
+            return exc.retry_after if exc.retry_after is not None else self._backoff(1)
+        if isinstance(exc, OutputFormatError):  # a fresh call may do better; waiting would not
+            attempts["format"] += 1
+            return 0.0 if attempts["format"] < FORMAT_ATTEMPTS else None
+        attempts["transient"] += 1
+        return self._backoff(attempts["transient"]) if attempts["transient"] < self.max_attempts else None
+
+    def _give_up(self, item: WorkItem, exc: TreedistillError, attempts: int) -> None:
+        message = f"gave up after {attempts} attempts: {_describe(exc)}" if exc.retryable else _describe(exc)
+        exc.args = (message,)  # the manual call waiting for the item raises it, type and all, with this message
+        self._errors[item.id] = exc
+        self._fail(item, message)
+        endpoint_wide = isinstance(exc, (FatalProviderError, MissingAPIKey)) or getattr(exc, "endpoint_wide", False)
+        if endpoint_wide and item.job_id is not None:
+            # Every other call would fail the same way: stop the job until the config is fixed.
+            self.ctx.queue.set_job_status(item.job_id, "failed", error=message)
+
     def _job_stopped(self, item: WorkItem) -> bool:
-        return item.job_id is not None and self.ctx.queue.get_job(item.job_id)["status"] != "running"
+        return item.job_id is not None and (item.job_id in self.job_faults
+                                            or self.ctx.queue.job_status(item.job_id) != "running")
 
     def _backoff(self, attempt: int) -> float:
         delay = min(self.max_retry_delay, self.retry_base_delay * 2 ** (attempt - 1))
         return delay * random.uniform(0.5, 1.5)
 
     def _fail(self, item: WorkItem, error: str) -> None:
+        """Record an item's failure, and for a job item also the planned work it leaves undone."""
         with self.ctx.store.transaction():
             self.ctx.queue.finish_item(item.id, "failed", error=error)
             if item.job_id is not None:
-                missing = {f"{KIND_COLUMN[item.kind]}_failed": outputs_missing(self.ctx.store, item)}
-                self.ctx.queue.add_job_counts(item.job_id, calls_failed=1, **missing)
+                unmade = unmade_work(item.kind, self._depth(item), outputs_missing(self.ctx.store, item),
+                                     self.ctx.queue.get_job(item.job_id)["params"])
+                self.ctx.queue.add_job_counts(item.job_id, calls_failed=unmade.calls, tags_failed=unmade.tags,
+                                              questions_failed=unmade.questions, answers_failed=unmade.answers)
+
+    def _depth(self, item: WorkItem) -> int:
+        if item.kind != "tags" or item.tag_id is None:
+            return 0
+        try:
+            return self.ctx.store.get_tag(item.project_id, item.tag_id).depth
+        except NotFound:
+            return 0
+
+    def _storage_fault(self, project_id: int, exc: sqlite3.Error, item: WorkItem | None = None) -> None:
+        """The database refused a write: stop the project's running jobs with the reason (in the database when it
+        still takes that write, else here in memory for get_progress), and fail a manual item's waiters."""
+        message = (f"storage error: {exc}. Nothing completed is lost; fix the cause (free disk space, check the "
+                   "database file), then resume the job.")
+        if item is not None:
+            try:  # nothing left running: a job item goes back to the queue, a manual one fails
+                if item.job_id is None:
+                    self.ctx.queue.finish_item(item.id, "failed", error=message)
+                else:
+                    self.ctx.queue.park(item.id)
+            except sqlite3.Error:
+                pass  # resume_job (or the next start) requeues it
+        if item is not None and item.job_id is None:
+            self._errors[item.id] = TreedistillError(message)
+            for future in self._waiters.pop(item.id, []):
+                if not future.done():
+                    future.set_exception(TreedistillError(message))
+        try:
+            jobs = [job["id"] for job in self.ctx.queue.jobs_with_status("running") if job["project_id"] == project_id]
+        except sqlite3.Error:
+            jobs = [item.job_id] if item is not None and item.job_id is not None else []
+        for job_id in jobs:
+            self.job_faults[job_id] = message
+            try:
+                self.ctx.queue.set_job_status(job_id, "failed", error=message)
+            except sqlite3.Error:
+                log.error("job %s stopped by a storage fault the database could not record: %s", job_id, exc)
+            if job_id in self._job_changed:
+                self._job_changed[job_id].set()
 
     def _settled(self, item: WorkItem) -> None:
         try:
             final: WorkItem | None = self.ctx.queue.get_item(item.id)
         except NotFound:  # its tag or question was deleted while it ran
             final = None
-        for future in self._waiters.pop(item.id, []):
-            if future.done():
-                continue
-            if final is None:
-                future.set_exception(NotFound("The tag or question this call was for has been deleted."))
-            else:
-                future.set_result(final)
+        if final is None or final.status in ("done", "failed"):  # not parked: its waiters learn the outcome
+            for future in self._waiters.pop(item.id, []):
+                if future.done():
+                    continue
+                if final is None:
+                    future.set_exception(NotFound("The tag or question this call was for has been deleted."))
+                else:
+                    future.set_result(final)
         if item.job_id is not None and final is not None:
             self.close_job_if_idle(item.job_id)
             if item.job_id in self._job_changed:
@@ -210,16 +333,17 @@ class Scheduler:
         self._wake[item.project_id].set()
 
     def close_job_if_idle(self, job_id: int) -> None:
-        """Mark a running job completed (or completed_with_failures) once nothing of it is left to run."""
+        """Mark a running job completed (or completed_with_failures, or failed when nothing of it worked) once
+        nothing of it is left to run."""
         queue = self.ctx.queue
         job = queue.get_job(job_id)
-        if job["status"] == "cancelled":
-            queue.cancel_pending(job_id)  # follow-ups queued by calls that finished after the cancel
-            return
         if job["status"] != "running" or queue.job_has_open_items(job_id):
             return
         short = any(job[f"{kind}_done"] < job[f"planned_{kind}"] for kind in ("tags", "questions", "answers"))
-        queue.set_job_status(job_id, "completed_with_failures" if job["calls_failed"] or short else "completed")
+        if job["calls_failed"] and not job["calls_done"]:
+            queue.set_job_status(job_id, "failed", error="no work item succeeded; see recent_errors")
+        else:
+            queue.set_job_status(job_id, "completed_with_failures" if job["calls_failed"] or short else "completed")
 
 
 def _describe(exc: BaseException) -> str:

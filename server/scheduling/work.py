@@ -46,6 +46,11 @@ def prompt_path(project: Project, tag: Tag | None) -> str:
 async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
     """Run one work item to completion; returns a small JSON-able result."""
     project = ctx.store.get_project(item.project_id)
+    if item.requested is not None and not item.target:
+        # A manual call asks for `requested` more than the tag has when it first runs (no other item on the
+        # same tag runs at the same time); fixed then, so a retry or a restart never asks for more.
+        item.target = outputs_have(ctx.store, item) + item.requested
+        ctx.queue.set_target(item.id, item.target)
     if item.kind == "tags":
         return await _expand_tag(ctx, item, project)
     if item.kind == "questions":
@@ -55,15 +60,18 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
     return await _answer(ctx, item, project)
 
 
+def outputs_have(store: Store, item: WorkItem) -> int:
+    """How many children (tags item) or questions (questions item) the item's tag has now."""
+    if item.kind == "tags":
+        return len(store.children(item.project_id, item.tag_id))
+    return store.count_questions(item.tag_id)
+
+
 def outputs_missing(store: Store, item: WorkItem) -> int:
     """How many of the tags or questions an item must make are still missing (an answer or verdict is one)."""
-    if item.kind == "tags":
-        have = len(store.children(item.project_id, item.tag_id))
-    elif item.kind == "questions":
-        have = store.count_questions(item.tag_id)
-    else:
+    if item.kind not in ("tags", "questions"):
         return 1
-    return max(item.target - have, 0)
+    return max(item.target - outputs_have(store, item), 0)
 
 
 async def _ask_list(ctx: WorkContext, item: WorkItem, project: Project, prompt: str,
@@ -178,9 +186,10 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
         messages = [*messages, ChatMessage(role="assistant", content=reply.content[:RAW_ECHO_LIMIT] or "(empty)"),
                     ChatMessage(role="user", content=prompts.reasoning_feedback(project.language))]
     with ctx.store.transaction():
+        # Without regenerate, an answer stored meanwhile (and perhaps reviewed) is kept, never overwritten.
         ctx.store.save_answer(project.id, question.id, reply.content.strip(), reply.reasoning.strip(),
                               reply.reasoning_source or "think_tags", reply.model or spec.model,
-                              reply.input_tokens, reply.output_tokens)
+                              reply.input_tokens, reply.output_tokens, replace=item.regenerate)
         if item.job_id is not None:
             ctx.queue.add_job_counts(item.job_id, answers_done=1)
     return {"question_id": question.id}

@@ -27,14 +27,25 @@ def open_database(path: str | Path) -> Database:
     """Open (creating if needed) a database in WAL mode with foreign keys, and migrate it."""
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30)
-    db = Database(conn)
+    db = connect(path)
+    migrate(db)
+    return db
+
+
+def connect(path: str | Path) -> Database:
+    """A connection to an existing database, configured like every other (open it in the thread that uses it)."""
+    # Autocommit mode: no implicit transactions; multi-statement units use Store.transaction().
+    db = Database(sqlite3.connect(str(path), timeout=30, isolation_level=None))
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=30000")
     db.execute("PRAGMA foreign_keys=ON")
-    migrate(db)
     return db
+
+
+def open_reader(path: str | Path) -> Database:
+    """A read-only connection of its own, for long reads in a worker thread (open it in that thread)."""
+    return Database(sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=30))
 
 
 class Store:
@@ -45,18 +56,21 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Commit everything inside the block at once, or nothing."""
-        with self.db.conn:
+        """Commit everything inside the block at once, or nothing (a real BEGIN ... COMMIT; nested blocks
+        are savepoints, so an inner failure that is caught undoes only the inner block)."""
+        with self.db.atomic():
             yield
 
-    def _one(self, sql: str, params: tuple | dict = ()) -> dict[str, Any] | None:
+    def row(self, sql: str, params: tuple | dict = ()) -> dict[str, Any] | None:
+        """The first row of a query as a dict, or None."""
         cursor = self.db.execute(sql, params)
         row = cursor.fetchone()
         if row is None:
             return None
         return dict(zip([c[0] for c in cursor.description], row))
 
-    def _all(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
+    def rows(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
+        """Every row of a query as dicts."""
         cursor = self.db.execute(sql, params)
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
@@ -67,7 +81,7 @@ class Store:
         self, name: str, topic: str, language: str, question_model: ModelSpec, answer_model: ModelSpec,
         max_concurrency: int,
     ) -> Project:
-        existing = self._one("SELECT id FROM projects WHERE name = ? COLLATE NOCASE", (name,))
+        existing = self.row("SELECT id FROM projects WHERE name = ? COLLATE NOCASE", (name,))
         if existing:
             raise InvalidInput(
                 f"A project named {name!r} already exists (project_id={existing['id']}); "
@@ -92,13 +106,13 @@ class Store:
         )
 
     def get_project(self, project_id: int) -> Project:
-        row = self._one("SELECT * FROM projects WHERE id = ?", (project_id,))
+        row = self.row("SELECT * FROM projects WHERE id = ?", (project_id,))
         if row is None:
             raise NotFound(f"No project with id {project_id}; call list_projects to see the ids.")
         return self._project(row)
 
     def list_projects(self) -> list[ProjectSummary]:
-        rows = self._all(
+        rows = self.rows(
             """SELECT p.*,
                  (SELECT COUNT(*) FROM tags t WHERE t.project_id = p.id) AS tag_count,
                  (SELECT COUNT(*) FROM questions q WHERE q.project_id = p.id) AS question_count,
@@ -133,20 +147,20 @@ class Store:
     # -- tags ----------------------------------------------------------------------------
 
     def get_tag(self, project_id: int, tag_id: int) -> Tag:
-        row = self._one("SELECT * FROM tags WHERE id = ? AND project_id = ?", (tag_id, project_id))
+        row = self.row("SELECT * FROM tags WHERE id = ? AND project_id = ?", (tag_id, project_id))
         if row is None:
             raise NotFound(f"No tag with id {tag_id} in project {project_id}; call get_tree to see the tag ids.")
         return Tag(**{k: row[k] for k in ("id", "name", "parent_id", "depth", "path")})
 
     def children(self, project_id: int, parent_id: int | None) -> list[Tag]:
-        rows = self._all(
+        rows = self.rows(
             "SELECT id, name, parent_id, depth, path FROM tags WHERE project_id = ? AND parent_id IS ? ORDER BY id",
             (project_id, parent_id),
         )
         return [Tag(**row) for row in rows]
 
     def all_tags(self, project_id: int) -> list[Tag]:
-        rows = self._all(
+        rows = self.rows(
             "SELECT id, name, parent_id, depth, path FROM tags WHERE project_id = ? ORDER BY depth, id", (project_id,)
         )
         return [Tag(**row) for row in rows]
@@ -163,16 +177,19 @@ class Store:
                                (project_id, max_depth)).fetchall()
 
     def insert_tags(self, project_id: int, parent: Tag | None, names: list[str]) -> list[Tag]:
-        """Insert children of `parent` (None = top level); caller has removed duplicates. Call in a transaction."""
+        """Insert children of `parent` (None = top level) and return those inserted; a name a sibling
+        already has (another process or call may have added it meanwhile) is skipped. Call in a transaction."""
         depth = parent.depth + 1 if parent else 1
         created = []
         for name in names:
             path = f"{parent.path}{PATH_SEPARATOR}{name}" if parent else name
             cursor = self.db.execute(
-                "INSERT INTO tags (project_id, parent_id, name, norm, depth, path, created_at)"
+                "INSERT OR IGNORE INTO tags (project_id, parent_id, name, norm, depth, path, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (project_id, parent.id if parent else None, name, normalize(name), depth, path, now_iso()),
             )
+            if cursor.rowcount == 0:
+                continue
             created.append(Tag(id=cursor.lastrowid, name=name, parent_id=parent.id if parent else None,
                                depth=depth, path=path))
         return created
@@ -189,7 +206,7 @@ class Store:
     )
 
     def get_question(self, project_id: int, question_id: int) -> Question:
-        row = self._one(f"{self._QUESTION_SELECT} WHERE q.id = ? AND q.project_id = ?", (question_id, project_id))
+        row = self.row(f"{self._QUESTION_SELECT} WHERE q.id = ? AND q.project_id = ?", (question_id, project_id))
         if row is None:
             raise NotFound(
                 f"No question with id {question_id} in project {project_id}; call list_questions to see the ids."
@@ -198,7 +215,7 @@ class Store:
 
     def questions_of_tag(self, tag_id: int) -> list[Question]:
         """The tag's questions, oldest first."""
-        rows = self._all(f"{self._QUESTION_SELECT} WHERE q.tag_id = ? ORDER BY q.id", (tag_id,))
+        rows = self.rows(f"{self._QUESTION_SELECT} WHERE q.tag_id = ? ORDER BY q.id", (tag_id,))
         return [self._question(row) for row in rows]
 
     def count_questions(self, tag_id: int) -> int:
@@ -226,13 +243,16 @@ class Store:
         return {row[0] for row in rows}
 
     def insert_questions(self, project_id: int, tag: Tag, texts: list[str]) -> list[Question]:
-        """Insert questions for `tag`; caller has removed duplicates. Call in a transaction."""
+        """Insert questions for `tag` and return those inserted; one the project already has (added meanwhile)
+        is skipped. Call in a transaction."""
         created = []
         for text in texts:
             cursor = self.db.execute(
-                "INSERT INTO questions (project_id, tag_id, text, norm, created_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO questions (project_id, tag_id, text, norm, created_at) VALUES (?, ?, ?, ?, ?)",
                 (project_id, tag.id, text, normalize(text), now_iso()),
             )
+            if cursor.rowcount == 0:
+                continue
             created.append(Question(id=cursor.lastrowid, tag_id=tag.id, tag_path=tag.path, text=text))
         return created
 
@@ -253,24 +273,26 @@ class Store:
         total = self.db.execute(
             "SELECT COUNT(*) FROM questions q LEFT JOIN answers a ON a.question_id = q.id WHERE " + clause, params
         ).fetchone()[0]
-        rows = self._all(f"{self._QUESTION_SELECT} WHERE {clause} ORDER BY q.id LIMIT ? OFFSET ?",
+        rows = self.rows(f"{self._QUESTION_SELECT} WHERE {clause} ORDER BY q.id LIMIT ? OFFSET ?",
                          (*params, limit, offset))
         return total, [self._question(row) for row in rows]
 
     # -- answers -------------------------------------------------------------------------
 
     def save_answer(self, project_id: int, question_id: int, answer: str, reasoning: str, reasoning_source: str,
-                    model: str, input_tokens: int, output_tokens: int) -> None:
-        """Store (or replace) the answer of a question. Call in a transaction."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO answers (question_id, project_id, answer, reasoning, reasoning_source, model,"
+                    model: str, input_tokens: int, output_tokens: int, *, replace: bool) -> bool:
+        """Store the answer of a question; returns False when it already had one and `replace` is off (an answer
+        stored meanwhile, perhaps already reviewed, is never overwritten). Call in a transaction."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        return self.db.execute(
+            f"{verb} INTO answers (question_id, project_id, answer, reasoning, reasoning_source, model,"
             " input_tokens, output_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (question_id, project_id, answer, reasoning, reasoning_source, model, input_tokens, output_tokens,
              now_iso()),
-        )
+        ).rowcount > 0
 
     def get_answer(self, project_id: int, question_id: int) -> Answer | None:
-        row = self._one(
+        row = self.row(
             "SELECT a.*, q.text AS question, t.path AS tag_path FROM answers a JOIN questions q ON q.id ="
             " a.question_id JOIN tags t ON t.id = q.tag_id WHERE a.question_id = ? AND a.project_id = ?",
             (question_id, project_id),

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlite_utils import Database
 
 from treedistill.server.models import Answer, ModelSpec
-from treedistill.server.store.catalog import Store, now_iso
+from treedistill.server.store.catalog import Store, now_iso, open_reader
 
 # The ids of a tag and all the tags below it; binds :tag_id.
 SUBTREE = ("WITH RECURSIVE sub(id) AS (SELECT :tag_id UNION ALL"
@@ -73,8 +71,7 @@ class CurationStore:
     @classmethod
     def open_reader(cls, db_path: str | Path) -> CurationStore:
         """A read-only store on its own connection, for long reads in a worker thread."""
-        conn = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro", uri=True, timeout=30)
-        return cls(Store(Database(conn)))
+        return cls(Store(open_reader(db_path)))
 
     def close(self) -> None:
         self.db.conn.close()
@@ -88,7 +85,7 @@ class CurationStore:
     # -- answers under review --------------------------------------------------------------
 
     def get_answer(self, project_id: int, question_id: int) -> CuratedAnswer | None:
-        row = self.store._one(
+        row = self.store.row(
             "SELECT a.*, q.text AS question, t.path AS tag_path FROM answers a JOIN questions q ON q.id ="
             " a.question_id JOIN tags t ON t.id = q.tag_id WHERE a.question_id = ? AND a.project_id = ?",
             (question_id, project_id),

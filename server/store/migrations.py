@@ -151,6 +151,22 @@ def m002_curation() -> str:
     """
 
 
+@migration
+def m003_one_live_job() -> str:
+    # At most one queued or running job per project, enforced by the database for every process. Older
+    # versions could leave two running: the newest stays, the others stop (resumable). Items of a cancelled
+    # job now simply stay pending (a stopped job's items are never claimed), so old 'cancelled' items rejoin.
+    return """
+        UPDATE jobs SET status = 'cancelled', error = 'stopped: another job was running on the same project'
+         WHERE status IN ('queued', 'running') AND id NOT IN (
+            SELECT MAX(id) FROM jobs WHERE status IN ('queued', 'running') GROUP BY project_id);
+        CREATE UNIQUE INDEX jobs_one_live ON jobs(project_id) WHERE status IN ('queued', 'running');
+        UPDATE work_items SET status = 'pending' WHERE status = 'cancelled';
+        -- A manual call's own count (its target is absolute), so that a repeated call joins only its twin.
+        ALTER TABLE work_items ADD COLUMN requested INTEGER;
+    """
+
+
 def migrate(db: Database) -> int:
     """Apply every step newer than the database's version; return the resulting version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import json_repair
 from pydantic import BaseModel, Field, ValidationError
 
 from treedistill.server.errors import OutputFormatError
+from treedistill.server.text.parsing import load_complete_json
 
 RATIONALE_LIMIT = 1000
 
@@ -18,8 +18,8 @@ class JudgeVerdict(BaseModel):
 
 
 def parse_verdict(raw: str) -> JudgeVerdict:
-    """Parse (repairing malformed JSON) a judge reply; raise OutputFormatError when unusable."""
-    data: Any = json_repair.loads(raw) if raw.strip() else None
+    """Parse (repairing malformed but complete JSON) a judge reply; raise OutputFormatError when unusable or cut off."""
+    data: Any = load_complete_json(raw)
     try:
         verdict = JudgeVerdict.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,278 @@
+"""Engine truth (issue 8): atomic commits, storage faults, honest retries, races, cancel, counts that add up.
+
+Each test drives the real engine against the loopback stand-in; failures are injected at the stand-in or,
+for storage faults, in the store itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from mcp import Client
+
+from tests.test_auto_distill import stored
+from tests.test_manual_tools import call, call_error
+from treedistill.server.engine import Engine
+from treedistill.server.models import ModelSpec
+from treedistill.server.store.queue import WorkQueue
+
+pytestmark = pytest.mark.anyio
+TERMINAL = ("completed", "completed_with_failures", "failed", "cancelled")
+
+
+async def settle(engine: Engine, job_id: int, timeout: float = 30) -> object:
+    """Wait until the job leaves `running` (or the timeout passes) and return its progress."""
+    async with asyncio.timeout(timeout):
+        while (progress := engine.get_progress(job_id)).status not in TERMINAL:
+            await engine.wait_for_job_change(job_id, 0.5)
+    return progress
+
+
+def adds_up(progress) -> bool:
+    """done + failed == total for every kind, and nothing of the plan left pending."""
+    kinds = (progress.tags, progress.questions, progress.answers)
+    return all(k.done + k.failed == k.total for k in kinds) and progress.calls_pending == 0
+
+
+async def test_a_storage_fault_fails_the_job_with_its_reason_and_resume_finishes_it(db_path, env, llm, monkeypatch):
+    engine = await Engine(db_path, env, retry_base_delay=0.01).start()
+    try:
+        project = engine.create_project("Full disk", max_concurrency=1)
+        finish, seen = WorkQueue.finish_item, []
+
+        def disk_fills_on_the_third_finish(self, item_id, status, **kwargs):
+            seen.append(item_id)
+            if len(seen) == 3:
+                raise sqlite3.OperationalError("database or disk is full")
+            return finish(self, item_id, status, **kwargs)
+
+        monkeypatch.setattr(WorkQueue, "finish_item", disk_fills_on_the_third_finish)
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=2, questions_per_tag=2)
+        progress = await settle(engine, job["id"])
+        assert progress.status == "failed"
+        assert "storage error: database or disk is full" in progress.recent_errors[0]
+        # The item whose commit failed left nothing half-written, and nothing is left running.
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM work_items WHERE status = 'running'").fetchone()[0] == 0
+            answers = conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+            done = conn.execute("SELECT COUNT(*) FROM work_items WHERE status = 'done'").fetchone()[0]
+        assert done == 2 and progress.calls_done == 2 and progress.answers.done == answers
+        monkeypatch.undo()  # the disk has room again
+        engine.resume_job(job["id"])
+        progress = await settle(engine, job["id"])
+    finally:
+        await engine.close()
+    assert progress.status == "completed" and adds_up(progress)
+    assert (stored(db_path)["tags"], stored(db_path)["questions"], stored(db_path)["answers"]) == (2, 4, 4)
+    assert llm.stats()["requests"] == 7  # the reply whose commit failed was kept and used, not paid again
+
+
+async def test_a_transaction_commits_all_or_nothing(db_path, env, llm):
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Atomic")
+        store = engine.store
+        with pytest.raises(RuntimeError):
+            with store.transaction():
+                store.insert_tags(project.id, None, ["First"])
+                store.insert_tags(project.id, None, ["Second"])
+                raise RuntimeError("injected between the writes")
+        assert store.children(project.id, None) == []
+        with store.transaction():  # a failing inner block is a savepoint: only it is undone
+            store.insert_tags(project.id, None, ["Kept"])
+            with pytest.raises(RuntimeError):
+                with store.transaction():
+                    store.insert_tags(project.id, None, ["Undone"])
+                    raise RuntimeError("inner")
+        assert [tag.name for tag in store.children(project.id, None)] == ["Kept"]
+    finally:
+        await engine.close()
+
+
+async def test_unusable_output_gets_few_fresh_calls_and_no_long_back_off(db_path, env, llm):
+    engine = await Engine(db_path, env, retry_base_delay=30).start()  # a back-off would blow the timeout
+    try:
+        project = engine.create_project("Garbage", question_model=ModelSpec(model="standin+garbage"))
+        async with asyncio.timeout(10):
+            with pytest.raises(Exception) as failure:
+                await engine.generate_tags(project.id, None, 3)
+    finally:
+        await engine.close()
+    assert type(failure.value).__name__ == "OutputFormatError"
+    assert "gave up after 2 attempts" in str(failure.value)
+    # Two attempts of three calls each (re-asked with the error shown), every one a real call: the second
+    # attempt's first request equals the first's, and is not served from the cache.
+    requests = llm.requests()
+    assert len(requests) == 6 and requests[0]["prompt_key"] == requests[3]["prompt_key"]
+
+
+async def test_an_items_own_400_fails_that_item_only(db_path, env, llm):
+    engine = await Engine(db_path, env, retry_base_delay=0.01).start()
+    try:
+        project = engine.create_project("Filtered", max_concurrency=1)
+        llm.configure(fail_next=[200, 200, 400])  # tags, questions, then the first answer is refused
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=1, questions_per_tag=3)
+        progress = await settle(engine, job["id"])
+    finally:
+        await engine.close()
+    assert progress.status == "completed_with_failures" and adds_up(progress)
+    assert (progress.answers.done, progress.answers.failed) == (2, 1)
+    assert "RequestRejected" in progress.recent_errors[0] and "HTTP 400" in progress.recent_errors[0]
+    assert llm.stats()["requests"] == 5  # the refused request was not retried
+
+
+async def test_a_failed_expansion_fails_the_work_beneath_it(db_path, env, llm):
+    engine = await Engine(db_path, env, max_attempts=1).start()
+    try:
+        project = engine.create_project("Cascade", max_concurrency=1)
+        # Root expansion works (2 tags), then the first child's expansion fails for good.
+        llm.configure(fail_next=[200, 500])
+        job, _ = await engine.auto_distill(project.id, levels=2, tags_per_level=2, questions_per_tag=2)
+        progress = await settle(engine, job["id"])
+    finally:
+        await engine.close()
+    assert progress.status == "completed_with_failures" and adds_up(progress)
+    # The failed child expansion leaves 2 tags, 4 questions and 4 answers unmade (2 + 2 + 4 calls + its own).
+    assert (progress.tags.failed, progress.questions.failed, progress.answers.failed) == (2, 4, 4)
+    assert progress.calls_failed == 1 + 2 + 4 and progress.calls_done == 1 + 1 + 2 + 4
+
+
+async def test_cancel_while_backing_off_after_a_429_makes_no_new_call(db_path, env, llm):
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Paused", max_concurrency=2)
+        llm.configure(fail_next=[429], retry_after=1.0)
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=2, questions_per_tag=1)
+        while llm.stats()["requests"] < 1:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        engine.cancel_job(job["id"])
+        await asyncio.sleep(1.5)  # asserting an absence: the retry was due 1 s after the 429
+        assert llm.stats()["requests"] == 1
+        assert engine.get_progress(job["id"]).status == "cancelled"
+        engine.resume_job(job["id"])
+        progress = await settle(engine, job["id"])
+    finally:
+        await engine.close()
+    assert progress.status == "completed" and adds_up(progress)
+
+
+async def test_cancel_and_resume_do_not_touch_every_queued_item(db_path, env, llm):
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Lazy", max_concurrency=1)
+        llm.configure(latency=0.2)
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=5, questions_per_tag=2)
+        engine.cancel_job(job["id"])
+        with sqlite3.connect(db_path) as conn:
+            statuses = dict(conn.execute("SELECT status, COUNT(*) FROM work_items GROUP BY status").fetchall())
+        assert statuses.get("cancelled", 0) == 0  # constant time: a stopped job's items are just never claimed
+        assert engine.queue.claim_next(project.id) is None
+        llm.configure(latency=0)
+        engine.resume_job(job["id"])
+        progress = await settle(engine, job["id"])
+    finally:
+        await engine.close()
+    assert progress.status == "completed" and (progress.answers.done, progress.answers.total) == (10, 10)
+
+
+async def test_one_job_per_project_even_through_resume(db_path, env, llm):
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Single", max_concurrency=1)
+        llm.configure(latency=0.1)
+        first, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=2, questions_per_tag=1)
+        engine.cancel_job(first["id"])
+        second, created = await engine.auto_distill(project.id, levels=1, tags_per_level=3, questions_per_tag=1)
+        assert created
+        with pytest.raises(Exception, match=f"Job {second['id']} is running on the same project"):
+            engine.resume_job(first["id"])
+        assert [job["status"] for job in engine.queue.list_jobs(project.id)] == ["cancelled", "running"]
+        with pytest.raises(sqlite3.IntegrityError):  # the database itself refuses a second live job
+            engine.queue.set_job_status(first["id"], "running")
+        llm.configure(latency=0)
+        await settle(engine, second["id"])
+    finally:
+        await engine.close()
+
+
+async def test_manual_tags_on_a_tag_the_job_is_expanding_wait_and_add_their_count(server, llm, db_path):
+    async with Client(server) as client:
+        project = await call(client, "create_project", name="Race", max_concurrency=4)
+        llm.configure(latency=0.3)
+        started = await call(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=3,
+                             questions_per_tag=1, answer=False)
+        while llm.stats()["requests"] < 1:  # the job's expansion of the root is in flight
+            await asyncio.sleep(0.01)
+        manual = await call(client, "generate_tags", project_id=project["id"], count=2)
+        assert len(manual["tags"]) == 2  # after the job's 3, not colliding with them
+        await call(client, "get_progress", job_id=started["job_id"], wait_seconds=30)
+    assert stored(db_path)["tags"] == 5 and stored(db_path)["sibling_dupes"] == 0
+
+
+async def test_answer_question_during_the_jobs_answer_pays_once_and_keeps_it(server, llm, db_path):
+    async with Client(server) as client:
+        project = await call(client, "create_project", name="Once", max_concurrency=4)
+        started = await call(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=1,
+                             questions_per_tag=1, answer=False)
+        await call(client, "get_progress", job_id=started["job_id"], wait_seconds=30)
+        question = (await call(client, "list_questions", project_id=project["id"]))["questions"][0]
+        llm.configure(latency=0.4)
+        job = await call(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=1,
+                         questions_per_tag=1)
+        while not any(r["task"] == "answer" for r in llm.requests()):
+            await asyncio.sleep(0.01)
+        answered = await call(client, "answer_question", project_id=project["id"], question_id=question["id"])
+        await call(client, "get_progress", job_id=job["job_id"], wait_seconds=30)
+    assert sum(r["task"] == "answer" for r in llm.requests()) == 1
+    assert answered["answer"]["answer"].startswith("Answer to:")
+
+
+async def test_a_repeated_manual_call_honours_its_own_count(db_path, env, llm):
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Counts")
+        llm.configure(latency=0.3)
+        with pytest.raises(TimeoutError):  # the client gives up; the paid call goes on and is stored
+            async with asyncio.timeout(0.1):
+                await engine.generate_tags(project.id, None, 2)
+        _, repeated = await engine.generate_tags(project.id, None, 2)  # the same call again: joins it
+        assert len(repeated) == 2 and llm.stats()["requests"] == 1
+        _, more = await engine.generate_tags(project.id, None, 5)
+        assert len(more) == 5 and len(engine.store.children(project.id, None)) == 7
+    finally:
+        await engine.close()
+
+
+async def test_manual_errors_keep_their_type_and_message(client, llm):
+    project = await call(client, "create_project", name="Denied")
+    llm.configure(fail_next=[401])
+    message = await call_error(client, "generate_tags", project_id=project["id"], count=2)
+    assert "FatalProviderError" in message and "HTTP 401" in message and "OPENAI_API_KEY" in message
+    assert "treedistill doctor" not in message
+    llm.configure(fail_next=[400])
+    message = await call_error(client, "generate_tags", project_id=project["id"], count=2)
+    assert "HTTP 400" in message and "Check the endpoint" not in message
+
+
+async def test_a_question_answered_meanwhile_counts_as_done_without_a_call(db_path, env, llm):
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Meanwhile", max_concurrency=1)
+        store = engine.store
+        with store.transaction():
+            (tag,) = store.insert_tags(project.id, None, ["Only"])
+            first, second = store.insert_questions(project.id, tag, ["What is one?", "What is two?"])
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=1, questions_per_tag=2)
+        engine.cancel_job(job["id"])  # before the lane claims anything
+        with store.transaction():  # answered by hand (or by another process) while the job was stopped
+            store.save_answer(project.id, first.id, "By hand", "r", "prompted", "m", 1, 1, replace=False)
+        engine.resume_job(job["id"])
+        progress = await settle(engine, job["id"])
+        kept = engine.store.get_answer(project.id, first.id).answer
+    finally:
+        await engine.close()
+    assert progress.status == "completed" and (progress.answers.done, progress.answers.total) == (2, 2)
+    assert llm.stats()["requests"] == 1 and kept == "By hand"

@@ -1,0 +1,132 @@
+"""Fast unit tests of the queue, planner, progress and call cache: real SQLite, no MCP in between."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import pytest
+
+from treedistill.server.models import ModelSpec
+from treedistill.server.providers.base import ChatMessage, ChatRequest, ChatResult
+from treedistill.server.scheduling.calls import LLMCaller
+from treedistill.server.scheduling.planner import plan_top_up, unmade_work
+from treedistill.server.scheduling.progress import job_progress
+from treedistill.server.store.catalog import Store, open_database
+from treedistill.server.store.curation import CurationStore, ExportFilter
+from treedistill.server.store.queue import WorkQueue
+
+pytestmark = pytest.mark.anyio
+SPEC = ModelSpec(model="standin")
+
+
+@pytest.fixture
+def store(db_path) -> Store:
+    store = Store(open_database(db_path))
+    yield store
+    store.db.conn.close()
+
+
+@pytest.fixture
+def queue(store: Store) -> WorkQueue:
+    return WorkQueue(store)
+
+
+def project_with_questions(store: Store, tags: int, per_tag: int) -> int:
+    project = store.insert_project("Unit", "Unit", "en", SPEC, SPEC, 4)
+    with store.transaction():
+        for tag in store.insert_tags(project.id, None, [f"Tag {n}" for n in range(tags)]):
+            store.insert_questions(project.id, tag, [f"Question {n} of {tag.name}?" for n in range(per_tag)])
+    return project.id
+
+
+def new_job(queue: WorkQueue, project_id: int, items: list[dict], status: str = "running") -> int:
+    with queue.store.transaction():
+        job_id = queue.create_job(project_id, {"levels": 1, "tags_per_level": 1, "questions_per_tag": 1,
+                                               "answer": True})
+        queue.add_job_items(project_id, job_id, items)
+    queue.set_job_status(job_id, status)
+    return job_id
+
+
+def test_claim_next_skips_the_items_of_a_stopped_job(store, queue):
+    project_id = project_with_questions(store, 1, 2)
+    question_ids = store.unanswered_question_ids(project_id)
+    job_id = new_job(queue, project_id, [{"kind": "answer", "question_id": qid} for qid in question_ids])
+    queue.set_job_status(job_id, "cancelled")
+    assert queue.claim_next(project_id) is None
+    queue.set_job_status(job_id, "running")
+    assert queue.claim_next(project_id).question_id == question_ids[0]
+
+
+def test_claim_next_never_runs_two_items_on_one_target(store, queue):
+    project_id = project_with_questions(store, 1, 1)
+    (question_id,) = store.unanswered_question_ids(project_id)
+    new_job(queue, project_id, [{"kind": "answer", "question_id": question_id}])
+    manual = queue.add_item(project_id, "answer", question_id=question_id)
+    first = queue.claim_next(project_id)
+    assert first.id == manual  # manual calls jump the queue
+    assert queue.claim_next(project_id) is None  # the job's item on the same question waits
+    with store.transaction():
+        queue.finish_item(first.id, "done")
+    assert queue.claim_next(project_id).job_id is not None
+
+
+def test_planner_counts_no_answers_when_answer_is_off(store):
+    project_id = project_with_questions(store, 2, 1)
+    without = plan_top_up(store, project_id, levels=1, tags_per_level=3, questions_per_tag=2, answer=False)
+    assert (without.tags, without.questions, without.answers) == (1, 2 + 2, 0)
+    assert without.calls == 1 + 1 + 2  # root expansion, the new tag's questions, the 2 old tags' top-ups
+    assert [item["kind"] for item in without.items] == ["tags", "questions", "questions"]
+    with_answers = plan_top_up(store, project_id, levels=1, tags_per_level=3, questions_per_tag=2, answer=True)
+    assert with_answers.answers == 2 + 2 + 2 and with_answers.calls == without.calls + 6
+
+
+def test_unmade_work_of_failed_items():
+    params = {"levels": 3, "tags_per_level": 2, "questions_per_tag": 5, "answer": True}
+    root = unmade_work("tags", 0, 2, params)  # 2 + 4 + 8 tags; 8 leaves x 5 questions and answers
+    assert (root.tags, root.questions, root.answers) == (14, 40, 40)
+    assert root.calls == 1 + 14 + 40
+    leaf = unmade_work("questions", 3, 3, {**params, "answer": False})
+    assert (leaf.tags, leaf.questions, leaf.answers, leaf.calls) == (0, 3, 0, 1)
+    assert unmade_work("answer", 0, 1, params).calls == 1
+
+
+def test_progress_adds_up_from_the_counters(store, queue):
+    project_id = project_with_questions(store, 1, 1)
+    job_id = new_job(queue, project_id, [])
+    with store.transaction():
+        queue.add_job_counts(job_id, planned_answers=10, planned_calls=10, answers_done=6, calls_done=6,
+                             answers_failed=1, calls_failed=1)
+    progress = job_progress(queue.get_job(job_id), {"answer"}, Counter(answers=2), [])
+    assert progress.calls_pending == 3 and progress.stage == "answering"
+    assert progress.answers.model_dump() == {"done": 6, "total": 10, "failed": 1, "in_flight": 2}
+
+
+async def test_a_cached_reply_is_served_without_a_new_call(store, queue, llm, env):
+    project_id = project_with_questions(store, 1, 1)
+    item_id = queue.add_item(project_id, "answer", question_id=store.unanswered_question_ids(project_id)[0])
+    item = queue.claim_next(project_id)
+    assert item.id == item_id
+    request = ChatRequest(messages=[ChatMessage(role="user", content="What is a pivot?")])
+    key = hashlib.sha256(f"{item.id}\n{SPEC.model_dump_json()}\n{request.model_dump_json()}".encode()).hexdigest()
+    with store.transaction():  # a reply that arrived just before a crash
+        queue.cache_response(key, item.id, ChatResult(content="cached", reasoning="r", model="m").model_dump())
+    caller = LLMCaller(queue, env)
+    try:
+        reply = await caller.call(item, SPEC, request)
+    finally:
+        await caller.aclose()
+    assert reply.content == "cached" and llm.stats()["requests"] == 0
+
+
+def test_per_tag_cap_keeps_confirmed_answers_first(store):
+    project_id = project_with_questions(store, 1, 3)
+    curation = CurationStore(store)
+    question_ids = store.unanswered_question_ids(project_id)
+    with store.transaction():
+        for qid in question_ids:
+            store.save_answer(project_id, qid, "a", "r", "reasoning_content", "m", 1, 1, replace=False)
+    curation.set_confirmed([question_ids[2]], True)
+    rows = list(curation.export_rows(project_id, ExportFilter(per_tag_cap=1)))
+    assert [row["question_id"] for row in rows] == [question_ids[2]]
