@@ -21,6 +21,7 @@ environment:
   TREEDISTILL_MODEL         question model name, and the teacher's unless set below (--model)
   TREEDISTILL_ANSWER_MODEL  teacher model name (--answer-model)
   TREEDISTILL_PROVIDER      openai or anthropic, overriding the guess from the keys
+  TREEDISTILL_ENDPOINTS     more endpoints model specs may use: URL=KEY_VARIABLE or URL, comma-separated
   TREEDISTILL_DB            database path (--db; default: treedistill.db in the user data dir)
   TREEDISTILL_TOKEN         bearer token for serve --http (--token)
   TREEDISTILL_ALLOW_ANY_EXPORT_PATH
