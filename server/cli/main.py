@@ -101,7 +101,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str])
         if sys.stdin.isatty():  # a person started it by hand: say what it serves and how to stop it
             print(f"treedistill serve: {setup_summary(path, environ)}; MCP over stdio, waiting for a client "
                   "(Ctrl-C stops).", file=sys.stderr, flush=True)
-        run_stdio(server, path)
+        run_stdio(server)
         return EXIT_OK
     from treedistill.server.http.auth import check_token
     from treedistill.server.http.server import is_loopback, serve_http
@@ -211,7 +211,8 @@ def with_models(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[st
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     chosen = {"requests_per_minute": args.rpm, "tokens_per_minute": args.tpm, "max_attempts": args.max_attempts,
               "retry_base_delay": args.retry_delay}
-    return {name: value for name, value in chosen.items() if value is not None}
+    role = args.command + (" --http" if getattr(args, "http", False) else "")  # shown in the workers list
+    return {"role": role, **{name: value for name, value in chosen.items() if value is not None}}
 
 
 def _log_to_stderr(level: int) -> None:
