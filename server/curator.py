@@ -188,13 +188,17 @@ class Curator:
             self.store.get_tag(project_id, tag_id)
         if question_ids is not None:
             question_ids = self._known_questions(project_id, question_ids, answered=True)
-        spec = judge_model or self.curation.judge_model(project_id) or project.answer_model
+        remembered = self.curation.judge_model(project_id)
+        spec = judge_model or remembered or project.answer_model
         self.caller.provider(spec)  # raises MissingAPIKey before anything is queued
         if judge_model is not None:
-            self.curation.set_judge_model(project_id, judge_model)
+            self.curation.set_judge_model(project_id, judge_model)  # the judge items read their model from here
         targets = self.curation.answers_to_judge(project_id, question_ids, tag_id, rescore, limit)
         items = await self._run_judges(project_id, targets, rescore, progress)
         failed = [item for item in items if item.status != "done"]
+        if judge_model is not None and len(failed) == len(items):
+            # Remembered only once a call with it worked: a model that 404s must not become the default.
+            self.curation.set_judge_model(project_id, remembered)
         if failed and len(failed) == len(items):
             raise ProviderError(f"The judge could not score any of {len(items)} answers: {failed[0].error}. "
                                 "Check the judge model and call score_answers again.")
