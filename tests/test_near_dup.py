@@ -8,6 +8,7 @@ import asyncio
 import functools
 import itertools
 import random
+import sys
 import time
 
 import pytest
@@ -243,6 +244,7 @@ async def find_duplicates_while_other_tools_answer(client: Client, db_path) -> N
     async def on_progress(done, total, message):
         updates.append((done, total))
 
+    switch_interval = sys.getswitchinterval()
     search = asyncio.create_task(client.call_tool("find_duplicates", {"project_id": pid, "limit": 500},
                                                   progress_callback=on_progress))
     await asyncio.sleep(0.05)
@@ -261,6 +263,7 @@ async def find_duplicates_while_other_tools_answer(client: Client, db_path) -> N
     assert len(during) >= 6, latencies  # the search took long enough to be measured against
     assert max(during)[0] < 0.5, max(during)
     assert updates and updates[-1][0] == updates[-1][1]
+    assert sys.getswitchinterval() == switch_interval  # shortened during the search only
 
     assert report["questions_checked"] == 20_008
     groups = {tuple(sorted(q["question_id"] for q in group["questions"])) for group in report["groups"]}
