@@ -125,6 +125,8 @@ async def find_duplicates(engine: Engine, project_id: int) -> Any:
 async def measure_search(engine: Engine, size: int) -> dict[str, Any]:
     project_id, tags = fill_project(engine, f"Stalls {size}", synthetic_questions(size))
     job, _ = engine.auto_distill(project_id, levels=1, tags_per_level=tags, questions_per_tag=1, answer=False)
+    async with Ticker() as idle:  # the machine's own noise: the same loop with nothing else to do
+        await asyncio.sleep(1.0)
     progress_ms: list[float] = []
     before = rss_mib()
     async with Ticker() as ticker:
@@ -138,7 +140,7 @@ async def measure_search(engine: Engine, size: int) -> dict[str, Any]:
         wall = time.perf_counter() - started
         report = search.result()
     return {"size": size, "wall": wall, "groups": report.group_count, "duplicates": report.duplicate_count,
-            "memory": ticker.peak_rss - before, "stall": ticker.longest * 1000,
+            "memory": ticker.peak_rss - before, "stall": ticker.longest * 1000, "idle": idle.longest * 1000,
             "progress_median": statistics.median(progress_ms), "progress_max": max(progress_ms),
             "probes": len(progress_ms), "project_id": project_id, "tags": tags}
 
@@ -158,13 +160,14 @@ async def run(url: str, db: Path, sizes: list[int]) -> None:
     engine = await Engine(db, env).start()
     try:
         print("| questions | find_duplicates wall | groups (questions removable) | memory above baseline "
-              "| longest loop stall | get_progress median / max (calls) |")
+              "| longest loop stall (idle: before the search) | get_progress median / max (calls) |")
         print("|---|---|---|---|---|---|")
         last = None
         for size in sizes:
             last = await measure_search(engine, size)
             print(f"| {size:,} | {last['wall']:.2f} s | {last['groups']:,} ({last['duplicates']:,}) "
-                  f"| {last['memory']:.0f} MiB | {last['stall']:.1f} ms | {last['progress_median']:.1f} ms / "
+                  f"| {last['memory']:.0f} MiB | {last['stall']:.1f} ms (idle {last['idle']:.1f} ms) "
+                  f"| {last['progress_median']:.1f} ms / "
                   f"{last['progress_max']:.1f} ms ({last['probes']}) |", flush=True)
         planned = await measure_planning(engine, last["project_id"], last["tags"])
         print(f"\nauto_distill planning {planned['answers']:,} answers: {planned['wall']:.2f} s, "
