@@ -2,6 +2,7 @@
 
     python benchmarks/event_loop_stalls.py                 # 10k, 30k and 100k questions
     python benchmarks/event_loop_stalls.py --sizes 2000    # a quick run (tests/test_benchmarks.py)
+    python benchmarks/event_loop_stalls.py --threshold 0.3 # the loosest threshold the tool accepts
 
 For each size a project gets that many synthetic questions straight through the store (100 per tag, with
 rewordings planted among them). Then engine.curator.find_duplicates runs while, on the same event loop, a
@@ -116,13 +117,13 @@ class Ticker:
         self._task.cancel()
 
 
-async def find_duplicates(engine: Engine, project_id: int) -> Any:
+async def find_duplicates(engine: Engine, project_id: int, threshold: float) -> Any:
     """The engine call the find_duplicates tool makes (awaited when it is a coroutine, as it is now)."""
-    result = engine.curator.find_duplicates(project_id, None, 0.7, 50)
+    result = engine.curator.find_duplicates(project_id, None, threshold, 50)
     return await result if inspect.isawaitable(result) else result
 
 
-async def measure_search(engine: Engine, size: int) -> dict[str, Any]:
+async def measure_search(engine: Engine, size: int, threshold: float) -> dict[str, Any]:
     project_id, tags = fill_project(engine, f"Stalls {size}", synthetic_questions(size))
     job, _ = engine.auto_distill(project_id, levels=1, tags_per_level=tags, questions_per_tag=1, answer=False)
     async with Ticker() as idle:  # the machine's own noise: the same loop with nothing else to do
@@ -130,7 +131,7 @@ async def measure_search(engine: Engine, size: int) -> dict[str, Any]:
     progress_ms: list[float] = []
     before = rss_mib()
     async with Ticker() as ticker:
-        search = asyncio.create_task(find_duplicates(engine, project_id))
+        search = asyncio.create_task(find_duplicates(engine, project_id, threshold))
         started = time.perf_counter()
         while not search.done():
             t = time.perf_counter()
@@ -156,7 +157,7 @@ async def measure_planning(engine: Engine, project_id: int, tags: int) -> dict[s
     return {"answers": job["planned_answers"], "wall": wall, "stall": ticker.longest * 1000}
 
 
-async def run(url: str, db: Path, sizes: list[int]) -> None:
+async def run(url: str, db: Path, sizes: list[int], threshold: float) -> None:
     env = {"OPENAI_BASE_URL": f"{url}/v1", "OPENAI_API_KEY": "sk-bench", "TREEDISTILL_MODEL": "standin"}
     engine = await Engine(db, env).start()
     try:
@@ -165,7 +166,7 @@ async def run(url: str, db: Path, sizes: list[int]) -> None:
         print("|---|---|---|---|---|---|")
         last = None
         for size in sizes:
-            last = await measure_search(engine, size)
+            last = await measure_search(engine, size, threshold)
             print(f"| {size:,} | {last['wall']:.2f} s | {last['groups']:,} ({last['duplicates']:,}) "
                   f"| {last['memory']:.0f} MiB | {last['stall']:.1f} ms (idle {last['idle']:.1f} ms) "
                   f"| {last['progress_median']:.1f} ms / "
@@ -180,11 +181,12 @@ async def run(url: str, db: Path, sizes: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
+    parser.add_argument("--threshold", type=float, default=0.7, help="find_duplicates threshold (default 0.7)")
     args = parser.parse_args()
     process, url = start_standin(latency=60.0, jitter=0.0)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(run(url, Path(tmp) / "stalls.db", args.sizes))
+            asyncio.run(run(url, Path(tmp) / "stalls.db", args.sizes, args.threshold))
     finally:
         process.kill()
         process.wait()

@@ -16,6 +16,7 @@ from mcp import Client
 
 from benchmarks.event_loop_stalls import synthetic_questions
 from treedistill.server.store.catalog import Store, open_database
+from treedistill.server.text import near_dup
 from treedistill.server.text.near_dup import (
     DEFAULT_THRESHOLD,
     MAX_MISS,
@@ -280,3 +281,25 @@ async def find_duplicates_while_other_tools_answer(client: Client, db_path) -> N
     expected = exact_groups_of_synthetic(20_000, 5, DEFAULT_THRESHOLD)
     assert report["group_count"] == len(expected) + 2
     assert report["duplicate_count"] == sum(len(members) - 1 for members, _ in expected) + 3
+
+
+def test_big_buckets_are_paired_in_steps_and_match_the_exact_groups():
+    # 400 questions sharing four of their five content words: at 0.5 most fall into the same LSH buckets,
+    # far above the size paired as one matrix.
+    letters = "bcdfghjklmnpqrtvwxyz"
+    texts = [f"How does the zorblax quantum flux capacitor handle load zq{a}{b}?" for a in letters for b in letters]
+    assert len({tokens(text) for text in texts}) == 400 and similarity(texts[0], texts[1]) == 0.75
+    found = group_near_duplicates(enumerate(texts), 0.5)
+    assert found == exact_groups(texts, 0.5) == [(list(range(400)), 0.75)]
+
+
+async def test_a_search_that_would_compare_too_many_pairs_is_refused(client, llm, db_path, monkeypatch):
+    monkeypatch.setattr(near_dup, "MAX_CANDIDATE_PAIRS", 2000)  # 0.6 needs about 1,500 here, 0.3 about 3,000
+    project = await call(client, "create_project", name="Loose")
+    tag = (await call(client, "generate_tags", project_id=project["id"], count=1))["tags"][0]
+    await call(client, "add_questions", project_id=project["id"], tag_id=tag["id"], allow_near_duplicates=True,
+               questions=[f"Why does the {word} tide rise near the harbour?" for word in
+                          "red blue green grey black white pink gold teal navy cyan plum".split()])
+    assert (await call(client, "find_duplicates", project_id=project["id"], threshold=0.6))["group_count"] == 1
+    message = await call_error(client, "find_duplicates", project_id=project["id"], threshold=0.3)
+    assert "12 questions share too many words" in message and "Nothing was compared" in message

@@ -36,6 +36,7 @@ from datasketch import MinHash
 from datasketch.hashfunc import sha1_hash32
 from pydantic import BaseModel, Field
 
+from treedistill.server.errors import InvalidInput
 from treedistill.server.text.dedup import normalize
 
 DEFAULT_THRESHOLD = 0.7
@@ -164,6 +165,9 @@ NUM_PERM = 192  # MinHash functions per signature
 MAX_MISS = 1e-3  # most likely miss of a pair exactly at the threshold
 _PROGRESS_EVERY = 2048
 _CHUNK = 16_384  # candidate pairs per numpy step
+# Bound on candidate_pair_bound: about a minute of checking. The default threshold on 100,000 questions
+# needs about 1/20 of it; a loose one (0.3) on a large project pairs nearly everything with everything.
+MAX_CANDIDATE_PAIRS = 20_000_000
 
 
 def lsh_bands(threshold: float, num_perm: int = NUM_PERM, max_miss: float = MAX_MISS) -> tuple[int, int]:
@@ -208,27 +212,50 @@ def _band_keys(entries: list[Entry], threshold: float, progress: StepProgress) -
     return keys
 
 
+def _buckets(column: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows sorted by key, start of each run of equal keys in that order, length of each run)."""
+    order = np.argsort(column, kind="stable")
+    ordered = column[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return order, starts, np.diff(np.r_[starts, len(column)])
+
+
+def candidate_pair_bound(keys: np.ndarray) -> int:
+    """Pairs sharing a bucket, summed over the bands: at least the number of candidates, cheap to count."""
+    total = 0
+    for band in range(keys.shape[1]):
+        sizes = _buckets(keys[:, band])[2]
+        total += int((sizes * (sizes - 1) // 2).sum())
+    return total
+
+
+def _bucket_pairs(order: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every pair within each bucket, about _CHUNK at a time."""
+    for size in np.unique(sizes[sizes > 1]).tolist():
+        firsts = starts[sizes == size]
+        if size * (size - 1) // 2 <= _CHUNK:  # small buckets: many at once, as rows of a matrix
+            first, second = np.triu_indices(size, 1)
+            step = max(1, _CHUNK // len(first))
+            for at in range(0, len(firsts), step):
+                members = order[firsts[at:at + step, None] + np.arange(size)]
+                yield members[:, first].ravel(), members[:, second].ravel()
+        else:  # a big bucket: one member against the later ones at a time
+            for begin in firsts.tolist():
+                members = order[begin:begin + size]
+                for k in range(size - 1):
+                    yield np.full(size - 1 - k, members[k]), members[k + 1:]
+
+
 def _candidate_pairs(keys: np.ndarray) -> Iterator[tuple[int, list[int], list[int]]]:
     """(band, rows i, rows j): the pairs that share the band's key and no earlier band's, so each pair comes once.
 
-    Numpy holds the GIL while it works, so no single step here handles more than _CHUNK pairs: the event
-    loop's thread gets its turn between steps (one big sort of every pair would stall it for 100s of ms).
+    Numpy holds the GIL while it works, so no single step here handles much more than _CHUNK pairs: the
+    event loop's thread gets its turn between steps (one big sort of every pair would stall it for 100s of ms).
     """
-    rows = len(keys)
     for band in range(keys.shape[1]):
-        column = keys[:, band]
-        order = np.argsort(column, kind="stable")
-        ordered = column[order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        sizes = np.diff(np.r_[starts, rows])
-        for size in np.unique(sizes[sizes > 1]).tolist():
-            members = order[starts[sizes == size][:, None] + np.arange(size)]  # a row per bucket of this size
-            first, second = np.triu_indices(size, 1)
-            firsts, seconds = members[:, first].ravel(), members[:, second].ravel()
-            for start in range(0, len(firsts), _CHUNK):
-                a, b = firsts[start:start + _CHUNK], seconds[start:start + _CHUNK]
-                seen = (keys[a, :band] == keys[b, :band]).any(axis=1)
-                yield band, a[~seen].tolist(), b[~seen].tolist()
+        for a, b in _bucket_pairs(*_buckets(keys[:, band])):
+            seen = (keys[a, :band] == keys[b, :band]).any(axis=1)
+            yield band, a[~seen].tolist(), b[~seen].tolist()
 
 
 def group_near_duplicates(items: Iterable[tuple[Hashable, str]], threshold: float = DEFAULT_THRESHOLD,
@@ -274,6 +301,12 @@ def group_near_duplicates(items: Iterable[tuple[Hashable, str]], threshold: floa
 
     signed = lambda done, count: report(len(keys) + len(keys) * done // count, total)  # noqa: E731
     band_keys = _band_keys(entries, threshold, signed) if len(entries) > 1 else np.empty((0, 1), np.uint64)
+    bound = candidate_pair_bound(band_keys)
+    if bound > MAX_CANDIDATE_PAIRS:
+        raise InvalidInput(
+            f"At threshold {threshold:g}, {len(keys):,} questions share too many words: about {bound:,} pairs would "
+            f"have to be compared (the most is {MAX_CANDIDATE_PAIRS:,}). Use a higher threshold or "
+            "a tag_id to search one subtree at a time. Nothing was compared.")
     for band, firsts, seconds in _candidate_pairs(band_keys):
         report(2 * len(keys) + len(keys) * band // band_keys.shape[1], total)
         for i, j in zip(firsts, seconds):
