@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.auto_distill_bench import start_standin  # noqa: E402
 from treedistill.server.engine import Engine  # noqa: E402
+from treedistill.server.errors import InvalidInput  # noqa: E402
 from treedistill.server.text.dedup import normalize  # noqa: E402
 
 PER_TAG = 100
@@ -139,7 +140,11 @@ async def measure_search(engine: Engine, size: int, threshold: float) -> dict[st
             progress_ms.append((time.perf_counter() - t) * 1000)
             await asyncio.wait([search], timeout=PROBE_EVERY)
         wall = time.perf_counter() - started
-        report = search.result()
+        try:
+            report = search.result()
+        except InvalidInput as refused:  # too loose a threshold for the project's size
+            print(f"| {size:,} | refused after {wall:.2f} s: {str(refused).split(':')[0]} |", flush=True)
+            return {}
     return {"size": size, "wall": wall, "groups": report.group_count, "duplicates": report.duplicate_count,
             "memory": ticker.peak_rss - before, "stall": ticker.longest * 1000, "idle": idle.longest * 1000,
             # A search on the loop itself (the code before this benchmark) leaves no room for a single probe.
@@ -166,11 +171,16 @@ async def run(url: str, db: Path, sizes: list[int], threshold: float) -> None:
         print("|---|---|---|---|---|---|")
         last = None
         for size in sizes:
-            last = await measure_search(engine, size, threshold)
+            measured = await measure_search(engine, size, threshold)
+            if not measured:
+                continue
+            last = measured
             print(f"| {size:,} | {last['wall']:.2f} s | {last['groups']:,} ({last['duplicates']:,}) "
                   f"| {last['memory']:.0f} MiB | {last['stall']:.1f} ms (idle {last['idle']:.1f} ms) "
                   f"| {last['progress_median']:.1f} ms / "
                   f"{last['progress_max']:.1f} ms ({last['probes']}) |", flush=True)
+        if last is None:
+            return
         planned = await measure_planning(engine, last["project_id"], last["tags"])
         print(f"\nauto_distill planning {planned['answers']:,} answers: {planned['wall']:.2f} s, "
               f"longest loop stall {planned['stall']:.0f} ms")
