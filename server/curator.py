@@ -209,17 +209,14 @@ class Curator:
             self.store.get_tag(project_id, tag_id)
         if question_ids is not None:
             question_ids = self._known_questions(project_id, question_ids, answered=True)
-        remembered = self.curation.judge_model(project_id)
-        spec = judge_model or remembered or project.answer_model
+        spec = judge_model or self.curation.judge_model(project_id) or project.answer_model
         self.caller.provider(spec)  # raises MissingAPIKey before anything is queued
-        if judge_model is not None:
-            self.curation.set_judge_model(project_id, judge_model)  # the judge items read their model from here
         targets = self.curation.answers_to_judge(project_id, question_ids, tag_id, rescore, limit)
-        items = await self._run_judges(project_id, targets, rescore, progress)
+        items = await self._run_judges(project_id, targets, rescore, judge_model, progress)
         failed = [item for item in items if item.status != "done"]
-        if judge_model is not None and len(failed) == len(items):
+        if judge_model is not None and len(failed) < len(items):
             # Remembered only once a call with it worked: a model that 404s must not become the default.
-            self.curation.set_judge_model(project_id, remembered)
+            self.curation.set_judge_model(project_id, judge_model)
         if failed and len(failed) == len(items):
             raise ProviderError(f"The judge could not score any of {len(items)} answers: {failed[0].error}. "
                                 "Check the judge model and call score_answers again.")
@@ -237,12 +234,13 @@ class Curator:
         )
 
     async def _run_judges(self, project_id: int, question_ids: list[int], rescore: bool,
-                          progress: Progress | None) -> list[WorkItem]:
+                          judge_model: ModelSpec | None, progress: Progress | None) -> list[WorkItem]:
         """Queue (or join a queued) judge item per question and wait for all of them to settle."""
         running = self.curation.open_judge_items(project_id)
         with self.store.transaction():
             item_ids = [running[qid] if qid in running else
-                        self.queue.add_item(project_id, "judge", question_id=qid, regenerate=rescore)
+                        self.queue.add_item(project_id, "judge", question_id=qid, regenerate=rescore,
+                                            model=judge_model)
                         for qid in question_ids]
         self.scheduler.notify(project_id)
         beat = None if progress is None else lambda settled, total, _elapsed: progress(settled, total)

@@ -238,8 +238,8 @@ async def find_duplicates_while_other_tools_answer(client: Client, db_path) -> N
     pid = project["id"]
     tags = (await call(client, "generate_tags", project_id=pid, count=10))["tags"]
     planted = fill_project(db_path, pid, [tag["id"] for tag in tags], 20_000)
-    job = await call(client, "auto_distill", project_id=pid, levels=1, tags_per_level=10, questions_per_tag=1,
-                     answer=False)  # nothing to do: a job for get_progress to read
+    job = await call(client, "auto_distill", project_id=pid, levels=1, tags_per_level=11, questions_per_tag=1,
+                     answer=False)  # one more tag: a small job for get_progress to read
     updates = []
 
     async def on_progress(done, total, message):

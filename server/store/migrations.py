@@ -186,6 +186,8 @@ def m004_many_processes() -> str:
         ALTER TABLE work_items ADD COLUMN not_before REAL;
         ALTER TABLE work_items ADD COLUMN format_attempts INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE work_items ADD COLUMN rate_limited_attempts INTEGER NOT NULL DEFAULT 0;
+        -- The model spec an item must use when it is not the project's (a judge model being tried).
+        ALTER TABLE work_items ADD COLUMN model TEXT;
         CREATE INDEX work_items_running ON work_items(project_id, lease_owner) WHERE status = 'running';
         ALTER TABLE jobs ADD COLUMN planned_by TEXT;
         ALTER TABLE jobs ADD COLUMN active_seconds REAL NOT NULL DEFAULT 0;

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from treedistill.server.errors import NotFound
+from treedistill.server.models import ModelSpec
 from treedistill.server.store.catalog import Store, now_iso
 
 # Manual calls jump the queue; within a job, expanding the tree comes first so the window stays full.
@@ -36,6 +37,7 @@ class WorkItem(BaseModel):
     rate_limited_attempts: int = 0
     lease_owner: str | None = None
     not_before: float | None = None
+    model: str | None = None
 
 
 class WorkQueue:
@@ -55,14 +57,15 @@ class WorkQueue:
 
     def add_item(self, project_id: int, kind: str, *, job_id: int | None = None, tag_id: int | None = None,
                  question_id: int | None = None, target: int = 0, regenerate: bool = False,
-                 requested: int | None = None) -> int:
-        """Queue one item; call inside a transaction when it must land with other writes."""
+                 requested: int | None = None, model: ModelSpec | None = None) -> int:
+        """Queue one item (`model`: a spec to use instead of the project's); call inside a transaction when it
+        must land with other writes."""
         priority = PRIORITY["manual" if job_id is None else kind]
         cursor = self.db.execute(
             "INSERT INTO work_items (project_id, job_id, kind, tag_id, question_id, target, regenerate, priority,"
-            " updated_at, requested) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " updated_at, requested, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (project_id, job_id, kind, tag_id, question_id, target, int(regenerate), priority, time.time(),
-             requested),
+             requested, None if model is None else model.model_dump_json(exclude_none=True)),
         )
         return cursor.lastrowid
 
