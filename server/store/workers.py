@@ -42,8 +42,11 @@ class WorkerRegistry:
         """Forget workers whose heartbeat stopped; their running items and unfinished plans go back. Returns the
         number of items requeued. Items running under no live worker (left by older versions) count too."""
         deadline = time.time() - HEARTBEAT_TIMEOUT
+        here = self.store.rows("SELECT id, pid FROM workers WHERE host = ? AND id != ?", (socket.gethostname(), self.id))
+        gone = [worker["id"] for worker in here if not _alive(worker["pid"])]  # no need to wait out the timeout
         with self.store.transaction():
             self.db.execute("DELETE FROM workers WHERE heartbeat_at < ?", (deadline,))
+            self.db.conn.executemany("DELETE FROM workers WHERE id = ?", [(worker_id,) for worker_id in gone])
             requeued = self.db.execute(
                 "UPDATE work_items SET status = 'pending', lease_owner = NULL WHERE status = 'running'"
                 " AND (lease_owner IS NULL OR lease_owner NOT IN (SELECT id FROM workers))").rowcount
@@ -65,3 +68,14 @@ class WorkerRegistry:
             "SELECT w.id, w.pid, w.host, w.role, w.started_at, w.heartbeat_at, (SELECT COUNT(*) FROM work_items i"
             " WHERE i.status = 'running' AND i.lease_owner = w.id) AS running FROM workers w WHERE heartbeat_at >= ?"
             " ORDER BY started_at", (time.time() - HEARTBEAT_TIMEOUT,))
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this machine still exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
