@@ -149,12 +149,6 @@ class WorkQueue:
                             " (SELECT job_id FROM work_items WHERE id = ?)",
                             (int(counter == "rate_limited_attempts"), item_id))
 
-    def running_on(self, kind: str, tag_id: int | None, question_id: int | None) -> list[int]:
-        """Ids of the items of `kind` running now on the same tag or question (in any process)."""
-        rows = self.db.execute("SELECT id FROM work_items WHERE status = 'running' AND kind = ? AND tag_id IS ?"
-                               " AND question_id IS ?", (kind, tag_id, question_id)).fetchall()
-        return [row[0] for row in rows]
-
     def set_target(self, item_id: int, target: int) -> None:
         """Fix a manual item's absolute target when it first runs."""
         self.db.execute("UPDATE work_items SET target = ? WHERE id = ?", (target, item_id))
