@@ -380,7 +380,8 @@ def _build_reply(task: str, prompt: str, question: str, flags: set[str], admissi
     """The reply text; a dict when a forced tool carries it (`constrained`: a schema fixes the reply's shape)."""
     if task == "answer":
         return _long_answer(question) if "long" in flags else f"Answer to: {question[:200]}"
-    if task != "judge" and not constrained and ("garbage" in flags or admission.garbage or admission.unusable):
+    # Garbage ignores any schema (a server that does not enforce it; for Anthropic, text instead of the tool call).
+    if task != "judge" and ("garbage" in flags or admission.garbage or admission.unusable):
         return _GARBAGE
     if task == "judge":
         score = _SCORE.search(prompt)
@@ -546,6 +547,7 @@ async def _complete(request: Request, api: str) -> Response:
         "model": model,
         "task": task,
         "question": question[:300],
+        "last_user": next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")[:600],
         "prompt_key": hashlib.sha256(json.dumps(messages, ensure_ascii=False).encode()).hexdigest(),
         "task_key": hashlib.sha256(prompt.encode()).hexdigest(),
         "json_mode": response_format is not None or forced_tool is not None,

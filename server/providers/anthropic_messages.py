@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import anthropic
+import httpx2
 
 from treedistill.server.errors import RequestRejected, TransientProviderError
 from treedistill.server.models import ModelSpec
@@ -57,7 +58,7 @@ class AnthropicMessagesProvider:
         try:
             limits = anthropic_rate_limits(stream.response.headers)
             message = await stream.get_final_message()
-        except anthropic.APIError as exc:
+        except (anthropic.APIError, httpx2.TransportError) as exc:  # this SDK lets a dropped stream's error through
             raise self._broken(type(exc).__name__) from exc
         except AssertionError as exc:  # the SDK asserts a message began: a 200 with an empty event stream
             raise self._broken("no message") from exc

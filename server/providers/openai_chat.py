@@ -61,7 +61,11 @@ class OpenAIChatProvider:
                 raise self._translate(exc) from exc
             except openai.APIError as exc:
                 raise self._translate(exc) from exc
-            return await self._read(stream)
+            result = await self._read(stream)
+            if request.json_output and request.json_schema is not None and self.capabilities.json_form is None \
+                    and getattr(self._spec, "json_mode", "auto") not in _FORCED_FORMS:
+                self.capabilities.json_form = self.json_form(request)  # the first form tried works: remember it
+            return result
         raise AssertionError("unreachable: every adaptation changes the request")
 
     async def aclose(self) -> None:
