@@ -23,6 +23,7 @@ prompt's example and the parent tag; after feedback it gives real items). With a
 schema'd json_object the reply always has the schema's shape. Anthropic: a forced tool
 (`tool_choice` type "tool") gets a `tool_use` block whose input is the JSON; forcing a tool with
 thinking enabled is a 400, as on the real API.
+`no_stream_options` (OpenAI): 400 for `stream_options`, as older servers answer.
 `reasoning_model` (OpenAI): 400 naming `max_tokens` (use max_completion_tokens) or `temperature`, as
 o-series models answer; `reasoning_effort` is logged.
 
@@ -495,6 +496,8 @@ def _refused_parameter(api: str, body: dict[str, Any], flags: set[str]) -> tuple
         if forced and (body.get("thinking") or {}).get("type") == "enabled":
             return "Thinking may not be enabled when tool_choice forces tool use.", None
         return None
+    if "no_stream_options" in flags and "stream_options" in body:
+        return "Unrecognized request argument supplied: stream_options", None
     if "reasoning_model" in flags:
         if body.get("max_tokens") is not None:
             return ("Unsupported parameter: 'max_tokens' is not supported with this model. "

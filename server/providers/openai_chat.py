@@ -49,6 +49,7 @@ class OpenAIChatProvider:
         self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=spec.timeout, max_retries=0)
         self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
         self._schemaless_json = True  # plain json_object for requests without a schema (turned off by its 400)
+        self._usage_chunk = True  # ask for the usage chunk (turned off when a server refuses stream_options)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         for _ in range(_MAX_ADAPTATIONS + 1):
@@ -86,8 +87,9 @@ class OpenAIChatProvider:
             "messages": [message.model_dump() for message in request.messages],
             # Streamed so long reasoning never meets an idle timeout; usage comes in the last chunk.
             "stream": True,
-            "stream_options": {"include_usage": True},
         }
+        if self._usage_chunk:
+            arguments["stream_options"] = {"include_usage": True}
         if spec.temperature is not None and capabilities.sends_temperature is not False:
             arguments["temperature"] = spec.temperature
         max_tokens = request.max_tokens or spec.max_tokens
@@ -116,6 +118,9 @@ class OpenAIChatProvider:
         def names(parameter: str) -> bool:
             return param.split(".")[0] == parameter or re.search(rf"\b{parameter}\b", text) is not None
 
+        if "stream_options" in arguments and names("stream_options"):
+            self._usage_chunk = False  # an older server: the reply then counts no usage
+            return True
         if "max_tokens" in arguments and names("max_tokens"):
             capabilities.token_parameter = "max_completion_tokens"
             return True
