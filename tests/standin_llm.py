@@ -14,8 +14,9 @@ finish_reason "content_filter" with empty content; Anthropic stop_reason "refusa
 `no_choices` (OpenAI reply with an empty `choices`).
 
 Structured output (OpenAI): a server accepts every `response_format` unless a flag says otherwise;
-`only_json_object_schema` (llama-cpp-python's server: 400 naming only the type in its message, for
-anything but `{"type": "json_object", "schema": ...}`), `only_json_object` (400 with `param`
+`only_json_object_schema` (llama-cpp-python's server: HTTP 500 "internal_server_error" quoting its
+validation error, which names `response_format` only in the message, for anything but
+`{"type": "json_object", "schema": ...}`), `only_json_object` (400 with `param`
 "response_format" for any schema form), `no_response_format` (400 for any response_format). How a
 small model misbehaves: `objects` (when no schema constrains the reply, list items come as
 single-string objects, `[{"name": ...}]`), `echo` (the opening reply of a conversation copies the
@@ -221,7 +222,7 @@ class StandinState:
                                 f"anthropic-ratelimit-{kind}-reset": reset})
         return over, wait, headers
 
-    def admit(self, entry: dict[str, Any], invalid: bool) -> Admission:
+    def admit(self, entry: dict[str, Any], invalid: bool, invalid_status: int = 400) -> Admission:
         """Log a request and draw its fate: status (400 if `invalid`), delay, and output faults."""
         task, task_key = entry["task"], entry["task_key"]
         json_task = task != "answer"
@@ -233,7 +234,7 @@ class StandinState:
                 entry["max_tokens"] or 0))
             retry_after = faults.retry_after
             if invalid:
-                status = 400
+                status = invalid_status
             elif over:
                 status, retry_after = 429, wait
             elif faults.fail_next:
@@ -454,7 +455,7 @@ def _shape_reply(reply: Reply, budget: Any, cut_half_way: bool) -> Reply:
 
 
 def _error_response(api: str, status: int, retry_after: float, key: str, rejected: bool = False,
-                    refusal: tuple[str, str | None] | None = None,
+                    refusal: tuple[str, str | None, int] | None = None,
                     limit_headers: dict[str, str] | None = None) -> JSONResponse:
     """An error in the API's format; `refusal` is (message, param) of a refused parameter (a 400)."""
     message = _REJECTION if rejected else refusal[0] if refusal else {
@@ -463,12 +464,13 @@ def _error_response(api: str, status: int, retry_after: float, key: str, rejecte
         404: "The model does not exist or you do not have access to it.",
         429: "Rate limit reached; please slow down.",
     }.get(status, f"Injected error {status}.")
-    code = "content_filter" if rejected else "unsupported_parameter" if refusal else _OPENAI_ERROR_CODES.get(status)
+    code = "content_filter" if rejected else "unsupported_parameter" if refusal and status == 400 else (
+        _OPENAI_ERROR_CODES.get(status))
     headers = dict(limit_headers or {})
     if status == 429:
         headers["retry-after"] = f"{retry_after:g}"
     if api == "openai":
-        kind = "server_error" if status >= 500 else "invalid_request_error"
+        kind = ("internal_server_error" if refusal else "server_error") if status >= 500 else "invalid_request_error"
         body: dict[str, Any] = {
             "error": {"message": message, "type": kind, "param": refusal[1] if refusal else None, "code": code}
         }
@@ -489,32 +491,33 @@ def _response_format_kind(body: dict[str, Any]) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def _refused_parameter(api: str, body: dict[str, Any], flags: set[str]) -> tuple[str, str | None] | None:
-    """(message, param) of the 400 this server gives for a parameter it does not take, else None."""
+def _refused_parameter(api: str, body: dict[str, Any], flags: set[str]) -> tuple[str, str | None, int] | None:
+    """(message, param, status) of the error this server gives for a parameter it does not take, else None."""
     if api == "anthropic":
         forced = (body.get("tool_choice") or {}).get("type") == "tool"
         if forced and (body.get("thinking") or {}).get("type") == "enabled":
-            return "Thinking may not be enabled when tool_choice forces tool use.", None
+            return "Thinking may not be enabled when tool_choice forces tool use.", None, 400
         return None
     if "no_stream_options" in flags and "stream_options" in body:
-        return "Unrecognized request argument supplied: stream_options", None
+        return "Unrecognized request argument supplied: stream_options", None, 400
     if "reasoning_model" in flags:
         if body.get("max_tokens") is not None:
             return ("Unsupported parameter: 'max_tokens' is not supported with this model. "
-                    "Use 'max_completion_tokens' instead.", "max_tokens")
+                    "Use 'max_completion_tokens' instead.", "max_tokens", 400)
         if body.get("temperature") is not None and body.get("temperature") != 1:
             return (f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
-                    "Only the default (1) value is supported.", "temperature")
+                    "Only the default (1) value is supported.", "temperature", 400)
     kind = _response_format_kind(body)
     if kind is None:
         return None
     if "no_response_format" in flags:
-        return "Unrecognized request argument supplied: response_format", "response_format"
+        return "Unrecognized request argument supplied: response_format", "response_format", 400
     if "only_json_object" in flags and kind != "json_object":
-        return f"Invalid parameter: 'response_format' of type '{kind}' is not supported.", "response_format"
+        return f"Invalid parameter: 'response_format' of type '{kind}' is not supported.", "response_format", 400
     if "only_json_object_schema" in flags and kind != "json_object_schema":
-        # llama-cpp-python style: no `param`, only the message says what was refused.
-        return f"Unsupported response format type {kind!r}: use json_object with a schema.", None
+        # llama-cpp-python's server: its request validation error, answered as a 500 with no `param`.
+        return ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                f"'msg': \"Input should be 'text' or 'json_object'\", 'input': '{kind}'}}", None, 500)
     return None
 
 
@@ -568,7 +571,7 @@ async def _complete(request: Request, api: str) -> Response:
         "stream": bool(body.get("stream")),
         "input_tokens_estimate": len(all_text) // 4 + 1,
     }
-    admission = state.admit(entry, invalid=invalid or bool(refusal))
+    admission = state.admit(entry, invalid=invalid or bool(refusal), invalid_status=refusal[2] if refusal else 400)
     try:
         if admission.delay:
             await asyncio.sleep(admission.delay)

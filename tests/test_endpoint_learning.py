@@ -77,7 +77,8 @@ async def test_auto_walks_down_once_per_endpoint_and_remembers(standin: StandinL
     spec = with_options(spec_for(standin, "openai", f"standin+{flag}"), json_mode="auto")
     results, capabilities = await run(spec, [tags_request(), tags_request(), ask(QUESTION)])
     forms = [(r["response_format"], r["status"]) for r in standin.requests()]
-    assert forms == [(form, 400) for form in tried[:-1]] + [(tried[-1], 200)] * 2 + [(None, 200)]
+    refused = 500 if flag == "only_json_object_schema" else 400  # llama-cpp-python's server answers 500
+    assert forms == [(form, refused) for form in tried[:-1]] + [(tried[-1], 200)] * 2 + [(None, 200)]
     assert capabilities.json_form == learned
     assert all(len(parse_list(r.content, TagList)) == 3 for r in results[:2])
     standin.reset()
@@ -151,6 +152,11 @@ async def test_a_refused_parameter_the_provider_cannot_drop_fails_the_request(st
     with pytest.raises(RequestRejected):
         await run(spec_for(standin, "openai", temperature=0.3, max_tokens=50), [ask(QUESTION)])
     assert len(standin.requests()) == 1  # a 400 that names nothing sent is not retried
+    standin.reset()
+    standin.configure(fail_next=[500])
+    with pytest.raises(TransientProviderError):
+        await run(with_options(spec_for(standin, "openai"), json_mode="auto"), [tags_request()])
+    assert len(standin.requests()) == 1  # an ordinary 500 teaches nothing
 
 
 # --- streaming ----------------------------------------------------------------------------------
@@ -182,6 +188,8 @@ async def test_a_server_refusing_stream_options_is_streamed_without_them(standin
                                    [ask(QUESTION), ask(QUESTION)])
     assert [r["status"] for r in standin.requests()] == [400, 200, 200]
     assert first.content == second.content == f"Answer to: {QUESTION}"
+    # No usage chunk then: one token per streamed piece, a quarter of the prompt's characters.
+    assert first.output_tokens == len(first.content) // 24 + 1 and first.input_tokens == len(QUESTION) // 4 + 1
 
 
 # --- rate-limit headers -------------------------------------------------------------------------

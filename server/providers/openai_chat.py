@@ -26,7 +26,9 @@ JSON_FORMS = ("json_schema", "json_object_schema", "json_object", "prompt")
 # An explicit json_mode forces one form and never adapts.
 _FORCED_FORMS = {"json_schema": "json_schema", "json_object_schema": "json_object_schema",
                  "json_object": "json_object", "none": "prompt"}
-_ADAPTING_STATUSES = {400, 422}
+# 400/422 refuse a parameter; llama-cpp-python's server answers a request its schema refuses with a 500
+# that quotes the validation error: adapted on only when the message names a parameter this request sent.
+_ADAPTING_STATUSES = {400, 422, 500}
 # Each adaptation changes one thing (a json form step, the token parameter, temperature): a bound, not a loop.
 _MAX_ADAPTATIONS = 6
 
@@ -62,7 +64,7 @@ class OpenAIChatProvider:
                 raise self._translate(exc) from exc
             except openai.APIError as exc:
                 raise self._translate(exc) from exc
-            result = await self._read(stream)
+            result = await self._read(stream, request)
             if request.json_output and request.json_schema is not None and self.capabilities.json_form is None \
                     and getattr(self._spec, "json_mode", "auto") not in _FORCED_FORMS:
                 self.capabilities.json_form = self.json_form(request)  # the first form tried works: remember it
@@ -107,7 +109,7 @@ class OpenAIChatProvider:
         return arguments
 
     def _adapt(self, exc: openai.APIStatusError, arguments: dict[str, Any], request: ChatRequest) -> bool:
-        """Learn from a 400 that names a parameter this request sent; True when the request should be re-sent."""
+        """Learn from an error that names a parameter this request sent; True when the request should be re-sent."""
         if exc.status_code not in _ADAPTING_STATUSES:
             return False
         # Servers name the refused parameter in `param` (OpenAI) or only in the message (most others):
@@ -118,13 +120,14 @@ class OpenAIChatProvider:
         def names(parameter: str) -> bool:
             return param.split(".")[0] == parameter or re.search(rf"\b{parameter}\b", text) is not None
 
-        if "stream_options" in arguments and names("stream_options"):
-            self._usage_chunk = False  # an older server: the reply then counts no usage
+        refused = exc.status_code != 500  # a 500 is trusted only for the response_format case above
+        if refused and "stream_options" in arguments and names("stream_options"):
+            self._usage_chunk = False  # an older server: usage is then estimated from the stream
             return True
-        if "max_tokens" in arguments and names("max_tokens"):
+        if refused and "max_tokens" in arguments and names("max_tokens"):
             capabilities.token_parameter = "max_completion_tokens"
             return True
-        if "temperature" in arguments and names("temperature"):
+        if refused and "temperature" in arguments and names("temperature"):
             capabilities.sends_temperature = False
             return True
         if "response_format" in arguments and (names("response_format") or names("json_schema")
@@ -142,8 +145,12 @@ class OpenAIChatProvider:
             return True
         return False
 
-    async def _read(self, stream: Any) -> ChatResult:
-        """Assemble the streamed reply: content, reasoning, finish reason, usage and rate-limit headers."""
+    async def _read(self, stream: Any, request: ChatRequest) -> ChatResult:
+        """Assemble the streamed reply: content, reasoning, finish reason, usage and rate-limit headers.
+
+        A server that sends no usage chunk (llama-cpp-python's) gets its usage estimated: one token per
+        streamed piece (such servers stream token by token) and a quarter of the prompt's characters.
+        """
         limits = openai_rate_limits(stream.response.headers)
         content: list[str] = []
         field_parts: dict[str, list[str]] = {field: [] for field in _REASONING_FIELDS}
@@ -151,6 +158,7 @@ class OpenAIChatProvider:
         usage: Any = None
         model: str | None = None
         saw_choice = False
+        pieces = 0
         try:
             async for chunk in stream:
                 model = chunk.model or model
@@ -163,10 +171,12 @@ class OpenAIChatProvider:
                     if delta is not None:
                         if delta.content:
                             content.append(delta.content)
+                            pieces += 1
                         for field in _REASONING_FIELDS:
                             value = getattr(delta, field, None)
                             if isinstance(value, str):
                                 field_parts[field].append(value)
+                                pieces += 1
                     finish_reason = choice.finish_reason or finish_reason
         except openai.APIError as exc:
             raise TransientProviderError(
@@ -192,12 +202,17 @@ class OpenAIChatProvider:
                 break
         if reasoning is None and tag_reasoning is not None:
             reasoning, source = tag_reasoning, "think_tags"
+        if usage is not None:
+            input_tokens, output_tokens = usage.prompt_tokens or 0, usage.completion_tokens or 0
+        else:
+            input_tokens = sum(len(message.content) for message in request.messages) // 4 + 1
+            output_tokens = pieces
         return ChatResult(
             content=answer,
             reasoning=reasoning,
             reasoning_source=source,
-            input_tokens=(usage.prompt_tokens or 0) if usage else 0,
-            output_tokens=(usage.completion_tokens or 0) if usage else 0,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
             finish_reason=finish_reason,
             truncated=finish_reason == "length",
             model=model or self._spec.model,
