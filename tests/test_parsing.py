@@ -109,6 +109,10 @@ SPORTS = ListContext("en", ("Sports", "Basketball"))
         ("  sports! ", "repeats the tag path"), ("篮球的历史与发展", "not in English"),
         ("Shooting technique", None), ("Sub-topic selection in debate", None), ("3-point line", None),
         ("Question 1: how does dribbling work?", None), ("NBA 与 CBA", None),
+        # what SmolLM2-135M wrote under a grammar (benchmarks/real_model)
+        (".com.au/f2sjz", "code or markup"), ("tu01_32.cis-en,trucco/bacchia,dolmabacca,", "code or markup"),
+        ("sub_topic1: nl nl nl nl", "repeats one word"), ("] ```python [ {", "code or markup"),
+        ("Node.js", None), ("C++ for games", None), ("Pick and roll", None), ("Set shot vs jump shot", None),
     ],
 )
 def test_placeholder_and_echo_items_are_named(item: str, problem: str | None) -> None:
@@ -120,10 +124,17 @@ def test_placeholder_and_echo_items_are_named(item: str, problem: str | None) ->
     ("item", "field", "usable"),
     [("投篮技术", "tags", True), ("DNA", "tags", True), ("Shooting technique", "tags", False),
      ("子主题1", "tags", False), ("篮球", "tags", False), ("什么是挡拆战术？", "questions", True),
-     ("What is a pick and roll?", "questions", False), ("篮", "tags", False)],
+     ("What is a pick and roll?", "questions", False), ("篮", "tags", False), ("为什么？", "questions", False)],
 )
 def test_chinese_projects_want_chinese_items(item: str, field: str, usable: bool) -> None:
     assert (item_problem(item, field, ListContext("zh", ("体育", "篮球"))) is None) is usable
+
+
+def test_questions_must_be_questions() -> None:
+    assert "not a complete question" in item_problem("why, how", "questions", SPORTS)
+    assert "code or markup" in item_problem("] ```python [ {", "questions", SPORTS)
+    assert item_problem("Why does backspin help a shot?", "questions", SPORTS) is None
+    assert item_problem("If |x - 2| < 3, which values can x take in [0, 10]?", "questions", SPORTS) is None
 
 
 def test_unusable_items_are_dropped_and_a_reply_of_only_those_is_refused_with_reasons() -> None:

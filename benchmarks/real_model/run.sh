@@ -8,7 +8,8 @@
 # SmolLM2-135M-Instruct Q4_1 as a GGUF file; only the file is used) into $LLAMA_VENV, starts the server on
 # 127.0.0.1, runs `treedistill distill` with $PYTHON (which must have treedistill installed), and prints
 # exact counts, any placeholder/echo item, and the calls the server answered against the calls planned.
-# Not part of the test suite. Nothing is downloaded at run time beyond the two packages.
+# The server is started with --interrupt_requests False: by default each new request cuts off the reply
+# being streamed (the client sees the stream end without a finish reason). Not part of the test suite. Nothing is downloaded at run time beyond the two packages.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -44,7 +45,7 @@ MODEL_FILE="$("$LLAMA_VENV/bin/python" -c "$FIND_GGUF")"  # the package's own co
 
 echo "model file: $MODEL_FILE" >&2
 "$LLAMA_VENV/bin/python" -m llama_cpp.server --model "$MODEL_FILE" --model_alias smollm2-135m \
-    --host 127.0.0.1 --port "$PORT" --n_ctx 4096 >"$WORK/server.log" 2>&1 &
+    --host 127.0.0.1 --port "$PORT" --n_ctx 4096 --interrupt_requests False >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 120); do
     if curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null; then break; fi

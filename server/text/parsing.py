@@ -39,6 +39,11 @@ _PLACEHOLDER = re.compile(
     re.I,
 )
 _MAX_SHOWN = 4
+# JSON or code debris inside an item (a small model under a grammar spills syntax into strings), and
+# space-free tokens glued by several separators (".com.au/f2sjz", "a,b/c.d"): not names or questions.
+_DEBRIS = re.compile(r"[{}\[\]<>`|]|://")
+_GLUED = re.compile(r"^\S*[./_,]\S*[./_,]\S*$")
+_WORDS = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,15 @@ def item_problem(item: str, field: str, context: ListContext) -> str | None:
         return "has no words"
     if any(key == normalize(element) for element in context.path):
         return "repeats the tag path instead of naming something inside it"
+    # Questions may hold code and maths (`x < 2`, {1, 2}, |x|): there only fenced code or leading JSON is debris.
+    debris = _DEBRIS.search(item) if field == "tags" else ("```" in item or item[0] in "{}[],")
+    if debris or _GLUED.match(item):
+        return "looks like code or markup, not a name or a question"
+    words = _WORDS.findall(key)
+    if len(words) >= 4 and max(words.count(word) for word in set(words)) * 2 > len(words):
+        return "repeats one word"
+    if field == "questions" and len(words) < 3 and len(_CJK.findall(item)) < 4:
+        return "is not a complete question"
     cjk = len(_CJK.findall(item))
     if context.language == "zh" and not cjk:
         # A lone term (DNA, CRISPR, 5G) is fine in a Chinese tag list; an English phrase or question is not.
