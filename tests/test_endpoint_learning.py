@@ -3,6 +3,7 @@ parameters, streamed replies (and broken streams), rate-limit headers. Against t
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -84,6 +85,20 @@ async def test_auto_walks_down_once_per_endpoint_and_remembers(standin: StandinL
     standin.reset()
     await run(spec, [tags_request()], capabilities=EndpointCapabilities(json_form=learned))
     assert [(r["response_format"], r["status"]) for r in standin.requests()] == [(tried[-1], 200)]
+
+
+async def test_concurrent_calls_refused_together_step_down_one_form_at_a_time(standin: StandinLLM) -> None:
+    spec = with_options(spec_for(standin, "openai", "standin+only_json_object"), json_mode="auto")
+    provider = build_provider(spec, configured(spec))
+    standin.configure(latency=0.2)  # both calls are in flight when the first refusal arrives
+    try:
+        results = await asyncio.gather(*(provider.complete(tags_request()) for _ in range(3)))
+    finally:
+        await provider.aclose()
+    forms = [(r["response_format"], r["status"]) for r in standin.requests()]
+    assert sorted(forms, key=str) == sorted([("json_schema", 400)] * 3 + [("json_object_schema", 400)] * 3
+                                            + [("json_object", 200)] * 3, key=str)
+    assert provider.capabilities.json_form == "json_object" and all(r.content for r in results)
 
 
 async def test_explicit_json_mode_forces_one_form_and_never_adapts(standin: StandinLLM) -> None:

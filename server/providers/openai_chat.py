@@ -120,7 +120,7 @@ class OpenAIChatProvider:
         def names(parameter: str) -> bool:
             return param.split(".")[0] == parameter or re.search(rf"\b{parameter}\b", text) is not None
 
-        refused = exc.status_code != 500  # a 500 is trusted only for the response_format case above
+        refused = exc.status_code != 500  # a 500 is trusted only for the response_format case below
         if refused and "stream_options" in arguments and names("stream_options"):
             self._usage_chunk = False  # an older server: usage is then estimated from the stream
             return True
@@ -134,7 +134,7 @@ class OpenAIChatProvider:
                                                or "response format" in text.lower()):
             if getattr(self._spec, "json_mode", "auto") in _FORCED_FORMS:
                 return False
-            sent = self.json_form(request)
+            sent = _form_of(arguments["response_format"])  # what was sent: a concurrent call may have stepped since
             if request.json_schema is None and capabilities.json_form != "json_object":
                 self._schemaless_json = False  # this endpoint's schema forms are still worth trying
                 return True
@@ -236,6 +236,13 @@ def _response_format(form: str, schema: dict[str, Any] | None) -> dict[str, Any]
     if form in ("json_schema", "json_object_schema", "json_object"):
         return {"type": "json_object"}
     return None
+
+
+def _form_of(response_format: dict[str, Any]) -> str:
+    """The structured-output form a `response_format` argument is."""
+    if response_format.get("type") == "json_schema":
+        return "json_schema"
+    return "json_object_schema" if "schema" in response_format else "json_object"
 
 
 def _error_param_and_text(body: object) -> tuple[str, str]:
