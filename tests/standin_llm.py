@@ -32,7 +32,7 @@ Streaming: `"stream": true` gets server-sent events in each API's format (OpenAI
 chunk when `stream_options.include_usage`; Anthropic message/content-block events). The flag
 `stream_break` or the fault `break_stream_rate` drops the connection half-way through the stream.
 Provider-style limits: `requests_per_minute` / `tokens_per_minute` (0 = off) count every request in a
-sliding minute, rejected ones included (as OpenAI does), answer 429 with `retry-after` beyond them,
+sliding minute, rejected ones included (as OpenAI does; `rejected_count=False` to not), answer 429 with `retry-after` beyond them,
 and every response carries `x-ratelimit-*` (OpenAI) or `anthropic-ratelimit-*` (Anthropic) headers.
 
 Tokens: output is counted in whitespace-separated words (reasoning shown + answer), input as
@@ -124,6 +124,7 @@ class Faults:
     break_stream_rate: float = 0.0  # fraction of streamed replies (drawn per request) dropped half-way
     requests_per_minute: int = 0  # provider-style limit (0 = none); rejected requests count too
     tokens_per_minute: int = 0  # provider-style limit on input + max_tokens per sliding minute (0 = none)
+    rejected_count: bool = True  # a 429 spends a request of the limit (as OpenAI counts them)
 
 
 @dataclass
@@ -202,9 +203,10 @@ class StandinState:
         used_requests, used_tokens = len(self._window), sum(t for _, t in self._window)
         over = bool(faults.requests_per_minute and used_requests >= faults.requests_per_minute) or bool(
             faults.tokens_per_minute and used_tokens + tokens > faults.tokens_per_minute)
-        self._window.append((now, 0 if over else tokens))  # a rejected request spends a request, not tokens
+        if not over or faults.rejected_count:
+            self._window.append((now, 0 if over else tokens))  # a rejected request spends a request, not tokens
         self._limited += over
-        wait = max(self._window[0][0] + 60 - now, 0.0)
+        wait = max(self._window[0][0] + 60 - now, 0.0) if self._window else 0.0
         headers: dict[str, str] = {}
         for kind, limit, used in (("requests", faults.requests_per_minute, used_requests + 1),
                                   ("tokens", faults.tokens_per_minute, used_tokens + (0 if over else tokens))):

@@ -225,6 +225,25 @@ async def test_rate_limits_are_read_on_successes_and_429s(standin: StandinLLM, p
     assert standin.stats()["rate_limited"] == 1
 
 
+async def test_standin_rejected_requests_spend_the_limit_unless_told_not_to(standin: StandinLLM) -> None:
+    spec = spec_for(standin, "openai")
+    for counted, remaining in ((True, 0), (False, 1)):
+        standin.reset()
+        standin.configure(requests_per_minute=2, rejected_count=counted)
+        await run(spec, [ask(QUESTION)])
+        standin.configure(requests_per_minute=1)
+        with pytest.raises(RateLimited):
+            await run(spec, [ask(QUESTION)])
+        standin.configure(requests_per_minute=2)
+        if counted:
+            with pytest.raises(RateLimited) as caught:
+                await run(spec, [ask(QUESTION)])
+            assert caught.value.rate_limits.requests_remaining == remaining
+        else:
+            (result,), _ = await run(spec, [ask(QUESTION)])
+            assert result.rate_limits.requests_remaining == remaining - 1
+
+
 def test_reset_durations_and_times_are_read_as_seconds() -> None:
     assert [parse_duration(text) for text in ("1s", "6m0s", "120ms", "1h2m3.5s", "0.5", "soon")] == [
         1.0, 360.0, 0.12, 3723.5, 0.5, None]
