@@ -52,7 +52,7 @@ Faults per request, random (drawn from the seeded generator): `rate_429`, `rate_
 JSON tasks, mid-sentence for answers, with the length finish reason and non-zero usage).
 Each logged request (`requests()`) records `api_key` (the key it carried: the fake keys tests pass, so
 tests can check which key went where), `task`, `task_key`, `prompt_key`, `status` and, once
-answered, `outcome` ("ok", "truncated", "unusable", "content_filter"); `stats()` counts `rejected`
+answered, `outcome` ("ok", "truncated", "unusable", "content_filter", "broken"); `stats()` counts `rejected`
 and `truncated` replies.
 """
 
@@ -595,8 +595,9 @@ async def _complete(request: Request, api: str) -> Response:
         output_tokens = 0 if reply.content_filter else word_count(reply.shown_reasoning) + word_count(reply.answer) + (
             word_count(json.dumps(tool_input)) if tool_input is not None else 0)
         reply.usage = (entry["input_tokens_estimate"], output_tokens)
-        outcome = "content_filter" if reply.content_filter else "truncated" if reply.cut else (
-            "unusable" if admission.unusable else "ok")
+        broken = bool(entry["stream"]) and ("stream_break" in flags or admission.break_stream)
+        outcome = "broken" if broken else "content_filter" if reply.content_filter else (
+            "truncated" if reply.cut else "unusable" if admission.unusable else "ok")
         state.record_outcome(entry, outcome, reply.usage)
         build = _openai_body if api == "openai" else _anthropic_body
         payload = build(admission.seq, model, flags, reply)
@@ -604,7 +605,6 @@ async def _complete(request: Request, api: str) -> Response:
             return JSONResponse(payload, headers=admission.limit_headers)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         events = _openai_events(payload, include_usage) if api == "openai" else _anthropic_events(payload)
-        broken = "stream_break" in flags or admission.break_stream
         return StreamingResponse(_sse(events, broken), media_type="text/event-stream",
                                  headers=admission.limit_headers)
     finally:

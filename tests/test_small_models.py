@@ -1,10 +1,14 @@
-"""A small model's habits (items wrapped in objects, the prompt's example and the parent copied) through the
-MCP tools: only real items are stored, and the re-ask says why the others were refused."""
+"""Real endpoints' habits end to end: a small model's (items wrapped in objects, the prompt's example and the
+parent copied: only real items are stored, the re-ask says why) and streams dropped half-way (retried)."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
+from treedistill.server.engine import Engine
+from tests.test_engine_truth import adds_up, settle
 from tests.test_manual_tools import call, table_counts
 
 pytestmark = pytest.mark.anyio
@@ -36,3 +40,23 @@ async def test_the_reask_names_the_refused_items(client, llm):
     assert requests[0]["task_key"] == requests[1]["task_key"]  # the same task, asked again with feedback
     feedback = requests[1]["last_user"]
     assert "'sub-topic 1' is a placeholder" in feedback and "'Chess' repeats the tag path" in feedback
+
+
+async def test_broken_streams_are_retried_and_never_stored(db_path, env, llm):
+    """A third of the streamed replies drop half-way: the job still ends with exactly what it planned."""
+    engine = await Engine(db_path, env, retry_base_delay=0.01).start()
+    try:
+        project = engine.create_project("Streams", max_concurrency=4)
+        llm.configure(break_stream_rate=0.3, seed=5)
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=3, questions_per_tag=2)
+        progress = await settle(engine, job["id"], timeout=60)
+    finally:
+        await engine.close()
+    broken = [r for r in llm.requests() if r["outcome"] == "broken"]
+    assert broken and all(r["stream"] for r in llm.requests())
+    assert progress.status == "completed" and adds_up(progress)
+    assert (progress.tags.done, progress.questions.done, progress.answers.done) == (3, 6, 6)
+    assert table_counts(db_path)["answers"] == 6
+    with sqlite3.connect(db_path) as conn:
+        answers = [row[0] for row in conn.execute("SELECT answer FROM answers")]
+    assert all(answer.startswith("Answer to: ") and answer.endswith("?") for answer in answers)  # whole replies
