@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Completion, CompletionArgument, CompletionContext, PromptReference, Resource, \
@@ -32,9 +34,15 @@ TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export)
 
 class TreedistillServer(MCPServer[Engine]):
     """MCPServer whose resources/list also names each project's tag tree (a concrete entry per project, read
-    through the tag_tree template). `engine` is set by the lifespan while the server runs."""
+    through the tag_tree template). `engine` is set by the lifespan while the server runs; `closed` is set once
+    the lifespan has closed the engine (every result committed, this process's leases given back)."""
 
     engine: Engine | None = None
+    closed: threading.Event
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closed = threading.Event()
 
     async def list_resources(self) -> list[Resource]:
         listed = await super().list_resources()
@@ -42,7 +50,7 @@ class TreedistillServer(MCPServer[Engine]):
 
 
 def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] | None = None,
-                  bearer_token: str | None = None, **engine_options: object) -> MCPServer:
+                  bearer_token: str | None = None, **engine_options: object) -> TreedistillServer:
     """Build the MCP server. The database defaults to --db / TREEDISTILL_DB / the user data dir.
 
     With `bearer_token`, HTTP requests must carry `Authorization: Bearer <token>` (stdio is unaffected).
@@ -59,6 +67,7 @@ def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] 
         finally:
             running.engine = None
             await engine.close()
+            running.closed.set()
 
     auth = bearer_auth_options(bearer_token) if bearer_token else {}
     server = TreedistillServer(

@@ -11,7 +11,6 @@ from typing import Any
 
 from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, default_model_spec
 from treedistill.server.curator import Curator
-from treedistill.server.store.lock import DatabaseLock
 from treedistill.server.errors import ConfirmationRequired, InvalidInput, ProviderError
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.models import Answer, JobProgress, ModelSpec, Project, ProjectSummary, Question, Tag
@@ -21,6 +20,7 @@ from treedistill.server.text.prompts import LANGUAGES
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database
+from treedistill.server.store.workers import WorkerRegistry
 from treedistill.server.scheduling.work import WorkContext
 
 Heartbeat = Callable[[float], Awaitable[None]]
@@ -34,8 +34,9 @@ class Engine:
     def __init__(self, db_path: str | Path, environ: Mapping[str, str] | None = None, *,
                  requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
                  max_attempts: int = 6, retry_base_delay: float = 1.0,
-                 heartbeat_seconds: float = 5.0, allow_any_export_path: bool = False):
+                 heartbeat_seconds: float = 5.0, allow_any_export_path: bool = False, role: str = "engine"):
         self.db_path = str(db_path)
+        self.role = role
         self.environ = dict(os.environ if environ is None else environ)
         self.allow_any_export_path = allow_any_export_path or self.environ.get(
             "TREEDISTILL_ALLOW_ANY_EXPORT_PATH", "").strip().lower() in ("1", "true", "yes")
@@ -45,16 +46,14 @@ class Engine:
                          "retry_base_delay": retry_base_delay}
 
     async def start(self) -> Engine:
-        """Open the database and resume the work a previous process left unfinished.
-
-        Raises InvalidInput when another process is already running the same database.
-        """
-        self._lock = DatabaseLock(self.db_path).acquire()
+        """Open the database, join the processes working on it, and take up unfinished work (other
+        treedistill processes may share the database: limits and jobs hold across all of them)."""
         self.store = Store(open_database(self.db_path))
         self.queue = WorkQueue(self.store)
         self.caller = LLMCaller(self.queue, self.environ, self._options["requests_per_minute"],
                                 self._options["tokens_per_minute"])
-        self.scheduler = Scheduler(WorkContext(self.store, self.queue, self.caller),
+        self.workers = WorkerRegistry(self.store, self.role)
+        self.scheduler = Scheduler(WorkContext(self.store, self.queue, self.caller), self.workers,
                                    max_attempts=self._options["max_attempts"],
                                    retry_base_delay=self._options["retry_base_delay"])
         self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
@@ -67,7 +66,6 @@ class Engine:
         await self.scheduler.close()
         await self.caller.aclose()
         self.store.db.conn.close()
-        self._lock.release()
 
     # -- projects --------------------------------------------------------------------------
 
@@ -102,8 +100,7 @@ class Engine:
             if spec is not None:
                 self.caller.provider(spec)  # a missing key is refused before anything is written
         project = self.store.update_project(project_id, **changes)
-        if max_concurrency is not None:
-            self.scheduler.slots(project_id).resize(max_concurrency)
+        self.scheduler.notify(project_id)  # a higher limit lets more items start at once, in every process
         return project
 
     def list_projects(self) -> list[ProjectSummary]:
@@ -205,7 +202,8 @@ class Engine:
         # Planning reads the whole tree and may queue 100,000 items: a worker thread with its own connection
         # does it, off the event loop, so every other client keeps being served meanwhile.
         try:
-            job_id = await asyncio.to_thread(_plan_job, self.db_path, project_id, params, confirm_large)
+            job_id = await asyncio.to_thread(_plan_job, self.db_path, project_id, params, confirm_large,
+                                             self.workers.id)
         except sqlite3.IntegrityError:  # another job started on the project meanwhile
             live = self._live_job(project_id)
             if live is None:
@@ -280,10 +278,11 @@ class Engine:
         return self.get_progress(job_id)
 
 
-def _plan_job(db_path: str, project_id: int, params: dict[str, Any], confirm_large: bool) -> int | None:
+def _plan_job(db_path: str, project_id: int, params: dict[str, Any], confirm_large: bool,
+              worker_id: str) -> int | None:
     """Plan a top-up and record it as a queued job, on a connection of this (worker) thread; returns the job id,
     or None when there is nothing to do. Items go in chunks, each its own transaction, so other writers get
-    turns; a job still `queued` is never run, and one left queued by a crash is removed at the next start."""
+    turns; a job still `queued` is never run, and one its planner left queued by dying is removed by a peer."""
     store = Store(connect(db_path))
     queue = WorkQueue(store)
     try:
@@ -297,7 +296,7 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], confirm_lar
                 f"{plan.answers} answers). Call again with confirm_large=true to start it, or ask for less."
             )
         with store.transaction():
-            job_id = queue.create_job(project_id, params)
+            job_id = queue.create_job(project_id, params, planned_by=worker_id)
             queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
                                  planned_answers=plan.answers, planned_calls=plan.calls)
         for start in range(0, len(plan.items), PLAN_CHUNK):

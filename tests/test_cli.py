@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +18,7 @@ from rich.console import Console
 from treedistill.server.cli.doctor import run_doctor
 from treedistill.server.cli.progress import LiveProgress
 from treedistill.server.models import JobProgress, KindProgress
-from tests.conftest import FAKE_OPENAI_KEY, subprocess_env, treedistill_command
+from tests.conftest import FAKE_OPENAI_KEY, ROOT, subprocess_env, treedistill_command
 
 CHESS = ["distill", "Chess", "--levels", "2", "--tags", "4", "--questions", "1", "--concurrency", "2"]
 CHESS_CALLS = 1 + 4 + 16 + 16  # root and 4 inner expansions, 16 leaf question calls, 16 answers
@@ -226,3 +227,193 @@ def test_every_command_and_option_has_help():
     for name, subparser in commands.choices.items():
         undocumented = [a.dest for a in subparser._actions if not a.help and a.dest != "help"]
         assert not undocumented, (name, undocumented)
+
+
+# -- the command line's own behaviour (issue 9) ----------------------------------------------------
+
+ENVIRONMENT_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+                         "TREEDISTILL_MODEL", "TREEDISTILL_ANSWER_MODEL", "TREEDISTILL_PROVIDER", "TREEDISTILL_DB",
+                         "TREEDISTILL_TOKEN", "TREEDISTILL_ENDPOINTS", "TREEDISTILL_ALLOW_ANY_EXPORT_PATH")
+
+
+def run_main(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    """The CLI in this process: (exit code, stdout, stderr)."""
+    from treedistill.server.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exited.value.code, out, err
+
+
+def subcommands() -> dict:
+    from treedistill.server.cli.main import build_parser
+
+    return next(action for action in build_parser()._actions if action.dest == "command").choices
+
+
+def test_global_options_work_before_or_after_the_command(tmp_path, capsys, monkeypatch):
+    from treedistill.server.cli.main import build_parser
+
+    parse = build_parser().parse_args
+    assert (parse(["--db", "a.db", "projects"]).db, parse(["projects", "--db", "a.db"]).db) == ("a.db", "a.db")
+    assert parse(["--db", "a.db", "projects", "--db", "b.db"]).db == "b.db"  # the later one wins
+    assert parse(["projects"]).db is None and parse(["projects"]).debug is False
+    assert parse(["--debug", "export", "P"]).debug and parse(["export", "P", "--debug"]).debug
+    for command in subcommands():
+        assert "--db" in subcommands()[command].format_help(), command
+
+    monkeypatch.setenv("TREEDISTILL_DB", str(tmp_path / "from-env.db"))
+    for argv in (["--db", str(tmp_path / "given.db"), "projects"], ["projects", "--db", str(tmp_path / "given.db")]):
+        code, _, err = run_main(capsys, *argv)
+        assert code == 2 and f"No database at {tmp_path / 'given.db'} yet" in err, argv
+
+
+def test_version_prints_the_package_version(capsys):
+    from importlib.metadata import version
+
+    code, out, _ = run_main(capsys, "--version")
+    assert code == 0 and out.strip() == f"treedistill {version('treedistill')}"
+
+
+def test_abbreviated_options_are_errors(capsys):
+    code, _, err = run_main(capsys, "distill", "Chess", "--level", "2")
+    assert code == 2 and "unrecognized arguments: --level 2" in err
+    code, _, err = run_main(capsys, "--deb", "projects")
+    assert code == 2 and "--deb" in err
+    assert all(not parser.allow_abbrev for parser in subcommands().values())
+
+
+def test_every_command_has_a_description_and_lists_the_environment():
+    for name, parser in subcommands().items():
+        text = parser.format_help()
+        assert parser.description and " ".join(parser.description.split()) in " ".join(text.split()), name
+        missing = [variable for variable in ENVIRONMENT_VARIABLES if variable not in text]
+        assert not missing, (name, missing)
+    from treedistill.server.cli.main import build_parser
+    from treedistill.server.cli.parser import ENVIRONMENT
+
+    assert all(variable in build_parser().format_help() for variable in ENVIRONMENT_VARIABLES)
+    source = "".join(path.read_text() for folder in ("server", "tools") for path in (ROOT / folder).rglob("*.py"))
+    read = set(re.findall(r"\"(TREEDISTILL_[A-Z_]+)\"", source))
+    assert "TREEDISTILL_MODEL" in read and not read - set(ENVIRONMENT.split())
+
+
+def test_model_options_name_the_question_and_teacher_models(env, db_path, llm):
+    no_model = {name: value for name, value in env.items() if name != "TREEDISTILL_MODEL"}
+    refused = cli(no_model, db_path, "distill", "Chess")
+    assert refused.returncode == 2
+    message = one_error_line(refused.stderr)
+    assert "--model" in message and "question_model" not in message and "answer_model" not in message
+
+    command = ["distill", "Chess", "--levels", "1", "--tags", "1", "--questions", "1"]
+    made = cli(no_model, db_path, *command, "--model", "standin", "--answer-model", "standin+think")
+    assert made.returncode == 0, made.stderr
+    assert "models standin / standin+think" in made.stdout
+    (project,) = json.loads(cli(no_model, db_path, "projects", "--json").stdout)
+    assert (project["question_model"]["model"], project["answer_model"]["model"]) == ("standin", "standin+think")
+    assert {request["model"] for request in llm.requests()} == {"standin", "standin+think"}
+
+    changed = cli(no_model, db_path, *command, "--model", "standin+think")
+    assert changed.returncode == 0, changed.stderr
+    assert "models are now standin+think (questions) / standin+think (answers)" in changed.stdout
+    (project,) = json.loads(cli(no_model, db_path, "projects", "--json").stdout)
+    assert (project["question_model"]["model"], project["answer_model"]["model"]) == ("standin+think",
+                                                                                       "standin+think")
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(env, db_path):
+    from treedistill.server.store.catalog import open_database
+
+    open_database(db_path).conn.close()
+    for args in (["projects"], ["progress", "--json"], ["--help"]):
+        process = start_cli(env, db_path, *args)
+        process.stdout.close()  # like `| head -0`: nobody reads what the command prints
+        err = process.stderr.read()
+        assert process.wait(timeout=30) in (0, 141), (args, err)
+        assert err == "", (args, err)
+
+
+def test_serve_at_a_terminal_shows_a_banner_and_stops_on_ctrl_c(env, db_path):
+    import os
+    import pty
+    import select
+
+    terminal, stdin = pty.openpty()
+    process = subprocess.Popen([*treedistill_command(), "serve", "--answer-model", "standin+think"],
+                               env=subprocess_env(env, db_path), stdin=stdin, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([process.stderr], [], [], 60)
+        assert ready, "no banner on stderr"
+        banner = process.stderr.readline()
+        assert banner.startswith(f"treedistill serve: database {db_path} · openai model 'standin' at "
+                                 f"{env['OPENAI_BASE_URL']} · teacher openai model 'standin+think'")
+        assert "Ctrl-C stops" in banner and FAKE_OPENAI_KEY not in banner and FAKE_OPENAI_KEY[-6:] not in banner
+        time.sleep(0.5)  # let the server reach its stdin loop, where the SDK's reader thread blocks
+        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        assert process.wait(timeout=15) in (0, 130)
+        assert time.monotonic() - started < 10
+        rest = process.stderr.read()
+        assert "Traceback" not in rest and "error" not in rest.lower(), rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+        os.close(terminal)
+        os.close(stdin)
+
+
+def test_export_flags_are_named_as_flags_and_an_empty_export_says_why(env, db_path, tmp_path):
+    made = cli(env, db_path, "distill", "Chess", "--levels", "1", "--tags", "1", "--questions", "2", "--no-answer")
+    assert made.returncode == 0, made.stderr
+
+    raw = cli(env, db_path, "export", "Chess", "--format", "raw", "--dataset-info")
+    assert raw.returncode == 2
+    assert "--dataset-info" in one_error_line(raw.stderr) and "dataset_info=" not in raw.stderr
+    (tmp_path / "dataset_info.json").write_text("[1, 2]")
+    broken = cli(env, db_path, "export", "Chess", "--dataset-info", "--out", str(tmp_path / "chess.jsonl"))
+    assert broken.returncode == 2
+    assert "drop --dataset-info" in one_error_line(broken.stderr) and "dataset_info=" not in broken.stderr
+
+    empty = cli(env, db_path, "export", "Chess", "--out", str(tmp_path / "empty.jsonl"))
+    assert empty.returncode == 0 and "Wrote 0 records" in empty.stdout
+    assert empty.stderr.strip() == ("treedistill: warning: 0 records written: none of the 2 questions of project "
+                                    "'Chess' has an answer yet. Run `treedistill distill Chess` to answer them, or "
+                                    "pass --include-unanswered to export the questions alone.")
+    questions = cli(env, db_path, "export", "Chess", "--include-unanswered", "--out", str(tmp_path / "q.jsonl"))
+    assert questions.returncode == 0 and "Wrote 2 records" in questions.stdout and questions.stderr == ""
+
+    assert cli(env, db_path, "distill", "Chess", "--levels", "1", "--tags", "1", "--questions", "2").returncode == 0
+    strict = cli(env, db_path, "export", "Chess", "--min-score", "9", "--confirmed-only",
+                 "--out", str(tmp_path / "strict.jsonl"))
+    assert strict.returncode == 0
+    assert "none of the 2 answers of project 'Chess' passes --min-score, --confirmed-only" in strict.stderr
+
+
+def test_errors_never_name_a_missing_tag_as_none(env, db_path, llm):
+    llm.configure(fail_next=[500])  # the root tag expansion fails
+    failed = cli(env, db_path, "distill", "Go", "--levels", "1", "--tags", "2", "--questions", "1",
+                 "--max-attempts", "1", "--retry-delay", "0")
+    assert failed.returncode == 1 and "error: tags" in failed.stdout
+    assert "#None" not in failed.stdout + failed.stderr
+    shown = cli(env, db_path, "progress", "1")
+    assert "error: tags" in shown.stdout and "#None" not in shown.stdout
+
+
+def test_errors_name_commands_and_flags_not_mcp_tools(env, db_path):
+    from treedistill.server.store.catalog import open_database
+
+    open_database(db_path).conn.close()
+    shown = []
+    for args, expected in ((["export", "42"], "No project id or name '42'; `treedistill projects` lists them."),
+                           (["progress", "42"], "No job with id 42; `treedistill progress` lists the latest jobs."),
+                           (["progress", "42", "--watch"], "No job with id 42;"),
+                           (["distill", "Big", "--levels", "3", "--tags", "30", "--questions", "30"],
+                            "more than 20,000 model calls: rerun with --confirm-large")):
+        result = cli(env, db_path, *args)
+        assert result.returncode == 2 and expected in one_error_line(result.stderr), (args, result.stderr)
+        shown.append(result.stdout + result.stderr)
+    mcp_names = re.compile(r"\b(list_projects|list_jobs|auto_distill|job_id|question_model|confirm_large)\b")
+    assert not [text for text in shown if mcp_names.search(text)]

@@ -22,6 +22,7 @@ EXAMPLES = ROOT / "client_examples"
 CORE_TOOLS = {"create_project", "auto_distill", "get_progress", "export_dataset"}
 STDIO_CONFIGS = {  # file -> (servers key, placeholder in the HTTP entry's Authorization header)
     "claude_desktop/claude_desktop_config.json": ("mcpServers", None),
+    "claude_desktop/claude_desktop_config.venv.json": ("mcpServers", None),
     "cursor/mcp.json": ("mcpServers", "${env:TREEDISTILL_TOKEN}"),
     "vscode/mcp.json": ("servers", "${input:treedistill-token}"),
 }
@@ -32,10 +33,22 @@ def run_example(script: str, environ: dict[str, str], *args: str) -> subprocess.
                           capture_output=True, text=True, timeout=60)
 
 
+UVX = ["--from", "treedistill", "treedistill"]  # uvx runs the `treedistill` script of the PyPI package
+
+
 def installed_command(command: str, args: list[str]) -> list[str]:
-    """The configs name the installed `treedistill` script; run the same entry point from this checkout."""
+    """The configs start the `treedistill` script: through uvx (from PyPI), by its absolute path in a venv
+    (GUI clients do not see the shell's PATH), or bare (Claude Code, started from a shell). Run the same
+    entry point from this checkout, offline."""
+    if command == "uvx":
+        assert args[:len(UVX)] == UVX, args
+        command, args = args[len(UVX) - 1], args[len(UVX):]
+    elif command != "treedistill":
+        assert Path(command).is_absolute() and Path(command).parent.name == "bin", command
+        command = Path(command).name
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts[command] == "treedistill.server.cli.main:main"
+    assert args == ["serve"], args
     return [*treedistill_command(), *args]
 
 
@@ -78,9 +91,12 @@ async def test_json_configs_launch_the_server_they_describe(env, db_path, token_
         servers = json.loads((EXAMPLES / name).read_text())[servers_key]
         for entry in servers.values():
             (http if "url" in entry else stdio).append((entry, token_placeholder))
-    assert len(stdio) == 3 and len(http) == 2
+    assert len(stdio) == 4 and len(http) == 2
+    assert sorted(entry["command"] for entry, _ in stdio) == ["/Users/you/.venvs/treedistill/bin/treedistill",
+                                                              "uvx", "uvx", "uvx"]
     for entry, _ in stdio:
-        assert (entry["command"], entry["args"], entry.get("type", "stdio")) == ("treedistill", ["serve"], "stdio")
+        assert entry.get("type", "stdio") == "stdio"
+        assert installed_command(entry["command"], entry["args"]) == [*treedistill_command(), "serve"]
         assert {"OPENAI_API_KEY", "OPENAI_BASE_URL", "TREEDISTILL_MODEL"} <= set(entry["env"])
 
     desktop = stdio[0][0]  # all stdio entries launch the same command; start it once, with Claude Desktop's env
@@ -99,6 +115,16 @@ async def test_json_configs_launch_the_server_they_describe(env, db_path, token_
         assert entry["headers"]["Authorization"] == f"Bearer {placeholder}"
         async with http_client(entry["url"].replace(str(DEFAULT_HTTP_PORT), port), TOKEN) as client:
             assert CORE_TOOLS <= {tool.name for tool in (await client.list_tools()).tools}
+
+
+def test_every_file_in_client_examples_is_exercised_and_listed():
+    listed = (EXAMPLES / "README.md").read_text()
+    files = sorted(str(path.relative_to(EXAMPLES)) for path in EXAMPLES.rglob("*")
+                   if path.is_file() and path.name != "README.md" and "__pycache__" not in path.parts)
+    exercised = {*STDIO_CONFIGS, "claude_code/add_treedistill.sh", "python/distill_over_stdio.py",
+                 "python/connect_over_http.py"}
+    assert set(files) == exercised
+    assert not [name for name in files if f"`{name}`" not in listed]
 
 
 @pytest.mark.anyio

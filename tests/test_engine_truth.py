@@ -168,7 +168,7 @@ async def test_cancel_and_resume_do_not_touch_every_queued_item(db_path, env, ll
         with sqlite3.connect(db_path) as conn:
             statuses = dict(conn.execute("SELECT status, COUNT(*) FROM work_items GROUP BY status").fetchall())
         assert statuses.get("cancelled", 0) == 0  # constant time: a stopped job's items are just never claimed
-        assert engine.queue.claim_next(project.id) is None
+        assert engine.queue.claim_next(project.id, engine.workers.id) is None
         llm.configure(latency=0)
         engine.resume_job(job["id"])
         progress = await settle(engine, job["id"])

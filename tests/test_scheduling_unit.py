@@ -54,9 +54,9 @@ def test_claim_next_skips_the_items_of_a_stopped_job(store, queue):
     question_ids = store.unanswered_question_ids(project_id)
     job_id = new_job(queue, project_id, [{"kind": "answer", "question_id": qid} for qid in question_ids])
     queue.set_job_status(job_id, "cancelled")
-    assert queue.claim_next(project_id) is None
+    assert queue.claim_next(project_id, "unit") is None
     queue.set_job_status(job_id, "running")
-    assert queue.claim_next(project_id).question_id == question_ids[0]
+    assert queue.claim_next(project_id, "unit").question_id == question_ids[0]
 
 
 def test_claim_next_never_runs_two_items_on_one_target(store, queue):
@@ -64,12 +64,12 @@ def test_claim_next_never_runs_two_items_on_one_target(store, queue):
     (question_id,) = store.unanswered_question_ids(project_id)
     new_job(queue, project_id, [{"kind": "answer", "question_id": question_id}])
     manual = queue.add_item(project_id, "answer", question_id=question_id)
-    first = queue.claim_next(project_id)
+    first = queue.claim_next(project_id, "unit")
     assert first.id == manual  # manual calls jump the queue
-    assert queue.claim_next(project_id) is None  # the job's item on the same question waits
+    assert queue.claim_next(project_id, "unit") is None  # the job's item on the same question waits
     with store.transaction():
         queue.finish_item(first.id, "done")
-    assert queue.claim_next(project_id).job_id is not None
+    assert queue.claim_next(project_id, "unit").job_id is not None
 
 
 def test_planner_counts_no_answers_when_answer_is_off(store):
@@ -106,7 +106,7 @@ def test_progress_adds_up_from_the_counters(store, queue):
 async def test_a_cached_reply_is_served_without_a_new_call(store, queue, llm, env):
     project_id = project_with_questions(store, 1, 1)
     item_id = queue.add_item(project_id, "answer", question_id=store.unanswered_question_ids(project_id)[0])
-    item = queue.claim_next(project_id)
+    item = queue.claim_next(project_id, "unit")
     assert item.id == item_id
     request = ChatRequest(messages=[ChatMessage(role="user", content="What is a pivot?")])
     key = hashlib.sha256(f"{item.id}\n{SPEC.model_dump_json()}\n{request.model_dump_json()}".encode()).hexdigest()

@@ -146,7 +146,11 @@ async def find_duplicates(
 ) -> DuplicateReport:
     """Find groups of near-duplicate questions across the project (rewordings with the same content words and
     numbers). Each group names the question to keep; delete_question(removable_question_ids) removes the rest."""
-    return engine_of(ctx).curator.find_duplicates(project_id, tag_id, threshold, limit)
+
+    async def progress(done: int, total: int) -> None:
+        await ctx.report_progress(done, total, f"find_duplicates: {done}/{total} steps")
+
+    return await engine_of(ctx).curator.find_duplicates(project_id, tag_id, threshold, limit, progress)
 
 
 @tool_errors

@@ -10,13 +10,15 @@ import asyncio
 import shlex
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from treedistill.server.cli.doctor import NO_MODEL
 from treedistill.server.cli.progress import TERMINAL, ProgressView, final_summary
 from treedistill.server.cli.reports import project_named
 from treedistill.server.engine import Engine
+from treedistill.server.errors import InvalidInput
 from treedistill.server.models import JobProgress, Project
 
 REFRESH_SECONDS = 0.5
@@ -33,6 +35,8 @@ class DistillRequest:
     language: str
     confirm_large: bool
     resume_command: str
+    model: str | None = None
+    answer_model: str | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -42,17 +46,35 @@ class DistillRequest:
 
 
 def find_or_create_project(engine: Engine, request: DistillRequest, say: Callable[[str], None]) -> Project:
-    """The project named after the topic, created on first use."""
+    """The project named after the topic, created on first use; --model / --answer-model update its models."""
     project = project_named(engine.list_projects(), request.topic)
     if project is None:
+        if not engine.environ.get("TREEDISTILL_MODEL"):
+            raise InvalidInput(NO_MODEL)
         project = engine.create_project(request.topic, language=request.language,
                                         max_concurrency=request.concurrency or 5)
-        say(f"Created project {project.id} '{project.name}' (max concurrency {project.max_concurrency}).")
+        say(f"Created project {project.id} '{project.name}' (max concurrency {project.max_concurrency}; "
+            f"models {project.question_model.model} / {project.answer_model.model}).")
         return project
     if request.concurrency and request.concurrency != project.max_concurrency:
         project = engine.update_project(project.id, max_concurrency=request.concurrency)
         say(f"Project '{project.name}': max concurrency is now {project.max_concurrency}.")
+    question, teacher = wanted_models(request, engine.environ)
+    changes = {role: getattr(project, role).model_copy(update={"model": name})
+               for role, name in (("question_model", question), ("answer_model", teacher))
+               if name and name != getattr(project, role).model}
+    if changes:
+        project = engine.update_project(project.id, **changes)
+        say(f"Project '{project.name}': models are now {project.question_model.model} (questions) / "
+            f"{project.answer_model.model} (answers).")
     return project
+
+
+def wanted_models(request: DistillRequest, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(question model, teacher) names the command line asks for, as a new project would get them; None: keep."""
+    if request.model:
+        return request.model, request.answer_model or environ.get("TREEDISTILL_ANSWER_MODEL") or request.model
+    return None, request.answer_model
 
 
 async def start_or_resume(engine: Engine, project: Project, request: DistillRequest,

@@ -8,7 +8,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from treedistill.server.config import default_model_spec
-from treedistill.server.errors import MissingAPIKey, OutputFormatError, ProviderError, RateLimited, TreedistillError
+from treedistill.server.errors import (
+    MissingAPIKey,
+    OutputFormatError,
+    ProviderError,
+    RateLimited,
+    TreedistillError,
+)
 from treedistill.server.http.auth import MIN_TOKEN_LENGTH
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers import (
@@ -24,11 +30,30 @@ from treedistill.server.providers.base import Provider
 PING = ChatRequest(messages=[ChatMessage(role="user", content="Reply with the single word OK.")], max_tokens=16)
 PING_TIMEOUT = 30.0
 Report = Callable[[bool, str], None]
+NO_MODEL = "No model configured: set TREEDISTILL_MODEL or pass --model NAME (e.g. --model gpt-4o-mini)."
+
+
+def setup_summary(db_path: Path, environ: Mapping[str, str]) -> str:
+    """'database X · openai model 'm' at URL' (plus the teacher when it differs), for banners; never a key."""
+    if not environ.get("TREEDISTILL_MODEL"):
+        return f"database {db_path} · no model configured (--model or TREEDISTILL_MODEL)"
+    try:
+        question = default_model_spec(environ)
+        teacher = default_model_spec(environ, teacher=True)
+    except TreedistillError as exc:
+        return f"database {db_path} · {exc}"
+    models = describe_endpoint(question, environ)
+    if teacher != question:
+        models += f" · teacher {describe_endpoint(teacher, environ)}"
+    return f"database {db_path} · {models}"
 
 
 async def run_doctor(environ: Mapping[str, str], db_path: Path, report: Report) -> bool:
     """Report each check as (ok, message); returns whether everything works. Never reports a key's value."""
     healthy = _check_database(db_path, report)
+    if not environ.get("TREEDISTILL_MODEL"):
+        report(False, NO_MODEL)
+        return False
     try:
         specs = {"question model": default_model_spec(environ)}
         teacher = default_model_spec(environ, teacher=True)

@@ -7,33 +7,83 @@ owns the filesystem: --out may be any path, and a relative one is relative to th
 from __future__ import annotations
 
 import asyncio
+import json
+import shlex
 from pathlib import Path
 
 from treedistill.server.cli.reports import existing_database, project_named
-from treedistill.server.errors import NotFound
-from treedistill.server.export.writer import ExportOptions, ExportReport, export_target, project_export_dir, write_export
-from treedistill.server.models import Project
+from treedistill.server.errors import InvalidInput, NotFound
+from treedistill.server.export.writer import (
+    ExportOptions,
+    ExportReport,
+    export_target,
+    project_export_dir,
+    write_export,
+)
+from treedistill.server.models import Project, ProjectSummary
 from treedistill.server.store.catalog import Store
 
 
 def find_project(store: Store, reference: str) -> Project:
     """A project by id, or by name (case-insensitive)."""
+    projects = store.list_projects()
     if reference.isdigit():
-        return store.get_project(int(reference))
-    project = project_named(store.list_projects(), reference)
+        by_id = next((p for p in projects if p.id == int(reference)), None)
+        if by_id is not None:
+            return store.get_project(by_id.id)
+    project = project_named(projects, reference)
     if project is not None:
         return project
-    raise NotFound(f"No project named {reference!r}; `treedistill projects` lists them.")
+    kind = "id or name" if reference.isdigit() else "named"
+    raise NotFound(f"No project {kind} {reference!r}; `treedistill projects` lists them.")
 
 
 async def export_project(db_path: Path, reference: str, options: ExportOptions,
-                         out: str | None) -> ExportReport:
+                         out: str | None) -> tuple[ExportReport, ProjectSummary]:
+    """Write the export; returns its report and the project with its counts (to explain an empty file)."""
     with existing_database(db_path) as queue:
         project = find_project(queue.store, reference)
+        summary = next(p for p in queue.store.list_projects() if p.id == project.id)
     if out:
         options = options.model_copy(update={"path": str(Path(out).expanduser().resolve())})
+    if options.dataset_info and options.format == "raw":
+        raise InvalidInput("--dataset-info describes alpaca, sharegpt and openai files; LLaMA-Factory cannot train "
+                           "on --format raw. Choose another --format or drop --dataset-info.")
     target = export_target(project_export_dir(db_path, project.id), project, options, allow_any_path=True)
-    return await asyncio.to_thread(write_export, db_path, project, options, target)
+    if options.dataset_info:
+        check_dataset_info(target.with_name("dataset_info.json"))
+    report = await asyncio.to_thread(write_export, db_path, project, options, target)
+    return report, summary
+
+
+def check_dataset_info(info_path: Path) -> None:
+    """Refuse an unusable dataset_info.json up front, in the command line's words (the writer's name MCP options)."""
+    if not info_path.exists():
+        return
+    try:
+        existing = json.loads(info_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise InvalidInput(f"{info_path} exists but is not readable JSON ({exc}); fix or remove it, or drop "
+                           "--dataset-info.") from None
+    if not isinstance(existing, dict):
+        raise InvalidInput(f"{info_path} exists but is not a JSON object; fix or remove it, or drop --dataset-info.")
+
+
+def empty_export_warning(project: ProjectSummary, options: ExportOptions) -> str:
+    """Why an export wrote no record, and what to do about it."""
+    distill = f"treedistill distill {shlex.quote(project.name)}"
+    if not project.questions:
+        return f"0 records written: project '{project.name}' has no questions yet. Run `{distill}` first."
+    if options.answered_only and not project.answers:
+        return (f"0 records written: none of the {project.questions} questions of project '{project.name}' has an "
+                f"answer yet. Run `{distill}` to answer them, or pass --include-unanswered to export the questions "
+                "alone.")
+    filters = [flag for flag, value in (("--min-rating", options.min_rating), ("--min-score", options.min_score),
+                                         ("--confirmed-only", options.confirmed_only)) if value]
+    if filters:
+        return (f"0 records written: none of the {project.answers} answers of project '{project.name}' passes "
+                f"{', '.join(filters)}. Loosen them (`treedistill projects` shows the counts).")
+    return f"0 records written for project '{project.name}'; `treedistill projects` shows what it holds."
 
 
 def report_lines(report: ExportReport) -> list[str]:

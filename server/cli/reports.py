@@ -32,6 +32,13 @@ def existing_database(db_path: Path) -> Iterator[WorkQueue]:
         db.conn.close()
 
 
+def known_job(queue: WorkQueue, job_id: int) -> int:
+    """The job id, or NotFound in the command line's words (the store's message names MCP tools)."""
+    if not any(job["id"] == job_id for job in queue.list_jobs()):
+        raise NotFound(f"No job with id {job_id}; `treedistill progress` lists the latest jobs.")
+    return job_id
+
+
 def project_named(projects: list[ProjectSummary], name: str) -> Project | None:
     """The project with this name (names are unique, case-insensitively), if any."""
     wanted = name.strip().casefold()
@@ -67,7 +74,7 @@ def show_progress(db_path: Path, job_id: int | None, as_json: bool) -> None:
             ids = [job["id"] for job in queue.list_jobs()][-RECENT_JOBS:]
             reports = [stored_job_progress(queue, job) for job in ids]
         else:
-            reports = [stored_job_progress(queue, job_id)]
+            reports = [stored_job_progress(queue, known_job(queue, job_id))]
     if as_json:
         payload = [r.model_dump() for r in reports]
         print(json.dumps(payload if job_id is None else payload[0], indent=2))
@@ -85,7 +92,7 @@ def show_progress(db_path: Path, job_id: int | None, as_json: bool) -> None:
 def watch_progress(db_path: Path, job_id: int, view: ProgressView) -> JobProgress:
     """Follow a job that runs in another process (a server, or `distill`) until it ends."""
     with existing_database(db_path) as queue, view:
-        progress = stored_job_progress(queue, job_id)
+        progress = stored_job_progress(queue, known_job(queue, job_id))
         view.update(progress, now=True)
         while progress.status not in TERMINAL:
             time.sleep(WATCH_SECONDS)  # another process does the work: polling the database is all we can do

@@ -13,15 +13,15 @@ STAGE_BY_KIND = {"tags": "expanding tags", "questions": "extracting questions", 
 
 
 def stored_job_progress(queue: WorkQueue, job_id: int, in_flight: Counter | None = None) -> JobProgress:
-    """A job's progress from the database; `in_flight` counts this process's running calls per kind."""
+    """A job's progress from the database; `in_flight` counts its running calls per kind."""
     return job_progress(queue.get_job(job_id), queue.job_open_kinds(job_id), in_flight or Counter(),
                         queue.recent_errors(job_id))
 
 
 def job_progress(job: dict[str, Any], open_kinds: set[str], in_flight: Counter, errors: list[str]) -> JobProgress:
     """Progress of a job row, given the kinds it has items open for and its calls in flight per output kind."""
-    started = job["started_at"] or time.time()
-    elapsed = max((job["finished_at"] or time.time()) - started, 0.0)
+    # The time the job actually ran: a stopped job's pause counts neither in its elapsed time nor its rate.
+    elapsed = job["active_seconds"] + (time.time() - job["active_since"] if job["active_since"] else 0.0)
     calls_done, calls_failed = job["calls_done"], job["calls_failed"]
     # Counters, not a count of rows: constant time however large the job.
     remaining = max(job["planned_calls"] - calls_done - calls_failed, 0)

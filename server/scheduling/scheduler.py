@@ -1,10 +1,14 @@
-"""The one scheduler of a process: a sliding window of work items per project, fed from SQLite.
+"""The scheduler of a process: a sliding window of work items per project, fed from SQLite.
 
-Each project has a lane: a loop that takes a concurrency slot, claims the most urgent runnable
-item from the database and runs it in its own task. Only items in flight exist as coroutines;
-everything pending is a row, so a 100,000-item job costs no more memory than a 10-item one.
-Items run in tasks owned by the scheduler, never by the MCP request that asked for them, so a
-client that gives up waiting never cancels a paid call.
+Each project has a lane: a loop that leases the most urgent runnable item from the database and runs
+it in its own task, while the project has fewer items running (in every process on the database
+together) than its max_concurrency. Only items in flight exist as coroutines; everything pending is a
+row, so a 100,000-item job costs no more memory than a 10-item one. Items run in tasks owned by the
+scheduler, never by the MCP request that asked for them, so a client that gives up waiting never
+cancels a paid call. A retry goes back to the queue with a due time, its slot free meanwhile.
+
+Several processes may schedule one database: each is a worker with a heartbeat (store/workers.py);
+lanes also poll, so work queued, freed or reclaimed by another process is picked up within a second.
 
 Faults have owners. An item's own trouble (unusable output, a request the endpoint refuses, a
 reply cut off at max_tokens) fails that item, and with it the planned work beneath it. The
@@ -18,9 +22,9 @@ import asyncio
 import logging
 import random
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from treedistill.server.errors import (
     FatalProviderError,
@@ -32,44 +36,29 @@ from treedistill.server.errors import (
     TreedistillError,
 )
 from treedistill.server.scheduling.planner import unmade_work
-from treedistill.server.scheduling.slots import Slots
 from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
-from treedistill.server.store.queue import KIND_COLUMN, WorkItem
+from treedistill.server.store.queue import WorkItem
+from treedistill.server.store.workers import HEARTBEAT_SECONDS, WorkerRegistry
 
 log = logging.getLogger("treedistill.scheduler")
 
 MAX_RATE_LIMITED_ATTEMPTS = 50  # 429s are flow control, not faults: they get a far larger budget
 FORMAT_ATTEMPTS = 2  # fresh attempts (each re-asks with feedback itself) for output that stays unusable
-
-
-@dataclass
-class _Lease:
-    """Whether a running item holds its concurrency slot (it gives it back while it waits to retry)."""
-
-    slots: Slots
-    held: bool = True
-
-    def release(self) -> None:
-        if self.held:
-            self.held = False
-            self.slots.release()
-
-    async def reacquire(self) -> None:
-        await self.slots.acquire()
-        self.held = True
+POLL_SECONDS = 1.0  # how often an idle lane looks for work other processes queued, freed or gave back
 
 
 class Scheduler:
-    def __init__(self, ctx: WorkContext, *, max_attempts: int = 6, retry_base_delay: float = 1.0,
-                 max_retry_delay: float = 60.0):
+    def __init__(self, ctx: WorkContext, workers: WorkerRegistry, *, max_attempts: int = 6,
+                 retry_base_delay: float = 1.0, max_retry_delay: float = 60.0):
         self.ctx = ctx
+        self.workers = workers
         self.max_attempts = max_attempts
         self.retry_base_delay = retry_base_delay
         self.max_retry_delay = max_retry_delay
         self.job_faults: dict[int, str] = {}  # jobs stopped by a fault the database could not record
         self._lanes: dict[int, asyncio.Task] = {}
         self._wake: dict[int, asyncio.Event] = {}
-        self._slots: dict[int, Slots] = {}
+        self._heartbeat: asyncio.Task | None = None
         self._in_flight: dict[int, WorkItem] = {}
         self._waiters: dict[int, list[asyncio.Future]] = {}
         self._errors: dict[int, TreedistillError] = {}  # why an item failed, for the manual call waiting on it
@@ -79,20 +68,39 @@ class Scheduler:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> int:
-        """Resume whatever a previous process left running; returns the items requeued."""
-        self.ctx.queue.drop_unfinished_plans()
-        requeued = self.ctx.queue.requeue_interrupted()
-        for project_id in self.ctx.queue.projects_with_pending_work():
-            self.notify(project_id)
+        """Join the database's workers and take up queued work, including what dead workers left running;
+        returns the items requeued."""
+        self.workers.register()
+        requeued = self._look_around()
+        self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         return requeued
 
     async def close(self) -> None:
-        """Stop lanes and in-flight tasks (their items stay queued for the next start)."""
-        tasks = [*self._lanes.values(), *self._tasks]
+        """Stop lanes and in-flight tasks; their items go back to the queue for any worker to take."""
+        tasks = [*self._lanes.values(), *self._tasks, *([self._heartbeat] if self._heartbeat else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._lanes.clear()
+        self.workers.unregister()
+
+    async def _beat(self) -> None:
+        """Renew this worker's heartbeat; reclaim dead workers' items and wake lanes for work found."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                self.workers.heartbeat()
+                self._look_around()
+            except sqlite3.Error as exc:  # a busy or full disk must not kill the heartbeat
+                log.warning("heartbeat: %s", exc)
+
+    def _look_around(self) -> int:
+        requeued = self.workers.reclaim_dead()
+        if requeued:
+            log.info("took back %d item(s) that a stopped process left running", requeued)
+        for project_id in self.ctx.queue.projects_with_pending_work():
+            self.notify(project_id)
+        return requeued
 
     def notify(self, project_id: int) -> None:
         """Tell the project's lane that there may be new runnable items."""
@@ -101,32 +109,29 @@ class Scheduler:
             self._lanes[project_id] = asyncio.create_task(self._lane(project_id), name=f"lane-{project_id}")
         self._wake[project_id].set()
 
-    def slots(self, project_id: int) -> Slots:
-        """The project's concurrency limit, shared by its jobs and manual calls."""
-        if project_id not in self._slots:
-            self._slots[project_id] = Slots(self.ctx.store.get_project(project_id).max_concurrency)
-        return self._slots[project_id]
-
     def requeue_stalled(self, job_id: int) -> int:
         """Items of the job left running by a fault (not in flight here) go back to the queue; forget the fault."""
         self.job_faults.pop(job_id, None)
         in_flight = {item_id for item_id, item in self._in_flight.items() if item.job_id == job_id}
-        return self.ctx.queue.requeue_interrupted(job_id, keep=in_flight)
+        return self.ctx.queue.requeue_stalled(job_id, self.workers.id, in_flight)
 
     # -- observation -------------------------------------------------------------------------
 
     def in_flight(self, job_id: int) -> Counter:
-        """Number of the job's items running now, per kind."""
-        return Counter(KIND_COLUMN[item.kind] for item in self._in_flight.values() if item.job_id == job_id)
+        """Number of the job's items running now in any process, per kind."""
+        return self.ctx.queue.running_counts(job_id)
 
     async def wait(self, item_id: int) -> WorkItem:
-        """Wait for an item to finish (done or failed) and return it; cancelling the wait leaves it running."""
-        item = self.ctx.queue.get_item(item_id)
-        if item.status in ("done", "failed"):
-            return item
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(item_id, []).append(future)
-        return await asyncio.shield(future)
+        """Wait for an item to finish (done or failed) and return it; cancelling the wait leaves it running.
+        An item another process runs is looked at again every POLL_SECONDS."""
+        while True:
+            item = self.ctx.queue.get_item(item_id)
+            if item.status in ("done", "failed"):
+                return item
+            future = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(item_id, []).append(future)
+            if await _within(future, POLL_SECONDS):
+                return future.result()
 
     def failure_of(self, item_id: int) -> TreedistillError | None:
         """The error an item of this process failed with, with its own type (None when not known here)."""
@@ -153,37 +158,36 @@ class Scheduler:
         """Return when one of the job's items settles, or after `timeout` seconds."""
         event = self._job_changed.setdefault(job_id, asyncio.Event())
         event.clear()
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+        await _within(event.wait(), timeout)
 
     # -- the window --------------------------------------------------------------------------
 
     async def _lane(self, project_id: int) -> None:
-        slots, wake = self.slots(project_id), self._wake[project_id]
+        wake, queue = self._wake[project_id], self.ctx.queue
         while True:
-            await slots.acquire()
             wake.clear()
             try:
-                item = self.ctx.queue.claim_next(project_id)
-            except sqlite3.Error as exc:  # e.g. disk full: stop the project's jobs, wait to be woken
-                slots.release()
-                self._storage_fault(project_id, exc)
+                item = queue.claim_next(project_id, self.workers.id)
+            except sqlite3.Error as exc:
+                if "locked" in str(exc) or "busy" in str(exc):  # another process is writing: try again soon
+                    await asyncio.sleep(0.05)
+                    continue
+                self._storage_fault(project_id, exc)  # e.g. disk full: stop the project's jobs, wait
                 await wake.wait()
                 continue
-            if item is None:
-                slots.release()
-                await wake.wait()
+            if item is not None:
+                self._in_flight[item.id] = item
+                task = asyncio.create_task(self._run(item), name=f"item-{item.id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
                 continue
-            self._in_flight[item.id] = item
-            task = asyncio.create_task(self._run(item, _Lease(slots)), name=f"item-{item.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            due = queue.next_due(project_id)
+            timeout = POLL_SECONDS if due is None else min(POLL_SECONDS, max(due - time.time(), 0.0) + 0.001)
+            await _within(wake.wait(), timeout)
 
-    async def _run(self, item: WorkItem, lease: _Lease) -> None:
+    async def _run(self, item: WorkItem) -> None:
         try:
-            await self._attempt_until_settled(item, lease)
+            await self._attempt(item)
         except asyncio.CancelledError:
             raise
         except sqlite3.Error as exc:
@@ -197,59 +201,54 @@ class Scheduler:
                 self._storage_fault(item.project_id, storage, item)
         finally:
             self._in_flight.pop(item.id, None)
-            lease.release()
         try:
             self._settled(item)
         except sqlite3.Error as exc:
             self._storage_fault(item.project_id, exc)
 
-    async def _attempt_until_settled(self, item: WorkItem, lease: _Lease) -> None:
-        attempts: Counter = Counter()
-        while True:
-            if self._job_stopped(item):  # checked after every wait: no paid call starts after a cancel
-                self.ctx.queue.park(item.id)
-                return
-            try:
-                result = await execute(self.ctx, item)
-            except JobStopped:
-                self.ctx.queue.park(item.id)
-                return
-            except TreedistillError as exc:
-                delay = self._retry_delay(exc, attempts)
-                if delay is None:
-                    self._give_up(item, exc, sum(attempts.values()))
-                    return
-                self.ctx.queue.count_attempt(item.id, _describe(exc))
-                if delay > 0:
-                    lease.release()
-                    await asyncio.sleep(delay)
-                    await lease.reacquire()
-                continue
-            with self.ctx.store.transaction():
-                self.ctx.queue.finish_item(item.id, "done", result=result)
-                if item.job_id is not None:
-                    self.ctx.queue.add_job_counts(item.job_id, calls_done=1)
+    async def _attempt(self, item: WorkItem) -> None:
+        """One attempt at an item: done, failed, parked (its job stopped) or back in the queue to retry."""
+        if self._job_stopped(item):  # also checked before every paid call: none starts after a cancel
+            self.ctx.queue.park(item.id)
             return
+        try:
+            result = await execute(self.ctx, item)
+        except JobStopped:
+            self.ctx.queue.park(item.id)
+            return
+        except TreedistillError as exc:
+            retry = self._retry(exc, item)
+            if retry is None:
+                self._give_up(item, exc, item.attempts + item.format_attempts + item.rate_limited_attempts + 1)
+            else:
+                delay, counter = retry
+                log.info("work item %s (%s) retries in %.1f s: %s", item.id, item.kind, delay, _describe(exc))
+                self.ctx.queue.retry_later(item.id, _describe(exc), delay, counter)
+            return
+        with self.ctx.store.transaction():
+            self.ctx.queue.finish_item(item.id, "done", result=result)
+            if item.job_id is not None:
+                self.ctx.queue.add_job_counts(item.job_id, calls_done=1)
 
-    def _retry_delay(self, exc: TreedistillError, attempts: Counter) -> float | None:
-        """Seconds to wait before the next attempt (0 = at once), or None to give up."""
+    def _retry(self, exc: TreedistillError, item: WorkItem) -> tuple[float, str] | None:
+        """(seconds before the next attempt, the attempt counter it spends), or None to give up."""
         if not exc.retryable:
             return None
         if isinstance(exc, RateLimited):
-            attempts["rate_limited"] += 1
-            if attempts["rate_limited"] >= MAX_RATE_LIMITED_ATTEMPTS:
+            if item.rate_limited_attempts + 1 >= MAX_RATE_LIMITED_ATTEMPTS:
                 return None
-            return exc.retry_after if exc.retry_after is not None else self._backoff(1)
+            return (exc.retry_after if exc.retry_after is not None else self._backoff(1)), "rate_limited_attempts"
         if isinstance(exc, OutputFormatError):  # a fresh call may do better; waiting would not
-            attempts["format"] += 1
-            return 0.0 if attempts["format"] < FORMAT_ATTEMPTS else None
-        attempts["transient"] += 1
-        return self._backoff(attempts["transient"]) if attempts["transient"] < self.max_attempts else None
+            return (0.0, "format_attempts") if item.format_attempts + 1 < FORMAT_ATTEMPTS else None
+        if item.attempts + 1 >= self.max_attempts:
+            return None
+        return self._backoff(item.attempts + 1), "attempts"
 
     def _give_up(self, item: WorkItem, exc: TreedistillError, attempts: int) -> None:
         message = f"gave up after {attempts} attempts: {_describe(exc)}" if exc.retryable else _describe(exc)
         exc.args = (message,)  # the manual call waiting for the item raises it, type and all, with this message
         self._errors[item.id] = exc
+        log.warning("work item %s (%s) failed: %s", item.id, item.kind, message)
         self._fail(item, message)
         # A bad key, an unknown model, an endpoint no longer configured (InvalidInput from building the client)
         # or one that cannot be reached at all: every other call would fail the same way.
@@ -345,6 +344,20 @@ class Scheduler:
             queue.set_job_status(job_id, "failed", error="no work item succeeded; see recent_errors")
         else:
             queue.set_job_status(job_id, "completed_with_failures" if job["calls_failed"] or short else "completed")
+
+
+async def _within(awaitable: Awaitable, seconds: float) -> bool:
+    """Await for at most `seconds`; True when it finished. Unlike asyncio.wait_for on Python 3.11, a cancel
+    that arrives as the awaitable finishes is never swallowed (a lane must stop when the scheduler closes).
+    A future awaited here is shielded: the timeout does not cancel it."""
+    if isinstance(awaitable, asyncio.Future):
+        awaitable = asyncio.shield(awaitable)
+    try:
+        async with asyncio.timeout(seconds):
+            await awaitable
+        return True
+    except TimeoutError:
+        return False
 
 
 def _describe(exc: BaseException) -> str:

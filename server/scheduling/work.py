@@ -214,7 +214,9 @@ async def _judge(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str
         raise NotFound(f"question {item.question_id} has no answer to judge")
     if answer.score is not None and not item.regenerate:
         return {"question_id": answer.question_id, "score": answer.score}
-    spec = curation.judge_model(project.id) or project.answer_model
+    # A judge model being tried rides on its items; the project remembers one only once it has worked.
+    spec = (ModelSpec.model_validate_json(item.model) if item.model else None) or curation.judge_model(project.id) \
+        or project.answer_model
     prompt = prompts.judge_prompt(project.language, f"{project.topic}{PATH_SEPARATOR}{answer.tag_path}",
                                   answer.question, answer.answer)
     verdict = await _ask_json(ctx, item, spec, project.language, prompt, parse_verdict)

@@ -167,6 +167,36 @@ def m003_one_live_job() -> str:
     """
 
 
+@migration
+def m004_many_processes() -> str:
+    # Every treedistill process on a database registers as a worker and renews a heartbeat; the items it runs
+    # carry its id (a lease). A worker whose heartbeat stops is dead: its items go back to the queue.
+    # A retry waits in the queue (not_before) instead of in a process; its attempts are counted per kind.
+    # A job's elapsed time counts only the time it ran (active_seconds plus the current run).
+    return """
+        CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            role TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        );
+        ALTER TABLE work_items ADD COLUMN lease_owner TEXT;
+        ALTER TABLE work_items ADD COLUMN not_before REAL;
+        ALTER TABLE work_items ADD COLUMN format_attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE work_items ADD COLUMN rate_limited_attempts INTEGER NOT NULL DEFAULT 0;
+        -- The model spec an item must use when it is not the project's (a judge model being tried).
+        ALTER TABLE work_items ADD COLUMN model TEXT;
+        CREATE INDEX work_items_running ON work_items(project_id, lease_owner) WHERE status = 'running';
+        ALTER TABLE jobs ADD COLUMN planned_by TEXT;
+        ALTER TABLE jobs ADD COLUMN active_seconds REAL NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN active_since REAL;
+        UPDATE jobs SET active_seconds = COALESCE(finished_at, started_at) - started_at WHERE started_at IS NOT NULL;
+        UPDATE jobs SET active_since = started_at, active_seconds = 0 WHERE status = 'running';
+    """
+
+
 def migrate(db: Database) -> int:
     """Apply every step newer than the database's version; return the resulting version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from typing import Any
 
 from pydantic import BaseModel
 
 from treedistill.server.errors import NotFound
+from treedistill.server.models import ModelSpec
 from treedistill.server.store.catalog import Store, now_iso
 
 # Manual calls jump the queue; within a job, expanding the tree comes first so the window stays full.
@@ -31,6 +33,11 @@ class WorkItem(BaseModel):
     result: Any = None
     delivered: bool
     requested: int | None = None
+    format_attempts: int = 0
+    rate_limited_attempts: int = 0
+    lease_owner: str | None = None
+    not_before: float | None = None
+    model: str | None = None
 
 
 class WorkQueue:
@@ -50,14 +57,15 @@ class WorkQueue:
 
     def add_item(self, project_id: int, kind: str, *, job_id: int | None = None, tag_id: int | None = None,
                  question_id: int | None = None, target: int = 0, regenerate: bool = False,
-                 requested: int | None = None) -> int:
-        """Queue one item; call inside a transaction when it must land with other writes."""
+                 requested: int | None = None, model: ModelSpec | None = None) -> int:
+        """Queue one item (`model`: a spec to use instead of the project's); call inside a transaction when it
+        must land with other writes."""
         priority = PRIORITY["manual" if job_id is None else kind]
         cursor = self.db.execute(
             "INSERT INTO work_items (project_id, job_id, kind, tag_id, question_id, target, regenerate, priority,"
-            " updated_at, requested) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " updated_at, requested, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (project_id, job_id, kind, tag_id, question_id, target, int(regenerate), priority, time.time(),
-             requested),
+             requested, None if model is None else model.model_dump_json(exclude_none=True)),
         )
         return cursor.lastrowid
 
@@ -77,22 +85,32 @@ class WorkQueue:
             raise NotFound(f"No work item {item_id}")
         return self._item(row)
 
-    def claim_next(self, project_id: int) -> WorkItem | None:
-        """Mark the most urgent runnable item of the project as running and return it, in one statement.
+    def claim_next(self, project_id: int, worker_id: str) -> WorkItem | None:
+        """Lease the most urgent runnable item of the project to `worker_id` and return it, in one statement
+        (atomic across processes).
 
-        Runnable: pending, of no job or of a running job, and no other item of the same kind is running on the
-        same tag or question (a manual call and a job never work on one target at once).
+        Runnable: pending and due, of no job or of a running job, no other item of the same kind running on the
+        same tag or question (a manual call and a job never work on one target at once), and fewer items of the
+        project running, in all processes together, than its max_concurrency.
         """
         row = self.store.row(
-            "UPDATE work_items SET status = 'running', updated_at = :now WHERE id = ("
+            "UPDATE work_items SET status = 'running', lease_owner = :worker, updated_at = :now WHERE id = ("
             " SELECT w.id FROM work_items w LEFT JOIN jobs j ON j.id = w.job_id"
-            " WHERE w.project_id = :project AND w.status = 'pending' AND (w.job_id IS NULL OR j.status = 'running')"
+            " WHERE w.project_id = :project AND w.status = 'pending' AND (w.not_before IS NULL OR w.not_before <= :now)"
+            " AND (w.job_id IS NULL OR j.status = 'running')"
             " AND NOT EXISTS (SELECT 1 FROM work_items r WHERE r.status = 'running' AND r.kind = w.kind"
             "   AND r.tag_id IS w.tag_id AND r.question_id IS w.question_id)"
+            " AND (SELECT COUNT(*) FROM work_items r WHERE r.project_id = :project AND r.status = 'running')"
+            "   < (SELECT max_concurrency FROM projects WHERE id = :project)"
             " ORDER BY w.priority, w.id LIMIT 1) RETURNING *",
-            {"now": time.time(), "project": project_id},
+            {"now": time.time(), "project": project_id, "worker": worker_id},
         )
         return None if row is None else self._item(row)
+
+    def next_due(self, project_id: int) -> float | None:
+        """When the project's earliest item waiting to retry becomes due (None when none waits)."""
+        return self.db.execute("SELECT MIN(not_before) FROM work_items WHERE project_id = ? AND status = 'pending'"
+                               " AND not_before > ?", (project_id, time.time())).fetchone()[0]
 
     def find_reusable_manual(self, project_id: int, kind: str, tag_id: int | None,
                              question_id: int | None, requested: int | None) -> WorkItem | None:
@@ -115,12 +133,17 @@ class WorkQueue:
         )
         self.db.execute("DELETE FROM llm_cache WHERE work_item_id = ?", (item_id,))
 
-    def count_attempt(self, item_id: int, error: str) -> None:
-        """Record a failed attempt. Its cached replies were all processed, so they are dropped: a retry is a new
-        call (the cache serves only replies a crash kept from being processed)."""
+    def retry_later(self, item_id: int, error: str, delay: float, counter: str) -> None:
+        """Record a failed attempt and put the item back in the queue, due after `delay` seconds (whichever
+        process is free then takes it). `counter` is the attempt's kind: attempts, format_attempts or
+        rate_limited_attempts. The attempt's cached replies were all processed, so they are dropped: a retry
+        is a new call (the cache serves only replies a crash kept from being processed)."""
+        assert counter in ("attempts", "format_attempts", "rate_limited_attempts")
+        now = time.time()
         with self.store.transaction():
-            self.db.execute("UPDATE work_items SET attempts = attempts + 1, error = ?, updated_at = ? WHERE id = ?",
-                            (error, time.time(), item_id))
+            self.db.execute(
+                f"UPDATE work_items SET {counter} = {counter} + 1, error = ?, status = 'pending', lease_owner = NULL,"
+                " not_before = ?, updated_at = ? WHERE id = ?", (error, now + delay if delay > 0 else None, now, item_id))
             self.db.execute("DELETE FROM llm_cache WHERE work_item_id = ?", (item_id,))
 
     def running_on(self, kind: str, tag_id: int | None, question_id: int | None) -> list[int]:
@@ -135,20 +158,27 @@ class WorkQueue:
 
     def park(self, item_id: int) -> None:
         """Put an item of a stopped job back in the queue, to run when the job is resumed."""
-        self.db.execute("UPDATE work_items SET status = 'pending', updated_at = ? WHERE id = ?",
+        self.db.execute("UPDATE work_items SET status = 'pending', lease_owner = NULL, updated_at = ? WHERE id = ?",
                         (time.time(), item_id))
 
     def mark_delivered(self, item_id: int) -> None:
         with self.store.transaction():
             self.db.execute("UPDATE work_items SET delivered = 1 WHERE id = ?", (item_id,))
 
-    def requeue_interrupted(self, job_id: int | None = None, keep: set[int] = frozenset()) -> int:
-        """Items left running (by a previous process, or of `job_id` by a lane that hit a storage fault) go back
-        to pending, except the ids in `keep` (still in flight here); returns how many."""
-        where = "status = 'running'" + ("" if job_id is None else f" AND job_id = {int(job_id)}")
+    def requeue_stalled(self, job_id: int, worker_id: str, keep: set[int]) -> int:
+        """The job's items this worker left running after a storage fault go back to the queue, except the ids
+        in `keep` (still in flight); returns how many."""
+        where = "job_id = ? AND status = 'running' AND lease_owner = ?"
         if keep:
             where += f" AND id NOT IN ({','.join(str(int(item_id)) for item_id in keep)})"
-        return self.db.execute(f"UPDATE work_items SET status = 'pending' WHERE {where}").rowcount
+        return self.db.execute(f"UPDATE work_items SET status = 'pending', lease_owner = NULL WHERE {where}",
+                               (job_id, worker_id)).rowcount
+
+    def running_counts(self, job_id: int) -> Counter:
+        """The job's items running now in any process, per output kind (tags, questions, answers)."""
+        rows = self.db.execute("SELECT kind, COUNT(*) FROM work_items WHERE job_id = ? AND status = 'running'"
+                               " GROUP BY kind", (job_id,)).fetchall()
+        return Counter({KIND_COLUMN[kind]: count for kind, count in rows if kind in KIND_COLUMN})
 
     def projects_with_pending_work(self) -> list[int]:
         rows = self.db.execute("SELECT DISTINCT project_id FROM work_items WHERE status = 'pending'").fetchall()
@@ -167,11 +197,11 @@ class WorkQueue:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def create_job(self, project_id: int, params: dict[str, Any]) -> int:
-        """Create a queued job. Call in the transaction that plans its first items."""
+    def create_job(self, project_id: int, params: dict[str, Any], planned_by: str | None = None) -> int:
+        """Create a queued job (being planned by worker `planned_by`). Call in the transaction that plans it."""
         cursor = self.db.execute(
-            "INSERT INTO jobs (project_id, status, params, created_at) VALUES (?, 'queued', ?, ?)",
-            (project_id, json.dumps(params), now_iso()),
+            "INSERT INTO jobs (project_id, status, params, created_at, planned_by) VALUES (?, 'queued', ?, ?, ?)",
+            (project_id, json.dumps(params), now_iso(), planned_by),
         )
         return cursor.lastrowid
 
@@ -181,10 +211,6 @@ class WorkQueue:
             raise NotFound(f"No job with id {job_id}; auto_distill returns the job_id, list_jobs lists them.")
         row["params"] = json.loads(row["params"])
         return row
-
-    def drop_unfinished_plans(self) -> int:
-        """Delete jobs a crash left `queued` (still being planned), with their items; returns how many."""
-        return self.db.execute("DELETE FROM jobs WHERE status = 'queued'").rowcount
 
     def job_status(self, job_id: int) -> str:
         """A job's status alone (cheap: checked before every paid call)."""
@@ -206,15 +232,20 @@ class WorkQueue:
         return self.store.rows(f"SELECT id, project_id, status FROM jobs WHERE status IN ({marks})", statuses)
 
     def set_job_status(self, job_id: int, status: str, *, error: str | None = None) -> None:
-        """Move a job to `status`, stamping start and finish times."""
+        """Move a job to `status`, stamping start and finish times and adding up the time it actually ran."""
         now = time.time()
+        running = status == "running"
         finished = status not in ("queued", "running")
-        with self.store.transaction():
-            self.db.execute(
-                "UPDATE jobs SET status = ?, error = COALESCE(?, error),"
-                " started_at = COALESCE(started_at, ?), finished_at = ? WHERE id = ?",
-                (status, error, now, now if finished else None, job_id),
-            )
+        self.db.execute(
+            "UPDATE jobs SET error = COALESCE(:error, error), started_at = COALESCE(started_at, :now),"
+            " finished_at = :finished,"
+            " active_seconds = active_seconds + CASE WHEN status = 'running' AND NOT :running"
+            "   THEN :now - COALESCE(active_since, :now) ELSE 0 END,"
+            " active_since = CASE WHEN :running THEN COALESCE(active_since, :now) ELSE NULL END,"
+            " status = :status WHERE id = :job",
+            {"status": status, "error": error, "now": now, "finished": now if finished else None,
+             "running": running, "job": job_id},
+        )
 
     def add_job_counts(self, job_id: int, **increments: float | int | None) -> None:
         """Add to a job's counters (e.g. tags_done=3, input_tokens=120). Call in a transaction."""
@@ -252,5 +283,6 @@ class WorkQueue:
                 " AND status = 'failed'", (time.time(), job_id)).rowcount
             self.db.execute(
                 "UPDATE jobs SET tags_failed = 0, questions_failed = 0, answers_failed = 0, calls_failed = 0,"
-                " finished_at = NULL, status = 'running', error = NULL WHERE id = ?", (job_id,))
+                " finished_at = NULL, error = NULL WHERE id = ?", (job_id,))
+            self.set_job_status(job_id, "running")
         return moved

@@ -1,0 +1,194 @@
+"""The `treedistill` argument parser: commands, options, their help, and the environment they read."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from treedistill import __version__
+
+DEFAULT_HTTP_PORT = 8765
+
+DESCRIPTION = ("Distill fine-tuning datasets from a teacher model through a tag tree: grow tags, extract "
+               "questions per leaf tag, have the teacher answer them, export the result.")
+
+ENVIRONMENT = """\
+environment:
+  OPENAI_BASE_URL           OpenAI-compatible endpoint (OpenAI, DeepSeek, vLLM, Ollama, ...)
+  OPENAI_API_KEY            its key (optional for a server on this machine)
+  ANTHROPIC_API_KEY         Anthropic key (used when only Anthropic is configured,
+  ANTHROPIC_BASE_URL          or with TREEDISTILL_PROVIDER=anthropic) and endpoint
+  TREEDISTILL_MODEL         question model name, and the teacher's unless set below (--model)
+  TREEDISTILL_ANSWER_MODEL  teacher model name (--answer-model)
+  TREEDISTILL_PROVIDER      openai or anthropic, overriding the guess from the keys
+  TREEDISTILL_ENDPOINTS     more endpoints model specs may use: URL=KEY_VARIABLE or URL, comma-separated
+  TREEDISTILL_DB            database path (--db; default: treedistill.db in the user data dir)
+  TREEDISTILL_TOKEN         bearer token for serve --http (--token)
+  TREEDISTILL_ALLOW_ANY_EXPORT_PATH
+                            1 lets MCP clients export outside the project's export directory
+Keys are read from the environment only; none is ever stored, logged or printed."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line. Global options (--db, --debug) work before or after the command."""
+    parser = _parser(prog="treedistill")
+    _global_options(parser, subcommand=False)
+    parser.add_argument("--version", action="version", version=f"treedistill {__version__}",
+                        help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=description or _sentence(summary),
+                                  **_parser_settings())
+        _global_options(sub, subcommand=True)
+        return sub
+
+    cmd = command("serve", "run the MCP server (stdio, or --http)",
+                  "Run the MCP server for a client (Claude Desktop, Claude Code, Cursor, VS Code, ...): over stdio "
+                  "by default, or over streamable HTTP with --http. Logs go to stderr.")
+    _engine_options(cmd)
+    _model_options(cmd)
+    cmd.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    cmd.add_argument("--host", default="127.0.0.1", help="address to bind with --http (default 127.0.0.1)")
+    cmd.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT,
+                     help=f"port for --http (default {DEFAULT_HTTP_PORT}; 0 picks a free one)")
+    cmd.add_argument("--token", help="bearer token clients must send (default $TREEDISTILL_TOKEN); "
+                                     "required when --host is not a loopback address")
+    cmd.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                     help="extra Host header value to accept, e.g. a reverse proxy's name (repeatable)")
+    cmd.add_argument("--verbose", action="store_true", help="log requests and engine events to stderr")
+
+    cmd = command("distill", "run a whole distillation in this terminal; rerun the same command to resume",
+                  "Grow the tag tree, extract questions for every leaf tag and answer them, in this terminal. "
+                  "The project is named after the topic and reused when it exists. Ctrl-C stops cleanly; the "
+                  "same command resumes without paying twice for finished work.")
+    _engine_options(cmd)
+    _model_options(cmd)
+    cmd.add_argument("topic", help="top-level topic; also the project name (an existing project is reused)")
+    cmd.add_argument("--levels", type=_bounded(1, 5), default=2, help="depth of the tag tree (2)")
+    cmd.add_argument("--tags", type=_bounded(1, 100), default=10, help="sub-tags per tag (10)")
+    cmd.add_argument("--questions", type=_bounded(1, 100), default=10, help="questions per leaf tag (10)")
+    cmd.add_argument("--concurrency", type=_bounded(1, 512), help="model calls in flight, for a new project (5)")
+    cmd.add_argument("--no-answer", action="store_true", help="stop after the questions")
+    cmd.add_argument("--language", choices=("en", "zh"), default="en", help="language of prompts and data (en)")
+    cmd.add_argument("--confirm-large", action="store_true", help="allow plans above 20,000 model calls")
+    cmd.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+
+    cmd = command("progress", "show a job's progress, or the latest jobs",
+                  "Show one job in detail, or the latest jobs one line each. Reads the database only: safe while "
+                  "a server or a distill runs on it.")
+    cmd.add_argument("job_id", nargs="?", type=int, metavar="JOB_ID", help="the job to show (default: latest jobs)")
+    cmd.add_argument("--watch", action="store_true", help="follow the job until it ends")
+    cmd.add_argument("--plain", action="store_true", help="plain lines even on a terminal (with --watch)")
+    cmd.add_argument("--json", action="store_true", help="print JSON")
+
+    cmd = command("projects", "list projects with their counts",
+                  "List the projects with their tag, question, answer and token counts. Reads the database only.")
+    cmd.add_argument("--json", action="store_true", help="print JSON")
+
+    cmd = command("export", "write a project's answers as a fine-tuning file",
+                  "Write a project's questions and answers as a fine-tuning file (alpaca, sharegpt, openai or "
+                  "raw). Reads the database only.")
+    cmd.add_argument("project", help="project id or name")
+    cmd.add_argument("--format", choices=("alpaca", "sharegpt", "openai", "raw"), default="alpaca",
+                     help="record layout (alpaca)")
+    cmd.add_argument("--reasoning", choices=("think", "field", "none"), default="think",
+                     help="think: <think>…</think> before the answer; field: a separate field; none (think)")
+    cmd.add_argument("--out", help="output file (default: exports/<project id>/<name>-<format>.jsonl beside the db)")
+    cmd.add_argument("--file-format", choices=("jsonl", "json"), help="default: from --out's suffix, else jsonl")
+    cmd.add_argument("--system", help="system prompt put in every record")
+    cmd.add_argument("--test-ratio", type=_fraction, default=0.0, help="fraction for a test split (0)")
+    cmd.add_argument("--seed", type=int, help="shuffle seed")
+    cmd.add_argument("--per-tag-cap", type=_positive(int), help="at most this many records per tag")
+    cmd.add_argument("--min-rating", type=_bounded(1, 5), help="only answers rated at least this")
+    cmd.add_argument("--min-score", type=_bounded(1, 10), help="only answers the judge scored at least this")
+    cmd.add_argument("--confirmed-only", action="store_true", help="only confirmed answers")
+    cmd.add_argument("--include-unanswered", action="store_true", help="also questions without an answer")
+    cmd.add_argument("--dataset-info", action="store_true",
+                     help="also write LLaMA-Factory's dataset_info.json (not with --format raw)")
+    cmd.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    cmd = command("doctor", "check the configured endpoint, model and key with one tiny call",
+                  "Check the database path and make one tiny call per configured model; each line says ok or "
+                  "what to fix. Never prints a key.")
+    _model_options(cmd)
+    return parser
+
+
+def _parser_settings() -> dict:
+    # allow_abbrev=False: `--level 2` must be an error, not a silent `--levels 2`.
+    return {"allow_abbrev": False, "epilog": ENVIRONMENT, "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
+def _parser(**kwargs) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=DESCRIPTION, **_parser_settings(), **kwargs)
+
+
+def _sentence(summary: str) -> str:
+    return summary[0].upper() + summary[1:] + "."
+
+
+def _global_options(parser: argparse.ArgumentParser, *, subcommand: bool) -> None:
+    """--db and --debug, on the top parser and on every command.
+
+    Each parser gets its own actions (argparse `parents=` would share them, and a default set on one would
+    leak into all). On commands the default is SUPPRESS, so a value given before the command survives
+    unless the command repeats the option.
+    """
+    unset = {"default": argparse.SUPPRESS} if subcommand else {}
+    parser.add_argument("--db", metavar="PATH", **({"default": None} | unset),
+                        help="SQLite database path (default: $TREEDISTILL_DB or the user data dir)")
+    parser.add_argument("--debug", action="store_true", **({"default": False} | unset),
+                        help="show tracebacks for unexpected errors")
+
+
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpm", type=_positive(float), help="cap on model requests per minute, per endpoint")
+    parser.add_argument("--tpm", type=_positive(float), help="cap on model tokens (in + out) per minute, per endpoint")
+    parser.add_argument("--max-attempts", type=_positive(int), help="attempts per model call before it fails (6)")
+    parser.add_argument("--retry-delay", type=_positive(float, zero=True),
+                        help="base delay in seconds between retries, doubled each time (1.0)")
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="NAME",
+                        help="question model name (default $TREEDISTILL_MODEL); also the teacher's unless "
+                             "--answer-model or $TREEDISTILL_ANSWER_MODEL names another")
+    parser.add_argument("--answer-model", metavar="NAME",
+                        help="teacher model name (default $TREEDISTILL_ANSWER_MODEL, else the question model)")
+
+
+def _positive(kind: type, *, zero: bool = False) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'zero or more' if zero else 'more than zero'}: {text}")
+        return value
+
+    return parse
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}: {text}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 0.5:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 0.5: {text}")
+    return value
