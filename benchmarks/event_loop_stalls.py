@@ -126,7 +126,9 @@ async def find_duplicates(engine: Engine, project_id: int, threshold: float) -> 
 
 async def measure_search(engine: Engine, size: int, threshold: float) -> dict[str, Any]:
     project_id, tags = fill_project(engine, f"Stalls {size}", synthetic_questions(size))
-    job, _ = engine.auto_distill(project_id, levels=1, tags_per_level=tags, questions_per_tag=1, answer=False)
+    # One more tag than the project has: a small job for get_progress to read while the search runs.
+    job, _ = await engine.auto_distill(project_id, levels=1, tags_per_level=tags + 1, questions_per_tag=1,
+                                       answer=False)
     async with Ticker() as idle:  # the machine's own noise: the same loop with nothing else to do
         await asyncio.sleep(1.0)
     progress_ms: list[float] = []
@@ -140,6 +142,7 @@ async def measure_search(engine: Engine, size: int, threshold: float) -> dict[st
             progress_ms.append((time.perf_counter() - t) * 1000)
             await asyncio.wait([search], timeout=PROBE_EVERY)
         wall = time.perf_counter() - started
+        engine.cancel_job(job["id"])
         try:
             report = search.result()
         except InvalidInput as refused:  # too loose a threshold for the project's size
@@ -155,10 +158,11 @@ async def measure_search(engine: Engine, size: int, threshold: float) -> dict[st
 async def measure_planning(engine: Engine, project_id: int, tags: int) -> dict[str, Any]:
     async with Ticker() as ticker:
         started = time.perf_counter()
-        job, _ = engine.auto_distill(project_id, levels=1, tags_per_level=tags, questions_per_tag=1, answer=True,
-                                     confirm_large=True)
+        job, _ = await engine.auto_distill(project_id, levels=1, tags_per_level=tags, questions_per_tag=1,
+                                           answer=True, confirm_large=True)
+        engine.cancel_job(job["id"])
         wall = time.perf_counter() - started
-    engine.cancel_job(job["id"])
+        await asyncio.sleep(0.05)  # let the ticker see a stall that ended just now
     return {"answers": job["planned_answers"], "wall": wall, "stall": ticker.longest * 1000}
 
 

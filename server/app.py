@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Completion, CompletionArgument, CompletionContext, PromptReference, Resource, \
     ResourceTemplateReference
@@ -66,7 +67,8 @@ def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] 
             yield engine
         finally:
             running.engine = None
-            await engine.close()
+            with anyio.CancelScope(shield=True):  # a cancelled server (Ctrl-C) still closes its engine cleanly
+                await engine.close()
             running.closed.set()
 
     auth = bearer_auth_options(bearer_token) if bearer_token else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,6 +17,7 @@ from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.models import Answer, JobProgress, ModelSpec, Project, ProjectSummary, Question, Tag
 from treedistill.server.scheduling.planner import plan_top_up
 from treedistill.server.scheduling.progress import stored_job_progress
+from treedistill.server.scheduling.rate_gate import pacing_state
 from treedistill.server.text.prompts import LANGUAGES
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
@@ -23,6 +25,7 @@ from treedistill.server.store.catalog import Store, connect, open_database
 from treedistill.server.store.workers import WorkerRegistry
 from treedistill.server.scheduling.work import WorkContext
 
+log = logging.getLogger("treedistill.engine")
 Heartbeat = Callable[[float], Awaitable[None]]
 LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True
 PLAN_CHUNK = 2_000  # work items recorded per transaction while a job is planned
@@ -213,7 +216,11 @@ class Engine:
             return None, False
         self.queue.set_job_status(job_id, "running")
         self.scheduler.notify(project_id)
-        return self.queue.get_job(job_id), True
+        job = self.queue.get_job(job_id)
+        log.info("job %s started on project %s: %s calls planned (%s tags, %s questions, %s answers)", job_id,
+                 project_id, job["planned_calls"], job["planned_tags"], job["planned_questions"],
+                 job["planned_answers"])
+        return job, True
 
     def _live_job(self, project_id: int, *, other_than: int | None = None) -> dict[str, Any] | None:
         """The project's queued or running job, if any (there is at most one)."""
@@ -224,6 +231,10 @@ class Engine:
 
     def get_progress(self, job_id: int) -> JobProgress:
         progress = stored_job_progress(self.queue, job_id, self.scheduler.in_flight(job_id))
+        project = self.store.get_project(progress.project_id)
+        states = (pacing_state(self.caller.pacing.get(self.caller.endpoint(spec)))
+                  for spec in (project.question_model, project.answer_model))
+        progress.pacing = next((state for state in states if state), None)
         fault = self.scheduler.job_faults.get(job_id)
         if fault is not None and progress.status == "running":  # a fault the database could not record
             progress = progress.model_copy(update={"status": "failed", "stage": "failed",
@@ -246,6 +257,7 @@ class Engine:
         job = self.queue.get_job(job_id)
         if job["status"] in ("queued", "running", "failed"):
             self.queue.set_job_status(job_id, "cancelled")
+            log.info("job %s cancelled", job_id)
         return self.get_progress(job_id)
 
     def resume_job(self, job_id: int) -> JobProgress:
@@ -260,7 +272,7 @@ class Engine:
         project = self.store.get_project(job["project_id"])
         self.caller.provider(project.question_model)
         self.scheduler.requeue_stalled(job_id)
-        self.queue.retry_failed(job_id)
+        log.info("job %s resumed (%s failed item(s) queued again)", job_id, self.queue.retry_failed(job_id))
         self.scheduler.close_job_if_idle(job_id)
         self.scheduler.notify(job["project_id"])
         return self.get_progress(job_id)

@@ -128,5 +128,8 @@ class JobProgress(BaseModel):
     elapsed_seconds: float
     eta_seconds: float | None
     calls_per_minute: float
+    retries: int = Field(0, description="Attempts that failed and were tried again (rate limits included)")
+    rate_limited: int = Field(0, description="Of the retries, those after a rate limit (429)")
+    pacing: str | None = Field(None, description="How calls to the job's endpoints are paced or paused now")
     recent_errors: list[str]
     params: dict[str, Any]

@@ -69,6 +69,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -788,10 +789,12 @@ def _server(app: Starlette) -> uvicorn.Server:
 
 
 class StandinLLM(StandinState):
-    """The stand-in served from a background thread on an OS-assigned 127.0.0.1 port."""
+    """The stand-in served from a background thread on an OS-assigned 127.0.0.1 port; `wrap` may put ASGI
+    middleware in front of it (tests/standin_limits.py: provider-style rate limits)."""
 
-    def __init__(self) -> None:
+    def __init__(self, wrap: Callable[[Any], Any] | None = None) -> None:
         super().__init__()
+        self._wrap = wrap
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -799,7 +802,8 @@ class StandinLLM(StandinState):
     def start(self) -> StandinLLM:
         ready = threading.Event()
         self._socket = _listening_socket(0)
-        self._server = _server(build_app(self, ready))
+        app = build_app(self, ready)
+        self._server = _server(self._wrap(app) if self._wrap else app)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="standin-llm", daemon=True
         )

@@ -176,7 +176,7 @@ async def test_dataset_info_for_llama_factory(client, llm):
 
 async def test_paths_are_confined_to_the_project_export_directory(client, llm, db_path, tmp_path):
     pid = await distilled_project(client)
-    export_dir = db_path.parent / "exports" / str(pid)
+    export_dir = db_path.parent / f"{db_path.stem}-exports" / str(pid)
     report = await call(client, "export_dataset", project_id=pid, path="nested/dir/data.jsonl")
     assert Path(report["path"]) == export_dir.resolve() / "nested" / "dir" / "data.jsonl"
     before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
@@ -211,12 +211,12 @@ async def test_the_server_can_allow_any_export_path(how, db_path, env, tmp_path)
         report = await call(client, "export_dataset", project_id=pid, path=str(target))
         assert report["path"] == str(target) and len(read_records(target)) == 12
         relative = await call(client, "export_dataset", project_id=pid, path="rel.jsonl")
-        assert Path(relative["path"]).parent == (db_path.parent / "exports" / str(pid)).resolve()
+        assert Path(relative["path"]).parent == (db_path.parent / f"{db_path.stem}-exports" / str(pid)).resolve()
 
 
 async def test_dataset_info_symlink_is_never_followed(client, llm, db_path, tmp_path):
     pid = await distilled_project(client)
-    export_dir = db_path.parent / "exports" / str(pid)
+    export_dir = db_path.parent / f"{db_path.stem}-exports" / str(pid)
     await call(client, "export_dataset", project_id=pid, path="first.jsonl")
     secret = tmp_path / "outside" / "secret.json"
     secret.parent.mkdir()
@@ -238,7 +238,7 @@ async def test_dataset_info_symlink_is_never_followed(client, llm, db_path, tmp_
 
 async def test_a_failed_export_writes_nothing_and_leaves_no_temporary_files(client, llm, db_path):
     pid = await distilled_project(client)
-    export_dir = db_path.parent / "exports" / str(pid)
+    export_dir = db_path.parent / f"{db_path.stem}-exports" / str(pid)
     await call(client, "export_dataset", project_id=pid, path="old.jsonl")
     # A split export whose train file cannot be written (a directory is in the way) fails as a whole.
     (export_dir / "data_train.jsonl").mkdir()
@@ -249,7 +249,7 @@ async def test_a_failed_export_writes_nothing_and_leaves_no_temporary_files(clie
 
 async def test_temporary_files_of_crashed_exports_are_removed_by_the_next(client, llm, db_path):
     pid = await distilled_project(client)
-    export_dir = db_path.parent / "exports" / str(pid)
+    export_dir = db_path.parent / f"{db_path.stem}-exports" / str(pid)
     await call(client, "export_dataset", project_id=pid, path="old.jsonl")
     # Temporary files of an export that crashed (its process is gone) go at the start of the next export;
     # files that only look alike stay.
@@ -266,6 +266,6 @@ async def test_reasoning_field_with_dataset_info_is_refused_with_the_reason(clie
     pid = await distilled_project(client)
     message = await call_error(client, "export_dataset", project_id=pid, reasoning="field", dataset_info=True)
     assert "no column for a separate reasoning field" in message and "reasoning='think'" in message
-    assert not (db_path.parent / "exports" / str(pid)).exists()
+    assert not (db_path.parent / f"{db_path.stem}-exports" / str(pid)).exists()
     report = await call(client, "export_dataset", project_id=pid, reasoning="think", dataset_info=True)
     assert report["dataset_info_path"] and read_records(report["path"])[0]["output"].startswith("<think>\n")

@@ -112,3 +112,48 @@ async def test_kill_9_of_one_process_and_the_other_finishes_its_work(env, db_pat
     assert (stored(db_path)["questions"], stored(db_path)["answers"]) == (9, 9)
     stats = llm.stats()
     assert stats["requests"] - (1 + 3 + 9) <= 4  # at most the calls in flight at the kill were paid again
+
+
+async def test_elapsed_and_rate_count_only_the_time_a_job_ran(db_path, env, llm):
+    from tests.test_engine_truth import settle
+    from treedistill.server.engine import Engine
+
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Paused", max_concurrency=1)
+        llm.configure(latency=0.1)
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=1, questions_per_tag=3)
+        await anyio.sleep(0.3)
+        engine.cancel_job(job["id"])
+        await anyio.sleep(2.0)  # stopped: this time must not count
+        engine.resume_job(job["id"])
+        progress = await settle(engine, job["id"])
+    finally:
+        await engine.close()
+    assert progress.status == "completed" and progress.elapsed_seconds < 1.8
+
+
+def test_log_file_names_the_worker_the_job_and_its_end(env, db_path, llm, tmp_path):
+    log_file = tmp_path / "engine.log"
+    done = subprocess.run([*treedistill_command(), "--db", str(db_path), "distill", "Logged", "--levels", "1",
+                           "--tags", "2", "--questions", "1", "--log-file", str(log_file)],
+                          env=subprocess_env(env, db_path), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = log_file.read_text()
+    assert "joined the database" in text and "job 1 started on project 1: 5 calls planned" in text
+    assert "job 1 ended completed: 5 calls done, 0 failed" in text
+    assert env["OPENAI_API_KEY"] not in text
+
+
+def test_a_start_up_failure_is_one_line_not_an_exception_group(env, db_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([*treedistill_command(), "--db", str(db_path), "serve", "--http", "--port", str(port)],
+                              env=subprocess_env(env, db_path), capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "ExceptionGroup" not in done.stderr and "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("treedistill: error")]
+    assert len(lines) == 1 and str(port) in lines[0] or "address" in lines[0].lower(), done.stderr

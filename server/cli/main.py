@@ -45,28 +45,42 @@ def _run(argv: list[str]) -> int:
         return EXIT_USAGE
     try:
         return COMMANDS[args.command](args, os.environ, argv)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
     except BrokenPipeError:
         raise
-    except ConfirmationRequired:
+    except BaseException as exc:  # the edge of the program: one line, unless --debug asks for the traceback
+        if args.debug and not isinstance(exc, (KeyboardInterrupt, TreedistillError)):
+            raise
+        return _report(_innermost(exc), args)
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The first real error inside exception groups (the MCP server's task groups wrap what went wrong)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _report(exc: BaseException, args: argparse.Namespace) -> int:
+    """Say what went wrong in one line and return the exit code."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, ConfirmationRequired):
         from treedistill.server.engine import LARGE_PLAN_CALLS
 
         # The engine's message names the MCP argument (confirm_large=true); say it the command line's way.
         return _fail(f"This plan makes more than {LARGE_PLAN_CALLS:,} model calls: rerun with --confirm-large to "
                      "start it, or ask for less (--levels, --tags, --questions).", EXIT_USAGE)
-    except (InvalidInput, NotFound) as exc:
+    if isinstance(exc, (InvalidInput, NotFound)):
         return _fail(str(exc), EXIT_USAGE)
-    except TreedistillError as exc:
+    if isinstance(exc, TreedistillError):
         return _fail(str(exc), EXIT_FAILED)
-    except sqlite3.Error as exc:
+    if isinstance(exc, sqlite3.Error):
         return _fail(f"database {database_path(args.db, os.environ)}: {exc}", EXIT_USAGE)
-    except OSError as exc:
+    if isinstance(exc, OSError):
         return _fail(str(exc), EXIT_USAGE)
-    except Exception as exc:  # the edge of the program: one line, unless --debug asks for the traceback
-        if args.debug:
-            raise
-        return _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", EXIT_FAILED)
+    if isinstance(exc, SystemExit):
+        raise exc
+    return _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", EXIT_FAILED)
 
 
 def _fail(message: str, code: int) -> int:
@@ -90,7 +104,7 @@ def _discard_stdout() -> int:
 def serve(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
     from treedistill.server.cli.doctor import setup_summary
 
-    _log_to_stderr(logging.INFO if args.verbose else logging.WARNING)
+    _configure_logging(logging.INFO if args.verbose else logging.WARNING, args.log_file)
     environ = with_models(args, environ)
     path = database_path(args.db, environ)
     if not args.http:
@@ -129,7 +143,7 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
     from treedistill.server.cli.distill import DistillRequest, run_distill
     from treedistill.server.engine import Engine
 
-    _log_to_stderr(logging.ERROR)
+    _configure_logging(logging.ERROR, args.log_file)  # the progress bars own the terminal
     environ = with_models(args, environ)
     request = DistillRequest(topic=args.topic, levels=args.levels, tags_per_level=args.tags,
                              questions_per_tag=args.questions, answer=not args.no_answer,
@@ -215,8 +229,16 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"role": role, **{name: value for name, value in chosen.items() if value is not None}}
 
 
-def _log_to_stderr(level: int) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def _configure_logging(stderr_level: int, log_file: str | None = None) -> None:
+    """Log to stderr at `stderr_level` (stdout belongs to MCP or to the command's output), and to `log_file`
+    at INFO when given."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers[0].setLevel(stderr_level)
+    if log_file:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        handlers[1].setLevel(logging.INFO)
+    logging.basicConfig(level=min(handler.level for handler in handlers), handlers=handlers,
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
 
 
 if __name__ == "__main__":

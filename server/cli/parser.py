@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="record layout (alpaca)")
     cmd.add_argument("--reasoning", choices=("think", "field", "none"), default="think",
                      help="think: <think>…</think> before the answer; field: a separate field; none (think)")
-    cmd.add_argument("--out", help="output file (default: exports/<project id>/<name>-<format>.jsonl beside the db)")
+    cmd.add_argument("--out", help="output file (default: <db name>-exports/<project id>/<name>-<format>.jsonl beside the db)")
     cmd.add_argument("--file-format", choices=("jsonl", "json"), help="default: from --out's suffix, else jsonl")
     cmd.add_argument("--system", help="system prompt put in every record")
     cmd.add_argument("--test-ratio", type=_fraction, default=0.0, help="fraction for a test split (0)")
@@ -148,6 +148,8 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-attempts", type=_positive(int), help="attempts per model call before it fails (6)")
     parser.add_argument("--retry-delay", type=_positive(float, zero=True),
                         help="base delay in seconds between retries, doubled each time (1.0)")
+    parser.add_argument("--log-file", metavar="PATH", help="also append the engine's log to this file: job start and "
+                        "end, every retry and its reason, 429 pauses, failed items, the processes sharing the db")
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:

@@ -49,6 +49,10 @@ def totals(progress: JobProgress) -> str:
     parts.append(f"elapsed {duration(progress.elapsed_seconds)}")
     if progress.status == "running":
         parts.append(f"ETA {duration(progress.eta_seconds)}")
+    if progress.retries:
+        parts.append(f"{progress.retries} retries ({progress.rate_limited} rate-limited)")
+    if progress.pacing and progress.status == "running":
+        parts.append(progress.pacing)
     return " · ".join(parts)
 
 

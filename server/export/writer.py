@@ -82,8 +82,10 @@ class ExportReport(BaseModel):
 
 
 def project_export_dir(db_path: str | Path, project_id: int) -> Path:
-    """Where a project's exports go: exports/<project id>/ beside the database."""
-    return Path(db_path).resolve().parent / "exports" / str(project_id)
+    """Where a project's exports go: <database name>-exports/<project id>/ beside the database (two databases
+    in one folder never share an export folder)."""
+    db = Path(db_path).resolve()
+    return db.parent / f"{db.stem}-exports" / str(project_id)
 
 
 def default_file_name(project: Project, options: ExportOptions) -> str:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Mapping
 
 from treedistill.server.errors import JobStopped, RateLimited, TruncatedOutput
 from treedistill.server.models import ModelSpec
-from treedistill.server.providers import build_provider, resolve_base_url
+from treedistill.server.providers import build_provider, describe_endpoint, resolve_base_url
 from treedistill.server.providers.base import ChatRequest, ChatResult, Provider
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.rate_gate import RateGate
+from treedistill.server.store.pacing import EndpointPacing
 
+log = logging.getLogger("treedistill.calls")
 DEFAULT_429_PAUSE = 2.0
 MIN_REASK_BUDGET = 1024  # output tokens of the one re-ask after a reply was cut off
 
@@ -23,6 +26,7 @@ class LLMCaller:
     def __init__(self, queue: WorkQueue, environ: Mapping[str, str], requests_per_minute: float | None = None,
                  tokens_per_minute: float | None = None):
         self.queue = queue
+        self.pacing = EndpointPacing(queue.store)
         self.environ = environ
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
@@ -38,11 +42,16 @@ class LLMCaller:
             self._providers[key] = build_provider(spec, self.environ)
         return self._providers[key]
 
+    def endpoint(self, spec: ModelSpec) -> str:
+        """The endpoint a spec talks to, as the key of its shared pacing state."""
+        return f"{spec.provider} {resolve_base_url(spec, self.environ)}"
+
     def gate(self, spec: ModelSpec) -> RateGate:
-        """One gate per endpoint, shared by every project, job and manual call that uses it."""
-        endpoint = (spec.provider, resolve_base_url(spec, self.environ))
+        """One gate per endpoint, shared by every project, job and manual call that uses it, in every process."""
+        endpoint = self.endpoint(spec)
         if endpoint not in self._gates:
-            self._gates[endpoint] = RateGate(self.requests_per_minute, self.tokens_per_minute)
+            self._gates[endpoint] = RateGate(self.pacing, endpoint, self.requests_per_minute,
+                                             self.tokens_per_minute)
         return self._gates[endpoint]
 
     async def call(self, item: WorkItem, spec: ModelSpec, request: ChatRequest) -> ChatResult:
@@ -72,18 +81,21 @@ class LLMCaller:
         """Make the call; its reply is cached and its usage counted in one transaction the moment it arrives."""
         provider = self.provider(spec)
         gate = self.gate(spec)
-        await gate.wait()
+        expected_tokens = await gate.wait()
         if item.job_id is not None and self.queue.job_status(item.job_id) != "running":
             raise JobStopped(f"job {item.job_id} is no longer running")
         started = time.perf_counter()
         try:
             result = await provider.complete(request)
         except RateLimited as exc:
-            gate.pause(exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE)
+            pause = exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE
+            log.info("429 from %s: every call to it waits %.1f s, then comes back more widely spaced",
+                     describe_endpoint(spec, self.environ), pause)
+            gate.rate_limited(pause, exc.rate_limits)
             raise
         self.calls_made += 1
         self.seconds_in_calls += time.perf_counter() - started
-        gate.spend(result.input_tokens + result.output_tokens)
+        gate.observe(result.rate_limits, result.input_tokens + result.output_tokens, expected_tokens)
         cost = spec.cost(result.input_tokens, result.output_tokens)
         store = self.queue.store
         with store.transaction():

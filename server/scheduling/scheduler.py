@@ -71,6 +71,7 @@ class Scheduler:
         """Join the database's workers and take up queued work, including what dead workers left running;
         returns the items requeued."""
         self.workers.register()
+        log.info("worker %s (%s) joined the database", self.workers.id, self.workers.role)
         requeued = self._look_around()
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         return requeued
@@ -341,9 +342,12 @@ class Scheduler:
             return
         short = any(job[f"{kind}_done"] < job[f"planned_{kind}"] for kind in ("tags", "questions", "answers"))
         if job["calls_failed"] and not job["calls_done"]:
-            queue.set_job_status(job_id, "failed", error="no work item succeeded; see recent_errors")
+            status = "failed"
+            queue.set_job_status(job_id, status, error="no work item succeeded; see recent_errors")
         else:
-            queue.set_job_status(job_id, "completed_with_failures" if job["calls_failed"] or short else "completed")
+            status = "completed_with_failures" if job["calls_failed"] or short else "completed"
+            queue.set_job_status(job_id, status)
+        log.info("job %s ended %s: %s calls done, %s failed", job_id, status, job["calls_done"], job["calls_failed"])
 
 
 async def _within(awaitable: Awaitable, seconds: float) -> bool:

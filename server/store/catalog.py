@@ -64,6 +64,22 @@ class Store:
         with self.db.atomic():
             yield
 
+    @contextmanager
+    def immediate_transaction(self) -> Iterator[None]:
+        """A transaction that takes the write lock at once (BEGIN IMMEDIATE), for a read-then-write unit that
+        another process may run at the same moment; inside another transaction it is a savepoint of it."""
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.conn.rollback()
+            raise
+        self.db.execute("COMMIT")
+
     def row(self, sql: str, params: tuple | dict = ()) -> dict[str, Any] | None:
         """The first row of a query as a dict, or None."""
         cursor = self.db.execute(sql, params)

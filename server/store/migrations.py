@@ -190,6 +190,23 @@ def m004_many_processes() -> str:
         ALTER TABLE work_items ADD COLUMN model TEXT;
         CREATE INDEX work_items_running ON work_items(project_id, lease_owner) WHERE status = 'running';
         ALTER TABLE jobs ADD COLUMN planned_by TEXT;
+        ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0;
+        -- Pacing of each endpoint, shared by every process: the next free request slot, a pause after a 429,
+        -- a token bucket, and the limits learned from the endpoint's headers; its learned capabilities too.
+        CREATE TABLE endpoints (
+            endpoint TEXT PRIMARY KEY,
+            next_slot REAL NOT NULL DEFAULT 0,
+            paused_until REAL NOT NULL DEFAULT 0,
+            interval REAL NOT NULL DEFAULT 0,
+            learned_interval REAL NOT NULL DEFAULT 0,
+            tokens REAL,
+            tokens_at REAL NOT NULL DEFAULT 0,
+            tokens_per_second REAL NOT NULL DEFAULT 0,
+            average_tokens REAL NOT NULL DEFAULT 0,
+            rate_limited INTEGER NOT NULL DEFAULT 0,
+            capabilities TEXT
+        );
         ALTER TABLE jobs ADD COLUMN active_seconds REAL NOT NULL DEFAULT 0;
         ALTER TABLE jobs ADD COLUMN active_since REAL;
         UPDATE jobs SET active_seconds = COALESCE(finished_at, started_at) - started_at WHERE started_at IS NOT NULL;

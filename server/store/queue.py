@@ -145,6 +145,9 @@ class WorkQueue:
                 f"UPDATE work_items SET {counter} = {counter} + 1, error = ?, status = 'pending', lease_owner = NULL,"
                 " not_before = ?, updated_at = ? WHERE id = ?", (error, now + delay if delay > 0 else None, now, item_id))
             self.db.execute("DELETE FROM llm_cache WHERE work_item_id = ?", (item_id,))
+            self.db.execute("UPDATE jobs SET retries = retries + 1, rate_limited = rate_limited + ? WHERE id ="
+                            " (SELECT job_id FROM work_items WHERE id = ?)",
+                            (int(counter == "rate_limited_attempts"), item_id))
 
     def running_on(self, kind: str, tag_id: int | None, question_id: int | None) -> list[int]:
         """Ids of the items of `kind` running now on the same tag or question (in any process)."""
