@@ -717,6 +717,29 @@ def _anthropic_events(message: dict[str, Any]) -> list[tuple[str | None, Any]]:
     return events
 
 
+def tokens_in_body(body: bytes) -> int:
+    """Input + output tokens a reply body reports: a JSON reply's `usage`, or a streamed reply's events
+    (OpenAI's usage chunk; Anthropic's message_start input and message_delta output). 0 when it has none."""
+    text = body.decode("utf-8", "replace")
+    if not text.lstrip().startswith(("data:", "event:")):
+        events = [text]
+    else:
+        events = [line[5:] for line in text.splitlines() if line.startswith("data:") and '"usage"' in line]
+    found: dict[str, int] = {}
+    for raw in events:
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        usage = event.get("usage") or (event.get("message") or {}).get("usage") or {}
+        for key, value in usage.items():
+            if key.endswith("_tokens") and key != "total_tokens" and isinstance(value, int):
+                found[key] = value  # later events carry the final counts (Anthropic's output_tokens)
+    return sum(found.values())
+
+
 class StreamBroken(Exception):
     """Raised inside a streamed response to drop the connection half-way, like a network failure."""
 

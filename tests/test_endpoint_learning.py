@@ -14,7 +14,7 @@ from treedistill.server.models import ModelSpec
 from treedistill.server.providers import EndpointCapabilities, build_provider
 from treedistill.server.providers.base import anthropic_rate_limits, openai_rate_limits, parse_duration
 from treedistill.server.text.parsing import ListContext, QuestionList, TagList, list_schema, parse_list
-from tests.standin_llm import StandinLLM
+from tests.standin_llm import StandinLLM, _anthropic_events, _openai_events, tokens_in_body
 from tests.test_providers import QUESTION, ask, configured, spec_for
 
 pytestmark = pytest.mark.anyio
@@ -242,6 +242,26 @@ async def test_standin_rejected_requests_spend_the_limit_unless_told_not_to(stan
         else:
             (result,), _ = await run(spec, [ask(QUESTION)])
             assert result.rate_limits.requests_remaining == remaining - 1
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_standin_counts_the_tokens_of_streamed_and_plain_replies(standin: StandinLLM, provider: str) -> None:
+    """For rate-limit middleware (tests/standin_limits.py) that charges a reply's tokens from its body."""
+    (result,), _ = await run(spec_for(standin, provider, "standin+long"), [ask(QUESTION, max_tokens=1000)])
+    (sent,) = standin.requests()
+    payload = {"usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}}
+    assert tokens_in_body(json.dumps(payload).encode()) == 12
+    events = _openai_events if provider == "openai" else _anthropic_events
+    body = {"id": "x", "created": 0, "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "hi"}}], "usage": {"prompt_tokens": 7, "completion_tokens": 5}}
+    if provider == "anthropic":
+        body = {"id": "x", "type": "message", "role": "assistant", "model": "m", "stop_reason": "end_turn",
+                "content": [{"type": "text", "text": "hi"}], "usage": {"input_tokens": 7, "output_tokens": 5}}
+    streamed = b"".join(
+        ((f"event: {name}\n" if name else "") + "data: " + (data if isinstance(data, str) else json.dumps(data))
+         + "\n\n").encode() for name, data in (events(body, True) if provider == "openai" else events(body)))
+    assert tokens_in_body(streamed) == 12
+    assert result.input_tokens + result.output_tokens == sent["input_tokens"] + sent["output_tokens"] > 400
 
 
 def test_reset_durations_and_times_are_read_as_seconds() -> None:
