@@ -31,9 +31,8 @@ o-series models answer; `reasoning_effort` is logged.
 Streaming: `"stream": true` gets server-sent events in each API's format (OpenAI chunks with a usage
 chunk when `stream_options.include_usage`; Anthropic message/content-block events). The flag
 `stream_break` or the fault `break_stream_rate` drops the connection half-way through the stream.
-Provider-style limits: `requests_per_minute` / `tokens_per_minute` (0 = off) count every request in a
-sliding minute, rejected ones included (as OpenAI does; `rejected_count=False` to not), answer 429 with `retry-after` beyond them,
-and every response carries `x-ratelimit-*` (OpenAI) or `anthropic-ratelimit-*` (Anthropic) headers.
+`tokens_in_body` reads a reply's usage from either kind of body. Provider-style rate limits are
+middleware in front of the app: tests/standin_limits.py.
 
 Tokens: output is counted in whitespace-separated words (reasoning shown + answer), input as
 characters / 4. A request's `max_tokens` (or OpenAI's `max_completion_tokens`) is a budget of
@@ -73,9 +72,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from collections import deque
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
 
 import uvicorn
 from starlette.applications import Starlette
@@ -123,9 +120,6 @@ class Faults:
     unusable_prompt_rate: float = 0.0  # fraction of tags/questions prompts (by task key) always answered in prose
     truncate_rate: float = 0.0  # fraction of replies (drawn per request) cut off half-way
     break_stream_rate: float = 0.0  # fraction of streamed replies (drawn per request) dropped half-way
-    requests_per_minute: int = 0  # provider-style limit (0 = none); rejected requests count too
-    tokens_per_minute: int = 0  # provider-style limit on input + max_tokens per sliding minute (0 = none)
-    rejected_count: bool = True  # a 429 spends a request of the limit (as OpenAI counts them)
 
 
 @dataclass
@@ -140,7 +134,6 @@ class Admission:
     unusable: bool = False
     truncate: bool = False
     break_stream: bool = False
-    limit_headers: dict[str, str] = field(default_factory=dict)
 
 
 class StandinState:
@@ -161,8 +154,6 @@ class StandinState:
             self._max_in_flight = 0
             self._rejected = 0
             self._truncated = 0
-            self._window: deque[tuple[float, int]] = deque()  # (time, tokens) of requests in the last minute
-            self._limited = 0
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change some `Faults` settings; returns them all."""
@@ -185,7 +176,6 @@ class StandinState:
                 "errors_injected": self._errors_injected,
                 "rejected": self._rejected,
                 "truncated": self._truncated,
-                "rate_limited": self._limited,
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
             }
@@ -193,37 +183,6 @@ class StandinState:
     def requests(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(entry) for entry in self._log]
-
-    def _limit(self, api: str, tokens: int) -> tuple[bool, float, dict[str, str]]:
-        """Count a request against the sliding-minute limits: (over the limit, retry-after, headers). Locked."""
-        faults, now = self.faults, time.monotonic()
-        if not (faults.requests_per_minute or faults.tokens_per_minute):
-            return False, 0.0, {}
-        while self._window and self._window[0][0] <= now - 60:
-            self._window.popleft()
-        used_requests, used_tokens = len(self._window), sum(t for _, t in self._window)
-        over = bool(faults.requests_per_minute and used_requests >= faults.requests_per_minute) or bool(
-            faults.tokens_per_minute and used_tokens + tokens > faults.tokens_per_minute)
-        if not over or faults.rejected_count:
-            self._window.append((now, 0 if over else tokens))  # a rejected request spends a request, not tokens
-        self._limited += over
-        wait = max(self._window[0][0] + 60 - now, 0.0) if self._window else 0.0
-        headers: dict[str, str] = {}
-        for kind, limit, used in (("requests", faults.requests_per_minute, used_requests + 1),
-                                  ("tokens", faults.tokens_per_minute, used_tokens + (0 if over else tokens))):
-            if not limit:
-                continue
-            remaining = max(limit - used, 0)
-            if api == "openai":
-                headers.update({f"x-ratelimit-limit-{kind}": str(limit),
-                                f"x-ratelimit-remaining-{kind}": str(remaining),
-                                f"x-ratelimit-reset-{kind}": f"{wait:.3f}s"})
-            else:
-                reset = datetime.fromtimestamp(time.time() + wait, timezone.utc).isoformat().replace("+00:00", "Z")
-                headers.update({f"anthropic-ratelimit-{kind}-limit": str(limit),
-                                f"anthropic-ratelimit-{kind}-remaining": str(remaining),
-                                f"anthropic-ratelimit-{kind}-reset": reset})
-        return over, wait, headers
 
     def admit(self, entry: dict[str, Any], invalid: bool, invalid_status: int = 400) -> Admission:
         """Log a request and draw its fate: status (400 if `invalid`), delay, and output faults."""
@@ -233,13 +192,8 @@ class StandinState:
             faults, rng = self.faults, self._rng
             status = 200
             rejected = False
-            over, wait, limit_headers = self._limit(entry["api"], entry["input_tokens_estimate"] + (
-                entry["max_tokens"] or 0))
-            retry_after = faults.retry_after
             if invalid:
                 status = invalid_status
-            elif over:
-                status, retry_after = 429, wait
             elif faults.fail_next:
                 status = faults.fail_next.pop(0)
             elif task in faults.reject_kinds and _chosen(faults.seed, "reject", task_key, faults.reject_prompt_rate):
@@ -260,12 +214,11 @@ class StandinState:
             entry.update(seq=len(self._log) + 1, status=status)
             self._log.append(entry)
             self._by_prompt[entry["prompt_key"]] = self._by_prompt.get(entry["prompt_key"], 0) + 1
-            self._errors_injected += status != 200 and not invalid and not over
+            self._errors_injected += status != 200 and not invalid
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
-            return Admission(entry["seq"], status, max(delay, 0.0), malformed, garbage, retry_after,
-                             rejected=rejected, unusable=unusable, truncate=truncate, break_stream=break_stream,
-                             limit_headers=limit_headers)
+            return Admission(entry["seq"], status, max(delay, 0.0), malformed, garbage, faults.retry_after,
+                             rejected=rejected, unusable=unusable, truncate=truncate, break_stream=break_stream)
 
     def record_outcome(self, entry: dict[str, Any], outcome: str, usage: tuple[int, int]) -> None:
         """Note how a request was answered ('ok', 'truncated', 'unusable' or 'content_filter') and its usage."""
@@ -458,8 +411,7 @@ def _shape_reply(reply: Reply, budget: Any, cut_half_way: bool) -> Reply:
 
 
 def _error_response(api: str, status: int, retry_after: float, key: str, rejected: bool = False,
-                    refusal: tuple[str, str | None, int] | None = None,
-                    limit_headers: dict[str, str] | None = None) -> JSONResponse:
+                    refusal: tuple[str, str | None, int] | None = None) -> JSONResponse:
     """An error in the API's format; `refusal` is (message, param) of a refused parameter (a 400)."""
     message = _REJECTION if rejected else refusal[0] if refusal else {
         401: f"Incorrect API key provided: {key[:4]}***{key[-4:]}." if len(key) > 8 else "Missing API key.",
@@ -469,9 +421,7 @@ def _error_response(api: str, status: int, retry_after: float, key: str, rejecte
     }.get(status, f"Injected error {status}.")
     code = "content_filter" if rejected else "unsupported_parameter" if refusal and status == 400 else (
         _OPENAI_ERROR_CODES.get(status))
-    headers = dict(limit_headers or {})
-    if status == 429:
-        headers["retry-after"] = f"{retry_after:g}"
+    headers = {"retry-after": f"{retry_after:g}"} if status == 429 else None
     if api == "openai":
         kind = ("internal_server_error" if refusal else "server_error") if status >= 500 else "invalid_request_error"
         body: dict[str, Any] = {
@@ -580,7 +530,7 @@ async def _complete(request: Request, api: str) -> Response:
             await asyncio.sleep(admission.delay)
         if admission.status != 200:
             return _error_response(api, admission.status, admission.retry_after, key, admission.rejected,
-                                   refusal=refusal, limit_headers=admission.limit_headers)
+                                   refusal=refusal)
         reasoning = f"Reasoning about: {question[:100]}"
         placement = _placement(flags, api, all_text, thinking.get("type") == "enabled")
         constrained = forced_tool is not None or response_format in ("json_schema", "json_object_schema")
@@ -603,11 +553,10 @@ async def _complete(request: Request, api: str) -> Response:
         build = _openai_body if api == "openai" else _anthropic_body
         payload = build(admission.seq, model, flags, reply)
         if not entry["stream"]:
-            return JSONResponse(payload, headers=admission.limit_headers)
+            return JSONResponse(payload)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         events = _openai_events(payload, include_usage) if api == "openai" else _anthropic_events(payload)
-        return StreamingResponse(_sse(events, broken), media_type="text/event-stream",
-                                 headers=admission.limit_headers)
+        return StreamingResponse(_sse(events, broken), media_type="text/event-stream")
     finally:
         state.leave()
 

@@ -14,6 +14,7 @@ from treedistill.server.models import ModelSpec
 from treedistill.server.providers import EndpointCapabilities, build_provider
 from treedistill.server.providers.base import anthropic_rate_limits, openai_rate_limits, parse_duration
 from treedistill.server.text.parsing import ListContext, QuestionList, TagList, list_schema, parse_list
+from tests.standin_limits import ProviderLimits, RateLimitMiddleware
 from tests.standin_llm import StandinLLM, _anthropic_events, _openai_events, tokens_in_body
 from tests.test_providers import QUESTION, ask, configured, spec_for
 
@@ -211,37 +212,19 @@ async def test_a_server_refusing_stream_options_is_streamed_without_them(standin
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-async def test_rate_limits_are_read_on_successes_and_429s(standin: StandinLLM, provider: str) -> None:
-    standin.configure(requests_per_minute=3, tokens_per_minute=100_000)
-    results, _ = await run(spec_for(standin, provider, max_tokens=100), [ask(QUESTION)] * 3)
-    limits = [result.rate_limits for result in results]
-    assert [(lim.requests_limit, lim.requests_remaining) for lim in limits] == [(3, 2), (3, 1), (3, 0)]
-    assert limits[0].tokens_limit == 100_000 and 0 < limits[0].tokens_remaining < 100_000
-    assert all(0 < lim.requests_reset_seconds <= 60 for lim in limits)
-    with pytest.raises(RateLimited) as caught:
-        await run(spec_for(standin, provider, max_tokens=100), [ask(QUESTION)])
-    assert caught.value.rate_limits.requests_remaining == 0 and caught.value.rate_limits.requests_limit == 3
-    assert 0 < caught.value.retry_after <= 60
-    assert standin.stats()["rate_limited"] == 1
-
-
-async def test_standin_rejected_requests_spend_the_limit_unless_told_not_to(standin: StandinLLM) -> None:
-    spec = spec_for(standin, "openai")
-    for counted, remaining in ((True, 0), (False, 1)):
-        standin.reset()
-        standin.configure(requests_per_minute=2, rejected_count=counted)
-        await run(spec, [ask(QUESTION)])
-        standin.configure(requests_per_minute=1)
-        with pytest.raises(RateLimited):
+async def test_rate_limits_are_read_on_successes_and_429s(provider: str) -> None:
+    limits = ProviderLimits(requests_per_minute=3, tokens_per_minute=100_000)
+    with StandinLLM(wrap=lambda app: RateLimitMiddleware(app, limits)) as limited:
+        spec = spec_for(limited, provider, max_tokens=100)
+        results, _ = await run(spec, [ask(QUESTION)] * 3)
+        read = [result.rate_limits for result in results]
+        assert [(lim.requests_limit, lim.requests_remaining) for lim in read] == [(3, 2), (3, 1), (3, 0)]
+        assert read[0].tokens_limit == 100_000 and 0 < read[0].tokens_remaining <= 100_000
+        assert all(0 < lim.requests_reset_seconds <= 60 for lim in read)
+        with pytest.raises(RateLimited) as caught:
             await run(spec, [ask(QUESTION)])
-        standin.configure(requests_per_minute=2)
-        if counted:
-            with pytest.raises(RateLimited) as caught:
-                await run(spec, [ask(QUESTION)])
-            assert caught.value.rate_limits.requests_remaining == remaining
-        else:
-            (result,), _ = await run(spec, [ask(QUESTION)])
-            assert result.rate_limits.requests_remaining == remaining - 1
+    assert (caught.value.rate_limits.requests_limit, caught.value.rate_limits.requests_remaining) == (3, 0)
+    assert 0 < caught.value.retry_after <= 20 and limits.rejected == 1
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
