@@ -1,13 +1,17 @@
 """Benchmark the auto_distill scheduler against the stand-in endpoint (run from the repository root).
 
-    python benchmarks/auto_distill_bench.py            # both runs
-    python benchmarks/auto_distill_bench.py --quick    # latency run only
+    python benchmarks/auto_distill_bench.py              # both runs
+    python benchmarks/auto_distill_bench.py --quick      # latency run only
+    python benchmarks/auto_distill_bench.py --processes  # the 1,111-call job by 1 and by 3 processes
 
 Run 1: levels=2, tags_per_level=10, questions_per_tag=10 (1,111 calls), concurrency 16, mean latency
 0.2 s +-50%: prints wall time, the ideal max(critical path, calls x latency / concurrency) and their ratio.
 Run 2: about 20,000 calls with zero latency: prints wall time and calls/s.
 Both print this process's peak memory (the engine runs here; the endpoint is a separate process) and
 CPU seconds per call.
+--processes: the 1,111-call run by one process, then by three processes sharing the database (two extra
+workers join it), each against a bare semaphore pool making the same number of calls with the same SDK:
+the cost of coordinating through SQLite.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from treedistill.server.engine import Engine
+from treedistill.server.store.catalog import open_database
 from treedistill.server.models import TERMINAL_STATUSES  # noqa: E402
 
 
@@ -37,6 +42,44 @@ def start_standin(latency: float, jitter: float) -> tuple[subprocess.Popen, str]
     line = process.stdout.readline().split()
     assert line and line[0] == "PORT", f"stand-in did not start: {line}"
     return process, f"http://127.0.0.1:{line[1]}"
+
+
+WORKER = """
+import asyncio, sys
+from treedistill.server.engine import Engine
+async def main():
+    env = {"OPENAI_BASE_URL": sys.argv[2], "OPENAI_API_KEY": "sk-bench", "TREEDISTILL_MODEL": "standin"}
+    engine = await Engine(sys.argv[1], env, role="bench worker").start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def start_workers(count: int, db: Path, url: str) -> list[subprocess.Popen]:
+    """Extra treedistill processes on the database, each running an engine that takes up queued work."""
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(db), f"{url}/v1"], stdout=subprocess.PIPE,
+                                text=True, cwd=ROOT) for _ in range(count)]
+    for worker in workers:
+        assert worker.stdout.readline().strip() == "ready", "a worker did not start"
+    return workers
+
+
+async def bare_pool(url: str, calls: int, concurrency: int) -> float:
+    """Wall time of `calls` chat completions through a plain semaphore pool (no database, no tree)."""
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-bench", max_retries=0)
+    pool = asyncio.Semaphore(concurrency)
+
+    async def one(n: int) -> None:
+        async with pool:
+            await client.chat.completions.create(model="standin", messages=[
+                {"role": "user", "content": f"Question {n}: what is a pivot?"}])
+    started = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(calls)))
+    await client.close()
+    return time.perf_counter() - started
 
 
 async def run_job(url: str, db: Path, concurrency: int, levels: int, tags: int, questions: int) -> dict:
@@ -109,13 +152,42 @@ def bench(label: str, latency: float, jitter: float, concurrency: int, levels: i
     return result
 
 
+def processes_bench(latency: float, jitter: float, concurrency: int, levels: int, tags: int, questions: int,
+                    extra_workers: tuple[int, ...] = (0, 2)) -> None:
+    """The same job by one process and by 1 + n processes, each against a bare pool of the same calls."""
+    process, url = start_standin(latency, jitter)
+    try:
+        for extra in extra_workers:
+            with tempfile.TemporaryDirectory() as tmp:
+                db = Path(tmp) / "bench.db"
+                open_database(db).conn.close()  # created and migrated before the workers open it
+                workers = start_workers(extra, db, url)
+                try:
+                    result = asyncio.run(run_job(url, db, concurrency, levels, tags, questions))
+                finally:
+                    for worker in workers:
+                        worker.kill()
+                        worker.wait()
+            pool = asyncio.run(bare_pool(url, result["calls"], concurrency))
+            print(f"{1 + extra} process(es): {result['status']}, {result['calls']} calls in {result['wall']:.2f} s; "
+                  f"bare semaphore pool, same calls: {pool:.2f} s; ratio {result['wall'] / pool:.3f}")
+    finally:
+        process.kill()
+        process.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="only the latency run")
+    parser.add_argument("--processes", action="store_true", help="one process against three, and a bare pool")
     parser.add_argument("--smoke", action="store_true", help="a 7-call run that only checks the script works")
     args = parser.parse_args()
     if args.smoke:
         bench("smoke: 7 calls, latency 0.01 s", 0.01, 0.5, 4, 1, 2, 2)
+        processes_bench(0.01, 0.5, 4, 1, 2, 2, extra_workers=(1,))
+        return
+    if args.processes:
+        processes_bench(0.2, 0.5, 16, 2, 10, 10)
         return
     bench("1,111 calls, latency 0.2 s +-50%, concurrency 16", 0.2, 0.5, 16, 2, 10, 10)
     if not args.quick:

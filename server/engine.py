@@ -74,7 +74,7 @@ class Engine:
 
     def create_project(self, name: str, topic: str | None = None, language: str = "en",
                        question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None,
-                       max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> Project:
+                       max_concurrency: int = DEFAULT_MAX_CONCURRENCY, require_reasoning: bool = True) -> Project:
         """Create a project; models default from the environment and their keys must be set."""
         name = name.strip()
         if not name:
@@ -88,17 +88,20 @@ class Engine:
         for spec in (question_model, answer_model):
             self.caller.provider(spec)  # raises MissingAPIKey before anything is written
         return self.store.insert_project(name, (topic or "").strip() or name, language, question_model,
-                                         answer_model, max_concurrency)
+                                         answer_model, max_concurrency, require_reasoning)
 
     def update_project(self, project_id: int, *, max_concurrency: int | None = None,
-                       question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None) -> Project:
-        """Change a project's concurrency or models; a new limit applies to running jobs at once."""
+                       question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None,
+                       require_reasoning: bool | None = None) -> Project:
+        """Change a project's concurrency, models or reasoning rule; a new limit applies to running jobs at once."""
         self.store.get_project(project_id)
         changes = {key: value for key, value in (("max_concurrency", max_concurrency),
                                                   ("question_model", question_model),
-                                                  ("answer_model", answer_model)) if value is not None}
+                                                  ("answer_model", answer_model),
+                                                  ("require_reasoning", require_reasoning)) if value is not None}
         if not changes:
-            raise InvalidInput("Nothing to change: pass max_concurrency, question_model or answer_model.")
+            raise InvalidInput("Nothing to change: pass max_concurrency, question_model, answer_model or "
+                               "require_reasoning.")
         for spec in (question_model, answer_model):
             if spec is not None:
                 self.caller.provider(spec)  # a missing key is refused before anything is written

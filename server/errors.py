@@ -93,6 +93,13 @@ class OutputFormatError(TreedistillError):
         self.raw = raw
 
 
+class MissingReasoning(OutputFormatError):
+    """The teacher answered without the reasoning the project requires, even when asked again: a fresh call
+    would do the same, so the item fails at once."""
+
+    retryable = False
+
+
 class TruncatedOutput(TreedistillError):
     """A reply cut off at max_tokens even with the larger budget: never stored; raise max_tokens."""
 

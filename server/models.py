@@ -50,6 +50,9 @@ class Project(BaseModel):
     question_model: ModelSpec
     answer_model: ModelSpec
     max_concurrency: int
+    require_reasoning: bool = Field(True, description=(
+        "Answers must come with a reasoning trace (one re-ask, then the item fails); false stores answers "
+        "without one, marked reasoning_source 'none'"))
     created_at: str
 
 
@@ -85,7 +88,7 @@ class Answer(BaseModel):
     answer: str
     reasoning: str
     reasoning_source: str = Field(
-        ..., description="reasoning_content | reasoning | think_tags | thinking_blocks | prompted"
+        ..., description="reasoning_content | reasoning | think_tags | thinking_blocks | none (no trace)"
     )
     model: str
     input_tokens: int

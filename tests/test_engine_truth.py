@@ -340,3 +340,20 @@ async def test_fault_run_settles_with_every_count_adding_up(db_path, env, llm):
     with sqlite3.connect(db_path) as conn:
         answers = [row[0] for row in conn.execute("SELECT answer FROM answers")]
     assert all(answer.endswith("?") for answer in answers)  # nothing cut off was stored
+
+
+async def test_a_teacher_without_reasoning_fails_after_one_reask_unless_plain_answers_are_allowed(db_path, env, llm):
+    engine = await Engine(db_path, env).start()
+    try:
+        strict = engine.create_project("Strict", answer_model=ModelSpec(model="standin+none"))
+        _, (tag,) = await engine.generate_tags(strict.id, None, 1)
+        _, (question,) = await engine.extract_questions(strict.id, tag.id, 1)
+        with pytest.raises(Exception, match="no reasoning section 2 times.*require_reasoning=false") as failure:
+            await engine.answer_question(strict.id, question.id)
+        assert type(failure.value).__name__ == "MissingReasoning"
+        assert sum(r["task"] == "answer" for r in llm.requests()) == 2  # one re-ask, no fresh attempts after it
+        engine.update_project(strict.id, require_reasoning=False)
+        answer, _ = await engine.answer_question(strict.id, question.id)
+    finally:
+        await engine.close()
+    assert answer.answer.startswith("Answer to:") and answer.reasoning == "" and answer.reasoning_source == "none"

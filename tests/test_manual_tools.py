@@ -120,7 +120,8 @@ async def test_teacher_without_reasoning_is_asked_again_then_fails_loudly(client
     assert "no reasoning" in message
     assert table_counts(db_path)["answers"] == 0
     prompts = [r for r in llm.requests() if r["task"] == "answer"]
-    assert len(prompts) >= 3  # re-asked with the missing section pointed out, more than once
+    assert len(prompts) == 2  # re-asked once with the missing section pointed out, then a visible failure
+    assert "require_reasoning=false" in message
 
 
 async def test_duplicates_from_the_model_are_dropped_and_topped_up(client, llm, db_path):

@@ -30,9 +30,13 @@ async def create_project(
     )] = None,
     max_concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY_LIMIT, description=(
         "Max model calls in flight for this project"))] = DEFAULT_MAX_CONCURRENCY,
+    require_reasoning: Annotated[bool, Field(description=(
+        "true: every answer needs a reasoning trace (a teacher that gives none is asked once more, then the "
+        "answer fails); false: plain answers are kept too (SFT data without reasoning)"))] = True,
 ) -> Project:
     """Create a distillation project. API keys are read from the server's environment, never passed here."""
-    return engine_of(ctx).create_project(name, topic, language, question_model, answer_model, max_concurrency)
+    return engine_of(ctx).create_project(name, topic, language, question_model, answer_model, max_concurrency,
+                                         require_reasoning)
 
 
 @tool_errors
@@ -43,10 +47,13 @@ async def update_project(
         "New limit of model calls in flight; applies to running jobs at once"))] = None,
     question_model: Annotated[ModelSpec | None, Field(description="New model for tags and questions")] = None,
     answer_model: Annotated[ModelSpec | None, Field(description="New teacher model for answers")] = None,
+    require_reasoning: Annotated[bool | None, Field(description=(
+        "Whether answers need a reasoning trace (see create_project)"))] = None,
 ) -> Project:
-    """Change a project's max_concurrency or its models. Stored results are kept as they are."""
+    """Change a project's max_concurrency, its models or its reasoning rule. Stored results are kept as they are."""
     return engine_of(ctx).update_project(project_id, max_concurrency=max_concurrency,
-                                         question_model=question_model, answer_model=answer_model)
+                                         question_model=question_model, answer_model=answer_model,
+                                         require_reasoning=require_reasoning)
 
 
 @tool_errors

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from treedistill import __version__
+from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY_LIMIT
 
 DEFAULT_HTTP_PORT = 8765
 
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--levels", type=_bounded(1, 5), default=2, help="depth of the tag tree (2)")
     cmd.add_argument("--tags", type=_bounded(1, 100), default=10, help="sub-tags per tag (10)")
     cmd.add_argument("--questions", type=_bounded(1, 100), default=10, help="questions per leaf tag (10)")
-    cmd.add_argument("--concurrency", type=_bounded(1, 512), help="model calls in flight, for a new project (5)")
+    cmd.add_argument("--concurrency", type=_bounded(1, MAX_CONCURRENCY_LIMIT),
+                     help=f"model calls in flight, for a new project ({DEFAULT_MAX_CONCURRENCY})")
     cmd.add_argument("--no-answer", action="store_true", help="stop after the questions")
     cmd.add_argument("--language", choices=("en", "zh"), default="en", help="language of prompts and data (en)")
     cmd.add_argument("--confirm-large", action="store_true", help="allow plans above 20,000 model calls")

@@ -21,8 +21,9 @@ from treedistill.server.store.pacing import EndpointPacing
 MARGIN = 1.05  # pace at 1/1.05 of a learned limit
 BURST_SECONDS = 6.0  # the token bucket holds this many seconds of the tokens/min rate
 SLOWDOWN = 1.5  # after a 429 the spacing between requests grows by this factor ...
-RECOVERY = 0.97  # ... and every success shrinks it back towards the learned spacing
-MIN_SPACING_AFTER_429 = 0.05  # seconds between requests after a 429 when no limit is known
+RECOVERY = 0.9  # ... and every success shrinks it back towards the learned spacing
+MIN_SPACING_AFTER_429 = 0.05  # seconds between requests after a 429 when no limit is known ...
+MAX_SPACING_AFTER_429 = 0.5  # ... and at most this (or 4 x a learned spacing): slower, never stalled
 DEFAULT_EXPECTED_TOKENS = 500  # tokens a call is expected to use before any call has been measured
 
 
@@ -74,7 +75,9 @@ class RateGate:
         def slow_down(row: dict[str, Any]) -> None:
             self._learn(row, limits)
             row["paused_until"] = max(row["paused_until"], time.time() + pause)
-            row["interval"] = max(row["interval"] * SLOWDOWN, row["learned_interval"], MIN_SPACING_AFTER_429)
+            widest = max(MAX_SPACING_AFTER_429, 4 * row["learned_interval"])
+            row["interval"] = min(max(row["interval"] * SLOWDOWN, row["learned_interval"], MIN_SPACING_AFTER_429),
+                                  widest)
             row["rate_limited"] += 1
         self.pacing.update(self.endpoint, slow_down)
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from treedistill.server.text import prompts
 from treedistill.server.store.curation import CurationStore
 from treedistill.server.text.dedup import normalize, unique_new
-from treedistill.server.errors import NotFound, OutputFormatError
+from treedistill.server.errors import MissingReasoning, NotFound, OutputFormatError
 from treedistill.server.text.judge import parse_verdict
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.models import ModelSpec, Project, Tag
@@ -25,6 +25,7 @@ from treedistill.server.store.catalog import PATH_SEPARATOR, Store
 from treedistill.server.text.parsing import ListContext, QuestionList, TagList, list_schema, parse_list
 
 FORMAT_ROUNDS = 3  # replies per call that may be re-asked with the parse error shown
+ANSWER_ROUNDS = 2  # an answer without the reasoning the project requires is asked for once more
 TOPUP_ROUNDS = 4  # calls per item to fill the count when the model repeats existing items
 AVOID_LIST_LIMIT = 60  # existing questions shown as "do not repeat"
 RAW_ECHO_LIMIT = 2000
@@ -187,19 +188,23 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
                                                                   f"{project.topic}{PATH_SEPARATOR}{question.tag_path}")),
         ChatMessage(role="user", content=question.text),
     ]
-    for round_number in range(1, FORMAT_ROUNDS + 1):
+    for round_number in range(1, ANSWER_ROUNDS + 1):
         reply = await ctx.caller.call(item, spec, ChatRequest(messages=messages))
-        if reply.content.strip() and (reply.reasoning or "").strip():
+        if reply.content.strip() and ((reply.reasoning or "").strip() or not project.require_reasoning):
             break
-        if round_number == FORMAT_ROUNDS:
-            problem = "an empty answer" if not reply.content.strip() else "no reasoning section"
-            raise OutputFormatError(f"the teacher gave {problem} {FORMAT_ROUNDS} times", raw=reply.content)
+        if round_number == ANSWER_ROUNDS:
+            if not reply.content.strip():
+                raise OutputFormatError(f"the teacher gave an empty answer {ANSWER_ROUNDS} times", raw=reply.content)
+            raise MissingReasoning(f"the teacher gave no reasoning section {ANSWER_ROUNDS} times; for a teacher "
+                                   "that writes none, set require_reasoning=false on the project (update_project) "
+                                   "to keep plain answers", raw=reply.content)
         messages = [*messages, ChatMessage(role="assistant", content=reply.content[:RAW_ECHO_LIMIT] or "(empty)"),
                     ChatMessage(role="user", content=prompts.reasoning_feedback(project.language))]
     with ctx.store.transaction():
         # Without regenerate, an answer stored meanwhile (and perhaps reviewed) is kept, never overwritten.
-        ctx.store.save_answer(project.id, question.id, reply.content.strip(), reply.reasoning.strip(),
-                              reply.reasoning_source or "think_tags", reply.model or spec.model,
+        ctx.store.save_answer(project.id, question.id, reply.content.strip(), (reply.reasoning or "").strip(),
+                              reply.reasoning_source or ("think_tags" if (reply.reasoning or "").strip() else "none"),
+                              reply.model or spec.model,
                               reply.input_tokens, reply.output_tokens, replace=item.regenerate)
         if item.job_id is not None:
             ctx.queue.add_job_counts(item.job_id, answers_done=1)

@@ -98,7 +98,7 @@ class Store:
 
     def insert_project(
         self, name: str, topic: str, language: str, question_model: ModelSpec, answer_model: ModelSpec,
-        max_concurrency: int,
+        max_concurrency: int, require_reasoning: bool = True,
     ) -> Project:
         existing = self.row("SELECT id FROM projects WHERE name = ? COLLATE NOCASE", (name,))
         if existing:
@@ -109,9 +109,10 @@ class Store:
         with self.transaction():
             cursor = self.db.execute(
                 "INSERT INTO projects (name, topic, language, question_model, answer_model, max_concurrency,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " require_reasoning, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, topic, language, question_model.model_dump_json(exclude_none=True),
-                 answer_model.model_dump_json(exclude_none=True), max_concurrency, now_iso()),
+                 answer_model.model_dump_json(exclude_none=True), max_concurrency, int(require_reasoning),
+                 now_iso()),
             )
         return self.get_project(cursor.lastrowid)
 
@@ -121,7 +122,8 @@ class Store:
             id=row["id"], name=row["name"], topic=row["topic"], language=row["language"],
             question_model=ModelSpec.model_validate_json(row["question_model"]),
             answer_model=ModelSpec.model_validate_json(row["answer_model"]),
-            max_concurrency=row["max_concurrency"], created_at=row["created_at"],
+            max_concurrency=row["max_concurrency"], require_reasoning=bool(row["require_reasoning"]),
+            created_at=row["created_at"],
         )
 
     def get_project(self, project_id: int) -> Project:
@@ -148,7 +150,7 @@ class Store:
         ]
 
     def update_project(self, project_id: int, **changes: Any) -> Project:
-        """Change some of a project's settings (max_concurrency, question_model, answer_model, topic)."""
+        """Change some of a project's settings (max_concurrency, question_model, answer_model, require_reasoning)."""
         values = {key: value.model_dump_json(exclude_none=True) if isinstance(value, ModelSpec) else value
                   for key, value in changes.items()}
         with self.transaction():

@@ -189,6 +189,7 @@ def m004_many_processes() -> str:
         -- The model spec an item must use when it is not the project's (a judge model being tried).
         ALTER TABLE work_items ADD COLUMN model TEXT;
         CREATE INDEX work_items_running ON work_items(project_id, lease_owner) WHERE status = 'running';
+        ALTER TABLE projects ADD COLUMN require_reasoning INTEGER NOT NULL DEFAULT 1;
         ALTER TABLE jobs ADD COLUMN planned_by TEXT;
         ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE jobs ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0;
