@@ -13,6 +13,27 @@ like `truncate_rate=1`), `long` (answers of about 400 words), `content_filter` (
 finish_reason "content_filter" with empty content; Anthropic stop_reason "refusal", no content),
 `no_choices` (OpenAI reply with an empty `choices`).
 
+Structured output (OpenAI): a server accepts every `response_format` unless a flag says otherwise;
+`only_json_object_schema` (llama-cpp-python's server: HTTP 500 "internal_server_error" quoting its
+validation error, which names `response_format` only in the message, for anything but
+`{"type": "json_object", "schema": ...}`), `only_json_object` (400 with `param`
+"response_format" for any schema form), `no_response_format` (400 for any response_format). How a
+small model misbehaves: `objects` (when no schema constrains the reply, list items come as
+single-string objects, `[{"name": ...}]`), `echo` (the opening reply of a conversation copies the
+prompt's example and the parent tag; after feedback it gives real items). With a json_schema or a
+schema'd json_object the reply always has the schema's shape. Anthropic: a forced tool
+(`tool_choice` type "tool") gets a `tool_use` block whose input is the JSON; forcing a tool with
+thinking enabled is a 400, as on the real API.
+`no_stream_options` (OpenAI): 400 for `stream_options`, as older servers answer.
+`reasoning_model` (OpenAI): 400 naming `max_tokens` (use max_completion_tokens) or `temperature`, as
+o-series models answer; `reasoning_effort` is logged.
+
+Streaming: `"stream": true` gets server-sent events in each API's format (OpenAI chunks with a usage
+chunk when `stream_options.include_usage`; Anthropic message/content-block events). The flag
+`stream_break` or the fault `break_stream_rate` drops the connection half-way through the stream.
+`tokens_in_body` reads a reply's usage from either kind of body. Provider-style rate limits are
+middleware in front of the app: tests/standin_limits.py.
+
 Tokens: output is counted in whitespace-separated words (reasoning shown + answer), input as
 characters / 4. A request's `max_tokens` (or OpenAI's `max_completion_tokens`) is a budget of
 words: a longer reply is cut to the budget, reasoning first, with finish_reason "length" (OpenAI)
@@ -30,7 +51,7 @@ Faults per request, random (drawn from the seeded generator): `rate_429`, `rate_
 JSON tasks, mid-sentence for answers, with the length finish reason and non-zero usage).
 Each logged request (`requests()`) records `api_key` (the key it carried: the fake keys tests pass, so
 tests can check which key went where), `task`, `task_key`, `prompt_key`, `status` and, once
-answered, `outcome` ("ok", "truncated", "unusable", "content_filter"); `stats()` counts `rejected`
+answered, `outcome` ("ok", "truncated", "unusable", "content_filter", "broken"); `stats()` counts `rejected`
 and `truncated` replies.
 """
 
@@ -51,10 +72,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from collections.abc import AsyncIterator
+
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 REASONING_FLAGS = ("reasoning_content", "reasoning_field", "think", "think_open_missing", "thinking", "none")
@@ -96,6 +119,7 @@ class Faults:
     reject_kinds: list[str] = field(default_factory=lambda: ["answer"])  # tasks reject_prompt_rate applies to
     unusable_prompt_rate: float = 0.0  # fraction of tags/questions prompts (by task key) always answered in prose
     truncate_rate: float = 0.0  # fraction of replies (drawn per request) cut off half-way
+    break_stream_rate: float = 0.0  # fraction of streamed replies (drawn per request) dropped half-way
 
 
 @dataclass
@@ -109,6 +133,7 @@ class Admission:
     rejected: bool = False
     unusable: bool = False
     truncate: bool = False
+    break_stream: bool = False
 
 
 class StandinState:
@@ -159,7 +184,7 @@ class StandinState:
         with self._lock:
             return [dict(entry) for entry in self._log]
 
-    def admit(self, entry: dict[str, Any], invalid: bool) -> Admission:
+    def admit(self, entry: dict[str, Any], invalid: bool, invalid_status: int = 400) -> Admission:
         """Log a request and draw its fate: status (400 if `invalid`), delay, and output faults."""
         task, task_key = entry["task"], entry["task_key"]
         json_task = task != "answer"
@@ -168,7 +193,7 @@ class StandinState:
             status = 200
             rejected = False
             if invalid:
-                status = 400
+                status = invalid_status
             elif faults.fail_next:
                 status = faults.fail_next.pop(0)
             elif task in faults.reject_kinds and _chosen(faults.seed, "reject", task_key, faults.reject_prompt_rate):
@@ -182,6 +207,7 @@ class StandinState:
             malformed = json_task and bool(faults.rate_malformed) and rng.random() < faults.rate_malformed
             garbage = json_task and bool(faults.rate_garbage) and rng.random() < faults.rate_garbage
             truncate = bool(faults.truncate_rate) and rng.random() < faults.truncate_rate
+            break_stream = bool(faults.break_stream_rate) and rng.random() < faults.break_stream_rate
             unusable = task in ("tags", "questions") and _chosen(
                 faults.seed, "unusable", task_key, faults.unusable_prompt_rate
             )
@@ -192,7 +218,7 @@ class StandinState:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             return Admission(entry["seq"], status, max(delay, 0.0), malformed, garbage, faults.retry_after,
-                             rejected=rejected, unusable=unusable, truncate=truncate)
+                             rejected=rejected, unusable=unusable, truncate=truncate, break_stream=break_stream)
 
     def record_outcome(self, entry: dict[str, Any], outcome: str, usage: tuple[int, int]) -> None:
         """Note how a request was answered ('ok', 'truncated', 'unusable' or 'content_filter') and its usage."""
@@ -277,7 +303,7 @@ def existing_items(text: str) -> list[str]:
     return items
 
 
-def _list_items(task: str, prompt: str, dupes: bool) -> list[str]:
+def _list_items(task: str, prompt: str, dupes: bool, echo: bool = False) -> list[str]:
     count_match, path_match = _COUNT.search(prompt), _TAG_PATH.search(prompt)
     count = int(count_match.group(1)) if count_match else DEFAULT_COUNT
     path = path_match.group(1).strip() if path_match else "Topic"
@@ -301,19 +327,30 @@ def _list_items(task: str, prompt: str, dupes: bool) -> list[str]:
     if dupes:
         variants = [items[-1].upper().rstrip("?？!") + ("!" if task == "questions" else "?")] if items else []
         items = existing[:2] + items + variants
+    if echo:  # a small model copying the prompt's example and the parent tag
+        example = ("子主题1" if chinese else "sub-topic 1") if task == "tags" else ("问题1" if chinese else "question 1")
+        items = [example, segment, *items][:max(count, 2)]
     return items
 
 
-def _build_reply(task: str, prompt: str, question: str, flags: set[str], admission: Admission) -> str:
+def _build_reply(task: str, prompt: str, question: str, flags: set[str], admission: Admission,
+                 constrained: bool = False, opening: bool = True) -> str | dict[str, Any]:
+    """The reply text; a dict when a forced tool carries it (`constrained`: a schema fixes the reply's shape)."""
     if task == "answer":
         return _long_answer(question) if "long" in flags else f"Answer to: {question[:200]}"
+    # Garbage ignores any schema (a server that does not enforce it; for Anthropic, text instead of the tool call).
     if task != "judge" and ("garbage" in flags or admission.garbage or admission.unusable):
         return _GARBAGE
     if task == "judge":
         score = _SCORE.search(prompt)
         payload: dict[str, Any] = {"score": int(score.group(1)) if score else 7, "rationale": "Canned judgement."}
     else:
-        payload = {task: _list_items(task, prompt, "dupes" in flags)}
+        items: list[Any] = _list_items(task, prompt, "dupes" in flags, "echo" in flags and opening)
+        if "objects" in flags and not constrained:
+            items = [{"name" if task == "tags" else "question": item} for item in items]
+        payload = {task: items}
+    if constrained:
+        return payload
     text = json.dumps(payload, ensure_ascii=False)
     if "malformed" in flags or admission.malformed:
         text = f"Sure! Here is the JSON you asked for:\n```json\n{text[:-1]},}}\n```"
@@ -353,6 +390,7 @@ class Reply:
     cut: bool = False
     content_filter: bool = False
     usage: tuple[int, int] = (0, 0)
+    tool_input: dict[str, Any] | None = None  # Anthropic: the forced tool call's input (the JSON reply)
 
 
 def _shape_reply(reply: Reply, budget: Any, cut_half_way: bool) -> Reply:
@@ -372,19 +410,22 @@ def _shape_reply(reply: Reply, budget: Any, cut_half_way: bool) -> Reply:
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
-def _error_response(api: str, status: int, retry_after: float, key: str, rejected: bool = False) -> JSONResponse:
-    message = _REJECTION if rejected else {
+def _error_response(api: str, status: int, retry_after: float, key: str, rejected: bool = False,
+                    refusal: tuple[str, str | None, int] | None = None) -> JSONResponse:
+    """An error in the API's format; `refusal` is (message, param) of a refused parameter (a 400)."""
+    message = _REJECTION if rejected else refusal[0] if refusal else {
         401: f"Incorrect API key provided: {key[:4]}***{key[-4:]}." if len(key) > 8 else "Missing API key.",
         400: "Invalid request: check 'messages' roles and unsupported options.",
         404: "The model does not exist or you do not have access to it.",
         429: "Rate limit reached; please slow down.",
     }.get(status, f"Injected error {status}.")
-    code = "content_filter" if rejected else _OPENAI_ERROR_CODES.get(status)
+    code = "content_filter" if rejected else "unsupported_parameter" if refusal and status == 400 else (
+        _OPENAI_ERROR_CODES.get(status))
     headers = {"retry-after": f"{retry_after:g}"} if status == 429 else None
     if api == "openai":
-        kind = "server_error" if status >= 500 else "invalid_request_error"
+        kind = ("internal_server_error" if refusal else "server_error") if status >= 500 else "invalid_request_error"
         body: dict[str, Any] = {
-            "error": {"message": message, "type": kind, "param": None, "code": code}
+            "error": {"message": message, "type": kind, "param": refusal[1] if refusal else None, "code": code}
         }
     else:
         kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
@@ -392,7 +433,48 @@ def _error_response(api: str, status: int, retry_after: float, key: str, rejecte
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _complete(request: Request, api: str) -> JSONResponse:
+def _response_format_kind(body: dict[str, Any]) -> str | None:
+    """'json_schema', 'json_object_schema', 'json_object' or None: the structured-output form requested."""
+    form = body.get("response_format")
+    if not isinstance(form, dict):
+        return None
+    kind = form.get("type")
+    if kind == "json_object" and form.get("schema") is not None:
+        return "json_object_schema"
+    return kind if isinstance(kind, str) else None
+
+
+def _refused_parameter(api: str, body: dict[str, Any], flags: set[str]) -> tuple[str, str | None, int] | None:
+    """(message, param, status) of the error this server gives for a parameter it does not take, else None."""
+    if api == "anthropic":
+        forced = (body.get("tool_choice") or {}).get("type") == "tool"
+        if forced and (body.get("thinking") or {}).get("type") == "enabled":
+            return "Thinking may not be enabled when tool_choice forces tool use.", None, 400
+        return None
+    if "no_stream_options" in flags and "stream_options" in body:
+        return "Unrecognized request argument supplied: stream_options", None, 400
+    if "reasoning_model" in flags:
+        if body.get("max_tokens") is not None:
+            return ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                    "Use 'max_completion_tokens' instead.", "max_tokens", 400)
+        if body.get("temperature") is not None and body.get("temperature") != 1:
+            return (f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
+                    "Only the default (1) value is supported.", "temperature", 400)
+    kind = _response_format_kind(body)
+    if kind is None:
+        return None
+    if "no_response_format" in flags:
+        return "Unrecognized request argument supplied: response_format", "response_format", 400
+    if "only_json_object" in flags and kind != "json_object":
+        return f"Invalid parameter: 'response_format' of type '{kind}' is not supported.", "response_format", 400
+    if "only_json_object_schema" in flags and kind != "json_object_schema":
+        # llama-cpp-python's server: its request validation error, answered as a 500 with no `param`.
+        return ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                f"'msg': \"Input should be 'text' or 'json_object'\", 'input': '{kind}'}}", None, 500)
+    return None
+
+
+async def _complete(request: Request, api: str) -> Response:
     state: StandinState = request.app.state.standin
     body = await request.json()
     received = body.get("messages") if isinstance(body.get("messages"), list) else []
@@ -414,40 +496,67 @@ async def _complete(request: Request, api: str) -> JSONResponse:
     flags = set(model.split("+")[1:])
     thinking = body.get("thinking") or {}
     key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+    forced_tool = (body.get("tool_choice") or {}).get("name") if (body.get("tool_choice") or {}).get(
+        "type") == "tool" else None
+    response_format = _response_format_kind(body)
+    refusal = None if invalid else _refused_parameter(api, body, flags)
     entry = {
         "api": api,
         "api_key": key,
         "model": model,
         "task": task,
         "question": question[:300],
+        "last_user": next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")[:600],
         "prompt_key": hashlib.sha256(json.dumps(messages, ensure_ascii=False).encode()).hexdigest(),
         "task_key": hashlib.sha256(prompt.encode()).hexdigest(),
-        "json_mode": (body.get("response_format") or {}).get("type") == "json_object",
+        "json_mode": response_format is not None or forced_tool is not None,
+        "response_format": response_format,
+        "schema": (body.get("response_format") or {}).get("json_schema", {}).get("schema") if
+        response_format == "json_schema" else (body.get("response_format") or {}).get("schema"),
+        "tool": forced_tool,
         "max_tokens": body.get("max_tokens") if body.get("max_tokens") is not None else body.get(
             "max_completion_tokens"),
+        "token_parameter": "max_tokens" if "max_tokens" in body else (
+            "max_completion_tokens" if "max_completion_tokens" in body else None),
         "temperature": body.get("temperature"),
+        "reasoning_effort": body.get("reasoning_effort"),
         "thinking_budget": thinking.get("budget_tokens"),
+        "stream": bool(body.get("stream")),
+        "input_tokens_estimate": len(all_text) // 4 + 1,
     }
-    admission = state.admit(entry, invalid=invalid)
+    admission = state.admit(entry, invalid=invalid or bool(refusal), invalid_status=refusal[2] if refusal else 400)
     try:
         if admission.delay:
             await asyncio.sleep(admission.delay)
         if admission.status != 200:
-            return _error_response(api, admission.status, admission.retry_after, key, admission.rejected)
+            return _error_response(api, admission.status, admission.retry_after, key, admission.rejected,
+                                   refusal=refusal)
         reasoning = f"Reasoning about: {question[:100]}"
         placement = _placement(flags, api, all_text, thinking.get("type") == "enabled")
-        reply = Reply(placement, _build_reply(task, prompt, question, flags, admission),
-                      shown_reasoning=reasoning if placement != "none" else "",
-                      content_filter="content_filter" in flags)
+        constrained = forced_tool is not None or response_format in ("json_schema", "json_object_schema")
+        opening = not any(m["role"] == "assistant" for m in messages)
+        built = _build_reply(task, prompt, question, flags, admission, constrained=constrained, opening=opening)
+        tool_input = built if isinstance(built, dict) and forced_tool else None
+        answer = "" if tool_input is not None else built if isinstance(built, str) else json.dumps(
+            built, ensure_ascii=False)
+        reply = Reply(placement, answer, shown_reasoning=reasoning if placement != "none" else "",
+                      content_filter="content_filter" in flags, tool_input=tool_input)
         if not reply.content_filter:
             reply = _shape_reply(reply, entry["max_tokens"], "truncated" in flags or admission.truncate)
-        output_tokens = 0 if reply.content_filter else word_count(reply.shown_reasoning) + word_count(reply.answer)
-        reply.usage = (len(all_text) // 4 + 1, output_tokens)
-        outcome = "content_filter" if reply.content_filter else "truncated" if reply.cut else (
-            "unusable" if admission.unusable else "ok")
+        output_tokens = 0 if reply.content_filter else word_count(reply.shown_reasoning) + word_count(reply.answer) + (
+            word_count(json.dumps(tool_input)) if tool_input is not None else 0)
+        reply.usage = (entry["input_tokens_estimate"], output_tokens)
+        broken = bool(entry["stream"]) and ("stream_break" in flags or admission.break_stream)
+        outcome = "broken" if broken else "content_filter" if reply.content_filter else (
+            "truncated" if reply.cut else "unusable" if admission.unusable else "ok")
         state.record_outcome(entry, outcome, reply.usage)
         build = _openai_body if api == "openai" else _anthropic_body
-        return JSONResponse(build(admission.seq, model, flags, reply))
+        payload = build(admission.seq, model, flags, reply)
+        if not entry["stream"]:
+            return JSONResponse(payload)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        events = _openai_events(payload, include_usage) if api == "openai" else _anthropic_events(payload)
+        return StreamingResponse(_sse(events, broken), media_type="text/event-stream")
     finally:
         state.leave()
 
@@ -485,9 +594,11 @@ def _anthropic_body(seq: int, model: str, flags: set[str], reply: Reply) -> dict
         text = reply.answer
     else:
         text = _inline(placement, reasoning, reply.answer, reply.reasoning_done)
-    if text:
+    if reply.tool_input is not None:
+        blocks.append({"type": "tool_use", "id": f"toolu_{seq}", "name": "submit_reply", "input": reply.tool_input})
+    elif text:
         blocks.append({"type": "text", "text": text})
-    stop = "max_tokens" if reply.cut else "end_turn"
+    stop = "max_tokens" if reply.cut else "tool_use" if reply.tool_input is not None else "end_turn"
     if reply.content_filter:
         blocks, stop = [], "refusal"
     return {
@@ -500,6 +611,94 @@ def _anthropic_body(seq: int, model: str, flags: set[str], reply: Reply) -> dict
         "stop_sequence": None,
         "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
     }
+
+
+def _pieces(text: str, size: int = 24) -> list[str]:
+    """`text` in chunks of `size` characters, as a server streams it."""
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
+def _openai_events(completion: dict[str, Any], include_usage: bool) -> list[tuple[str | None, Any]]:
+    """The chat.completion.chunk events of `completion`, then `[DONE]`."""
+    head = {key: completion[key] for key in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    events: list[tuple[str | None, Any]] = []
+    for choice in completion["choices"]:
+        message = choice["message"]
+        events.append((None, head | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                 "finish_reason": None}]}))
+        for field in ("reasoning_content", "reasoning", "content"):
+            for piece in _pieces(message.get(field) or ""):
+                events.append((None, head | {"choices": [{"index": 0, "delta": {field: piece},
+                                                         "finish_reason": None}]}))
+        events.append((None, head | {"choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}))
+    if include_usage or not completion["choices"]:
+        events.append((None, head | {"choices": [], "usage": completion["usage"]}))
+    events.append((None, "[DONE]"))
+    return events
+
+
+def _anthropic_events(message: dict[str, Any]) -> list[tuple[str | None, Any]]:
+    """The message_start ... message_stop events of `message`."""
+    start = dict(message, content=[], stop_reason=None, usage={"input_tokens": message["usage"]["input_tokens"],
+                                                              "output_tokens": 1})
+    events: list[tuple[str | None, Any]] = [("message_start", {"type": "message_start", "message": start})]
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "thinking":
+            opening, deltas = {"type": "thinking", "thinking": "", "signature": ""}, [
+                {"type": "thinking_delta", "thinking": piece} for piece in _pieces(block["thinking"])
+            ] + [{"type": "signature_delta", "signature": block["signature"]}]
+        elif block["type"] == "tool_use":
+            opening = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": piece}
+                      for piece in _pieces(json.dumps(block["input"], ensure_ascii=False))]
+        else:
+            opening, deltas = {"type": "text", "text": ""}, [
+                {"type": "text_delta", "text": piece} for piece in _pieces(block["text"])]
+        events.append(("content_block_start", {"type": "content_block_start", "index": index,
+                                               "content_block": opening}))
+        events += [("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                   for delta in deltas]
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    events.append(("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                                     "usage": {"output_tokens": message["usage"]["output_tokens"]}}))
+    events.append(("message_stop", {"type": "message_stop"}))
+    return events
+
+
+def tokens_in_body(body: bytes) -> int:
+    """Input + output tokens a reply body reports: a JSON reply's `usage`, or a streamed reply's events
+    (OpenAI's usage chunk; Anthropic's message_start input and message_delta output). 0 when it has none."""
+    text = body.decode("utf-8", "replace")
+    if not text.lstrip().startswith(("data:", "event:")):
+        events = [text]
+    else:
+        events = [line[5:] for line in text.splitlines() if line.startswith("data:") and '"usage"' in line]
+    found: dict[str, int] = {}
+    for raw in events:
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        usage = event.get("usage") or (event.get("message") or {}).get("usage") or {}
+        for key, value in usage.items():
+            if key.endswith("_tokens") and key != "total_tokens" and isinstance(value, int):
+                found[key] = value  # later events carry the final counts (Anthropic's output_tokens)
+    return sum(found.values())
+
+
+class StreamBroken(Exception):
+    """Raised inside a streamed response to drop the connection half-way, like a network failure."""
+
+
+async def _sse(events: list[tuple[str | None, Any]], broken: bool) -> AsyncIterator[bytes]:
+    for number, (name, data) in enumerate(events):
+        if broken and number == len(events) // 2:
+            raise StreamBroken("dropping the connection mid-stream (injected fault)")
+        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+        yield ((f"event: {name}\n" if name else "") + f"data: {text}\n\n").encode()
 
 
 async def _control(request: Request) -> JSONResponse:

@@ -325,7 +325,7 @@ async def test_fault_run_settles_with_every_count_adding_up(db_path, env, llm):
     engine = await Engine(db_path, env, retry_base_delay=0.01).start()
     try:
         project = engine.create_project("Faults", max_concurrency=8)
-        llm.configure(reject_prompt_rate=0.1, unusable_prompt_rate=0.1, truncate_rate=0.1, seed=11)
+        llm.configure(reject_prompt_rate=0.1, unusable_prompt_rate=0.1, truncate_rate=0.1, seed=13)
         job, _ = await engine.auto_distill(project.id, levels=2, tags_per_level=4, questions_per_tag=4)
         progress = await settle(engine, job["id"], timeout=60)
     finally:

@@ -6,7 +6,15 @@ import pytest
 
 from treedistill.server.errors import OutputFormatError
 from treedistill.server.text.judge import parse_verdict
-from treedistill.server.text.parsing import QuestionList, TagList, json_brackets_close, parse_list
+from treedistill.server.text import prompts
+from treedistill.server.text.parsing import (
+    ListContext,
+    QuestionList,
+    TagList,
+    item_problem,
+    json_brackets_close,
+    parse_list,
+)
 
 
 @pytest.mark.parametrize(
@@ -21,6 +29,10 @@ from treedistill.server.text.parsing import QuestionList, TagList, json_brackets
         ('{"tags": ["Braces {like} these", "a \\"quoted [name\\""]}', ['Braces {like} these', 'a "quoted [name"']),
         ('Note: "quotes" and (parens) before {"tags": ["Area a"]} and after.', ["Area a"]),
         ('{"tags": ["  Area a ", "", "Area b"]}', ["Area a", "Area b"]),
+        # shapes small models give: single-string objects, a lone key of another name
+        ('[{"name": "Area a"}, {"name": "Area b"}]', ["Area a", "Area b"]),
+        ('{"tags": [{"tag": "Area a"}, "Area b"]}', ["Area a", "Area b"]),
+        ('{"names": ["Area a"]}', ["Area a"]),
     ],
 )
 def test_complete_json_is_repaired_and_accepted(raw: str, expected: list[str]) -> None:
@@ -66,7 +78,11 @@ def test_verdicts_are_repaired_when_complete() -> None:
         ("", "expected a JSON object"),
         ("I'd rather discuss this in prose.", "expected a JSON object"),
         ('{"tags": []}', "list was empty"),
-        ('{"names": ["Area a"]}', "expected a JSON object"),
+        ('{"tags": ["  ", ""]}', "list was empty"),
+        ('{"tags": "Area a"}', "expected a JSON object"),
+        ('{"areas": ["Area a"], "more": ["Area b"]}', "expected a JSON object"),
+        ('{"tags": [{"name": "Area a", "note": "two strings"}]}', "item 1 is not a string"),
+        ('{"tags": [["Area a"]]}', "item 1 is not a string"),
     ],
 )
 def test_unusable_output_is_a_format_error(raw: str, problem: str) -> None:
@@ -79,3 +95,64 @@ def test_bracket_scan() -> None:
     assert json_brackets_close('{"a": "}"}')
     assert not json_brackets_close('{"a": "b\\"}')
     assert not json_brackets_close("[[1, 2], [3")
+
+
+SPORTS = ListContext("en", ("Sports", "Basketball"))
+
+
+@pytest.mark.parametrize(
+    ("item", "problem"),
+    [
+        ("sub-topic 1", "placeholder"), ("Subtopic 2", "placeholder"), ("question 1", "placeholder"),
+        ("Tag", "placeholder"), ("<sub-topic>", "placeholder"), ("...", "placeholder"), ("…", "single character"), ("……", "placeholder"),
+        ("[name]", "placeholder"), ("x", "single character"), ("Basketball", "repeats the tag path"),
+        ("  sports! ", "repeats the tag path"), ("篮球的历史与发展", "not in English"),
+        ("Shooting technique", None), ("Sub-topic selection in debate", None), ("3-point line", None),
+        ("Question 1: how does dribbling work?", None), ("NBA 与 CBA", None),
+        # what SmolLM2-135M wrote under a grammar (benchmarks/real_model)
+        (".com.au/f2sjz", "code or markup"), ("tu01_32.cis-en,trucco/bacchia,dolmabacca,", "code or markup"),
+        ("sub_topic1: nl nl nl nl", "repeats one word"), ("] ```python [ {", "code or markup"),
+        ("Node.js", None), ("C++ for games", None), ("Pick and roll", None), ("Set shot vs jump shot", None),
+    ],
+)
+def test_placeholder_and_echo_items_are_named(item: str, problem: str | None) -> None:
+    found = item_problem(item.strip(), "tags", SPORTS)
+    assert found is None if problem is None else problem in found
+
+
+@pytest.mark.parametrize(
+    ("item", "field", "usable"),
+    [("投篮技术", "tags", True), ("DNA", "tags", True), ("Shooting technique", "tags", False),
+     ("子主题1", "tags", False), ("篮球", "tags", False), ("什么是挡拆战术？", "questions", True),
+     ("What is a pick and roll?", "questions", False), ("篮", "tags", False), ("为什么？", "questions", False)],
+)
+def test_chinese_projects_want_chinese_items(item: str, field: str, usable: bool) -> None:
+    assert (item_problem(item, field, ListContext("zh", ("体育", "篮球"))) is None) is usable
+
+
+def test_questions_must_be_questions() -> None:
+    assert "not a complete question" in item_problem("why, how", "questions", SPORTS)
+    assert "code or markup" in item_problem("] ```python [ {", "questions", SPORTS)
+    assert item_problem("Why does backspin help a shot?", "questions", SPORTS) is None
+    assert item_problem("If |x - 2| < 3, which values can x take in [0, 10]?", "questions", SPORTS) is None
+
+
+def test_unusable_items_are_dropped_and_a_reply_of_only_those_is_refused_with_reasons() -> None:
+    raw = '{"tags": ["sub-topic 1", "Basketball", "Shooting technique", "x"]}'
+    assert parse_list(raw, TagList, SPORTS) == ["Shooting technique"]
+    assert parse_list(raw, TagList) == ["sub-topic 1", "Basketball", "Shooting technique", "x"]  # no context
+    with pytest.raises(OutputFormatError) as caught:
+        parse_list('[{"question": "question 1"}, {"question": "Basketball"}]', QuestionList, SPORTS)
+    message = str(caught.value)
+    assert "'question 1' is a placeholder" in message and "'Basketball' repeats the tag path" in message
+    assert "questions about Basketball" in message and caught.value.retryable
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_prompt_examples_do_not_invite_copying(language: str) -> None:
+    """The prompts show the shape and name the parent, never an item to copy (the old ones said "sub-topic 1")."""
+    path = "体育 > 篮球" if language == "zh" else "Sports > Basketball"
+    for text in (prompts.tags_prompt(language, path, 3, []), prompts.questions_prompt(language, path, 3, [])):
+        last = text.splitlines()[-1]
+        assert "[...]" in last and ("篮球" if language == "zh" else "Basketball") in last
+        assert not any(copyable in text for copyable in ("sub-topic 1", "子主题1", "question 1", "问题1"))

@@ -1,4 +1,7 @@
-"""Model providers behind one interface: build one from a ModelSpec and the environment."""
+"""Model providers behind one interface: build one from a ModelSpec and the environment.
+
+The SDK modules (`openai`, `anthropic`; seconds to import) load only when a provider of theirs is built.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,14 @@ from urllib.parse import urlsplit
 
 from treedistill.server.errors import InvalidInput, MissingAPIKey
 from treedistill.server.models import ModelSpec
-from treedistill.server.providers.anthropic_messages import AnthropicMessagesProvider
-from treedistill.server.providers.base import ChatMessage, ChatRequest, ChatResult, Provider, endpoint_label
+from treedistill.server.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    EndpointCapabilities,
+    Provider,
+    endpoint_label,
+)
 from treedistill.server.providers.endpoints import (
     DEFAULT_KEY_ENV,
     ENDPOINTS_ENV,
@@ -16,13 +25,13 @@ from treedistill.server.providers.endpoints import (
     resolve_base_url,
     resolve_endpoint,
 )
-from treedistill.server.providers.openai_chat import OpenAIChatProvider
 
 __all__ = [
     "ENDPOINTS_ENV",
     "ChatMessage",
     "ChatRequest",
     "ChatResult",
+    "EndpointCapabilities",
     "Provider",
     "build_provider",
     "configured_endpoints",
@@ -49,8 +58,12 @@ def describe_endpoint(spec: ModelSpec, environ: Mapping[str, str]) -> str:
     return endpoint_label(spec, resolve_base_url(spec, environ))
 
 
-def build_provider(spec: ModelSpec, environ: Mapping[str, str]) -> Provider:
+def build_provider(spec: ModelSpec, environ: Mapping[str, str],
+                   capabilities: EndpointCapabilities | None = None) -> Provider:
     """Build the provider for `spec`, reading its key from `environ`; makes no request.
+
+    `capabilities` is what was learned about the endpoint before (None: nothing yet); the provider
+    reads it to shape requests and updates it in place (its `capabilities` attribute) as it learns.
 
     Raises InvalidInput when the spec's endpoint or key variable is not one the operator configured
     (see `endpoints`) or its key has leading/trailing whitespace; MissingAPIKey when the key
@@ -73,5 +86,9 @@ def build_provider(spec: ModelSpec, environ: Mapping[str, str]) -> Provider:
             if spec.provider != "openai" or urlsplit(endpoint.url).hostname not in _LOCAL_HOSTS:
                 raise MissingAPIKey(key_env, spec.provider)
             api_key = _LOCAL_PLACEHOLDER_KEY
-    provider_class = AnthropicMessagesProvider if spec.provider == "anthropic" else OpenAIChatProvider
-    return provider_class(spec, api_key=api_key, base_url=endpoint.url, key_env=key_env or "(no key)")
+    if spec.provider == "anthropic":
+        from treedistill.server.providers.anthropic_messages import AnthropicMessagesProvider as provider_class
+    else:
+        from treedistill.server.providers.openai_chat import OpenAIChatProvider as provider_class
+    return provider_class(spec, api_key=api_key, base_url=endpoint.url, key_env=key_env or "(no key)",
+                          capabilities=capabilities)

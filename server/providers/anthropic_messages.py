@@ -1,17 +1,21 @@
-"""Anthropic Messages API, with optional extended thinking."""
+"""Anthropic Messages API, streamed, with optional extended thinking and forced tool use for JSON."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
+import httpx2
 
-from treedistill.server.errors import RequestRejected
+from treedistill.server.errors import RequestRejected, TransientProviderError
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers.base import (
     ChatRequest,
     ChatResult,
+    EndpointCapabilities,
     ReasoningSource,
+    anthropic_rate_limits,
     endpoint_label,
     translate_sdk_error,
 )
@@ -20,17 +24,22 @@ from treedistill.server.providers.reasoning import split_think
 _DEFAULT_MAX_TOKENS = 4096
 # Stop reasons of a reply cut off by a length limit: max_tokens, or the context window filling up.
 _CUT_OFF = {"max_tokens", "model_context_window_exceeded"}
+TOOL_NAME = "submit_reply"
 
 
 class AnthropicMessagesProvider:
-    """Calls `messages.create`; system messages go to `system=`, thinking blocks become the reasoning.
+    """Streams `messages`; system messages go to `system=`, thinking blocks become the reasoning.
 
-    There is no JSON mode: for `json_output` the prompt asks for JSON and the engine repairs it.
-    A reply cut off at max_tokens is returned with `truncated=True` and its usage, whatever its content.
-    `spec.temperature` is not sent: SDK 2.x uses API version 2026-10-21, which rejects sampling parameters.
+    JSON with a schema (`request.json_schema`) is asked for by forcing one tool whose input schema is
+    that schema, and the tool call's input is the reply: never free text to repair. A reply cut off at
+    max_tokens is returned with `truncated=True` and its usage, whatever its content. A stream that
+    breaks off is a TransientProviderError. `spec.temperature` is not sent: SDK 2.x uses API version
+    2026-10-21, which rejects sampling parameters. `capabilities` is kept for the common interface;
+    nothing about this API needs learning yet.
     """
 
-    def __init__(self, spec: ModelSpec, *, api_key: str, base_url: str, key_env: str) -> None:
+    def __init__(self, spec: ModelSpec, *, api_key: str, base_url: str, key_env: str,
+                 capabilities: EndpointCapabilities | None = None) -> None:
         self._spec = spec
         self._key_env = key_env
         self._api_key = api_key
@@ -38,24 +47,39 @@ class AnthropicMessagesProvider:
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=spec.timeout, max_retries=0
         )
+        self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
 
     async def complete(self, request: ChatRequest) -> ChatResult:
+        manager = self._client.messages.stream(**self._call_arguments(request))
         try:
-            message = await self._client.messages.create(**self._call_arguments(request))
+            stream = await manager.__aenter__()
         except anthropic.APIError as exc:
-            raise translate_sdk_error(
-                exc, anthropic, endpoint=self._endpoint, key_env=self._key_env, secret=self._api_key,
-                timeout=self._spec.timeout,
-            ) from exc
+            raise self._translate(exc) from exc
+        try:
+            limits = anthropic_rate_limits(stream.response.headers)
+            message = await stream.get_final_message()
+        except (anthropic.APIError, httpx2.TransportError) as exc:  # this SDK lets a dropped stream's error through
+            raise self._broken(type(exc).__name__) from exc
+        except AssertionError as exc:  # the SDK asserts a message began: a 200 with an empty event stream
+            raise self._broken("no message") from exc
+        finally:
+            await manager.__aexit__(None, None, None)
+        if message.stop_reason is None:
+            raise self._broken("no stop reason")
         if message.stop_reason == "refusal":
             raise RequestRejected(f"{self._endpoint} refused to answer this request (stop_reason 'refusal')")
         thinking = [block.thinking for block in message.content if block.type == "thinking"]
-        text = "".join(block.text for block in message.content if block.type == "text")
-        tag_reasoning, content = split_think(text)
         reasoning: str | None = "\n\n".join(thinking).strip() or None
         source: ReasoningSource | None = "thinking_blocks" if reasoning else None
-        if reasoning is None and tag_reasoning is not None:
-            reasoning, source = tag_reasoning, "think_tags"
+        if request.json_output and request.json_schema is not None:
+            # The forced tool's input is the JSON; a reply without the tool call is no JSON at all.
+            calls = [block.input for block in message.content if block.type == "tool_use"]
+            content = json.dumps(calls[0], ensure_ascii=False) if calls else ""
+        else:
+            text = "".join(block.text for block in message.content if block.type == "text")
+            tag_reasoning, content = split_think(text)
+            if reasoning is None and tag_reasoning is not None:
+                reasoning, source = tag_reasoning, "think_tags"
         return ChatResult(
             content=content,
             reasoning=reasoning,
@@ -65,6 +89,7 @@ class AnthropicMessagesProvider:
             finish_reason=message.stop_reason,
             truncated=message.stop_reason in _CUT_OFF,
             model=message.model or self._spec.model,
+            rate_limits=limits,
         )
 
     async def aclose(self) -> None:
@@ -72,7 +97,9 @@ class AnthropicMessagesProvider:
 
     def _call_arguments(self, request: ChatRequest) -> dict[str, Any]:
         spec = self._spec
-        budget = spec.thinking_budget
+        forced_tool = request.json_output and request.json_schema is not None
+        # The API refuses extended thinking together with a forced tool; JSON lists need no thinking.
+        budget = None if forced_tool else spec.thinking_budget
         max_tokens = request.max_tokens or spec.max_tokens
         if max_tokens is None:
             max_tokens = _DEFAULT_MAX_TOKENS + (budget or 0)
@@ -87,12 +114,26 @@ class AnthropicMessagesProvider:
                 for message in request.messages
                 if message.role != "system"
             ],
-            # An explicit per-call timeout also stops the SDK refusing large non-streaming max_tokens.
-            "timeout": spec.timeout,
+            "timeout": spec.timeout,  # seconds without a byte of the stream
         }
         system = "\n\n".join(message.content for message in request.messages if message.role == "system")
         if system:
             arguments["system"] = system
         if budget:
             arguments["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        if forced_tool:
+            arguments["tools"] = [{"name": TOOL_NAME, "description": "Submit the requested JSON object.",
+                                   "input_schema": request.json_schema}]
+            arguments["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         return arguments
+
+    def _broken(self, why: str) -> TransientProviderError:
+        return TransientProviderError(
+            f"{self._endpoint} broke off its streamed reply ({why}); nothing of it was kept"
+        )
+
+    def _translate(self, exc: anthropic.APIError) -> Exception:
+        return translate_sdk_error(
+            exc, anthropic, endpoint=self._endpoint, key_env=self._key_env, secret=self._api_key,
+            timeout=self._spec.timeout, read_limits=anthropic_rate_limits,
+        )

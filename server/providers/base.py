@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email.utils
+import re
 import time
-from collections.abc import Mapping
+from datetime import datetime
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
@@ -79,6 +81,9 @@ class EndpointCapabilities(BaseModel):
 
 
 class Provider(Protocol):
+    capabilities: EndpointCapabilities
+    """What the provider learned about its endpoint (updated in place); the caller persists it."""
+
     async def complete(self, request: ChatRequest) -> ChatResult: ...
 
     async def aclose(self) -> None: ...
@@ -110,14 +115,92 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    try:
+        return int(float(headers[name]))
+    except (KeyError, ValueError):
+        return None
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in an OpenAI reset duration such as `1s`, `6m0s`, `120ms`, `1h2m3.5s` or a bare number."""
+    text = text.strip()
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+def _seconds_until(text: str) -> float | None:
+    """Seconds from now until an RFC 3339 time (Anthropic's reset headers); 0 when it has passed."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(moment.timestamp() - time.time(), 0.0)
+
+
+def openai_rate_limits(headers: Mapping[str, str]) -> RateLimitInfo | None:
+    """Limits from OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers; None when absent."""
+    values: dict[str, float | int | None] = {}
+    for kind in ("requests", "tokens"):
+        values[f"{kind}_limit"] = _int_header(headers, f"x-ratelimit-limit-{kind}")
+        values[f"{kind}_remaining"] = _int_header(headers, f"x-ratelimit-remaining-{kind}")
+        reset = headers.get(f"x-ratelimit-reset-{kind}")
+        values[f"{kind}_reset_seconds"] = parse_duration(reset) if reset is not None else None
+    return RateLimitInfo(**values) if any(value is not None for value in values.values()) else None
+
+
+def anthropic_rate_limits(headers: Mapping[str, str]) -> RateLimitInfo | None:
+    """Limits from `anthropic-ratelimit-*` headers (reset is an RFC 3339 time); None when absent.
+
+    Tokens come from `anthropic-ratelimit-tokens-*`; when only the input/output-tokens variants are
+    present, the tighter of the two (fewer remaining) stands for both.
+    """
+    def read(prefix: str) -> tuple[int | None, int | None, float | None]:
+        reset = headers.get(f"{prefix}-reset")
+        return (_int_header(headers, f"{prefix}-limit"), _int_header(headers, f"{prefix}-remaining"),
+                _seconds_until(reset) if reset is not None else None)
+
+    requests = read("anthropic-ratelimit-requests")
+    tokens = read("anthropic-ratelimit-tokens")
+    if tokens == (None, None, None):
+        variants = [read(f"anthropic-ratelimit-{kind}-tokens") for kind in ("input", "output")]
+        variants = [variant for variant in variants if variant != (None, None, None)]
+        if variants:
+            tokens = min(variants, key=lambda v: (v[1] if v[1] is not None else float("inf"),
+                                                   v[0] if v[0] is not None else float("inf")))
+    values = (*requests, *tokens)
+    if all(value is None for value in values):
+        return None
+    names = ("requests_limit", "requests_remaining", "requests_reset_seconds",
+             "tokens_limit", "tokens_remaining", "tokens_reset_seconds")
+    return RateLimitInfo(**dict(zip(names, values)))
+
+
+RateLimitReader = Callable[[Mapping[str, str]], "RateLimitInfo | None"]
+
+
 def error_for_status(
-    status: int, headers: Mapping[str, str], detail: str | None, *, endpoint: str, key_env: str, secret: str
+    status: int, headers: Mapping[str, str], detail: str | None, *, endpoint: str, key_env: str, secret: str,
+    read_limits: RateLimitReader | None = None,
 ) -> ProviderError:
     """Translate an HTTP error status into our ProviderError subclass, by who owns the fault.
 
     401, 403, 404: the endpoint (key, access, model) -> FatalProviderError, which stops the job.
     429 -> RateLimited. 5xx, 408, 409, 425 -> TransientProviderError. Any other status (400, 413,
     422, ...) -> RequestRejected: this one request was refused, which fails its item only.
+    `read_limits` reads the endpoint's rate-limit headers into the RateLimited of a 429.
     `detail` is the API's own message; it is dropped for 401/403 (servers echo keys there) and
     otherwise scrubbed of `secret`. `key_env` names the key's variable, never its value.
     """
@@ -125,7 +208,8 @@ def error_for_status(
     text = _scrub(detail, secret) if status not in (401, 403) else ""
     said = f": {text}" if text else ""
     if status == 429:
-        return RateLimited(f"{where} (rate limited){said}", retry_after=parse_retry_after(headers))
+        return RateLimited(f"{where} (rate limited){said}", retry_after=parse_retry_after(headers),
+                           rate_limits=read_limits(headers) if read_limits else None)
     if status >= 500 or status in _TRANSIENT_STATUSES:
         return TransientProviderError(f"{where}{said}", status=status)
     if status in _ENDPOINT_STATUSES:
@@ -136,7 +220,8 @@ def error_for_status(
 
 
 def translate_sdk_error(
-    exc: Exception, sdk: ModuleType, *, endpoint: str, key_env: str, secret: str, timeout: float
+    exc: Exception, sdk: ModuleType, *, endpoint: str, key_env: str, secret: str, timeout: float,
+    read_limits: RateLimitReader | None = None,
 ) -> ProviderError:
     """Translate an exception of the `openai` or `anthropic` SDK (passed as `sdk`) into our ProviderError.
 
@@ -146,7 +231,7 @@ def translate_sdk_error(
     if isinstance(exc, sdk.APIStatusError):
         return error_for_status(
             exc.status_code, exc.response.headers, _api_message(exc.body),
-            endpoint=endpoint, key_env=key_env, secret=secret,
+            endpoint=endpoint, key_env=key_env, secret=secret, read_limits=read_limits,
         )
     if isinstance(exc, sdk.APITimeoutError):  # a subclass of APIConnectionError: test it first
         return TransientProviderError(f"{endpoint} timed out after {timeout:g} s")

@@ -1,7 +1,8 @@
-"""OpenAI-compatible chat completions (OpenAI, DeepSeek, vLLM, Ollama, OpenRouter, ...)."""
+"""OpenAI-compatible chat completions (OpenAI, DeepSeek, vLLM, Ollama, OpenRouter, llama.cpp, ...), streamed."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import openai
@@ -11,83 +12,241 @@ from treedistill.server.models import ModelSpec
 from treedistill.server.providers.base import (
     ChatRequest,
     ChatResult,
+    EndpointCapabilities,
     ReasoningSource,
     endpoint_label,
+    openai_rate_limits,
     translate_sdk_error,
 )
 from treedistill.server.providers.reasoning import split_think
 
 _REASONING_FIELDS: tuple[ReasoningSource, ...] = ("reasoning_content", "reasoning")
+# Structured-output forms, most to least constrained; `auto` walks down one step per 400 for the form sent.
+JSON_FORMS = ("json_schema", "json_object_schema", "json_object", "prompt")
+# An explicit json_mode forces one form and never adapts.
+_FORCED_FORMS = {"json_schema": "json_schema", "json_object_schema": "json_object_schema",
+                 "json_object": "json_object", "none": "prompt"}
+# 400/422 refuse a parameter; llama-cpp-python's server answers a request its schema refuses with a 500
+# that quotes the validation error: adapted on only when the message names a parameter this request sent.
+_ADAPTING_STATUSES = {400, 422, 500}
+# Each adaptation changes one thing (a json form step, the token parameter, temperature): a bound, not a loop.
+_MAX_ADAPTATIONS = 6
 
 
 class OpenAIChatProvider:
-    """Calls `chat.completions.create` and reads reasoning from whichever place the server puts it.
+    """Streams `chat.completions.create` and reads reasoning from whichever place the server puts it.
 
-    A reply cut off at max_tokens (finish_reason "length") is returned with `truncated=True` and its
-    usage, whatever its content: the caller counts the tokens and decides; it is never data.
+    Learns what the endpoint accepts from its 400s and records it in `capabilities` (which the caller
+    keeps across restarts): the structured-output form (`json_mode` auto), `max_completion_tokens`
+    instead of `max_tokens` and no `temperature` (reasoning models). A reply cut off at max_tokens
+    (finish_reason "length") is returned with `truncated=True` and its usage: the caller decides.
+    A stream that breaks off is a TransientProviderError: nothing of it is returned.
     """
 
-    def __init__(self, spec: ModelSpec, *, api_key: str, base_url: str, key_env: str) -> None:
+    def __init__(self, spec: ModelSpec, *, api_key: str, base_url: str, key_env: str,
+                 capabilities: EndpointCapabilities | None = None) -> None:
         self._spec = spec
         self._key_env = key_env
         self._endpoint = endpoint_label(spec, base_url)
         self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=spec.timeout, max_retries=0)
+        self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
+        self._schemaless_json = True  # plain json_object for requests without a schema (turned off by its 400)
+        self._usage_chunk = True  # ask for the usage chunk (turned off when a server refuses stream_options)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        try:
-            completion = await self._client.chat.completions.create(**self._call_arguments(request))
-        except openai.APIError as exc:
-            raise translate_sdk_error(
-                exc, openai, endpoint=self._endpoint, key_env=self._key_env, secret=self._client.api_key,
-                timeout=self._spec.timeout,
-            ) from exc
-        if not completion.choices:
-            raise TransientProviderError(f"{self._endpoint} returned no choices")
-        choice = completion.choices[0]
-        message = choice.message
-        tag_reasoning, content = split_think(message.content or "")
-        reasoning, source = _field_reasoning(message)
-        if reasoning is None and tag_reasoning is not None:
-            reasoning, source = tag_reasoning, "think_tags"
-        if choice.finish_reason == "content_filter":
-            raise RequestRejected(f"{self._endpoint} withheld its reply to this request (content filter)")
-        usage = completion.usage
-        return ChatResult(
-            content=content,
-            reasoning=reasoning,
-            reasoning_source=source,
-            input_tokens=(usage.prompt_tokens or 0) if usage else 0,
-            output_tokens=(usage.completion_tokens or 0) if usage else 0,
-            finish_reason=choice.finish_reason,
-            truncated=choice.finish_reason == "length",
-            model=completion.model or self._spec.model,
-        )
+        for _ in range(_MAX_ADAPTATIONS + 1):
+            arguments = self._call_arguments(request)
+            try:
+                stream = await self._client.chat.completions.create(**arguments)
+            except openai.APIStatusError as exc:
+                if self._adapt(exc, arguments, request):
+                    continue
+                raise self._translate(exc) from exc
+            except openai.APIError as exc:
+                raise self._translate(exc) from exc
+            result = await self._read(stream, request)
+            if request.json_output and request.json_schema is not None and self.capabilities.json_form is None \
+                    and getattr(self._spec, "json_mode", "auto") not in _FORCED_FORMS:
+                self.capabilities.json_form = self.json_form(request)  # the first form tried works: remember it
+            return result
+        raise AssertionError("unreachable: every adaptation changes the request")
 
     async def aclose(self) -> None:
         await self._client.close()
 
+    def json_form(self, request: ChatRequest) -> str:
+        """The structured-output form this request is sent with: forced by json_mode, else learned."""
+        mode = getattr(self._spec, "json_mode", "auto")
+        form = _FORCED_FORMS.get(mode) or self.capabilities.json_form or JSON_FORMS[0]
+        if request.json_schema is None and form in ("json_schema", "json_object_schema"):
+            form = "json_object" if self._schemaless_json else "prompt"
+        return form
+
     def _call_arguments(self, request: ChatRequest) -> dict[str, Any]:
-        spec = self._spec
+        spec, capabilities = self._spec, self.capabilities
         arguments: dict[str, Any] = {
             "model": spec.model,
             "messages": [message.model_dump() for message in request.messages],
+            # Streamed so long reasoning never meets an idle timeout; usage comes in the last chunk.
+            "stream": True,
         }
-        if spec.temperature is not None:
+        if self._usage_chunk:
+            arguments["stream_options"] = {"include_usage": True}
+        if spec.temperature is not None and capabilities.sends_temperature is not False:
             arguments["temperature"] = spec.temperature
         max_tokens = request.max_tokens or spec.max_tokens
         if max_tokens is not None:
-            arguments["max_tokens"] = max_tokens
-        if request.json_output and spec.json_mode == "json_object":
-            arguments["response_format"] = {"type": "json_object"}
+            arguments[capabilities.token_parameter or "max_tokens"] = max_tokens
+        effort = getattr(spec, "reasoning_effort", None)
+        if effort:
+            arguments["reasoning_effort"] = effort
+        if request.json_output:
+            response_format = _response_format(self.json_form(request), request.json_schema)
+            if response_format is not None:
+                arguments["response_format"] = response_format
         if spec.extra_body:
             arguments["extra_body"] = spec.extra_body
         return arguments
 
+    def _adapt(self, exc: openai.APIStatusError, arguments: dict[str, Any], request: ChatRequest) -> bool:
+        """Learn from an error that names a parameter this request sent; True when the request should be re-sent."""
+        if exc.status_code not in _ADAPTING_STATUSES:
+            return False
+        # Servers name the refused parameter in `param` (OpenAI) or only in the message (most others):
+        # there is no other signal, so the message is read, and only for parameters this request sent.
+        param, text = _error_param_and_text(exc.body)
+        capabilities = self.capabilities
 
-def _field_reasoning(message: Any) -> tuple[str | None, ReasoningSource | None]:
-    """Reasoning from `reasoning_content` (DeepSeek, vLLM) or `reasoning` (OpenRouter), extra fields the SDK keeps."""
-    for field in _REASONING_FIELDS:
-        value = getattr(message, field, None)
-        if isinstance(value, str) and value.strip():
-            return value.strip(), field
-    return None, None
+        def names(parameter: str) -> bool:
+            return param.split(".")[0] == parameter or re.search(rf"\b{parameter}\b", text) is not None
+
+        refused = exc.status_code != 500  # a 500 is trusted only for the response_format case below
+        if refused and "stream_options" in arguments and names("stream_options"):
+            self._usage_chunk = False  # an older server: usage is then estimated from the stream
+            return True
+        if refused and "max_tokens" in arguments and names("max_tokens"):
+            capabilities.token_parameter = "max_completion_tokens"
+            return True
+        if refused and "temperature" in arguments and names("temperature"):
+            capabilities.sends_temperature = False
+            return True
+        if "response_format" in arguments and (names("response_format") or names("json_schema")
+                                               or "response format" in text.lower()):
+            if getattr(self._spec, "json_mode", "auto") in _FORCED_FORMS:
+                return False
+            sent = _form_of(arguments["response_format"])  # what was sent: a concurrent call may have stepped since
+            if request.json_schema is None and capabilities.json_form != "json_object":
+                self._schemaless_json = False  # this endpoint's schema forms are still worth trying
+                return True
+            step = JSON_FORMS[JSON_FORMS.index(sent) + 1]
+            learned = capabilities.json_form
+            if learned is None or JSON_FORMS.index(learned) < JSON_FORMS.index(step):
+                capabilities.json_form = step  # a concurrent call may have stepped already: never skip a form
+            return True
+        return False
+
+    async def _read(self, stream: Any, request: ChatRequest) -> ChatResult:
+        """Assemble the streamed reply: content, reasoning, finish reason, usage and rate-limit headers.
+
+        A server that sends no usage chunk (llama-cpp-python's) gets its usage estimated: one token per
+        streamed piece (such servers stream token by token) and a quarter of the prompt's characters.
+        """
+        limits = openai_rate_limits(stream.response.headers)
+        content: list[str] = []
+        field_parts: dict[str, list[str]] = {field: [] for field in _REASONING_FIELDS}
+        finish_reason: str | None = None
+        usage: Any = None
+        model: str | None = None
+        saw_choice = False
+        pieces = 0
+        try:
+            async for chunk in stream:
+                model = chunk.model or model
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    if choice.index != 0:
+                        continue
+                    saw_choice = True
+                    delta = choice.delta
+                    if delta is not None:
+                        if delta.content:
+                            content.append(delta.content)
+                            pieces += 1
+                        for field in _REASONING_FIELDS:
+                            value = getattr(delta, field, None)
+                            if isinstance(value, str):
+                                field_parts[field].append(value)
+                                pieces += 1
+                    finish_reason = choice.finish_reason or finish_reason
+        except openai.APIError as exc:
+            raise TransientProviderError(
+                f"{self._endpoint} broke off its streamed reply ({type(exc).__name__}); nothing of it was kept"
+            ) from exc
+        finally:
+            await stream.close()
+        if not saw_choice:
+            raise TransientProviderError(f"{self._endpoint} returned no choices")
+        if finish_reason is None:
+            raise TransientProviderError(
+                f"{self._endpoint} ended its streamed reply without a finish reason; nothing of it was kept"
+            )
+        if finish_reason == "content_filter":
+            raise RequestRejected(f"{self._endpoint} withheld its reply to this request (content filter)")
+        tag_reasoning, answer = split_think("".join(content))
+        reasoning: str | None = None
+        source: ReasoningSource | None = None
+        for field in _REASONING_FIELDS:
+            text = "".join(field_parts[field]).strip()
+            if text:
+                reasoning, source = text, field
+                break
+        if reasoning is None and tag_reasoning is not None:
+            reasoning, source = tag_reasoning, "think_tags"
+        if usage is not None:
+            input_tokens, output_tokens = usage.prompt_tokens or 0, usage.completion_tokens or 0
+        else:
+            input_tokens = sum(len(message.content) for message in request.messages) // 4 + 1
+            output_tokens = pieces
+        return ChatResult(
+            content=answer,
+            reasoning=reasoning,
+            reasoning_source=source,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            finish_reason=finish_reason,
+            truncated=finish_reason == "length",
+            model=model or self._spec.model,
+            rate_limits=limits,
+        )
+
+    def _translate(self, exc: openai.APIError) -> Exception:
+        return translate_sdk_error(
+            exc, openai, endpoint=self._endpoint, key_env=self._key_env, secret=self._client.api_key,
+            timeout=self._spec.timeout, read_limits=openai_rate_limits,
+        )
+
+
+def _response_format(form: str, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The `response_format` of a structured-output form (None: the prompt alone asks for JSON)."""
+    if form == "json_schema" and schema is not None:
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "reply"))[:64]
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+    if form == "json_object_schema" and schema is not None:
+        return {"type": "json_object", "schema": schema}  # llama-cpp-python's server: grammar from the schema
+    if form in ("json_schema", "json_object_schema", "json_object"):
+        return {"type": "json_object"}
+    return None
+
+
+def _form_of(response_format: dict[str, Any]) -> str:
+    """The structured-output form a `response_format` argument is."""
+    if response_format.get("type") == "json_schema":
+        return "json_schema"
+    return "json_object_schema" if "schema" in response_format else "json_object"
+
+
+def _error_param_and_text(body: object) -> tuple[str, str]:
+    """The refused parameter (OpenAI's `param`, "" when absent) and the whole error body as text."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    param = error.get("param") if isinstance(error, dict) else None
+    return (param if isinstance(param, str) else ""), str(body or "")

@@ -22,7 +22,7 @@ from treedistill.server.text.near_dup import drop_near_duplicates
 from treedistill.server.providers.base import ChatMessage, ChatRequest
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.store.catalog import PATH_SEPARATOR, Store
-from treedistill.server.text.parsing import QuestionList, TagList, parse_list
+from treedistill.server.text.parsing import ListContext, QuestionList, TagList, list_schema, parse_list
 
 FORMAT_ROUNDS = 3  # replies per call that may be re-asked with the parse error shown
 ANSWER_ROUNDS = 2  # an answer without the reasoning the project requires is asked for once more
@@ -77,16 +77,27 @@ def outputs_missing(store: Store, item: WorkItem) -> int:
 
 async def _ask_list(ctx: WorkContext, item: WorkItem, project: Project, prompt: str,
                     schema: type[TagList] | type[QuestionList]) -> list[str]:
+    """Ask for the item's missing tags or questions, constrained to a list of exactly that many strings.
+
+    Items that copy the prompt's example, echo the tag path or are in the wrong language are dropped;
+    a reply with none left is re-asked with the reasons shown.
+    """
+    tag = ctx.store.get_tag(project.id, item.tag_id) if item.tag_id is not None else None
+    path = (project.topic, *(tag.path.split(PATH_SEPARATOR) if tag is not None else ()))
+    context = ListContext(language=project.language, path=path)
+    count = outputs_missing(ctx.store, item) or None
     return await _ask_json(ctx, item, project.question_model, project.language, prompt,
-                           lambda raw: parse_list(raw, schema))
+                           lambda raw: parse_list(raw, schema, context), json_schema=list_schema(schema, count))
 
 
 async def _ask_json(ctx: WorkContext, item: WorkItem, spec: ModelSpec, language: str, prompt: str,
-                    parse: Callable[[str], T]) -> T:
-    """Ask for JSON and parse the reply, re-asking with the parse error shown up to FORMAT_ROUNDS times."""
+                    parse: Callable[[str], T], json_schema: dict[str, Any] | None = None) -> T:
+    """Ask for JSON (of `json_schema` when given) and parse the reply, re-asking with the parse error shown
+    up to FORMAT_ROUNDS times."""
     messages = [ChatMessage(role="user", content=prompt)]
     for round_number in range(1, FORMAT_ROUNDS + 1):
-        reply = await ctx.caller.call(item, spec, ChatRequest(messages=messages, json_output=True))
+        request = ChatRequest(messages=messages, json_output=True, json_schema=json_schema)
+        reply = await ctx.caller.call(item, spec, request)
         try:
             return parse(reply.content)
         except OutputFormatError as exc:

@@ -6,6 +6,11 @@ from treedistill.server.text.prompts import en, zh
 
 _SETS = {"en": en, "zh": zh}
 LANGUAGES = tuple(_SETS)
+_PATH_SEPARATOR = " > "  # as the catalog joins tag paths
+
+
+def _last(path: str) -> str:
+    return path.rsplit(_PATH_SEPARATOR, 1)[-1]
 
 
 def _bullets(items: list[str], none_text: str) -> str:
@@ -15,13 +20,14 @@ def _bullets(items: list[str], none_text: str) -> str:
 def tags_prompt(language: str, path: str, count: int, existing: list[str]) -> str:
     """Ask for `count` sub-topics of the tag at `path`, none repeating `existing`."""
     texts = _SETS[language]
-    return texts.TAGS.format(path=path, count=count, existing=_bullets(existing, texts.NONE))
+    return texts.TAGS.format(path=path, parent=_last(path), count=count, existing=_bullets(existing, texts.NONE))
 
 
 def questions_prompt(language: str, path: str, count: int, existing: list[str]) -> str:
     """Ask for `count` questions about the leaf tag at `path`, none repeating `existing`."""
     texts = _SETS[language]
-    return texts.QUESTIONS.format(path=path, count=count, existing=_bullets(existing, texts.NONE))
+    return texts.QUESTIONS.format(path=path, parent=_last(path), count=count,
+                                  existing=_bullets(existing, texts.NONE))
 
 
 def answer_system(language: str, path: str) -> str:

@@ -14,7 +14,7 @@ Propose exactly {count} sub-topics of the last element of this path. Each sub-to
 Existing sub-topics (do not repeat or paraphrase):
 {existing}
 
-Answer in English. Reply with only a JSON object of this form: {{"tags": ["sub-topic 1", "sub-topic 2"]}}"""
+Answer in English. Reply with only a JSON object {{"tags": [...]}} whose list holds exactly {count} strings, each the real name of one sub-topic of {parent}: never a numbered label or placeholder, and never {parent} itself."""
 
 QUESTIONS = """You write questions to fine-tune a domain expert language model.
 
@@ -30,7 +30,7 @@ Write exactly {count} questions about the last element of this tag path, within 
 Existing questions (do not repeat or paraphrase):
 {existing}
 
-Write the questions in English. Reply with only a JSON object of this form: {{"questions": ["question 1", "question 2"]}}"""
+Write the questions in English. Reply with only a JSON object {{"questions": [...]}} whose list holds exactly {count} strings, each one complete question about {parent}: never a numbered label or placeholder."""
 
 ANSWER_SYSTEM = """You are an expert in {path}. Answer the user's question accurately and thoroughly.
 First think the problem through step by step inside <think> and </think>; then, after </think>, write the final answer for the user, complete on its own. Answer in English."""

@@ -1,0 +1,24 @@
+"""Startup: the benchmark spawns a real `treedistill serve` and gets `initialize` answered; no SDK is loaded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_startup_benchmark_runs_and_prints_the_median():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "startup_bench.py"), "--runs", "1"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "run 1: initialize answered after" in done.stdout and "median of 1:" in done.stdout
+
+
+def test_serving_imports_neither_sdk_before_a_call(tmp_path):
+    code = ("import sys; from treedistill.server.app import create_server; "
+            f"create_server({str(tmp_path / 'x.db')!r}, {{'OPENAI_API_KEY': 'k'}}); "
+            "print(sorted(m for m in ('openai', 'anthropic') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
