@@ -24,9 +24,13 @@ class ModelSpec(BaseModel):
     )
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    json_mode: Literal["json_object", "none"] = Field(
-        "json_object", description="OpenAI only: ask for response_format json_object on tag/question calls"
-    )
+    json_mode: Literal["auto", "json_schema", "json_object_schema", "json_object", "none"] = Field(
+        "auto", description=(
+            "OpenAI-compatible only, for tag/question/judge calls: 'auto' tries JSON Schema structured output, "
+            "then json_object with the schema, then json_object, then the prompt alone, stepping down on the "
+            "endpoint's refusal and remembering what worked; another value forces that form ('none': prompt only)"))
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
+        None, description="OpenAI reasoning models (o-series, gpt-5): how hard the model thinks")
     thinking_budget: int | None = Field(None, ge=1024, description="Anthropic only: extended-thinking budget tokens")
     timeout: float = Field(600.0, gt=0, le=7200, description="Seconds to wait for one call")
     extra_body: dict[str, Any] | None = Field(None, description="OpenAI only: extra JSON fields sent with each call")

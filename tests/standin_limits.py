@@ -15,6 +15,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from tests.standin_llm import tokens_in_body
+
 
 class ProviderLimits:
     """Buckets for one endpoint, with counts of what was served and rejected."""
@@ -111,19 +113,10 @@ class RateLimitMiddleware:
             elif message["type"] == "http.response.body":
                 body.extend(message.get("body", b""))
                 if not message.get("more_body"):
-                    self.limits.spend_tokens(_usage(bytes(body)))
+                    self.limits.spend_tokens(tokens_in_body(bytes(body)))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-def _usage(body: bytes) -> int:
-    try:
-        usage = json.loads(body).get("usage") or {}
-    except (ValueError, AttributeError):
-        return 0
-    return sum(value for key, value in usage.items() if key.endswith("_tokens") and isinstance(value, int)
-               and key != "total_tokens")
 
 
 async def _send_429(send: Any, api: str, wait: float, headers: dict[str, str]) -> None:

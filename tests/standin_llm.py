@@ -626,9 +626,9 @@ def _openai_events(completion: dict[str, Any], include_usage: bool) -> list[tupl
         message = choice["message"]
         events.append((None, head | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                  "finish_reason": None}]}))
-        for field in ("reasoning_content", "reasoning", "content"):
-            for piece in _pieces(message.get(field) or ""):
-                events.append((None, head | {"choices": [{"index": 0, "delta": {field: piece},
+        for name in ("reasoning_content", "reasoning", "content"):
+            for piece in _pieces(message.get(name) or ""):
+                events.append((None, head | {"choices": [{"index": 0, "delta": {name: piece},
                                                          "finish_reason": None}]}))
         events.append((None, head | {"choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}))
     if include_usage or not completion["choices"]:

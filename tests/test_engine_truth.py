@@ -357,3 +357,21 @@ async def test_a_teacher_without_reasoning_fails_after_one_reask_unless_plain_an
     finally:
         await engine.close()
     assert answer.answer.startswith("Answer to:") and answer.reasoning == "" and answer.reasoning_source == "none"
+
+
+async def test_what_an_endpoint_accepts_is_learned_once_and_kept_across_restarts(db_path, env, llm):
+    spec = ModelSpec(model="standin+only_json_object")  # refuses both schema forms: two steps down, remembered
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Learned", question_model=spec)
+        await engine.generate_tags(project.id, None, 2)
+    finally:
+        await engine.close()
+    first = [r["response_format"] for r in llm.requests()]
+    engine = await Engine(db_path, env).start()  # a new process: nothing is tried twice
+    try:
+        await engine.generate_tags(project.id, None, 2)
+    finally:
+        await engine.close()
+    later = [r["response_format"] for r in llm.requests()][len(first):]
+    assert first == ["json_schema", "json_object_schema", "json_object"] and later == ["json_object"]

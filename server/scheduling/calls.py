@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from treedistill.server.errors import JobStopped, RateLimited, TruncatedOutput
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers import build_provider, describe_endpoint, resolve_base_url
-from treedistill.server.providers.base import ChatRequest, ChatResult, Provider
+from treedistill.server.providers.base import ChatRequest, ChatResult, EndpointCapabilities, Provider
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.rate_gate import RateGate
 from treedistill.server.store.pacing import EndpointPacing
@@ -31,6 +31,7 @@ class LLMCaller:
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
         self._providers: dict[str, Provider] = {}
+        self._capabilities: dict[str, EndpointCapabilities] = {}
         self._gates: dict[tuple[str, str], RateGate] = {}
         self.calls_made = 0
         self.seconds_in_calls = 0.0  # summed round-trip time of the calls made, as seen from here
@@ -39,8 +40,20 @@ class LLMCaller:
         """The (shared) client for a model spec; raises MissingAPIKey when its key is not set."""
         key = spec.model_dump_json()
         if key not in self._providers:
-            self._providers[key] = build_provider(spec, self.environ)
+            self._providers[key] = build_provider(spec, self.environ, self._capabilities_of(spec))
         return self._providers[key]
+
+    def _capabilities_key(self, spec: ModelSpec) -> str:
+        # Per model too: an endpoint's models differ in the JSON forms and token parameters they accept.
+        return f"{self.endpoint(spec)} model={spec.model}"
+
+    def _capabilities_of(self, spec: ModelSpec) -> EndpointCapabilities:
+        """What was learned about the spec's endpoint and model, shared by every spec naming them and kept
+        in the database across restarts."""
+        key = self._capabilities_key(spec)
+        if key not in self._capabilities:
+            self._capabilities[key] = EndpointCapabilities.model_validate(self.pacing.capabilities(key))
+        return self._capabilities[key]
 
     def endpoint(self, spec: ModelSpec) -> str:
         """The endpoint a spec talks to, as the key of its shared pacing state."""
@@ -85,14 +98,22 @@ class LLMCaller:
         if item.job_id is not None and self.queue.job_status(item.job_id) != "running":
             raise JobStopped(f"job {item.job_id} is no longer running")
         started = time.perf_counter()
+        capabilities = self._capabilities_of(spec)
+        known = capabilities.model_dump()
         try:
             result = await provider.complete(request)
         except RateLimited as exc:
             pause = exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE
             log.info("429 from %s: every call to it waits %.1f s, then comes back more widely spaced",
                      describe_endpoint(spec, self.environ), pause)
-            gate.rate_limited(pause, exc.rate_limits)
+            gate.rate_limited(pause, exc.rate_limits, expected_tokens)
             raise
+        except BaseException:
+            gate.observe(None, 0, expected_tokens)  # its reservation is given back
+            raise
+        finally:  # learned during the call, whether it worked or not: remembered for every process and restart
+            if capabilities.model_dump() != known:
+                self.pacing.save_capabilities(self._capabilities_key(spec), capabilities.model_dump())
         self.calls_made += 1
         self.seconds_in_calls += time.perf_counter() - started
         gate.observe(result.rate_limits, result.input_tokens + result.output_tokens, expected_tokens)

@@ -56,11 +56,14 @@ class RateGate:
                 start = max(start, now + (expected - tokens) / rate)
             row["tokens"], row["tokens_at"] = tokens + (start - now) * rate - expected, start
         row["next_slot"] = start + max(row["interval"], self._cap_spacing)
+        row["tokens_in_flight"] += expected
         return start, expected
 
     def observe(self, limits: RateLimitInfo | None, used_tokens: int, expected_tokens: int) -> None:
-        """A call came back: learn from its headers, refund or charge the tokens it used beyond the reservation."""
+        """A call came back (or failed: `used_tokens` 0): learn from its headers, refund or charge the tokens it
+        used beyond its reservation."""
         def learn(row: dict[str, Any]) -> None:
+            row["tokens_in_flight"] = max(row["tokens_in_flight"] - expected_tokens, 0.0)
             self._learn(row, limits)
             row["interval"] = max(row["learned_interval"], row["interval"] * RECOVERY)
             rate = self._tokens_per_second(row)
@@ -70,9 +73,10 @@ class RateGate:
             row["average_tokens"] = used_tokens if not previous else 0.8 * previous + 0.2 * used_tokens
         self.pacing.update(self.endpoint, learn)
 
-    def rate_limited(self, pause: float, limits: RateLimitInfo | None) -> None:
+    def rate_limited(self, pause: float, limits: RateLimitInfo | None, expected_tokens: int) -> None:
         """A 429: every call waits `pause` seconds from now, then requests come back more widely spaced."""
         def slow_down(row: dict[str, Any]) -> None:
+            row["tokens_in_flight"] = max(row["tokens_in_flight"] - expected_tokens, 0.0)
             self._learn(row, limits)
             row["paused_until"] = max(row["paused_until"], time.time() + pause)
             widest = max(MAX_SPACING_AFTER_429, 4 * row["learned_interval"])
@@ -89,6 +93,11 @@ class RateGate:
             row["learned_interval"] = 60.0 / limits.requests_limit * MARGIN
         if limits.tokens_limit:
             row["tokens_per_second"] = limits.tokens_limit / 60.0 / MARGIN
+        rate = self._tokens_per_second(row)
+        if rate and limits.tokens_remaining is not None:
+            # The endpoint's own count beats our estimate, less what the calls still in flight will spend.
+            row["tokens"] = min(self._tokens_now(row, rate, now), limits.tokens_remaining - row["tokens_in_flight"])
+            row["tokens_at"] = now
         for remaining, reset in ((limits.requests_remaining, limits.requests_reset_seconds),
                                  (limits.tokens_remaining, limits.tokens_reset_seconds)):
             if remaining == 0 and reset:  # spent (perhaps by another client of the same key): wait for the reset

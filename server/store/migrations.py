@@ -204,6 +204,7 @@ def m004_many_processes() -> str:
             tokens REAL,
             tokens_at REAL NOT NULL DEFAULT 0,
             tokens_per_second REAL NOT NULL DEFAULT 0,
+            tokens_in_flight REAL NOT NULL DEFAULT 0,
             average_tokens REAL NOT NULL DEFAULT 0,
             rate_limited INTEGER NOT NULL DEFAULT 0,
             capabilities TEXT
