@@ -64,7 +64,7 @@ async def test_learned_limits_pace_below_them_and_a_429_spaces_the_return(db_pat
         await gate.wait()
     elapsed = time.monotonic() - started
     assert 4 * 0.05 <= elapsed < 4 * 0.05 * 1.5  # 1,200/min learned: 0.05 s apart (with a 5% margin)
-    gate.rate_limited(0.3, None)
+    gate.rate_limited(0.3, None, expected_tokens=500)
     started = time.monotonic()
     await gate.wait()
     first = time.monotonic() - started
