@@ -417,3 +417,15 @@ def test_errors_name_commands_and_flags_not_mcp_tools(env, db_path):
         shown.append(result.stdout + result.stderr)
     mcp_names = re.compile(r"\b(list_projects|list_jobs|auto_distill|job_id|question_model|confirm_large)\b")
     assert not [text for text in shown if mcp_names.search(text)]
+
+
+def test_plain_answers_keep_a_teacher_without_reasoning(env, db_path, llm):
+    command = ["distill", "Plain", "--levels", "1", "--tags", "1", "--questions", "2", "--answer-model", "standin+none"]
+    strict = cli(env, db_path, *command)
+    assert strict.returncode == 1 and "require_reasoning=false" in strict.stdout + strict.stderr
+    plain = cli(env, db_path, *command, "--plain-answers")
+    assert plain.returncode == 0, plain.stderr
+    assert "answers no longer need a reasoning trace" in plain.stdout
+    with sqlite3.connect(db_path) as conn:
+        sources = [row[0] for row in conn.execute("SELECT reasoning_source FROM answers")]
+    assert sources == ["none", "none"]

@@ -14,12 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from treedistill.server.config import DEFAULT_MAX_CONCURRENCY
 from treedistill.server.cli.doctor import NO_MODEL
-from treedistill.server.cli.progress import TERMINAL, ProgressView, final_summary
+from treedistill.server.cli.progress import ProgressView, final_summary
 from treedistill.server.cli.reports import project_named
 from treedistill.server.engine import Engine
 from treedistill.server.errors import InvalidInput
-from treedistill.server.models import JobProgress, Project
+from treedistill.server.models import JobProgress, Project, TERMINAL_STATUSES
 
 REFRESH_SECONDS = 0.5
 
@@ -37,6 +38,7 @@ class DistillRequest:
     resume_command: str
     model: str | None = None
     answer_model: str | None = None
+    require_reasoning: bool = True
 
     @property
     def params(self) -> dict[str, Any]:
@@ -52,10 +54,15 @@ def find_or_create_project(engine: Engine, request: DistillRequest, say: Callabl
         if not engine.environ.get("TREEDISTILL_MODEL"):
             raise InvalidInput(NO_MODEL)
         project = engine.create_project(request.topic, language=request.language,
-                                        max_concurrency=request.concurrency or 5)
+                                        max_concurrency=request.concurrency or DEFAULT_MAX_CONCURRENCY,
+                                        require_reasoning=request.require_reasoning)
         say(f"Created project {project.id} '{project.name}' (max concurrency {project.max_concurrency}; "
             f"models {project.question_model.model} / {project.answer_model.model}).")
         return project
+    if request.require_reasoning != project.require_reasoning:
+        project = engine.update_project(project.id, require_reasoning=request.require_reasoning)
+        say(f"Project '{project.name}': answers {'need' if project.require_reasoning else 'no longer need'} "
+            "a reasoning trace.")
     if request.concurrency and request.concurrency != project.max_concurrency:
         project = engine.update_project(project.id, max_concurrency=request.concurrency)
         say(f"Project '{project.name}': max concurrency is now {project.max_concurrency}.")
@@ -112,8 +119,8 @@ async def run_distill(engine: Engine, request: DistillRequest, view: ProgressVie
             job_id = await start_or_resume(engine, project, request, view.note)
             if job_id is None:
                 return "completed"
-            progress = await _follow(engine, job_id, view, interrupted, lambda p: p.status in TERMINAL)
-            stopped = progress.status not in TERMINAL
+            progress = await _follow(engine, job_id, view, interrupted, lambda p: p.status in TERMINAL_STATUSES)
+            stopped = progress.status not in TERMINAL_STATUSES
             if stopped:
                 progress = await _stop(engine, job_id, view, interrupted)
             view.update(progress, now=True)

@@ -149,7 +149,8 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
                              questions_per_tag=args.questions, answer=not args.no_answer,
                              concurrency=args.concurrency, language=args.language,
                              confirm_large=args.confirm_large, resume_command=shlex.join(["treedistill", *argv]),
-                             model=args.model, answer_model=args.answer_model)
+                             model=args.model, answer_model=args.answer_model,
+                             require_reasoning=not args.plain_answers)
     view = progress_view(args.plain)
 
     async def run() -> str:

@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--concurrency", type=_bounded(1, MAX_CONCURRENCY_LIMIT),
                      help=f"model calls in flight, for a new project ({DEFAULT_MAX_CONCURRENCY})")
     cmd.add_argument("--no-answer", action="store_true", help="stop after the questions")
+    cmd.add_argument("--plain-answers", action="store_true",
+                     help="keep answers without a reasoning trace (for a teacher that writes none)")
     cmd.add_argument("--language", choices=("en", "zh"), default="en", help="language of prompts and data (en)")
     cmd.add_argument("--confirm-large", action="store_true", help="allow plans above 20,000 model calls")
     cmd.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")

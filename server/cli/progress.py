@@ -14,7 +14,6 @@ from rich.text import Text
 from treedistill.server.models import JobProgress, KindProgress
 
 STAGES = ("tags", "questions", "answers")
-TERMINAL = ("completed", "completed_with_failures", "cancelled", "failed")
 
 
 def duration(seconds: float | None) -> str:

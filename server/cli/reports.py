@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from treedistill.server.cli.progress import TERMINAL, ProgressView, progress_line
+from treedistill.server.cli.progress import ProgressView, progress_line
 from treedistill.server.errors import NotFound
-from treedistill.server.models import JobProgress, Project, ProjectSummary
+from treedistill.server.models import JobProgress, Project, ProjectSummary, TERMINAL_STATUSES
 from treedistill.server.scheduling.progress import stored_job_progress
 from treedistill.server.store.queue import WorkQueue
 from treedistill.server.store.catalog import Store, open_database
@@ -94,7 +94,7 @@ def watch_progress(db_path: Path, job_id: int, view: ProgressView) -> JobProgres
     with existing_database(db_path) as queue, view:
         progress = stored_job_progress(queue, known_job(queue, job_id))
         view.update(progress, now=True)
-        while progress.status not in TERMINAL:
+        while progress.status not in TERMINAL_STATUSES:
             time.sleep(WATCH_SECONDS)  # another process does the work: polling the database is all we can do
             progress = stored_job_progress(queue, job_id)
             view.update(progress)
