@@ -22,12 +22,6 @@ pytestmark = pytest.mark.anyio
 TAGS_PROMPT = 'Tag path: Sports > Football\nReply with only a JSON object {"tags": [...]} of exactly 3 strings.'
 
 
-@pytest.fixture(scope="module")
-def standin():
-    with StandinLLM() as llm:
-        yield llm
-
-
 @pytest.fixture(autouse=True)
 def fresh_standin(standin: StandinLLM) -> None:
     standin.reset()

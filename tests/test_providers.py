@@ -44,12 +44,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-def standin():
-    with StandinLLM() as llm:
-        yield llm
-
-
 @pytest.fixture(autouse=True)
 def fresh_standin(standin: StandinLLM) -> None:
     standin.reset()

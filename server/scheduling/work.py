@@ -131,10 +131,15 @@ async def _expand_tag(ctx: WorkContext, item: WorkItem, project: Project) -> dic
                 _queue_below_tags(ctx, item, tags, params)
                 ctx.queue.add_job_counts(item.job_id, tags_done=len(tags))
         created += [tag.id for tag in tags]
+    _require_complete(ctx, item, "tags")
+    return {"tag_ids": created}
+
+
+def _require_complete(ctx: WorkContext, item: WorkItem, outputs: str) -> None:
+    """After the top-up rounds: fail (a fresh attempt may do better) while some of the target is missing."""
     missing = outputs_missing(ctx.store, item)
     if missing > 0:
-        raise OutputFormatError(f"the model kept repeating existing tags; {missing} still missing", raw="")
-    return {"tag_ids": created}
+        raise OutputFormatError(f"the model kept repeating existing {outputs}; {missing} still missing", raw="")
 
 
 def _queue_below_tags(ctx: WorkContext, item: WorkItem, tags: list[Tag], params: dict[str, Any]) -> None:
@@ -169,9 +174,7 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
                         ctx.queue.add_item(project.id, "answer", job_id=item.job_id, question_id=question.id)
                 ctx.queue.add_job_counts(item.job_id, questions_done=len(questions))
         created += [question.id for question in questions]
-    missing = outputs_missing(ctx.store, item)
-    if missing > 0:
-        raise OutputFormatError(f"the model kept repeating existing questions; {missing} still missing", raw="")
+    _require_complete(ctx, item, "questions")
     return {"question_ids": created}
 
 
