@@ -247,8 +247,9 @@ class Scheduler:
 
     def _give_up(self, item: WorkItem, exc: TreedistillError, attempts: int) -> None:
         message = f"gave up after {attempts} attempts: {_describe(exc)}" if exc.retryable else _describe(exc)
-        exc.args = (message,)  # the manual call waiting for the item raises it, type and all, with this message
-        self._errors[item.id] = exc
+        if self._waiters.get(item.id):  # a manual call waits here: it raises this, type and all, with this message
+            exc.args = (message,)
+            self._errors[item.id] = exc
         log.warning("work item %s (%s) failed: %s", item.id, item.kind, message)
         self._fail(item, message)
         # A bad key, an unknown model, an endpoint no longer configured (InvalidInput from building the client)
@@ -297,7 +298,6 @@ class Scheduler:
             except sqlite3.Error:
                 pass  # resume_job (or the next start) requeues it
         if item is not None and item.job_id is None:
-            self._errors[item.id] = TreedistillError(message)
             for future in self._waiters.pop(item.id, []):
                 if not future.done():
                     future.set_exception(TreedistillError(message))
