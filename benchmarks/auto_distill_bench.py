@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,13 +37,19 @@ from treedistill.server.models import TERMINAL_STATUSES  # noqa: E402
 
 
 
-def start_standin(latency: float, jitter: float) -> tuple[subprocess.Popen, str]:
+@contextlib.contextmanager
+def standin_process(latency: float, jitter: float) -> Iterator[str]:
+    """The stand-in LLM in a process of its own (so it does not share this one's CPU); yields its URL."""
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "standin_llm.py"), "--port", "0", "--latency", str(latency),
          "--jitter", str(jitter)], stdout=subprocess.PIPE, text=True)
-    line = process.stdout.readline().split()
-    assert line and line[0] == "PORT", f"stand-in did not start: {line}"
-    return process, f"http://127.0.0.1:{line[1]}"
+    try:
+        line = process.stdout.readline().split()
+        assert line and line[0] == "PORT", f"stand-in did not start: {line}"
+        yield f"http://127.0.0.1:{line[1]}"
+    finally:
+        process.kill()
+        process.wait()
 
 
 WORKER = """
@@ -125,13 +133,8 @@ def peak_rss_mib() -> float:
 
 def bench(label: str, latency: float, jitter: float, concurrency: int, levels: int, tags: int,
           questions: int) -> dict:
-    process, url = start_standin(latency, jitter)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = asyncio.run(run_job(url, Path(tmp) / "bench.db", concurrency, levels, tags, questions))
-    finally:
-        process.kill()
-        process.wait()
+    with standin_process(latency, jitter) as url, tempfile.TemporaryDirectory() as tmp:
+        result = asyncio.run(run_job(url, Path(tmp) / "bench.db", concurrency, levels, tags, questions))
     depth = levels + 2  # one tag call per level, then questions, then the answer
     ideal = max(depth * latency, result["calls"] * latency / concurrency)
     print(f"== {label}")
@@ -155,8 +158,7 @@ def bench(label: str, latency: float, jitter: float, concurrency: int, levels: i
 def processes_bench(latency: float, jitter: float, concurrency: int, levels: int, tags: int, questions: int,
                     extra_workers: tuple[int, ...] = (0, 2)) -> None:
     """The same job by one process and by 1 + n processes, each against a bare pool of the same calls."""
-    process, url = start_standin(latency, jitter)
-    try:
+    with standin_process(latency, jitter) as url:
         for extra in extra_workers:
             with tempfile.TemporaryDirectory() as tmp:
                 db = Path(tmp) / "bench.db"
@@ -171,9 +173,6 @@ def processes_bench(latency: float, jitter: float, concurrency: int, levels: int
             pool = asyncio.run(bare_pool(url, result["calls"], concurrency))
             print(f"{1 + extra} process(es): {result['status']}, {result['calls']} calls in {result['wall']:.2f} s; "
                   f"bare semaphore pool, same calls: {pool:.2f} s; ratio {result['wall'] / pool:.3f}")
-    finally:
-        process.kill()
-        process.wait()
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.auto_distill_bench import start_standin  # noqa: E402
+from benchmarks.auto_distill_bench import standin_process  # noqa: E402
 from treedistill.server.engine import Engine  # noqa: E402
 from treedistill.server.errors import InvalidInput  # noqa: E402
 from treedistill.server.text.dedup import normalize  # noqa: E402
@@ -197,13 +197,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     parser.add_argument("--threshold", type=float, default=0.7, help="find_duplicates threshold (default 0.7)")
     args = parser.parse_args()
-    process, url = start_standin(latency=60.0, jitter=0.0)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(run(url, Path(tmp) / "stalls.db", args.sizes, args.threshold))
-    finally:
-        process.kill()
-        process.wait()
+    with standin_process(latency=60.0, jitter=0.0) as url, tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(run(url, Path(tmp) / "stalls.db", args.sizes, args.threshold))
 
 
 if __name__ == "__main__":

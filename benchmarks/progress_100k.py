@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.auto_distill_bench import start_standin  # noqa: E402
+from benchmarks.auto_distill_bench import standin_process  # noqa: E402
 from treedistill.server.engine import Engine  # noqa: E402
 
 async def measure(url: str, db: Path, questions: int, tags: int) -> None:
@@ -60,13 +60,8 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=100_000)
     parser.add_argument("--tags", type=int, default=1_000)
     args = parser.parse_args()
-    process, url = start_standin(latency=60.0, jitter=0.0)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(measure(url, Path(tmp) / "progress.db", args.questions, args.tags))
-    finally:
-        process.kill()
-        process.wait()
+    with standin_process(latency=60.0, jitter=0.0) as url, tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(measure(url, Path(tmp) / "progress.db", args.questions, args.tags))
 
 
 if __name__ == "__main__":
