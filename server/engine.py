@@ -10,11 +10,23 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+
 from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, default_model_spec
 from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, InvalidInput, ProviderError
 from treedistill.server.scheduling.calls import LLMCaller
-from treedistill.server.models import Answer, JobProgress, ModelSpec, Project, ProjectSummary, Question, Tag
+from treedistill.server.models import (
+    Answer,
+    BatchOptions,
+    BatchProgress,
+    JobProgress,
+    ModelSpec,
+    Project,
+    ProjectSummary,
+    Question,
+    Tag,
+)
+from treedistill.server.scheduling.batching import DEFAULT_POLL_SECONDS
 from treedistill.server.scheduling.planner import plan_top_up
 from treedistill.server.scheduling.progress import stored_job_progress
 from treedistill.server.scheduling.rate_gate import pacing_state
@@ -27,6 +39,7 @@ from treedistill.server.scheduling.work import WorkContext
 
 log = logging.getLogger("treedistill.engine")
 Heartbeat = Callable[[float], Awaitable[None]]
+BATCH_POLL_ENV = "TREEDISTILL_BATCH_POLL_SECONDS"  # how often batches in flight are looked at
 LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True
 PLAN_CHUNK = 2_000  # work items recorded per transaction while a job is planned
 
@@ -58,7 +71,8 @@ class Engine:
         self.workers = WorkerRegistry(self.store, self.role)
         self.scheduler = Scheduler(WorkContext(self.store, self.queue, self.caller), self.workers,
                                    max_attempts=self._options["max_attempts"],
-                                   retry_base_delay=self._options["retry_base_delay"])
+                                   retry_base_delay=self._options["retry_base_delay"],
+                                   batch_poll_seconds=_seconds(self.environ, BATCH_POLL_ENV, DEFAULT_POLL_SECONDS))
         self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
@@ -190,9 +204,12 @@ class Engine:
 
     async def auto_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                            questions_per_tag: int = 10, answer: bool = True,
-                           confirm_large: bool = False) -> tuple[dict[str, Any] | None, bool]:
+                           confirm_large: bool = False, batch: BatchOptions | None = None,
+                           ) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
+        With `batch`, the answer calls (all calls with `batch.all_calls`) go through the endpoint's batch API;
+        an endpoint without one is refused here, before anything is recorded.
         Returns (job row, created): the job already running on the project is returned instead of a second one,
         and (None, False) when the project already has the requested shape (no job is recorded).
         """
@@ -205,6 +222,9 @@ class Engine:
             self.caller.provider(project.answer_model)
         params = {"levels": levels, "tags_per_level": tags_per_level, "questions_per_tag": questions_per_tag,
                   "answer": answer}
+        if batch is not None:
+            await self._check_batch_api(project, batch, answer)
+            params.update(batch.job_params())
         # Planning reads the whole tree and may queue 100,000 items: a worker thread with its own connection
         # does it, off the event loop, so every other client keeps being served meanwhile.
         try:
@@ -225,6 +245,17 @@ class Engine:
                  job["planned_answers"])
         return job, True
 
+    async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:
+        """Refuse batch mode, with the reason, when an endpoint it would use has no batch API."""
+        specs = [project.answer_model] if answer else []
+        if batch.all_calls:
+            specs.append(project.question_model)
+        if not specs:
+            raise InvalidInput("batch=true sends answer calls by batch, but answer=false makes none; pass "
+                               "batch_all_calls=true to send tag and question calls by batch too.")
+        for spec in {spec.model_dump_json(): spec for spec in specs}.values():
+            await self.caller.batch_api(spec).probe()
+
     def _live_job(self, project_id: int, *, other_than: int | None = None) -> dict[str, Any] | None:
         """The project's queued or running job, if any (there is at most one)."""
         for job in self.queue.jobs_with_status("running", "queued"):
@@ -238,6 +269,8 @@ class Engine:
         states = (pacing_state(self.caller.pacing.get(self.caller.endpoint(spec)))
                   for spec in (project.question_model, project.answer_model))
         progress.pacing = next((state for state in states if state), None)
+        batches = self.caller.batches.job_summary(job_id)
+        progress.batches = None if batches is None else BatchProgress(**batches)
         fault = self.scheduler.job_faults.get(job_id)
         if fault is not None and progress.status == "running":  # a fault the database could not record
             progress = progress.model_copy(update={"status": "failed", "stage": "failed",
@@ -260,6 +293,7 @@ class Engine:
         job = self.queue.get_job(job_id)
         if job["status"] in ("queued", "running", "failed"):
             self.queue.set_job_status(job_id, "cancelled")
+            self.scheduler.batches.wake()  # its batches in flight are cancelled at the provider
             log.info("job %s cancelled", job_id)
         return self.get_progress(job_id)
 
@@ -291,6 +325,15 @@ class Engine:
         self.queue.retry_failed(job_id)
         self.scheduler.notify(self.queue.get_job(job_id)["project_id"])
         return self.get_progress(job_id)
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds from the environment, else the default."""
+    try:
+        value = float(environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def _plan_job(db_path: str, project_id: int, params: dict[str, Any], confirm_large: bool,
