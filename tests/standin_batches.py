@@ -18,6 +18,8 @@ Settings (`configure()` / POST /_control, read when a batch is created):
   lines with code `batch_expired`; Anthropic: `expired` results); 1.0 = nothing done.
 - `batch_unsupported`: every batch and file route answers 404, like an OpenAI-compatible server
   without a batch API (llama.cpp, Ollama).
+Like the real APIs, a batch with no requests or a repeated custom_id is refused with a 400 (Anthropic:
+also a custom_id that is not 1-64 characters of [A-Za-z0-9_-]).
 Cancel: entries finished before the cancel keep their output; the batch is `cancelling` /
 `canceling` for 0.1 T, then `cancelled` (OpenAI; the rest get error lines with code
 `batch_cancelled`) / `ended` (Anthropic; the rest are `canceled`).
@@ -28,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,6 +43,7 @@ from starlette.routing import Route
 
 OPENAI_ENDPOINT = "/v1/chat/completions"
 _EXPIRES_AFTER = 24 * 3600
+_ANTHROPIC_CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass
@@ -194,12 +198,13 @@ async def _file_content(request: Request) -> Response:
     file_id = request.path_params["file_id"]
     with store.lock:
         stored = store.files.get(file_id)
-    if stored is None:
-        for batch in _newest_first(store, "openai"):  # output and error files exist once their batch ended
-            outputs = _openai_output_files(batch)
-            if file_id in outputs:
-                return Response(outputs[file_id], media_type="application/octet-stream")
-        return _error("openai", 404, f"No such File object: {file_id}", "not_found_error")
+    if stored is None:  # an output or error file ("file-<batch id>-output"): it exists once its batch ended
+        with store.lock:
+            batch = store.batches.get(file_id.removeprefix("file-").rpartition("-")[0])
+        content = _openai_output_files(batch).get(file_id) if batch is not None and batch.api == "openai" else None
+        if content is None:
+            return _error("openai", 404, f"No such File object: {file_id}", "not_found_error")
+        return Response(content, media_type="application/octet-stream")
     return Response(stored["content"], media_type="application/octet-stream")
 
 
@@ -225,6 +230,8 @@ async def _create_openai_batch(request: Request) -> Response:
             return _error("openai", 400, f"Line {number} of the input file is not a batch request.")
         if row.get("url") != OPENAI_ENDPOINT or row.get("method") != "POST":
             return _error("openai", 400, f"Line {number}: url must be {OPENAI_ENDPOINT} with method POST.")
+    if len({custom_id for custom_id, _ in items}) != len(items) or not items:
+        return _error("openai", 400, "The input file needs requests, each with a unique custom_id.")
     batch_id = store.next_id("batch_")
     entries, turnaround = _answer_entries(request, "openai", batch_id, items)
     batch = Batch(batch_id, "openai", time.time(), turnaround, entries, metadata=body.get("metadata"),
@@ -376,6 +383,8 @@ async def _create_anthropic_batch(request: Request) -> Response:
         return _error("anthropic", 400, "requests: each needs custom_id and params.")
     if len({custom_id for custom_id, _ in items}) != len(items):
         return _error("anthropic", 400, "requests: custom_id values must be unique within a batch.")
+    if not all(_ANTHROPIC_CUSTOM_ID.fullmatch(custom_id) for custom_id, _ in items):
+        return _error("anthropic", 400, "requests: custom_id must be 1-64 characters of [a-zA-Z0-9_-].")
     store = _store(request)
     batch_id = store.next_id("msgbatch_")
     entries, turnaround = _answer_entries(request, "anthropic", batch_id, items)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from treedistill.server.errors import BatchUnsupported, FatalProviderError, TransientProviderError
+from treedistill.server.errors import BatchUnsupported, FatalProviderError, InvalidInput, TransientProviderError
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers import (
     BatchEntry,
@@ -285,3 +285,21 @@ async def test_entries_use_the_learned_capabilities(quick: StandinLLM, env: dict
     assert (logged["token_parameter"], logged["max_tokens"], logged["temperature"], logged["response_format"]) == (
         "max_completion_tokens", 200, None, "json_object")
     assert outcome.kind == "succeeded" and json.loads(outcome.result.content)["tags"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_batch_the_provider_would_refuse_is_refused_before_sending(provider: str, llm: StandinLLM,
+                                                                          env: dict[str, str]):
+    api = build_batch_api(spec_for(provider), env)
+    twice = [BatchEntry(custom_id="same", request=question(0)), BatchEntry(custom_id="same", request=question(1))]
+    try:
+        for batch, why in ([], "at least one"), (twice, "unique"):
+            with pytest.raises(InvalidInput, match=why):
+                await api.submit(batch, label="refused")
+        if provider == "anthropic":  # its custom_ids are 1-64 characters of [A-Za-z0-9_-]
+            with pytest.raises(InvalidInput, match="custom_id 'item 1'"):
+                await api.submit([BatchEntry(custom_id="item 1", request=question(1))], label="refused")
+    finally:
+        await api.aclose()
+    assert llm.requests() == [] and llm.batch_store.batches == {} and llm.batch_store.files == {}

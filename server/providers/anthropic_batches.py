@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ _STATUS_OF_ERROR = {"invalid_request_error": 400, "authentication_error": 401, "
                     "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
                     "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
 _T = TypeVar("_T")
+MAX_ENTRIES = 100_000  # the API's limit per batch (the request may also not exceed 256 MB)
+CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class AnthropicMessagesBatchAPI(ProviderBatchAPI):
@@ -38,7 +41,7 @@ class AnthropicMessagesBatchAPI(ProviderBatchAPI):
 
     async def submit(self, entries: list[BatchEntry], label: str) -> str:
         requests = [{"custom_id": entry.custom_id, "params": self._provider.request_body(entry.request)}
-                    for entry in checked_entries(entries)]
+                    for entry in checked_entries(entries, MAX_ENTRIES, CUSTOM_ID)]
         batch = await self._call(self._client.messages.batches.create(requests=requests))
         return batch.id
 

@@ -9,6 +9,7 @@ they load only when `build_batch_api` builds one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
@@ -76,13 +77,20 @@ def empty_counts() -> dict[str, int]:
     return {"succeeded": 0, "errored": 0, "expired": 0, "cancelled": 0, "processing": 0}
 
 
-def checked_entries(entries: list[BatchEntry]) -> list[BatchEntry]:
-    """`entries`, refused when empty or when a custom_id repeats (the provider would refuse the batch)."""
+def checked_entries(entries: list[BatchEntry], max_entries: int,
+                    custom_id_pattern: re.Pattern[str] | None = None) -> list[BatchEntry]:
+    """`entries`, refused with InvalidInput where the provider would refuse the whole batch: none, more
+    than `max_entries`, a repeated custom_id, or one that does not match `custom_id_pattern`."""
     if not entries:
         raise InvalidInput("A batch needs at least one entry.")
-    seen = {entry.custom_id for entry in entries}
-    if len(seen) != len(entries):
+    if len(entries) > max_entries:
+        raise InvalidInput(f"A batch takes at most {max_entries} entries; this one has {len(entries)}.")
+    if len({entry.custom_id for entry in entries}) != len(entries):
         raise InvalidInput("Every custom_id in a batch must be unique.")
+    bad = [entry.custom_id for entry in entries
+           if custom_id_pattern is not None and not custom_id_pattern.fullmatch(entry.custom_id)]
+    if bad:
+        raise InvalidInput(f"custom_id {bad[0]!r} is not one this provider takes ({custom_id_pattern.pattern}).")
     return entries
 
 

@@ -22,6 +22,7 @@ from treedistill.server.providers.batches import (
 )
 
 ENDPOINT = "/v1/chat/completions"
+MAX_ENTRIES = 50_000  # OpenAI's limit per batch (its input file may also not exceed 200 MB)
 LABEL_KEY = "treedistill_label"
 _ENDED = {"completed", "failed", "expired", "cancelled"}
 _T = TypeVar("_T")
@@ -40,7 +41,7 @@ class OpenAIBatchAPI(ProviderBatchAPI):
     async def submit(self, entries: list[BatchEntry], label: str) -> str:
         lines = [json.dumps({"custom_id": entry.custom_id, "method": "POST", "url": ENDPOINT,
                              "body": self._provider.request_body(entry.request)}, ensure_ascii=False)
-                 for entry in checked_entries(entries)]
+                 for entry in checked_entries(entries, MAX_ENTRIES)]
         data = ("\n".join(lines) + "\n").encode()
         upload = await self._call(self._client.files.create(
             file=(f"treedistill-{label}.jsonl", data, "application/jsonl"), purpose="batch"))
