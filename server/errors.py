@@ -33,6 +33,10 @@ class MissingAPIKey(InvalidInput):
         )
 
 
+class BatchUnsupported(InvalidInput):
+    """The endpoint has no batch API (it answered the batch routes with 404, 405 or 501)."""
+
+
 class ProviderError(TreedistillError):
     """A model call failed."""
 
