@@ -204,6 +204,20 @@ class StandinState:
         """The logged requests that came in a batch (each has `batch_id` and `custom_id`)."""
         return [entry for entry in self.requests() if "batch_id" in entry]
 
+    def billed_batch_entries(self) -> list[dict[str, Any]]:
+        """The logged batch requests a provider would bill: answered (status 200) and finished before any cancel
+        or expiry."""
+        with self.batch_store.lock:
+            billed = {(batch.id, entry.custom_id) for batch in self.batch_store.batches.values()
+                      for entry in batch.entries if entry.status == 200 and batch.done(entry)}
+        return [entry for entry in self.batch_requests() if (entry["batch_id"], entry["custom_id"]) in billed]
+
+    def batch_phases(self) -> list[str]:
+        """Each batch's state now ('completed', 'cancelled', 'expired', ...), oldest first."""
+        now = time.time()
+        with self.batch_store.lock:
+            return [batch.phase(now) for batch in self.batch_store.batches.values()]
+
     def answer_once(self, api: str, body: dict[str, Any], key: str, log_fields: dict[str, Any],
                     forced_status: int | None = None) -> tuple[int, dict[str, Any]]:
         """(status, reply or error body) of one non-streamed request, answered at once: a batch entry."""

@@ -44,11 +44,6 @@ async def finish(client: Client, job_id: int, timeout: float = 60) -> dict:
     return progress
 
 
-def paid_batch_entries(llm) -> list[dict]:
-    """Batch entries the stand-in answered with a reply (what a provider bills)."""
-    return [entry for entry in llm.batch_requests() if entry.get("outcome") == "ok"]
-
-
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_a_batch_job_completes_with_exact_counts_each_answer_paid_once_at_half_price(
         db_path, batch_env, llm, provider):
@@ -84,7 +79,7 @@ async def test_an_endpoint_without_a_batch_api_is_refused_at_auto_distill(db_pat
         project = await call(client, "create_project", name="NoBatch")
         error = await call_error(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=1,
                                  questions_per_tag=1, batch=True)
-        assert "batch" in error.lower() and "batch=false" in error
+        assert "has no batch API" in error and "without batch mode" in error
         assert (await call(client, "list_jobs"))["jobs"] == []
     assert llm.stats()["requests"] == 0
 
@@ -99,7 +94,7 @@ async def test_errored_and_expired_entries_are_retried_and_counted(db_path, batc
     assert progress["status"] == "completed", progress["recent_errors"]
     assert progress["answers"]["done"] == 6 and stored(db_path)["answers"] == 6
     assert progress["batches"]["requests_errored"] >= 1 and progress["retries"] >= 1
-    assert len(paid_batch_entries(llm)) == 6  # an errored entry is not paid; each answer is paid once
+    assert len(llm.billed_batch_entries()) == 6  # an errored entry is not paid; each answer is paid once
 
 
 async def test_expired_batches_fall_back_online_when_allowed(db_path, batch_env, llm):
@@ -112,7 +107,7 @@ async def test_expired_batches_fall_back_online_when_allowed(db_path, batch_env,
     assert progress["status"] == "completed", progress["recent_errors"]
     assert progress["batches"]["requests_expired"] == 3 and progress["answers"]["done"] == 3
     online_answers = [entry for entry in llm.requests() if "batch_id" not in entry and entry["task"] == "answer"]
-    assert len(online_answers) == 3 and paid_batch_entries(llm) == []
+    assert len(online_answers) == 3 and llm.billed_batch_entries() == []
 
 
 async def test_cancel_mid_batch_cancels_at_the_provider_and_resume_pays_nothing_twice(db_path, batch_env, llm):
@@ -130,13 +125,13 @@ async def test_cancel_mid_batch_cancels_at_the_provider_and_resume_pays_nothing_
         async with asyncio.timeout(20):
             while (await call(client, "get_progress", job_id=job["job_id"]))["batches"]["batches_ended"] < 1:
                 await asyncio.sleep(0.05)
-        assert llm.batch_statuses() == ["cancelled"]
+        assert llm.batch_phases() == ["cancelled"]
         assert stored(db_path)["answers"] == 0
         llm.configure(batch_turnaround=0.1)
         await call(client, "resume_job", job_id=job["job_id"])
         progress = await finish(client, job["job_id"])
     assert progress["status"] == "completed" and stored(db_path)["answers"] == 4
-    assert len(paid_batch_entries(llm)) == 4  # the cancelled entries went in the next batch, paid once
+    assert len(llm.billed_batch_entries()) == 4  # the cancelled entries went in the next batch, paid once
 
 
 async def test_a_crash_between_the_providers_batch_and_its_record_adopts_the_batch(db_path, batch_env, llm,
@@ -170,7 +165,7 @@ async def test_a_crash_between_the_providers_batch_and_its_record_adopts_the_bat
     finally:
         await engine.close()
     assert progress.status == "completed" and stored(db_path)["answers"] == 3
-    assert len(llm.batch_statuses()) == 1 and len(llm.batch_requests()) == 3  # adopted, not submitted again
+    assert len(llm.batch_phases()) == 1 and len(llm.batch_requests()) == 3  # adopted, not submitted again
 
 
 async def test_score_answers_by_batch_returns_at_once_and_the_scores_arrive(db_path, batch_env, llm):

@@ -137,7 +137,9 @@ class BatchRunner:
     async def _settle_orphan(self, submission: Submission) -> None:
         spec = ModelSpec.model_validate_json(submission.spec)
         try:
-            batch_id = await self.caller.batch_api(spec).find(submission.label, submission.created_at)
+            batch_id = await self.caller.batch_api(spec).find(submission.label, submission.created_at,
+                                                              count=submission.requests,
+                                                              exclude=self.batches.recorded_batch_ids())
         except Exception as exc:
             log.warning("looking up batch %s: %s; trying again on the next tick", submission.label, exc)
             return

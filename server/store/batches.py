@@ -161,6 +161,11 @@ class BatchStore:
                                " AND (worker_id = ? OR worker_id NOT IN (SELECT id FROM workers))", (worker_id,))
         return [_submission(row) for row in rows if row["id"] not in busy]
 
+    def recorded_batch_ids(self) -> frozenset[str]:
+        """The provider batch ids already recorded (a lookup after a crash must not adopt one of them)."""
+        return frozenset(row[0] for row in self.db.execute(
+            "SELECT batch_id FROM batch_submissions WHERE batch_id IS NOT NULL").fetchall())
+
     def in_progress(self) -> list[Submission]:
         return [_submission(row) for row in self.store.rows(
             "SELECT * FROM batch_submissions WHERE state = 'in_progress' ORDER BY id")]
