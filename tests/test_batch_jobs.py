@@ -17,7 +17,7 @@ from tests.test_auto_distill import stored
 from tests.test_manual_tools import call, call_error
 from treedistill.server.app import create_server
 from treedistill.server.engine import Engine
-from treedistill.server.models import TERMINAL_STATUSES, BatchOptions
+from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, ModelSpec
 from treedistill.server.store.batches import BatchStore
 
 pytestmark = pytest.mark.anyio
@@ -193,3 +193,40 @@ async def test_batch_options_are_checked(db_path, batch_env, llm):
         assert "batch_all_calls" in error
         assert (await call(client, "list_jobs"))["jobs"] == []
 
+
+
+async def test_a_request_the_batch_refuses_fails_its_item_at_once(db_path, batch_env, llm):
+    llm.configure(batch_turnaround=0.1, reject_prompt_rate=0.5, reject_kinds=["answer"])
+    async with Client(create_server(db_path, batch_env, retry_base_delay=0.01)) as client:
+        project = await call(client, "create_project", name="Refused", max_concurrency=4)
+        job = await call(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=2,
+                         questions_per_tag=4, batch=True, batch_wait_seconds=0.1)
+        progress = await finish(client, job["job_id"])
+    refused = [entry for entry in llm.batch_requests() if entry["status"] == 400]
+    assert refused and progress["status"] == "completed_with_failures"
+    assert progress["answers"]["failed"] == len(refused) and progress["answers"]["done"] == 8 - len(refused)
+    assert progress["retries"] == 0  # a refused request is not retried, by batch or otherwise
+    assert any("refused this request" in error for error in progress["recent_errors"])
+
+
+async def test_an_ended_batch_is_collected_once_when_two_processes_poll_it(db_path, batch_env, llm):
+    llm.configure(batch_turnaround=0.1)
+    engine = await Engine(db_path, batch_env, retry_base_delay=0.01).start()
+    try:
+        project = engine.create_project("Twice", max_concurrency=4,
+                                        answer_model=ModelSpec(model="standin", **PRICES))
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=1, questions_per_tag=2,
+                                           batch=BatchOptions(wait_seconds=0.1))
+        async with asyncio.timeout(30):
+            while (progress := engine.get_progress(job["id"])).status not in TERMINAL_STATUSES:
+                await engine.wait_for_job_change(job["id"], 0.2)
+        batches = BatchStore(engine.store, engine.queue)
+        (submission_id,) = [row[0] for row in engine.store.db.execute("SELECT id FROM batch_submissions")]
+        submission = batches.get(submission_id)
+        assert batches.collect(submission, "completed", []) == []  # the peer that comes second changes nothing
+        again = engine.get_progress(job["id"])
+    finally:
+        await engine.close()
+    assert (again.input_tokens, again.output_tokens, again.cost) == (progress.input_tokens, progress.output_tokens,
+                                                                     progress.cost)
+    assert again.batches.requests_succeeded == 2
