@@ -16,8 +16,19 @@ from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import with_job_prices, with_project_prices
 from treedistill.server.scheduling.calls import LLMCaller
-from treedistill.server.models import (Answer, JobProgress, ModelSpec, PlanEstimate, Project, ProjectSummary,
-                                       Question, Tag)
+from treedistill.server.models import (
+    Answer,
+    BatchOptions,
+    BatchProgress,
+    JobProgress,
+    ModelSpec,
+    PlanEstimate,
+    Project,
+    ProjectSummary,
+    Question,
+    Tag,
+)
+from treedistill.server.scheduling.batching import DEFAULT_POLL_SECONDS
 from treedistill.server.scheduling.estimate import estimate_plan
 from treedistill.server.scheduling.planner import plan_top_up
 from treedistill.server.scheduling.progress import stored_job_progress
@@ -31,6 +42,7 @@ from treedistill.server.scheduling.work import WorkContext
 
 log = logging.getLogger("treedistill.engine")
 Heartbeat = Callable[[float], Awaitable[None]]
+BATCH_POLL_ENV = "TREEDISTILL_BATCH_POLL_SECONDS"  # how often batches in flight are looked at
 LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True
 PLAN_CHUNK = 2_000  # work items recorded per transaction while a job is planned
 
@@ -64,7 +76,8 @@ class Engine:
         self.workers = WorkerRegistry(self.store, self.role)
         self.scheduler = Scheduler(WorkContext(self.store, self.queue, self.caller), self.workers,
                                    max_attempts=self._options["max_attempts"],
-                                   retry_base_delay=self._options["retry_base_delay"])
+                                   retry_base_delay=self._options["retry_base_delay"],
+                                   batch_poll_seconds=_seconds(self.environ, BATCH_POLL_ENV, DEFAULT_POLL_SECONDS))
         self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
@@ -196,9 +209,12 @@ class Engine:
 
     async def auto_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                            questions_per_tag: int = 10, answer: bool = True,
-                           confirm_large: bool = False, batch: bool = False) -> tuple[dict[str, Any] | None, bool]:
+                           confirm_large: bool = False, batch: BatchOptions | None = None,
+                           ) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
+        With `batch`, the answer calls (all calls with `batch.all_calls`) go through the endpoint's batch API;
+        an endpoint without one is refused here, before anything is recorded.
         Returns (job row, created): the job already running on the project is returned instead of a second one,
         and (None, False) when the project already has the requested shape (no job is recorded). A new job's
         row carries its `estimate` (PlanEstimate). Plans above LARGE_PLAN_CALLS calls or expected to cost more
@@ -212,6 +228,8 @@ class Engine:
         if answer:
             self.caller.provider(project.answer_model)
         params = job_params(levels, tags_per_level, questions_per_tag, answer, batch)
+        if batch is not None:
+            await self._check_batch_api(project, batch, answer)
         # Planning reads the whole tree and may queue 100,000 items: a worker thread with its own connection
         # does it, off the event loop, so every other client keeps being served meanwhile.
         try:
@@ -234,12 +252,24 @@ class Engine:
         return job, True
 
     async def estimate_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
-                               questions_per_tag: int = 10, answer: bool = True, batch: bool = False) -> PlanEstimate:
+                               questions_per_tag: int = 10, answer: bool = True,
+                               batch: BatchOptions | None = None) -> PlanEstimate:
         """What auto_distill with these arguments would plan and is expected to cost; calls no model and writes
         nothing (a read-only connection, in a worker thread)."""
         project = self.store.get_project(project_id)
         params = job_params(levels, tags_per_level, questions_per_tag, answer, batch)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
+
+    async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:
+        """Refuse batch mode, with the reason, when an endpoint it would use has no batch API."""
+        specs = [project.answer_model] if answer else []
+        if batch.all_calls:
+            specs.append(project.question_model)
+        if not specs:
+            raise InvalidInput("batch=true sends answer calls by batch, but answer=false makes none; pass "
+                               "batch_all_calls=true to send tag and question calls by batch too.")
+        for spec in {spec.model_dump_json(): spec for spec in specs}.values():
+            await self.caller.batch_api(spec).probe()
 
     def _live_job(self, project_id: int, *, other_than: int | None = None) -> dict[str, Any] | None:
         """The project's queued or running job, if any (there is at most one)."""
@@ -254,6 +284,8 @@ class Engine:
         states = (pacing_state(self.caller.pacing.get(self.caller.endpoint(spec)))
                   for spec in (project.question_model, project.answer_model))
         progress.pacing = next((state for state in states if state), None)
+        batches = self.caller.batches.job_summary(job_id)
+        progress.batches = None if batches is None else BatchProgress(**batches)
         progress = with_job_prices(progress, project, self.environ)
         fault = self.scheduler.job_faults.get(job_id)
         if fault is not None and progress.status == "running":  # a fault the database could not record
@@ -277,6 +309,7 @@ class Engine:
         job = self.queue.get_job(job_id)
         if job["status"] in ("queued", "running", "failed"):
             self.queue.set_job_status(job_id, "cancelled")
+            self.scheduler.batches.wake()  # its batches in flight are cancelled at the provider
             log.info("job %s cancelled", job_id)
         return self.get_progress(job_id)
 
@@ -310,10 +343,21 @@ class Engine:
         return self.get_progress(job_id)
 
 
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds from the environment, else the default."""
+    try:
+        value = float(environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer: bool,
-                batch: bool) -> dict[str, Any]:
-    return {"levels": levels, "tags_per_level": tags_per_level, "questions_per_tag": questions_per_tag,
-            "answer": answer, "batch": batch}
+               batch: BatchOptions | None = None) -> dict[str, Any]:
+    """A job's parameters as they are stored (`batch` and its options only for a batch job)."""
+    params = {"levels": levels, "tags_per_level": tags_per_level, "questions_per_tag": questions_per_tag,
+              "answer": answer}
+    return params if batch is None else {**params, **batch.job_params()}
 
 
 def estimate_top_up(db_path: str | Path, project: Project, params: dict[str, Any],

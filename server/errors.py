@@ -41,6 +41,10 @@ class MissingAPIKey(InvalidInput):
         )
 
 
+class BatchUnsupported(InvalidInput):
+    """The endpoint has no batch API (it answered the batch routes with 404, 405 or 501)."""
+
+
 class ProviderError(TreedistillError):
     """A model call failed."""
 
@@ -112,3 +116,10 @@ class TruncatedOutput(TreedistillError):
     """A reply cut off at max_tokens even with the larger budget: never stored; raise max_tokens."""
 
     retryable = False
+
+
+class Batched(Exception):
+    """The call was queued for the endpoint's batch API: its item waits, holding no slot, until the batch ends.
+
+    Not an error: the scheduler leaves the item 'batched', and its next attempt finds the reply in the cache.
+    """

@@ -116,6 +116,38 @@ class KindProgress(BaseModel):
     in_flight: int = 0
 
 
+class BatchOptions(BaseModel):
+    """How a job uses the endpoint's batch API (half the price, no per-minute limits, results within a day)."""
+
+    size: int | None = Field(None, ge=1, le=50_000, description="Requests per batch")
+    wait_seconds: float | None = Field(None, ge=0, le=86_400, description=(
+        "The longest a request waits for its batch to fill before the batch is sent"))
+    all_calls: bool = Field(False, description="Tag and question calls go by batch too (by default only answers)")
+    fallback_online: bool = Field(False, description="A request its batch could not answer is retried online")
+
+    def job_params(self) -> dict[str, Any]:
+        return {"batch": True, "batch_size": self.size, "batch_wait_seconds": self.wait_seconds,
+                "batch_all": self.all_calls, "batch_fallback_online": self.fallback_online}
+
+
+class BatchProgress(BaseModel):
+    """A job's calls that go through the endpoint's batch API."""
+
+    batches_submitting: int = Field(..., description="Batches being handed to the provider now")
+    batches_in_progress: int
+    batches_ended: int
+    requests_waiting: int = Field(..., description="Calls waiting for their batch to be submitted")
+    requests_in_flight: int = Field(..., description="Calls in batches the provider has not finished")
+    requests_succeeded: int
+    requests_errored: int = Field(..., description="Entries that errored (retried, or failed when refused)")
+    requests_expired: int = Field(..., description="Entries whose batch expired before them (retried)")
+    requests_cancelled: int
+    oldest_batch_age_seconds: float | None = Field(..., description="Age of the oldest batch still open")
+    cost: float | None = Field(..., description="Cost of the batched calls so far, at batch prices")
+    expected_cost: float | None = Field(None, description=(
+        "Cost so far plus the calls waiting or in flight at the average batched call's cost"))
+
+
 class JobProgress(BaseModel):
     job_id: int
     project_id: int
@@ -140,6 +172,7 @@ class JobProgress(BaseModel):
     retries: int = Field(0, description="Attempts that failed and were tried again (rate limits included)")
     rate_limited: int = Field(0, description="Of the retries, those after a rate limit (429)")
     pacing: str | None = Field(None, description="How calls to the job's endpoints are paced or paused now")
+    batches: BatchProgress | None = Field(None, description="Present when the job's calls go by batch")
     recent_errors: list[str]
     params: dict[str, Any]
 
@@ -170,9 +203,11 @@ class PlanEstimate(BaseModel):
     input_tokens: int
     output_tokens: int
     cost_online: float | None = Field(None, description="USD at online prices; null when a price is unknown")
-    cost_batch: float | None = Field(None, description="USD at batch prices; null when a price is unknown")
-    batch: bool = Field(False, description="Whether the job would run by batch (its cost is cost_batch)")
-    cost: float | None = Field(None, description="The expected cost of the job as asked: cost_batch or cost_online")
+    cost_batch: float | None = Field(None, description="USD with every call at batch prices; null when a price is unknown")
+    batch: bool = Field(False, description="Whether the job would run by batch")
+    cost: float | None = Field(None, description=(
+        "The expected cost of the job as asked: online, or with batch its answers (all calls with batch_all_calls) "
+        "at batch prices"))
     cost_known: bool
     input_basis: str = Field(..., description="How the input figures were computed")
     price_notes: list[str] = Field(default_factory=list)

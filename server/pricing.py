@@ -102,12 +102,11 @@ def _with_status(report, specs: list[ModelSpec], environ: Mapping[str, str]):
 @lru_cache(maxsize=256)
 def _cached_price(provider: str, model: str, base_url: str, input_price: float | None,
                   output_price: float | None) -> Price:
-    official = _official_provider(base_url)
     if input_price is not None or output_price is not None:
-        factor = BATCH_DISCOUNT if official else 1.0
-        return Price(input_price or 0.0, output_price or 0.0, (input_price or 0.0) * factor,
-                     (output_price or 0.0) * factor, "spec")
-    return _library_price(provider, model, base_url, official)
+        # Typed prices say nothing of batches: half, as OpenAI, Anthropic and the compatible batch APIs charge.
+        return Price(input_price or 0.0, output_price or 0.0, (input_price or 0.0) * BATCH_DISCOUNT,
+                     (output_price or 0.0) * BATCH_DISCOUNT, "spec")
+    return _library_price(provider, model, base_url, _official_provider(base_url))
 
 
 def _official_provider(base_url: str) -> str | None:

@@ -72,13 +72,23 @@ async def test_an_estimate_matches_the_next_job_of_the_same_shape_within_20_perc
 
 async def test_batch_is_stored_with_the_job_and_priced_in_the_estimate(client, llm):
     project = await call(client, "create_project", name="By batch", question_model=MINI, answer_model=MINI)
-    estimate = (await call(client, "auto_distill", project_id=project["id"], estimate_only=True, batch=True,
-                           levels=1, tags_per_level=1, questions_per_tag=1))["estimate"]
-    assert estimate["batch"] is True and estimate["cost"] == estimate["cost_batch"] < estimate["cost_online"]
-    started, progress = await run_job(client, project["id"], levels=1, tags_per_level=1, questions_per_tag=1,
-                                      batch=True)
-    assert started["estimate"]["batch"] is True
-    assert progress["params"]["batch"] is True and progress["status"] == "completed"
+    shape = {"levels": 1, "tags_per_level": 1, "questions_per_tag": 2}
+    online = (await call(client, "auto_distill", project_id=project["id"], estimate_only=True, **shape))["estimate"]
+    answers_by_batch = (await call(client, "auto_distill", project_id=project["id"], estimate_only=True, batch=True,
+                                   **shape))["estimate"]
+    all_by_batch = (await call(client, "auto_distill", project_id=project["id"], estimate_only=True, batch=True,
+                               batch_all_calls=True, **shape))["estimate"]
+    assert llm.stats()["requests"] == 0
+    assert online["batch"] is False and online["cost"] == online["cost_online"]
+    # batch sends the answers by batch (half price); tag and question calls stay online unless batch_all_calls.
+    answers = online["answers"]
+    assert answers_by_batch["batch"] is True
+    assert answers_by_batch["cost"] == pytest.approx(online["cost_online"] - answers["cost_online"] / 2)
+    assert all_by_batch["cost"] == pytest.approx(online["cost_online"] / 2) == pytest.approx(online["cost_batch"])
+    started = await call(client, "auto_distill", project_id=project["id"], batch=True, **shape)
+    assert started["estimate"]["cost"] == pytest.approx(answers_by_batch["cost"])
+    progress = await call(client, "cancel_job", job_id=started["job_id"])
+    assert progress["params"]["batch"] is True
 
 
 async def test_an_unknown_price_gives_an_unknown_estimate(client, llm):

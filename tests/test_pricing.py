@@ -59,10 +59,14 @@ def test_batch_calls_cost_half_for_openai_and_anthropic():
     # claude-3-5-haiku has no batch price in the library (a retired model): half of online is ours, not its
     haiku = price_of(ModelSpec(provider="anthropic", model="claude-3-5-haiku-latest"))
     assert haiku.batch_input_per_mtok == haiku.input_per_mtok / 2
-    # Prices typed for another endpoint: no batch discount is known, so none is assumed.
-    other = ModelSpec(model="deepseek-chat", base_url="https://api.deepseek.com/v1", input_price_per_mtok=1.0,
-                      output_price_per_mtok=1.0)
-    assert call_cost(other, 1_000_000, 0, batch=True) == pytest.approx(1.0)
+    # Typed prices are halved for batch calls on any endpoint (the batch APIs' common discount) ...
+    typed = ModelSpec(model="my-model", input_price_per_mtok=1.0, output_price_per_mtok=1.0)
+    assert call_cost(typed, 1_000_000, 0, batch=True, base_url=LOCAL) == pytest.approx(0.5)
+    # ... while a library price of a provider with no stated batch price is not discounted.
+    deepseek = ModelSpec(model="deepseek-chat")
+    url = "https://api.deepseek.com/v1"
+    assert call_cost(deepseek, 1_000_000, 0, batch=True, base_url=url) == call_cost(deepseek, 1_000_000, 0,
+                                                                                      base_url=url) > 0
 
 
 async def test_a_job_on_a_known_model_name_is_priced_through_the_library(client, llm):

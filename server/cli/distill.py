@@ -21,7 +21,7 @@ from treedistill.server.cli.progress import ProgressView, cost_text, final_summa
 from treedistill.server.cli.reports import project_named
 from treedistill.server.engine import Engine, job_params
 from treedistill.server.errors import InvalidInput
-from treedistill.server.models import JobProgress, PlanEstimate, Project, TERMINAL_STATUSES
+from treedistill.server.models import BatchOptions, JobProgress, PlanEstimate, Project, TERMINAL_STATUSES
 from treedistill.server.store.catalog import Store, open_reader
 
 REFRESH_SECONDS = 0.5
@@ -46,7 +46,12 @@ class DistillRequest:
     @property
     def params(self) -> dict[str, Any]:
         """The job parameters, as the engine stores them."""
-        return job_params(self.levels, self.tags_per_level, self.questions_per_tag, self.answer, self.batch)
+        return job_params(self.levels, self.tags_per_level, self.questions_per_tag, self.answer, self.batch_options)
+
+    @property
+    def batch_options(self) -> BatchOptions | None:
+        """--batch: the answer calls go by the endpoint's batch API, with the default batch size and wait."""
+        return BatchOptions() if self.batch else None
 
 
 def planned_project(db_path: Path, request: DistillRequest, environ: Mapping[str, str]) -> Project:
@@ -136,8 +141,7 @@ async def start_or_resume(engine: Engine, project: Project, request: DistillRequ
     """Resume the project's unfinished job with these parameters, else start a job that tops the project up."""
     jobs = engine.list_jobs(project.id)
     latest = jobs[-1] if jobs else None
-    # Jobs recorded before `batch` existed ran online.
-    if latest is not None and {"batch": False, **latest.params} == request.params and latest.status != "completed":
+    if latest is not None and latest.params == request.params and latest.status != "completed":
         was = latest.status
         progress = engine.resume_job(latest.job_id)
         say(f"Resuming job {progress.job_id} (it was {'interrupted' if was == 'running' else was}; "
@@ -148,7 +152,7 @@ async def start_or_resume(engine: Engine, project: Project, request: DistillRequ
         say(f"Stopped job {latest.job_id} (other settings); a new job tops the project up to the new shape.")
     job, _ = await engine.auto_distill(project.id, request.levels, request.tags_per_level,
                                        request.questions_per_tag, request.answer, request.confirm_large,
-                                       request.batch)
+                                       request.batch_options)
     if job is None:
         say(f"Nothing to do: project '{project.name}' already has this shape.")
         return None

@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only print the plan's calls, expected tokens and cost (online and batch) per kind of "
                           "call; calls no model and writes nothing")
     cmd.add_argument("--batch", action="store_true",
-                     help="run the job by the provider's batch API (batch prices); the estimate uses them")
+                     help="send the answer calls through the endpoint's batch API (half the price; results take "
+                          "minutes to hours); the estimate prices them so")
     cmd.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
 
     cmd = command("progress", "show a job's progress, or the latest jobs",
