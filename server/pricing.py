@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from treedistill.server.models import JobProgress, ModelSpec, Project, ProjectSummary
 from treedistill.server.providers.endpoints import DEFAULT_BASE_URL, resolve_base_url
 
 PriceSource = Literal["spec", "genai-prices", "unknown"]
+Report = TypeVar("Report", JobProgress, ProjectSummary)
 BATCH_DISCOUNT = 0.5  # OpenAI's Batch API and Anthropic's Message Batches: half the online price
 _OFFICIAL_HOSTS = {"api.openai.com": "openai", "api.anthropic.com": "anthropic"}
 
@@ -91,7 +92,7 @@ def with_project_prices(summary: ProjectSummary, environ: Mapping[str, str]) -> 
     return _with_status(summary, [summary.question_model, summary.answer_model], environ)
 
 
-def _with_status(report, specs: list[ModelSpec], environ: Mapping[str, str]):
+def _with_status(report: Report, specs: list[ModelSpec], environ: Mapping[str, str]) -> Report:
     status = price_status(specs, environ)
     # A stored cost covers the priced calls only: with a price unknown it is no total, so none is shown.
     cost = (report.cost or 0.0) if status.cost_known else None

@@ -27,6 +27,8 @@ environment:
   TREEDISTILL_TOKEN         bearer token for serve --http (--token)
   TREEDISTILL_CONFIRM_COST_ABOVE
                             USD above which a plan needs confirming (--confirm-cost-above; 25)
+  TREEDISTILL_BATCH_POLL_SECONDS
+                            seconds between looks at the batches in flight (10)
   TREEDISTILL_ALLOW_ANY_EXPORT_PATH
                             1 lets MCP clients export outside the project's export directory
 Keys are read from the environment only; none is ever stored, logged or printed."""
