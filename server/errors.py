@@ -21,6 +21,14 @@ class ConfirmationRequired(InvalidInput):
     """A destructive or costly action that must be confirmed explicitly."""
 
 
+class CostAboveThreshold(ConfirmationRequired):
+    """A plan expected to cost more than the confirmation threshold; `summary` states the estimate."""
+
+    def __init__(self, message: str, summary: str):
+        super().__init__(message)
+        self.summary = summary
+
+
 class MissingAPIKey(InvalidInput):
     """The environment variable that should hold a provider key is unset or empty."""
 

@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 from treedistill.server.errors import FatalProviderError, InvalidInput, RequestRejected
 from treedistill.server.models import ModelSpec
-from treedistill.server.providers import BatchEntry, ChatRequest
+from treedistill.server.pricing import call_cost
+from treedistill.server.providers import BatchEntry, ChatRequest, resolve_base_url
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.store.batches import BatchStore, Outcome, Submission, WaitingGroup
 from treedistill.server.store.queue import WorkQueue
@@ -184,17 +185,12 @@ class BatchRunner:
             log.info("batch %s ended (%s): %d result(s) collected", submission.batch_id, state.status, len(requeued))
             self.notify(submission.project_id)
 
-    @staticmethod
-    def _outcome(spec: ModelSpec, outcome) -> Outcome:
+    def _outcome(self, spec: ModelSpec, outcome) -> Outcome:
         if outcome.kind != "succeeded" or outcome.result is None:
             return Outcome(outcome.custom_id, outcome.kind if outcome.kind != "succeeded" else "transient",
                            error=outcome.error or "the batch returned no reply")
         result = outcome.result
         return Outcome(outcome.custom_id, "succeeded", result=result.model_dump(), input_tokens=result.input_tokens,
                        output_tokens=result.output_tokens,
-                       cost=_batch_cost(spec, result.input_tokens, result.output_tokens))
-
-
-def _batch_cost(spec: ModelSpec, input_tokens: int, output_tokens: int) -> float | None:
-    cost = spec.cost(input_tokens, output_tokens)
-    return None if cost is None else cost / 2
+                       cost=call_cost(spec, result.input_tokens, result.output_tokens, batch=True,
+                                      base_url=resolve_base_url(spec, self.caller.environ)))

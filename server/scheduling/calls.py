@@ -16,6 +16,7 @@ from treedistill.server.errors import (
     TruncatedOutput,
 )
 from treedistill.server.models import ModelSpec
+from treedistill.server.pricing import call_cost
 from treedistill.server.providers import BatchAPI, build_batch_api, build_provider, describe_endpoint, resolve_base_url
 from treedistill.server.providers.base import ChatRequest, ChatResult, EndpointCapabilities, Provider
 from treedistill.server.store.batches import BatchStore
@@ -169,7 +170,8 @@ class LLMCaller:
         self.calls_made += 1
         self.seconds_in_calls += time.perf_counter() - started
         gate.observe(result.rate_limits, result.input_tokens + result.output_tokens, expected_tokens)
-        cost = spec.cost(result.input_tokens, result.output_tokens)
+        cost = call_cost(spec, result.input_tokens, result.output_tokens,
+                         base_url=resolve_base_url(spec, self.environ))
         store = self.queue.store
         with store.transaction():
             self.queue.cache_response(key, item.id, result.model_dump())
