@@ -87,11 +87,15 @@ async def test_an_endpoint_without_a_batch_api_is_refused_at_auto_distill(db_pat
 
 
 async def test_errored_and_expired_entries_are_retried_and_counted(db_path, batch_env, llm):
-    llm.configure(batch_turnaround=0.1, batch_error_rate=0.5)
+    llm.configure(batch_turnaround=0.1, batch_error_rate=1.0)  # every entry of the first batch errors
     async with Client(create_server(db_path, batch_env, retry_base_delay=0.01)) as client:
         project = await call(client, "create_project", name="Errors", max_concurrency=4)
         job = await call(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=2,
                          questions_per_tag=3, batch=True, batch_wait_seconds=0.1)
+        async with asyncio.timeout(20):
+            while not llm.batch_phases():
+                await asyncio.sleep(0.01)
+        llm.configure(batch_error_rate=0.0)
         progress = await finish(client, job["job_id"])
     assert progress["status"] == "completed", progress["recent_errors"]
     assert progress["answers"]["done"] == 6 and stored(db_path)["answers"] == 6
