@@ -236,3 +236,32 @@ async def test_an_ended_batch_is_collected_once_when_two_processes_poll_it(db_pa
     assert (again.input_tokens, again.output_tokens, again.cost) == (progress.input_tokens, progress.output_tokens,
                                                                      progress.cost)
     assert again.batches.requests_succeeded == 2
+
+
+def submitted_batches(db_path) -> int:
+    try:
+        with sqlite3.connect(db_path) as conn:
+            return conn.execute("SELECT COUNT(*) FROM batch_submissions WHERE batch_id IS NOT NULL").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def test_kill_9_right_after_a_submission_then_restart_never_submits_again(db_path, batch_env, llm):
+    """`treedistill distill --batch` killed with SIGKILL while its batch is in flight; the same command picks the
+    batch up from the database, polls it and finishes: every answer submitted once and paid once."""
+    from tests.test_cli import cli, start_cli, wait_until
+
+    llm.configure(batch_turnaround=2.0)
+    command = ["distill", "Chess", "--levels", "1", "--tags", "2", "--questions", "2", "--batch", "--batch-wait", "0.1"]
+    process = start_cli(batch_env, db_path, *command)
+    wait_until(lambda: submitted_batches(db_path) >= 1)
+    process.kill()
+    process.communicate(timeout=30)
+    submitted = len(llm.batch_requests())
+    assert 1 <= submitted <= 4 and stored(db_path)["answers"] == 0  # killed before the batch ended
+    finished = cli(batch_env, db_path, *command)
+    assert finished.returncode == 0, finished.stderr
+    assert "answers 4/4" in finished.stdout and stored(db_path)["answers"] == 4
+    entries = llm.batch_requests()
+    assert len(entries) == 4 and len({entry["prompt_key"] for entry in entries}) == 4  # none submitted twice
+    assert len(llm.billed_batch_entries()) == 4

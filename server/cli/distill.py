@@ -42,6 +42,8 @@ class DistillRequest:
     answer_model: str | None = None
     require_reasoning: bool = True
     batch: bool = False
+    batch_size: int | None = None
+    batch_wait: float | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -50,8 +52,8 @@ class DistillRequest:
 
     @property
     def batch_options(self) -> BatchOptions | None:
-        """--batch: the answer calls go by the endpoint's batch API, with the default batch size and wait."""
-        return BatchOptions() if self.batch else None
+        """--batch: the answer calls go by the endpoint's batch API (--batch-size, --batch-wait)."""
+        return BatchOptions(size=self.batch_size, wait_seconds=self.batch_wait) if self.batch else None
 
 
 def planned_project(db_path: Path, request: DistillRequest, environ: Mapping[str, str]) -> Project:

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--batch", action="store_true",
                      help="send the answer calls through the endpoint's batch API (half the price; results take "
                           "minutes to hours); the estimate prices them so")
+    cmd.add_argument("--batch-size", type=_bounded(1, 50_000), help="with --batch: requests per batch (1000)")
+    cmd.add_argument("--batch-wait", type=_bounded(0, 86_400, float), metavar="SECONDS",
+                     help="with --batch: the longest a request waits for its batch to fill (120)")
     cmd.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
 
     cmd = command("progress", "show a job's progress, or the latest jobs",
@@ -191,12 +194,13 @@ def _positive(kind: type, *, zero: bool = False) -> Callable[[str], float]:
     return parse
 
 
-def _bounded(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+def _bounded(low: float, high: float, number: type = int) -> Callable[[str], float]:
+    """An argument type: a number (whole by default) between `low` and `high`."""
+    def parse(text: str) -> float:
         try:
-            value = int(text)
+            value = number(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+            raise argparse.ArgumentTypeError(f"not a {'whole ' if number is int else ''}number: {text!r}") from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be between {low} and {high}: {text}")
         return value

@@ -11,7 +11,7 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from treedistill.server.models import JobProgress, KindProgress
+from treedistill.server.models import BatchProgress, JobProgress, KindProgress
 
 STAGES = ("tags", "questions", "answers")
 
@@ -56,7 +56,23 @@ def totals(progress: JobProgress) -> str:
         parts.append(f"{progress.retries} retries ({progress.rate_limited} rate-limited)")
     if progress.pacing and progress.status == "running":
         parts.append(progress.pacing)
+    if progress.batches is not None:
+        parts.append(batch_summary(progress.batches))
     return " · ".join(parts)
+
+
+def batch_summary(batches: BatchProgress) -> str:
+    """'batches 2 in progress / 3 ended (oldest 4m) · requests 40 waiting, 800 in flight, 1,200 done'."""
+    text = (f"batches {batches.batches_in_progress + batches.batches_submitting} in progress / "
+            f"{batches.batches_ended} ended")
+    if batches.oldest_batch_age_seconds is not None:
+        text += f" (oldest {duration(batches.oldest_batch_age_seconds)})"
+    retried = batches.requests_errored + batches.requests_expired
+    text += (f" · requests {batches.requests_waiting:,} waiting, {batches.requests_in_flight:,} in flight, "
+             f"{batches.requests_succeeded:,} done" + (f", {retried:,} errored or expired" if retried else ""))
+    if batches.expected_cost is not None:
+        text += f" · expected batch cost {cost_text(batches.expected_cost)}"
+    return text
 
 
 def progress_line(progress: JobProgress) -> str:
