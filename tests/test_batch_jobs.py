@@ -265,3 +265,17 @@ def test_kill_9_right_after_a_submission_then_restart_never_submits_again(db_pat
     entries = llm.batch_requests()
     assert len(entries) == 4 and len({entry["prompt_key"] for entry in entries}) == 4  # none submitted twice
     assert len(llm.billed_batch_entries()) == 4
+
+
+async def test_batch_all_calls_sends_tag_and_question_calls_by_batch_too(db_path, batch_env, llm):
+    llm.configure(batch_turnaround=0.1)
+    async with Client(create_server(db_path, batch_env, retry_base_delay=0.01)) as client:
+        project = await call(client, "create_project", name="Everything", max_concurrency=4)
+        job = await call(client, "auto_distill", project_id=project["id"], levels=2, tags_per_level=2,
+                         questions_per_tag=2, batch=True, batch_all_calls=True, batch_wait_seconds=0.05)
+        progress = await finish(client, job["job_id"])
+    assert progress["status"] == "completed", progress["recent_errors"]
+    assert {k: stored(db_path)[k] for k in ("tags", "questions", "answers")} == {"tags": 6, "questions": 8,
+                                                                                   "answers": 8}
+    assert [entry for entry in llm.requests() if "batch_id" not in entry] == []  # nothing went online
+    assert {entry["task"] for entry in llm.batch_requests()} == {"tags", "questions", "answer"}
