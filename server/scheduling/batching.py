@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class BatchRunner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._submitting: set[int] = set()  # submissions this process is asking the provider for right now
+        self._polled: dict[int, float] = {}  # when each batch in flight was last looked at (monotonic seconds)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="batches")
@@ -92,8 +94,12 @@ class BatchRunner:
         for group in self.batches.waiting_groups():
             if self._ready(group):
                 await self._submit(group)
+        now = time.monotonic()
         for submission in self.batches.in_progress():
-            await self._poll(submission)
+            # A tick woken by a queued call looks at the batches no more often than every poll_seconds.
+            if now - self._polled.get(submission.id, -math.inf) >= self.poll_seconds:
+                self._polled[submission.id] = now
+                await self._poll(submission)
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -181,6 +187,7 @@ class BatchRunner:
             return
         stored = [self._outcome(spec, outcome) for outcome in outcomes]
         requeued = self.batches.collect(submission, state.status, stored)
+        self._polled.pop(submission.id, None)
         if requeued:
             log.info("batch %s ended (%s): %d result(s) collected", submission.batch_id, state.status, len(requeued))
             self.notify(submission.project_id)
