@@ -14,6 +14,7 @@ from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, default_model_spe
 from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, InvalidInput, ProviderError
 from treedistill.server.scheduling.calls import LLMCaller
+from treedistill.server.review import ReviewPage, review_page
 from treedistill.server.models import Answer, JobProgress, ModelSpec, Project, ProjectSummary, Question, Tag
 from treedistill.server.scheduling.planner import plan_top_up
 from treedistill.server.scheduling.progress import stored_job_progress
@@ -185,6 +186,11 @@ class Engine:
         if tag_id is not None:
             self.store.get_tag(project_id, tag_id)
         return self.store.list_questions(project_id, tag_id, answered, limit, offset)
+
+    async def review_page(self, project_id: int, tag_id: int | None = None, kind: str = "all",
+                          score_below: int | None = None, limit: int = 200, offset: int = 0) -> ReviewPage:
+        """A page of questions with their review state, filtered server-side (see treedistill.server.review)."""
+        return await review_page(self.store, self.curator, project_id, tag_id, kind, score_below, limit, offset)
 
     # -- jobs --------------------------------------------------------------------------------
 

@@ -216,6 +216,15 @@ def m004_many_processes() -> str:
     """
 
 
+@migration
+def m005_review_indexes() -> str:
+    # The review app pages through one project's questions in id order (filters join answers by its primary
+    # key); without this index a page of a project in a database with several projects scans every question.
+    return """
+        CREATE INDEX questions_project ON questions(project_id);
+    """
+
+
 def migrate(db: Database) -> int:
     """Apply every step newer than the database's version; return the resulting version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
