@@ -75,32 +75,29 @@
       body: JSON.stringify({ name, arguments: args }) });
     if (response.status === 401) {
       sessionStorage.removeItem(TOKEN_KEY);
-      await askToken(!!token);
-      return httpCall(name, args);
+      askToken(!!token);
+      throw new Error("the server needs its bearer token");
     }
     if (!response.ok) throw new Error(`HTTP ${response.status}: ${(await response.text()).slice(0, 300)}`);
     return response.json();
   }
-  let tokenWaiters = null;
+  // The token form replaces the view; once a token is entered the view is built again with it.
   function askToken(wasWrong) {
-    if (tokenWaiters) return new Promise((resolve) => tokenWaiters.push(resolve));
-    tokenWaiters = [];
-    return new Promise((resolve) => {
-      const input = h("input", { id: "token", type: "password", autocomplete: "off", placeholder: "bearer token" });
-      const form = h("form", { id: "token-form", onsubmit: (event) => {
-        event.preventDefault();
-        if (!input.value.trim()) return;
-        sessionStorage.setItem(TOKEN_KEY, input.value.trim());
-        const waiters = tokenWaiters; tokenWaiters = null;
-        resolve(); waiters.forEach((w) => w());
-      } },
-      h("h1", { text: "This server needs its bearer token" }),
-      h("p", { class: "muted", text: (wasWrong ? "That token was refused. " : "") +
-        "Enter the token the server was started with (TREEDISTILL_TOKEN or --token). It is kept in this tab " +
-        "only (sessionStorage) and sent in the Authorization header, never in a URL." }),
-      input, h("button", { type: "submit", text: "Continue" }));
-      show(form); input.focus();
-    });
+    if (document.getElementById("token-form")) return;
+    stopPolling();
+    const input = h("input", { id: "token", type: "password", autocomplete: "off", placeholder: "bearer token" });
+    const form = h("form", { id: "token-form", onsubmit: (event) => {
+      event.preventDefault();
+      if (!input.value.trim()) return;
+      sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+      route();
+    } },
+    h("h1", { text: "This server needs its bearer token" }),
+    h("p", { class: "muted", text: (wasWrong ? "That token was refused. " : "") +
+      "Enter the token the server was started with (TREEDISTILL_TOKEN or --token). It is kept in this tab " +
+      "only (sessionStorage) and sent in the Authorization header, never in a URL." }),
+    input, h("button", { type: "submit", text: "Continue" }));
+    show(form); input.focus();
   }
 
   async function call(name, args) {
@@ -157,10 +154,10 @@
     stopPolling();
     const [view, id] = location.hash.replace(/^#/, "").split("/");
     const number = Number(id) || null;
-    if (view === "review" && number) enterReview(number);
-    else if (view === "dashboard" && number) openDashboard(number);
-    else if (view === "jobs") showJobs(number);
-    else showProjects();
+    const shown = view === "review" && number ? enterReview(number)
+      : view === "dashboard" && number ? openDashboard(number)
+        : view === "jobs" ? showJobs(number) : showProjects();
+    shown.catch(() => {});  // the status line already says what failed
   }
 
   async function showProjects() {
@@ -434,6 +431,10 @@
     if (typeof value === "boolean") return value ? "yes" : "no";
     return fmt(value);
   }
+  function factLabel(key) {
+    const label = key.replace(/_seconds$/, "").replace(/_/g, " ");
+    return label === "eta" ? "ETA" : label;
+  }
   function showDashboard(progress) {
     stopPolling();
     state.view = "dashboard"; state.job = progress.job_id; state.project = progress.project_id; nav();
@@ -454,7 +455,7 @@
         for (const [sub, subValue] of Object.entries(value)) {
           if (typeof subValue !== "object") facts.push([`${key} ${sub}`, factValue(sub, subValue)]);
         }
-      } else if (!Array.isArray(value)) facts.push([key.replace(/_/g, " "), factValue(key, value)]);
+      } else if (!Array.isArray(value)) facts.push([factLabel(key), factValue(key, value)]);
     }
     const running = !TERMINAL.includes(progress.status);
     const failedSome = progress.calls_failed > 0 || progress.status === "completed_with_failures";
