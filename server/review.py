@@ -68,7 +68,8 @@ async def review_page(store: Store, curator: Curator, project_id: int, tag_id: i
         total, rows = await _duplicate_rows(queries, curator, project_id, tag_id, limit, offset)
     else:
         total = queries.matching(counts, kind)
-        rows = [ReviewRow(**row) for row in queries.page(project_id, tag_id, kind, score_below, limit, offset)]
+        rows = ([ReviewRow(**row) for row in queries.page(project_id, tag_id, kind, score_below, limit, offset)]
+                if offset < total else [])  # nothing there: no need to scan for it
     return ReviewPage(project_id=project_id, project_name=project.name, topic=project.topic, tag_id=tag_id,
                       tag_path=tag.path if tag else None, filter=kind, score_below=score_below,
                       counts=ReviewCounts(**counts), total=total, offset=offset, limit=limit, questions=rows)

@@ -12,8 +12,10 @@ import os
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 
@@ -171,6 +173,44 @@ def test_dashboard_shows_a_finished_job(browser, open_server):
     expect(page.locator("#cancel-job")).to_be_disabled()
     screenshot(page, "dashboard.png")
     page.context.close()
+
+
+def test_dashboard_follows_a_running_job_and_its_buttons_cancel_and_resume_it(browser, open_server, distilled_db,
+                                                                              llm):
+    """The dashboard polls get_progress while the job runs: it shows it running, then ended, without a reload."""
+    from playwright.sync_api import expect
+
+    _, db_path, _ = distilled_db
+    llm.configure(latency=0.4)
+    try:
+        with ThreadPoolExecutor(1) as thread:  # Playwright's sync API owns this thread's event loop
+            job_id = thread.submit(anyio.run, start_slow_job, f"{open_server}/mcp").result(timeout=60)
+        page = new_page(browser)
+        page.goto(f"{open_server}/ui/#dashboard/{job_id}")
+        expect(page.locator("#job-status")).to_have_text("running")
+        page.locator("#cancel-job").click()
+        expect(page.locator("#job-status")).to_have_text("cancelled")
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()[0] == "cancelled"
+        page.locator("#resume-job").click()
+        expect(page.locator("#job-status")).to_have_text("running")
+        expect(page.locator("#job-status")).to_have_text("completed", timeout=30_000)  # by polling alone
+        expect(page.locator('#stages [data-stage="answers"]')).to_contain_text("6 / 6")
+        page.context.close()
+    finally:
+        llm.reset()
+
+
+async def start_slow_job(mcp_url: str) -> int:
+    """A second project whose job makes 10 calls one at a time (a few seconds against the slowed stand-in)."""
+    from tests.test_http import http_client
+
+    async with http_client(mcp_url) as client:
+        project = (await client.call_tool("create_project", {"name": "Chess", "max_concurrency": 1})
+                   ).structured_content
+        started = await client.call_tool("auto_distill", {"project_id": project["id"], "levels": 1,
+                                                          "tags_per_level": 3, "questions_per_tag": 2})
+    return started.structured_content["job_id"]
 
 
 def test_with_a_token_the_page_asks_for_it_and_no_url_carries_it(browser, distilled_db):

@@ -122,6 +122,7 @@ async def test_review_pages_use_the_project_index(client, db_path):
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'questions_project'").fetchone()
         plan = " ".join(row[3] for row in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT q.id FROM questions q LEFT JOIN answers a ON a.question_id = q.id"
-            " WHERE q.project_id = 1 AND a.rating IS NULL ORDER BY q.id LIMIT 200"))
-    assert "questions_project" in plan and "TEMP B-TREE" not in plan
+            "EXPLAIN QUERY PLAN SELECT q.id FROM questions q LEFT JOIN answers a INDEXED BY answers_review"
+            " ON a.question_id = q.id WHERE q.project_id = 1 AND a.rating IS NULL ORDER BY q.id LIMIT 200"))
+    assert "COVERING INDEX questions_project" in plan and "COVERING INDEX answers_review" in plan
+    assert "TEMP B-TREE" not in plan

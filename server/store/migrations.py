@@ -218,10 +218,12 @@ def m004_many_processes() -> str:
 
 @migration
 def m005_review_indexes() -> str:
-    # The review app pages through one project's questions in id order (filters join answers by its primary
-    # key); without this index a page of a project in a database with several projects scans every question.
+    # The review app pages through one project's questions in id order: without questions_project a page of a
+    # project in a database with several projects scans every question. Its filters and counts read an answer's
+    # review state from answers_review (covering), never the answer's row, whose kilobytes of text come first.
     return """
         CREATE INDEX questions_project ON questions(project_id);
+        CREATE INDEX answers_review ON answers(question_id, rating, confirmed, score);
     """
 
 

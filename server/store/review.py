@@ -1,6 +1,11 @@
 """The review app's queries: one page of a project's questions with their review state, filtered server-side,
-and the counts that go with it. Pages stay cheap at 100,000 questions: the filter and the order (question id)
-are served by indexes (questions_project, the answers primary key), and the counts are one aggregate."""
+and the counts that go with it.
+
+Pages stay cheap at 100,000 questions because no query reads an answer's row to filter or count: an answer row
+holds kilobytes of text before its review columns (they were added later, so they sit past the overflow pages),
+so every filter and count reads the small covering index `answers_review` (question_id, rating, confirmed,
+score) instead; SQLite would otherwise pick the primary key. The page's ids are chosen first from indexes alone
+(questions_project or questions_tag, in id order), and only those 200 rows are then read in full."""
 
 from __future__ import annotations
 
@@ -19,10 +24,10 @@ _CONDITIONS = {
     "unconfirmed": "a.question_id IS NOT NULL AND a.confirmed = 0",
     "score_below": "a.score < :score_below",
 }
+_REVIEW_STATE = "LEFT JOIN answers a INDEXED BY answers_review ON a.question_id = q.id"
 _ROW_SELECT = (
     "SELECT q.id, q.tag_id, t.path AS tag_path, q.text, (a.question_id IS NOT NULL) AS answered, a.rating,"
-    " COALESCE(a.confirmed, 0) AS confirmed, a.score"
-    " FROM questions q JOIN tags t ON t.id = q.tag_id LEFT JOIN answers a ON a.question_id = q.id"
+    f" COALESCE(a.confirmed, 0) AS confirmed, a.score FROM questions q JOIN tags t ON t.id = q.tag_id {_REVIEW_STATE}"
 )
 
 
@@ -34,7 +39,9 @@ class ReviewQueries:
 
     @staticmethod
     def _scope(project_id: int, tag_id: int | None) -> tuple[str, dict[str, Any]]:
-        where = "q.project_id = :project_id" + (f" AND q.tag_id IN ({SUBTREE})" if tag_id is not None else "")
+        # A subtree's tags all belong to the tag's project (the caller has checked the tag's): testing the
+        # project too would make SQLite scan the project's index instead of the subtree's tags.
+        where = f"q.tag_id IN ({SUBTREE})" if tag_id is not None else "q.project_id = :project_id"
         return where, {"project_id": project_id, "tag_id": tag_id}
 
     def counts(self, project_id: int, tag_id: int | None, score_below: int | None) -> dict[str, int]:
@@ -43,7 +50,7 @@ class ReviewQueries:
         row = self.store.db.execute(
             "SELECT COUNT(*), COUNT(a.question_id), COUNT(a.rating), COALESCE(SUM(a.confirmed), 0), COUNT(a.score),"
             " COALESCE(SUM(a.score < :score_below), 0)"
-            f" FROM questions q LEFT JOIN answers a ON a.question_id = q.id WHERE {where}",
+            f" FROM questions q {_REVIEW_STATE} WHERE {where}",
             {**params, "score_below": score_below if score_below is not None else -1}).fetchone()
         questions, answered, rated, confirmed, scored, below = row
         return {"questions": questions, "answered": answered, "unanswered": questions - answered,
@@ -59,9 +66,10 @@ class ReviewQueries:
              offset: int) -> list[dict[str, Any]]:
         """Rows of the page, oldest question first."""
         where, params = self._scope(project_id, tag_id)
-        return self.store.rows(
-            f"{_ROW_SELECT} WHERE {where} AND {_CONDITIONS[kind]} ORDER BY q.id LIMIT :limit OFFSET :offset",
-            {**params, "score_below": score_below, "limit": limit, "offset": offset})
+        chosen = (f"SELECT q.id FROM questions q {_REVIEW_STATE} WHERE {where} AND {_CONDITIONS[kind]}"
+                  " ORDER BY q.id LIMIT :limit OFFSET :offset")
+        return self.store.rows(f"{_ROW_SELECT} WHERE q.id IN ({chosen}) ORDER BY q.id",
+                               {**params, "score_below": score_below, "limit": limit, "offset": offset})
 
     def rows_by_id(self, project_id: int, question_ids: list[int]) -> dict[int, dict[str, Any]]:
         """Rows of the given questions of the project, by id (for near-duplicate groups)."""
