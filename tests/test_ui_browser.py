@@ -159,6 +159,38 @@ def test_model_html_in_an_answer_is_shown_as_text(browser, open_server, distille
     page.context.close()
 
 
+def test_an_answer_is_edited_and_a_question_deleted_after_an_in_page_confirmation(browser, open_server,
+                                                                                 distilled_db):
+    from playwright.sync_api import expect
+
+    env, db_path, _ = distilled_db
+    done = subprocess.run([*treedistill_command(), "distill", "Tennis", "--levels", "1", "--tags", "1",
+                           "--questions", "2", "--plain"], env=subprocess_env(env, db_path), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db_path) as conn:
+        project_id = conn.execute("SELECT id FROM projects WHERE name = 'Tennis'").fetchone()[0]
+    page = new_page(browser)
+    page.goto(f"{open_server}/ui/#review/{project_id}")
+    expect(page.locator("#rows .row")).to_have_count(2)
+    question_id = int(page.locator("#rows .row").first.get_attribute("data-qid"))
+    expect(page.locator("#answer")).not_to_be_empty()
+    page.keyboard.press("e")
+    page.locator("#edit-answer").fill("An edited answer.")
+    page.locator("#save-edit").click()
+    expect(page.locator("#answer")).to_have_text("An edited answer.")
+    stored = answer_row(db_path, question_id)
+    assert stored["answer"] == "An edited answer." and stored["edited_at"]
+
+    page.locator("#delete-question").click()
+    expect(page.locator(".confirm-message")).to_have_text(f"Delete question #{question_id} and its answer?")
+    page.locator("#confirm-yes").click()
+    expect(page.locator("#rows .row")).to_have_count(1)
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM questions WHERE id = ?", (question_id,)).fetchone()[0] == 0
+    page.context.close()
+
+
 def test_dashboard_shows_a_finished_job(browser, open_server):
     from playwright.sync_api import expect
 

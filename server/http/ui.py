@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from treedistill.server.ui import app_html
+from treedistill.server.ui import app_csp, app_html
 
 log = logging.getLogger("treedistill.http.ui")
 UI_PATH = "/ui/"
@@ -65,10 +65,8 @@ def ui_routes(server: MCPServer, security: TransportSecuritySettings) -> list[Ro
         refused = await checks.validate_request(request)
         if refused is not None:
             return refused
-        html = app_html("browser")
-        csp = html.split('http-equiv="Content-Security-Policy" content="', 1)[1].split('"', 1)[0]
-        return HTMLResponse(html, headers={**_PAGE_HEADERS,
-                                           "Content-Security-Policy": csp + "; frame-ancestors 'none'"})
+        return HTMLResponse(app_html("browser"), headers={
+            **_PAGE_HEADERS, "Content-Security-Policy": app_csp() + "; frame-ancestors 'none'"})
 
     async def call(request: Request) -> Response:
         refused = await checks.validate_request(request, is_post=True)

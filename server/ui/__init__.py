@@ -19,7 +19,7 @@ from mcp.server.mcpserver.tools import Tool
 REVIEW_URI = "ui://treedistill/review"
 DASHBOARD_URI = "ui://treedistill/dashboard"
 View = Literal["review", "dashboard", "browser"]
-__all__ = ["APP_MIME_TYPE", "DASHBOARD_URI", "REVIEW_URI", "app_html", "apps_extension", "content_security_policy",
+__all__ = ["APP_MIME_TYPE", "DASHBOARD_URI", "REVIEW_URI", "app_csp", "app_html", "apps_extension", "content_security_policy",
            "link_ui"]
 
 
@@ -40,12 +40,17 @@ def content_security_policy(script: str, style: str) -> str:
 
 
 @functools.cache
+def app_csp() -> str:
+    """The app's Content-Security-Policy (its meta tag; /ui/ also sends it as a header)."""
+    return content_security_policy(_asset("app.js"), _asset("app.css"))
+
+
+@functools.cache
 def app_html(view: View) -> str:
     """The whole app as one HTML document; `view` says what it shows before any data arrives."""
-    script, style = _asset("app.js"), _asset("app.css")
     page = _asset("app.html")
-    for marker, value in (("{{CSP}}", content_security_policy(script, style)), ("{{VIEW}}", view),
-                          ("{{STYLE}}", style), ("{{SCRIPT}}", script)):
+    for marker, value in (("{{CSP}}", app_csp()), ("{{VIEW}}", view), ("{{STYLE}}", _asset("app.css")),
+                          ("{{SCRIPT}}", _asset("app.js"))):
         page = page.replace(marker, value, 1)
     return page
 

@@ -353,10 +353,10 @@
       parts.push(h("h2", { text: "Answer" }), h("div", { id: "answer", class: "text-block", text: answer.answer }), reasoning,
         h("div", { class: "actions" },
           h("button", { id: "edit", onclick: () => { state.editing = true; renderDetail(); }, text: "Edit" }),
-          h("button", { id: "regenerate", onclick: () => {
-            if (window.confirm("Ask the teacher for a new answer? The current one, its rating and score are replaced."))
-              act("answer_question", { project_id: state.project, question_id: question.id, regenerate: true });
-          }, text: "Regenerate" }),
+          h("button", { id: "regenerate", onclick: (event) => ask(event.currentTarget.parentElement,
+            "Ask the teacher for a new answer? The current one, its rating and its score are replaced.",
+            () => act("answer_question", { project_id: state.project, question_id: question.id, regenerate: true })),
+          text: "Regenerate" }),
           h("button", { id: "judge", onclick: () => act("score_answers", { project_id: state.project,
             question_ids: [question.id], rescore: true }), text: "Score with judge" }),
           deleteButton(question)));
@@ -366,10 +366,17 @@
     resized();
   }
   function deleteButton(question) {
-    return h("button", { id: "delete-question", class: "danger", onclick: () => {
-      if (!window.confirm(`Delete question #${question.id} and its answer?`)) return;
-      act("delete_question", { project_id: state.project, question_ids: [question.id] }, true);
-    }, text: "Delete question" });
+    return h("button", { id: "delete-question", class: "danger", onclick: (event) => ask(
+      event.currentTarget.parentElement, `Delete question #${question.id} and its answer?`,
+      () => act("delete_question", { project_id: state.project, question_ids: [question.id] }, true)),
+    text: "Delete question" });
+  }
+  // A confirmation step inside the page: hosts sandbox the app without modal dialogs.
+  function ask(box, message, onYes) {
+    box.replaceChildren(h("span", { class: "confirm-message", text: message }),
+      h("button", { id: "confirm-yes", class: "danger", onclick: onYes, text: "Yes" }),
+      h("button", { id: "confirm-no", onclick: () => renderDetail(), text: "No" }));
+    resized();
   }
   function tagDeletion() {
     const box = h("div", { class: "actions", id: "tag-deletion" });
