@@ -135,14 +135,18 @@ def test_review_page_shows_the_tree_and_an_answer_and_records_a_rating_and_confi
     stored = answer_row(db_path, question_id)
     assert stored["rating"] == 4 and stored["confirmed"] == 1
     expect(page.locator("#summary")).to_contain_text("1 rated, 1 confirmed")
+    screenshot(page, "review.png")
 
     page.keyboard.press("j")  # next question
     expect(page.locator("#rows .row").nth(1)).to_have_class("row sel")
+    expect(page.locator("#below")).to_be_hidden()
+    page.locator("#filter").select_option("score_below")
+    expect(page.locator("#below")).to_be_visible()
+    expect(page.locator("#range")).to_have_text("none")  # nothing is scored yet
     page.locator("#filter").select_option("unconfirmed")
     expect(page.locator("#range")).to_have_text("1–5 of 5")
     page.locator("#tree button.tag").nth(1).click()
     expect(page.locator("#summary")).to_contain_text("3 questions")
-    screenshot(page, "review.png")
     page.context.close()
 
 

@@ -257,6 +257,7 @@
         ["unconfirmed", "unconfirmed"], ["score_below", "score below…"], ["near_duplicates", "near-duplicates"]]
         .map(([value, label]) => h("option", { value, selected: value === state.filter, text: label })));
     const below = h("input", { id: "below", type: "number", min: 1, max: 11, value: state.below, "aria-label": "score below",
+      hidden: state.filter !== "score_below",
       onchange: (e) => { state.below = Number(e.target.value) || 7; if (state.filter === "score_below") loadPage(); } });
     const end = Math.min(page.offset + page.questions.length, page.total);
     const pager = h("div", { class: "pager" },
