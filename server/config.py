@@ -13,6 +13,24 @@ from treedistill.server.models import ModelSpec
 
 DEFAULT_MAX_CONCURRENCY = 5
 MAX_CONCURRENCY_LIMIT = 512  # model calls in flight per project, at most
+DEFAULT_CONFIRM_COST_ABOVE = 25.0  # USD: plans expected to cost more need confirm_large=true
+CONFIRM_COST_ENV = "TREEDISTILL_CONFIRM_COST_ABOVE"
+
+
+def confirm_cost_above(explicit: float | None, environ: Mapping[str, str]) -> float:
+    """The cost (USD) above which a plan needs confirmation: --confirm-cost-above, else the environment, else 25."""
+    if explicit is not None:
+        return explicit
+    text = environ.get(CONFIRM_COST_ENV, "").strip()
+    if not text:
+        return DEFAULT_CONFIRM_COST_ABOVE
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise InvalidInput(f"{CONFIRM_COST_ENV} must be a number of US dollars, zero or more, not {text!r}.")
+    return value
 
 
 def database_path(explicit: str | None, environ: Mapping[str, str]) -> Path:

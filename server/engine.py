@@ -10,24 +10,40 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, default_model_spec
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, default_model_spec,
+                                       confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
-from treedistill.server.errors import ConfirmationRequired, InvalidInput, ProviderError
+from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
+from treedistill.server.pricing import with_job_prices, with_project_prices
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.review import ReviewPage, review_page
-from treedistill.server.models import Answer, JobProgress, ModelSpec, Project, ProjectSummary, Question, Tag
+from treedistill.server.models import (
+    Answer,
+    BatchOptions,
+    BatchProgress,
+    JobProgress,
+    ModelSpec,
+    PlanEstimate,
+    Project,
+    ProjectSummary,
+    Question,
+    Tag,
+)
+from treedistill.server.scheduling.batching import DEFAULT_POLL_SECONDS
+from treedistill.server.scheduling.estimate import estimate_plan
 from treedistill.server.scheduling.planner import plan_top_up
 from treedistill.server.scheduling.progress import stored_job_progress
 from treedistill.server.scheduling.rate_gate import pacing_state
 from treedistill.server.text.prompts import LANGUAGES
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
-from treedistill.server.store.catalog import Store, connect, open_database
+from treedistill.server.store.catalog import Store, connect, open_database, open_reader
 from treedistill.server.store.workers import WorkerRegistry
 from treedistill.server.scheduling.work import WorkContext
 
 log = logging.getLogger("treedistill.engine")
 Heartbeat = Callable[[float], Awaitable[None]]
+BATCH_POLL_ENV = "TREEDISTILL_BATCH_POLL_SECONDS"  # how often batches in flight are looked at
 LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True
 PLAN_CHUNK = 2_000  # work items recorded per transaction while a job is planned
 
@@ -38,13 +54,15 @@ class Engine:
     def __init__(self, db_path: str | Path, environ: Mapping[str, str] | None = None, *,
                  requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
                  max_attempts: int = 6, retry_base_delay: float = 1.0,
-                 heartbeat_seconds: float = 5.0, allow_any_export_path: bool = False, role: str = "engine"):
+                 heartbeat_seconds: float = 5.0, allow_any_export_path: bool = False, role: str = "engine",
+                 confirm_cost_above: float | None = None):
         self.db_path = str(db_path)
         self.role = role
         self.environ = dict(os.environ if environ is None else environ)
         self.allow_any_export_path = allow_any_export_path or self.environ.get(
             "TREEDISTILL_ALLOW_ANY_EXPORT_PATH", "").strip().lower() in ("1", "true", "yes")
         self.heartbeat_seconds = heartbeat_seconds
+        self.confirm_cost_above = confirm_cost_above_from(confirm_cost_above, self.environ)
         self._options = {"requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute,
                          "max_attempts": max_attempts,
                          "retry_base_delay": retry_base_delay}
@@ -59,7 +77,8 @@ class Engine:
         self.workers = WorkerRegistry(self.store, self.role)
         self.scheduler = Scheduler(WorkContext(self.store, self.queue, self.caller), self.workers,
                                    max_attempts=self._options["max_attempts"],
-                                   retry_base_delay=self._options["retry_base_delay"])
+                                   retry_base_delay=self._options["retry_base_delay"],
+                                   batch_poll_seconds=_seconds(self.environ, BATCH_POLL_ENV, DEFAULT_POLL_SECONDS))
         self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
@@ -111,7 +130,7 @@ class Engine:
         return project
 
     def list_projects(self) -> list[ProjectSummary]:
-        return self.store.list_projects()
+        return [with_project_prices(summary, self.environ) for summary in self.store.list_projects()]
 
     def get_project(self, project_id: int) -> Project:
         return self.store.get_project(project_id)
@@ -196,11 +215,16 @@ class Engine:
 
     async def auto_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                            questions_per_tag: int = 10, answer: bool = True,
-                           confirm_large: bool = False) -> tuple[dict[str, Any] | None, bool]:
+                           confirm_large: bool = False, batch: BatchOptions | None = None,
+                           ) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
+        With `batch`, the answer calls (all calls with `batch.all_calls`) go through the endpoint's batch API;
+        an endpoint without one is refused here, before anything is recorded.
         Returns (job row, created): the job already running on the project is returned instead of a second one,
-        and (None, False) when the project already has the requested shape (no job is recorded).
+        and (None, False) when the project already has the requested shape (no job is recorded). A new job's
+        row carries its `estimate` (PlanEstimate). Plans above LARGE_PLAN_CALLS calls or expected to cost more
+        than `confirm_cost_above` raise ConfirmationRequired unless `confirm_large`.
         """
         project = self.store.get_project(project_id)
         live = self._live_job(project_id)
@@ -209,13 +233,15 @@ class Engine:
         self.caller.provider(project.question_model)
         if answer:
             self.caller.provider(project.answer_model)
-        params = {"levels": levels, "tags_per_level": tags_per_level, "questions_per_tag": questions_per_tag,
-                  "answer": answer}
+        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch)
+        if batch is not None:
+            await self._check_batch_api(project, batch, answer)
         # Planning reads the whole tree and may queue 100,000 items: a worker thread with its own connection
         # does it, off the event loop, so every other client keeps being served meanwhile.
         try:
-            job_id = await asyncio.to_thread(_plan_job, self.db_path, project_id, params, confirm_large,
-                                             self.workers.id)
+            job_id, estimate = await asyncio.to_thread(
+                _plan_job, self.db_path, project_id, params, self.workers.id, self.environ,
+                None if confirm_large else self.confirm_cost_above)
         except sqlite3.IntegrityError:  # another job started on the project meanwhile
             live = self._live_job(project_id)
             if live is None:
@@ -225,11 +251,31 @@ class Engine:
             return None, False
         self.queue.set_job_status(job_id, "running")
         self.scheduler.notify(project_id)
-        job = self.queue.get_job(job_id)
+        job = {**self.queue.get_job(job_id), "estimate": estimate}
         log.info("job %s started on project %s: %s calls planned (%s tags, %s questions, %s answers)", job_id,
                  project_id, job["planned_calls"], job["planned_tags"], job["planned_questions"],
                  job["planned_answers"])
         return job, True
+
+    async def estimate_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
+                               questions_per_tag: int = 10, answer: bool = True,
+                               batch: BatchOptions | None = None) -> PlanEstimate:
+        """What auto_distill with these arguments would plan and is expected to cost; calls no model and writes
+        nothing (a read-only connection, in a worker thread)."""
+        project = self.store.get_project(project_id)
+        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch)
+        return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
+
+    async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:
+        """Refuse batch mode, with the reason, when an endpoint it would use has no batch API."""
+        specs = [project.answer_model] if answer else []
+        if batch.all_calls:
+            specs.append(project.question_model)
+        if not specs:
+            raise InvalidInput("batch=true sends answer calls by batch, but answer=false makes none; pass "
+                               "batch_all_calls=true to send tag and question calls by batch too.")
+        for spec in {spec.model_dump_json(): spec for spec in specs}.values():
+            await self.caller.batch_api(spec).probe()
 
     def _live_job(self, project_id: int, *, other_than: int | None = None) -> dict[str, Any] | None:
         """The project's queued or running job, if any (there is at most one)."""
@@ -244,6 +290,9 @@ class Engine:
         states = (pacing_state(self.caller.pacing.get(self.caller.endpoint(spec)))
                   for spec in (project.question_model, project.answer_model))
         progress.pacing = next((state for state in states if state), None)
+        batches = self.caller.batches.job_summary(job_id)
+        progress.batches = None if batches is None else BatchProgress(**batches)
+        progress = with_job_prices(progress, project, self.environ)
         fault = self.scheduler.job_faults.get(job_id)
         if fault is not None and progress.status == "running":  # a fault the database could not record
             progress = progress.model_copy(update={"status": "failed", "stage": "failed",
@@ -266,6 +315,7 @@ class Engine:
         job = self.queue.get_job(job_id)
         if job["status"] in ("queued", "running", "failed"):
             self.queue.set_job_status(job_id, "cancelled")
+            self.scheduler.batches.wake()  # its batches in flight are cancelled at the provider
             log.info("job %s cancelled", job_id)
         return self.get_progress(job_id)
 
@@ -299,23 +349,65 @@ class Engine:
         return self.get_progress(job_id)
 
 
-def _plan_job(db_path: str, project_id: int, params: dict[str, Any], confirm_large: bool,
-              worker_id: str) -> int | None:
-    """Plan a top-up and record it as a queued job, on a connection of this (worker) thread; returns the job id,
-    or None when there is nothing to do. Items go in chunks, each its own transaction, so other writers get
-    turns; a job still `queued` is never run, and one its planner left queued by dying is removed by a peer."""
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds from the environment, else the default."""
+    try:
+        value = float(environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer: bool,
+               batch: BatchOptions | None = None) -> dict[str, Any]:
+    """A job's parameters as they are stored (`batch` and its options only for a batch job)."""
+    params = {"levels": levels, "tags_per_level": tags_per_level, "questions_per_tag": questions_per_tag,
+              "answer": answer}
+    return params if batch is None else {**params, **batch.job_params()}
+
+
+def estimate_top_up(db_path: str | Path, project: Project, params: dict[str, Any],
+                    environ: Mapping[str, str]) -> PlanEstimate:
+    """The estimate of the top-up `params` asks of `project`, read-only: a project not stored yet (a command
+    line's new project) plans from nothing, and a database not created yet gives no history."""
+    db = open_reader(db_path) if Path(db_path).exists() else open_database(":memory:")
+    store = Store(db)
+    try:
+        plan = plan_top_up(store, project.id, params["levels"], params["tags_per_level"],
+                           params["questions_per_tag"], params["answer"])
+        return estimate_plan(store, project, plan, params, environ)
+    finally:
+        db.conn.close()
+
+
+def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: str, environ: Mapping[str, str],
+              cost_limit: float | None) -> tuple[int | None, PlanEstimate | None]:
+    """Plan a top-up and record it as a queued job, on a connection of this (worker) thread; returns the job id
+    (None when there is nothing to do) and the plan's estimate. Without a `cost_limit` (confirmed) any plan goes;
+    with one, plans above LARGE_PLAN_CALLS calls or expected to cost more than it raise ConfirmationRequired.
+    Items go in chunks, each its own transaction, so other writers get turns; a job still `queued` is never run,
+    and one its planner left queued by dying is removed by a peer."""
     store = Store(connect(db_path))
     queue = WorkQueue(store)
     try:
         plan = plan_top_up(store, project_id, params["levels"], params["tags_per_level"],
                            params["questions_per_tag"], params["answer"])
         if plan.calls == 0:
-            return None
-        if plan.calls > LARGE_PLAN_CALLS and not confirm_large:
+            return None, None
+        if plan.calls > LARGE_PLAN_CALLS and cost_limit is not None:
             raise ConfirmationRequired(
                 f"This plan makes about {plan.calls} model calls ({plan.tags} tags, {plan.questions} questions, "
                 f"{plan.answers} answers). Call again with confirm_large=true to start it, or ask for less."
             )
+        estimate = estimate_plan(store, store.get_project(project_id), plan, params, environ)
+        if cost_limit is not None and estimate.cost is not None and estimate.cost > cost_limit:
+            prices = "batch" if estimate.batch else "online"
+            summary = (f"This plan is expected to cost about ${estimate.cost:,.2f} at {prices} prices "
+                       f"({plan.calls} model calls, about {estimate.input_tokens:,} input and "
+                       f"{estimate.output_tokens:,} output tokens), above the ${cost_limit:,.2f} threshold")
+            raise CostAboveThreshold(
+                f"{summary} ({CONFIRM_COST_ENV}). Call again with confirm_large=true to start it, or ask for less; "
+                "estimate_only=true shows the estimate per kind of call.", summary)
         with store.transaction():
             job_id = queue.create_job(project_id, params, planned_by=worker_id)
             queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
@@ -324,6 +416,6 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], confirm_lar
             with store.transaction():
                 queue.add_job_items(project_id, job_id, plan.items[start:start + PLAN_CHUNK])
         store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in the event loop's next write
-        return job_id
+        return job_id, estimate
     finally:
         store.db.conn.close()

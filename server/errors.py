@@ -21,6 +21,14 @@ class ConfirmationRequired(InvalidInput):
     """A destructive or costly action that must be confirmed explicitly."""
 
 
+class CostAboveThreshold(ConfirmationRequired):
+    """A plan expected to cost more than the confirmation threshold; `summary` states the estimate."""
+
+    def __init__(self, message: str, summary: str):
+        super().__init__(message)
+        self.summary = summary
+
+
 class MissingAPIKey(InvalidInput):
     """The environment variable that should hold a provider key is unset or empty."""
 
@@ -31,6 +39,10 @@ class MissingAPIKey(InvalidInput):
             f"No API key: set the environment variable {env_var} (the key for provider '{provider}'), "
             "or name another variable with api_key_env in the model spec."
         )
+
+
+class BatchUnsupported(InvalidInput):
+    """The endpoint has no batch API (it answered the batch routes with 404, 405 or 501)."""
 
 
 class ProviderError(TreedistillError):
@@ -104,3 +116,10 @@ class TruncatedOutput(TreedistillError):
     """A reply cut off at max_tokens even with the larger budget: never stored; raise max_tokens."""
 
     retryable = False
+
+
+class Batched(Exception):
+    """The call was queued for the endpoint's batch API: its item waits, holding no slot, until the batch ends.
+
+    Not an error: the scheduler leaves the item 'batched', and its next attempt finds the reply in the cache.
+    """

@@ -34,16 +34,10 @@ class ModelSpec(BaseModel):
     thinking_budget: int | None = Field(None, ge=1024, description="Anthropic only: extended-thinking budget tokens")
     timeout: float = Field(600.0, gt=0, le=7200, description="Seconds to wait for one call")
     extra_body: dict[str, Any] | None = Field(None, description="OpenAI only: extra JSON fields sent with each call")
-    input_price_per_mtok: float | None = Field(None, ge=0, description="Price per million input tokens, for cost")
-    output_price_per_mtok: float | None = Field(None, ge=0, description="Price per million output tokens, for cost")
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float | None:
-        """Cost of the given usage, or None when no prices are set."""
-        if self.input_price_per_mtok is None and self.output_price_per_mtok is None:
-            return None
-        return (
-            input_tokens * (self.input_price_per_mtok or 0) + output_tokens * (self.output_price_per_mtok or 0)
-        ) / 1_000_000
+    input_price_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million input tokens, for cost (default: the genai-prices library's)")
+    output_price_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million output tokens, for cost (default: the genai-prices library's)")
 
 
 class Project(BaseModel):
@@ -66,7 +60,11 @@ class ProjectSummary(Project):
     answers: int
     input_tokens: int
     output_tokens: int
-    cost: float | None = Field(None, description="Sum over all calls, when the model specs have prices")
+    cost: float | None = Field(None, description="USD over all calls; null when a model's price is unknown")
+    cost_known: bool = Field(True, description="false when a model of the project has no known price")
+    price_source: str = Field("unknown", description=(
+        "Where the prices come from: 'spec', 'genai-prices', 'unknown' (or e.g. 'genai-prices+spec')"))
+    price_notes: list[str] = Field(default_factory=list, description="How a price was matched, where it matters")
 
 
 class Tag(BaseModel):
@@ -118,6 +116,38 @@ class KindProgress(BaseModel):
     in_flight: int = 0
 
 
+class BatchOptions(BaseModel):
+    """How a job uses the endpoint's batch API (half the price, no per-minute limits, results within a day)."""
+
+    size: int | None = Field(None, ge=1, le=50_000, description="Requests per batch")
+    wait_seconds: float | None = Field(None, ge=0, le=86_400, description=(
+        "The longest a request waits for its batch to fill before the batch is sent"))
+    all_calls: bool = Field(False, description="Tag and question calls go by batch too (by default only answers)")
+    fallback_online: bool = Field(False, description="A request its batch could not answer is retried online")
+
+    def job_params(self) -> dict[str, Any]:
+        return {"batch": True, "batch_size": self.size, "batch_wait_seconds": self.wait_seconds,
+                "batch_all": self.all_calls, "batch_fallback_online": self.fallback_online}
+
+
+class BatchProgress(BaseModel):
+    """A job's calls that go through the endpoint's batch API."""
+
+    batches_submitting: int = Field(..., description="Batches being handed to the provider now")
+    batches_in_progress: int
+    batches_ended: int
+    requests_waiting: int = Field(..., description="Calls waiting for their batch to be submitted")
+    requests_in_flight: int = Field(..., description="Calls in batches the provider has not finished")
+    requests_succeeded: int
+    requests_errored: int = Field(..., description="Entries that errored (retried, or failed when refused)")
+    requests_expired: int = Field(..., description="Entries whose batch expired before them (retried)")
+    requests_cancelled: int
+    oldest_batch_age_seconds: float | None = Field(..., description="Age of the oldest batch still open")
+    cost: float | None = Field(..., description="Cost of the batched calls so far, at batch prices")
+    expected_cost: float | None = Field(None, description=(
+        "Cost so far plus the calls waiting or in flight at the average batched call's cost"))
+
+
 class JobProgress(BaseModel):
     job_id: int
     project_id: int
@@ -131,12 +161,53 @@ class JobProgress(BaseModel):
     calls_pending: int = Field(..., description="Calls of the plan not made yet")
     input_tokens: int
     output_tokens: int
-    cost: float | None = None
+    cost: float | None = Field(None, description="USD so far; null when a model's price is unknown")
+    cost_known: bool = Field(True, description="false when a model of the job has no known price")
+    price_source: str = Field("unknown", description=(
+        "Where the prices come from: 'spec', 'genai-prices', 'unknown' (or e.g. 'genai-prices+spec')"))
+    price_notes: list[str] = Field(default_factory=list, description="How a price was matched, where it matters")
     elapsed_seconds: float
     eta_seconds: float | None
     calls_per_minute: float
     retries: int = Field(0, description="Attempts that failed and were tried again (rate limits included)")
     rate_limited: int = Field(0, description="Of the retries, those after a rate limit (429)")
     pacing: str | None = Field(None, description="How calls to the job's endpoints are paced or paused now")
+    batches: BatchProgress | None = Field(None, description="Present when the job's calls go by batch")
     recent_errors: list[str]
     params: dict[str, Any]
+
+
+class KindEstimate(BaseModel):
+    """The expected calls, tokens and cost of one kind of call in a plan."""
+
+    calls: int
+    model: str
+    input_tokens: int = Field(..., description="Expected input tokens of all these calls")
+    output_tokens: int = Field(..., description="Expected output tokens of all these calls")
+    output_basis: str = Field(..., description="Where the output figure comes from: this database's history or a default")
+    cost_online: float | None = Field(None, description="USD at online prices; null when the price is unknown")
+    cost_batch: float | None = Field(None, description="USD at batch prices; null when the price is unknown")
+    price_source: str
+
+
+class PlanEstimate(BaseModel):
+    """What a plan is expected to cost, computed without calling any model."""
+
+    calls: int
+    planned_tags: int
+    planned_questions: int
+    planned_answers: int
+    tags: KindEstimate = Field(..., description="Tag expansion calls (inner tags)")
+    questions: KindEstimate = Field(..., description="Question extraction calls (leaf tags)")
+    answers: KindEstimate = Field(..., description="Answer calls")
+    input_tokens: int
+    output_tokens: int
+    cost_online: float | None = Field(None, description="USD at online prices; null when a price is unknown")
+    cost_batch: float | None = Field(None, description="USD with every call at batch prices; null when a price is unknown")
+    batch: bool = Field(False, description="Whether the job would run by batch")
+    cost: float | None = Field(None, description=(
+        "The expected cost of the job as asked: online, or with batch its answers (all calls with batch_all_calls) "
+        "at batch prices"))
+    cost_known: bool
+    input_basis: str = Field(..., description="How the input figures were computed")
+    price_notes: list[str] = Field(default_factory=list)

@@ -31,6 +31,12 @@ o-series models answer; `reasoning_effort` is logged.
 Streaming: `"stream": true` gets server-sent events in each API's format (OpenAI chunks with a usage
 chunk when `stream_options.include_usage`; Anthropic message/content-block events). The flag
 `stream_break` or the fault `break_stream_rate` drops the connection half-way through the stream.
+Batch APIs (tests/standin_batches.py, whose docstring has the details): OpenAI's `/v1/files` +
+`/v1/batches` and Anthropic's `/v1/messages/batches`, each entry answered like an online non-streamed
+request and logged with `batch_id` and `custom_id` (`batch_requests()`). Settings: `batch_turnaround`
+(seconds from create to ended, default 0.5, time-based), `batch_error_rate` (fraction of entries, by
+custom_id, answered with a transient 500 / api_error), `batch_expire` (fraction of entries never done:
+the batch ends expired), `batch_unsupported` (batch and file routes answer 404).
 `tokens_in_body` reads a reply's usage from either kind of body. Provider-style rate limits are
 middleware in front of the app: tests/standin_limits.py.
 
@@ -80,6 +86,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+try:
+    from tests.standin_batches import BatchStore, batch_routes
+except ModuleNotFoundError:  # run as a script (`python tests/standin_llm.py`) without the repository on the path
+    from standin_batches import BatchStore, batch_routes  # type: ignore[no-redef]
+
 REASONING_FLAGS = ("reasoning_content", "reasoning_field", "think", "think_open_missing", "thinking", "none")
 DEFAULT_COUNT = 3
 _COUNT = re.compile(r"(?:exactly|恰好)\s*(\d+)", re.I)
@@ -120,6 +131,10 @@ class Faults:
     unusable_prompt_rate: float = 0.0  # fraction of tags/questions prompts (by task key) always answered in prose
     truncate_rate: float = 0.0  # fraction of replies (drawn per request) cut off half-way
     break_stream_rate: float = 0.0  # fraction of streamed replies (drawn per request) dropped half-way
+    batch_turnaround: float = 0.5  # seconds from a batch's creation to its end (tests/standin_batches.py)
+    batch_error_rate: float = 0.0  # fraction of batch entries (by custom_id) answered with a transient error
+    batch_expire: float = 0.0  # fraction of a batch's entries never done: the batch ends expired
+    batch_unsupported: bool = False  # every batch and file route answers 404 (a server without a batch API)
 
 
 @dataclass
@@ -154,6 +169,7 @@ class StandinState:
             self._max_in_flight = 0
             self._rejected = 0
             self._truncated = 0
+            self.batch_store = BatchStore()
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change some `Faults` settings; returns them all."""
@@ -183,6 +199,34 @@ class StandinState:
     def requests(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(entry) for entry in self._log]
+
+    def batch_requests(self) -> list[dict[str, Any]]:
+        """The logged requests that came in a batch (each has `batch_id` and `custom_id`)."""
+        return [entry for entry in self.requests() if "batch_id" in entry]
+
+    def billed_batch_entries(self) -> list[dict[str, Any]]:
+        """The logged batch requests a provider would bill: answered (status 200) and finished before any cancel
+        or expiry."""
+        with self.batch_store.lock:
+            billed = {(batch.id, entry.custom_id) for batch in self.batch_store.batches.values()
+                      for entry in batch.entries if entry.status == 200 and batch.done(entry)}
+        return [entry for entry in self.batch_requests() if (entry["batch_id"], entry["custom_id"]) in billed]
+
+    def batch_phases(self) -> list[str]:
+        """Each batch's state now ('completed', 'cancelled', 'expired', ...), oldest first."""
+        now = time.time()
+        with self.batch_store.lock:
+            return [batch.phase(now) for batch in self.batch_store.batches.values()]
+
+    def answer_once(self, api: str, body: dict[str, Any], key: str, log_fields: dict[str, Any],
+                    forced_status: int | None = None) -> tuple[int, dict[str, Any]]:
+        """(status, reply or error body) of one non-streamed request, answered at once: a batch entry."""
+        prepared = _prepare(self, api, body, key, log_fields, forced_status)
+        try:
+            status, payload, _, _ = _produce(self, prepared)
+            return status, payload
+        finally:
+            self.leave()
 
     def admit(self, entry: dict[str, Any], invalid: bool, invalid_status: int = 400) -> Admission:
         """Log a request and draw its fate: status (400 if `invalid`), delay, and output faults."""
@@ -410,9 +454,10 @@ def _shape_reply(reply: Reply, budget: Any, cut_half_way: bool) -> Reply:
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
-def _error_response(api: str, status: int, retry_after: float, key: str, rejected: bool = False,
-                    refusal: tuple[str, str | None, int] | None = None) -> JSONResponse:
-    """An error in the API's format; `refusal` is (message, param) of a refused parameter (a 400)."""
+def _error_body(api: str, status: int, retry_after: float, key: str, rejected: bool = False,
+                refusal: tuple[str, str | None, int] | None = None) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """(status, body, headers) of an error in the API's format; `refusal` is (message, param) of a refused
+    parameter (a 400)."""
     message = _REJECTION if rejected else refusal[0] if refusal else {
         401: f"Incorrect API key provided: {key[:4]}***{key[-4:]}." if len(key) > 8 else "Missing API key.",
         400: "Invalid request: check 'messages' roles and unsupported options.",
@@ -430,7 +475,7 @@ def _error_response(api: str, status: int, retry_after: float, key: str, rejecte
     else:
         kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         body = {"type": "error", "error": {"type": kind, "message": message}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return status, body, headers
 
 
 def _response_format_kind(body: dict[str, Any]) -> str | None:
@@ -474,9 +519,34 @@ def _refused_parameter(api: str, body: dict[str, Any], flags: set[str]) -> tuple
     return None
 
 
-async def _complete(request: Request, api: str) -> Response:
-    state: StandinState = request.app.state.standin
-    body = await request.json()
+@dataclass
+class Prepared:
+    """A request read and admitted (logged, fate drawn): what `_produce` answers."""
+
+    api: str
+    body: dict[str, Any]
+    key: str
+    entry: dict[str, Any]
+    admission: Admission
+    refusal: tuple[str, str | None, int] | None
+    messages: list[dict[str, str]]
+    question: str
+    prompt: str
+    all_text: str
+    task: str
+    model: str
+    flags: set[str]
+    thinking: dict[str, Any]
+    forced_tool: str | None
+    response_format: str | None
+
+
+def _prepare(state: StandinState, api: str, body: dict[str, Any], key: str,
+             log_fields: dict[str, Any] | None = None, forced_status: int | None = None) -> Prepared:
+    """Read a chat request body, log it (with `log_fields`) and draw its fate; the caller must `state.leave()`.
+
+    `forced_status` answers it with that error status whatever else (a batch entry's injected error).
+    """
     received = body.get("messages") if isinstance(body.get("messages"), list) else []
     # Like the real APIs: Anthropic takes no system role in messages and (since 2026-10-21) no sampling options.
     roles = {"user", "assistant"} if api == "anthropic" else {"system", "user", "assistant"}
@@ -495,7 +565,6 @@ async def _complete(request: Request, api: str) -> Response:
     model = str(body.get("model", ""))
     flags = set(model.split("+")[1:])
     thinking = body.get("thinking") or {}
-    key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
     forced_tool = (body.get("tool_choice") or {}).get("name") if (body.get("tool_choice") or {}).get(
         "type") == "tool" else None
     response_format = _response_format_kind(body)
@@ -523,37 +592,57 @@ async def _complete(request: Request, api: str) -> Response:
         "thinking_budget": thinking.get("budget_tokens"),
         "stream": bool(body.get("stream")),
         "input_tokens_estimate": len(all_text) // 4 + 1,
+        **(log_fields or {}),
     }
-    admission = state.admit(entry, invalid=invalid or bool(refusal), invalid_status=refusal[2] if refusal else 400)
+    if forced_status is not None:
+        admission = state.admit(entry, invalid=True, invalid_status=forced_status)
+    else:
+        admission = state.admit(entry, invalid=invalid or bool(refusal),
+                                invalid_status=refusal[2] if refusal else 400)
+    return Prepared(api, body, key, entry, admission, refusal, messages, question, prompt, all_text, task, model,
+                    flags, thinking, forced_tool, response_format)
+
+
+def _produce(state: StandinState, p: Prepared) -> tuple[int, dict[str, Any], dict[str, str] | None, bool]:
+    """(status, body, headers, broken) of an admitted request: the non-streamed reply, or its error body."""
+    admission, entry, api = p.admission, p.entry, p.api
+    if admission.status != 200:
+        return _error_body(api, admission.status, admission.retry_after, p.key, admission.rejected,
+                           refusal=p.refusal) + (False,)
+    reasoning = f"Reasoning about: {p.question[:100]}"
+    placement = _placement(p.flags, api, p.all_text, p.thinking.get("type") == "enabled")
+    constrained = p.forced_tool is not None or p.response_format in ("json_schema", "json_object_schema")
+    opening = not any(m["role"] == "assistant" for m in p.messages)
+    built = _build_reply(p.task, p.prompt, p.question, p.flags, admission, constrained=constrained, opening=opening)
+    tool_input = built if isinstance(built, dict) and p.forced_tool else None
+    answer = "" if tool_input is not None else built if isinstance(built, str) else json.dumps(
+        built, ensure_ascii=False)
+    reply = Reply(placement, answer, shown_reasoning=reasoning if placement != "none" else "",
+                  content_filter="content_filter" in p.flags, tool_input=tool_input)
+    if not reply.content_filter:
+        reply = _shape_reply(reply, entry["max_tokens"], "truncated" in p.flags or admission.truncate)
+    output_tokens = 0 if reply.content_filter else word_count(reply.shown_reasoning) + word_count(reply.answer) + (
+        word_count(json.dumps(tool_input)) if tool_input is not None else 0)
+    reply.usage = (entry["input_tokens_estimate"], output_tokens)
+    broken = bool(entry["stream"]) and ("stream_break" in p.flags or admission.break_stream)
+    outcome = "broken" if broken else "content_filter" if reply.content_filter else (
+        "truncated" if reply.cut else "unusable" if admission.unusable else "ok")
+    state.record_outcome(entry, outcome, reply.usage)
+    build = _openai_body if api == "openai" else _anthropic_body
+    return 200, build(admission.seq, p.model, p.flags, reply), None, broken
+
+
+async def _complete(request: Request, api: str) -> Response:
+    state: StandinState = request.app.state.standin
+    body = await request.json()
+    key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+    prepared = _prepare(state, api, body, key)
     try:
-        if admission.delay:
-            await asyncio.sleep(admission.delay)
-        if admission.status != 200:
-            return _error_response(api, admission.status, admission.retry_after, key, admission.rejected,
-                                   refusal=refusal)
-        reasoning = f"Reasoning about: {question[:100]}"
-        placement = _placement(flags, api, all_text, thinking.get("type") == "enabled")
-        constrained = forced_tool is not None or response_format in ("json_schema", "json_object_schema")
-        opening = not any(m["role"] == "assistant" for m in messages)
-        built = _build_reply(task, prompt, question, flags, admission, constrained=constrained, opening=opening)
-        tool_input = built if isinstance(built, dict) and forced_tool else None
-        answer = "" if tool_input is not None else built if isinstance(built, str) else json.dumps(
-            built, ensure_ascii=False)
-        reply = Reply(placement, answer, shown_reasoning=reasoning if placement != "none" else "",
-                      content_filter="content_filter" in flags, tool_input=tool_input)
-        if not reply.content_filter:
-            reply = _shape_reply(reply, entry["max_tokens"], "truncated" in flags or admission.truncate)
-        output_tokens = 0 if reply.content_filter else word_count(reply.shown_reasoning) + word_count(reply.answer) + (
-            word_count(json.dumps(tool_input)) if tool_input is not None else 0)
-        reply.usage = (entry["input_tokens_estimate"], output_tokens)
-        broken = bool(entry["stream"]) and ("stream_break" in flags or admission.break_stream)
-        outcome = "broken" if broken else "content_filter" if reply.content_filter else (
-            "truncated" if reply.cut else "unusable" if admission.unusable else "ok")
-        state.record_outcome(entry, outcome, reply.usage)
-        build = _openai_body if api == "openai" else _anthropic_body
-        payload = build(admission.seq, model, flags, reply)
-        if not entry["stream"]:
-            return JSONResponse(payload)
+        if prepared.admission.delay:
+            await asyncio.sleep(prepared.admission.delay)
+        status, payload, headers, broken = _produce(state, prepared)
+        if status != 200 or not prepared.entry["stream"]:
+            return JSONResponse(payload, status_code=status, headers=headers)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         events = _openai_events(payload, include_usage) if api == "openai" else _anthropic_events(payload)
         return StreamingResponse(_sse(events, broken), media_type="text/event-stream")
@@ -738,6 +827,7 @@ def build_app(state: StandinState, ready: threading.Event | None = None) -> Star
             Route("/_reset", _reset, methods=["POST"]),
             Route("/_stats", _stats, methods=["GET"]),
             Route("/_requests", _requests, methods=["GET"]),
+            *batch_routes(),
         ],
         lifespan=lifespan,
     )

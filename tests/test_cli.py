@@ -69,7 +69,7 @@ def test_distill_resumes_after_ctrl_c_and_after_a_crash(env, db_path, llm):
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130
-    assert "Started job 1: up to 20 tags, 16 questions, 16 answers (37 model calls)." in out
+    assert "Started job 1: up to 20 tags, 16 questions, 16 answers (37 model calls; expected cost unknown)." in out
     assert f"Resume with: treedistill {' '.join(CHESS)}" in err
     assert "\x1b[" not in out  # plain lines, no terminal codes, when stdout is not a terminal
     cancelled = [line for line in out.splitlines() if line.startswith("job 1 cancelled")]

@@ -54,10 +54,10 @@ def valid_arguments(tool, ids: dict[str, int]) -> dict:
 async def test_unknown_arguments_are_refused_naming_the_valid_ones(client, llm, db_path):
     ids = await seeded(client)
     before, requests = table_counts(db_path), llm.stats()["requests"]
-    message = await call_error(client, "auto_distill", project_id=ids["project_id"], batch=True)
-    assert "unknown argument 'batch'" in message
-    assert ("this tool takes: answer, confirm_large, levels, project_id, questions_per_tag, tags_per_level"
-            in message)
+    message = await call_error(client, "auto_distill", project_id=ids["project_id"], batch_count=100)
+    assert "unknown argument 'batch_count'" in message
+    assert ("this tool takes: answer, batch, batch_all_calls, batch_fallback_online, batch_size, batch_wait_seconds, "
+            "confirm_large, estimate_only, levels, project_id, questions_per_tag, tags_per_level" in message)
     assert table_counts(db_path) == before and llm.stats()["requests"] == requests  # no job was started
 
     for tool in (await client.list_tools()).tools:

@@ -123,6 +123,9 @@ async def score_answers(
     limit: Annotated[int, Field(ge=1, le=MAX_IDS, description="Most answers to judge in this call")] = 100,
     judge_model: Annotated[ModelSpec | None, Field(
         description="Model that judges (remembered for the project); default: the project's answer model")] = None,
+    batch: Annotated[bool, Field(description=(
+        "Send the judge calls through the endpoint's batch API (half the price) and return at once; the scores "
+        "arrive when the batch ends (minutes to hours)"))] = False,
 ) -> ScoreReport:
     """Have an LLM judge score answers 1-10 with a short rationale, within the project's max_concurrency.
     Unscored answers go first; call again while 'unscored' > 0. Then export with min_score (e.g. 7)."""
@@ -131,7 +134,7 @@ async def score_answers(
         await ctx.report_progress(done, total, f"score_answers: {done}/{total} judged")
 
     return await engine_of(ctx).curator.score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
-                                              progress)
+                                                      progress, batch)
 
 
 @tool_errors

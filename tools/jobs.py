@@ -9,7 +9,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
-from treedistill.server.models import TERMINAL_STATUSES, JobProgress
+from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate
 from treedistill.server.ui import DASHBOARD_URI, link_ui
 from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, JobId, ProjectId, engine_of, strict_tool,
                                       tool_errors)
@@ -22,6 +22,8 @@ class JobStarted(BaseModel):
     planned_questions: int
     planned_answers: int
     planned_calls: int
+    estimate: PlanEstimate | None = Field(None, description=(
+        "Expected tokens and cost per kind of call (online and batch); with estimate_only, the only result"))
     message: str
 
 
@@ -37,13 +39,39 @@ async def auto_distill(
     tags_per_level: Annotated[int, Field(ge=1, le=100, description="Sub-tags per tag")] = 10,
     questions_per_tag: Annotated[int, Field(ge=1, le=100, description="Questions per leaf tag")] = 10,
     answer: Annotated[bool, Field(description="Also have the teacher answer every question")] = True,
-    confirm_large: Annotated[bool, Field(description="Required for plans above 20,000 model calls")] = False,
+    confirm_large: Annotated[bool, Field(description=(
+        "Required for plans above 20,000 model calls or expected to cost more than the server's threshold "
+        "($25 unless TREEDISTILL_CONFIRM_COST_ABOVE says otherwise)"))] = False,
+    estimate_only: Annotated[bool, Field(description=(
+        "Only estimate: planned calls, expected tokens and cost online vs batch per kind of call; no model is "
+        "called, no job is created and nothing is written"))] = False,
+    batch: Annotated[bool, Field(description=(
+        "Send the answer calls through the endpoint's batch API (OpenAI Batch, Anthropic Message Batches): half "
+        "the price and no per-minute limits, but results take minutes to hours"))] = False,
+    batch_size: Annotated[int | None, Field(ge=1, le=50_000, description="Requests per batch (default 1000)")] = None,
+    batch_wait_seconds: Annotated[float | None, Field(ge=0, le=86_400, description=(
+        "The longest a request waits for its batch to fill before it is sent (default 120)"))] = None,
+    batch_all_calls: Annotated[bool, Field(description="With batch: tag and question calls go by batch too")] = False,
+    batch_fallback_online: Annotated[bool, Field(description=(
+        "With batch: a request its batch could not answer (error, expiry) is retried online"))] = False,
 ) -> JobStarted:
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
-    Running it again tops up only what is missing. An interrupted job resumes when the server restarts."""
-    job, created = await engine_of(ctx).auto_distill(project_id, levels, tags_per_level, questions_per_tag,
-                                                     answer, confirm_large)
+    Running it again tops up only what is missing. An interrupted job resumes when the server restarts.
+    estimate_only=true returns the plan's expected tokens and cost instead, without starting anything."""
+    engine = engine_of(ctx)
+    options = BatchOptions(size=batch_size, wait_seconds=batch_wait_seconds, all_calls=batch_all_calls,
+                           fallback_online=batch_fallback_online) if batch else None
+    if estimate_only:
+        estimate = await engine.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer,
+                                                 options)
+        cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.4f}"
+        return JobStarted(job_id=None, created=False, planned_tags=estimate.planned_tags,
+                          planned_questions=estimate.planned_questions, planned_answers=estimate.planned_answers,
+                          planned_calls=estimate.calls, estimate=estimate,
+                          message=f"Estimate only (no job started): {estimate.calls} model calls, cost {cost}.")
+    job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
+                                             answer, confirm_large, options)
     if job is None:
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
                           planned_calls=0, message="Nothing to do: the project already has this shape.")
@@ -51,7 +79,8 @@ async def auto_distill(
                f"Job {job['id']} is already running on this project; it is returned instead of a new one.")
     return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],
                       planned_questions=job["planned_questions"], planned_answers=job["planned_answers"],
-                      planned_calls=job["planned_calls"], message=message + " Poll get_progress(job_id).")
+                      planned_calls=job["planned_calls"], estimate=job.get("estimate"),
+                      message=message + " Poll get_progress(job_id).")
 
 
 @tool_errors

@@ -12,15 +12,17 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from treedistill.server.config import DEFAULT_MAX_CONCURRENCY
+from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, default_model_spec
 from treedistill.server.cli.doctor import NO_MODEL
-from treedistill.server.cli.progress import ProgressView, final_summary
+from treedistill.server.cli.progress import ProgressView, cost_text, final_summary
 from treedistill.server.cli.reports import project_named
-from treedistill.server.engine import Engine
+from treedistill.server.engine import Engine, job_params
 from treedistill.server.errors import InvalidInput
-from treedistill.server.models import JobProgress, Project, TERMINAL_STATUSES
+from treedistill.server.models import BatchOptions, JobProgress, PlanEstimate, Project, TERMINAL_STATUSES
+from treedistill.server.store.catalog import Store, open_reader
 
 REFRESH_SECONDS = 0.5
 
@@ -39,12 +41,62 @@ class DistillRequest:
     model: str | None = None
     answer_model: str | None = None
     require_reasoning: bool = True
+    batch: bool = False
 
     @property
     def params(self) -> dict[str, Any]:
         """The job parameters, as the engine stores them."""
-        return {"levels": self.levels, "tags_per_level": self.tags_per_level,
-                "questions_per_tag": self.questions_per_tag, "answer": self.answer}
+        return job_params(self.levels, self.tags_per_level, self.questions_per_tag, self.answer, self.batch_options)
+
+    @property
+    def batch_options(self) -> BatchOptions | None:
+        """--batch: the answer calls go by the endpoint's batch API, with the default batch size and wait."""
+        return BatchOptions() if self.batch else None
+
+
+def planned_project(db_path: Path, request: DistillRequest, environ: Mapping[str, str]) -> Project:
+    """The project `distill` would work on, with the models it would give it; nothing is created or changed
+    (a project not stored yet has id 0)."""
+    project = None
+    if db_path.exists():
+        db = open_reader(db_path)
+        try:
+            project = project_named(Store(db).list_projects(), request.topic)
+        finally:
+            db.conn.close()
+    if project is None:
+        if not environ.get("TREEDISTILL_MODEL"):
+            raise InvalidInput(NO_MODEL)
+        question = default_model_spec(environ)
+        teacher = default_model_spec(environ, teacher=True)
+        return Project(id=0, name=request.topic, topic=request.topic, language=request.language,
+                       question_model=question, answer_model=teacher,
+                       max_concurrency=request.concurrency or DEFAULT_MAX_CONCURRENCY,
+                       require_reasoning=request.require_reasoning, created_at="")
+    question, teacher = wanted_models(request, environ)
+    changes = {role: getattr(project, role).model_copy(update={"model": name})
+               for role, name in (("question_model", question), ("answer_model", teacher)) if name}
+    return project.model_copy(update=changes)
+
+
+def estimate_lines(estimate: PlanEstimate) -> list[str]:
+    """The estimate for the terminal: one line per kind of call, the totals, and how it was computed."""
+    if estimate.calls == 0:
+        return ["Nothing to do: the project already has this shape (no model call planned)."]
+    lines = [f"Estimate (no model called, nothing written): {estimate.calls:,} model calls; up to "
+             f"{estimate.planned_tags:,} tags, {estimate.planned_questions:,} questions, "
+             f"{estimate.planned_answers:,} answers."]
+    for name, kind in (("tags", estimate.tags), ("questions", estimate.questions), ("answers", estimate.answers)):
+        if kind.calls:
+            lines.append(f"  {name:<9} {kind.calls:>7,} calls  {kind.model}: ~{kind.input_tokens:,} in / "
+                         f"~{kind.output_tokens:,} out tokens; online {cost_text(kind.cost_online)}, batch "
+                         f"{cost_text(kind.cost_batch)} (prices: {kind.price_source}; output: {kind.output_basis})")
+    lines.append(f"  total     ~{estimate.input_tokens:,} in / ~{estimate.output_tokens:,} out tokens; online "
+                 f"{cost_text(estimate.cost_online)}, batch {cost_text(estimate.cost_batch)}"
+                 + (" (this job: batch)" if estimate.batch else ""))
+    lines.append(f"  input tokens: {estimate.input_basis}")
+    lines += [f"  price: {note}" for note in estimate.price_notes]
+    return lines
 
 
 def find_or_create_project(engine: Engine, request: DistillRequest, say: Callable[[str], None]) -> Project:
@@ -99,12 +151,14 @@ async def start_or_resume(engine: Engine, project: Project, request: DistillRequ
         engine.cancel_job(latest.job_id)
         say(f"Stopped job {latest.job_id} (other settings); a new job tops the project up to the new shape.")
     job, _ = await engine.auto_distill(project.id, request.levels, request.tags_per_level,
-                                       request.questions_per_tag, request.answer, request.confirm_large)
+                                       request.questions_per_tag, request.answer, request.confirm_large,
+                                       request.batch_options)
     if job is None:
         say(f"Nothing to do: project '{project.name}' already has this shape.")
         return None
     say(f"Started job {job['id']}: up to {job['planned_tags']} tags, {job['planned_questions']} questions, "
-        f"{job['planned_answers']} answers ({job['planned_calls']} model calls).")
+        f"{job['planned_answers']} answers ({job['planned_calls']} model calls; expected cost "
+        f"{cost_text(job['estimate'].cost if job.get('estimate') else None)}).")
     return job["id"]
 
 

@@ -15,7 +15,8 @@ from typing import Any
 from treedistill.server.cli.parser import DEFAULT_HTTP_PORT, build_parser
 from treedistill.server.cli.progress import progress_view
 from treedistill.server.config import database_path
-from treedistill.server.errors import ConfirmationRequired, InvalidInput, NotFound, TreedistillError
+from treedistill.server.errors import (ConfirmationRequired, CostAboveThreshold, InvalidInput, NotFound,
+                                       TreedistillError)
 
 __all__ = ["DEFAULT_HTTP_PORT", "build_parser", "main"]
 
@@ -64,6 +65,9 @@ def _report(exc: BaseException, args: argparse.Namespace) -> int:
     """Say what went wrong in one line and return the exit code."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    if isinstance(exc, CostAboveThreshold):
+        return _fail(f"{exc.summary}: rerun with --confirm-large to start it (or raise --confirm-cost-above), or ask "
+                     "for less; --estimate shows the estimate per kind of call.", EXIT_USAGE)
     if isinstance(exc, ConfirmationRequired):
         from treedistill.server.engine import LARGE_PLAN_CALLS
 
@@ -150,7 +154,15 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
                              concurrency=args.concurrency, language=args.language,
                              confirm_large=args.confirm_large, resume_command=shlex.join(["treedistill", *argv]),
                              model=args.model, answer_model=args.answer_model,
-                             require_reasoning=not args.plain_answers)
+                             require_reasoning=not args.plain_answers, batch=args.batch)
+    if args.estimate:
+        from treedistill.server.cli.distill import estimate_lines, planned_project
+        from treedistill.server.engine import estimate_top_up
+
+        path = database_path(args.db, environ)
+        estimate = estimate_top_up(path, planned_project(path, request, environ), request.params, environ)
+        print("\n".join(estimate_lines(estimate)))
+        return EXIT_OK
     view = progress_view(args.plain)
 
     async def run() -> str:
@@ -232,7 +244,7 @@ def with_models(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[st
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     chosen = {"requests_per_minute": args.rpm, "tokens_per_minute": args.tpm, "max_attempts": args.max_attempts,
-              "retry_base_delay": args.retry_delay}
+              "retry_base_delay": args.retry_delay, "confirm_cost_above": args.confirm_cost_above}
     role = args.command + (" --http" if getattr(args, "http", False) else "")  # shown in the workers list
     return {"role": role, **{name: value for name, value in chosen.items() if value is not None}}
 

@@ -25,6 +25,10 @@ environment:
   TREEDISTILL_ENDPOINTS     more endpoints model specs may use: URL=KEY_VARIABLE or URL, comma-separated
   TREEDISTILL_DB            database path (--db; default: treedistill.db in the user data dir)
   TREEDISTILL_TOKEN         bearer token for serve --http (--token)
+  TREEDISTILL_CONFIRM_COST_ABOVE
+                            USD above which a plan needs confirming (--confirm-cost-above; 25)
+  TREEDISTILL_BATCH_POLL_SECONDS
+                            seconds between looks at the batches in flight (10)
   TREEDISTILL_ALLOW_ANY_EXPORT_PATH
                             1 lets MCP clients export outside the project's export directory
 Keys are read from the environment only; none is ever stored, logged or printed."""
@@ -75,7 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--plain-answers", action="store_true",
                      help="keep answers without a reasoning trace (for a teacher that writes none)")
     cmd.add_argument("--language", choices=("en", "zh"), default="en", help="language of prompts and data (en)")
-    cmd.add_argument("--confirm-large", action="store_true", help="allow plans above 20,000 model calls")
+    cmd.add_argument("--confirm-large", action="store_true",
+                     help="allow plans above 20,000 model calls or above the cost threshold (--confirm-cost-above)")
+    cmd.add_argument("--estimate", action="store_true",
+                     help="only print the plan's calls, expected tokens and cost (online and batch) per kind of "
+                          "call; calls no model and writes nothing")
+    cmd.add_argument("--batch", action="store_true",
+                     help="send the answer calls through the endpoint's batch API (half the price; results take "
+                          "minutes to hours); the estimate prices them so")
     cmd.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
 
     cmd = command("progress", "show a job's progress, or the latest jobs",
@@ -156,6 +167,9 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-attempts", type=_positive(int), help="attempts per model call before it fails (6)")
     parser.add_argument("--retry-delay", type=_positive(float, zero=True),
                         help="base delay in seconds between retries, doubled each time (1.0)")
+    parser.add_argument("--confirm-cost-above", type=_positive(float, zero=True), metavar="USD",
+                        help="plans expected to cost more need --confirm-large / confirm_large=true "
+                             "(default $TREEDISTILL_CONFIRM_COST_ABOVE, else 25)")
     parser.add_argument("--log-file", metavar="PATH", help="also append the engine's log to this file: job start and "
                         "end, every retry and its reason, 429 pauses, failed items, the processes sharing the db")
 

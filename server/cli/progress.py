@@ -39,12 +39,16 @@ def kind_summary(name: str, kind: KindProgress) -> str:
     return f"{name} {kind.done}/{kind.total}" + (f" ({extras})" if extras else "")
 
 
+def cost_text(cost: float | None) -> str:
+    """'$0.0123', or 'unknown' when a model's price is unknown."""
+    return "unknown" if cost is None else f"${cost:.4f}"
+
+
 def totals(progress: JobProgress) -> str:
     """'31 calls/min · tokens 1,234 in / 567 out · elapsed 12s · ETA 4s'."""
     parts = [f"{progress.calls_per_minute:g} calls/min",
              f"tokens {progress.input_tokens:,} in / {progress.output_tokens:,} out"]
-    if progress.cost is not None:
-        parts.append(f"${progress.cost:.4f}")
+    parts.append(f"cost {cost_text(progress.cost)}")
     parts.append(f"elapsed {duration(progress.elapsed_seconds)}")
     if progress.status == "running":
         parts.append(f"ETA {duration(progress.eta_seconds)}")
@@ -67,7 +71,7 @@ def final_summary(progress: JobProgress) -> list[str]:
     lines = [f"Job {progress.job_id} {progress.status} after {duration(progress.elapsed_seconds)}: "
              f"{progress.tags.done} tags, {progress.questions.done} questions, {progress.answers.done} answers; "
              f"{progress.calls_done} calls done, {progress.calls_failed} failed; "
-             f"tokens {progress.input_tokens:,} in / {progress.output_tokens:,} out."]
+             f"tokens {progress.input_tokens:,} in / {progress.output_tokens:,} out; cost {cost_text(progress.cost)}."]
     lines += [f"  error: {error}" for error in progress.recent_errors]
     return lines
 

@@ -4,13 +4,15 @@ so they are safe to run while a server or a `distill` works on the same database
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from treedistill.server.cli.progress import ProgressView, progress_line
+from treedistill.server.cli.progress import ProgressView, cost_text, progress_line
 from treedistill.server.errors import NotFound
+from treedistill.server.pricing import with_job_prices, with_project_prices
 from treedistill.server.models import JobProgress, Project, ProjectSummary, TERMINAL_STATUSES
 from treedistill.server.scheduling.progress import stored_job_progress
 from treedistill.server.store.queue import WorkQueue
@@ -32,6 +34,12 @@ def existing_database(db_path: Path) -> Iterator[WorkQueue]:
         db.conn.close()
 
 
+def job_report(queue: WorkQueue, job_id: int) -> JobProgress:
+    """A job's stored progress with its price status (prices resolved with this command's environment)."""
+    progress = stored_job_progress(queue, job_id)
+    return with_job_prices(progress, queue.store.get_project(progress.project_id), os.environ)
+
+
 def known_job(queue: WorkQueue, job_id: int) -> int:
     """The job id, or NotFound in the command line's words (the store's message names MCP tools)."""
     if not any(job["id"] == job_id for job in queue.list_jobs()):
@@ -50,17 +58,17 @@ def project_lines(projects: list[ProjectSummary]) -> list[str]:
     if not projects:
         return ["No projects yet."]
     lines = [f"{'id':>4}  {'name':<24} {'lang':<4} {'tags':>6} {'questions':>9} {'answers':>8}  "
-             f"{'tokens in / out':<21} models (questions / answers)"]
+             f"{'tokens in / out':<21} {'cost':>10}  models (questions / answers)"]
     for p in projects:
         tokens = f"{p.input_tokens:,} / {p.output_tokens:,}"
         lines.append(f"{p.id:>4}  {p.name[:24]:<24} {p.language:<4} {p.tags:>6} {p.questions:>9} {p.answers:>8}  "
-                     f"{tokens:<21} {p.question_model.model} / {p.answer_model.model}")
+                     f"{tokens:<21} {cost_text(p.cost):>10}  {p.question_model.model} / {p.answer_model.model}")
     return lines
 
 
 def show_projects(db_path: Path, as_json: bool) -> None:
     with existing_database(db_path) as queue:
-        projects = queue.store.list_projects()
+        projects = [with_project_prices(p, os.environ) for p in queue.store.list_projects()]
     if as_json:
         print(json.dumps([p.model_dump() for p in projects], indent=2))
     else:
@@ -72,9 +80,9 @@ def show_progress(db_path: Path, job_id: int | None, as_json: bool) -> None:
     with existing_database(db_path) as queue:
         if job_id is None:
             ids = [job["id"] for job in queue.list_jobs()][-RECENT_JOBS:]
-            reports = [stored_job_progress(queue, job) for job in ids]
+            reports = [job_report(queue, job) for job in ids]
         else:
-            reports = [stored_job_progress(queue, known_job(queue, job_id))]
+            reports = [job_report(queue, known_job(queue, job_id))]
     if as_json:
         payload = [r.model_dump() for r in reports]
         print(json.dumps(payload if job_id is None else payload[0], indent=2))
@@ -92,11 +100,11 @@ def show_progress(db_path: Path, job_id: int | None, as_json: bool) -> None:
 def watch_progress(db_path: Path, job_id: int, view: ProgressView) -> JobProgress:
     """Follow a job that runs in another process (a server, or `distill`) until it ends."""
     with existing_database(db_path) as queue, view:
-        progress = stored_job_progress(queue, known_job(queue, job_id))
+        progress = job_report(queue, known_job(queue, job_id))
         view.update(progress, now=True)
         while progress.status not in TERMINAL_STATUSES:
             time.sleep(WATCH_SECONDS)  # another process does the work: polling the database is all we can do
-            progress = stored_job_progress(queue, job_id)
+            progress = job_report(queue, job_id)
             view.update(progress)
         view.update(progress, now=True)
     return progress

@@ -18,6 +18,12 @@ from treedistill.server.providers.base import (
     Provider,
     endpoint_label,
 )
+from treedistill.server.providers.batches import (
+    BatchAPI,
+    BatchEntry,
+    BatchOutcome,
+    BatchState,
+)
 from treedistill.server.providers.endpoints import (
     DEFAULT_KEY_ENV,
     ENDPOINTS_ENV,
@@ -28,11 +34,16 @@ from treedistill.server.providers.endpoints import (
 
 __all__ = [
     "ENDPOINTS_ENV",
+    "BatchAPI",
+    "BatchEntry",
+    "BatchOutcome",
+    "BatchState",
     "ChatMessage",
     "ChatRequest",
     "ChatResult",
     "EndpointCapabilities",
     "Provider",
+    "build_batch_api",
     "build_provider",
     "configured_endpoints",
     "describe_endpoint",
@@ -70,25 +81,50 @@ def build_provider(spec: ModelSpec, environ: Mapping[str, str],
     variable is unset or empty, except for OpenAI-compatible servers on this machine (Ollama, vLLM,
     llama.cpp), which get a placeholder key, as do endpoints configured as keyless.
     """
+    url, api_key, key_env = _credentials(spec, environ)
+    return _provider(spec, url, api_key, key_env, capabilities)
+
+
+def build_batch_api(spec: ModelSpec, environ: Mapping[str, str],
+                    capabilities: EndpointCapabilities | None = None) -> BatchAPI:
+    """Build the batch API client for `spec`'s endpoint; makes no request (`probe` makes one).
+
+    The same endpoint and key rules as `build_provider` (and the same errors); `capabilities` shapes
+    the entries' request bodies as it shapes online requests.
+    """
+    url, api_key, key_env = _credentials(spec, environ)
+    provider = _provider(spec, url, api_key, key_env, capabilities)
+    if spec.provider == "anthropic":
+        from treedistill.server.providers.anthropic_batches import AnthropicMessagesBatchAPI as batch_class
+    else:
+        from treedistill.server.providers.openai_batches import OpenAIBatchAPI as batch_class
+    return batch_class(provider, key_env=key_env, secret=api_key)
+
+
+def _credentials(spec: ModelSpec, environ: Mapping[str, str]) -> tuple[str, str, str]:
+    """(base URL, key, key variable for messages) that `spec` may use; see `build_provider` for the rules."""
     endpoint = resolve_endpoint(spec, environ)
     key_env = endpoint.key_env
     if key_env is None:
+        return endpoint.url, _LOCAL_PLACEHOLDER_KEY, "(no key)"
+    api_key = environ.get(key_env, "")
+    if api_key != api_key.strip():
+        # SDKs put the key in a header: a newline there fails every call with a confusing error.
+        raise InvalidInput(
+            f"{key_env} has leading/trailing whitespace (often a newline from $(cat keyfile)); strip it, "
+            f"e.g. {key_env}=\"$(tr -d '[:space:]' < keyfile)\", and restart the server."
+        )
+    if not api_key:
+        if spec.provider != "openai" or urlsplit(endpoint.url).hostname not in _LOCAL_HOSTS:
+            raise MissingAPIKey(key_env, spec.provider)
         api_key = _LOCAL_PLACEHOLDER_KEY
-    else:
-        api_key = environ.get(key_env, "")
-        if api_key != api_key.strip():
-            # SDKs put the key in a header: a newline there fails every call with a confusing error.
-            raise InvalidInput(
-                f"{key_env} has leading/trailing whitespace (often a newline from $(cat keyfile)); strip it, "
-                f"e.g. {key_env}=\"$(tr -d '[:space:]' < keyfile)\", and restart the server."
-            )
-        if not api_key:
-            if spec.provider != "openai" or urlsplit(endpoint.url).hostname not in _LOCAL_HOSTS:
-                raise MissingAPIKey(key_env, spec.provider)
-            api_key = _LOCAL_PLACEHOLDER_KEY
+    return endpoint.url, api_key, key_env
+
+
+def _provider(spec: ModelSpec, url: str, api_key: str, key_env: str,
+              capabilities: EndpointCapabilities | None) -> Provider:
     if spec.provider == "anthropic":
         from treedistill.server.providers.anthropic_messages import AnthropicMessagesProvider as provider_class
     else:
         from treedistill.server.providers.openai_chat import OpenAIChatProvider as provider_class
-    return provider_class(spec, api_key=api_key, base_url=endpoint.url, key_env=key_env or "(no key)",
-                          capabilities=capabilities)
+    return provider_class(spec, api_key=api_key, base_url=url, key_env=key_env, capabilities=capabilities)

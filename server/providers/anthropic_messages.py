@@ -14,6 +14,7 @@ from treedistill.server.providers.base import (
     ChatRequest,
     ChatResult,
     EndpointCapabilities,
+    RateLimitInfo,
     ReasoningSource,
     anthropic_rate_limits,
     endpoint_label,
@@ -64,6 +65,17 @@ class AnthropicMessagesProvider:
             raise self._broken("no message") from exc
         finally:
             await manager.__aexit__(None, None, None)
+        return self.result_from_message(message, forced_tool=request.json_output and request.json_schema is not None,
+                                        limits=limits)
+
+    def result_from_message(self, message: Any, *, forced_tool: bool | None = None,
+                            limits: RateLimitInfo | None = None) -> ChatResult:
+        """The ChatResult of a final `Message` (streamed online, or a batch entry's result).
+
+        `forced_tool`: the request forced the reply tool, so its input is the content (None: tell from the
+        message, for a batch result whose request is not at hand). Raises RequestRejected for a refusal and
+        TransientProviderError for a message without a stop reason.
+        """
         if message.stop_reason is None:
             raise self._broken("no stop reason")
         if message.stop_reason == "refusal":
@@ -71,9 +83,11 @@ class AnthropicMessagesProvider:
         thinking = [block.thinking for block in message.content if block.type == "thinking"]
         reasoning: str | None = "\n\n".join(thinking).strip() or None
         source: ReasoningSource | None = "thinking_blocks" if reasoning else None
-        if request.json_output and request.json_schema is not None:
+        calls = [block.input for block in message.content if block.type == "tool_use" and block.name == TOOL_NAME]
+        if forced_tool is None:
+            forced_tool = bool(calls)
+        if forced_tool:
             # The forced tool's input is the JSON; a reply without the tool call is no JSON at all.
-            calls = [block.input for block in message.content if block.type == "tool_use"]
             content = json.dumps(calls[0], ensure_ascii=False) if calls else ""
         else:
             text = "".join(block.text for block in message.content if block.type == "text")
@@ -95,7 +109,25 @@ class AnthropicMessagesProvider:
     async def aclose(self) -> None:
         await self._client.close()
 
+    @property
+    def client(self) -> anthropic.AsyncAnthropic:
+        """The SDK client (no retries of its own), shared with the batch API of the same endpoint."""
+        return self._client
+
+    @property
+    def endpoint(self) -> str:
+        """'provider model at url', for messages (never the key)."""
+        return self._endpoint
+
+    def translate(self, exc: anthropic.APIError) -> Exception:
+        """Our ProviderError for an SDK error of a call to this endpoint (the key scrubbed)."""
+        return self._translate(exc)
+
     def _call_arguments(self, request: ChatRequest) -> dict[str, Any]:
+        return {**self.request_body(request), "timeout": self._spec.timeout}  # seconds without a byte of the stream
+
+    def request_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The Messages API parameters of `request` (a batch entry's `params`; streaming is the caller's choice)."""
         spec = self._spec
         forced_tool = request.json_output and request.json_schema is not None
         # The API refuses extended thinking together with a forced tool; JSON lists need no thinking.
@@ -114,7 +146,6 @@ class AnthropicMessagesProvider:
                 for message in request.messages
                 if message.role != "system"
             ],
-            "timeout": spec.timeout,  # seconds without a byte of the stream
         }
         system = "\n\n".join(message.content for message in request.messages if message.role == "system")
         if system:

@@ -230,7 +230,7 @@ def translate_sdk_error(
     """
     if isinstance(exc, sdk.APIStatusError):
         return error_for_status(
-            exc.status_code, exc.response.headers, _api_message(exc.body),
+            exc.status_code, exc.response.headers, api_message(exc.body),
             endpoint=endpoint, key_env=key_env, secret=secret, read_limits=read_limits,
         )
     if isinstance(exc, sdk.APITimeoutError):  # a subclass of APIConnectionError: test it first
@@ -240,7 +240,7 @@ def translate_sdk_error(
     return TransientProviderError(f"{endpoint} sent an unreadable response")
 
 
-def _api_message(body: object) -> str | None:
+def api_message(body: object) -> str | None:
     """The API's own error message: OpenAI's SDK keeps the `error` object, Anthropic's the whole body."""
     if not isinstance(body, dict):
         return body if isinstance(body, str) else None

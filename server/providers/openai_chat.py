@@ -13,6 +13,7 @@ from treedistill.server.providers.base import (
     ChatRequest,
     ChatResult,
     EndpointCapabilities,
+    RateLimitInfo,
     ReasoningSource,
     endpoint_label,
     openai_rate_limits,
@@ -74,6 +75,20 @@ class OpenAIChatProvider:
     async def aclose(self) -> None:
         await self._client.close()
 
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """The SDK client (no retries of its own), shared with the batch API of the same endpoint."""
+        return self._client
+
+    @property
+    def endpoint(self) -> str:
+        """'provider model at url', for messages (never the key)."""
+        return self._endpoint
+
+    def translate(self, exc: openai.APIError) -> Exception:
+        """Our ProviderError for an SDK error of a call to this endpoint (the key scrubbed)."""
+        return self._translate(exc)
+
     def json_form(self, request: ChatRequest) -> str:
         """The structured-output form this request is sent with: forced by json_mode, else learned."""
         mode = getattr(self._spec, "json_mode", "auto")
@@ -82,16 +97,27 @@ class OpenAIChatProvider:
             form = "json_object" if self._schemaless_json else "prompt"
         return form
 
+    def request_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The JSON body of `request`, not streamed (a batch entry's body), shaped by what was learned."""
+        return {**self._fields(request), **(self._spec.extra_body or {})}
+
     def _call_arguments(self, request: ChatRequest) -> dict[str, Any]:
+        arguments = self._fields(request)
+        # Streamed so long reasoning never meets an idle timeout; usage comes in the last chunk.
+        arguments["stream"] = True
+        if self._usage_chunk:
+            arguments["stream_options"] = {"include_usage": True}
+        if self._spec.extra_body:
+            arguments["extra_body"] = self._spec.extra_body
+        return arguments
+
+    def _fields(self, request: ChatRequest) -> dict[str, Any]:
+        """The request's fields that are `chat.completions.create` arguments (neither streaming nor extra_body)."""
         spec, capabilities = self._spec, self.capabilities
         arguments: dict[str, Any] = {
             "model": spec.model,
             "messages": [message.model_dump() for message in request.messages],
-            # Streamed so long reasoning never meets an idle timeout; usage comes in the last chunk.
-            "stream": True,
         }
-        if self._usage_chunk:
-            arguments["stream_options"] = {"include_usage": True}
         if spec.temperature is not None and capabilities.sends_temperature is not False:
             arguments["temperature"] = spec.temperature
         max_tokens = request.max_tokens or spec.max_tokens
@@ -104,8 +130,6 @@ class OpenAIChatProvider:
             response_format = _response_format(self.json_form(request), request.json_schema)
             if response_format is not None:
                 arguments["response_format"] = response_format
-        if spec.extra_body:
-            arguments["extra_body"] = spec.extra_body
         return arguments
 
     def _adapt(self, exc: openai.APIStatusError, arguments: dict[str, Any], request: ChatRequest) -> bool:
@@ -190,40 +214,66 @@ class OpenAIChatProvider:
             raise TransientProviderError(
                 f"{self._endpoint} ended its streamed reply without a finish reason; nothing of it was kept"
             )
-        if finish_reason == "content_filter":
-            raise RequestRejected(f"{self._endpoint} withheld its reply to this request (content filter)")
-        tag_reasoning, answer = split_think("".join(content))
-        reasoning: str | None = None
-        source: ReasoningSource | None = None
-        for field in _REASONING_FIELDS:
-            text = "".join(field_parts[field]).strip()
-            if text:
-                reasoning, source = text, field
-                break
-        if reasoning is None and tag_reasoning is not None:
-            reasoning, source = tag_reasoning, "think_tags"
         if usage is not None:
-            input_tokens, output_tokens = usage.prompt_tokens or 0, usage.completion_tokens or 0
+            tokens = (usage.prompt_tokens or 0, usage.completion_tokens or 0)
         else:
-            input_tokens = sum(len(message.content) for message in request.messages) // 4 + 1
-            output_tokens = pieces
-        return ChatResult(
-            content=answer,
-            reasoning=reasoning,
-            reasoning_source=source,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            finish_reason=finish_reason,
-            truncated=finish_reason == "length",
-            model=model or self._spec.model,
-            rate_limits=limits,
-        )
+            tokens = (sum(len(message.content) for message in request.messages) // 4 + 1, pieces)
+        fields = {field: "".join(parts) for field, parts in field_parts.items()}
+        return _chat_result("".join(content), fields, finish_reason, tokens, model or self._spec.model,
+                            self._endpoint, limits)
+
+    def result_from_body(self, body: dict[str, Any]) -> ChatResult:
+        """The ChatResult of a non-streamed `chat.completion` body (a batch entry's response).
+
+        Raises RequestRejected for a content-filtered reply and TransientProviderError for a body
+        without a choice or finish reason, as `complete` does for a streamed one.
+        """
+        choices = [choice for choice in body.get("choices") or [] if choice.get("index", 0) == 0]
+        if not choices:
+            raise TransientProviderError(f"{self._endpoint} returned no choices")
+        finish_reason = choices[0].get("finish_reason")
+        if not finish_reason:
+            raise TransientProviderError(f"{self._endpoint} answered without a finish reason; nothing of it was kept")
+        message = choices[0].get("message") or {}
+        fields = {field: value for field in _REASONING_FIELDS if isinstance(value := message.get(field), str)}
+        usage = body.get("usage") or {}
+        tokens = (usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+        return _chat_result(message.get("content") or "", fields, finish_reason, tokens,
+                            body.get("model") or self._spec.model, self._endpoint, None)
 
     def _translate(self, exc: openai.APIError) -> Exception:
         return translate_sdk_error(
             exc, openai, endpoint=self._endpoint, key_env=self._key_env, secret=self._client.api_key,
             timeout=self._spec.timeout, read_limits=openai_rate_limits,
         )
+
+
+def _chat_result(content: str, fields: dict[str, str], finish_reason: str, tokens: tuple[int, int], model: str,
+                 endpoint: str, limits: RateLimitInfo | None) -> ChatResult:
+    """A reply's ChatResult: reasoning from the first non-blank reasoning field, else from `<think>` tags."""
+    if finish_reason == "content_filter":
+        raise RequestRejected(f"{endpoint} withheld its reply to this request (content filter)")
+    tag_reasoning, answer = split_think(content)
+    reasoning: str | None = None
+    source: ReasoningSource | None = None
+    for field in _REASONING_FIELDS:
+        text = fields.get(field, "").strip()
+        if text:
+            reasoning, source = text, field
+            break
+    if reasoning is None and tag_reasoning is not None:
+        reasoning, source = tag_reasoning, "think_tags"
+    return ChatResult(
+        content=answer,
+        reasoning=reasoning,
+        reasoning_source=source,
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        finish_reason=finish_reason,
+        truncated=finish_reason == "length",
+        model=model,
+        rate_limits=limits,
+    )
 
 
 def _response_format(form: str, schema: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -7,10 +7,19 @@ import logging
 import time
 from collections.abc import Mapping
 
-from treedistill.server.errors import JobStopped, RateLimited, TruncatedOutput
+from treedistill.server.errors import (
+    Batched,
+    JobStopped,
+    RateLimited,
+    RequestRejected,
+    TransientProviderError,
+    TruncatedOutput,
+)
 from treedistill.server.models import ModelSpec
-from treedistill.server.providers import build_provider, describe_endpoint, resolve_base_url
+from treedistill.server.pricing import call_cost
+from treedistill.server.providers import BatchAPI, build_batch_api, build_provider, describe_endpoint, resolve_base_url
 from treedistill.server.providers.base import ChatRequest, ChatResult, EndpointCapabilities, Provider
+from treedistill.server.store.batches import BatchStore
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.rate_gate import RateGate
 from treedistill.server.store.pacing import EndpointPacing
@@ -30,7 +39,9 @@ class LLMCaller:
         self.environ = environ
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
+        self.batches = BatchStore(queue.store, queue)
         self._providers: dict[str, Provider] = {}
+        self._batch_apis: dict[str, BatchAPI] = {}
         self._capabilities: dict[str, EndpointCapabilities] = {}
         self._gates: dict[tuple[str, str], RateGate] = {}
         self.calls_made = 0
@@ -42,6 +53,23 @@ class LLMCaller:
         if key not in self._providers:
             self._providers[key] = build_provider(spec, self.environ, self._capabilities_of(spec))
         return self._providers[key]
+
+    def batch_api(self, spec: ModelSpec) -> BatchAPI:
+        """The (shared) batch API client for a model spec's endpoint; raises MissingAPIKey like `provider`."""
+        key = spec.model_dump_json()
+        if key not in self._batch_apis:
+            self._batch_apis[key] = build_batch_api(spec, self.environ, self._capabilities_of(spec))
+        return self._batch_apis[key]
+
+    def by_batch(self, item: WorkItem) -> bool:
+        """Whether the item's calls go through the endpoint's batch API: a job's answers when the job was started
+        with batch=true (its tag and question calls too with batch_all), or an item queued to go by batch."""
+        if item.batch:
+            return True
+        if item.job_id is None:
+            return False
+        params = self.queue.get_job(item.job_id)["params"]
+        return bool(params.get("batch")) and (item.kind == "answer" or bool(params.get("batch_all")))
 
     def _capabilities_key(self, spec: ModelSpec) -> str:
         # Per model too: an endpoint's models differ in the JSON forms and token parameters they accept.
@@ -72,13 +100,19 @@ class LLMCaller:
 
         A reply cut off at max_tokens is never returned: when neither the spec nor the request set a budget,
         it is asked again once with twice the tokens it used; otherwise (or cut again) TruncatedOutput.
-        Raises JobStopped, before paying, when the item's job is no longer running.
+        Raises JobStopped, before paying, when the item's job is no longer running. For an item whose calls go
+        by batch (`by_batch`), a call not answered yet is queued for the next batch and Batched is raised.
         """
         key = hashlib.sha256(
             f"{item.id}\n{spec.model_dump_json()}\n{request.model_dump_json()}".encode()
         ).hexdigest()
         cached = self.queue.cached_response(key)
-        result = ChatResult.model_validate(cached) if cached is not None else await self._pay(item, spec, request, key)
+        if cached is not None:
+            result = ChatResult.model_validate(cached)
+        elif self.by_batch(item):
+            result = await self._from_batch(item, spec, request, key)
+        else:
+            result = await self._pay(item, spec, request, key)
         if not result.truncated:
             return result
         if request.max_tokens is None and spec.max_tokens is None:
@@ -89,6 +123,25 @@ class LLMCaller:
             f"the reply was cut off at max_tokens ({budget} output tokens) and was not stored; raise max_tokens in "
             "the model spec (update_project) and retry"
         )
+
+    async def _from_batch(self, item: WorkItem, spec: ModelSpec, request: ChatRequest, key: str) -> ChatResult:
+        """Queue the call for a batch (raising Batched), or act on what its batch said when it brought no reply:
+        a refused request fails the item; an error or expiry is retried, by the next batch or, when the job allows
+        it (batch_fallback_online), online; a cancelled request simply goes in the next batch."""
+        outcome = self.batches.take_outcome(item.id)
+        if outcome is not None and outcome[0] != "cancelled":
+            kind, error = outcome
+            message = f"the batch {_BATCH_WORDS.get(kind, 'failed')} this request: {error}"
+            if kind == "rejected":
+                raise RequestRejected(message)
+            if item.job_id is not None and self.queue.get_job(item.job_id)["params"].get("batch_fallback_online"):
+                log.info("work item %s: %s; asking online instead", item.id, message)
+                return await self._pay(item, spec, request, key)
+            raise TransientProviderError(message)
+        if item.job_id is not None and self.queue.job_status(item.job_id) != "running":
+            raise JobStopped(f"job {item.job_id} is no longer running")
+        self.batches.enqueue(item, key, spec.model_dump_json(), request.model_dump_json())
+        raise Batched(item.id)
 
     async def _pay(self, item: WorkItem, spec: ModelSpec, request: ChatRequest, key: str) -> ChatResult:
         """Make the call; its reply is cached and its usage counted in one transaction the moment it arrives."""
@@ -117,7 +170,8 @@ class LLMCaller:
         self.calls_made += 1
         self.seconds_in_calls += time.perf_counter() - started
         gate.observe(result.rate_limits, result.input_tokens + result.output_tokens, expected_tokens)
-        cost = spec.cost(result.input_tokens, result.output_tokens)
+        cost = call_cost(spec, result.input_tokens, result.output_tokens,
+                         base_url=resolve_base_url(spec, self.environ))
         store = self.queue.store
         with store.transaction():
             self.queue.cache_response(key, item.id, result.model_dump())
@@ -128,6 +182,10 @@ class LLMCaller:
         return result
 
     async def aclose(self) -> None:
-        for provider in self._providers.values():
-            await provider.aclose()
+        for client in [*self._providers.values(), *self._batch_apis.values()]:
+            await client.aclose()
         self._providers.clear()
+        self._batch_apis.clear()
+
+
+_BATCH_WORDS = {"rejected": "refused", "transient": "could not answer", "expired": "expired before answering"}

@@ -13,6 +13,8 @@ class Plan:
     questions: int = 0
     answers: int = 0
     calls: int = 0
+    tag_calls: int = 0  # of the calls, tag expansions (inner tags) and question extractions (leaf tags)
+    question_calls: int = 0
     items: list[dict] = field(default_factory=list)
 
 
@@ -23,7 +25,10 @@ def _new_subtree(plan: Plan, depth: int, missing: int, levels: int, per_level: i
     for level in range(depth, levels + 1):
         plan.tags += width
         plan.calls += width  # each new tag is expanded (inner) or asked for questions (leaf)
-        if level == levels:
+        if level < levels:
+            plan.tag_calls += width
+        else:
+            plan.question_calls += width
             plan.questions += width * per_tag
             plan.answers += width * per_tag if answer else 0
             plan.calls += width * per_tag if answer else 0
@@ -61,12 +66,14 @@ def plan_top_up(store: Store, project_id: int, levels: int, tags_per_level: int,
             if missing > 0:
                 plan.items.append({"kind": "tags", "tag_id": tag_id, "target": tags_per_level})
                 plan.calls += 1
+                plan.tag_calls += 1
                 _new_subtree(plan, depth + 1, missing, levels, tags_per_level, questions_per_tag, answer)
         else:
             missing = questions_per_tag - question_counts.get(tag_id, 0)
             if missing > 0:
                 plan.items.append({"kind": "questions", "tag_id": tag_id, "target": questions_per_tag})
                 plan.calls += 1 + (missing if answer else 0)
+                plan.question_calls += 1
                 plan.questions += missing
                 plan.answers += missing if answer else 0
     if answer:

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from treedistill.server.errors import (
+    Batched,
     FatalProviderError,
     InvalidInput,
     JobStopped,
@@ -35,6 +36,7 @@ from treedistill.server.errors import (
     RateLimited,
     TreedistillError,
 )
+from treedistill.server.scheduling.batching import DEFAULT_POLL_SECONDS, BatchRunner
 from treedistill.server.scheduling.planner import unmade_work
 from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
 from treedistill.server.store.queue import WorkItem
@@ -49,7 +51,8 @@ POLL_SECONDS = 1.0  # how often an idle lane looks for work other processes queu
 
 class Scheduler:
     def __init__(self, ctx: WorkContext, workers: WorkerRegistry, *, max_attempts: int = 6,
-                 retry_base_delay: float = 1.0, max_retry_delay: float = 60.0):
+                 retry_base_delay: float = 1.0, max_retry_delay: float = 60.0,
+                 batch_poll_seconds: float = DEFAULT_POLL_SECONDS):
         self.ctx = ctx
         self.workers = workers
         self.max_attempts = max_attempts
@@ -64,6 +67,7 @@ class Scheduler:
         self._errors: dict[int, TreedistillError] = {}  # why an item failed, for the manual call waiting on it
         self._tasks: set[asyncio.Task] = set()
         self._job_changed: dict[int, asyncio.Event] = {}
+        self.batches = BatchRunner(ctx.queue, ctx.caller, workers, self.notify, batch_poll_seconds)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -74,6 +78,7 @@ class Scheduler:
         log.info("worker %s (%s) joined the database", self.workers.id, self.workers.role)
         requeued = self._look_around()
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+        self.batches.start()
         return requeued
 
     async def close(self) -> None:
@@ -82,6 +87,7 @@ class Scheduler:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.batches.close()
         self._lanes.clear()
         self.workers.unregister()
 
@@ -216,6 +222,9 @@ class Scheduler:
             result = await execute(self.ctx, item)
         except JobStopped:
             self.ctx.queue.park(item.id)
+            return
+        except Batched:  # the item waits for its batch, holding no slot
+            self.batches.wake()
             return
         except TreedistillError as exc:
             retry = self._retry(exc, item)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from treedistill.server.models import CuratedAnswer, ModelSpec
 from treedistill.server.store.catalog import SUBTREE, Store, now_iso, open_reader
 
-OPEN = "('pending', 'running')"
+OPEN = "('pending', 'running', 'batched')"
 EXPORT_CHUNK = 500
 EXPORT_COLUMNS = (
     "SELECT q.id AS question_id, q.tag_id, t.path AS tag_path, q.text AS question, q.created_at AS question_created_at,"

@@ -217,7 +217,57 @@ def m004_many_processes() -> str:
 
 
 @migration
-def m005_review_indexes() -> str:
+def m005_batches() -> str:
+    # Calls that go through a provider's batch API. An item whose call waits for a batch is 'batched' (it holds
+    # no concurrency slot). Its request waits in batch_requests until a submission takes it; the submission is
+    # recorded (with a label sent to the provider) before the provider is asked, and its batch id right after,
+    # so a restart finds every batch already paid for and never submits its requests again.
+    return """
+        ALTER TABLE work_items ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE batch_submissions (
+            id INTEGER PRIMARY KEY,
+            label TEXT NOT NULL UNIQUE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            job_id INTEGER REFERENCES jobs(id) ON DELETE CASCADE,
+            spec TEXT NOT NULL,
+            worker_id TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'submitting',
+            batch_id TEXT,
+            provider_status TEXT,
+            requests INTEGER NOT NULL,
+            succeeded INTEGER NOT NULL DEFAULT 0,
+            errored INTEGER NOT NULL DEFAULT 0,
+            expired INTEGER NOT NULL DEFAULT 0,
+            cancelled INTEGER NOT NULL DEFAULT 0,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            cost REAL,
+            created_at REAL NOT NULL,
+            submitted_at REAL,
+            ended_at REAL
+        );
+        CREATE INDEX batch_submissions_open ON batch_submissions(state) WHERE state != 'ended';
+        CREATE INDEX batch_submissions_job ON batch_submissions(job_id);
+        CREATE TABLE batch_requests (
+            item_id INTEGER PRIMARY KEY REFERENCES work_items(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL,
+            job_id INTEGER,
+            custom_id TEXT NOT NULL,
+            cache_key TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            request TEXT NOT NULL,
+            queued_at REAL NOT NULL,
+            submission_id INTEGER REFERENCES batch_submissions(id) ON DELETE SET NULL,
+            outcome TEXT,
+            error TEXT
+        );
+        CREATE INDEX batch_requests_waiting ON batch_requests(project_id, queued_at) WHERE submission_id IS NULL;
+        CREATE INDEX batch_requests_submission ON batch_requests(submission_id, custom_id);
+        CREATE INDEX batch_requests_job ON batch_requests(job_id);
+    """
+
+
+@migration
+def m006_review_indexes() -> str:
     # The review app pages through one project's questions in id order: without questions_project a page of a
     # project in a database with several projects scans every question. Its filters and counts read an answer's
     # review state from answers_review (covering), never the answer's row, whose kilobytes of text come first.

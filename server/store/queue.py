@@ -38,6 +38,8 @@ class WorkItem(BaseModel):
     lease_owner: str | None = None
     not_before: float | None = None
     model: str | None = None
+    batch: bool = False
+    """Its calls go through the endpoint's batch API (a judge item of score_answers(batch=true))."""
 
 
 class WorkQueue:
@@ -57,15 +59,15 @@ class WorkQueue:
 
     def add_item(self, project_id: int, kind: str, *, job_id: int | None = None, tag_id: int | None = None,
                  question_id: int | None = None, target: int = 0, regenerate: bool = False,
-                 requested: int | None = None, model: ModelSpec | None = None) -> int:
-        """Queue one item (`model`: a spec to use instead of the project's); call inside a transaction when it
-        must land with other writes."""
+                 requested: int | None = None, model: ModelSpec | None = None, batch: bool = False) -> int:
+        """Queue one item (`model`: a spec to use instead of the project's; `batch`: its calls go by batch); call
+        inside a transaction when it must land with other writes."""
         priority = PRIORITY["manual" if job_id is None else kind]
         cursor = self.db.execute(
             "INSERT INTO work_items (project_id, job_id, kind, tag_id, question_id, target, regenerate, priority,"
-            " updated_at, requested, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " updated_at, requested, model, batch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (project_id, job_id, kind, tag_id, question_id, target, int(regenerate), priority, time.time(),
-             requested, None if model is None else model.model_dump_json(exclude_none=True)),
+             requested, None if model is None else model.model_dump_json(exclude_none=True), int(batch)),
         )
         return cursor.lastrowid
 
@@ -119,7 +121,7 @@ class WorkQueue:
         row = self.store.row(
             "SELECT * FROM work_items WHERE project_id = ? AND job_id IS NULL AND kind = ? AND tag_id IS ?"
             " AND question_id IS ? AND requested IS ? AND regenerate = 0"
-            " AND (status IN ('pending', 'running') OR (status = 'done' AND delivered = 0))"
+            " AND (status IN ('pending', 'running', 'batched') OR (status = 'done' AND delivered = 0))"
             " ORDER BY id DESC LIMIT 1",
             (project_id, kind, tag_id, question_id, requested),
         )
@@ -253,20 +255,28 @@ class WorkQueue:
         self.db.execute(f"UPDATE jobs SET {sets} WHERE id = :job_id", {**present, "job_id": job_id})
 
     def job_open_kinds(self, job_id: int) -> set[str]:
-        """The kinds of which the job still has queued or running items (index seeks, not a count)."""
+        """The kinds of which the job still has queued, running or batched items (index seeks, not a count)."""
         return {kind for kind in PRIORITY if kind != "manual" and self.db.execute(
-            "SELECT 1 FROM work_items WHERE job_id = ? AND status IN ('pending', 'running') AND kind = ? LIMIT 1",
+            "SELECT 1 FROM work_items WHERE job_id = ? AND status IN ('pending', 'running', 'batched') AND kind = ?"
+            " LIMIT 1",
             (job_id, kind)).fetchone()}
 
     def job_has_open_items(self, job_id: int) -> bool:
         return self.db.execute(
-            "SELECT 1 FROM work_items WHERE job_id = ? AND status IN ('pending', 'running') LIMIT 1", (job_id,)
+            "SELECT 1 FROM work_items WHERE job_id = ? AND status IN ('pending', 'running', 'batched') LIMIT 1",
+            (job_id,)
         ).fetchone() is not None
+
+    def has_runnable_items(self, project_id: int, job_id: int | None) -> bool:
+        """Whether the job (or, for None, the project's manual work) has items queued or running."""
+        return self.db.execute(
+            "SELECT 1 FROM work_items WHERE project_id = ? AND job_id IS ? AND status IN ('pending', 'running')"
+            " LIMIT 1", (project_id, job_id)).fetchone() is not None
 
     def recent_errors(self, job_id: int, limit: int = 5) -> list[str]:
         rows = self.db.execute(
             "SELECT kind, COALESCE(tag_id, question_id), error FROM work_items WHERE job_id = ? AND error IS NOT NULL"
-            " AND status IN ('failed', 'pending', 'running') ORDER BY updated_at DESC LIMIT ?",
+            " AND status IN ('failed', 'pending', 'running', 'batched') ORDER BY updated_at DESC LIMIT ?",
             (job_id, limit),
         ).fetchall()
         return [f"{kind} {'of the topic root' if target is None else f'#{target}'}: {error}"

@@ -47,3 +47,6 @@ class ScoreReport(BaseModel):
     distribution: dict[str, int] = Field(..., description="Answers per score (1-10) in the scope, all calls")
     mean_score: float | None
     unscored: int = Field(..., description="Answers in the scope still without a score; call again to continue")
+    queued_by_batch: int = Field(0, description=(
+        "Answers sent to the judge through the endpoint's batch API by this call: scored when their batch ends "
+        "(minutes to hours); call score_answers again later to see them"))

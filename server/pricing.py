@@ -1,0 +1,162 @@
+"""Prices per model and the cost of a call: the model spec's own prices, else the genai-prices library.
+
+Looked up once per (spec, endpoint) and cached; genai-prices (a 1.6 MB price table) is imported on the first
+lookup, never at server start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+from treedistill.server.models import JobProgress, ModelSpec, Project, ProjectSummary
+from treedistill.server.providers.endpoints import DEFAULT_BASE_URL, resolve_base_url
+
+PriceSource = Literal["spec", "genai-prices", "unknown"]
+Report = TypeVar("Report", JobProgress, ProjectSummary)
+BATCH_DISCOUNT = 0.5  # OpenAI's Batch API and Anthropic's Message Batches: half the online price
+_OFFICIAL_HOSTS = {"api.openai.com": "openai", "api.anthropic.com": "anthropic"}
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens, online and by batch; None where unknown."""
+
+    input_per_mtok: float | None
+    output_per_mtok: float | None
+    batch_input_per_mtok: float | None
+    batch_output_per_mtok: float | None
+    source: PriceSource
+    note: str | None = None  # how the price was found, when that is worth knowing (a name-only match...)
+
+    @property
+    def known(self) -> bool:
+        return self.source != "unknown"
+
+
+UNKNOWN = Price(None, None, None, None, "unknown")
+
+
+def price_of(spec: ModelSpec, base_url: str | None = None) -> Price:
+    """The spec's prices (its own win), else genai-prices' for its provider and model name, else UNKNOWN.
+
+    `base_url` is the endpoint the spec resolves to (default: the spec's own or its provider's default); an
+    OpenAI-compatible endpoint genai-prices does not know (a local server) is priced by model name alone,
+    with a note saying so.
+    """
+    return _cached_price(spec.provider, spec.model, (base_url or spec.base_url or DEFAULT_BASE_URL[spec.provider]),
+                         spec.input_price_per_mtok, spec.output_price_per_mtok)
+
+
+def call_cost(spec: ModelSpec, input_tokens: int, output_tokens: int, *, batch: bool = False,
+              base_url: str | None = None) -> float | None:
+    """USD for one call's usage (at batch prices when `batch`), or None when the model's price is unknown."""
+    price = price_of(spec, base_url)
+    if not price.known:
+        return None
+    rates = (price.batch_input_per_mtok, price.batch_output_per_mtok) if batch else (
+        price.input_per_mtok, price.output_per_mtok)
+    return (input_tokens * (rates[0] or 0) + output_tokens * (rates[1] or 0)) / 1_000_000
+
+
+@dataclass(frozen=True)
+class PriceStatus:
+    """Whether every model that a job or project pays for has a known price, and where the prices come from."""
+
+    cost_known: bool
+    price_source: str  # "spec", "genai-prices", "unknown", or e.g. "spec+genai-prices" when the models differ
+    notes: tuple[str, ...] = ()
+
+
+def price_status(specs: Iterable[ModelSpec], environ: Mapping[str, str]) -> PriceStatus:
+    """The combined price status of the models used (each resolved to its endpoint with `environ`)."""
+    prices = [price_of(spec, resolve_base_url(spec, environ)) for spec in specs]
+    sources = sorted({price.source for price in prices})
+    notes = tuple(dict.fromkeys(price.note for price in prices if price.note))
+    if "unknown" in sources:
+        return PriceStatus(False, "unknown", notes)
+    return PriceStatus(True, "+".join(sources) or "unknown", notes)
+
+
+def with_job_prices(progress: JobProgress, project: Project, environ: Mapping[str, str]) -> JobProgress:
+    """The job's report with cost_known and price_source; its cost is null while a model's price is unknown."""
+    specs = [project.question_model, *([project.answer_model] if progress.params.get("answer", True) else [])]
+    return _with_status(progress, specs, environ)
+
+
+def with_project_prices(summary: ProjectSummary, environ: Mapping[str, str]) -> ProjectSummary:
+    """The project's summary with cost_known and price_source (both of its models count)."""
+    return _with_status(summary, [summary.question_model, summary.answer_model], environ)
+
+
+def _with_status(report: Report, specs: list[ModelSpec], environ: Mapping[str, str]) -> Report:
+    status = price_status(specs, environ)
+    # A stored cost covers the priced calls only: with a price unknown it is no total, so none is shown.
+    cost = (report.cost or 0.0) if status.cost_known else None
+    return report.model_copy(update={"cost": cost, "cost_known": status.cost_known,
+                                     "price_source": status.price_source, "price_notes": list(status.notes)})
+
+
+@lru_cache(maxsize=256)
+def _cached_price(provider: str, model: str, base_url: str, input_price: float | None,
+                  output_price: float | None) -> Price:
+    if input_price is not None or output_price is not None:
+        # Typed prices say nothing of batches: half, as OpenAI, Anthropic and the compatible batch APIs charge.
+        return Price(input_price or 0.0, output_price or 0.0, (input_price or 0.0) * BATCH_DISCOUNT,
+                     (output_price or 0.0) * BATCH_DISCOUNT, "spec")
+    return _library_price(provider, model, base_url, _official_provider(base_url))
+
+
+def _official_provider(base_url: str) -> str | None:
+    return _OFFICIAL_HOSTS.get((urlsplit(base_url).hostname or "").lower())
+
+
+def _library_price(provider: str, model: str, base_url: str, official: str | None) -> Price:
+    from datetime import UTC, datetime
+
+    from genai_prices.data_snapshot import get_snapshot  # lazy: a large table, needed only once a price is wanted
+
+    snapshot = get_snapshot()
+    note = None
+    if provider == "anthropic" or official:
+        where = {"provider_id": official or "anthropic"}
+        if not official:
+            note = f"{model}: Anthropic's price, for an endpoint that is not api.anthropic.com ({base_url})"
+    else:
+        try:
+            snapshot.find_provider(None, None, base_url)
+            where = {"provider_api_url": base_url}
+        except LookupError:  # a local or unknown OpenAI-compatible server: try the model name anyway
+            where = {}
+            note = f"{model}: priced by model name only; {base_url} is not a provider genai-prices knows"
+    try:
+        found_provider, info = snapshot.find_provider_model(model, None, where.get("provider_id"),
+                                                            where.get("provider_api_url"))
+    except LookupError:
+        return UNKNOWN
+    now = datetime.now(tz=UTC)
+    online = info.get_prices(now)
+    stated_batch = any(variant.when.get("processing") == "batch" for variant in info.price_variants or ())
+    batch = info.get_prices(now, {"processing": "batch"}) if stated_batch else None
+    rates = [_per_mtok(online.input_mtok), _per_mtok(online.output_mtok)]
+    if None in rates:
+        return UNKNOWN
+    if batch is not None:
+        batch_rates = [_per_mtok(batch.input_mtok), _per_mtok(batch.output_mtok)]
+    else:
+        factor = BATCH_DISCOUNT if found_provider.id in ("openai", "anthropic") else 1.0
+        batch_rates = [rate * factor for rate in rates]
+    if note is not None:
+        note = f"{note} (matched {found_provider.id}/{info.id})"
+    return Price(rates[0], rates[1], batch_rates[0], batch_rates[1], "genai-prices", note)
+
+
+def _per_mtok(value: object) -> float | None:
+    """A genai-prices price as a float; a tiered price counts at its base tier (prompts here stay far below the
+    first threshold, 128k-200k tokens)."""
+    if value is None:
+        return None
+    return float(getattr(value, "base", value))

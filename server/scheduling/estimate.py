@@ -1,0 +1,117 @@
+"""What a plan is expected to cost, before any model is called.
+
+Input tokens: each kind's prompt is built with the real prompt builders (server/text/prompts) for a
+representative tag path and question, and counted as characters / 4 (+1 per call). Output tokens: this
+database's history for the same model when there is some (the mean of its latest answers; for tags and
+questions, the output tokens per character of what its latest finished jobs listed), else stated defaults.
+One call per planned item: re-asks and retries are not included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from treedistill.server.models import KindEstimate, ModelSpec, PlanEstimate, Project
+from treedistill.server.pricing import call_cost, price_of
+from treedistill.server.providers.endpoints import resolve_base_url
+from treedistill.server.scheduling.planner import Plan
+from treedistill.server.store.catalog import PATH_SEPARATOR, Store
+from treedistill.server.store.history import UsageHistory
+from treedistill.server.text import prompts
+
+CHARS_PER_TOKEN = 4
+DEFAULT_OUTPUT_PER_TAG = 10  # tokens per tag name listed (JSON quoting included)
+DEFAULT_OUTPUT_PER_QUESTION = 35  # tokens per question listed
+DEFAULT_OUTPUT_PER_ANSWER = 700  # tokens per answer, reasoning included
+DEFAULT_TAG_CHARS = 24  # characters of a tag name, when the database has none yet
+DEFAULT_QUESTION_CHARS = 120  # characters of a question, when the database has none yet
+INPUT_BASIS = ("the real prompt of each kind (server/text/prompts) for a representative tag path and question, "
+               "characters / 4 + 1 per call; JSON schemas, re-asks and retries not included")
+
+
+def estimate_plan(store: Store, project: Project, plan: Plan, params: dict[str, Any],
+                  environ: Mapping[str, str]) -> PlanEstimate:
+    """Expected calls, tokens and cost (online and by batch) per kind of call for `plan`, from no model call."""
+    history = UsageHistory(store)
+    tag_chars, question_chars = _text_lengths(history, project.id)
+    levels = params["levels"]
+    lang = project.language
+    name = "x" * round(tag_chars)
+
+    def path(depth: int) -> str:
+        return PATH_SEPARATOR.join([project.topic, *[name] * depth])
+
+    tag_prompt = prompts.tags_prompt(lang, path(min(1, levels - 1)), params["tags_per_level"], [])
+    question_prompt = prompts.questions_prompt(lang, path(levels), params["questions_per_tag"], [])
+    answer_messages = [prompts.answer_system(lang, path(levels)), "x" * round(question_chars)]
+
+    per_char = history.list_output_per_char(project.question_model.model)
+    if per_char is not None:
+        list_basis = (f"history: {per_char.value:.3f} output tokens per character listed, over the latest "
+                      f"{per_char.samples} finished job(s) of {project.question_model.model} on this database")
+        per_tag, per_question = per_char.value * tag_chars, per_char.value * question_chars
+    else:
+        list_basis = (f"default: {DEFAULT_OUTPUT_PER_TAG} tokens per tag, {DEFAULT_OUTPUT_PER_QUESTION} per "
+                      "question (no finished job of this model on this database)")
+        per_tag, per_question = DEFAULT_OUTPUT_PER_TAG, DEFAULT_OUTPUT_PER_QUESTION
+    answered = history.answer_output(project.answer_model.model)
+    if answered is not None:
+        answer_basis = (f"history: mean of the latest {answered.samples} answer(s) of "
+                        f"{project.answer_model.model} on this database")
+        per_answer = answered.value
+    else:
+        answer_basis = f"default: {DEFAULT_OUTPUT_PER_ANSWER} tokens per answer (no answer of this model yet)"
+        per_answer = DEFAULT_OUTPUT_PER_ANSWER
+    answer_calls = plan.calls - plan.tag_calls - plan.question_calls
+    kinds = {  # every new tag is listed by a tag expansion, every new question by a question extraction
+        "tags": _kind(project.question_model, environ, plan.tag_calls, tokens(tag_prompt),
+                      round(per_tag * plan.tags), list_basis),
+        "questions": _kind(project.question_model, environ, plan.question_calls, tokens(question_prompt),
+                           round(per_question * plan.questions), list_basis),
+        "answers": _kind(project.answer_model, environ, answer_calls, tokens(*answer_messages),
+                         round(per_answer * answer_calls), answer_basis),
+    }
+    online = _total(kind.cost_online for kind in kinds.values())
+    batch = _total(kind.cost_batch for kind in kinds.values())
+    # A batch job sends its answers by batch, and its tag and question calls too with batch_all.
+    by_batch = {"answers"} | ({"tags", "questions"} if params.get("batch_all") else set())
+    as_asked = _total((kind.cost_batch if name in by_batch else kind.cost_online) for name, kind in kinds.items()) \
+        if params.get("batch") else online
+    specs = [project.question_model, *([project.answer_model] if answer_calls else [])]
+    notes = [note for spec in specs if (note := price_of(spec, resolve_base_url(spec, environ)).note)]
+    return PlanEstimate(
+        calls=plan.calls, planned_tags=plan.tags, planned_questions=plan.questions, planned_answers=plan.answers,
+        **kinds, input_tokens=sum(k.input_tokens for k in kinds.values()),
+        output_tokens=sum(k.output_tokens for k in kinds.values()), cost_online=online, cost_batch=batch,
+        batch=bool(params.get("batch")), cost=as_asked,
+        cost_known=online is not None, input_basis=INPUT_BASIS, price_notes=list(dict.fromkeys(notes)))
+
+
+def tokens(*texts: str) -> int:
+    """Tokens of one call's messages, counted as characters / 4 (+1)."""
+    return len("\n".join(texts)) // CHARS_PER_TOKEN + 1
+
+
+def _text_lengths(history: UsageHistory, project_id: int) -> tuple[float, float]:
+    own, latest = history.mean_lengths(project_id), history.mean_lengths()
+    return (own[0] or latest[0] or DEFAULT_TAG_CHARS, own[1] or latest[1] or DEFAULT_QUESTION_CHARS)
+
+
+def _kind(spec: ModelSpec, environ: Mapping[str, str], calls: int, input_per_call: int, output_tokens: int,
+          basis: str) -> KindEstimate:
+    base_url = resolve_base_url(spec, environ)
+    if not calls:  # nothing of this kind to pay for, whatever the price
+        return KindEstimate(calls=0, model=spec.model, input_tokens=0, output_tokens=0, output_basis=basis,
+                            cost_online=0.0, cost_batch=0.0, price_source=price_of(spec, base_url).source)
+    input_tokens = calls * input_per_call
+    return KindEstimate(
+        calls=calls, model=spec.model, input_tokens=input_tokens, output_tokens=output_tokens, output_basis=basis,
+        cost_online=call_cost(spec, input_tokens, output_tokens, base_url=base_url),
+        cost_batch=call_cost(spec, input_tokens, output_tokens, batch=True, base_url=base_url),
+        price_source=price_of(spec, base_url).source)
+
+
+def _total(costs) -> float | None:
+    costs = list(costs)
+    return None if any(cost is None for cost in costs) else sum(costs)
