@@ -313,6 +313,21 @@ def test_the_app_renders_tool_results_inside_a_minimal_mcp_apps_host(browser, op
     expect(app.locator('#stages [data-stage="questions"]')).to_contain_text("6 / 6")
     page.context.close()
 
+    # Fields get_progress may gain later show without a change to the app: a stage as a bar, others as facts.
+    progress["structuredContent"].update({"judgements": {"done": 1, "total": 4, "failed": 1},
+                                          "batch": {"requests_waiting": 3, "oldest_batch_age_seconds": 75},
+                                          "new_counter": 12345})
+    page = new_page(browser)
+    page.set_content((ROOT / "tests" / "ui_host.html").read_text())
+    page.evaluate("([html, args, result, recorded]) => window.startHost(html, args, result, recorded)",
+                  [app_html("dashboard"), {"job_id": 1}, progress, {}])
+    app = page.frame_locator("iframe")
+    expect(app.locator('#stages [data-stage="judgements"]')).to_contain_text("1 / 4 · 1 failed")
+    expect(app.locator("#facts")).to_contain_text("batch: requests waiting3")
+    expect(app.locator("#facts")).to_contain_text("batch: oldest batch age1m 15s")
+    expect(app.locator("#facts")).to_contain_text("new counter12,345")
+    page.context.close()
+
 
 def test_the_json_endpoint_refuses_other_tools_and_foreign_origins(open_server):
     post = lambda body, **headers: httpx2.post(f"{open_server}/ui/api/call", content=json.dumps(body),  # noqa: E731

@@ -461,7 +461,7 @@
           h("span", { text: `${fmt(value.done)} / ${fmt(total)}${extra ? " · " + extra : ""}` })));
       } else if (value && typeof value === "object" && !Array.isArray(value)) {
         for (const [sub, subValue] of Object.entries(value)) {
-          if (typeof subValue !== "object") facts.push([`${key} ${sub}`, factValue(sub, subValue)]);
+          if (typeof subValue !== "object") facts.push([`${factLabel(key)}: ${factLabel(sub)}`, factValue(sub, subValue)]);
         }
       } else if (!Array.isArray(value)) facts.push([factLabel(key), factValue(key, value)]);
     }
