@@ -19,18 +19,21 @@ from treedistill import __version__
 from treedistill.server.config import database_path
 from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
-from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, questions, resources, tree
+from treedistill.server.ui import apps_extension
+from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, questions, resources, \
+    review, tree
 
 INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
 Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on
 leaf tags -> answer_question. Automatic flow: create_project -> auto_distill -> poll get_progress(job_id)
 until the status is completed (or completed_with_failures, then retry_failed). Browse with get_tree and
-list_questions. Curate with score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
+list_questions, or review_dataset (an interactive review page in clients that render MCP Apps). Curate with
+score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
 (files go to the project's export directory). Ids come from earlier results; API keys live in the server's
 environment only."""
 
 TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
-TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export)
+TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export, review)
 
 
 class TreedistillServer(MCPServer[Engine]):
@@ -74,7 +77,8 @@ def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] 
     auth = bearer_auth_options(bearer_token) if bearer_token else {}
     server = TreedistillServer(
         "treedistill", title=TITLE, version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
-        log_level="WARNING", tools=[tool for module in TOOL_MODULES for tool in module.tools()], **auth)
+        log_level="WARNING", tools=[tool for module in TOOL_MODULES for tool in module.tools()],
+        extensions=[apps_extension()], **auth)
     for noisy in ("httpx", "httpx2", "openai", "anthropic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     guides.register(server)

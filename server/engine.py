@@ -16,6 +16,7 @@ from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import with_job_prices, with_project_prices
 from treedistill.server.scheduling.calls import LLMCaller
+from treedistill.server.review import ReviewPage, review_page
 from treedistill.server.models import (
     Answer,
     BatchOptions,
@@ -204,6 +205,11 @@ class Engine:
         if tag_id is not None:
             self.store.get_tag(project_id, tag_id)
         return self.store.list_questions(project_id, tag_id, answered, limit, offset)
+
+    async def review_page(self, project_id: int, tag_id: int | None = None, kind: str = "all",
+                          score_below: int | None = None, limit: int = 200, offset: int = 0) -> ReviewPage:
+        """A page of questions with their review state, filtered server-side (see treedistill.server.review)."""
+        return await review_page(self.store, self.curator, project_id, tag_id, kind, score_below, limit, offset)
 
     # -- jobs --------------------------------------------------------------------------------
 

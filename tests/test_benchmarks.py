@@ -17,6 +17,8 @@ from tests.conftest import ROOT
     ("event_loop_stalls.py", ["--sizes", "2000"], "auto_distill planning 2,000 answers"),
     ("rate_limit_bench.py", ["--smoke"], "rejected requests not counted: completed, 7 calls"),
     ("batch_cost_bench.py", ["--smoke"], "batch / online cost per 1,000 answers"),
+    ("review_load_bench.py", ["--questions", "400", "--tags", "4", "--no-browser"],
+     "| review_dataset, first page (200), all (400 match) |"),
 ])
 def test_benchmark_script_runs(script, args, expected):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,

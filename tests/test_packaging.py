@@ -71,7 +71,10 @@ def test_the_wheel_installs_only_the_treedistill_package(built: Built):
         entry_points = wheel.read(f"{NAME}-{VERSION}.dist-info/entry_points.txt").decode()
     assert {name.split("/")[0] for name in names} == {"treedistill", f"{NAME}-{VERSION}.dist-info"}
     for module in ("treedistill/__init__.py", "treedistill/__main__.py", "treedistill/server/cli/main.py",
-                   "treedistill/server/text/prompts/zh.py", "treedistill/tools/projects.py"):
+                   "treedistill/server/text/prompts/zh.py", "treedistill/tools/projects.py",
+                   # the review app and dashboard: package data, no build step
+                   "treedistill/server/ui/__init__.py", "treedistill/server/ui/static/app.html",
+                   "treedistill/server/ui/static/app.js", "treedistill/server/ui/static/app.css"):
         assert module in names, module
     assert f"{NAME}-{VERSION}.dist-info/licenses/LICENSE" in names
     assert "treedistill = treedistill.server.cli.main:main" in entry_points
@@ -91,7 +94,8 @@ def test_the_sdist_carries_a_runnable_test_suite(built: Built):
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     for needed in ("pyproject.toml", "README.md", "LICENSE", "server.json", "tests/conftest.py",
                    "tests/standin_llm.py", "tests/test_cli.py", "client_examples/README.md",
-                   "docs/architecture.md", "benchmarks/__init__.py", "server/cli/main.py", "tools/projects.py"):
+                   "docs/architecture.md", "benchmarks/__init__.py", "server/cli/main.py", "tools/projects.py",
+                   "server/ui/static/app.js", "tests/ui_host.html"):
         assert needed in names, needed
     assert not [name for name in names if "__pycache__" in name or name.endswith((".pyc", ".db"))]
 
@@ -135,6 +139,7 @@ def test_installs_beside_another_top_level_tools_package_and_uninstalls_cleanly(
     pip(python, "install", "--no-deps", "--no-index", str(built.wheel))
     assert tree_digest(packages / "tools") == before
     probe = ("import tools, treedistill, treedistill.tools.projects, treedistill.server.cli.main; "
+             "from treedistill.server.ui import app_html; assert 'treedistill' in app_html('review'); "
              "print(tools.OWNER, treedistill.__version__, treedistill.__file__, treedistill.tools.__file__)")
     shown = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr

@@ -69,10 +69,11 @@ async def test_errors_are_readable(client, llm, uri, message):
 
 
 async def test_resources_list_names_each_projects_tree(client, llm):
-    assert (await client.list_resources()).resources == []
+    apps = ["ui://treedistill/review", "ui://treedistill/dashboard"]  # the MCP Apps pages (tests/test_ui_resources.py)
+    assert [str(r.uri) for r in (await client.list_resources()).resources] == apps
     sports = (await call(client, "create_project", name="Sports"))["id"]
     chemistry = (await call(client, "create_project", name="Chemistry", topic="Organic chemistry"))["id"]
-    listed = (await client.list_resources()).resources
+    listed = [r for r in (await client.list_resources()).resources if str(r.uri) not in apps]
     assert [(str(r.uri), r.name, r.title, r.mime_type) for r in listed] == [
         (f"treedistill://projects/{sports}/tree", f"tag_tree_{sports}", "Tag tree: Sports", "application/json"),
         (f"treedistill://projects/{chemistry}/tree", f"tag_tree_{chemistry}", "Tag tree: Chemistry",

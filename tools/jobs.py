@@ -10,6 +10,7 @@ from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
 from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate
+from treedistill.server.ui import DASHBOARD_URI, link_ui
 from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, JobId, ProjectId, engine_of, strict_tool,
                                       tool_errors)
 
@@ -132,8 +133,9 @@ async def list_jobs(
 
 def tools() -> list[Tool]:
     return [
-        strict_tool(auto_distill, "Distill automatically (background job)", GENERATES),
-        strict_tool(get_progress, "Job progress", READ_ONLY),
+        # Hosts that render MCP Apps show these results as the live progress dashboard.
+        link_ui(strict_tool(auto_distill, "Distill automatically (background job)", GENERATES), DASHBOARD_URI),
+        link_ui(strict_tool(get_progress, "Job progress", READ_ONLY), DASHBOARD_URI),
         # Not destructive: completed work is kept and resume_job continues the job.
         strict_tool(cancel_job, "Cancel a job", LOCAL_WRITE),
         strict_tool(resume_job, "Resume a job", GENERATES),

@@ -122,7 +122,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str])
         run_stdio(server)
         return EXIT_OK
     from treedistill.server.http.auth import check_token
-    from treedistill.server.http.server import is_loopback, serve_http
+    from treedistill.server.http.server import is_loopback, serve_http, ui_url
 
     token = args.token or environ.get("TREEDISTILL_TOKEN") or None
     if token is None and not is_loopback(args.host):
@@ -136,8 +136,8 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str])
 
     def announce(url: str) -> None:
         auth = "bearer token required" if token else "no token: loopback only"
-        print(f"treedistill: MCP over streamable HTTP at {url} ({auth}); {setup_summary(path, environ)}; "
-              "Ctrl-C stops.", file=sys.stderr, flush=True)
+        print(f"treedistill: MCP over streamable HTTP at {url} ({auth}); review app at {ui_url(url)}; "
+              f"{setup_summary(path, environ)}; Ctrl-C stops.", file=sys.stderr, flush=True)
 
     asyncio.run(serve_http(server, args.host, args.port, extra_hosts=args.allow_host, announce=announce))
     return EXIT_OK
@@ -225,8 +225,15 @@ def doctor(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
     return EXIT_OK if healthy else EXIT_FAILED
 
 
+def review(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
+    from treedistill.server.cli.review import run_review
+
+    _configure_logging(logging.WARNING, args.log_file)
+    return run_review(args, environ, _engine_options(args), DEFAULT_HTTP_PORT)
+
+
 COMMANDS: dict[str, Command] = {"serve": serve, "distill": distill, "progress": progress, "projects": projects,
-                                "export": export, "doctor": doctor}
+                                "export": export, "doctor": doctor, "review": review}
 
 
 def with_models(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:

@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                   "Check the database path and make one tiny call per configured model; each line says ok or "
                   "what to fix. Never prints a key.")
     _model_options(cmd)
+
+    from treedistill.server.cli.review import add_review_command
+
+    _engine_options(add_review_command(command))
     return parser
 
 

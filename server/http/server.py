@@ -12,6 +12,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 
+from treedistill.server.http.ui import UI_PATH, ui_routes
+
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 MCP_PATH = "/mcp"
@@ -69,17 +71,23 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def endpoint_url(sock: socket.socket) -> str:
+def endpoint_url(sock: socket.socket, path: str = MCP_PATH) -> str:
     address, port = sock.getsockname()[:2]
     shown = f"[{address}]" if ":" in address else address
-    return f"http://{shown}:{port}{MCP_PATH}"
+    return f"http://{shown}:{port}{path}"
+
+
+def ui_url(mcp_url: str) -> str:
+    """The browser app's address on the server whose MCP endpoint is `mcp_url`."""
+    return mcp_url.removesuffix(MCP_PATH) + UI_PATH
 
 
 async def serve_http(server: MCPServer, host: str, port: int, *, extra_hosts: Iterable[str] = (),
                      announce: Callable[[str], None]) -> None:
     """Serve until interrupted. All sessions share the server's one lifespan, hence one Engine."""
-    app = server.streamable_http_app(streamable_http_path=MCP_PATH,
-                                     transport_security=transport_security(host, extra_hosts), host=host)
+    security = transport_security(host, extra_hosts)
+    app = server.streamable_http_app(streamable_http_path=MCP_PATH, transport_security=security, host=host)
+    app.router.routes.extend(ui_routes(server, security))  # the review app and dashboard at /ui/
     sock = bind(host, port)
     starting = app.router.lifespan_context
 
