@@ -41,26 +41,30 @@ def server_env(db_path: Path) -> dict[str, str]:
 
 def time_initialize(db_path: Path, command: list[str] | None = None) -> tuple[float, str]:
     """Seconds from spawn to the initialize response's line on stdout, and the server's stderr."""
-    started = time.perf_counter()
-    process = subprocess.Popen([*(command or server_command()), "serve"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server_env(db_path), text=True)
-    try:
-        process.stdin.write(json.dumps(INITIALIZE) + "\n")
-        process.stdin.flush()
-        line = process.stdout.readline()
-        elapsed = time.perf_counter() - started
-        reply = json.loads(line) if line.strip() else {}
-        if reply.get("id") != 1 or "result" not in reply:
-            raise RuntimeError(f"no initialize result: {line!r}")
-    finally:
-        process.stdin.close()
+    # stderr goes to a file, not a pipe: `-X importtime` writes more than a pipe holds before `initialize` is
+    # answered, and a server blocked on a full stderr pipe never answers.
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen([*(command or server_command()), "serve"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=errors, env=server_env(db_path), text=True)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        stderr = process.stderr.read()
-    return elapsed, stderr
+            process.stdin.write(json.dumps(INITIALIZE) + "\n")
+            process.stdin.flush()
+            line = process.stdout.readline()
+            elapsed = time.perf_counter() - started
+            reply = json.loads(line) if line.strip() else {}
+            if reply.get("id") != 1 or "result" not in reply:
+                raise RuntimeError(f"no initialize result: {line!r}")
+        finally:
+            process.stdin.close()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            process.stdout.close()
+        errors.seek(0)
+        return elapsed, errors.read()
 
 
 def slowest_imports(db_path: Path, top: int = 15) -> list[tuple[float, str]]:

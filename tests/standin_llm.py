@@ -6,7 +6,9 @@ and serves until killed. Replies are canned, deterministic and depend on the pro
 faults are set with `configure()` or POST /_control.
 
 Model names carry flags, `base+flag+flag`. Where reasoning goes: one of `REASONING_FLAGS` (without
-one, the model reasons in `<think>` tags only when the prompt mentions `<think>`). How output
+one, the model reasons in `<think>` tags only when the prompt mentions `<think>`); `think_unclosed` is a
+small model's slip: the opening reply is a lead-in naming `<think>`, then reasoning, never closed and
+no answer (finish_reason "stop"); after feedback it writes a closed block and the answer. How output
 misbehaves: `dupes` (lists repeat existing items and a case variant), `malformed` (fenced JSON with
 a trailing comma), `garbage` (prose instead of a list), `truncated` (every reply cut off half-way,
 like `truncate_rate=1`), `long` (answers of about 400 words), `content_filter` (OpenAI
@@ -91,7 +93,8 @@ try:
 except ModuleNotFoundError:  # run as a script (`python tests/standin_llm.py`) without the repository on the path
     from standin_batches import BatchStore, batch_routes  # type: ignore[no-redef]
 
-REASONING_FLAGS = ("reasoning_content", "reasoning_field", "think", "think_open_missing", "thinking", "none")
+REASONING_FLAGS = ("reasoning_content", "reasoning_field", "think", "think_open_missing", "think_unclosed", "thinking",
+                   "none")
 DEFAULT_COUNT = 3
 _COUNT = re.compile(r"(?:exactly|恰好)\s*(\d+)", re.I)
 _TAG_PATH = re.compile(r"(?:Tag path|标签路径)\s*[:：]\s*(.+)", re.I)
@@ -420,6 +423,8 @@ def _inline(placement: str, reasoning: str, answer: str, reasoning_done: bool = 
         return f"<think>\n{reasoning}\n</think>\n\n{answer}" if reasoning_done else f"<think>\n{reasoning}"
     if placement == "think_open_missing":
         return f"{reasoning}\n</think>\n\n{answer}" if reasoning_done else reasoning
+    if placement == "think_unclosed":  # a lead-in names the tag, the block never closes, no answer follows
+        return f"Sure, let's break this down step-by-step inside the <think> section:\n{reasoning}"
     return answer
 
 
@@ -613,6 +618,8 @@ def _produce(state: StandinState, p: Prepared) -> tuple[int, dict[str, Any], dic
     placement = _placement(p.flags, api, p.all_text, p.thinking.get("type") == "enabled")
     constrained = p.forced_tool is not None or p.response_format in ("json_schema", "json_object_schema")
     opening = not any(m["role"] == "assistant" for m in p.messages)
+    if placement == "think_unclosed" and not opening:
+        placement = "think"  # after the feedback, the block is closed and the answer follows it
     built = _build_reply(p.task, p.prompt, p.question, p.flags, admission, constrained=constrained, opening=opening)
     tool_input = built if isinstance(built, dict) and p.forced_tool else None
     answer = "" if tool_input is not None else built if isinstance(built, str) else json.dumps(

@@ -359,6 +359,24 @@ async def test_a_teacher_without_reasoning_fails_after_one_reask_unless_plain_an
     assert answer.answer.startswith("Answer to:") and answer.reasoning == "" and answer.reasoning_source == "none"
 
 
+@pytest.mark.parametrize("require_reasoning", [True, False])
+async def test_a_reasoning_block_never_closed_is_no_answer_and_is_asked_again(db_path, env, llm, require_reasoning):
+    # Qwen2.5-Coder-1.5B (benchmarks/real_model) wrote "Sure, let's ... inside the <think> section:" and reasoning
+    # it never closed: that lead-in was stored as the answer. It is no answer: the teacher is asked again.
+    engine = await Engine(db_path, env).start()
+    try:
+        project = engine.create_project("Unclosed", answer_model=ModelSpec(model="standin+think_unclosed"))
+        engine.update_project(project.id, require_reasoning=require_reasoning)
+        _, (tag,) = await engine.generate_tags(project.id, None, 1)
+        _, (question,) = await engine.extract_questions(project.id, tag.id, 1)
+        answer, _ = await engine.answer_question(project.id, question.id)
+    finally:
+        await engine.close()
+    assert answer.answer.startswith("Answer to:") and "think" not in answer.answer
+    assert answer.reasoning.startswith("Reasoning about:") and answer.reasoning_source == "think_tags"
+    assert sum(r["task"] == "answer" for r in llm.requests()) == 2  # the slip, then the re-ask
+
+
 async def test_what_an_endpoint_accepts_is_learned_once_and_kept_across_restarts(db_path, env, llm):
     spec = ModelSpec(model="standin+only_json_object")  # refuses both schema forms: two steps down, remembered
     engine = await Engine(db_path, env).start()

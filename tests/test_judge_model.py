@@ -43,3 +43,25 @@ async def test_a_judge_model_is_remembered_when_some_calls_worked(client, llm):
                         judge_model={"provider": "anthropic", "model": "strict-judge"})
     assert (report["judged"], report["failed"]) == (1, 1)
     assert (await call(client, "score_answers", project_id=pid, question_ids=ids[:2]))["judge_model"] == "strict-judge"
+
+
+async def test_judge_calls_carry_the_verdict_schema(client, llm):
+    """A judge call asks for the verdict's schema as tag and question calls ask for their list's: a
+    structured-output endpoint then constrains the verdict (OpenAI json_schema, Anthropic's forced tool)."""
+    from treedistill.server.text.judge import verdict_schema
+
+    pid = await distilled_project(client)
+    ids = await answered_ids(client, pid)
+    llm.reset()
+    report = await call(client, "score_answers", project_id=pid, question_ids=ids[:1])
+    assert report["judged"] == 1
+    report = await call(client, "score_answers", project_id=pid, question_ids=ids[1:2],
+                        judge_model={"provider": "anthropic", "model": "strict-judge"})
+    assert report["judged"] == 1
+    sent = [r for r in llm.requests() if r["task"] == "judge"]
+    assert [(r["api"], r["status"]) for r in sent] == [("openai", 200), ("anthropic", 200)]
+    assert sent[0]["response_format"] == "json_schema" and sent[0]["schema"] == verdict_schema()
+    assert sent[1]["tool"] is not None
+    schema = verdict_schema()
+    assert schema["properties"]["score"] == {"type": "integer", "minimum": 1, "maximum": 10}
+    assert schema["required"] == ["score", "rationale"] and schema["additionalProperties"] is False

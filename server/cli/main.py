@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from treedistill.server.cli.parser import DEFAULT_HTTP_PORT, build_parser
-from treedistill.server.cli.progress import progress_view
 from treedistill.server.config import database_path
 from treedistill.server.errors import (ConfirmationRequired, CostAboveThreshold, InvalidInput, NotFound,
                                        TreedistillError)
@@ -145,6 +144,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str])
 
 def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
     from treedistill.server.cli.distill import DistillRequest, run_distill
+    from treedistill.server.cli.progress import progress_view
     from treedistill.server.engine import Engine
 
     _configure_logging(logging.ERROR, args.log_file)  # the progress bars own the terminal
@@ -178,6 +178,7 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
 
 
 def progress(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
+    from treedistill.server.cli.progress import progress_view  # rich: only for the commands that draw bars
     from treedistill.server.cli.reports import show_progress, watch_progress
 
     path = database_path(args.db, environ)

@@ -227,7 +227,9 @@ async def _judge(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str
         or project.answer_model
     prompt = prompts.judge_prompt(project.language, f"{project.topic}{PATH_SEPARATOR}{answer.tag_path}",
                                   answer.question, answer.answer)
-    verdict = await _ask_json(ctx, item, spec, project.language, prompt, parse_verdict)
+    from treedistill.server.text.judge import verdict_schema
+
+    verdict = await _ask_json(ctx, item, spec, project.language, prompt, parse_verdict, json_schema=verdict_schema())
     with ctx.store.transaction():
         curation.save_score(answer.question_id, verdict.score, verdict.rationale, spec.model)
     return {"question_id": answer.question_id, "score": verdict.score}

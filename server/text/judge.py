@@ -17,6 +17,15 @@ class JudgeVerdict(BaseModel):
     rationale: str = ""
 
 
+def verdict_schema() -> dict[str, Any]:
+    """Strict JSON schema of the verdict, for endpoints that constrain output to a schema (as list_schema is for
+    tags and questions): an integer score 1-10 and a rationale, both required, nothing else."""
+    return {"title": JudgeVerdict.__name__, "type": "object",
+            "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 10},
+                           "rationale": {"type": "string"}},
+            "required": ["score", "rationale"], "additionalProperties": False}
+
+
 def parse_verdict(raw: str) -> JudgeVerdict:
     """Parse (repairing malformed but complete JSON) a judge reply; raise OutputFormatError when unusable or cut off."""
     data: Any = load_complete_json(raw)
