@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
-import mcp.server.mcpserver.server as _mcp_server_module
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Completion, CompletionArgument, CompletionContext, PromptReference, Resource, \
     ResourceTemplateReference
@@ -33,29 +32,6 @@ score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
 (files go to the project's export directory). Ids come from earlier results; API keys live in the server's
 environment only."""
 
-@contextmanager
-def _plain_sdk_logging() -> Iterator[None]:
-    """While the SDK's server is constructed, its `configure_logging` does what it does without `rich`.
-
-    The MCP SDK's constructor calls `configure_logging(level)`, which imports `rich` (tens of milliseconds before
-    `initialize` can be answered) only to pass a RichHandler to `logging.basicConfig`, a no-op once treedistill's
-    CLI has configured logging. The stand-in is the same `basicConfig` with the standard handler. Should the
-    SDK move the function, nothing is replaced and the SDK behaves as it always did."""
-    original = getattr(_mcp_server_module, "configure_logging", None)
-    if original is None:
-        yield
-        return
-    _mcp_server_module.configure_logging = _configure_logging_plainly
-    try:
-        yield
-    finally:
-        _mcp_server_module.configure_logging = original
-
-
-def _configure_logging_plainly(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(message)s")
-
-
 TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
 TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export, review)
 
@@ -69,8 +45,7 @@ class TreedistillServer(MCPServer[Engine]):
     closed: threading.Event
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        with _plain_sdk_logging():
-            super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)
         self.closed = threading.Event()
 
     async def list_resources(self) -> list[Resource]:

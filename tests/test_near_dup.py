@@ -17,14 +17,12 @@ from mcp import Client
 from benchmarks.event_loop_stalls import synthetic_questions
 from treedistill.server.store.catalog import Store, open_database
 from treedistill.server.text import near_dup
+from treedistill.server.text.minhash_lsh import MAX_MISS, NUM_PERM, lsh_bands
 from treedistill.server.text.near_dup import (
     DEFAULT_THRESHOLD,
-    MAX_MISS,
-    NUM_PERM,
     NearDupIndex,
     drop_near_duplicates,
     group_near_duplicates,
-    lsh_bands,
     similarity,
     tokens,
 )

@@ -1,5 +1,5 @@
 """Startup: the benchmark spawns a real `treedistill serve` and gets `initialize` answered; no SDK is loaded,
-nor `rich` (the CLI's progress bars)."""
+nor the CLI's progress bars, nor the near-duplicate search's datasketch (and scipy), nor the price table."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ def test_startup_benchmark_runs_and_prints_the_median():
     assert "run 1: initialize answered after" in done.stdout and "median of 1:" in done.stdout
 
 
-def test_serving_imports_neither_sdk_nor_rich_before_a_call(tmp_path):
-    # The serve path: the CLI's dispatch module, then the server (the MCP SDK's constructor configures logging,
-    # which would import rich for its RichHandler).
+def test_serving_imports_nothing_heavy_before_a_call(tmp_path):
+    # The serve path: the CLI's dispatch module, then the server. (numpy loads anyway: sqlite-utils imports it.)
+    heavy = ("openai", "anthropic", "treedistill.server.cli.progress", "datasketch", "scipy", "genai_prices")
     code = ("import sys; import treedistill.server.cli.main; from treedistill.server.app import create_server; "
             f"create_server({str(tmp_path / 'x.db')!r}, {{'OPENAI_API_KEY': 'k'}}); "
-            "print(sorted(m for m in ('openai', 'anthropic', 'rich') if m in sys.modules))")
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"

@@ -16,7 +16,7 @@ existing ones) is exact: a candidate must share one of the first |x| - ceil(t * 
 query's tokens (rarest first), which holds for every pair with Jaccard >= t. group_near_duplicates
 (find_duplicates over a whole project) must scale to 100,000s of questions, where the prefix filter
 turns quadratic on the words every question of a topic shares: it finds candidate pairs with MinHash
-signatures (datasketch) cut into LSH bands, the band keys also carrying the numbers, so only
+signatures (datasketch, in minhash_lsh.py) cut into LSH bands, the band keys also carrying the numbers, so only
 questions with equal numbers can collide. The bands are chosen so that a pair exactly at the
 threshold is missed with probability at most MAX_MISS (pairs above it far less often), and every
 candidate is then checked with the exact rule: no false matches, and the same groups as the exact
@@ -30,12 +30,9 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-import numpy as np
-from datasketch import MinHash
-from datasketch.hashfunc import sha1_hash32
 from pydantic import BaseModel, Field
 
 from treedistill.server.errors import InvalidInput
@@ -163,101 +160,10 @@ def drop_near_duplicates(candidates: Iterable[str], existing: Iterable[str],
 Entry = tuple[tuple[str, ...], tuple[str, ...]]
 StepProgress = Callable[[int, int], None]  # (done, total), called from the thread doing the work
 
-NUM_PERM = 192  # MinHash functions per signature
-MAX_MISS = 1e-3  # most likely miss of a pair exactly at the threshold
-_PROGRESS_EVERY = 2048
-_CHUNK = 16_384  # candidate pairs per numpy step
+PROGRESS_EVERY = 2048  # entries between progress reports
 # Bound on candidate_pair_bound: about 20 s of checking on a 2-core machine. The default threshold on
 # 100,000 questions needed 0.7M of it in the benchmark; a loose one (0.3) pairs nearly everything.
 MAX_CANDIDATE_PAIRS = 20_000_000
-
-
-def lsh_bands(threshold: float, num_perm: int = NUM_PERM, max_miss: float = MAX_MISS) -> tuple[int, int]:
-    """(bands, rows per band): the most rows (fewest false candidates) that still find a pair of similarity
-    `threshold`, which shares a band with probability 1 - (1 - t^rows)^bands, at least 1 - max_miss."""
-    best = (num_perm, 1)
-    for rows in range(1, num_perm + 1):
-        bands = num_perm // rows
-        if (1 - threshold ** rows) ** bands <= max_miss:
-            best = (bands, rows)
-    return best
-
-
-def _band_keys(entries: list[Entry], threshold: float, progress: StepProgress) -> np.ndarray:
-    """One row per entry: the hash of each LSH band of its MinHash signature, mixed with its numbers."""
-    bands, rows = lsh_bands(threshold)
-    rng = np.random.default_rng(20240611)
-    mix = rng.integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)  # odd: a bijection per row value
-    hashes: dict[str, int] = {}
-
-    def token_hash(token: str) -> int:
-        value = hashes.get(token)
-        if value is None:
-            value = hashes[token] = sha1_hash32(token.encode())
-        return value
-
-    minhash = MinHash(num_perm=NUM_PERM, seed=1, hashfunc=token_hash)  # reused: a copy per entry costs half again
-    keys = np.empty((len(entries), bands), dtype=np.uint64)
-    chunk = np.empty((_PROGRESS_EVERY, bands * rows), dtype=np.uint64)
-    salts = np.empty(_PROGRESS_EVERY, dtype=np.uint64)
-    for start in range(0, len(entries), _PROGRESS_EVERY):
-        batch = entries[start:start + _PROGRESS_EVERY]
-        for row, (words, numbers) in enumerate(batch):
-            minhash.clear()
-            minhash.update_batch(words)
-            chunk[row] = minhash.hashvalues[:bands * rows]
-            salts[row] = sha1_hash32(" ".join(numbers).encode()) if numbers else 0
-        size = len(batch)
-        mixed = chunk[:size].reshape(size, bands, rows) * mix  # wraps modulo 2^64, as intended
-        keys[start:start + size] = mixed.sum(axis=2, dtype=np.uint64) ^ salts[:size, None]
-        progress(start + size, len(entries))
-    return keys
-
-
-def _buckets(column: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows sorted by key, start of each run of equal keys in that order, length of each run)."""
-    order = np.argsort(column, kind="stable")
-    ordered = column[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    return order, starts, np.diff(np.r_[starts, len(column)])
-
-
-def candidate_pair_bound(keys: np.ndarray) -> int:
-    """Pairs sharing a bucket, summed over the bands: at least the number of candidates, cheap to count."""
-    total = 0
-    for band in range(keys.shape[1]):
-        sizes = _buckets(keys[:, band])[2]
-        total += int((sizes * (sizes - 1) // 2).sum())
-    return total
-
-
-def _bucket_pairs(order: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Every pair within each bucket, about _CHUNK at a time."""
-    for size in np.unique(sizes[sizes > 1]).tolist():
-        firsts = starts[sizes == size]
-        if size * (size - 1) // 2 <= _CHUNK:  # small buckets: many at once, as rows of a matrix
-            first, second = np.triu_indices(size, 1)
-            step = max(1, _CHUNK // len(first))
-            for at in range(0, len(firsts), step):
-                members = order[firsts[at:at + step, None] + np.arange(size)]
-                yield members[:, first].ravel(), members[:, second].ravel()
-        else:  # a big bucket: one member against the later ones at a time
-            for begin in firsts.tolist():
-                members = order[begin:begin + size]
-                for k in range(size - 1):
-                    yield np.full(size - 1 - k, members[k]), members[k + 1:]
-
-
-def _candidate_pairs(keys: np.ndarray) -> Iterator[tuple[int, list[int], list[int]]]:
-    """(band, rows i, rows j): the pairs that share the band's key and no earlier band's, so each pair comes once.
-
-    Numpy holds the GIL while it works, so no single step here handles much more than _CHUNK pairs: the
-    event loop's thread gets its turn between steps (one big sort of every pair would stall it for 100s of ms).
-    """
-    for band in range(keys.shape[1]):
-        for a, b in _bucket_pairs(*_buckets(keys[:, band])):
-            seen = (keys[a, :band] == keys[b, :band]).any(axis=1)
-            yield band, a[~seen].tolist(), b[~seen].tolist()
 
 
 def group_near_duplicates(items: Iterable[tuple[Hashable, str]], threshold: float = DEFAULT_THRESHOLD,
@@ -267,6 +173,8 @@ def group_near_duplicates(items: Iterable[tuple[Hashable, str]], threshold: floa
     Questions with the same tokens and numbers count once (similarity 1); the distinct ones are paired by
     MinHash LSH and each candidate pair is checked with the exact rule (see the module docstring).
     """
+    from treedistill.server.text import minhash_lsh  # numpy and datasketch: loaded by the first search, not at start
+
     if not 0 < threshold <= 1:
         raise ValueError("threshold must be in (0, 1]")
     report = progress or (lambda done, total: None)
@@ -283,7 +191,7 @@ def group_near_duplicates(items: Iterable[tuple[Hashable, str]], threshold: floa
             entry_of.append(index_of.setdefault((tuple(sorted(words)), numbers), len(index_of)))
         else:
             entry_of.append(-1)
-        if position % _PROGRESS_EVERY == 0:
+        if position % PROGRESS_EVERY == 0:
             report(position, total)
     del items
     entries = list(index_of)
@@ -302,14 +210,14 @@ def group_near_duplicates(items: Iterable[tuple[Hashable, str]], threshold: floa
         return node
 
     signed = lambda done, count: report(len(keys) + len(keys) * done // count, total)  # noqa: E731
-    band_keys = _band_keys(entries, threshold, signed) if len(entries) > 1 else np.empty((0, 1), np.uint64)
-    bound = candidate_pair_bound(band_keys)
+    band_keys = minhash_lsh.band_keys(entries, threshold, signed)
+    bound = minhash_lsh.candidate_pair_bound(band_keys)
     if bound > MAX_CANDIDATE_PAIRS:
         raise InvalidInput(
             f"At threshold {threshold:g}, {len(keys):,} questions share too many words: about {bound:,} pairs would "
             f"have to be compared (the most is {MAX_CANDIDATE_PAIRS:,}). Use a higher threshold or "
             "a tag_id to search one subtree at a time. Nothing was compared.")
-    for band, firsts, seconds in _candidate_pairs(band_keys):
+    for band, firsts, seconds in minhash_lsh.candidate_pairs(band_keys):
         report(2 * len(keys) + len(keys) * band // band_keys.shape[1], total)
         for i, j in zip(firsts, seconds):
             (words, numbers), (other, other_numbers) = entries[i], entries[j]
