@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import anthropic
 
 from treedistill.server.errors import InvalidInput
 from treedistill.server.providers.batches import (
     CLOCK_SKEW_SECONDS,
-    UNSUPPORTED_STATUSES,
     BatchEntry,
     BatchOutcome,
     BatchState,
@@ -24,7 +23,6 @@ from treedistill.server.providers.batches import (
 _STATUS_OF_ERROR = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
                     "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
                     "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
-_T = TypeVar("_T")
 MAX_ENTRIES = 100_000  # the API's limit per batch (the request may also not exceed 256 MB)
 CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -36,13 +34,15 @@ class AnthropicMessagesBatchAPI(ProviderBatchAPI):
     batch by when it was created and how many requests it holds (see `find`).
     """
 
+    sdk = anthropic
+
     async def probe(self) -> None:
-        await self._call(self._client.messages.batches.list(limit=1), route="GET /v1/messages/batches")
+        await self.call(self._client.messages.batches.list(limit=1), route="GET /v1/messages/batches")
 
     async def submit(self, entries: list[BatchEntry], label: str) -> str:
         requests = [{"custom_id": entry.custom_id, "params": self._provider.request_body(entry.request)}
                     for entry in checked_entries(entries, MAX_ENTRIES, CUSTOM_ID)]
-        batch = await self._call(self._client.messages.batches.create(requests=requests))
+        batch = await self.call(self._client.messages.batches.create(requests=requests))
         return batch.id
 
     async def find(self, label: str, since: float, *, count: int | None = None,
@@ -66,7 +66,7 @@ class AnthropicMessagesBatchAPI(ProviderBatchAPI):
         return min(candidates)[1] if candidates else None
 
     async def state(self, batch_id: str) -> BatchState:
-        batch = await self._call(self._client.messages.batches.retrieve(batch_id))
+        batch = await self.call(self._client.messages.batches.retrieve(batch_id))
         requests = batch.request_counts
         counts = empty_counts() | {"succeeded": requests.succeeded, "errored": requests.errored,
                                    "expired": requests.expired, "cancelled": requests.canceled,
@@ -75,7 +75,7 @@ class AnthropicMessagesBatchAPI(ProviderBatchAPI):
                           counts=counts, created_at=batch.created_at.timestamp())
 
     async def outcomes(self, batch_id: str) -> list[BatchOutcome]:
-        batch = await self._call(self._client.messages.batches.retrieve(batch_id))
+        batch = await self.call(self._client.messages.batches.retrieve(batch_id))
         if batch.processing_status != "ended":
             raise InvalidInput(f"Batch {batch_id} has not ended (status '{batch.processing_status}'): "
                                "its results are not ready.")
@@ -88,30 +88,12 @@ class AnthropicMessagesBatchAPI(ProviderBatchAPI):
             raise self._provider.translate(exc) from exc
         return list(found.values())
 
-    async def cancel(self, batch_id: str) -> None:
-        try:
-            await self._client.messages.batches.cancel(batch_id)
-        except anthropic.APIStatusError as exc:
-            if exc.status_code in (400, 409) and (await self.state(batch_id)).ended:
-                return  # it ended meanwhile: nothing to cancel
-            raise self._provider.translate(exc) from exc
-        except anthropic.APIError as exc:
-            raise self._provider.translate(exc) from exc
+    def cancel_request(self, batch_id: str) -> Awaitable[Any]:
+        return self._client.messages.batches.cancel(batch_id)
 
     @property
     def _client(self) -> anthropic.AsyncAnthropic:
         return self._provider.client
-
-    async def _call(self, call: Awaitable[_T], route: str | None = None) -> _T:
-        """Await an SDK call; its errors become ours (BatchUnsupported when `route` is missing)."""
-        try:
-            return await call
-        except anthropic.APIStatusError as exc:
-            if route is not None and exc.status_code in UNSUPPORTED_STATUSES:
-                raise self.unsupported(exc.status_code, route) from exc
-            raise self._provider.translate(exc) from exc
-        except anthropic.APIError as exc:
-            raise self._provider.translate(exc) from exc
 
     def _outcome(self, custom_id: str, result: Any) -> BatchOutcome:
         kind = result.type

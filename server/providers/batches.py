@@ -10,8 +10,9 @@ they load only when `build_batch_api` builds one.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -94,6 +95,9 @@ def checked_entries(entries: list[BatchEntry], max_entries: int,
     return entries
 
 
+_T = TypeVar("_T")
+
+
 class ProviderBatchAPI:
     """What both implementations share: the online provider, and how an entry's error becomes an outcome.
 
@@ -101,10 +105,42 @@ class ProviderBatchAPI:
     `key_env` names the key's variable and `secret` is the key, scrubbed from every message.
     """
 
+    sdk: ModuleType
+    """The SDK module (`openai` or `anthropic`): both raise APIStatusError and APIError alike."""
+
     def __init__(self, provider: Any, *, key_env: str, secret: str) -> None:
         self._provider = provider
         self._key_env = key_env
         self._secret = secret
+
+    async def state(self, batch_id: str) -> BatchState:
+        raise NotImplementedError
+
+    def cancel_request(self, batch_id: str) -> Awaitable[Any]:
+        """The SDK call that asks the provider to cancel a batch."""
+        raise NotImplementedError
+
+    async def cancel(self, batch_id: str) -> None:
+        """Cancel a batch; one that has ended meanwhile is left as it is."""
+        try:
+            await self.cancel_request(batch_id)
+        except self.sdk.APIStatusError as exc:
+            if exc.status_code in (400, 409) and (await self.state(batch_id)).ended:
+                return  # it ended meanwhile: nothing to cancel
+            raise self._provider.translate(exc) from exc
+        except self.sdk.APIError as exc:
+            raise self._provider.translate(exc) from exc
+
+    async def call(self, request: Awaitable[_T], route: str | None = None) -> _T:
+        """Await an SDK call; its errors become ours (BatchUnsupported when `route` is missing)."""
+        try:
+            return await request
+        except self.sdk.APIStatusError as exc:
+            if route is not None and exc.status_code in UNSUPPORTED_STATUSES:
+                raise self.unsupported(exc.status_code, route) from exc
+            raise self._provider.translate(exc) from exc
+        except self.sdk.APIError as exc:
+            raise self._provider.translate(exc) from exc
 
     @property
     def endpoint(self) -> str:

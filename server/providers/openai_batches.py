@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import openai
 
@@ -12,7 +12,6 @@ from treedistill.server.errors import InvalidInput
 from treedistill.server.providers.base import api_message
 from treedistill.server.providers.batches import (
     CLOCK_SKEW_SECONDS,
-    UNSUPPORTED_STATUSES,
     BatchEntry,
     BatchOutcome,
     BatchState,
@@ -25,7 +24,6 @@ ENDPOINT = "/v1/chat/completions"
 MAX_ENTRIES = 50_000  # OpenAI's limit per batch (its input file may also not exceed 200 MB)
 LABEL_KEY = "treedistill_label"
 _ENDED = {"completed", "failed", "expired", "cancelled"}
-_T = TypeVar("_T")
 
 
 class OpenAIBatchAPI(ProviderBatchAPI):
@@ -35,17 +33,19 @@ class OpenAIBatchAPI(ProviderBatchAPI):
     Entries missing from both files (never run) are `expired` or `cancelled` after the batch's own status.
     """
 
+    sdk = openai
+
     async def probe(self) -> None:
-        await self._call(self._client.batches.list(limit=1), route="GET /v1/batches")
+        await self.call(self._client.batches.list(limit=1), route="GET /v1/batches")
 
     async def submit(self, entries: list[BatchEntry], label: str) -> str:
         lines = [json.dumps({"custom_id": entry.custom_id, "method": "POST", "url": ENDPOINT,
                              "body": self._provider.request_body(entry.request)}, ensure_ascii=False)
                  for entry in checked_entries(entries, MAX_ENTRIES)]
         data = ("\n".join(lines) + "\n").encode()
-        upload = await self._call(self._client.files.create(
+        upload = await self.call(self._client.files.create(
             file=(f"treedistill-{label}.jsonl", data, "application/jsonl"), purpose="batch"))
-        batch = await self._call(self._client.batches.create(
+        batch = await self.call(self._client.batches.create(
             input_file_id=upload.id, endpoint=ENDPOINT, completion_window="24h", metadata={LABEL_KEY: label}))
         return batch.id
 
@@ -63,12 +63,12 @@ class OpenAIBatchAPI(ProviderBatchAPI):
         return None
 
     async def state(self, batch_id: str) -> BatchState:
-        batch = await self._call(self._client.batches.retrieve(batch_id))
+        batch = await self.call(self._client.batches.retrieve(batch_id))
         return BatchState(id=batch.id, ended=batch.status in _ENDED, status=batch.status,
                           counts=_counts(batch), created_at=float(batch.created_at))
 
     async def outcomes(self, batch_id: str) -> list[BatchOutcome]:
-        batch = await self._call(self._client.batches.retrieve(batch_id))
+        batch = await self.call(self._client.batches.retrieve(batch_id))
         if batch.status not in _ENDED:
             raise InvalidInput(f"Batch {batch_id} has not ended (status '{batch.status}'): its results are not ready.")
         found: dict[str, BatchOutcome] = {}
@@ -83,33 +83,15 @@ class OpenAIBatchAPI(ProviderBatchAPI):
             outcomes.append(found.pop(custom_id, None) or self._missing(custom_id, batch))
         return outcomes + list(found.values())
 
-    async def cancel(self, batch_id: str) -> None:
-        try:
-            await self._client.batches.cancel(batch_id)
-        except openai.APIStatusError as exc:
-            if exc.status_code in (400, 409) and (await self.state(batch_id)).ended:
-                return  # it ended meanwhile: nothing to cancel
-            raise self._provider.translate(exc) from exc
-        except openai.APIError as exc:
-            raise self._provider.translate(exc) from exc
+    def cancel_request(self, batch_id: str) -> Awaitable[Any]:
+        return self._client.batches.cancel(batch_id)
 
     @property
     def _client(self) -> openai.AsyncOpenAI:
         return self._provider.client
 
-    async def _call(self, call: Awaitable[_T], route: str | None = None) -> _T:
-        """Await an SDK call; its errors become ours (BatchUnsupported when `route` is missing)."""
-        try:
-            return await call
-        except openai.APIStatusError as exc:
-            if route is not None and exc.status_code in UNSUPPORTED_STATUSES:
-                raise self.unsupported(exc.status_code, route) from exc
-            raise self._provider.translate(exc) from exc
-        except openai.APIError as exc:
-            raise self._provider.translate(exc) from exc
-
     async def _jsonl(self, file_id: str) -> list[dict[str, Any]]:
-        content = await self._call(self._client.files.content(file_id))
+        content = await self.call(self._client.files.content(file_id))
         rows = []
         for line in content.text.splitlines():
             if line.strip():
