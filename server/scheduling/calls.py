@@ -42,6 +42,7 @@ class LLMCaller:
         self.batches = BatchStore(queue.store, queue)
         self._providers: dict[str, Provider] = {}
         self._batch_apis: dict[str, BatchAPI] = {}
+        self._job_params: dict[int, dict] = {}  # a job's parameters never change: read once per job
         self._capabilities: dict[str, EndpointCapabilities] = {}
         self._gates: dict[tuple[str, str], RateGate] = {}
         self.calls_made = 0
@@ -66,10 +67,16 @@ class LLMCaller:
         with batch=true (its tag and question calls too with batch_all), or an item queued to go by batch."""
         if item.batch:
             return True
-        if item.job_id is None:
-            return False
-        params = self.queue.get_job(item.job_id)["params"]
+        params = self._params_of(item)
         return bool(params.get("batch")) and (item.kind == "answer" or bool(params.get("batch_all")))
+
+    def _params_of(self, item: WorkItem) -> dict:
+        """The parameters of the item's job ({} for a manual item)."""
+        if item.job_id is None:
+            return {}
+        if item.job_id not in self._job_params:
+            self._job_params[item.job_id] = self.queue.get_job(item.job_id)["params"]
+        return self._job_params[item.job_id]
 
     def _capabilities_key(self, spec: ModelSpec) -> str:
         # Per model too: an endpoint's models differ in the JSON forms and token parameters they accept.
@@ -134,7 +141,7 @@ class LLMCaller:
             message = f"the batch {_BATCH_WORDS.get(kind, 'failed')} this request: {error}"
             if kind == "rejected":
                 raise RequestRejected(message)
-            if item.job_id is not None and self.queue.get_job(item.job_id)["params"].get("batch_fallback_online"):
+            if self._params_of(item).get("batch_fallback_online"):
                 log.info("work item %s: %s; asking online instead", item.id, message)
                 return await self._pay(item, spec, request, key)
             raise TransientProviderError(message)
