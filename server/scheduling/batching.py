@@ -51,7 +51,6 @@ class BatchRunner:
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._submitting: set[int] = set()  # submissions this process is asking the provider for right now
         self._polled: dict[int, float] = {}  # when each batch in flight was last looked at (monotonic seconds)
 
     def start(self) -> None:
@@ -87,7 +86,7 @@ class BatchRunner:
         released = self.batches.release_stopped()
         if released:
             log.info("%d batch request(s) of stopped jobs wait for their job to resume", released)
-        for submission in self.batches.orphaned(self.workers.id, self._submitting):
+        for submission in self.batches.orphaned(self.workers.id):
             await self._settle_orphan(submission)
         for submission in self.batches.to_cancel():
             await self._cancel(submission)
@@ -117,15 +116,11 @@ class BatchRunner:
         size, _ = self._limits(group.job_id)
         while (claimed := self.batches.claim(group, size, self.workers.id)) is not None:
             submission, requests = claimed
-            self._submitting.add(submission.id)
-            try:
-                await self._send(submission, requests)
-            finally:
-                self._submitting.discard(submission.id)
-            if len(requests) < size:
+            if not await self._send(submission, requests) or len(requests) < size:
                 return
 
-    async def _send(self, submission: Submission, requests: list[dict]) -> None:
+    async def _send(self, submission: Submission, requests: list[dict]) -> bool:
+        """Hand a claimed submission to the provider; False when it did not take it (or may not have)."""
         spec = ModelSpec.model_validate_json(submission.spec)
         entries = [BatchEntry(custom_id=request["custom_id"], request=ChatRequest.model_validate_json(request["request"]))
                    for request in requests]
@@ -134,12 +129,13 @@ class BatchRunner:
         except (FatalProviderError, RequestRejected, InvalidInput) as exc:  # refused: no batch was made
             self.batches.abandon(submission.id)
             self._stop_job(submission, f"the endpoint refused a batch: {exc}")
-            return
+            return False
         except Exception as exc:  # a timeout or a dropped connection: the batch may exist
             log.warning("submitting batch %s: %s; looking it up by its label next", submission.label, exc)
-            return  # left 'submitting': settled as an orphan on the next tick
+            return False  # left 'submitting': settled as an orphan on the next tick
         self.batches.record_submitted(submission.id, batch_id)
         log.info("batch %s submitted: %d request(s) of project %s", batch_id, len(entries), submission.project_id)
+        return True
 
     async def _settle_orphan(self, submission: Submission) -> None:
         spec = ModelSpec.model_validate_json(submission.spec)

@@ -154,12 +154,12 @@ class BatchStore:
     def get(self, submission_id: int) -> Submission:
         return _submission(self.store.row("SELECT * FROM batch_submissions WHERE id = ?", (submission_id,)))
 
-    def orphaned(self, worker_id: str, busy: set[int]) -> list[Submission]:
+    def orphaned(self, worker_id: str) -> list[Submission]:
         """Submissions left 'submitting' (the batch may or may not have been made): by a process that is gone, or
-        by this one (`worker_id`) in a call that failed; `busy` are this process's submissions still being sent."""
+        by this one (`worker_id`, whose runner sends one submission at a time) in a call that failed."""
         rows = self.store.rows("SELECT * FROM batch_submissions WHERE state = 'submitting'"
                                " AND (worker_id = ? OR worker_id NOT IN (SELECT id FROM workers))", (worker_id,))
-        return [_submission(row) for row in rows if row["id"] not in busy]
+        return [_submission(row) for row in rows]
 
     def recorded_batch_ids(self) -> frozenset[str]:
         """The provider batch ids already recorded (a lookup after a crash must not adopt one of them)."""
