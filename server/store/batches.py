@@ -188,32 +188,36 @@ class BatchStore:
         the items queued again. A reply is cached for its item's next attempt, its usage counted; any other
         outcome waits on the request row for that attempt. Requests the batch did not mention count as expired."""
         by_custom_id = {outcome.custom_id: outcome for outcome in outcomes}
+        replies = [outcome for outcome in outcomes if outcome.kind == "succeeded"]
+        # Usage is counted for every reply paid for, even one whose item is gone meanwhile.
+        input_tokens = sum(outcome.input_tokens for outcome in replies)
+        output_tokens = sum(outcome.output_tokens for outcome in replies)
+        cost = None
+        for outcome in replies:
+            cost = _add(cost, outcome.cost)
         counts = {"succeeded": 0, "errored": 0, "expired": 0, "cancelled": 0}
-        cost: float | None = None
+        cached, failed = [], []
         with self.store.transaction():
             if self.db.execute("UPDATE batch_submissions SET state = 'ended', provider_status = ?, ended_at = ?"
                                " WHERE id = ? AND state = 'in_progress'",
                                (provider_status, time.time(), submission.id)).rowcount == 0:
                 return []
+            self.store.add_project_usage(submission.project_id, input_tokens, output_tokens, cost)
+            if submission.job_id is not None:
+                self.queue.add_job_counts(submission.job_id, input_tokens=input_tokens, output_tokens=output_tokens,
+                                          cost=cost)
             requests = self.requests_of(submission.id)
-            for outcome in outcomes:  # usage is counted for every reply paid for, even one whose item is gone
-                if outcome.kind == "succeeded":
-                    cost = _add(cost, outcome.cost)
-                    self.store.add_project_usage(submission.project_id, outcome.input_tokens, outcome.output_tokens,
-                                                 outcome.cost)
-                    if submission.job_id is not None:
-                        self.queue.add_job_counts(submission.job_id, input_tokens=outcome.input_tokens,
-                                                  output_tokens=outcome.output_tokens, cost=outcome.cost)
             for request in requests:
                 outcome = by_custom_id.get(request["custom_id"]) or Outcome(
                     request["custom_id"], "expired", error="the batch ended without this request's result")
                 counts[_COUNTED_AS.get(outcome.kind, "errored")] += 1
                 if outcome.kind == "succeeded":
-                    self.queue.cache_response(request["cache_key"], request["item_id"], outcome.result)
-                    self.db.execute("DELETE FROM batch_requests WHERE item_id = ?", (request["item_id"],))
+                    cached.append((request["cache_key"], request["item_id"], outcome.result))
                 else:
-                    self.db.execute("UPDATE batch_requests SET outcome = ?, error = ? WHERE item_id = ?",
-                                    (outcome.kind, outcome.error, request["item_id"]))
+                    failed.append((outcome.kind, outcome.error, request["item_id"]))
+            self.queue.cache_responses(cached)
+            self.db.conn.executemany("DELETE FROM batch_requests WHERE item_id = ?", [(row[1],) for row in cached])
+            self.db.conn.executemany("UPDATE batch_requests SET outcome = ?, error = ? WHERE item_id = ?", failed)
             self.db.execute("UPDATE batch_submissions SET succeeded = ?, errored = ?, expired = ?, cancelled = ?,"
                             " cost = ? WHERE id = ?", (*counts.values(), cost, submission.id))
             item_ids = [request["item_id"] for request in requests]

@@ -191,8 +191,12 @@ class WorkQueue:
 
     def cache_response(self, key: str, item_id: int, response: dict[str, Any]) -> None:
         """Keep a paid response until its item is finished. Call in a transaction."""
-        self.db.execute("INSERT OR REPLACE INTO llm_cache (key, work_item_id, response) VALUES (?, ?, ?)",
-                        (key, item_id, json.dumps(response)))
+        self.cache_responses([(key, item_id, response)])
+
+    def cache_responses(self, responses: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Keep many paid responses, each (key, item id, response), in one statement. Call in a transaction."""
+        self.db.conn.executemany("INSERT OR REPLACE INTO llm_cache (key, work_item_id, response) VALUES (?, ?, ?)",
+                                 [(key, item_id, json.dumps(response)) for key, item_id, response in responses])
 
     # -- jobs ------------------------------------------------------------------------------
 
