@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 Language = Literal["en", "zh"]
 JobStatus = Literal["queued", "running", "completed", "completed_with_failures", "cancelled", "failed"]
@@ -39,6 +39,13 @@ class ModelSpec(BaseModel):
     output_price_per_mtok: float | None = Field(
         None, ge=0, description="USD per million output tokens, for cost (default: the genai-prices library's)")
 
+    @model_validator(mode="after")
+    def _both_prices_or_none(self) -> ModelSpec:
+        if (self.input_price_per_mtok is None) != (self.output_price_per_mtok is None):
+            raise ValueError("give both input_price_per_mtok and output_price_per_mtok, or neither (then the "
+                             "genai-prices library's prices are used); one alone would count the other as free")
+        return self
+
 
 class Project(BaseModel):
     id: int
@@ -60,8 +67,9 @@ class ProjectSummary(Project):
     answers: int
     input_tokens: int
     output_tokens: int
-    cost: float | None = Field(None, description="USD over all calls; null when a model's price is unknown")
-    cost_known: bool = Field(True, description="false when a model of the project has no known price")
+    cost: float | None = Field(None, description="USD over all calls; null when a call's price was unknown")
+    cost_known: bool = Field(True, description="false when some call of the project had no known price")
+    unpriced_calls: int = Field(0, description="Calls whose model had no known price (not in cost)")
     price_source: str = Field("unknown", description=(
         "Where the prices come from: 'spec', 'genai-prices', 'unknown' (or e.g. 'genai-prices+spec')"))
     price_notes: list[str] = Field(default_factory=list, description="How a price was matched, where it matters")
@@ -161,8 +169,10 @@ class JobProgress(BaseModel):
     calls_pending: int = Field(..., description="Calls of the plan not made yet")
     input_tokens: int
     output_tokens: int
-    cost: float | None = Field(None, description="USD so far; null when a model's price is unknown")
-    cost_known: bool = Field(True, description="false when a model of the job has no known price")
+    cost: float | None = Field(None, description="USD so far; null when a call's price is unknown")
+    cost_known: bool = Field(True, description=(
+        "false when some call of the job had no known price, or (while it runs) one of its models has none"))
+    unpriced_calls: int = Field(0, description="Calls whose model had no known price (not in cost)")
     price_source: str = Field("unknown", description=(
         "Where the prices come from: 'spec', 'genai-prices', 'unknown' (or e.g. 'genai-prices+spec')"))
     price_notes: list[str] = Field(default_factory=list, description="How a price was matched, where it matters")

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from treedistill.server.models import JobProgress, ModelSpec, Project, ProjectSummary
+from treedistill.server.models import TERMINAL_STATUSES, JobProgress, ModelSpec, Project, ProjectSummary
 from treedistill.server.providers.endpoints import DEFAULT_BASE_URL, resolve_base_url
 
 PriceSource = Literal["spec", "genai-prices", "unknown"]
@@ -82,21 +82,22 @@ def price_status(specs: Iterable[ModelSpec], environ: Mapping[str, str]) -> Pric
 
 
 def with_job_prices(progress: JobProgress, project: Project, environ: Mapping[str, str]) -> JobProgress:
-    """The job's report with cost_known and price_source; its cost is null while a model's price is unknown."""
+    """The job's report with cost_known and price_source. Its cost is null once a call had no known price, and
+    while it runs with a model whose price is unknown (its calls to come would not be counted)."""
     specs = [project.question_model, *([project.answer_model] if progress.params.get("answer", True) else [])]
-    return _with_status(progress, specs, environ)
+    status = price_status(specs, environ)
+    return _with_status(progress, status, status.cost_known or progress.status in TERMINAL_STATUSES)
 
 
 def with_project_prices(summary: ProjectSummary, environ: Mapping[str, str]) -> ProjectSummary:
-    """The project's summary with cost_known and price_source (both of its models count)."""
-    return _with_status(summary, [summary.question_model, summary.answer_model], environ)
+    """The project's summary with cost_known (every call made had a price) and its models' price_source."""
+    return _with_status(summary, price_status([summary.question_model, summary.answer_model], environ), True)
 
 
-def _with_status(report: Report, specs: list[ModelSpec], environ: Mapping[str, str]) -> Report:
-    status = price_status(specs, environ)
-    # A stored cost covers the priced calls only: with a price unknown it is no total, so none is shown.
-    cost = (report.cost or 0.0) if status.cost_known else None
-    return report.model_copy(update={"cost": cost, "cost_known": status.cost_known,
+def _with_status(report: Report, status: PriceStatus, models_priced: bool) -> Report:
+    # A stored cost covers the priced calls only: with one unpriced it is no total, so none is shown.
+    known = report.unpriced_calls == 0 and models_priced
+    return report.model_copy(update={"cost": (report.cost or 0.0) if known else None, "cost_known": known,
                                      "price_source": status.price_source, "price_notes": list(status.notes)})
 
 
@@ -144,11 +145,9 @@ def _library_price(provider: str, model: str, base_url: str, official: str | Non
     rates = [_per_mtok(online.input_mtok), _per_mtok(online.output_mtok)]
     if None in rates:
         return UNKNOWN
-    if batch is not None:
-        batch_rates = [_per_mtok(batch.input_mtok), _per_mtok(batch.output_mtok)]
-    else:
-        factor = BATCH_DISCOUNT if found_provider.id in ("openai", "anthropic") else 1.0
-        batch_rates = [rate * factor for rate in rates]
+    factor = BATCH_DISCOUNT if found_provider.id in ("openai", "anthropic") else 1.0
+    stated = [_per_mtok(batch.input_mtok), _per_mtok(batch.output_mtok)] if batch is not None else [None, None]
+    batch_rates = [rate * factor if batch_rate is None else batch_rate for rate, batch_rate in zip(rates, stated)]
     if note is not None:
         note = f"{note} (matched {found_provider.id}/{info.id})"
     return Price(rates[0], rates[1], batch_rates[0], batch_rates[1], "genai-prices", note)

@@ -182,10 +182,12 @@ class LLMCaller:
         store = self.queue.store
         with store.transaction():
             self.queue.cache_response(key, item.id, result.model_dump())
-            store.add_project_usage(item.project_id, result.input_tokens, result.output_tokens, cost)
+            store.add_project_usage(item.project_id, result.input_tokens, result.output_tokens, cost,
+                                    unpriced_calls=int(cost is None))
             if item.job_id is not None:
                 self.queue.add_job_counts(item.job_id, input_tokens=result.input_tokens,
-                                          output_tokens=result.output_tokens, cost=cost)
+                                          output_tokens=result.output_tokens, cost=cost,
+                                          unpriced_calls=int(cost is None))
         return result
 
     async def aclose(self) -> None:

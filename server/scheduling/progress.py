@@ -37,7 +37,8 @@ def job_progress(job: dict[str, Any], open_kinds: set[str], in_flight: Counter, 
         calls_done=calls_done, calls_failed=calls_failed, calls_pending=remaining,
         input_tokens=job["input_tokens"], output_tokens=job["output_tokens"], cost=job["cost"],
         elapsed_seconds=round(elapsed, 3), eta_seconds=None if eta is None else round(eta, 1),
-        calls_per_minute=round(rate * 60, 1), retries=job["retries"], rate_limited=job["rate_limited"], recent_errors=errors if not job["error"] else [job["error"], *errors],
+        calls_per_minute=round(rate * 60, 1), retries=job["retries"], rate_limited=job["rate_limited"],
+        unpriced_calls=job["unpriced_calls"], recent_errors=errors if not job["error"] else [job["error"], *errors],
         params=job["params"],
     )
 

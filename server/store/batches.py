@@ -195,6 +195,7 @@ class BatchStore:
         cost = None
         for outcome in replies:
             cost = _add(cost, outcome.cost)
+        unpriced = sum(outcome.cost is None for outcome in replies)
         counts = {"succeeded": 0, "errored": 0, "expired": 0, "cancelled": 0}
         cached, failed = [], []
         with self.store.transaction():
@@ -202,10 +203,10 @@ class BatchStore:
                                " WHERE id = ? AND state = 'in_progress'",
                                (provider_status, time.time(), submission.id)).rowcount == 0:
                 return []
-            self.store.add_project_usage(submission.project_id, input_tokens, output_tokens, cost)
+            self.store.add_project_usage(submission.project_id, input_tokens, output_tokens, cost, unpriced)
             if submission.job_id is not None:
                 self.queue.add_job_counts(submission.job_id, input_tokens=input_tokens, output_tokens=output_tokens,
-                                          cost=cost)
+                                          cost=cost, unpriced_calls=unpriced)
             requests = self.requests_of(submission.id)
             for request in requests:
                 outcome = by_custom_id.get(request["custom_id"]) or Outcome(

@@ -144,7 +144,7 @@ class Store:
             ProjectSummary(
                 **self._project(row).model_dump(), tags=row["tag_count"], questions=row["question_count"],
                 answers=row["answer_count"], input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
-                cost=row["cost"],
+                cost=row["cost"], unpriced_calls=row["unpriced_calls"],
             )
             for row in rows
         ]
@@ -158,11 +158,14 @@ class Store:
                             {**values, "id": project_id})
         return self.get_project(project_id)
 
-    def add_project_usage(self, project_id: int, input_tokens: int, output_tokens: int, cost: float | None) -> None:
+    def add_project_usage(self, project_id: int, input_tokens: int, output_tokens: int, cost: float | None,
+                          unpriced_calls: int) -> None:
+        """Add calls' usage to the project: `cost` sums the priced ones, `unpriced_calls` counts the others."""
         self.db.execute(
             "UPDATE projects SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-            " cost = CASE WHEN ? IS NULL THEN cost ELSE COALESCE(cost, 0) + ? END WHERE id = ?",
-            (input_tokens, output_tokens, cost, cost, project_id),
+            " cost = CASE WHEN ? IS NULL THEN cost ELSE COALESCE(cost, 0) + ? END, unpriced_calls = unpriced_calls + ?"
+            " WHERE id = ?",
+            (input_tokens, output_tokens, cost, cost, unpriced_calls, project_id),
         )
 
     # -- tags ----------------------------------------------------------------------------

@@ -277,6 +277,20 @@ def m006_review_indexes() -> str:
     """
 
 
+@migration
+def m007_cost_coverage() -> str:
+    # A cost is known only if every call behind it had a price: calls without one are counted (a price added to
+    # a model spec later must not turn a partial sum into a total). Calls made before this count existed left a
+    # NULL cost with tokens spent. answers_model serves an estimate's look at a model's recent answers.
+    return """
+        ALTER TABLE jobs ADD COLUMN unpriced_calls INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE projects ADD COLUMN unpriced_calls INTEGER NOT NULL DEFAULT 0;
+        UPDATE jobs SET unpriced_calls = MAX(calls_done, 1) WHERE cost IS NULL AND input_tokens + output_tokens > 0;
+        UPDATE projects SET unpriced_calls = 1 WHERE cost IS NULL AND input_tokens + output_tokens > 0;
+        CREATE INDEX answers_model ON answers(model, question_id, output_tokens);
+    """
+
+
 def migrate(db: Database) -> int:
     """Apply every step newer than the database's version; return the resulting version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
