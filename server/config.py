@@ -15,22 +15,37 @@ DEFAULT_MAX_CONCURRENCY = 5
 MAX_CONCURRENCY_LIMIT = 512  # model calls in flight per project, at most
 DEFAULT_CONFIRM_COST_ABOVE = 25.0  # USD: plans expected to cost more need confirm_large=true
 CONFIRM_COST_ENV = "TREEDISTILL_CONFIRM_COST_ABOVE"
+DEFAULT_BATCH_POLL_SECONDS = 10.0  # how often batches in flight are looked at
+BATCH_POLL_ENV = "TREEDISTILL_BATCH_POLL_SECONDS"
+
+
+def env_number(environ: Mapping[str, str], name: str, default: float, *, minimum: float, what: str) -> float:
+    """A number from the environment variable `name` (`default` when unset or blank); InvalidInput, naming the
+    variable, when it is not a number of at least `minimum` (`what` says what the number is)."""
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum:
+        raise InvalidInput(f"{name} must be {what}, not {text!r}.")
+    return value
 
 
 def confirm_cost_above(explicit: float | None, environ: Mapping[str, str]) -> float:
     """The cost (USD) above which a plan needs confirmation: --confirm-cost-above, else the environment, else 25."""
     if explicit is not None:
         return explicit
-    text = environ.get(CONFIRM_COST_ENV, "").strip()
-    if not text:
-        return DEFAULT_CONFIRM_COST_ABOVE
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise InvalidInput(f"{CONFIRM_COST_ENV} must be a number of US dollars, zero or more, not {text!r}.")
-    return value
+    return env_number(environ, CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, minimum=0,
+                      what="a number of US dollars, zero or more")
+
+
+def batch_poll_seconds(environ: Mapping[str, str]) -> float:
+    """Seconds between looks at the batches in flight: TREEDISTILL_BATCH_POLL_SECONDS, else 10."""
+    return env_number(environ, BATCH_POLL_ENV, DEFAULT_BATCH_POLL_SECONDS, minimum=0.01,
+                      what="a number of seconds, 0.01 or more")
 
 
 def database_path(explicit: str | None, environ: Mapping[str, str]) -> Path:

@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, default_model_spec,
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, batch_poll_seconds,
+                                       default_model_spec,
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
@@ -29,7 +30,6 @@ from treedistill.server.models import (
     Question,
     Tag,
 )
-from treedistill.server.scheduling.batching import DEFAULT_POLL_SECONDS
 from treedistill.server.scheduling.estimate import estimate_plan
 from treedistill.server.scheduling.planner import plan_top_up
 from treedistill.server.scheduling.progress import stored_job_progress
@@ -43,7 +43,6 @@ from treedistill.server.scheduling.work import WorkContext
 
 log = logging.getLogger("treedistill.engine")
 Heartbeat = Callable[[float], Awaitable[None]]
-BATCH_POLL_ENV = "TREEDISTILL_BATCH_POLL_SECONDS"  # how often batches in flight are looked at
 LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True
 PLAN_CHUNK = 2_000  # work items recorded per transaction while a job is planned
 
@@ -64,8 +63,8 @@ class Engine:
         self.heartbeat_seconds = heartbeat_seconds
         self.confirm_cost_above = confirm_cost_above_from(confirm_cost_above, self.environ)
         self._options = {"requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute,
-                         "max_attempts": max_attempts,
-                         "retry_base_delay": retry_base_delay}
+                         "max_attempts": max_attempts, "retry_base_delay": retry_base_delay,
+                         "batch_poll_seconds": batch_poll_seconds(self.environ)}  # a bad value: refused here
 
     async def start(self) -> Engine:
         """Open the database, join the processes working on it, and take up unfinished work (other
@@ -78,7 +77,7 @@ class Engine:
         self.scheduler = Scheduler(WorkContext(self.store, self.queue, self.caller), self.workers,
                                    max_attempts=self._options["max_attempts"],
                                    retry_base_delay=self._options["retry_base_delay"],
-                                   batch_poll_seconds=_seconds(self.environ, BATCH_POLL_ENV, DEFAULT_POLL_SECONDS))
+                                   batch_poll_seconds=self._options["batch_poll_seconds"])
         self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
@@ -263,18 +262,14 @@ class Engine:
         """What auto_distill with these arguments would plan and is expected to cost; calls no model and writes
         nothing (a read-only connection, in a worker thread)."""
         project = self.store.get_project(project_id)
+        if batch is not None:
+            _batch_specs(project, batch, answer)  # the same refusal auto_distill would give
         params = job_params(levels, tags_per_level, questions_per_tag, answer, batch)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
 
     async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:
         """Refuse batch mode, with the reason, when an endpoint it would use has no batch API."""
-        specs = [project.answer_model] if answer else []
-        if batch.all_calls:
-            specs.append(project.question_model)
-        if not specs:
-            raise InvalidInput("batch=true sends answer calls by batch, but answer=false makes none; pass "
-                               "batch_all_calls=true to send tag and question calls by batch too.")
-        for spec in {spec.model_dump_json(): spec for spec in specs}.values():
+        for spec in _batch_specs(project, batch, answer):
             await self.caller.batch_api(spec).probe()
 
     def _live_job(self, project_id: int, *, other_than: int | None = None) -> dict[str, Any] | None:
@@ -349,15 +344,6 @@ class Engine:
         return self.get_progress(job_id)
 
 
-def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    """A positive number of seconds from the environment, else the default."""
-    try:
-        value = float(environ.get(name, ""))
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
 def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer: bool,
                batch: BatchOptions | None = None) -> dict[str, Any]:
     """A job's parameters as they are stored (`batch` and its options only for a batch job)."""
@@ -378,6 +364,17 @@ def estimate_top_up(db_path: str | Path, project: Project, params: dict[str, Any
         return estimate_plan(store, project, plan, params, environ)
     finally:
         db.conn.close()
+
+
+def _batch_specs(project: Project, batch: BatchOptions, answer: bool) -> list[ModelSpec]:
+    """The distinct model specs whose calls a batch job sends by batch; InvalidInput when there are none."""
+    specs = [project.answer_model] if answer else []
+    if batch.all_calls:
+        specs.append(project.question_model)
+    if not specs:
+        raise InvalidInput("batch=true sends answer calls by batch, but answer=false makes none; pass "
+                           "batch_all_calls=true to send tag and question calls by batch too.")
+    return list({spec.model_dump_json(): spec for spec in specs}.values())
 
 
 def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: str, environ: Mapping[str, str],

@@ -36,6 +36,14 @@ class Price:
     def known(self) -> bool:
         return self.source != "unknown"
 
+    def cost(self, input_tokens: int, output_tokens: int, *, batch: bool = False) -> float | None:
+        """USD for this usage (at batch prices when `batch`), or None when the price is unknown."""
+        if not self.known:
+            return None
+        rates = (self.batch_input_per_mtok, self.batch_output_per_mtok) if batch else (
+            self.input_per_mtok, self.output_per_mtok)
+        return (input_tokens * (rates[0] or 0) + output_tokens * (rates[1] or 0)) / 1_000_000
+
 
 UNKNOWN = Price(None, None, None, None, "unknown")
 
@@ -54,12 +62,7 @@ def price_of(spec: ModelSpec, base_url: str | None = None) -> Price:
 def call_cost(spec: ModelSpec, input_tokens: int, output_tokens: int, *, batch: bool = False,
               base_url: str | None = None) -> float | None:
     """USD for one call's usage (at batch prices when `batch`), or None when the model's price is unknown."""
-    price = price_of(spec, base_url)
-    if not price.known:
-        return None
-    rates = (price.batch_input_per_mtok, price.batch_output_per_mtok) if batch else (
-        price.input_per_mtok, price.output_per_mtok)
-    return (input_tokens * (rates[0] or 0) + output_tokens * (rates[1] or 0)) / 1_000_000
+    return price_of(spec, base_url).cost(input_tokens, output_tokens, batch=batch)
 
 
 @dataclass(frozen=True)

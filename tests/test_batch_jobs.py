@@ -18,6 +18,7 @@ from tests.test_manual_tools import call, call_error
 from treedistill.server.app import create_server
 from treedistill.server.engine import Engine
 from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, ModelSpec
+from treedistill.server.errors import InvalidInput
 from treedistill.server.store.batches import BatchStore
 
 pytestmark = pytest.mark.anyio
@@ -279,3 +280,13 @@ async def test_batch_all_calls_sends_tag_and_question_calls_by_batch_too(db_path
                                                                                    "answers": 8}
     assert [entry for entry in llm.requests() if "batch_id" not in entry] == []  # nothing went online
     assert {entry["task"] for entry in llm.batch_requests()} == {"tags", "questions", "answer"}
+
+
+async def test_bad_batch_settings_are_refused_with_the_setting_named(db_path, batch_env, llm):
+    async with Client(create_server(db_path, batch_env)) as client:
+        project = await call(client, "create_project", name="Estimate")
+        error = await call_error(client, "auto_distill", project_id=project["id"], batch=True, answer=False,
+                                 estimate_only=True)
+        assert "batch_all_calls" in error  # the estimate refuses what the job would refuse
+    with pytest.raises(InvalidInput, match="TREEDISTILL_BATCH_POLL_SECONDS must be a number of seconds"):
+        Engine(db_path, {**batch_env, "TREEDISTILL_BATCH_POLL_SECONDS": "soon"})

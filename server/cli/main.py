@@ -183,18 +183,18 @@ def progress(args: argparse.Namespace, environ: Mapping[str, str], argv: list[st
 
     path = database_path(args.db, environ)
     if not args.watch:
-        show_progress(path, args.job_id, args.json)
+        show_progress(path, args.job_id, args.json, environ)
         return EXIT_OK
     if args.job_id is None:
         raise InvalidInput("--watch needs a JOB_ID (treedistill progress lists the jobs).")
-    final = watch_progress(path, args.job_id, progress_view(args.plain))
+    final = watch_progress(path, args.job_id, progress_view(args.plain), environ)
     return EXIT_OK if final.status == "completed" else EXIT_FAILED
 
 
 def projects(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
     from treedistill.server.cli.reports import show_projects
 
-    show_projects(database_path(args.db, environ), args.json)
+    show_projects(database_path(args.db, environ), args.json, environ)
     return EXIT_OK
 
 

@@ -4,9 +4,8 @@ so they are safe to run while a server or a `distill` works on the same database
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,10 +33,10 @@ def existing_database(db_path: Path) -> Iterator[WorkQueue]:
         db.conn.close()
 
 
-def job_report(queue: WorkQueue, job_id: int) -> JobProgress:
+def job_report(queue: WorkQueue, job_id: int, environ: Mapping[str, str]) -> JobProgress:
     """A job's stored progress with its price status (prices resolved with this command's environment)."""
     progress = stored_job_progress(queue, job_id)
-    return with_job_prices(progress, queue.store.get_project(progress.project_id), os.environ)
+    return with_job_prices(progress, queue.store.get_project(progress.project_id), environ)
 
 
 def known_job(queue: WorkQueue, job_id: int) -> int:
@@ -66,23 +65,23 @@ def project_lines(projects: list[ProjectSummary]) -> list[str]:
     return lines
 
 
-def show_projects(db_path: Path, as_json: bool) -> None:
+def show_projects(db_path: Path, as_json: bool, environ: Mapping[str, str]) -> None:
     with existing_database(db_path) as queue:
-        projects = [with_project_prices(p, os.environ) for p in queue.store.list_projects()]
+        projects = [with_project_prices(p, environ) for p in queue.store.list_projects()]
     if as_json:
         print(json.dumps([p.model_dump() for p in projects], indent=2))
     else:
         print("\n".join(project_lines(projects)))
 
 
-def show_progress(db_path: Path, job_id: int | None, as_json: bool) -> None:
+def show_progress(db_path: Path, job_id: int | None, as_json: bool, environ: Mapping[str, str]) -> None:
     """One job in detail, or the latest jobs one line each."""
     with existing_database(db_path) as queue:
         if job_id is None:
             ids = [job["id"] for job in queue.list_jobs()][-RECENT_JOBS:]
-            reports = [job_report(queue, job) for job in ids]
+            reports = [job_report(queue, job, environ) for job in ids]
         else:
-            reports = [job_report(queue, known_job(queue, job_id))]
+            reports = [job_report(queue, known_job(queue, job_id), environ)]
     if as_json:
         payload = [r.model_dump() for r in reports]
         print(json.dumps(payload if job_id is None else payload[0], indent=2))
@@ -97,14 +96,14 @@ def show_progress(db_path: Path, job_id: int | None, as_json: bool) -> None:
                 print(f"  error: {error}")
 
 
-def watch_progress(db_path: Path, job_id: int, view: ProgressView) -> JobProgress:
+def watch_progress(db_path: Path, job_id: int, view: ProgressView, environ: Mapping[str, str]) -> JobProgress:
     """Follow a job that runs in another process (a server, or `distill`) until it ends."""
     with existing_database(db_path) as queue, view:
-        progress = job_report(queue, known_job(queue, job_id))
+        progress = job_report(queue, known_job(queue, job_id), environ)
         view.update(progress, now=True)
         while progress.status not in TERMINAL_STATUSES:
             time.sleep(WATCH_SECONDS)  # another process does the work: polling the database is all we can do
-            progress = job_report(queue, job_id)
+            progress = job_report(queue, job_id, environ)
             view.update(progress)
         view.update(progress, now=True)
     return progress

@@ -22,6 +22,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+from treedistill.server.config import DEFAULT_BATCH_POLL_SECONDS
 from treedistill.server.errors import FatalProviderError, InvalidInput, RequestRejected
 from treedistill.server.models import ModelSpec
 from treedistill.server.pricing import call_cost
@@ -35,14 +36,13 @@ log = logging.getLogger("treedistill.batching")
 
 DEFAULT_BATCH_SIZE = 1_000  # requests per batch (OpenAI takes up to 50,000, Anthropic up to 100,000)
 DEFAULT_BATCH_WAIT_SECONDS = 120.0  # the longest a request waits for its batch to fill before it is sent
-DEFAULT_POLL_SECONDS = 10.0  # how often batches in flight are looked at
 
 
 class BatchRunner:
     """Submits, polls, cancels and collects the batches of one database, from this process."""
 
     def __init__(self, queue: WorkQueue, caller: LLMCaller, workers: WorkerRegistry,
-                 notify: Callable[[int], None], poll_seconds: float = DEFAULT_POLL_SECONDS):
+                 notify: Callable[[int], None], poll_seconds: float = DEFAULT_BATCH_POLL_SECONDS):
         self.queue = queue
         self.batches = BatchStore(queue.store, queue)
         self.caller = caller

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from treedistill.server.models import KindEstimate, ModelSpec, PlanEstimate, Project
-from treedistill.server.pricing import call_cost, price_of
+from treedistill.server.pricing import price_of
 from treedistill.server.providers.endpoints import resolve_base_url
 from treedistill.server.scheduling.planner import Plan
 from treedistill.server.store.catalog import PATH_SEPARATOR, Store
@@ -63,7 +63,7 @@ def estimate_plan(store: Store, project: Project, plan: Plan, params: dict[str, 
     else:
         answer_basis = f"default: {DEFAULT_OUTPUT_PER_ANSWER} tokens per answer (no answer of this model yet)"
         per_answer = DEFAULT_OUTPUT_PER_ANSWER
-    answer_calls = plan.calls - plan.tag_calls - plan.question_calls
+    answer_calls = plan.answers  # one call per answer
     kinds = {  # every new tag is listed by a tag expansion, every new question by a question extraction
         "tags": _kind(project.question_model, environ, plan.tag_calls, tokens(tag_prompt),
                       round(per_tag * plan.tags), list_basis),
@@ -100,16 +100,16 @@ def _text_lengths(history: UsageHistory, project_id: int) -> tuple[float, float]
 
 def _kind(spec: ModelSpec, environ: Mapping[str, str], calls: int, input_per_call: int, output_tokens: int,
           basis: str) -> KindEstimate:
-    base_url = resolve_base_url(spec, environ)
+    price = price_of(spec, resolve_base_url(spec, environ))
     if not calls:  # nothing of this kind to pay for, whatever the price
         return KindEstimate(calls=0, model=spec.model, input_tokens=0, output_tokens=0, output_basis=basis,
-                            cost_online=0.0, cost_batch=0.0, price_source=price_of(spec, base_url).source)
+                            cost_online=0.0, cost_batch=0.0, price_source=price.source)
     input_tokens = calls * input_per_call
     return KindEstimate(
         calls=calls, model=spec.model, input_tokens=input_tokens, output_tokens=output_tokens, output_basis=basis,
-        cost_online=call_cost(spec, input_tokens, output_tokens, base_url=base_url),
-        cost_batch=call_cost(spec, input_tokens, output_tokens, batch=True, base_url=base_url),
-        price_source=price_of(spec, base_url).source)
+        cost_online=price.cost(input_tokens, output_tokens), cost_batch=price.cost(input_tokens, output_tokens,
+                                                                                  batch=True),
+        price_source=price.source)
 
 
 def _total(costs) -> float | None:

@@ -36,7 +36,8 @@ from treedistill.server.errors import (
     RateLimited,
     TreedistillError,
 )
-from treedistill.server.scheduling.batching import DEFAULT_POLL_SECONDS, BatchRunner
+from treedistill.server.config import DEFAULT_BATCH_POLL_SECONDS
+from treedistill.server.scheduling.batching import BatchRunner
 from treedistill.server.scheduling.planner import unmade_work
 from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
 from treedistill.server.store.queue import WorkItem
@@ -52,7 +53,7 @@ POLL_SECONDS = 1.0  # how often an idle lane looks for work other processes queu
 class Scheduler:
     def __init__(self, ctx: WorkContext, workers: WorkerRegistry, *, max_attempts: int = 6,
                  retry_base_delay: float = 1.0, max_retry_delay: float = 60.0,
-                 batch_poll_seconds: float = DEFAULT_POLL_SECONDS):
+                 batch_poll_seconds: float = DEFAULT_BATCH_POLL_SECONDS):
         self.ctx = ctx
         self.workers = workers
         self.max_attempts = max_attempts

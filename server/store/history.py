@@ -27,10 +27,11 @@ class UsageHistory:
 
     def answer_output(self, model: str) -> Average | None:
         """Mean output tokens of the model's latest answers (a dated reply name, gpt-4o-2024-08-06, counts too)."""
+        # A range, not LIKE, so that the answers_model index serves both terms ('.' sorts right after '-').
         row = self.store.row(
             "SELECT AVG(output_tokens) AS mean, COUNT(*) AS n FROM (SELECT output_tokens FROM answers"
-            " WHERE model = ? OR model LIKE ? || '-%' ORDER BY question_id DESC LIMIT ?)",
-            (model, model, RECENT_ANSWERS))
+            " WHERE model = ? OR (model >= ? AND model < ?) ORDER BY question_id DESC LIMIT ?)",
+            (model, f"{model}-", f"{model}.", RECENT_ANSWERS))
         return Average(row["mean"], row["n"]) if row and row["n"] else None
 
     def list_output_per_char(self, question_model: str) -> Average | None:
