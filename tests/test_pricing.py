@@ -104,6 +104,25 @@ async def test_one_unpriced_model_makes_the_total_unknown(client, llm):
     assert (progress["cost"], progress["cost_known"], progress["price_source"]) == (None, False, "unknown")
 
 
+async def test_a_price_given_later_never_turns_a_partial_sum_into_a_total(client, llm):
+    project = await call(client, "create_project", name="Priced later")  # standin: no price for these calls
+    started, _ = await run_job(client, project["id"], levels=1, tags_per_level=1, questions_per_tag=1)
+    priced = {"model": "standin", "input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0}
+    await call(client, "update_project", project_id=project["id"], question_model=priced, answer_model=priced)
+    summary = (await call(client, "list_projects"))["projects"][0]
+    assert (summary["cost"], summary["cost_known"], summary["unpriced_calls"]) == (None, False, 3)
+    assert summary["price_source"] == "spec"  # its models are priced now; the calls made were not
+    job = await call(client, "get_progress", job_id=started["job_id"])
+    assert (job["cost"], job["cost_known"], job["unpriced_calls"]) == (None, False, 3)
+
+
+async def test_a_spec_gives_both_prices_or_neither(client, llm):
+    result = await client.call_tool("create_project", {"name": "One price", "answer_model": {
+        "model": "standin", "input_price_per_mtok": 1.0}})
+    assert result.is_error and "give both input_price_per_mtok and output_price_per_mtok" in result.content[0].text
+    assert (await call(client, "list_projects"))["projects"] == []
+
+
 def test_the_cli_shows_cost_or_unknown(env, db_path, llm):
     assert cli(env, db_path, "distill", "Unpriced", "--levels", "1", "--tags", "1", "--questions", "1").returncode == 0
     priced = cli(env, db_path, "distill", "Priced", "--levels", "1", "--tags", "1", "--questions", "1",
