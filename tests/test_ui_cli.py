@@ -39,3 +39,12 @@ def test_no_browser_is_opened_without_a_display():
         assert browser_available({}) is False
     assert page_address("http://127.0.0.1:8765/ui/", None) == "http://127.0.0.1:8765/ui/"
     assert page_address("http://127.0.0.1:8765/ui/", 7) == "http://127.0.0.1:8765/ui/#review/7"
+
+
+def test_building_the_parser_loads_no_http_stack():
+    """Every command builds the parser, which imports the review command: that must not load mcp or uvicorn."""
+    probe = ("import sys, treedistill.server.cli.parser as p; p.build_parser(); "
+             "print(sorted(m for m in ('uvicorn', 'mcp', 'starlette') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
