@@ -341,3 +341,20 @@ def test_the_json_endpoint_refuses_other_tools_and_foreign_origins(open_server):
     page = httpx2.get(f"{open_server}/ui/", timeout=10)
     assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_shortcuts_are_ignored_while_an_answer_is_edited(browser, open_server):
+    from playwright.sync_api import expect
+
+    page = new_page(browser)
+    page.goto(f"{open_server}/ui/#review/1")
+    expect(page.locator("#rows .row").first).to_have_class("row sel")
+    expect(page.locator("#answer")).not_to_be_empty()
+    page.keyboard.press("e")
+    page.locator("#edit-answer").fill("A draft not saved yet.")
+    page.locator("#summary").click()  # focus leaves the textarea; the edit is still open
+    for key in ("j", "1", "c", "e", "n"):
+        page.keyboard.press(key)
+    expect(page.locator("#edit-answer")).to_have_value("A draft not saved yet.")
+    expect(page.locator("#rows .row").first).to_have_class("row sel")
+    page.context.close()

@@ -409,6 +409,9 @@
   document.addEventListener("keydown", (event) => {
     if (state.view !== "review" || event.ctrlKey || event.metaKey || event.altKey) return;
     if (/^(INPUT|TEXTAREA|SELECT)$/.test((event.target.tagName || ""))) return;
+    // While an answer is being edited a shortcut would re-render and throw the edit away (focus may have left
+    // the textarea): only Save and Cancel end an edit.
+    if (state.editing) return;
     const key = event.key;
     if (key === "j" || key === "ArrowDown") select(state.sel + 1);
     else if (key === "k" || key === "ArrowUp") select(state.sel - 1);
