@@ -358,3 +358,43 @@ def test_shortcuts_are_ignored_while_an_answer_is_edited(browser, open_server):
     expect(page.locator("#edit-answer")).to_have_value("A draft not saved yet.")
     expect(page.locator("#rows .row").first).to_have_class("row sel")
     page.context.close()
+
+
+def call_tool(base_url: str, name: str, **arguments) -> dict:
+    """A tool's result through the browser endpoint, as an MCP Apps host would deliver it."""
+    reply = httpx2.post(f"{base_url}/ui/api/call", json={"name": name, "arguments": arguments}, timeout=30)
+    assert reply.status_code == 200 and not reply.json().get("isError"), reply.text
+    return reply.json()
+
+
+def review_call(project_id: int, filter: str, limit: int, offset: int) -> str:
+    """The key tests/ui_host.html looks up for the app's review_dataset call (its arguments in the app's order)."""
+    return "review_dataset " + json.dumps({"project_id": project_id, "filter": filter, "limit": limit,
+                                           "offset": offset}, separators=(",", ":"))
+
+
+def host_page(browser, view: str, arguments: dict, result: dict, recorded: dict):
+    """The app inside tests/ui_host.html, started with one delivered tool result; returns (page, app frame)."""
+    page = new_page(browser)
+    page.set_content((ROOT / "tests" / "ui_host.html").read_text())
+    page.evaluate("([html, args, result, recorded]) => window.startHost(html, args, result, recorded)",
+                  [app_html(view), arguments, result, recorded])
+    return page, page.frame_locator("iframe")
+
+
+def test_pages_keep_the_limit_of_the_page_a_host_delivered(browser, open_server):
+    from playwright.sync_api import expect
+
+    first = call_tool(open_server, "review_dataset", project_id=1, limit=2)
+    second = call_tool(open_server, "review_dataset", project_id=1, limit=2, offset=2)
+    total = first["structuredContent"]["total"]
+    recorded = {review_call(1, "all", 2, 2): second, "get_tree": call_tool(open_server, "get_tree", project_id=1),
+                "get_answer": call_tool(open_server, "get_answer", project_id=1,
+                                        question_id=first["structuredContent"]["questions"][0]["id"])}
+    page, app = host_page(browser, "review", {"project_id": 1, "limit": 2}, first, recorded)
+    expect(app.locator("#range")).to_have_text(f"1–2 of {total}")
+    app.locator("#next-page").click()
+    expect(app.locator("#range")).to_have_text(f"3–4 of {total}")
+    shown = [int(row.get_attribute("data-qid")) for row in app.locator("#rows .row").all()]
+    assert shown == [q["id"] for q in second["structuredContent"]["questions"]]
+    page.context.close()

@@ -4,12 +4,12 @@
 "use strict";
 (function () {
   const TERMINAL = ["completed", "completed_with_failures", "cancelled", "failed"];
-  const PAGE = 200;
+  const PAGE = 200;  // questions per page, unless a host delivered a page with its own limit
   const TOKEN_KEY = "treedistill-token";
   const main = document.getElementById("main");
   const statusLine = document.getElementById("status");
-  const state = { view: null, project: null, tag: null, filter: "all", below: 7, offset: 0, page: null, sel: -1,
-    answer: null, reasoningOpen: false, editing: false, job: null, pollTimer: null, hostMode: false };
+  const state = { view: null, project: null, tag: null, filter: "all", below: 7, offset: 0, limit: PAGE, page: null,
+    sel: -1, answer: null, reasoningOpen: false, editing: false, job: null, pollTimer: null, hostMode: false };
 
   // -- building DOM without HTML strings --------------------------------------------------------------------
   function h(tag, props, ...children) {
@@ -190,7 +190,7 @@
   async function enterReview(projectId, firstPage) {
     const fresh = state.project !== projectId || state.view !== "review";
     state.view = "review"; state.project = projectId; nav();
-    if (fresh) { state.tag = null; state.offset = 0; state.sel = -1; state.answer = null; }
+    if (fresh) { state.tag = null; state.offset = 0; state.limit = PAGE; state.sel = -1; state.answer = null; }
     const layout = h("div", { class: "cols" }, h("nav", { id: "tree", "aria-label": "tag tree" }),
       h("section", { id: "list" }), h("article", { id: "detail" }));
     show(h("h1", { id: "review-title", text: "Review" }), h("div", { id: "summary", class: "meta" }), layout,
@@ -199,6 +199,7 @@
         h("kbd", { text: "c" }), " confirm, ", h("kbd", { text: "r" }), " reasoning, ", h("kbd", { text: "e" }),
         " edit, ", h("kbd", { text: "n" }), "/", h("kbd", { text: "p" }), " next/previous page"));
     if (firstPage) { state.filter = firstPage.filter; state.tag = firstPage.tag_id; state.offset = firstPage.offset;
+      state.limit = firstPage.limit || PAGE;
       if (firstPage.score_below) state.below = firstPage.score_below; renderPage(firstPage); }
     else await loadPage();
     loadTree();
@@ -238,7 +239,7 @@
   }
 
   async function loadPage(keepSelection) {
-    const args = { project_id: state.project, filter: state.filter, limit: PAGE, offset: state.offset };
+    const args = { project_id: state.project, filter: state.filter, limit: state.limit, offset: state.offset };
     if (state.tag) args.tag_id = state.tag;
     if (state.filter === "score_below") args.score_below = state.below;
     const page = await call("review_dataset", args);
@@ -288,7 +289,7 @@
   function turn(direction) {
     const page = state.page;
     if (!page) return;
-    const offset = state.offset + direction * PAGE;
+    const offset = state.offset + direction * state.limit;
     if (offset < 0 || offset >= page.total) return;
     state.offset = offset; state.sel = -1; loadPage();
   }
