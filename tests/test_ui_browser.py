@@ -398,3 +398,38 @@ def test_pages_keep_the_limit_of_the_page_a_host_delivered(browser, open_server)
     shown = [int(row.get_attribute("data-qid")) for row in app.locator("#rows .row").all()]
     assert shown == [q["id"] for q in second["structuredContent"]["questions"]]
     page.context.close()
+
+
+# Delays the app's calls of the tools in window.slowTools, so a test can act while a reply is on its way.
+SLOW_FETCH = """
+window.slowTools = {};
+window.answered = {};
+const realFetch = window.fetch;
+window.fetch = async (url, options) => {
+  const name = options && options.body ? JSON.parse(options.body).name : null;
+  const delay = window.slowTools[name];
+  if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
+  const response = await realFetch(url, options);
+  window.answered[name] = (window.answered[name] || 0) + 1;
+  return response;
+};
+"""
+
+
+def test_a_dashboard_reply_arriving_after_the_user_left_does_not_redraw_it(browser, open_server):
+    from playwright.sync_api import expect
+
+    page = new_page(browser)
+    page.add_init_script(SLOW_FETCH)
+    page.goto(f"{open_server}/ui/#jobs/1")
+    expect(page.locator("h1")).to_have_text("Jobs")
+    page.evaluate("window.slowTools.get_progress = 1500")
+    page.evaluate("location.hash = '#dashboard/1'")
+    expect(page.locator("#status")).to_have_text("get_progress…")
+    page.evaluate("location.hash = '#jobs/1'")  # left before get_progress answered
+    expect(page.locator("h1")).to_have_text("Jobs")
+    page.wait_for_function("() => window.answered.get_progress === 1")
+    page.wait_for_timeout(300)  # time to draw the reply, were it drawn
+    expect(page.locator("h1")).to_have_text("Jobs")
+    assert page.locator("#job-status").count() == 0
+    page.context.close()

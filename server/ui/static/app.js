@@ -9,7 +9,8 @@
   const main = document.getElementById("main");
   const statusLine = document.getElementById("status");
   const state = { view: null, project: null, tag: null, filter: "all", below: 7, offset: 0, limit: PAGE, page: null,
-    sel: -1, answer: null, reasoningOpen: false, editing: false, job: null, pollTimer: null, hostMode: false };
+    sel: -1, answer: null, reasoningOpen: false, editing: false, job: null, pollTimer: null, hostMode: false,
+    visit: 0 };  // visit: counts navigations, so a reply that arrives after the user left its view is dropped
 
   // -- building DOM without HTML strings --------------------------------------------------------------------
   function h(tag, props, ...children) {
@@ -84,7 +85,7 @@
   // The token form replaces the view; once a token is entered the view is built again with it.
   function askToken(wasWrong) {
     if (document.getElementById("token-form")) return;
-    stopPolling();
+    stopPolling(); state.visit++;
     const input = h("input", { id: "token", type: "password", autocomplete: "off", placeholder: "bearer token" });
     const form = h("form", { id: "token-form", onsubmit: (event) => {
       event.preventDefault();
@@ -151,7 +152,7 @@
     document.getElementById("nav").replaceChildren(...(state.hostMode ? [] : links));
   }
   function route() {
-    stopPolling();
+    stopPolling(); state.visit++;
     const [view, id] = location.hash.replace(/^#/, "").split("/");
     const number = Number(id) || null;
     const shown = view === "review" && number ? enterReview(number)
@@ -429,10 +430,12 @@
 
   // -- progress dashboard -----------------------------------------------------------------------------------
   function stopPolling() { if (state.pollTimer) clearTimeout(state.pollTimer); state.pollTimer = null; }
-  async function openDashboard(jobId) {
+  // The dashboard belongs to one visit: a get_progress reply or a poll timer from before the user navigated away
+  // must not draw over the view shown now.
+  async function openDashboard(jobId, visit = state.visit) {
     stopPolling();
     const progress = await call("get_progress", { job_id: jobId });
-    showDashboard(progress);
+    if (visit === state.visit) showDashboard(progress);
   }
   const STAGE_KEYS = (value) => value && typeof value === "object" && !Array.isArray(value) &&
     typeof value.done === "number" && typeof value.total === "number";
@@ -489,12 +492,16 @@
     h("details", {}, h("summary", { text: "Job parameters" }),
       h("div", { class: "text-block", text: JSON.stringify(progress.params || {}, null, 2) })),
     h("p", { class: "help", text: running ? "Refreshes every 2 seconds while the job runs." : "The job has ended." }));
-    if (running) state.pollTimer = setTimeout(() => openDashboard(progress.job_id).catch(() => {
-      state.pollTimer = setTimeout(() => openDashboard(progress.job_id), 5000); }), 2000);
+    const visit = state.visit;
+    const poll = () => openDashboard(progress.job_id, visit).catch(() => {
+      if (visit === state.visit) state.pollTimer = setTimeout(poll, 5000);
+    });
+    if (running) state.pollTimer = setTimeout(poll, 2000);
   }
   async function jobAction(tool) {
+    const visit = state.visit;
     const progress = await call(tool, { job_id: state.job });
-    showDashboard(progress);
+    if (visit === state.visit) showDashboard(progress);
   }
 
   // -- start ----------------------------------------------------------------------------------------------
