@@ -433,3 +433,22 @@ def test_a_dashboard_reply_arriving_after_the_user_left_does_not_redraw_it(brows
     expect(page.locator("h1")).to_have_text("Jobs")
     assert page.locator("#job-status").count() == 0
     page.context.close()
+
+
+def test_a_slow_page_reply_does_not_overwrite_a_newer_page(browser, open_server):
+    from playwright.sync_api import expect
+
+    total = call_tool(open_server, "review_dataset", project_id=1)["structuredContent"]["total"]
+    page = new_page(browser)
+    page.add_init_script(SLOW_FETCH)
+    page.goto(f"{open_server}/ui/#review/1")
+    expect(page.locator("#range")).to_have_text(f"1–{total} of {total}")
+    page.evaluate("window.slowTools.review_dataset = 1500")
+    page.locator("#filter").select_option("unanswered")  # its reply (no questions) comes late
+    page.evaluate("window.slowTools.review_dataset = 0")
+    page.locator("#filter").select_option("all")
+    page.wait_for_function("() => window.answered.review_dataset === 3")  # the slow reply has arrived too
+    page.wait_for_timeout(300)  # time to draw it, were it drawn
+    expect(page.locator("#range")).to_have_text(f"1–{total} of {total}")
+    expect(page.locator("#filter")).to_have_value("all")
+    page.context.close()

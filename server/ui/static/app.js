@@ -10,7 +10,7 @@
   const statusLine = document.getElementById("status");
   const state = { view: null, project: null, tag: null, filter: "all", below: 7, offset: 0, limit: PAGE, page: null,
     sel: -1, answer: null, reasoningOpen: false, editing: false, job: null, pollTimer: null, hostMode: false,
-    visit: 0 };  // visit: counts navigations, so a reply that arrives after the user left its view is dropped
+    visit: 0, pageRequest: 0 };  // visit: counts navigations, so a reply that arrives after the user left its view is dropped
 
   // -- building DOM without HTML strings --------------------------------------------------------------------
   function h(tag, props, ...children) {
@@ -200,7 +200,7 @@
         h("kbd", { text: "c" }), " confirm, ", h("kbd", { text: "r" }), " reasoning, ", h("kbd", { text: "e" }),
         " edit, ", h("kbd", { text: "n" }), "/", h("kbd", { text: "p" }), " next/previous page"));
     if (firstPage) { state.filter = firstPage.filter; state.tag = firstPage.tag_id; state.offset = firstPage.offset;
-      state.limit = firstPage.limit || PAGE;
+      state.limit = firstPage.limit || PAGE; state.pageRequest++;
       if (firstPage.score_below) state.below = firstPage.score_below; renderPage(firstPage); }
     else await loadPage();
     loadTree();
@@ -243,7 +243,9 @@
     const args = { project_id: state.project, filter: state.filter, limit: state.limit, offset: state.offset };
     if (state.tag) args.tag_id = state.tag;
     if (state.filter === "score_below") args.score_below = state.below;
+    const request = ++state.pageRequest;
     const page = await call("review_dataset", args);
+    if (request !== state.pageRequest || state.view !== "review") return;  // a newer page was asked for meanwhile
     renderPage(page, keepSelection);
   }
 
