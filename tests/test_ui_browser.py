@@ -452,3 +452,29 @@ def test_a_slow_page_reply_does_not_overwrite_a_newer_page(browser, open_server)
     expect(page.locator("#range")).to_have_text(f"1–{total} of {total}")
     expect(page.locator("#filter")).to_have_value("all")
     page.context.close()
+
+
+def test_when_the_last_page_empties_the_pager_steps_back_to_the_last_page_with_rows(browser, open_server):
+    """Rating the last rows under "unrated" leaves the page past the end: the app shows the page before it."""
+    from playwright.sync_api import expect
+
+    unrated = call_tool(open_server, "review_dataset", project_id=1, filter="unrated")["structuredContent"]
+    last = ((unrated["total"] - 1) // 2) * 2  # the offset of the last page of 2
+    assert last >= 2
+    first = call_tool(open_server, "review_dataset", project_id=1, filter="unrated", limit=2, offset=last)
+    emptied = json.loads(json.dumps(first))  # the same page after its rows were rated: none left
+    emptied["structuredContent"].update(questions=[], total=last)
+    before = call_tool(open_server, "review_dataset", project_id=1, filter="unrated", limit=2, offset=last - 2)
+    before["structuredContent"]["total"] = last
+    question_id = first["structuredContent"]["questions"][0]["id"]
+    recorded = {review_call(1, "unrated", 2, last): emptied, review_call(1, "unrated", 2, last - 2): before,
+                "rate_item": call_tool(open_server, "get_answer", project_id=1, question_id=question_id),
+                "get_answer": call_tool(open_server, "get_answer", project_id=1, question_id=question_id),
+                "get_tree": call_tool(open_server, "get_tree", project_id=1)}
+    page, app = host_page(browser, "review", {"project_id": 1}, first, recorded)
+    expect(app.locator("#answer")).not_to_be_empty()
+    app.locator('#rating button[data-rating="3"]').click()  # the host records it; the next page comes back empty
+    expect(app.locator("#range")).to_have_text(f"{last - 1}–{last} of {last}")
+    shown = [int(row.get_attribute("data-qid")) for row in app.locator("#rows .row").all()]
+    assert shown == [q["id"] for q in before["structuredContent"]["questions"]]
+    page.context.close()

@@ -246,6 +246,12 @@
     const request = ++state.pageRequest;
     const page = await call("review_dataset", args);
     if (request !== state.pageRequest || state.view !== "review") return;  // a newer page was asked for meanwhile
+    if (!page.questions.length && page.total > 0 && page.offset >= page.total) {
+      // The last rows left the filter (say, rated under "unrated"): show the last page that still has rows.
+      state.offset = Math.floor((page.total - 1) / state.limit) * state.limit;
+      await loadPage(keepSelection);
+      return;
+    }
     renderPage(page, keepSelection);
   }
 
