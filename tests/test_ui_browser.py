@@ -478,3 +478,22 @@ def test_when_the_last_page_empties_the_pager_steps_back_to_the_last_page_with_r
     shown = [int(row.get_attribute("data-qid")) for row in app.locator("#rows .row").all()]
     assert shown == [q["id"] for q in before["structuredContent"]["questions"]]
     page.context.close()
+
+
+def test_score_badges_are_flagged_below_the_filters_bound(browser, open_server):
+    from playwright.sync_api import expect
+
+    delivered = call_tool(open_server, "review_dataset", project_id=1, filter="score_below", score_below=9)
+    content = delivered["structuredContent"]
+    rows = call_tool(open_server, "review_dataset", project_id=1, limit=2)["structuredContent"]["questions"]
+    rows[0].update(answered=True, score=8)
+    rows[1].update(answered=True, score=9)
+    content.update(questions=rows, total=2, counts={**content["counts"], "score_below": 1})
+    recorded = {"get_tree": call_tool(open_server, "get_tree", project_id=1),
+                "get_answer": call_tool(open_server, "get_answer", project_id=1, question_id=rows[0]["id"])}
+    page, app = host_page(browser, "review", {"project_id": 1, "filter": "score_below", "score_below": 9},
+                          delivered, recorded)
+    expect(app.locator("#below")).to_have_value("9")
+    expect(app.locator("#rows .row").nth(0).locator(".badge", has_text="score 8")).to_have_class("badge bad")
+    expect(app.locator("#rows .row").nth(1).locator(".badge", has_text="score 9")).to_have_class("badge")
+    page.context.close()

@@ -6,9 +6,10 @@
   const TERMINAL = ["completed", "completed_with_failures", "cancelled", "failed"];
   const PAGE = 200;  // questions per page, unless a host delivered a page with its own limit
   const TOKEN_KEY = "treedistill-token";
+  const LOW_SCORE = 7;  // a judge score below this is flagged, unless the score_below filter sets the bound
   const main = document.getElementById("main");
   const statusLine = document.getElementById("status");
-  const state = { view: null, project: null, tag: null, filter: "all", below: 7, offset: 0, limit: PAGE, page: null,
+  const state = { view: null, project: null, tag: null, filter: "all", below: LOW_SCORE, offset: 0, limit: PAGE, page: null,
     sel: -1, answer: null, reasoningOpen: false, editing: false, job: null, pollTimer: null, hostMode: false,
     visit: 0, pageRequest: 0 };  // visit: counts navigations, so a reply that arrives after the user left its view is dropped
 
@@ -268,12 +269,13 @@
         .map(([value, label]) => h("option", { value, selected: value === state.filter, text: label })));
     const below = h("input", { id: "below", type: "number", min: 1, max: 11, value: state.below, "aria-label": "score below",
       hidden: state.filter !== "score_below",
-      onchange: (e) => { state.below = Number(e.target.value) || 7; if (state.filter === "score_below") loadPage(); } });
+      onchange: (e) => { state.below = Number(e.target.value) || LOW_SCORE; if (state.filter === "score_below") loadPage(); } });
     const end = Math.min(page.offset + page.questions.length, page.total);
     const pager = h("div", { class: "pager" },
       h("button", { id: "prev-page", disabled: page.offset === 0, onclick: () => turn(-1), text: "‹ prev" }),
       h("span", { id: "range", text: page.total ? `${fmt(page.offset + 1)}–${fmt(end)} of ${fmt(page.total)}` : "none" }),
       h("button", { id: "next-page", disabled: end >= page.total, onclick: () => turn(1), text: "next ›" }));
+    const lowScore = state.filter === "score_below" ? state.below : LOW_SCORE;
     let lastGroup = null;
     const rows = [];
     page.questions.forEach((q, index) => {
@@ -282,7 +284,7 @@
         h("span", { class: "qid", text: `#${q.id}` }), h("span", { class: "text", title: q.text, text: q.text }),
         q.answered ? null : h("span", { class: "badge warn", text: "unanswered" }),
         q.rating ? h("span", { class: "badge", text: `★${q.rating}` }) : null,
-        q.score !== null && q.score !== undefined ? h("span", { class: "badge" + (q.score < 7 ? " bad" : ""), text: `score ${q.score}` }) : null,
+        q.score !== null && q.score !== undefined ? h("span", { class: "badge" + (q.score < lowScore ? " bad" : ""), text: `score ${q.score}` }) : null,
         q.confirmed ? h("span", { class: "badge ok", text: "✓" }) : null,
         q.keep ? h("span", { class: "badge ok", text: "keep" }) : null));
     });
