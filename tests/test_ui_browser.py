@@ -497,3 +497,27 @@ def test_score_badges_are_flagged_below_the_filters_bound(browser, open_server):
     expect(app.locator("#rows .row").nth(0).locator(".badge", has_text="score 8")).to_have_class("badge bad")
     expect(app.locator("#rows .row").nth(1).locator(".badge", has_text="score 9")).to_have_class("badge")
     page.context.close()
+
+
+def test_the_json_endpoint_takes_only_the_arguments_the_app_sends_and_bounds_the_body(open_server, distilled_db):
+    post = lambda body: httpx2.post(f"{open_server}/ui/api/call", json=body, timeout=10)  # noqa: E731
+    _, db_path, _ = distilled_db
+    with sqlite3.connect(db_path) as conn:
+        scored = conn.execute("SELECT COUNT(*) FROM answers WHERE score IS NOT NULL").fetchone()[0]
+    for arguments in ({"judge_model": "standin"}, {"batch": True}, {"limit": 5}):
+        refused = post({"name": "score_answers", "arguments": {"project_id": 1, "question_ids": [1], **arguments}})
+        assert refused.status_code == 400
+        assert refused.json() == {"error": f"score_answers takes no {next(iter(arguments))} from the browser app"}
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM answers WHERE score IS NOT NULL").fetchone()[0] == scored
+    for unused in ("list_questions", "find_duplicates"):  # the app never calls them
+        assert post({"name": unused, "arguments": {"project_id": 1}}).status_code == 403
+    assert post({"name": "get_answer", "arguments": {"project_id": 1, "question_id": 1}}).status_code == 200
+
+    big = json.dumps({"name": "list_projects", "arguments": {}, "padding": "x" * 1_000_001}).encode()
+    declared = httpx2.post(f"{open_server}/ui/api/call", content=big, timeout=10,
+                           headers={"content-type": "application/json"})
+    assert declared.status_code == 413
+    chunked = httpx2.post(f"{open_server}/ui/api/call", content=iter([big[:500_000], big[500_000:]]), timeout=10,
+                          headers={"content-type": "application/json"})  # no Content-Length: chunked
+    assert chunked.status_code == 413
