@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import threading
 import urllib.request
@@ -74,10 +73,13 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str], engine_opti
     def show(base: str) -> None:
         address = page_address(base, args.project)
         print(f"treedistill review: {address}", flush=True)
-        if not args.no_browser and browser_available(os.environ):
+        if not args.no_browser and browser_available(environ):
             threading.Thread(target=webbrowser.open, args=(address,), daemon=True).start()
 
     if port and running_app(port, UI_PATH):
+        print(f"treedistill: a treedistill server already serves port {port}; using it (its own database, not "
+              "--db or TREEDISTILL_DB). Stop it or pick another --port to serve this database.",
+              file=sys.stderr, flush=True)
         show(f"http://{LOOPBACK}:{port}{UI_PATH}")
         return 0
     token = environ.get("TREEDISTILL_TOKEN") or None
