@@ -527,11 +527,9 @@
         const view = document.body.dataset.view;
         show(h("p", { class: "muted", text: view === "dashboard" ? "Waiting for the job…" : "Waiting for the tool result…" }));
         if ("ResizeObserver" in window) new ResizeObserver(resized).observe(document.body);
-        return;
-      } catch (err) {
-        if (!/^https?:$/.test(location.protocol)) { say(err.message, true); return; }
-        state.hostMode = false;  // framed by a page that is no MCP Apps host: work like a browser tab
-      }
+      } catch (err) { say(err.message, true); }
+      // Framed by a page that is no MCP Apps host: nothing to fall back to (/ui/ sends frame-ancestors 'none').
+      return;
     }
     window.addEventListener("hashchange", route);
     route();
