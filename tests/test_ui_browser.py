@@ -521,3 +521,15 @@ def test_the_json_endpoint_takes_only_the_arguments_the_app_sends_and_bounds_the
     chunked = httpx2.post(f"{open_server}/ui/api/call", content=iter([big[:500_000], big[500_000:]]), timeout=10,
                           headers={"content-type": "application/json"})  # no Content-Length: chunked
     assert chunked.status_code == 413
+
+
+def test_the_page_says_when_near_duplicate_groups_were_cut_short(browser, open_server):
+    from playwright.sync_api import expect
+
+    delivered = call_tool(open_server, "review_dataset", project_id=1, filter="near_duplicates")
+    delivered["structuredContent"].update(groups_found=734, groups_listed=500)
+    page, app = host_page(browser, "review", {"project_id": 1, "filter": "near_duplicates"}, delivered,
+                          {"get_tree": call_tool(open_server, "get_tree", project_id=1)})
+    expect(app.locator("#groups-truncated")).to_have_text(
+        "Showing the first 500 of 734 near-duplicate groups: delete some duplicates to see the rest.")
+    page.context.close()

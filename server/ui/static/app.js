@@ -290,7 +290,10 @@
     });
     const list = document.getElementById("list");
     if (!list) return;
-    list.replaceChildren(h("div", { class: "filters" }, filter, below), pager,
+    const truncated = page.groups_found > page.groups_listed ? h("p", { id: "groups-truncated", class: "muted",
+      text: `Showing the first ${fmt(page.groups_listed)} of ${fmt(page.groups_found)} near-duplicate groups: ` +
+        "delete some duplicates to see the rest." }) : null;
+    list.replaceChildren(h("div", { class: "filters" }, filter, below), truncated, pager,
       h("div", { id: "rows" }, rows.length ? rows : h("p", { class: "muted", text: "No questions match." })));
     const count = page.questions.length;
     const index = keepSelection && state.sel >= 0 ? Math.min(state.sel, count - 1) : (count ? 0 : -1);
