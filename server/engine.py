@@ -17,7 +17,7 @@ from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import with_job_prices, with_project_prices
 from treedistill.server.scheduling.calls import LLMCaller
-from treedistill.server.review import ReviewPage, review_page
+from treedistill.server.review import DuplicateGroups, ReviewPage, review_page
 from treedistill.server.models import (
     Answer,
     BatchOptions,
@@ -61,6 +61,7 @@ class Engine:
         self.allow_any_export_path = allow_any_export_path or self.environ.get(
             "TREEDISTILL_ALLOW_ANY_EXPORT_PATH", "").strip().lower() in ("1", "true", "yes")
         self.heartbeat_seconds = heartbeat_seconds
+        self.duplicate_groups = DuplicateGroups()  # near-duplicate searches the review app reuses
         self.confirm_cost_above = confirm_cost_above_from(confirm_cost_above, self.environ)
         self._options = {"requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute,
                          "max_attempts": max_attempts, "retry_base_delay": retry_base_delay,
@@ -208,7 +209,8 @@ class Engine:
     async def review_page(self, project_id: int, tag_id: int | None = None, kind: str = "all",
                           score_below: int | None = None, limit: int = 200, offset: int = 0) -> ReviewPage:
         """A page of questions with their review state, filtered server-side (see treedistill.server.review)."""
-        return await review_page(self.store, self.curator, project_id, tag_id, kind, score_below, limit, offset)
+        return await review_page(self.store, self.curator, project_id, tag_id, kind, score_below, limit, offset,
+                                 self.duplicate_groups)
 
     # -- jobs --------------------------------------------------------------------------------
 

@@ -341,3 +341,195 @@ def test_the_json_endpoint_refuses_other_tools_and_foreign_origins(open_server):
     page = httpx2.get(f"{open_server}/ui/", timeout=10)
     assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_shortcuts_are_ignored_while_an_answer_is_edited(browser, open_server):
+    from playwright.sync_api import expect
+
+    page = new_page(browser)
+    page.goto(f"{open_server}/ui/#review/1")
+    expect(page.locator("#rows .row").first).to_have_class("row sel")
+    expect(page.locator("#answer")).not_to_be_empty()
+    page.keyboard.press("e")
+    page.locator("#edit-answer").fill("A draft not saved yet.")
+    page.locator("#summary").click()  # focus leaves the textarea; the edit is still open
+    for key in ("j", "1", "c", "e", "n"):
+        page.keyboard.press(key)
+    expect(page.locator("#edit-answer")).to_have_value("A draft not saved yet.")
+    expect(page.locator("#rows .row").first).to_have_class("row sel")
+    page.context.close()
+
+
+def call_tool(base_url: str, name: str, **arguments) -> dict:
+    """A tool's result through the browser endpoint, as an MCP Apps host would deliver it."""
+    reply = httpx2.post(f"{base_url}/ui/api/call", json={"name": name, "arguments": arguments}, timeout=30)
+    assert reply.status_code == 200 and not reply.json().get("isError"), reply.text
+    return reply.json()
+
+
+def review_call(project_id: int, filter: str, limit: int, offset: int) -> str:
+    """The key tests/ui_host.html looks up for the app's review_dataset call (its arguments in the app's order)."""
+    return "review_dataset " + json.dumps({"project_id": project_id, "filter": filter, "limit": limit,
+                                           "offset": offset}, separators=(",", ":"))
+
+
+def host_page(browser, view: str, arguments: dict, result: dict, recorded: dict):
+    """The app inside tests/ui_host.html, started with one delivered tool result; returns (page, app frame)."""
+    page = new_page(browser)
+    page.set_content((ROOT / "tests" / "ui_host.html").read_text())
+    page.evaluate("([html, args, result, recorded]) => window.startHost(html, args, result, recorded)",
+                  [app_html(view), arguments, result, recorded])
+    return page, page.frame_locator("iframe")
+
+
+def test_pages_keep_the_limit_of_the_page_a_host_delivered(browser, open_server):
+    from playwright.sync_api import expect
+
+    first = call_tool(open_server, "review_dataset", project_id=1, limit=2)
+    second = call_tool(open_server, "review_dataset", project_id=1, limit=2, offset=2)
+    total = first["structuredContent"]["total"]
+    recorded = {review_call(1, "all", 2, 2): second, "get_tree": call_tool(open_server, "get_tree", project_id=1),
+                "get_answer": call_tool(open_server, "get_answer", project_id=1,
+                                        question_id=first["structuredContent"]["questions"][0]["id"])}
+    page, app = host_page(browser, "review", {"project_id": 1, "limit": 2}, first, recorded)
+    expect(app.locator("#range")).to_have_text(f"1–2 of {total}")
+    app.locator("#next-page").click()
+    expect(app.locator("#range")).to_have_text(f"3–4 of {total}")
+    shown = [int(row.get_attribute("data-qid")) for row in app.locator("#rows .row").all()]
+    assert shown == [q["id"] for q in second["structuredContent"]["questions"]]
+    page.context.close()
+
+
+# Delays the app's calls of the tools in window.slowTools, so a test can act while a reply is on its way.
+SLOW_FETCH = """
+window.slowTools = {};
+window.answered = {};
+const realFetch = window.fetch;
+window.fetch = async (url, options) => {
+  const name = options && options.body ? JSON.parse(options.body).name : null;
+  const delay = window.slowTools[name];
+  if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
+  const response = await realFetch(url, options);
+  window.answered[name] = (window.answered[name] || 0) + 1;
+  return response;
+};
+"""
+
+
+def test_a_dashboard_reply_arriving_after_the_user_left_does_not_redraw_it(browser, open_server):
+    from playwright.sync_api import expect
+
+    page = new_page(browser)
+    page.add_init_script(SLOW_FETCH)
+    page.goto(f"{open_server}/ui/#jobs/1")
+    expect(page.locator("h1")).to_have_text("Jobs")
+    page.evaluate("window.slowTools.get_progress = 1500")
+    page.evaluate("location.hash = '#dashboard/1'")
+    expect(page.locator("#status")).to_have_text("get_progress…")
+    page.evaluate("location.hash = '#jobs/1'")  # left before get_progress answered
+    expect(page.locator("h1")).to_have_text("Jobs")
+    page.wait_for_function("() => window.answered.get_progress === 1")
+    page.wait_for_timeout(300)  # time to draw the reply, were it drawn
+    expect(page.locator("h1")).to_have_text("Jobs")
+    assert page.locator("#job-status").count() == 0
+    page.context.close()
+
+
+def test_a_slow_page_reply_does_not_overwrite_a_newer_page(browser, open_server):
+    from playwright.sync_api import expect
+
+    total = call_tool(open_server, "review_dataset", project_id=1)["structuredContent"]["total"]
+    page = new_page(browser)
+    page.add_init_script(SLOW_FETCH)
+    page.goto(f"{open_server}/ui/#review/1")
+    expect(page.locator("#range")).to_have_text(f"1–{total} of {total}")
+    page.evaluate("window.slowTools.review_dataset = 1500")
+    page.locator("#filter").select_option("unanswered")  # its reply (no questions) comes late
+    page.evaluate("window.slowTools.review_dataset = 0")
+    page.locator("#filter").select_option("all")
+    page.wait_for_function("() => window.answered.review_dataset === 3")  # the slow reply has arrived too
+    page.wait_for_timeout(300)  # time to draw it, were it drawn
+    expect(page.locator("#range")).to_have_text(f"1–{total} of {total}")
+    expect(page.locator("#filter")).to_have_value("all")
+    page.context.close()
+
+
+def test_when_the_last_page_empties_the_pager_steps_back_to_the_last_page_with_rows(browser, open_server):
+    """Rating the last rows under "unrated" leaves the page past the end: the app shows the page before it."""
+    from playwright.sync_api import expect
+
+    unrated = call_tool(open_server, "review_dataset", project_id=1, filter="unrated")["structuredContent"]
+    last = ((unrated["total"] - 1) // 2) * 2  # the offset of the last page of 2
+    assert last >= 2
+    first = call_tool(open_server, "review_dataset", project_id=1, filter="unrated", limit=2, offset=last)
+    emptied = json.loads(json.dumps(first))  # the same page after its rows were rated: none left
+    emptied["structuredContent"].update(questions=[], total=last)
+    before = call_tool(open_server, "review_dataset", project_id=1, filter="unrated", limit=2, offset=last - 2)
+    before["structuredContent"]["total"] = last
+    question_id = first["structuredContent"]["questions"][0]["id"]
+    recorded = {review_call(1, "unrated", 2, last): emptied, review_call(1, "unrated", 2, last - 2): before,
+                "rate_item": call_tool(open_server, "get_answer", project_id=1, question_id=question_id),
+                "get_answer": call_tool(open_server, "get_answer", project_id=1, question_id=question_id),
+                "get_tree": call_tool(open_server, "get_tree", project_id=1)}
+    page, app = host_page(browser, "review", {"project_id": 1}, first, recorded)
+    expect(app.locator("#answer")).not_to_be_empty()
+    app.locator('#rating button[data-rating="3"]').click()  # the host records it; the next page comes back empty
+    expect(app.locator("#range")).to_have_text(f"{last - 1}–{last} of {last}")
+    shown = [int(row.get_attribute("data-qid")) for row in app.locator("#rows .row").all()]
+    assert shown == [q["id"] for q in before["structuredContent"]["questions"]]
+    page.context.close()
+
+
+def test_score_badges_are_flagged_below_the_filters_bound(browser, open_server):
+    from playwright.sync_api import expect
+
+    delivered = call_tool(open_server, "review_dataset", project_id=1, filter="score_below", score_below=9)
+    content = delivered["structuredContent"]
+    rows = call_tool(open_server, "review_dataset", project_id=1, limit=2)["structuredContent"]["questions"]
+    rows[0].update(answered=True, score=8)
+    rows[1].update(answered=True, score=9)
+    content.update(questions=rows, total=2, counts={**content["counts"], "score_below": 1})
+    recorded = {"get_tree": call_tool(open_server, "get_tree", project_id=1),
+                "get_answer": call_tool(open_server, "get_answer", project_id=1, question_id=rows[0]["id"])}
+    page, app = host_page(browser, "review", {"project_id": 1, "filter": "score_below", "score_below": 9},
+                          delivered, recorded)
+    expect(app.locator("#below")).to_have_value("9")
+    expect(app.locator("#rows .row").nth(0).locator(".badge", has_text="score 8")).to_have_class("badge bad")
+    expect(app.locator("#rows .row").nth(1).locator(".badge", has_text="score 9")).to_have_class("badge")
+    page.context.close()
+
+
+def test_the_json_endpoint_takes_only_the_arguments_the_app_sends_and_bounds_the_body(open_server, distilled_db):
+    post = lambda body: httpx2.post(f"{open_server}/ui/api/call", json=body, timeout=10)  # noqa: E731
+    _, db_path, _ = distilled_db
+    with sqlite3.connect(db_path) as conn:
+        scored = conn.execute("SELECT COUNT(*) FROM answers WHERE score IS NOT NULL").fetchone()[0]
+    for arguments in ({"judge_model": "standin"}, {"batch": True}, {"limit": 5}):
+        refused = post({"name": "score_answers", "arguments": {"project_id": 1, "question_ids": [1], **arguments}})
+        assert refused.status_code == 400
+        assert refused.json() == {"error": f"score_answers takes no {next(iter(arguments))} from the browser app"}
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM answers WHERE score IS NOT NULL").fetchone()[0] == scored
+    for unused in ("list_questions", "find_duplicates"):  # the app never calls them
+        assert post({"name": unused, "arguments": {"project_id": 1}}).status_code == 403
+    assert post({"name": "get_answer", "arguments": {"project_id": 1, "question_id": 1}}).status_code == 200
+
+    big = json.dumps({"name": "list_projects", "arguments": {}, "padding": "x" * 1_000_001}).encode()
+    declared = httpx2.post(f"{open_server}/ui/api/call", content=big, timeout=10,
+                           headers={"content-type": "application/json"})
+    assert declared.status_code == 413
+    chunked = httpx2.post(f"{open_server}/ui/api/call", content=iter([big[:500_000], big[500_000:]]), timeout=10,
+                          headers={"content-type": "application/json"})  # no Content-Length: chunked
+    assert chunked.status_code == 413
+
+
+def test_the_page_says_when_near_duplicate_groups_were_cut_short(browser, open_server):
+    from playwright.sync_api import expect
+
+    delivered = call_tool(open_server, "review_dataset", project_id=1, filter="near_duplicates")
+    delivered["structuredContent"].update(groups_found=734, groups_listed=500)
+    page, app = host_page(browser, "review", {"project_id": 1, "filter": "near_duplicates"}, delivered,
+                          {"get_tree": call_tool(open_server, "get_tree", project_id=1)})
+    expect(app.locator("#groups-truncated")).to_have_text(
+        "Showing the first 500 of 734 near-duplicate groups: delete some duplicates to see the rest.")
+    page.context.close()

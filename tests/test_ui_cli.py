@@ -3,13 +3,18 @@ address (ids only, in the fragment) and opens a browser only when there is a dis
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
+import threading
+import webbrowser
 
 import httpx2
+import pytest
 
 from tests.conftest import subprocess_env, treedistill_command
+from treedistill.server.cli import review
 from treedistill.server.cli.review import browser_available, page_address
 
 _ADDRESS = re.compile(r"treedistill review: (http://127\.0\.0\.1:(\d+)/ui/\S*)")
@@ -29,6 +34,7 @@ def test_review_serves_the_app_and_a_second_call_reuses_the_running_server(env, 
         again = subprocess.run([*treedistill_command(), "review", "--port", port, "--no-browser"],
                                env=subprocess_env(env, db_path), capture_output=True, text=True, timeout=60)
         assert again.returncode == 0 and again.stdout.strip() == f"treedistill review: http://127.0.0.1:{port}/ui/"
+        assert f"a treedistill server already serves port {port}; using it" in again.stderr
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -39,3 +45,27 @@ def test_no_browser_is_opened_without_a_display():
         assert browser_available({}) is False
     assert page_address("http://127.0.0.1:8765/ui/", None) == "http://127.0.0.1:8765/ui/"
     assert page_address("http://127.0.0.1:8765/ui/", 7) == "http://127.0.0.1:8765/ui/#review/7"
+
+
+def test_building_the_parser_loads_no_http_stack():
+    """Every command builds the parser, which imports the review command: that must not load mcp or uvicorn."""
+    probe = ("import sys, treedistill.server.cli.parser as p; p.build_parser(); "
+             "print(sorted(m for m in ('uvicorn', 'mcp', 'starlette') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the display check is Linux's")
+def test_review_asks_its_environ_argument_for_a_display(monkeypatch, capsys):
+    opened: list[str] = []
+    done = threading.Event()
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(review, "running_app", lambda port, ui_path: True)
+    monkeypatch.setattr(webbrowser, "get", lambda: object())
+    monkeypatch.setattr(webbrowser, "open", lambda address: (opened.append(address), done.set()))
+    args = argparse.Namespace(port=8799, project=2, no_browser=False, db=None)
+    assert review.run_review(args, {"DISPLAY": ":0"}, {}, 8765) == 0
+    assert done.wait(10) and opened == ["http://127.0.0.1:8799/ui/#review/2"]
+    assert "already serves port 8799" in capsys.readouterr().err

@@ -126,3 +126,40 @@ async def test_review_pages_use_the_project_index(client, db_path):
             " ON a.question_id = q.id WHERE q.project_id = 1 AND a.rating IS NULL ORDER BY q.id LIMIT 200"))
     assert "COVERING INDEX questions_project" in plan and "COVERING INDEX answers_review" in plan
     assert "TEMP B-TREE" not in plan
+
+
+async def test_near_duplicate_groups_are_searched_again_only_when_questions_change(client, server, monkeypatch):
+    from treedistill.server import review
+
+    project_id = await distilled(client, tags=1, questions=2)
+    tag_id = (await call(client, "review_dataset", project_id=project_id))["questions"][0]["tag_id"]
+    pair = (await call(client, "add_questions", project_id=project_id, tag_id=tag_id, allow_near_duplicates=True,
+                       questions=["How does the offside rule work in football matches?",
+                                  "How does the offside rule work in football?"]))["added"]
+    curator = server.engine.curator
+    searches: list[int] = []
+    search = curator.find_duplicates
+
+    async def counted(*args, **kwargs):
+        searches.append(args[0])
+        return await search(*args, **kwargs)
+
+    monkeypatch.setattr(curator, "find_duplicates", counted)
+    page = await call(client, "review_dataset", project_id=project_id, filter="near_duplicates")
+    assert searches == [project_id] and page["groups_found"] == page["groups_listed"] == 1
+    keep = {row["id"] for row in page["questions"] if row["keep"]}
+    other = next(question["id"] for question in pair if question["id"] not in keep)
+    await call(client, "answer_question", project_id=project_id, question_id=other)
+    await call(client, "confirm_item", project_id=project_id, question_ids=[other])
+    page = await call(client, "review_dataset", project_id=project_id, filter="near_duplicates")
+    assert searches == [project_id]  # the review state changed, the questions did not: no new search
+    assert {row["id"] for row in page["questions"] if row["keep"]} == {other}  # yet the keep follows the review
+
+    monkeypatch.setattr(review, "MAX_DUPLICATE_GROUPS", 1)
+    await call(client, "add_questions", project_id=project_id, tag_id=tag_id, allow_near_duplicates=True,
+               questions=["Why do cyclists shave their legs before a race?",
+                          "Why do cyclists shave their legs before races?"])
+    page = await call(client, "review_dataset", project_id=project_id, filter="near_duplicates")
+    assert searches == [project_id, project_id]  # questions were added: searched again
+    assert page["groups_found"] == 2 and page["groups_listed"] == 1 and {row["group"] for row in page["questions"]} == {1}
+    assert (await call(client, "review_dataset", project_id=project_id))["groups_found"] is None

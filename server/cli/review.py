@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import threading
 import urllib.request
@@ -14,8 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from treedistill.server.config import database_path
-from treedistill.server.http.server import ui_url
-from treedistill.server.http.ui import UI_PATH
 
 LOOPBACK = "127.0.0.1"
 APP_MARKER = b'data-view="browser"'
@@ -52,10 +49,10 @@ def browser_available(environ: Mapping[str, str]) -> bool:
     return True
 
 
-def running_app(port: int) -> bool:
-    """Whether a treedistill server already serves the app on this port of this machine."""
+def running_app(port: int, ui_path: str) -> bool:
+    """Whether a treedistill server already serves the app at `ui_path` on this port of this machine."""
     try:
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{UI_PATH}", timeout=2) as response:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{ui_path}", timeout=2) as response:
             return response.status == 200 and APP_MARKER in response.read(200_000)
     except (OSError, ValueError):
         return False
@@ -66,17 +63,23 @@ def run_review(args: argparse.Namespace, environ: Mapping[str, str], engine_opti
     """Serve (or reuse) the app and show its address; returns when the server stops (Ctrl-C)."""
     from treedistill.server.app import create_server
     from treedistill.server.http.auth import check_token
-    from treedistill.server.http.server import serve_http
+    # Imported here, not at module level: the parser imports this module, and every other command would
+    # pay for loading the HTTP stack (mcp, uvicorn).
+    from treedistill.server.http.server import serve_http, ui_url
+    from treedistill.server.http.ui import UI_PATH
 
     port = default_port if args.port is None else args.port
 
     def show(base: str) -> None:
         address = page_address(base, args.project)
         print(f"treedistill review: {address}", flush=True)
-        if not args.no_browser and browser_available(os.environ):
+        if not args.no_browser and browser_available(environ):
             threading.Thread(target=webbrowser.open, args=(address,), daemon=True).start()
 
-    if port and running_app(port):
+    if port and running_app(port, UI_PATH):
+        print(f"treedistill: a treedistill server already serves port {port}; using it (its own database, not "
+              "--db or TREEDISTILL_DB). Stop it or pick another --port to serve this database.",
+              file=sys.stderr, flush=True)
         show(f"http://{LOOPBACK}:{port}{UI_PATH}")
         return 0
     token = environ.get("TREEDISTILL_TOKEN") or None

@@ -71,10 +71,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def endpoint_url(sock: socket.socket, path: str = MCP_PATH) -> str:
+def endpoint_url(sock: socket.socket) -> str:
     address, port = sock.getsockname()[:2]
     shown = f"[{address}]" if ":" in address else address
-    return f"http://{shown}:{port}{path}"
+    return f"http://{shown}:{port}{MCP_PATH}"
 
 
 def ui_url(mcp_url: str) -> str:

@@ -28,13 +28,27 @@ from treedistill.server.ui import app_csp, app_html
 log = logging.getLogger("treedistill.http.ui")
 UI_PATH = "/ui/"
 MAX_BODY_BYTES = 1_000_000  # an edited answer is at most 200,000 characters (update_answer's bound)
-# The tools the app calls; nothing else is reachable through /ui/api/call (export_dataset writes files, the
-# model-config tools change what the server calls: those stay MCP-only).
-UI_TOOLS = frozenset({
-    "list_projects", "get_tree", "list_questions", "review_dataset", "get_answer", "rate_item", "confirm_item",
-    "update_answer", "delete_question", "delete_tag", "answer_question", "score_answers", "find_duplicates",
-    "list_jobs", "get_progress", "cancel_job", "resume_job", "retry_failed",
-})
+# The tools the app calls, each with the arguments the app sends; nothing else is reachable through /ui/api/call
+# (export_dataset writes files, the model-config tools and arguments such as score_answers' judge_model or batch
+# change what the server calls and pays for: those stay MCP-only).
+UI_TOOLS: dict[str, frozenset[str]] = {name: frozenset(arguments) for name, arguments in {
+    "list_projects": (),
+    "list_jobs": ("project_id",),
+    "get_tree": ("project_id", "tag_id", "max_tags"),
+    "review_dataset": ("project_id", "tag_id", "filter", "score_below", "limit", "offset"),
+    "get_answer": ("project_id", "question_id"),
+    "rate_item": ("project_id", "question_id", "rating"),
+    "confirm_item": ("project_id", "question_ids", "confirmed"),
+    "update_answer": ("project_id", "question_id", "answer", "reasoning"),
+    "delete_question": ("project_id", "question_ids"),
+    "delete_tag": ("project_id", "tag_id", "confirm"),
+    "answer_question": ("project_id", "question_id", "regenerate"),
+    "score_answers": ("project_id", "question_ids", "rescore"),
+    "get_progress": ("job_id",),
+    "cancel_job": ("job_id",),
+    "resume_job": ("job_id",),
+    "retry_failed": ("job_id",),
+}.items()}
 _PAGE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
                  "X-Frame-Options": "DENY"}
 
@@ -56,6 +70,18 @@ def _error(message: str) -> dict[str, Any]:
         mode="json", by_alias=True, exclude_none=True)
 
 
+async def _bounded_body(request: Request) -> bytes | None:
+    """The request body, or None once it passes MAX_BODY_BYTES (read in chunks: a body without Content-Length is
+    never read whole before it is measured)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def ui_routes(server: MCPServer, security: TransportSecuritySettings) -> list[Route]:
     """Routes for the app page and its JSON endpoint; add them to the streamable HTTP app."""
     checks = TransportSecurityMiddleware(security)
@@ -75,16 +101,23 @@ def ui_routes(server: MCPServer, security: TransportSecuritySettings) -> list[Ro
         if token_required and not isinstance(request.scope.get("user"), AuthenticatedUser):
             return JSONResponse({"error": "invalid_token", "error_description": "Authentication required"},
                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return JSONResponse({"error": "request too large"}, status_code=413)
+        body = await _bounded_body(request)
+        if body is None:
             return JSONResponse({"error": "request too large"}, status_code=413)
         try:
             request_json = json.loads(body)
             name, arguments = request_json["name"], request_json.get("arguments") or {}
         except (ValueError, KeyError, TypeError, AttributeError):
             return JSONResponse({"error": 'expected {"name": TOOL, "arguments": {...}}'}, status_code=400)
-        if name not in UI_TOOLS or not isinstance(arguments, dict):
+        if not isinstance(name, str) or name not in UI_TOOLS or not isinstance(arguments, dict):
             return JSONResponse(_error(f"{name!r} cannot be called from the browser app"), status_code=403)
+        refused_arguments = sorted(set(arguments) - UI_TOOLS[name])
+        if refused_arguments:
+            return JSONResponse({"error": f"{name} takes no {', '.join(refused_arguments)} from the browser app"},
+                                status_code=400)
         try:
             result = await server.call_tool(name, arguments, BrowserCallContext(mcp_server=server))
         except UnexpectedToolError:

@@ -14,7 +14,6 @@ from typing import Any, Literal
 from treedistill.server.store.catalog import SUBTREE, Store
 
 ReviewFilter = Literal["all", "unanswered", "answered", "unrated", "unconfirmed", "score_below", "near_duplicates"]
-REVIEW_FILTERS: tuple[str, ...] = ReviewFilter.__args__  # type: ignore[attr-defined]
 
 _CONDITIONS = {
     "all": "1",
@@ -57,6 +56,14 @@ class ReviewQueries:
                 "rated": rated, "unrated": answered - rated, "confirmed": confirmed,
                 "unconfirmed": answered - confirmed, "scored": scored, "score_below": below}
 
+    def question_version(self, project_id: int, tag_id: int | None) -> tuple[int, int]:
+        """(highest question id, question count) in scope: changes whenever a question is added or deleted (question
+        texts are never edited), so it tells when near-duplicate groups must be searched again."""
+        where, params = self._scope(project_id, tag_id)
+        row = self.store.db.execute(f"SELECT COALESCE(MAX(q.id), 0), COUNT(*) FROM questions q WHERE {where}",
+                                    params).fetchone()
+        return row[0], row[1]
+
     @staticmethod
     def matching(counts: dict[str, int], kind: str) -> int:
         """How many questions a filter matches, from `counts` (no second query)."""
@@ -72,13 +79,9 @@ class ReviewQueries:
                                {**params, "score_below": score_below, "limit": limit, "offset": offset})
 
     def rows_by_id(self, project_id: int, question_ids: list[int]) -> dict[int, dict[str, Any]]:
-        """Rows of the given questions of the project, by id (for near-duplicate groups)."""
-        found: dict[int, dict[str, Any]] = {}
-        for start in range(0, len(question_ids), 500):
-            chunk = question_ids[start:start + 500]
-            marks = ",".join(f":i{n}" for n in range(len(chunk)))
-            params = {"project_id": project_id, **{f"i{n}": qid for n, qid in enumerate(chunk)}}
-            for row in self.store.rows(f"{_ROW_SELECT} WHERE q.project_id = :project_id AND q.id IN ({marks})",
-                                       params):
-                found[row["id"]] = row
-        return found
+        """Rows of the given questions of the project, by id (for near-duplicate groups; the caller passes at most
+        a few hundred ids per call)."""
+        marks = ",".join(f":i{n}" for n in range(len(question_ids)))
+        params = {"project_id": project_id, **{f"i{n}": qid for n, qid in enumerate(question_ids)}}
+        rows = self.store.rows(f"{_ROW_SELECT} WHERE q.project_id = :project_id AND q.id IN ({marks})", params)
+        return {row["id"]: row for row in rows}

@@ -267,6 +267,11 @@ class DuplicateReport(BaseModel):
                                                                "pass them to delete_question")
 
 
+def keep_order(row: dict[str, Any]) -> tuple:
+    """The sort key of a group's member to keep (the largest): confirmed, best rated, answered, best scored, oldest."""
+    return row["confirmed"], row["rating"] or 0, row["answered"], row["score"] or 0, -row["id"]
+
+
 def report_duplicates(project_id: int, rows: Iterable[dict[str, Any]], threshold: float,
                       limit: int, progress: StepProgress | None = None) -> DuplicateReport:
     """Group near-duplicate questions (rows of CurationStore.question_rows) and pick the one to keep in each."""
@@ -275,7 +280,7 @@ def report_duplicates(project_id: int, rows: Iterable[dict[str, Any]], threshold
     groups = []
     for members, score in found[:limit]:
         rows_of = [by_id[qid] for qid in members]
-        keep = max(rows_of, key=lambda r: (r["confirmed"], r["rating"] or 0, r["answered"], r["score"] or 0, -r["id"]))
+        keep = max(rows_of, key=keep_order)
         groups.append(DuplicateGroup(
             similarity=score, keep_question_id=keep["id"],
             remove_question_ids=[r["id"] for r in rows_of if r is not keep],

@@ -35,7 +35,7 @@ def content_security_policy(script: str, style: str) -> str:
     """No origin but the page's own for fetches (the browser's /ui/api/call), no other script or style than the
     inlined ones, no frames, forms, plugins or base URL."""
     return ("default-src 'none'; script-src " + _digest(script) + "; style-src " + _digest(style)
-            + "; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-src 'none'; "
+            + "; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-src 'none'; "
               "object-src 'none'")
 
 

@@ -4,12 +4,14 @@
 "use strict";
 (function () {
   const TERMINAL = ["completed", "completed_with_failures", "cancelled", "failed"];
-  const PAGE = 200;
+  const PAGE = 200;  // questions per page, unless a host delivered a page with its own limit
   const TOKEN_KEY = "treedistill-token";
+  const LOW_SCORE = 7;  // a judge score below this is flagged, unless the score_below filter sets the bound
   const main = document.getElementById("main");
   const statusLine = document.getElementById("status");
-  const state = { view: null, project: null, tag: null, filter: "all", below: 7, offset: 0, page: null, sel: -1,
-    answer: null, reasoningOpen: false, editing: false, job: null, pollTimer: null, hostMode: false };
+  const state = { view: null, project: null, tag: null, filter: "all", below: LOW_SCORE, offset: 0, limit: PAGE, page: null,
+    sel: -1, answer: null, reasoningOpen: false, editing: false, job: null, pollTimer: null, hostMode: false,
+    visit: 0, pageRequest: 0 };  // visit: counts navigations, so a reply that arrives after the user left its view is dropped
 
   // -- building DOM without HTML strings --------------------------------------------------------------------
   function h(tag, props, ...children) {
@@ -84,7 +86,7 @@
   // The token form replaces the view; once a token is entered the view is built again with it.
   function askToken(wasWrong) {
     if (document.getElementById("token-form")) return;
-    stopPolling();
+    stopPolling(); state.visit++;
     const input = h("input", { id: "token", type: "password", autocomplete: "off", placeholder: "bearer token" });
     const form = h("form", { id: "token-form", onsubmit: (event) => {
       event.preventDefault();
@@ -151,7 +153,7 @@
     document.getElementById("nav").replaceChildren(...(state.hostMode ? [] : links));
   }
   function route() {
-    stopPolling();
+    stopPolling(); state.visit++;
     const [view, id] = location.hash.replace(/^#/, "").split("/");
     const number = Number(id) || null;
     const shown = view === "review" && number ? enterReview(number)
@@ -190,7 +192,7 @@
   async function enterReview(projectId, firstPage) {
     const fresh = state.project !== projectId || state.view !== "review";
     state.view = "review"; state.project = projectId; nav();
-    if (fresh) { state.tag = null; state.offset = 0; state.sel = -1; state.answer = null; }
+    if (fresh) { state.tag = null; state.offset = 0; state.limit = PAGE; state.sel = -1; state.answer = null; }
     const layout = h("div", { class: "cols" }, h("nav", { id: "tree", "aria-label": "tag tree" }),
       h("section", { id: "list" }), h("article", { id: "detail" }));
     show(h("h1", { id: "review-title", text: "Review" }), h("div", { id: "summary", class: "meta" }), layout,
@@ -199,6 +201,7 @@
         h("kbd", { text: "c" }), " confirm, ", h("kbd", { text: "r" }), " reasoning, ", h("kbd", { text: "e" }),
         " edit, ", h("kbd", { text: "n" }), "/", h("kbd", { text: "p" }), " next/previous page"));
     if (firstPage) { state.filter = firstPage.filter; state.tag = firstPage.tag_id; state.offset = firstPage.offset;
+      state.limit = firstPage.limit || PAGE; state.pageRequest++;
       if (firstPage.score_below) state.below = firstPage.score_below; renderPage(firstPage); }
     else await loadPage();
     loadTree();
@@ -238,10 +241,18 @@
   }
 
   async function loadPage(keepSelection) {
-    const args = { project_id: state.project, filter: state.filter, limit: PAGE, offset: state.offset };
+    const args = { project_id: state.project, filter: state.filter, limit: state.limit, offset: state.offset };
     if (state.tag) args.tag_id = state.tag;
     if (state.filter === "score_below") args.score_below = state.below;
+    const request = ++state.pageRequest;
     const page = await call("review_dataset", args);
+    if (request !== state.pageRequest || state.view !== "review") return;  // a newer page was asked for meanwhile
+    if (!page.questions.length && page.total > 0 && page.offset >= page.total) {
+      // The last rows left the filter (say, rated under "unrated"): show the last page that still has rows.
+      state.offset = Math.floor((page.total - 1) / state.limit) * state.limit;
+      await loadPage(keepSelection);
+      return;
+    }
     renderPage(page, keepSelection);
   }
 
@@ -258,12 +269,13 @@
         .map(([value, label]) => h("option", { value, selected: value === state.filter, text: label })));
     const below = h("input", { id: "below", type: "number", min: 1, max: 11, value: state.below, "aria-label": "score below",
       hidden: state.filter !== "score_below",
-      onchange: (e) => { state.below = Number(e.target.value) || 7; if (state.filter === "score_below") loadPage(); } });
+      onchange: (e) => { state.below = Number(e.target.value) || LOW_SCORE; if (state.filter === "score_below") loadPage(); } });
     const end = Math.min(page.offset + page.questions.length, page.total);
     const pager = h("div", { class: "pager" },
       h("button", { id: "prev-page", disabled: page.offset === 0, onclick: () => turn(-1), text: "‹ prev" }),
       h("span", { id: "range", text: page.total ? `${fmt(page.offset + 1)}–${fmt(end)} of ${fmt(page.total)}` : "none" }),
       h("button", { id: "next-page", disabled: end >= page.total, onclick: () => turn(1), text: "next ›" }));
+    const lowScore = state.filter === "score_below" ? state.below : LOW_SCORE;
     let lastGroup = null;
     const rows = [];
     page.questions.forEach((q, index) => {
@@ -272,13 +284,16 @@
         h("span", { class: "qid", text: `#${q.id}` }), h("span", { class: "text", title: q.text, text: q.text }),
         q.answered ? null : h("span", { class: "badge warn", text: "unanswered" }),
         q.rating ? h("span", { class: "badge", text: `★${q.rating}` }) : null,
-        q.score !== null && q.score !== undefined ? h("span", { class: "badge" + (q.score < 7 ? " bad" : ""), text: `score ${q.score}` }) : null,
+        q.score !== null && q.score !== undefined ? h("span", { class: "badge" + (q.score < lowScore ? " bad" : ""), text: `score ${q.score}` }) : null,
         q.confirmed ? h("span", { class: "badge ok", text: "✓" }) : null,
         q.keep ? h("span", { class: "badge ok", text: "keep" }) : null));
     });
     const list = document.getElementById("list");
     if (!list) return;
-    list.replaceChildren(h("div", { class: "filters" }, filter, below), pager,
+    const truncated = page.groups_found > page.groups_listed ? h("p", { id: "groups-truncated", class: "muted",
+      text: `Showing the first ${fmt(page.groups_listed)} of ${fmt(page.groups_found)} near-duplicate groups: ` +
+        "delete some duplicates to see the rest." }) : null;
+    list.replaceChildren(h("div", { class: "filters" }, filter, below), truncated, pager,
       h("div", { id: "rows" }, rows.length ? rows : h("p", { class: "muted", text: "No questions match." })));
     const count = page.questions.length;
     const index = keepSelection && state.sel >= 0 ? Math.min(state.sel, count - 1) : (count ? 0 : -1);
@@ -288,7 +303,7 @@
   function turn(direction) {
     const page = state.page;
     if (!page) return;
-    const offset = state.offset + direction * PAGE;
+    const offset = state.offset + direction * state.limit;
     if (offset < 0 || offset >= page.total) return;
     state.offset = offset; state.sel = -1; loadPage();
   }
@@ -409,6 +424,9 @@
   document.addEventListener("keydown", (event) => {
     if (state.view !== "review" || event.ctrlKey || event.metaKey || event.altKey) return;
     if (/^(INPUT|TEXTAREA|SELECT)$/.test((event.target.tagName || ""))) return;
+    // While an answer is being edited a shortcut would re-render and throw the edit away (focus may have left
+    // the textarea): only Save and Cancel end an edit.
+    if (state.editing) return;
     const key = event.key;
     if (key === "j" || key === "ArrowDown") select(state.sel + 1);
     else if (key === "k" || key === "ArrowUp") select(state.sel - 1);
@@ -425,10 +443,12 @@
 
   // -- progress dashboard -----------------------------------------------------------------------------------
   function stopPolling() { if (state.pollTimer) clearTimeout(state.pollTimer); state.pollTimer = null; }
-  async function openDashboard(jobId) {
+  // The dashboard belongs to one visit: a get_progress reply or a poll timer from before the user navigated away
+  // must not draw over the view shown now.
+  async function openDashboard(jobId, visit = state.visit) {
     stopPolling();
     const progress = await call("get_progress", { job_id: jobId });
-    showDashboard(progress);
+    if (visit === state.visit) showDashboard(progress);
   }
   const STAGE_KEYS = (value) => value && typeof value === "object" && !Array.isArray(value) &&
     typeof value.done === "number" && typeof value.total === "number";
@@ -485,12 +505,16 @@
     h("details", {}, h("summary", { text: "Job parameters" }),
       h("div", { class: "text-block", text: JSON.stringify(progress.params || {}, null, 2) })),
     h("p", { class: "help", text: running ? "Refreshes every 2 seconds while the job runs." : "The job has ended." }));
-    if (running) state.pollTimer = setTimeout(() => openDashboard(progress.job_id).catch(() => {
-      state.pollTimer = setTimeout(() => openDashboard(progress.job_id), 5000); }), 2000);
+    const visit = state.visit;
+    const poll = () => openDashboard(progress.job_id, visit).catch(() => {
+      if (visit === state.visit) state.pollTimer = setTimeout(poll, 5000);
+    });
+    if (running) state.pollTimer = setTimeout(poll, 2000);
   }
   async function jobAction(tool) {
+    const visit = state.visit;
     const progress = await call(tool, { job_id: state.job });
-    showDashboard(progress);
+    if (visit === state.visit) showDashboard(progress);
   }
 
   // -- start ----------------------------------------------------------------------------------------------
@@ -506,11 +530,9 @@
         const view = document.body.dataset.view;
         show(h("p", { class: "muted", text: view === "dashboard" ? "Waiting for the job…" : "Waiting for the tool result…" }));
         if ("ResizeObserver" in window) new ResizeObserver(resized).observe(document.body);
-        return;
-      } catch (err) {
-        if (!/^https?:$/.test(location.protocol)) { say(err.message, true); return; }
-        state.hostMode = false;  // framed by a page that is no MCP Apps host: work like a browser tab
-      }
+      } catch (err) { say(err.message, true); }
+      // Framed by a page that is no MCP Apps host: nothing to fall back to (/ui/ sends frame-ancestors 'none').
+      return;
     }
     window.addEventListener("hashchange", route);
     route();
