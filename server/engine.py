@@ -399,9 +399,12 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: 
                 f"{plan.answers} answers). Call again with confirm_large=true to start it, or ask for less."
             )
         estimate = estimate_plan(store, store.get_project(project_id), plan, params, environ)
-        if cost_limit is not None and estimate.cost is not None and estimate.cost > cost_limit:
+        # A price unknown leaves the priced part as a lower bound: that alone above the threshold still needs a yes.
+        if cost_limit is not None and estimate.cost_at_least > cost_limit:
             prices = "batch" if estimate.batch else "online"
-            summary = (f"This plan is expected to cost about ${estimate.cost:,.2f} at {prices} prices "
+            about = (f"about ${estimate.cost:,.2f}" if estimate.cost is not None else
+                     f"at least ${estimate.cost_at_least:,.2f} (a model's price is unknown)")
+            summary = (f"This plan is expected to cost {about} at {prices} prices "
                        f"({plan.calls} model calls, about {estimate.input_tokens:,} input and "
                        f"{estimate.output_tokens:,} output tokens), above the ${cost_limit:,.2f} threshold")
             raise CostAboveThreshold(

@@ -218,6 +218,8 @@ class PlanEstimate(BaseModel):
     cost: float | None = Field(None, description=(
         "The expected cost of the job as asked: online, or with batch its answers (all calls with batch_all_calls) "
         "at batch prices"))
+    cost_at_least: float = Field(0.0, description=(
+        "The part of `cost` whose prices are known: all of it when cost_known, else a lower bound"))
     cost_known: bool
     input_basis: str = Field(..., description="How the input figures were computed")
     price_notes: list[str] = Field(default_factory=list)

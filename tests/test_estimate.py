@@ -119,6 +119,20 @@ async def test_a_plan_above_the_cost_threshold_needs_confirmation(thrifty, llm, 
     await call(thrifty, "cancel_job", job_id=started["job_id"])
 
 
+async def test_the_priced_part_alone_above_the_threshold_needs_confirmation(thrifty, llm, db_path):
+    dear = {"model": "standin", "input_price_per_mtok": 1000.0, "output_price_per_mtok": 1000.0}
+    project = await call(thrifty, "create_project", name="Half known", question_model=dear,
+                         answer_model={"model": "standin"})  # the teacher has no price
+    shape = {"levels": 2, "tags_per_level": 5, "questions_per_tag": 5}
+    estimate = (await call(thrifty, "auto_distill", project_id=project["id"], estimate_only=True,
+                           **shape))["estimate"]
+    assert estimate["cost"] is None and estimate["cost_at_least"] > 0.01
+    message = await call_error(thrifty, "auto_distill", project_id=project["id"], **shape)
+    assert f"at least ${estimate['cost_at_least']:,.2f} (a model's price is unknown)" in message
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+
+
 async def test_an_unknown_cost_never_blocks(thrifty, llm):
     project = await call(thrifty, "create_project", name="Free to try")  # model "standin": no price
     started = await call(thrifty, "auto_distill", project_id=project["id"], levels=2, tags_per_level=5,

@@ -76,15 +76,15 @@ def estimate_plan(store: Store, project: Project, plan: Plan, params: dict[str, 
     batch = _total(kind.cost_batch for kind in kinds.values())
     # A batch job sends its answers by batch, and its tag and question calls too with batch_all.
     by_batch = {"answers"} | ({"tags", "questions"} if params.get("batch_all") else set())
-    as_asked = _total((kind.cost_batch if name in by_batch else kind.cost_online) for name, kind in kinds.items()) \
-        if params.get("batch") else online
+    asked = [(kind.cost_batch if name in by_batch and params.get("batch") else kind.cost_online)
+             for name, kind in kinds.items()]
     specs = [project.question_model, *([project.answer_model] if answer_calls else [])]
     notes = [note for spec in specs if (note := price_of(spec, resolve_base_url(spec, environ)).note)]
     return PlanEstimate(
         calls=plan.calls, planned_tags=plan.tags, planned_questions=plan.questions, planned_answers=plan.answers,
         **kinds, input_tokens=sum(k.input_tokens for k in kinds.values()),
         output_tokens=sum(k.output_tokens for k in kinds.values()), cost_online=online, cost_batch=batch,
-        batch=bool(params.get("batch")), cost=as_asked,
+        batch=bool(params.get("batch")), cost=_total(asked), cost_at_least=sum(cost or 0.0 for cost in asked),
         cost_known=online is not None, input_basis=INPUT_BASIS, price_notes=list(dict.fromkeys(notes)))
 
 
