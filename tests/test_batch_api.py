@@ -20,7 +20,7 @@ from treedistill.server.providers import (
     build_batch_api,
     build_provider,
 )
-from treedistill.server.providers.batches import BatchAPI
+from treedistill.server.providers.batches import BatchAPI, BatchOutcome
 from treedistill.server.text.parsing import TagList
 from tests.conftest import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY
 from tests.standin_llm import StandinLLM
@@ -47,6 +47,17 @@ def tags_request() -> ChatRequest:
 
 def entries(count: int = 5) -> list[BatchEntry]:
     return [BatchEntry(custom_id=f"item-{number}", request=question(number)) for number in range(count)]
+
+
+async def run_to_end(provider: str, env: dict[str, str], batch: list[BatchEntry],
+                     label: str) -> tuple[BatchState, list[BatchOutcome]]:
+    """Submit a batch, wait for it to end and read its outcomes."""
+    api = build_batch_api(spec_for(provider), env)
+    try:
+        batch_id = await api.submit(batch, label=label)
+        return await ended(api, batch_id), await api.outcomes(batch_id)
+    finally:
+        await api.aclose()
 
 
 async def ended(api: BatchAPI, batch_id: str) -> BatchState:
@@ -116,13 +127,7 @@ async def test_a_batch_answers_exactly_as_online_calls_do(provider: str, quick: 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_errored_entries_are_transient(provider: str, quick: StandinLLM, env: dict[str, str]):
     quick.configure(batch_error_rate=1.0)
-    api = build_batch_api(spec_for(provider), env)
-    try:
-        batch_id = await api.submit(entries(), label="errors")
-        state = await ended(api, batch_id)
-        outcomes = await api.outcomes(batch_id)
-    finally:
-        await api.aclose()
+    state, outcomes = await run_to_end(provider, env, entries(), "errors")
     assert state.counts["errored"] == 5 and state.counts["succeeded"] == 0
     assert [outcome.kind for outcome in outcomes] == ["transient"] * 5
     assert all("HTTP 500" in outcome.error and outcome.result is None for outcome in outcomes)
@@ -153,13 +158,7 @@ async def test_a_rejected_prompt_is_rejected_and_the_others_succeed(provider: st
 async def test_expiry_keeps_what_finished_and_marks_the_rest_expired(provider: str, quick: StandinLLM,
                                                                       env: dict[str, str]):
     quick.configure(batch_expire=0.4)  # 2 of 5 entries never run
-    api = build_batch_api(spec_for(provider), env)
-    try:
-        batch_id = await api.submit(entries(), label="expiring")
-        state = await ended(api, batch_id)
-        outcomes = await api.outcomes(batch_id)
-    finally:
-        await api.aclose()
+    state, outcomes = await run_to_end(provider, env, entries(), "expiring")
     assert state.status == ("expired" if provider == "openai" else "ended")
     assert (state.counts["succeeded"], state.counts["expired"]) == (3, 2)
     assert [outcome.kind for outcome in outcomes] == ["succeeded"] * 3 + ["expired"] * 2
@@ -170,13 +169,7 @@ async def test_expiry_keeps_what_finished_and_marks_the_rest_expired(provider: s
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_a_batch_that_expires_with_nothing_done(provider: str, quick: StandinLLM, env: dict[str, str]):
     quick.configure(batch_expire=1.0)
-    api = build_batch_api(spec_for(provider), env)
-    try:
-        batch_id = await api.submit(entries(2), label="all-expired")
-        state = await ended(api, batch_id)
-        outcomes = await api.outcomes(batch_id)
-    finally:
-        await api.aclose()
+    state, outcomes = await run_to_end(provider, env, entries(2), "all-expired")
     assert state.counts["expired"] == 2 and state.counts["succeeded"] == 0
     assert [(outcome.custom_id, outcome.kind) for outcome in outcomes] == [("item-0", "expired"), ("item-1", "expired")]
 
