@@ -14,6 +14,7 @@ import pytest
 from mcp import Client
 
 from tests.test_auto_distill import stored
+from tests.test_engine_truth import settle
 from tests.test_manual_tools import call, call_error
 from treedistill.server.app import create_server
 from treedistill.server.engine import Engine
@@ -166,9 +167,7 @@ async def test_a_crash_between_the_providers_batch_and_its_record_adopts_the_bat
         assert conn.execute("SELECT state FROM batch_submissions").fetchall() == [("submitting",)]
     engine = await Engine(db_path, batch_env, retry_base_delay=0.01).start()
     try:
-        async with asyncio.timeout(30):
-            while (progress := engine.get_progress(job["id"])).status not in TERMINAL_STATUSES:
-                await engine.wait_for_job_change(job["id"], 0.2)
+        progress = await settle(engine, job["id"])
     finally:
         await engine.close()
     assert progress.status == "completed" and stored(db_path)["answers"] == 3
@@ -224,9 +223,7 @@ async def test_an_ended_batch_is_collected_once_when_two_processes_poll_it(db_pa
                                         answer_model=ModelSpec(model="standin", **PRICES))
         job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=1, questions_per_tag=2,
                                            batch=BatchOptions(wait_seconds=0.1))
-        async with asyncio.timeout(30):
-            while (progress := engine.get_progress(job["id"])).status not in TERMINAL_STATUSES:
-                await engine.wait_for_job_change(job["id"], 0.2)
+        progress = await settle(engine, job["id"])
         batches = BatchStore(engine.store, engine.queue)
         (submission_id,) = [row[0] for row in engine.store.db.execute("SELECT id FROM batch_submissions")]
         submission = batches.get(submission_id)
