@@ -101,13 +101,13 @@ class BatchStore:
             ids = [row[0] for row in self.db.execute(
                 "SELECT r.item_id FROM batch_requests r JOIN jobs j ON j.id = r.job_id"
                 " WHERE r.submission_id IS NULL AND r.outcome IS NULL AND j.status != 'running'").fetchall()]
-            self._requeue(ids, delete_requests=True)
+            self.db.conn.executemany("DELETE FROM batch_requests WHERE item_id = ?", [(i,) for i in ids])
+            self._requeue(ids)
         return len(ids)
 
-    def _requeue(self, item_ids: list[int], *, delete_requests: bool) -> None:
+    def _requeue(self, item_ids: list[int]) -> None:
+        """Put batched items back in the queue, due now."""
         now = time.time()
-        if delete_requests:
-            self.db.conn.executemany("DELETE FROM batch_requests WHERE item_id = ?", [(i,) for i in item_ids])
         self.db.conn.executemany(
             "UPDATE work_items SET status = 'pending', not_before = NULL, updated_at = ? WHERE id = ?"
             " AND status = 'batched'", [(now, item_id) for item_id in item_ids])
@@ -222,7 +222,7 @@ class BatchStore:
             self.db.execute("UPDATE batch_submissions SET succeeded = ?, errored = ?, expired = ?, cancelled = ?,"
                             " cost = ? WHERE id = ?", (*counts.values(), cost, submission.id))
             item_ids = [request["item_id"] for request in requests]
-            self._requeue(item_ids, delete_requests=False)
+            self._requeue(item_ids)
         return item_ids
 
     # -- progress --------------------------------------------------------------------------
