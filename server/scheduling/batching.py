@@ -25,8 +25,8 @@ from collections.abc import Callable
 from treedistill.server.config import DEFAULT_BATCH_POLL_SECONDS
 from treedistill.server.errors import FatalProviderError, InvalidInput, RequestRejected
 from treedistill.server.models import ModelSpec
-from treedistill.server.pricing import call_cost
-from treedistill.server.providers import BatchEntry, ChatRequest, resolve_base_url
+from treedistill.server.pricing import Price, price_of
+from treedistill.server.providers import BatchEntry, BatchOutcome, ChatRequest, resolve_base_url
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.store.batches import BatchStore, Outcome, Submission, WaitingGroup
 from treedistill.server.store.queue import WorkQueue
@@ -181,19 +181,21 @@ class BatchRunner:
         except Exception as exc:
             log.warning("batch %s: %s; looking again on the next tick", submission.batch_id, exc)
             return
-        stored = [self._outcome(spec, outcome) for outcome in outcomes]
+        price = price_of(spec, resolve_base_url(spec, self.caller.environ))
+        stored = [_outcome(price, outcome) for outcome in outcomes]
         requeued = self.batches.collect(submission, state.status, stored)
         self._polled.pop(submission.id, None)
         if requeued:
             log.info("batch %s ended (%s): %d result(s) collected", submission.batch_id, state.status, len(requeued))
             self.notify(submission.project_id)
 
-    def _outcome(self, spec: ModelSpec, outcome) -> Outcome:
-        if outcome.kind != "succeeded" or outcome.result is None:
-            return Outcome(outcome.custom_id, outcome.kind if outcome.kind != "succeeded" else "transient",
-                           error=outcome.error or "the batch returned no reply")
-        result = outcome.result
-        return Outcome(outcome.custom_id, "succeeded", result=result.model_dump(), input_tokens=result.input_tokens,
-                       output_tokens=result.output_tokens,
-                       cost=call_cost(spec, result.input_tokens, result.output_tokens, batch=True,
-                                      base_url=resolve_base_url(spec, self.caller.environ)))
+
+def _outcome(price: Price, outcome: BatchOutcome) -> Outcome:
+    """What a batch said of one request, as stored: a reply with its usage and batch-priced cost, or the error."""
+    if outcome.kind != "succeeded" or outcome.result is None:
+        return Outcome(outcome.custom_id, outcome.kind if outcome.kind != "succeeded" else "transient",
+                       error=outcome.error or "the batch returned no reply")
+    result = outcome.result
+    return Outcome(outcome.custom_id, "succeeded", result=result.model_dump(), input_tokens=result.input_tokens,
+                   output_tokens=result.output_tokens, cost=price.cost(result.input_tokens, result.output_tokens,
+                                                                       batch=True))

@@ -230,23 +230,23 @@ class BatchStore:
     def job_summary(self, job_id: int) -> dict[str, Any] | None:
         """Batches and requests of a job per state, the oldest open batch's age and the batch cost so far; None
         when the job never used a batch."""
-        states = dict(self.db.execute("SELECT state, COUNT(*) FROM batch_submissions WHERE job_id = ? GROUP BY state",
-                                      (job_id,)).fetchall())
+        (submitting, in_progress, ended, in_flight, oldest, succeeded, errored, expired, cancelled, cost) = \
+            self.db.execute(
+                "SELECT COALESCE(SUM(state = 'submitting'), 0), COALESCE(SUM(state = 'in_progress'), 0),"
+                " COALESCE(SUM(state = 'ended'), 0), COALESCE(SUM(CASE WHEN state != 'ended' THEN requests END), 0),"
+                " MIN(CASE WHEN state != 'ended' THEN created_at END), COALESCE(SUM(succeeded), 0),"
+                " COALESCE(SUM(errored), 0), COALESCE(SUM(expired), 0), COALESCE(SUM(cancelled), 0), SUM(cost)"
+                " FROM batch_submissions WHERE job_id = ?", (job_id,)).fetchone()
         waiting = self.db.execute("SELECT COUNT(*) FROM batch_requests WHERE job_id = ? AND submission_id IS NULL"
                                   " AND outcome IS NULL", (job_id,)).fetchone()[0]
-        if not states and not waiting:
+        if not (submitting or in_progress or ended or waiting):
             return None
-        (in_flight, oldest, succeeded, errored, expired, cancelled, cost) = self.db.execute(
-            "SELECT COALESCE(SUM(CASE WHEN state != 'ended' THEN requests END), 0),"
-            " MIN(CASE WHEN state != 'ended' THEN created_at END), COALESCE(SUM(succeeded), 0),"
-            " COALESCE(SUM(errored), 0), COALESCE(SUM(expired), 0), COALESCE(SUM(cancelled), 0), SUM(cost)"
-            " FROM batch_submissions WHERE job_id = ?", (job_id,)).fetchone()
         open_requests = waiting + in_flight
         expected = None if cost is None or not succeeded else cost + cost / succeeded * open_requests
         return {
             "expected_cost": expected,
-            "batches_submitting": states.get("submitting", 0), "batches_in_progress": states.get("in_progress", 0),
-            "batches_ended": states.get("ended", 0), "requests_waiting": waiting, "requests_in_flight": in_flight,
+            "batches_submitting": submitting, "batches_in_progress": in_progress,
+            "batches_ended": ended, "requests_waiting": waiting, "requests_in_flight": in_flight,
             "requests_succeeded": succeeded, "requests_errored": errored, "requests_expired": expired,
             "requests_cancelled": cancelled,
             "oldest_batch_age_seconds": None if oldest is None else round(time.time() - oldest, 1),
