@@ -17,6 +17,8 @@ DEFAULT_CONFIRM_COST_ABOVE = 25.0  # USD: plans expected to cost more need confi
 CONFIRM_COST_ENV = "TREEDISTILL_CONFIRM_COST_ABOVE"
 DEFAULT_BATCH_POLL_SECONDS = 10.0  # how often batches in flight are looked at
 BATCH_POLL_ENV = "TREEDISTILL_BATCH_POLL_SECONDS"
+DEFAULT_HEARTBEAT_TIMEOUT = 15.0  # seconds: a process silent this long is taken for dead; its work resumes elsewhere
+HEARTBEAT_TIMEOUT_ENV = "TREEDISTILL_HEARTBEAT_TIMEOUT"
 
 
 def env_number(environ: Mapping[str, str], name: str, default: float, *, minimum: float, what: str) -> float:
@@ -46,6 +48,13 @@ def batch_poll_seconds(environ: Mapping[str, str]) -> float:
     """Seconds between looks at the batches in flight: TREEDISTILL_BATCH_POLL_SECONDS, else 10."""
     return env_number(environ, BATCH_POLL_ENV, DEFAULT_BATCH_POLL_SECONDS, minimum=0.01,
                       what="a number of seconds, 0.01 or more")
+
+
+def heartbeat_timeout(environ: Mapping[str, str]) -> float:
+    """Seconds of silence after which a process is taken for dead: TREEDISTILL_HEARTBEAT_TIMEOUT, else 15. Every
+    process on one database should use the same value."""
+    return env_number(environ, HEARTBEAT_TIMEOUT_ENV, DEFAULT_HEARTBEAT_TIMEOUT, minimum=1,
+                      what="a number of seconds, 1 or more")
 
 
 def database_path(explicit: str | None, environ: Mapping[str, str]) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, batch_poll_seconds,
-                                       default_model_spec,
+                                       default_model_spec, heartbeat_timeout,
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
@@ -65,16 +65,17 @@ class Engine:
         self.confirm_cost_above = confirm_cost_above_from(confirm_cost_above, self.environ)
         self._options = {"requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute,
                          "max_attempts": max_attempts, "retry_base_delay": retry_base_delay,
-                         "batch_poll_seconds": batch_poll_seconds(self.environ)}  # a bad value: refused here
+                         "batch_poll_seconds": batch_poll_seconds(self.environ),  # a bad value: refused here
+                         "heartbeat_timeout": heartbeat_timeout(self.environ)}
 
     async def start(self) -> Engine:
         """Open the database, join the processes working on it, and take up unfinished work (other
         treedistill processes may share the database: limits and jobs hold across all of them)."""
         self.store = Store(open_database(self.db_path))
-        self.queue = WorkQueue(self.store)
+        self.queue = WorkQueue(self.store, self._options["heartbeat_timeout"])
         self.caller = LLMCaller(self.queue, self.environ, self._options["requests_per_minute"],
                                 self._options["tokens_per_minute"])
-        self.workers = WorkerRegistry(self.store, self.role)
+        self.workers = WorkerRegistry(self.store, self.role, self._options["heartbeat_timeout"])
         self.scheduler = Scheduler(WorkContext(self.store, self.queue, self.caller), self.workers,
                                    max_attempts=self._options["max_attempts"],
                                    retry_base_delay=self._options["retry_base_delay"],
@@ -250,6 +251,7 @@ class Engine:
             return live, False
         if job_id is None:
             return None, False
+        self.queue.pin_job(job_id, *self.caller.pins(project))  # before it runs: only its endpoints' processes run it
         self.queue.set_job_status(job_id, "running")
         self.scheduler.notify(project_id)
         job = {**self.queue.get_job(job_id), "estimate": estimate}

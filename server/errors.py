@@ -123,3 +123,9 @@ class Batched(Exception):
 
     Not an error: the scheduler leaves the item 'batched', and its next attempt finds the reply in the cache.
     """
+
+
+class LeaseLost(Exception):
+    """This process no longer holds the item it was working on: another process took it back (this one was
+    stopped or stalled past the heartbeat timeout). Not an item failure: the result is discarded, nothing of it
+    written, and the item's new owner carries on (a paid reply stays in the response cache for it)."""

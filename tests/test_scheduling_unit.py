@@ -15,6 +15,7 @@ from treedistill.server.scheduling.progress import job_progress
 from treedistill.server.store.catalog import Store, open_database
 from treedistill.server.store.curation import CurationStore, ExportFilter
 from treedistill.server.store.queue import WorkQueue
+from treedistill.server.store.workers import WorkerRegistry
 
 pytestmark = pytest.mark.anyio
 SPEC = ModelSpec(model="standin")
@@ -23,6 +24,7 @@ SPEC = ModelSpec(model="standin")
 @pytest.fixture
 def store(db_path) -> Store:
     store = Store(open_database(db_path))
+    registered(store, "unit")
     yield store
     store.db.conn.close()
 
@@ -30,6 +32,14 @@ def store(db_path) -> Store:
 @pytest.fixture
 def queue(store: Store) -> WorkQueue:
     return WorkQueue(store)
+
+
+def registered(store: Store, worker_id: str, timeout: float = 15.0) -> WorkerRegistry:
+    """A live worker with a fixed id (a process of its own in real life)."""
+    worker = WorkerRegistry(store, "unit", timeout)
+    worker.id = worker_id
+    worker.register()
+    return worker
 
 
 def project_with_questions(store: Store, tags: int, per_tag: int) -> int:
@@ -68,7 +78,7 @@ def test_claim_next_never_runs_two_items_on_one_target(store, queue):
     assert first.id == manual  # manual calls jump the queue
     assert queue.claim_next(project_id, "unit") is None  # the job's item on the same question waits
     with store.transaction():
-        queue.finish_item(first.id, "done")
+        queue.finish_item(first, "done")
     assert queue.claim_next(project_id, "unit").job_id is not None
 
 

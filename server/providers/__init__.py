@@ -28,8 +28,10 @@ from treedistill.server.providers.endpoints import (
     DEFAULT_KEY_ENV,
     ENDPOINTS_ENV,
     configured_endpoints,
+    endpoint_id,
     resolve_base_url,
     resolve_endpoint,
+    served_endpoint_ids,
 )
 
 __all__ = [
@@ -47,9 +49,11 @@ __all__ = [
     "build_provider",
     "configured_endpoints",
     "describe_endpoint",
+    "endpoint_id",
     "resolve_api_key_env",
     "resolve_base_url",
     "resolve_endpoint",
+    "served_endpoint_ids",
 ]
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}

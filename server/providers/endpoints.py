@@ -113,6 +113,20 @@ def resolve_endpoint(spec: ModelSpec, environ: Mapping[str, str]) -> Endpoint:
     raise InvalidInput(f"{url} has several configured keys ({_key_listing(named)}): name one with api_key_env.")
 
 
+def endpoint_id(endpoint: Endpoint) -> str:
+    """How a job names the endpoint it is pinned to: its URL and its key's variable name (never the key)."""
+    return f"{endpoint.url} key={endpoint.key_env or '(none)'}"
+
+
+def served_endpoint_ids(environ: Mapping[str, str]) -> list[str]:
+    """The ids (`endpoint_id`) of every endpoint this environment is configured for; none when
+    TREEDISTILL_ENDPOINTS is malformed (the process then takes no pinned job's items, and says why elsewhere)."""
+    try:
+        return list(dict.fromkeys(endpoint_id(endpoint) for endpoint in configured_endpoints(environ)))
+    except InvalidInput:
+        return []
+
+
 def _listing(endpoints: list[Endpoint]) -> str:
     return "; ".join(f"{endpoint.url} ({endpoint.key_env or 'no key'})" for endpoint in endpoints)
 

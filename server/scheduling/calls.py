@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -15,9 +16,18 @@ from treedistill.server.errors import (
     TransientProviderError,
     TruncatedOutput,
 )
-from treedistill.server.models import ModelSpec
+from treedistill.server.models import ModelSpec, Project
 from treedistill.server.pricing import call_cost
-from treedistill.server.providers import BatchAPI, build_batch_api, build_provider, describe_endpoint, resolve_base_url
+from treedistill.server.providers import (
+    BatchAPI,
+    build_batch_api,
+    build_provider,
+    describe_endpoint,
+    endpoint_id,
+    resolve_base_url,
+    resolve_endpoint,
+    served_endpoint_ids,
+)
 from treedistill.server.providers.base import ChatRequest, ChatResult, EndpointCapabilities, Provider
 from treedistill.server.store.batches import BatchStore
 from treedistill.server.store.queue import WorkItem, WorkQueue
@@ -43,6 +53,8 @@ class LLMCaller:
         self._providers: dict[str, Provider] = {}
         self._batch_apis: dict[str, BatchAPI] = {}
         self._job_params: dict[int, dict] = {}  # a job's parameters never change: read once per job
+        self._job_models: dict[int, dict[str, ModelSpec]] = {}  # nor do the models it was pinned to
+        self.serves = json.dumps(served_endpoint_ids(environ))  # the endpoints whose jobs this process may run
         self._capabilities: dict[str, EndpointCapabilities] = {}
         self._gates: dict[tuple[str, str], RateGate] = {}
         self.calls_made = 0
@@ -77,6 +89,28 @@ class LLMCaller:
         if item.job_id not in self._job_params:
             self._job_params[item.job_id] = self.queue.get_job(item.job_id)["params"]
         return self._job_params[item.job_id]
+
+    def pins(self, project: Project) -> tuple[str, str, dict[str, ModelSpec]]:
+        """What a new job of the project is pinned to: (the question role's endpoint id, the answer role's, the
+        model spec of each role with its endpoint and key variable resolved now). Raises InvalidInput when this
+        process is not configured for an endpoint."""
+        question, answer = (resolve_endpoint(spec, self.environ) for spec in (project.question_model,
+                                                                               project.answer_model))
+        models = {role: spec.model_copy(update={"base_url": endpoint.url, "api_key_env": endpoint.key_env})
+                  for role, spec, endpoint in (("question", project.question_model, question),
+                                               ("answer", project.answer_model, answer))}
+        return endpoint_id(question), endpoint_id(answer), models
+
+    def model_for(self, item: WorkItem, project: Project, role: str) -> ModelSpec:
+        """The model an item's `role` ('question' or 'answer') calls: the one its job was pinned to, else (a manual
+        item, or a job from before pinning) the project's current one."""
+        if item.job_id is not None:
+            if item.job_id not in self._job_models:
+                self._job_models[item.job_id] = self.queue.job_models(item.job_id)
+            pinned = self._job_models[item.job_id].get(role)
+            if pinned is not None:
+                return pinned
+        return project.question_model if role == "question" else project.answer_model
 
     def _capabilities_key(self, spec: ModelSpec) -> str:
         # Per model too: an endpoint's models differ in the JSON forms and token parameters they accept.
@@ -157,6 +191,7 @@ class LLMCaller:
         expected_tokens = await gate.wait()
         if item.job_id is not None and self.queue.job_status(item.job_id) != "running":
             raise JobStopped(f"job {item.job_id} is no longer running")
+        self.queue.hold(item)  # no call starts on a lease another process took back
         started = time.perf_counter()
         capabilities = self._capabilities_of(spec)
         known = capabilities.model_dump()

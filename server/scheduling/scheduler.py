@@ -31,6 +31,7 @@ from treedistill.server.errors import (
     FatalProviderError,
     InvalidInput,
     JobStopped,
+    LeaseLost,
     NotFound,
     OutputFormatError,
     RateLimited,
@@ -41,7 +42,7 @@ from treedistill.server.scheduling.batching import BatchRunner
 from treedistill.server.scheduling.planner import unmade_work
 from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
 from treedistill.server.store.queue import WorkItem
-from treedistill.server.store.workers import HEARTBEAT_SECONDS, WorkerRegistry
+from treedistill.server.store.workers import WorkerRegistry
 
 log = logging.getLogger("treedistill.scheduler")
 
@@ -95,9 +96,15 @@ class Scheduler:
     async def _beat(self) -> None:
         """Renew this worker's heartbeat; reclaim dead workers' items and wake lanes for work found."""
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(self.workers.interval)
             try:
-                self.workers.heartbeat()
+                silent = time.time() - self.workers.renewed_at
+                given_back = self.workers.heartbeat()
+                if silent > self.workers.timeout:
+                    log.warning("this process was stalled for %.0f s (event loop blocked, process stopped or machine "
+                                "asleep), longer than the %.0f s heartbeat timeout: it gave back the %d item(s) it "
+                                "held; their results are discarded if they arrive", silent, self.workers.timeout,
+                                given_back)
                 self._look_around()
             except sqlite3.Error as exc:  # a busy or full disk must not kill the heartbeat
                 log.warning("heartbeat: %s", exc)
@@ -175,7 +182,7 @@ class Scheduler:
         while True:
             wake.clear()
             try:
-                item = queue.claim_next(project_id, self.workers.id)
+                item = queue.claim_next(project_id, self.workers.id, self.ctx.caller.serves)
             except sqlite3.Error as exc:
                 if "locked" in str(exc) or "busy" in str(exc):  # another process is writing: try again soon
                     await asyncio.sleep(0.05)
@@ -198,6 +205,8 @@ class Scheduler:
             await self._attempt(item)
         except asyncio.CancelledError:
             raise
+        except LeaseLost as exc:
+            log.warning("%s; its result is discarded (a reply it paid for stays cached for the new owner)", exc)
         except sqlite3.Error as exc:
             log.error("work item %s: storage error: %s", item.id, exc)
             self._storage_fault(item.project_id, exc, item)
@@ -207,6 +216,8 @@ class Scheduler:
                 self._fail(item, f"internal error: {type(exc).__name__}: {exc}")
             except sqlite3.Error as storage:
                 self._storage_fault(item.project_id, storage, item)
+            except LeaseLost as lost:
+                log.warning("%s; its failure is not recorded", lost)
         finally:
             self._in_flight.pop(item.id, None)
         try:
@@ -217,12 +228,12 @@ class Scheduler:
     async def _attempt(self, item: WorkItem) -> None:
         """One attempt at an item: done, failed, parked (its job stopped) or back in the queue to retry."""
         if self._job_stopped(item):  # also checked before every paid call: none starts after a cancel
-            self.ctx.queue.park(item.id)
+            self.ctx.queue.park(item)
             return
         try:
             result = await execute(self.ctx, item)
         except JobStopped:
-            self.ctx.queue.park(item.id)
+            self.ctx.queue.park(item)
             return
         except Batched:  # the item waits for its batch, holding no slot
             self.batches.wake()
@@ -234,10 +245,10 @@ class Scheduler:
             else:
                 delay, counter = retry
                 log.info("work item %s (%s) retries in %.1f s: %s", item.id, item.kind, delay, _describe(exc))
-                self.ctx.queue.retry_later(item.id, _describe(exc), delay, counter)
+                self.ctx.queue.retry_later(item, _describe(exc), delay, counter)
             return
         with self.ctx.store.transaction():
-            self.ctx.queue.finish_item(item.id, "done", result=result)
+            self.ctx.queue.finish_item(item, "done", result=result)
             if item.job_id is not None:
                 self.ctx.queue.add_job_counts(item.job_id, calls_done=1)
 
@@ -279,7 +290,7 @@ class Scheduler:
     def _fail(self, item: WorkItem, error: str) -> None:
         """Record an item's failure, and for a job item also the planned work it leaves undone."""
         with self.ctx.store.transaction():
-            self.ctx.queue.finish_item(item.id, "failed", error=error)
+            self.ctx.queue.finish_item(item, "failed", error=error)
             if item.job_id is not None:
                 unmade = unmade_work(item.kind, self._depth(item), outputs_missing(self.ctx.store, item),
                                      self.ctx.queue.get_job(item.job_id)["params"])
@@ -302,10 +313,10 @@ class Scheduler:
         if item is not None:
             try:  # nothing left running: a job item goes back to the queue, a manual one fails
                 if item.job_id is None:
-                    self.ctx.queue.finish_item(item.id, "failed", error=message)
+                    self.ctx.queue.finish_item(item, "failed", error=message)
                 else:
-                    self.ctx.queue.park(item.id)
-            except sqlite3.Error:
+                    self.ctx.queue.park(item)
+            except (sqlite3.Error, LeaseLost):
                 pass  # resume_job (or the next start) requeues it
         if item is not None and item.job_id is None:
             for future in self._waiters.pop(item.id, []):

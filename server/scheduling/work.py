@@ -86,7 +86,7 @@ async def _ask_list(ctx: WorkContext, item: WorkItem, project: Project, prompt: 
     path = (project.topic, *(tag.path.split(PATH_SEPARATOR) if tag is not None else ()))
     context = ListContext(language=project.language, path=path)
     count = outputs_missing(ctx.store, item) or None
-    return await _ask_json(ctx, item, project.question_model, project.language, prompt,
+    return await _ask_json(ctx, item, ctx.caller.model_for(item, project, "question"), project.language, prompt,
                            lambda raw: parse_list(raw, schema, context), json_schema=list_schema(schema, count))
 
 
@@ -126,6 +126,7 @@ async def _expand_tag(ctx: WorkContext, item: WorkItem, project: Project) -> dic
         names = await _ask_list(ctx, item, project, prompt, TagList)
         fresh = unique_new(names, {normalize(tag.name) for tag in siblings}, missing)
         with ctx.store.transaction():
+            ctx.queue.hold(item)  # a process whose lease was taken back writes nothing
             tags = ctx.store.insert_tags(project.id, parent, fresh)
             if params is not None:
                 _queue_below_tags(ctx, item, tags, params)
@@ -167,6 +168,7 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
         taken = ctx.store.existing_question_norms(project.id, [normalize(text) for text in texts])
         fresh = drop_near_duplicates(unique_new(texts, taken, len(texts)), of_tag)[:missing]
         with ctx.store.transaction():
+            ctx.queue.hold(item)
             questions = ctx.store.insert_questions(project.id, tag, fresh)
             if params is not None:
                 if params["answer"]:
@@ -183,9 +185,10 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
     if question.answered and not item.regenerate:
         if item.job_id is not None:  # answered by hand since the job was planned
             with ctx.store.transaction():
+                ctx.queue.hold(item)
                 ctx.queue.add_job_counts(item.job_id, answers_done=1)
         return {"question_id": question.id}
-    spec = project.answer_model
+    spec = ctx.caller.model_for(item, project, "answer")
     messages = [
         ChatMessage(role="system", content=prompts.answer_system(project.language,
                                                                   f"{project.topic}{PATH_SEPARATOR}{question.tag_path}")),
@@ -204,6 +207,7 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
         messages = [*messages, ChatMessage(role="assistant", content=reply.content[:RAW_ECHO_LIMIT] or "(empty)"),
                     ChatMessage(role="user", content=prompts.reasoning_feedback(project.language))]
     with ctx.store.transaction():
+        ctx.queue.hold(item)
         # Without regenerate, an answer stored meanwhile (and perhaps reviewed) is kept, never overwritten.
         ctx.store.save_answer(project.id, question.id, reply.content.strip(), (reply.reasoning or "").strip(),
                               reply.reasoning_source or ("think_tags" if (reply.reasoning or "").strip() else "none"),
@@ -231,5 +235,6 @@ async def _judge(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str
 
     verdict = await _ask_json(ctx, item, spec, project.language, prompt, parse_verdict, json_schema=verdict_schema())
     with ctx.store.transaction():
+        ctx.queue.hold(item)
         curation.save_score(answer.question_id, verdict.score, verdict.rationale, spec.model)
     return {"question_id": answer.question_id, "score": verdict.score}

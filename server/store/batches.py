@@ -70,6 +70,7 @@ class BatchStore:
     def enqueue(self, item: WorkItem, cache_key: str, spec_json: str, request_json: str) -> None:
         """Queue an item's call for the next batch and mark the item 'batched' (no slot held), in one transaction."""
         with self.store.transaction():
+            self.queue.hold(item)
             self.db.execute(
                 "INSERT OR REPLACE INTO batch_requests (item_id, project_id, job_id, custom_id, cache_key, spec,"
                 " request, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

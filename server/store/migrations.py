@@ -291,6 +291,20 @@ def m007_cost_coverage() -> str:
     """
 
 
+@migration
+def m010_ownership() -> str:
+    # A lease is its owner and a generation, bumped at every claim: a process whose lease was taken back (it was
+    # stopped past the heartbeat timeout) cannot complete, fail or re-queue the item, even if it claims it again.
+    # A job is pinned to the endpoints and models it started with (JSON per role; the key's variable name, never
+    # the key): only a process configured for the endpoint of an item's role claims it.
+    return """
+        ALTER TABLE work_items ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN question_endpoint TEXT;
+        ALTER TABLE jobs ADD COLUMN answer_endpoint TEXT;
+        ALTER TABLE jobs ADD COLUMN models TEXT;
+    """
+
+
 def migrate(db: Database) -> int:
     """Apply every step newer than the database's version; return the resulting version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]

@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from treedistill.server.errors import NotFound
+from treedistill.server.config import DEFAULT_HEARTBEAT_TIMEOUT
+from treedistill.server.errors import LeaseLost, NotFound
 from treedistill.server.models import ModelSpec
 from treedistill.server.store.catalog import Store, now_iso
 
@@ -36,6 +37,8 @@ class WorkItem(BaseModel):
     format_attempts: int = 0
     rate_limited_attempts: int = 0
     lease_owner: str | None = None
+    lease_gen: int = 0
+    """Bumped at every claim: with lease_owner, the lease this copy of the item was claimed under."""
     not_before: float | None = None
     model: str | None = None
     batch: bool = False
@@ -45,9 +48,10 @@ class WorkItem(BaseModel):
 class WorkQueue:
     """Work items, jobs and cached responses; shares the Store's connection and transactions."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, lease_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT):
         self.store = store
         self.db = store.db
+        self.lease_timeout = lease_timeout  # a lease whose owner's heartbeat is older is no longer held
 
     # -- work items ------------------------------------------------------------------------
 
@@ -87,25 +91,30 @@ class WorkQueue:
             raise NotFound(f"No work item {item_id}")
         return self._item(row)
 
-    def claim_next(self, project_id: int, worker_id: str) -> WorkItem | None:
+    def claim_next(self, project_id: int, worker_id: str, endpoints: str = "[]") -> WorkItem | None:
         """Lease the most urgent runnable item of the project to `worker_id` and return it, in one statement
-        (atomic across processes).
+        (atomic across processes). The lease's generation goes up by one: a holder of an older lease cannot
+        write the item's outcome any more.
 
-        Runnable: pending and due, of no job or of a running job, no other item of the same kind running on the
-        same tag or question (a manual call and a job never work on one target at once), and fewer items of the
-        project running, in all processes together, than its max_concurrency.
+        Runnable: pending and due, of no job or of a running job pinned to one of `endpoints` (a JSON list of
+        the endpoint ids this process is configured for, see `endpoint_id`) for the item's role, no other item
+        of the same kind running on the same tag or question (a manual call and a job never work on one target
+        at once), and fewer items of the project running, in all processes together, than its max_concurrency.
         """
         row = self.store.row(
-            "UPDATE work_items SET status = 'running', lease_owner = :worker, updated_at = :now WHERE id = ("
+            "UPDATE work_items SET status = 'running', lease_owner = :worker, lease_gen = lease_gen + 1,"
+            " updated_at = :now WHERE id = ("
             " SELECT w.id FROM work_items w LEFT JOIN jobs j ON j.id = w.job_id"
             " WHERE w.project_id = :project AND w.status = 'pending' AND (w.not_before IS NULL OR w.not_before <= :now)"
-            " AND (w.job_id IS NULL OR j.status = 'running')"
+            " AND (w.job_id IS NULL OR j.status = 'running' AND COALESCE(CASE w.kind WHEN 'answer'"
+            "   THEN j.answer_endpoint ELSE j.question_endpoint END, '') IN (SELECT value FROM json_each(:endpoints)"
+            "   UNION ALL SELECT ''))"
             " AND NOT EXISTS (SELECT 1 FROM work_items r WHERE r.status = 'running' AND r.kind = w.kind"
             "   AND r.tag_id IS w.tag_id AND r.question_id IS w.question_id)"
             " AND (SELECT COUNT(*) FROM work_items r WHERE r.project_id = :project AND r.status = 'running')"
             "   < (SELECT max_concurrency FROM projects WHERE id = :project)"
             " ORDER BY w.priority, w.id LIMIT 1) RETURNING *",
-            {"now": time.time(), "project": project_id, "worker": worker_id},
+            {"now": time.time(), "project": project_id, "worker": worker_id, "endpoints": endpoints},
         )
         return None if row is None else self._item(row)
 
@@ -127,15 +136,31 @@ class WorkQueue:
         )
         return None if row is None else self._item(row)
 
-    def finish_item(self, item_id: int, status: str, *, error: str | None = None, result: Any = None) -> None:
-        """Record an item's outcome; call in the transaction that stores its results."""
-        self.db.execute(
-            "UPDATE work_items SET status = ?, error = ?, result = ?, updated_at = ? WHERE id = ?",
-            (status, error, json.dumps(result) if result is not None else None, time.time(), item_id),
-        )
-        self.db.execute("DELETE FROM llm_cache WHERE work_item_id = ?", (item_id,))
+    def hold(self, item: WorkItem) -> None:
+        """Raise LeaseLost unless `item` is still running under the lease it was claimed with and its owner's
+        heartbeat is recent (a process that stalled past the timeout may have been taken for dead). First
+        statement of a transaction that writes the item's results, and checked before every paid call."""
+        self._leased_update(item, "updated_at = ?", (time.time(),))
 
-    def retry_later(self, item_id: int, error: str, delay: float, counter: str) -> None:
+    def _leased_update(self, item: WorkItem, sets: str, values: tuple) -> None:
+        """Apply `sets` to the item only under its lease; LeaseLost (nothing written) when it is not held."""
+        deadline = time.time() - self.lease_timeout
+        changed = self.db.execute(
+            f"UPDATE work_items SET {sets} WHERE id = ? AND status = 'running' AND lease_owner = ? AND lease_gen = ?"
+            " AND EXISTS (SELECT 1 FROM workers WHERE id = ? AND heartbeat_at >= ?)",
+            (*values, item.id, item.lease_owner, item.lease_gen, item.lease_owner, deadline)).rowcount
+        if not changed:
+            raise LeaseLost(f"work item {item.id} ({item.kind}) is no longer leased to {item.lease_owner} "
+                            f"(lease {item.lease_gen}): another process took it back")
+
+    def finish_item(self, item: WorkItem, status: str, *, error: str | None = None, result: Any = None) -> None:
+        """Record an item's outcome under its lease (LeaseLost, nothing written, when the lease was taken back);
+        call in the transaction that stores its results."""
+        self._leased_update(item, "status = ?, error = ?, result = ?, updated_at = ?",
+                            (status, error, json.dumps(result) if result is not None else None, time.time()))
+        self.db.execute("DELETE FROM llm_cache WHERE work_item_id = ?", (item.id,))
+
+    def retry_later(self, item: WorkItem, error: str, delay: float, counter: str) -> None:
         """Record a failed attempt and put the item back in the queue, due after `delay` seconds (whichever
         process is free then takes it). `counter` is the attempt's kind: attempts, format_attempts or
         rate_limited_attempts. The attempt's cached replies were all processed, so they are dropped: a retry
@@ -143,22 +168,20 @@ class WorkQueue:
         assert counter in ("attempts", "format_attempts", "rate_limited_attempts")
         now = time.time()
         with self.store.transaction():
-            self.db.execute(
-                f"UPDATE work_items SET {counter} = {counter} + 1, error = ?, status = 'pending', lease_owner = NULL,"
-                " not_before = ?, updated_at = ? WHERE id = ?", (error, now + delay if delay > 0 else None, now, item_id))
-            self.db.execute("DELETE FROM llm_cache WHERE work_item_id = ?", (item_id,))
+            self._leased_update(item, f"{counter} = {counter} + 1, error = ?, status = 'pending', lease_owner = NULL,"
+                                " not_before = ?, updated_at = ?", (error, now + delay if delay > 0 else None, now))
+            self.db.execute("DELETE FROM llm_cache WHERE work_item_id = ?", (item.id,))
             self.db.execute("UPDATE jobs SET retries = retries + 1, rate_limited = rate_limited + ? WHERE id ="
                             " (SELECT job_id FROM work_items WHERE id = ?)",
-                            (int(counter == "rate_limited_attempts"), item_id))
+                            (int(counter == "rate_limited_attempts"), item.id))
 
     def set_target(self, item_id: int, target: int) -> None:
         """Fix a manual item's absolute target when it first runs."""
         self.db.execute("UPDATE work_items SET target = ? WHERE id = ?", (target, item_id))
 
-    def park(self, item_id: int) -> None:
-        """Put an item of a stopped job back in the queue, to run when the job is resumed."""
-        self.db.execute("UPDATE work_items SET status = 'pending', lease_owner = NULL, updated_at = ? WHERE id = ?",
-                        (time.time(), item_id))
+    def park(self, item: WorkItem) -> None:
+        """Put an item of a stopped job back in the queue under its lease, to run when the job is resumed."""
+        self._leased_update(item, "status = 'pending', lease_owner = NULL, updated_at = ?", (time.time(),))
 
     def mark_delivered(self, item_id: int) -> None:
         with self.store.transaction():
@@ -194,9 +217,13 @@ class WorkQueue:
         self.cache_responses([(key, item_id, response)])
 
     def cache_responses(self, responses: list[tuple[str, int, dict[str, Any]]]) -> None:
-        """Keep many paid responses, each (key, item id, response), in one statement. Call in a transaction."""
-        self.db.conn.executemany("INSERT OR REPLACE INTO llm_cache (key, work_item_id, response) VALUES (?, ?, ?)",
-                                 [(key, item_id, json.dumps(response)) for key, item_id, response in responses])
+        """Keep many paid responses, each (key, item id, response), in one statement. Call in a transaction.
+        Kept whoever holds the item now (a process whose lease was taken back leaves its reply to the new owner),
+        but not for an item already finished (nothing would ever read or delete it)."""
+        self.db.conn.executemany(
+            "INSERT OR REPLACE INTO llm_cache (key, work_item_id, response) SELECT ?, ?, ? WHERE EXISTS"
+            " (SELECT 1 FROM work_items WHERE id = ? AND status NOT IN ('done', 'failed'))",
+            [(key, item_id, json.dumps(response), item_id) for key, item_id, response in responses])
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -207,6 +234,21 @@ class WorkQueue:
             (project_id, json.dumps(params), now_iso(), planned_by),
         )
         return cursor.lastrowid
+
+    def pin_job(self, job_id: int, question_endpoint: str, answer_endpoint: str,
+                models: dict[str, ModelSpec]) -> None:
+        """Record the endpoints (ids, see `endpoint_id`) and models a job runs on, for its whole life."""
+        self.db.execute("UPDATE jobs SET question_endpoint = ?, answer_endpoint = ?, models = ? WHERE id = ?",
+                        (question_endpoint, answer_endpoint,
+                         json.dumps({role: spec.model_dump(exclude_none=True) for role, spec in models.items()}),
+                         job_id))
+
+    def job_models(self, job_id: int) -> dict[str, ModelSpec]:
+        """The model spec of each role a job was pinned to ({} for a job from before pinning)."""
+        row = self.db.execute("SELECT models FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or not row[0]:
+            return {}
+        return {role: ModelSpec.model_validate(spec) for role, spec in json.loads(row[0]).items()}
 
     def get_job(self, job_id: int) -> dict[str, Any]:
         row = self.store.row("SELECT * FROM jobs WHERE id = ?", (job_id,))

@@ -15,33 +15,50 @@ import uuid
 
 from treedistill.server.store.catalog import Store
 
-HEARTBEAT_SECONDS = 3.0  # how often a live worker renews its heartbeat
-HEARTBEAT_TIMEOUT = 15.0  # a worker silent this long is dead; its work resumes elsewhere
+from treedistill.server.config import DEFAULT_HEARTBEAT_TIMEOUT
+
+HEARTBEAT_SECONDS = 3.0  # how often a live worker renews its heartbeat (at most; a fifth of a shorter timeout)
+HEARTBEAT_TIMEOUT = DEFAULT_HEARTBEAT_TIMEOUT  # a worker silent this long is dead; its work resumes elsewhere
 
 
 class WorkerRegistry:
     """This process's worker row, and the reclaiming of dead workers' items; shares the Store's connection."""
 
-    def __init__(self, store: Store, role: str):
+    def __init__(self, store: Store, role: str, timeout: float = HEARTBEAT_TIMEOUT):
         self.store = store
         self.db = store.db
         self.role = role
+        self.timeout = timeout
+        self.interval = min(HEARTBEAT_SECONDS, timeout / 5)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.renewed_at = 0.0  # wall-clock time of this worker's last heartbeat (time.time, as peers compare it)
 
     def register(self) -> None:
         now = time.time()
         self.db.execute("INSERT INTO workers (id, pid, host, role, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
                         (self.id, os.getpid(), socket.gethostname(), self.role, now, now))
+        self.renewed_at = now
 
-    def heartbeat(self) -> None:
-        """Renew this worker's heartbeat (re-registering it if a peer took it for dead)."""
-        if self.db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (time.time(), self.id)).rowcount == 0:
-            self.register()
+    def heartbeat(self) -> int:
+        """Renew this worker's heartbeat (re-registering it if a peer took it for dead). After a stall past the
+        timeout (the event loop blocked, the process stopped or the machine asleep), peers may have taken this
+        worker for dead: it first gives back every item it still holds, as a peer would have, so none of its
+        stale leases is used. Returns how many it gave back."""
+        now = time.time()
+        with self.store.transaction():
+            given_back = 0
+            if now - self.renewed_at > self.timeout:
+                given_back = self.db.execute("UPDATE work_items SET status = 'pending', lease_owner = NULL"
+                                             " WHERE status = 'running' AND lease_owner = ?", (self.id,)).rowcount
+            if self.db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (now, self.id)).rowcount == 0:
+                self.register()
+        self.renewed_at = now
+        return given_back
 
     def reclaim_dead(self) -> int:
         """Forget workers whose heartbeat stopped; their running items and unfinished plans go back. Returns the
         number of items requeued. Items running under no live worker (left by older versions) count too."""
-        deadline = time.time() - HEARTBEAT_TIMEOUT
+        deadline = time.time() - self.timeout
         here = self.store.rows("SELECT id, pid FROM workers WHERE host = ? AND id != ?", (socket.gethostname(), self.id))
         gone = [worker["id"] for worker in here if not _alive(worker["pid"])]  # no need to wait out the timeout
         with self.store.transaction():
@@ -67,7 +84,7 @@ class WorkerRegistry:
         return self.store.rows(
             "SELECT w.id, w.pid, w.host, w.role, w.started_at, w.heartbeat_at, (SELECT COUNT(*) FROM work_items i"
             " WHERE i.status = 'running' AND i.lease_owner = w.id) AS running FROM workers w WHERE heartbeat_at >= ?"
-            " ORDER BY started_at", (time.time() - HEARTBEAT_TIMEOUT,))
+            " ORDER BY started_at", (time.time() - self.timeout,))
 
 
 def _alive(pid: int) -> bool:

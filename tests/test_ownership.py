@@ -1,0 +1,114 @@
+"""Ownership that holds (issue 18), on real SQLite: a lease taken back cannot write, a stalled process gives its
+items back, and a job's items are claimed only by processes configured for the endpoint it was started with."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.test_scheduling_unit import SPEC, new_job, project_with_questions, registered
+from treedistill.server.errors import LeaseLost
+from treedistill.server.providers.base import ChatResult
+from treedistill.server.store.catalog import Store, open_database
+from treedistill.server.store.queue import WorkQueue
+
+
+@pytest.fixture
+def store(db_path) -> Store:
+    store = Store(open_database(db_path))
+    registered(store, "unit", 2.0)
+    yield store
+    store.db.conn.close()
+
+
+@pytest.fixture
+def queue(store: Store) -> WorkQueue:
+    return WorkQueue(store, lease_timeout=2.0)
+
+
+def one_answer_job(store: Store, queue: WorkQueue) -> tuple[int, int]:
+    project_id = project_with_questions(store, 1, 1)
+    (question_id,) = store.unanswered_question_ids(project_id)
+    return project_id, new_job(queue, project_id, [{"kind": "answer", "question_id": question_id}])
+
+
+def status_of(store: Store, item_id: int) -> tuple:
+    return store.db.execute("SELECT status, lease_owner, lease_gen FROM work_items WHERE id = ?",
+                            (item_id,)).fetchone()
+
+
+def test_a_lease_taken_back_cannot_finish_fail_requeue_or_park(store, queue):
+    stalled, peer = registered(store, "stalled", 2.0), registered(store, "peer", 2.0)
+    project_id, _ = one_answer_job(store, queue)
+    old = queue.claim_next(project_id, stalled.id)
+    assert (old.lease_owner, old.lease_gen) == ("stalled", 1)
+    store.db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = 'stalled'", (time.time() - 10,))
+    assert peer.reclaim_dead() == 1
+    new = queue.claim_next(project_id, peer.id)
+    assert (new.id, new.lease_owner, new.lease_gen) == (old.id, "peer", 2)
+    for write in (lambda: queue.finish_item(old, "done", result={"question_id": 1}),
+                  lambda: queue.finish_item(old, "failed", error="late"),
+                  lambda: queue.retry_later(old, "late", 0, "attempts"),
+                  lambda: queue.park(old), lambda: queue.hold(old)):
+        with pytest.raises(LeaseLost), store.transaction():
+            write()
+    assert status_of(store, old.id) == ("running", "peer", 2)  # nothing the old holder tried was written
+    with store.transaction():
+        queue.finish_item(new, "done")
+    assert status_of(store, old.id)[0] == "done"
+
+
+def test_an_older_lease_of_the_same_process_cannot_write_either(store, queue):
+    project_id, _ = one_answer_job(store, queue)
+    first = queue.claim_next(project_id, "unit")
+    queue.park(first)
+    second = queue.claim_next(project_id, "unit")
+    assert second.lease_gen == first.lease_gen + 1
+    with pytest.raises(LeaseLost):
+        queue.finish_item(first, "done")
+    queue.finish_item(second, "done")
+
+
+def test_a_stalled_worker_writes_nothing_and_gives_its_items_back_on_its_next_beat(store, queue):
+    worker = registered(store, "sleeper", 2.0)
+    project_id, _ = one_answer_job(store, queue)
+    item = queue.claim_next(project_id, worker.id)
+    # Stopped for longer than the timeout: no peer has taken the item back yet, but the lease no longer holds.
+    store.db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (time.time() - 5, worker.id))
+    worker.renewed_at -= 5
+    with pytest.raises(LeaseLost):
+        queue.finish_item(item, "done")
+    assert worker.heartbeat() == 1  # noticed by the worker itself as it resumes
+    assert status_of(store, item.id) == ("pending", None, 1)
+    assert worker.heartbeat() == 0  # a normal beat gives nothing back
+
+
+def test_a_late_reply_stays_cached_for_the_new_owner_but_not_for_a_finished_item(store, queue):
+    project_id, _ = one_answer_job(store, queue)
+    item = queue.claim_next(project_id, "unit")
+    reply = ChatResult(content="late", reasoning="r", model="m").model_dump()
+    queue.park(item)  # taken back: the reply that arrives now is kept for whoever runs it next
+    queue.cache_response("k1", item.id, reply)
+    assert queue.cached_response("k1") == reply
+    again = queue.claim_next(project_id, "unit")
+    queue.finish_item(again, "done")
+    queue.cache_response("k2", item.id, reply)
+    assert queue.cached_response("k1") is None and queue.cached_response("k2") is None
+
+
+def test_a_pinned_job_is_claimed_only_by_a_process_configured_for_its_endpoint(store, queue):
+    project_id, job_id = one_answer_job(store, queue)
+    queue.pin_job(job_id, "http://a key=OPENAI_API_KEY", "http://a key=OPENAI_API_KEY", {"question": SPEC})
+    assert queue.claim_next(project_id, "unit", '["http://b key=OPENAI_API_KEY"]') is None
+    assert queue.claim_next(project_id, "unit", '["http://a key=OTHER_KEY"]') is None  # same URL, other key
+    manual = queue.add_item(project_id, "tags")
+    assert queue.claim_next(project_id, "unit", '["http://b key=OPENAI_API_KEY"]').id == manual
+    item = queue.claim_next(project_id, "unit", '["http://b key=OPENAI_API_KEY", "http://a key=OPENAI_API_KEY"]')
+    assert item is not None and item.job_id == job_id
+    assert queue.job_models(job_id) == {"question": SPEC}
+
+
+def test_a_job_from_before_pinning_is_claimed_by_any_process(store, queue):
+    project_id, job_id = one_answer_job(store, queue)
+    assert queue.claim_next(project_id, "unit", '["http://b key=OPENAI_API_KEY"]').job_id == job_id
