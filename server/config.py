@@ -12,12 +12,16 @@ from treedistill.server.models import ModelSpec
 
 
 DEFAULT_MAX_CONCURRENCY = 5
+MAX_NAME_CHARS = 200  # a project's name
+MAX_TOPIC_CHARS = 500  # a project's topic
 MAX_CONCURRENCY_LIMIT = 512  # model calls in flight per project, at most
 DEFAULT_CONFIRM_COST_ABOVE = 25.0  # USD: plans expected to cost more need confirm_large=true
 CONFIRM_COST_ENV = "TREEDISTILL_CONFIRM_COST_ABOVE"
 DEFAULT_BATCH_POLL_SECONDS = 10.0  # how often batches in flight are looked at
 BATCH_POLL_ENV = "TREEDISTILL_BATCH_POLL_SECONDS"
 DEFAULT_HEARTBEAT_TIMEOUT = 15.0  # seconds: a process silent this long is taken for dead; its work resumes elsewhere
+MAX_FILE_NAME_BYTES = 255  # one file or directory name, as most file systems allow (NAME_MAX)
+MAX_PATH_BYTES = 4096  # a whole path (PATH_MAX on Linux)
 HEARTBEAT_TIMEOUT_ENV = "TREEDISTILL_HEARTBEAT_TIMEOUT"
 
 

@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, batch_poll_seconds,
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, MAX_NAME_CHARS, MAX_TOPIC_CHARS,
+                                       batch_poll_seconds,
                                        default_model_spec, heartbeat_timeout,
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
@@ -100,6 +101,11 @@ class Engine:
         name = name.strip()
         if not name:
             raise InvalidInput("name must not be empty: give the project a short name, e.g. 'Sports'.")
+        for what, text, limit in (("name", name, MAX_NAME_CHARS), ("topic", topic or "", MAX_TOPIC_CHARS)):
+            if len(text) > limit:  # the CLI's topic reaches here without the tool's bounds
+                raise InvalidInput(f"The project's {what} is {len(text)} characters long; at most {limit} are allowed.")
+            if "\x00" in text:
+                raise InvalidInput(f"The project's {what} contains a NUL byte (\\u0000); remove it.")
         if language not in LANGUAGES:
             raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}.")
         question_model = question_model or default_model_spec(self.environ)
@@ -292,11 +298,24 @@ class Engine:
         batches = self.caller.batches.job_summary(job_id)
         progress.batches = None if batches is None else BatchProgress(**batches)
         progress = with_job_prices(progress, project, self.environ)
+        progress.waiting_for = self._waiting_for(progress)
         fault = self.scheduler.job_faults.get(job_id)
         if fault is not None and progress.status == "running":  # a fault the database could not record
             progress = progress.model_copy(update={"status": "failed", "stage": "failed",
                                                    "recent_errors": [fault, *progress.recent_errors]})
         return progress
+
+    def _waiting_for(self, progress: JobProgress) -> str | None:
+        """Why a running job with nothing in flight makes no progress here: an endpoint it is pinned to that this
+        process is not configured for (None when there is none)."""
+        in_flight = sum(kind.in_flight for kind in (progress.tags, progress.questions, progress.answers))
+        missing = sorted({endpoint for endpoint in progress.endpoints.values() if endpoint not in self.caller.served})
+        if progress.status != "running" or in_flight or not missing:
+            return None
+        return (f"a treedistill process configured for {' and '.join(missing)}: the job was started there and runs "
+                f"only there. This process is configured for {'; '.join(self.caller.served) or 'no endpoint'} and "
+                "leaves it alone; start the server with that endpoint and key variable (OPENAI_BASE_URL, "
+                "ANTHROPIC_BASE_URL or TREEDISTILL_ENDPOINTS) and it resumes.")
 
     async def wait_for_job_change(self, job_id: int, timeout: float) -> None:
         await self.scheduler.wait_for_job_change(job_id, timeout)

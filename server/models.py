@@ -17,11 +17,12 @@ class ModelSpec(BaseModel):
     provider: Literal["openai", "anthropic"] = Field(
         "openai", description="'openai' = any OpenAI-compatible endpoint (OpenAI, DeepSeek, vLLM, Ollama, ...)"
     )
-    model: str = Field(..., min_length=1, description="Model name as the endpoint knows it")
-    base_url: str | None = Field(None, description="Endpoint URL; default from OPENAI_BASE_URL / ANTHROPIC_BASE_URL")
+    model: str = Field(..., min_length=1, max_length=200, description="Model name as the endpoint knows it")
+    base_url: str | None = Field(None, max_length=2000,
+                                 description="Endpoint URL; default from OPENAI_BASE_URL / ANTHROPIC_BASE_URL")
     api_key_env: str | None = Field(
-        None, description="Name of the environment variable holding the key (default OPENAI_API_KEY / ANTHROPIC_API_KEY)"
-    )
+        None, max_length=200,
+        description="Name of the environment variable holding the key (default OPENAI_API_KEY / ANTHROPIC_API_KEY)")
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     json_mode: Literal["auto", "json_schema", "json_object_schema", "json_object", "none"] = Field(
@@ -183,6 +184,11 @@ class JobProgress(BaseModel):
     rate_limited: int = Field(0, description="Of the retries, those after a rate limit (429)")
     pacing: str | None = Field(None, description="How calls to the job's endpoints are paced or paused now")
     batches: BatchProgress | None = Field(None, description="Present when the job's calls go by batch")
+    endpoints: dict[str, str] = Field(default_factory=dict, description=(
+        "The endpoint (URL and key variable) each role ('question', 'answer') is pinned to for the job's life"))
+    waiting_for: str | None = Field(None, description=(
+        "Set when nothing of the job runs and this process is not configured for an endpoint it is pinned to: "
+        "the endpoint it waits for"))
     recent_errors: list[str]
     params: dict[str, Any]
 

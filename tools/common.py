@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context
@@ -84,6 +84,11 @@ class StrictArguments(FuncMetadata):
             raise ValidationError.from_exception_data(self.arg_model.__name__, [
                 _error(key, arguments_to_validate[key], "unknown_argument",
                        f"unknown argument {key!r}; this tool takes: {valid}") for key in unknown])
+        nul = list(_nul_bytes(arguments_to_validate, ()))
+        if nul:  # SQLite, file names and C libraries cut text at a NUL: nothing with one gets stored or opened
+            raise ValidationError.from_exception_data(self.arg_model.__name__, [
+                _error(loc, "(text with a NUL byte)", "nul_byte",
+                       "text must not contain NUL bytes (\\u0000); remove them and call again") for loc in nul])
         try:
             return super().validate_arguments(arguments_to_validate)
         except ValidationError as exc:
@@ -99,6 +104,21 @@ class StrictArguments(FuncMetadata):
             return CallToolResult(content=[TextContent(type="text", text=compact_json(converted.structured_content))],
                                   structured_content=converted.structured_content)
         return converted
+
+
+def _nul_bytes(value: Any, loc: tuple) -> Iterator[tuple]:
+    """The locations of the strings (keys included) in an argument value that contain a NUL byte."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield loc
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                yield (*loc, "(key)")
+            yield from _nul_bytes(inner, (*loc, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _nul_bytes(inner, (*loc, index))
 
 
 def _error(loc: Any, value: Any, kind: str, message: str) -> InitErrorDetails:

@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
-from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY_LIMIT
+from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY_LIMIT, MAX_NAME_CHARS, MAX_TOPIC_CHARS
 from treedistill.server.models import ModelSpec, Project, ProjectSummary
 from treedistill.tools.common import LOCAL_WRITE, READ_ONLY, ProjectId, engine_of, strict_tool, tool_errors
 
@@ -20,8 +20,10 @@ class ProjectList(BaseModel):
 @tool_errors
 async def create_project(
     ctx: Context,
-    name: Annotated[str, Field(min_length=1, max_length=200, description="Project name; the default topic")],
-    topic: Annotated[str | None, Field(max_length=500, description="Top-level distillation topic (default: name)")] = None,
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS,
+                               description="Project name; the default topic")],
+    topic: Annotated[str | None, Field(max_length=MAX_TOPIC_CHARS,
+                                       description="Top-level distillation topic (default: name)")] = None,
     language: Annotated[Literal["en", "zh"], Field(description="Language of prompts and generated data")] = "en",
     question_model: Annotated[ModelSpec | None, Field(
         description="Model for tags and questions (default: from the server environment)")] = None,

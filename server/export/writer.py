@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field
 
 from treedistill.server.store.curation import CurationStore, ExportFilter
 from treedistill.server.text.dedup import normalize
+from treedistill.server.config import MAX_FILE_NAME_BYTES, MAX_PATH_BYTES
 from treedistill.server.errors import InvalidInput
 from treedistill.server.models import Project
 
@@ -107,20 +108,42 @@ def export_target(export_dir: Path, project: Project, options: ExportOptions, al
                            "reasoning inside <think>...</think> before the answer, which LLaMA-Factory's reasoning "
                            "templates read), or dataset_info=false to keep the separate field for another trainer.")
     export_dir = export_dir.resolve()
+    if options.path:
+        _check_path_text(options.path)
     given = Path(options.path.strip()).expanduser() if options.path and options.path.strip() else None
-    target = ((export_dir / given) if given and not given.is_absolute() else given or
-              export_dir / default_file_name(project, options)).resolve()
+    try:
+        target = ((export_dir / given) if given and not given.is_absolute() else given or
+                  export_dir / default_file_name(project, options)).resolve()
+        is_dir = target.is_dir()
+    except (OSError, ValueError) as exc:  # e.g. a home directory that does not exist, a name the system refuses
+        raise InvalidInput(f"Export path {options.path!r} cannot be used: {getattr(exc, 'strerror', None) or exc}. "
+                           "Give a file name such as 'train.jsonl'.") from None
     if not allow_any_path and not target.is_relative_to(export_dir):
         raise InvalidInput(
             f"Export path {options.path!r} is outside this project's export directory {export_dir}. Give a file "
             "name or a relative path inside it (e.g. 'train.jsonl'), or start the server with "
             "TREEDISTILL_ALLOW_ANY_EXPORT_PATH=1 to write elsewhere."
         )
-    if target.is_dir() or target == export_dir:
+    if is_dir or target == export_dir:
         raise InvalidInput(f"Export path {str(target)!r} is a directory; give a file name such as 'data.jsonl'.")
     if not target.suffix:
         target = target.with_name(f"{target.name}.{options.file_format or 'jsonl'}")
     return target
+
+
+def _check_path_text(text: str) -> None:
+    """InvalidInput, before the file system sees it, for a path the operating system would refuse as such: one
+    with a NUL byte, a name longer than MAX_FILE_NAME_BYTES or a whole longer than MAX_PATH_BYTES (in UTF-8)."""
+    if "\x00" in text:
+        raise InvalidInput("Export path contains a NUL byte (\\u0000), which no file name may hold; remove it.")
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise InvalidInput(f"Export path is longer than {MAX_PATH_BYTES} bytes; give a shorter path such as "
+                           "'train.jsonl'.")
+    for name in Path(text).parts:
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_FILE_NAME_BYTES:
+            raise InvalidInput(f"Export path has a name of {len(name.encode('utf-8', 'surrogatepass'))} bytes "
+                               f"({name[:40]}...); file names may be at most {MAX_FILE_NAME_BYTES} bytes. Give a "
+                               "shorter name such as 'train.jsonl'.")
 
 
 def _split_paths(target: Path, split: bool) -> dict[str, Path]:

@@ -54,7 +54,8 @@ class LLMCaller:
         self._batch_apis: dict[str, BatchAPI] = {}
         self._job_params: dict[int, dict] = {}  # a job's parameters never change: read once per job
         self._job_models: dict[int, dict[str, ModelSpec]] = {}  # nor do the models it was pinned to
-        self.serves = json.dumps(served_endpoint_ids(environ))  # the endpoints whose jobs this process may run
+        self.served = served_endpoint_ids(environ)  # the endpoints whose jobs this process may run
+        self.serves = json.dumps(self.served)  # the same, as claim_next takes it
         self._capabilities: dict[str, EndpointCapabilities] = {}
         self._gates: dict[tuple[str, str], RateGate] = {}
         self.calls_made = 0

@@ -40,6 +40,7 @@ def job_progress(job: dict[str, Any], open_kinds: set[str], in_flight: Counter, 
         calls_per_minute=round(rate * 60, 1), retries=job["retries"], rate_limited=job["rate_limited"],
         unpriced_calls=job["unpriced_calls"], recent_errors=errors if not job["error"] else [job["error"], *errors],
         params=job["params"],
+        endpoints={role: job[f"{role}_endpoint"] for role in ("question", "answer") if job.get(f"{role}_endpoint")},
     )
 
 
