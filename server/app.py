@@ -19,6 +19,7 @@ from treedistill import __version__
 from treedistill.server.config import database_path
 from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
+from treedistill.server.stdio import serve_stdio
 from treedistill.server.ui import apps_extension
 from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, questions, resources, \
     review, tree
@@ -47,6 +48,10 @@ class TreedistillServer(MCPServer[Engine]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.closed = threading.Event()
+
+    async def run_stdio_async(self) -> None:
+        """stdio where every malformed request gets a JSON-RPC error reply (see treedistill.server.stdio)."""
+        await serve_stdio(self)
 
     async def list_resources(self) -> list[Resource]:
         listed = await super().list_resources()
