@@ -101,6 +101,8 @@ def test_non_loopback_host_requires_a_token(env, db_path):
     short = subprocess.run([*command, "--token", "short"], env=subprocess_env(env, db_path), capture_output=True,
                            text=True, timeout=30)
     assert short.returncode == 2 and "at least 16 characters" in short.stderr and "Traceback" not in short.stderr
+    # A token on the command line is visible in the process list: said at once, with the way to avoid it.
+    assert "--token shows the token to every user" in short.stderr and "TREEDISTILL_TOKEN" in short.stderr
 
 
 @pytest.mark.anyio

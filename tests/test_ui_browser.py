@@ -336,6 +336,9 @@ def test_the_json_endpoint_refuses_other_tools_and_foreign_origins(open_server):
     assert post({"name": "list_projects"}, origin="http://evil.example").status_code == 403
     assert post({"name": "list_projects"}, host="evil.example").status_code == 421
     assert httpx2.post(f"{open_server}/ui/api/call", data={"name": "list_projects"}, timeout=10).status_code == 400
+    for arguments in ([], "x", 0, [1]):  # the reason is the arguments, not the tool
+        refused = post({"name": "list_projects", "arguments": arguments})
+        assert refused.status_code == 400 and "arguments must be a JSON object" in refused.json()["error"]
     missing = post({"name": "get_answer", "arguments": {"project_id": 1, "question_id": 999}}).json()
     assert missing["isError"] and "No question with id 999" in missing["content"][0]["text"]
     page = httpx2.get(f"{open_server}/ui/", timeout=10)

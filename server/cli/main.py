@@ -123,6 +123,9 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str])
     from treedistill.server.http.auth import check_token
     from treedistill.server.http.server import is_loopback, serve_http, ui_url
 
+    if args.token:
+        print("treedistill: warning: --token shows the token to every user of this machine (ps, /proc); set "
+              "TREEDISTILL_TOKEN in the server's environment instead.", file=sys.stderr, flush=True)
     token = args.token or environ.get("TREEDISTILL_TOKEN") or None
     if token is None and not is_loopback(args.host):
         raise InvalidInput(f"Serving on {args.host} exposes the server beyond this machine: set TREEDISTILL_TOKEN "

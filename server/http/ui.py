@@ -109,11 +109,15 @@ def ui_routes(server: MCPServer, security: TransportSecuritySettings) -> list[Ro
             return JSONResponse({"error": "request too large"}, status_code=413)
         try:
             request_json = json.loads(body)
-            name, arguments = request_json["name"], request_json.get("arguments") or {}
+            name, arguments = request_json["name"], request_json.get("arguments")
         except (ValueError, KeyError, TypeError, AttributeError):
             return JSONResponse({"error": 'expected {"name": TOOL, "arguments": {...}}'}, status_code=400)
-        if not isinstance(name, str) or name not in UI_TOOLS or not isinstance(arguments, dict):
+        if not isinstance(name, str) or name not in UI_TOOLS:
             return JSONResponse(_error(f"{name!r} cannot be called from the browser app"), status_code=403)
+        arguments = {} if arguments is None else arguments
+        if not isinstance(arguments, dict):
+            return JSONResponse({"error": f"arguments must be a JSON object of argument names and values, not "
+                                          f"{type(arguments).__name__}"}, status_code=400)
         refused_arguments = sorted(set(arguments) - UI_TOOLS[name])
         if refused_arguments:
             return JSONResponse({"error": f"{name} takes no {', '.join(refused_arguments)} from the browser app"},
