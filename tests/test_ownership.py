@@ -112,3 +112,32 @@ def test_a_pinned_job_is_claimed_only_by_a_process_configured_for_its_endpoint(s
 def test_a_job_from_before_pinning_is_claimed_by_any_process(store, queue):
     project_id, job_id = one_answer_job(store, queue)
     assert queue.claim_next(project_id, "unit", '["http://b key=OPENAI_API_KEY"]').job_id == job_id
+
+
+@pytest.mark.anyio
+async def test_an_answer_stored_by_an_item_that_never_finished_is_counted_once(db_path, env, llm, monkeypatch):
+    import sqlite3
+
+    from tests.test_engine_truth import adds_up, settle
+    from treedistill.server.engine import Engine
+
+    engine = await Engine(db_path, env, retry_base_delay=0.01).start()
+    try:
+        project = engine.create_project("Counted once", max_concurrency=1)
+        finish = WorkQueue.finish_item
+
+        def the_first_answer_never_finishes(self, item, status, **kwargs):
+            if item.kind == "answer" and not getattr(self, "crashed", False):
+                self.crashed = True  # its answer is stored; its completion is lost, as in a crash right here
+                raise sqlite3.OperationalError("disk I/O error")
+            return finish(self, item, status, **kwargs)
+
+        monkeypatch.setattr(WorkQueue, "finish_item", the_first_answer_never_finishes)
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=1, questions_per_tag=2)
+        assert (await settle(engine, job["id"])).status == "failed"
+        engine.resume_job(job["id"])
+        progress = await settle(engine, job["id"])
+    finally:
+        await engine.close()
+    assert progress.status == "completed" and adds_up(progress)
+    assert (progress.answers.done, progress.answers.total) == (2, 2)

@@ -249,8 +249,8 @@ class Scheduler:
             return
         with self.ctx.store.transaction():
             self.ctx.queue.finish_item(item, "done", result=result)
-            if item.job_id is not None:
-                self.ctx.queue.add_job_counts(item.job_id, calls_done=1)
+            if item.job_id is not None:  # an answer counts here, with its item's completion (see work._answer)
+                self.ctx.queue.add_job_counts(item.job_id, calls_done=1, answers_done=int(item.kind == "answer"))
 
     def _retry(self, exc: TreedistillError, item: WorkItem) -> tuple[float, str] | None:
         """(seconds before the next attempt, the attempt counter it spends), or None to give up."""

@@ -182,11 +182,9 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
 
 async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
     question = ctx.store.get_question(project.id, item.question_id)
+    # An answer item is counted when it is finished (Scheduler._attempt), in that transaction: one answered
+    # meanwhile (by hand, or by this item before a crash kept it from finishing) is counted once.
     if question.answered and not item.regenerate:
-        if item.job_id is not None:  # answered by hand since the job was planned
-            with ctx.store.transaction():
-                ctx.queue.hold(item)
-                ctx.queue.add_job_counts(item.job_id, answers_done=1)
         return {"question_id": question.id}
     spec = ctx.caller.model_for(item, project, "answer")
     messages = [
@@ -213,8 +211,6 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
                               reply.reasoning_source or ("think_tags" if (reply.reasoning or "").strip() else "none"),
                               reply.model or spec.model,
                               reply.input_tokens, reply.output_tokens, replace=item.regenerate)
-        if item.job_id is not None:
-            ctx.queue.add_job_counts(item.job_id, answers_done=1)
     return {"question_id": question.id}
 
 
