@@ -31,6 +31,7 @@ from treedistill.server.providers import (
 )
 from treedistill.server.providers.base import error_for_status, parse_retry_after
 from treedistill.server.providers.reasoning import split_think
+from treedistill.server.providers.sse import StreamError, sse_events
 from treedistill.server.text.parsing import TagList, parse_list
 from tests.standin_llm import StandinLLM
 
@@ -310,6 +311,43 @@ async def test_reasoning_models_budget_is_max_completion_tokens(standin: Standin
 @pytest.mark.anyio
 async def test_no_choices_is_transient(standin: StandinLLM) -> None:
     assert isinstance(await failure(spec_for(standin, "openai", "standin+no_choices")), TransientProviderError)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_broken_stream_is_transient_and_keeps_nothing(standin: StandinLLM, provider: str) -> None:
+    error = await failure(spec_for(standin, provider, "standin+stream_break"))
+    assert isinstance(error, TransientProviderError) and not error.endpoint_wide
+    assert "broke off its streamed reply" in str(error)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_streamed_json_tool_and_usage_read_from_raw_events(standin: StandinLLM, provider: str) -> None:
+    schema = TagList.model_json_schema()
+    result = await complete(spec_for(standin, provider), ask(JSON_PROMPT, json_output=True, json_schema=schema))
+    assert parse_list(result.content, TagList) == ["Football Subtopic 1", "Football Subtopic 2",
+                                                   "Football Subtopic 3"]
+    assert result.input_tokens > 0 and result.output_tokens > 0 and result.model == "standin"
+    assert result.finish_reason in ("stop", "tool_use") and not result.truncated
+
+
+async def _lines(*lines: str):
+    for line in lines:
+        yield line
+
+
+@pytest.mark.anyio
+async def test_sse_events_parse_data_lines_and_stop_at_done() -> None:
+    events = [event async for event in sse_events(_lines(
+        ": keep-alive", "", "event: message_start", 'data: {"a": 1}', "", "data: {\"b\":", "data: 2}", "",
+        "data: [DONE]", "", 'data: {"after": true}', ""))]
+    assert events == [("message_start", {"a": 1}), (None, {"b": 2})]
+    with pytest.raises(StreamError, match="overloaded"):
+        [event async for event in sse_events(_lines(
+            "event: error", 'data: {"type": "error", "error": {"message": "overloaded"}}', ""))]
+    with pytest.raises(StreamError, match="not JSON"):
+        [event async for event in sse_events(_lines("data: {oops", ""))]
 
 
 @pytest.mark.parametrize(
