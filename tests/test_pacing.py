@@ -86,20 +86,25 @@ async def test_waiting_calls_hold_no_slots(db_path):
 async def test_blind_429s_widen_once_per_burst_then_narrow_with_successes(db_path):
     gate = gate_on(db_path)
     tickets = [await gate.wait() for _ in range(4)]  # unpaced: all four go at once
-    for ticket in tickets:  # the burst's four 429s: the pause, and one widening to the first Retry-After
-        gate.rate_limited(ticket, 0.2, None, default_pause=2.0)
+    for ticket in tickets:  # the burst's four 429s: the pause, and one widening from the first Retry-After
+        gate.rate_limited(ticket, 0.1, None, default_pause=2.0)
+    first = 0.1 / BLIND_DECREASE
     row = gate.pacing.get(ENDPOINT)
-    assert row["interval"] == pytest.approx(0.2) and row["rate_limited"] == 4
+    assert row["interval"] == pytest.approx(first) and row["rate_limited"] == 4
     started = time.time()
-    after = await gate.wait()
-    assert after.sent_at - started >= 0.19  # waited out the pause
-    gate.rate_limited(after, 0.2, None, default_pause=2.0)  # a new burst: widened again, once
-    assert gate.pacing.get(ENDPOINT)["interval"] == pytest.approx(0.2 / BLIND_DECREASE)
+    probe = await gate.wait()
+    assert probe.sent_at - started >= 0.09  # waited out the pause
+    gate.rate_limited(probe, 0.1, None, default_pause=2.0)  # the first call after the pause: still that burst
+    assert gate.pacing.get(ENDPOINT)["interval"] == pytest.approx(first)
+    later = await gate.wait()
+    gate.rate_limited(later, 0.1, None, default_pause=2.0)  # a new burst: widened again, once
+    assert gate.pacing.get(ENDPOINT)["interval"] == pytest.approx(first / BLIND_DECREASE)
     ticket = await gate.wait()
     for _ in range(10):
         gate.observe(ticket, None, used_tokens=100)
     rate = 1 / gate.pacing.get(ENDPOINT)["interval"]
-    assert rate == pytest.approx(BLIND_DECREASE / 0.2 * 1.10)  # ten successes: ten steps of 1% of the cut rate
+    # ten successes: ten steps of 1% of the rate set at the cut
+    assert rate == pytest.approx(BLIND_DECREASE / first * 1.10)
 
 
 _SENDER = textwrap.dedent("""
@@ -144,3 +149,14 @@ async def test_two_processes_on_one_endpoint_stay_within_its_known_limit(db_path
     assert min(gaps) >= spacing * 0.8, gaps
     # no more than the limit's rate in any second
     assert max(sum(1 for t in sent if s <= t < s + 1.0) for s in sent) <= 10
+
+
+async def test_blind_burst_of_an_endpoint_that_counts_refused_requests_teaches_the_spacing(db_path):
+    gate = gate_on(db_path)
+    tickets = [await gate.wait() for _ in range(4)]
+    # A bucket of 10 requests/s that charges refused requests: each 429 of the burst waits 0.1 s longer.
+    for number, ticket in enumerate(tickets):
+        gate.rate_limited(ticket, 0.01 + 0.1 * number, None, default_pause=2.0)
+    row = gate.pacing.get(ENDPOINT)
+    assert row["interval"] == pytest.approx(0.1 / BLIND_DECREASE, rel=0.05)  # not 0.01 / BLIND_DECREASE
+    assert row["paused_until"] - time.time() == pytest.approx(0.31, abs=0.02)

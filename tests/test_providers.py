@@ -315,14 +315,6 @@ async def test_no_choices_is_transient(standin: StandinLLM) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-async def test_broken_stream_is_transient_and_keeps_nothing(standin: StandinLLM, provider: str) -> None:
-    error = await failure(spec_for(standin, provider, "standin+stream_break"))
-    assert isinstance(error, TransientProviderError) and not error.endpoint_wide
-    assert "broke off its streamed reply" in str(error)
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_streamed_json_tool_and_usage_read_from_raw_events(standin: StandinLLM, provider: str) -> None:
     schema = TagList.model_json_schema()
     result = await complete(spec_for(standin, provider), ask(JSON_PROMPT, json_output=True, json_schema=schema))

@@ -10,11 +10,12 @@ little under the limit, and each call first takes its expected tokens from a buc
 tokens/min rate: the limit is approached, not hit.
 
 An endpoint that sends no limit headers, only 429 + Retry-After (many gateways), is paced blind: the first 429
-of a burst pauses every call for its Retry-After and widens the spacing once (the first time, to the
-Retry-After itself: for a bucket that refills one request at a time that is the sustainable spacing; after
-that, by 1/BLIND_DECREASE), while the other 429s of the same burst (calls sent before the widening) only
-extend the pause; each success narrows the spacing by a small constant step in rate, so the controller
-probes up to the limit again and settles just under it (additive increase, multiplicative decrease).
+of a burst pauses every call for its Retry-After and widens the spacing once (additive increase, multiplicative
+decrease). The first time, the spacing becomes the Retry-After over BLIND_DECREASE (for a bucket that refills
+one request at a time the Retry-After is the sustainable spacing, cut like any burst's); after that it grows by
+1/BLIND_DECREASE. The other 429s of a burst (calls in flight when the endpoint ran dry, and the first call after
+the pause) only extend the pause. Each success adds a constant step of rate, so the controller probes up to the
+limit again and settles just under it.
 
 A slot is taken when the call is about to go, never while it waits: the calls of one process queue on a lock
 (first come, first served) and only the first of them waits for the next slot, so calls that waited out a
@@ -112,18 +113,27 @@ class RateGate:
             now = time.time()
             self._settle(row, ticket, 0)
             self._learn(row, limits)
+            extension = now + pause - row["paused_until"]
             row["paused_until"] = max(row["paused_until"], now + pause)
             row["rate_limited"] += 1
-            if ticket.sent_at < row["decreased_at"]:
-                return  # this burst already widened the spacing
+            if ticket.sent_at < row["decreased_at"]:  # this burst already widened the spacing, but ...
+                if not row["learned_interval"] and 0 < extension < pause:
+                    # ... an endpoint that counts refused requests pushed its Retry-After on by what one request
+                    # costs: the spacing at its limit, cut like the burst's.
+                    row["interval"] = min(max(row["interval"], extension / BLIND_DECREASE), MAX_BLIND_SPACING)
+                    row["decreased_interval"] = row["interval"]
+                return
             learned = row["learned_interval"]
             if learned:
                 row["interval"] = min(max(row["interval"] * SLOWDOWN, learned), 4 * learned)
             elif row["interval"]:
                 row["interval"] = min(row["interval"] / BLIND_DECREASE, MAX_BLIND_SPACING)
-            else:
-                row["interval"] = min(max(pause, MIN_BLIND_SPACING), MAX_BLIND_SPACING)
-            row["decreased_interval"], row["decreased_at"] = row["interval"], now
+            else:  # the first: a bucket that refills one request per Retry-After, cut like any other burst
+                row["interval"] = min(max(pause, MIN_BLIND_SPACING) / BLIND_DECREASE, MAX_BLIND_SPACING)
+            # The burst lasts until the first call after the pause has gone: what was sent before (in flight when
+            # the endpoint ran dry, or the first probe after the pause) widens nothing more.
+            row["decreased_interval"] = row["interval"]
+            row["decreased_at"] = row["paused_until"] + row["interval"]
         self._change(slow_down)
 
     # -- the shared row --------------------------------------------------------------------------
