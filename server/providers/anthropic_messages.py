@@ -54,17 +54,20 @@ class AnthropicMessagesProvider:
         self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        arguments = {**self._call_arguments(request), "stream": True}
         try:
-            # The SDK sends the request and raises its HTTP errors; the events are read as plain JSON (sse.py).
-            async with self._client.messages.with_streaming_response.create(**arguments) as response:
-                limits = anthropic_rate_limits(response.headers)
-                try:
-                    message = await _assemble(sse_events(response.iter_lines()))
-                except (anthropic.APIError, httpx2.TransportError, StreamError) as exc:
-                    raise self._broken(type(exc).__name__) from exc
+            # The SDK sends the body as it is and raises its HTTP errors; the events are read as JSON (sse.py).
+            response = await self._client.post("/v1/messages", cast_to=httpx2.Response, stream=True,
+                                               body={**self.request_body(request), "stream": True},
+                                               options={"timeout": self._spec.timeout})  # seconds without a byte
         except anthropic.APIError as exc:
             raise self._translate(exc) from exc
+        try:
+            limits = anthropic_rate_limits(response.headers)
+            message = await _assemble(sse_events(response.aiter_lines()))
+        except (httpx2.TransportError, StreamError) as exc:
+            raise self._broken(type(exc).__name__) from exc
+        finally:
+            await response.aclose()
         if message is None:  # a 200 with an event stream that never began a message
             raise self._broken("no message")
         return self.result_from_message(message, forced_tool=request.json_output and request.json_schema is not None,
@@ -124,9 +127,6 @@ class AnthropicMessagesProvider:
     def translate(self, exc: anthropic.APIError) -> Exception:
         """Our ProviderError for an SDK error of a call to this endpoint (the key scrubbed)."""
         return self._translate(exc)
-
-    def _call_arguments(self, request: ChatRequest) -> dict[str, Any]:
-        return {**self.request_body(request), "timeout": self._spec.timeout}  # seconds without a byte of the stream
 
     def request_body(self, request: ChatRequest) -> dict[str, Any]:
         """The Messages API parameters of `request` (a batch entry's `params`; streaming is the caller's choice)."""

@@ -60,9 +60,13 @@ class OpenAIChatProvider:
         for _ in range(_MAX_ADAPTATIONS + 1):
             arguments = self._call_arguments(request)
             try:
-                # The SDK sends the request and raises its HTTP errors; the events are read as plain JSON (sse.py).
-                async with self._client.chat.completions.with_streaming_response.create(**arguments) as response:
+                # The SDK sends the body as it is and raises its HTTP errors; the events are read as JSON (sse.py).
+                response = await self._client.post("/chat/completions", cast_to=httpx2.Response, stream=True,
+                                                   body={**arguments, **(self._spec.extra_body or {})})
+                try:
                     result = await self._read(response, request)
+                finally:
+                    await response.aclose()
             except openai.APIStatusError as exc:
                 if self._adapt(exc, arguments, request):
                     continue
@@ -105,13 +109,12 @@ class OpenAIChatProvider:
         return {**self._fields(request), **(self._spec.extra_body or {})}
 
     def _call_arguments(self, request: ChatRequest) -> dict[str, Any]:
+        """The streamed request's fields (extra_body goes on top when it is sent)."""
         arguments = self._fields(request)
         # Streamed so long reasoning never meets an idle timeout; usage comes in the last chunk.
         arguments["stream"] = True
         if self._usage_chunk:
             arguments["stream_options"] = {"include_usage": True}
-        if self._spec.extra_body:
-            arguments["extra_body"] = self._spec.extra_body
         return arguments
 
     def _fields(self, request: ChatRequest) -> dict[str, Any]:
@@ -187,7 +190,7 @@ class OpenAIChatProvider:
         saw_choice = False
         pieces = 0
         try:
-            async for _, chunk in sse_events(response.iter_lines()):
+            async for _, chunk in sse_events(response.aiter_lines()):
                 if not isinstance(chunk, dict):
                     continue
                 model = chunk.get("model") or model

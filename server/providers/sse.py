@@ -1,9 +1,10 @@
 """Server-sent events read as plain JSON: no SDK model object per streamed chunk.
 
 The SDKs' own stream readers build a pydantic model for every chunk (the OpenAI SDK's `AsyncStream` ->
-`construct_type`), which was the largest single cost of a streamed call. The providers open the stream
-through the SDK's `with_streaming_response` (so request building, auth and HTTP errors stay the SDK's)
-and read its lines here.
+`construct_type`), and their typed `create` methods walk every argument through a type-directed transform
+first: together the largest cost of a call. The providers post the JSON body through the SDK client's plain
+`post` (its documented way to reach any route: auth, base URL, timeouts and HTTP errors stay the SDK's) for
+the raw streamed `httpx2.Response`, and read its lines here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ class StreamError(Exception):
 
 
 async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, Any]]:
-    """(event name, parsed JSON data) of each event of an SSE stream, up to OpenAI's `[DONE]`.
+    """(event name, parsed JSON data) of each event of an SSE stream, up to OpenAI's `[DONE]`; the stream is read to
+    its end either way, so that its connection goes back to the pool.
 
     Raises StreamError for an `error` event or an `error` object in the data (both APIs send one when
     something fails after the 200), and for data that is not JSON.
@@ -33,6 +35,8 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | Non
         elif not line and data:
             text = "\n".join(data)
             if text.startswith("[DONE]"):
+                async for _ in lines:
+                    pass
                 return
             yield event, _parse(event, text)
             event, data = None, []
