@@ -324,6 +324,19 @@ async def test_streamed_json_tool_and_usage_read_from_raw_events(standin: Standi
     assert result.finish_reason in ("stop", "tool_use") and not result.truncated
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_streamed_calls_reuse_one_connection(standin: StandinLLM, provider: str) -> None:
+    spec = spec_for(standin, provider)
+    provider_client = build_provider(spec, configured(spec))
+    try:
+        for number in range(4):  # one after another: a stream read to its end gives its connection back
+            await provider_client.complete(ask(f"{QUESTION} {number}"))
+    finally:
+        await provider_client.aclose()
+    assert len({sent["client_port"] for sent in standin.requests()}) == 1
+
+
 async def _lines(*lines: str):
     for line in lines:
         yield line
