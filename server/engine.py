@@ -16,7 +16,7 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
-from treedistill.server.pricing import with_job_prices, with_project_prices
+from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.review import DuplicateGroups, ReviewPage, review_page
 from treedistill.server.models import (
@@ -85,6 +85,9 @@ class Engine:
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
         self.scheduler.start()
+        # The price table, off the event loop, before a job's planning needs it; a moment later, so that its half a
+        # second of CPU does not slow the answer to `initialize`.
+        asyncio.get_running_loop().call_later(PRICE_PRELOAD_DELAY, preload_in_background)
         return self
 
     async def close(self) -> None:

@@ -1,11 +1,13 @@
 """Prices per model and the cost of a call: the model spec's own prices, else the genai-prices library.
 
-Looked up once per (spec, endpoint) and cached; genai-prices (a 1.6 MB price table) is imported on the first
-lookup, never at server start-up.
+Looked up once per (spec, endpoint) and cached. genai-prices (a 1.6 MB price table) is never imported on the way
+to answering `initialize`: the engine loads it in a thread of its own a moment after it has started (`preload_in_background`),
+so that neither a job's planning nor the event loop waits for it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,6 +19,7 @@ from treedistill.server.providers.endpoints import DEFAULT_BASE_URL, resolve_bas
 
 PriceSource = Literal["spec", "genai-prices", "unknown"]
 Report = TypeVar("Report", JobProgress, ProjectSummary)
+PRICE_PRELOAD_DELAY = 1.0  # seconds after the engine starts: the price table loads once `initialize` is answered
 BATCH_DISCOUNT = 0.5  # OpenAI's Batch API and Anthropic's Message Batches: half the online price
 _OFFICIAL_HOSTS = {"api.openai.com": "openai", "api.anthropic.com": "anthropic"}
 
@@ -118,12 +121,23 @@ def _official_provider(base_url: str) -> str | None:
     return _OFFICIAL_HOSTS.get((urlsplit(base_url).hostname or "").lower())
 
 
+def preload_in_background() -> threading.Thread:
+    """Load the price table in a daemon thread (the first lookup would otherwise pay for it on the event loop)."""
+    thread = threading.Thread(target=_snapshot, name="price-table", daemon=True)
+    thread.start()
+    return thread
+
+
+def _snapshot():  # noqa: ANN202 (genai_prices' own type, imported lazily)
+    from genai_prices.data_snapshot import get_snapshot  # lazy: a large table, kept off the server's start-up
+
+    return get_snapshot()
+
+
 def _library_price(provider: str, model: str, base_url: str, official: str | None) -> Price:
     from datetime import UTC, datetime
 
-    from genai_prices.data_snapshot import get_snapshot  # lazy: a large table, needed only once a price is wanted
-
-    snapshot = get_snapshot()
+    snapshot = _snapshot()
     note = None
     if provider == "anthropic" or official:
         where = {"provider_id": official or "anthropic"}

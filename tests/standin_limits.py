@@ -3,8 +3,9 @@
 It enforces requests/min and tokens/min the way OpenAI does: token buckets that refill continuously and
 hold `burst_seconds` of the per-minute rate; a request the buckets cannot take gets 429 with `retry-after`;
 rejected requests spend the request budget too (`rejected_count=True`, as OpenAI counts them). Every
-response carries `x-ratelimit-limit/remaining/reset-requests` and `-tokens` (OpenAI) or
-`anthropic-ratelimit-*` headers (Anthropic). A reply's tokens are taken from the token bucket when it is sent.
+response, streamed ones included, carries `x-ratelimit-limit/remaining/reset-requests` and `-tokens` (OpenAI)
+or `anthropic-ratelimit-*` headers (Anthropic), as the real APIs do; with `send_headers=False` it acts as a
+gateway that sends none of them, only 429 + `retry-after`. A reply's tokens are taken from the token bucket when it is sent.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ class ProviderLimits:
     """Buckets for one endpoint, with counts of what was served and rejected."""
 
     def __init__(self, requests_per_minute: float | None = None, tokens_per_minute: float | None = None, *,
-                 burst_seconds: float = 60.0, rejected_count: bool = True):
+                 burst_seconds: float = 60.0, rejected_count: bool = True, send_headers: bool = True):
         self.rpm, self.tpm = requests_per_minute, tokens_per_minute
         self.burst_seconds, self.rejected_count = burst_seconds, rejected_count
+        self.send_headers = send_headers  # False: a gateway that answers only 429 + retry-after, no limit headers
         self._lock = threading.Lock()
         self._requests = self._capacity(self.rpm)
         self._tokens = self._capacity(self.tpm)
@@ -69,6 +71,8 @@ class ProviderLimits:
                 self._tokens -= tokens
 
     def headers(self, api: str) -> dict[str, str]:
+        if not self.send_headers:
+            return {}
         with self._lock:
             self._refill()
             values = {}

@@ -643,7 +643,8 @@ async def _complete(request: Request, api: str) -> Response:
     state: StandinState = request.app.state.standin
     body = await request.json()
     key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-    prepared = _prepare(state, api, body, key)
+    # the client's port: one per connection, so a test can see whether a client reuses its connections
+    prepared = _prepare(state, api, body, key, {"client_port": request.client.port if request.client else None})
     try:
         if prepared.admission.delay:
             await asyncio.sleep(prepared.admission.delay)

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
     ("progress_100k.py", ["--questions", "2000", "--tags", "20"], "get_progress: median"),
     ("export_100k.py", ["--records", "300"], "| alpaca, think, jsonl |"),
     ("event_loop_stalls.py", ["--sizes", "2000"], "auto_distill planning 2,000 answers"),
-    ("rate_limit_bench.py", ["--smoke"], "rejected requests not counted: completed, 7 calls"),
+    ("rate_limit_bench.py", ["--smoke"], "(429 + retry-after only): completed, 7 calls"),
     ("batch_cost_bench.py", ["--smoke"], "batch / online cost per 1,000 answers"),
     ("review_load_bench.py", ["--questions", "400", "--tags", "4", "--no-browser"],
      "| review_dataset, first page (200), all (400 match) |"),

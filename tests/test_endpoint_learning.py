@@ -222,6 +222,18 @@ async def test_rate_limits_are_read_on_successes_and_429s(provider: str) -> None
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_gateway_without_limit_headers_sends_only_429_and_retry_after(provider: str) -> None:
+    limits = ProviderLimits(requests_per_minute=2, send_headers=False)
+    with StandinLLM(wrap=lambda app: RateLimitMiddleware(app, limits)) as limited:
+        spec = spec_for(limited, provider, max_tokens=100)
+        results, _ = await run(spec, [ask(QUESTION)] * 2)
+        assert [result.rate_limits for result in results] == [None, None]
+        with pytest.raises(RateLimited) as caught:
+            await run(spec, [ask(QUESTION)])
+    assert caught.value.rate_limits is None and 0 < caught.value.retry_after <= 30
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_standin_counts_the_tokens_of_streamed_and_plain_replies(standin: StandinLLM, provider: str) -> None:
     """For rate-limit middleware (tests/standin_limits.py) that charges a reply's tokens from its body."""
     (result,), _ = await run(spec_for(standin, provider, "standin+long"), [ask(QUESTION, max_tokens=1000)])

@@ -156,3 +156,18 @@ def test_prompt_examples_do_not_invite_copying(language: str) -> None:
         last = text.splitlines()[-1]
         assert "[...]" in last and ("篮球" if language == "zh" else "Basketball") in last
         assert not any(copyable in text for copyable in ("sub-topic 1", "子主题1", "question 1", "问题1"))
+
+
+def test_normalize_fast_ascii_path_gives_the_unicode_key():
+    import string
+    import unicodedata
+
+    from treedistill.server.text.dedup import _SPACES, normalize
+
+    def slow(text: str) -> str:
+        folded = unicodedata.normalize("NFKC", text).casefold()
+        return _SPACES.sub(" ", "".join(" " if unicodedata.category(ch)[0] in "PSZ" else ch for ch in folded)).strip()
+
+    texts = [string.printable, "  What's the Role of  $x^2$ in <HTML>?\t", "a_b-c|d~e`f", "ÉCOLE  café？", "Ｆｕｌｌ"]
+    assert [normalize(text) for text in texts] == [slow(text) for text in texts]
+    assert normalize("What's  the ROLE of x?") == "what s the role of x"

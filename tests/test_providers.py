@@ -31,6 +31,7 @@ from treedistill.server.providers import (
 )
 from treedistill.server.providers.base import error_for_status, parse_retry_after
 from treedistill.server.providers.reasoning import split_think
+from treedistill.server.providers.sse import StreamError, sse_events
 from treedistill.server.text.parsing import TagList, parse_list
 from tests.standin_llm import StandinLLM
 
@@ -310,6 +311,48 @@ async def test_reasoning_models_budget_is_max_completion_tokens(standin: Standin
 @pytest.mark.anyio
 async def test_no_choices_is_transient(standin: StandinLLM) -> None:
     assert isinstance(await failure(spec_for(standin, "openai", "standin+no_choices")), TransientProviderError)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_streamed_json_tool_and_usage_read_from_raw_events(standin: StandinLLM, provider: str) -> None:
+    schema = TagList.model_json_schema()
+    result = await complete(spec_for(standin, provider), ask(JSON_PROMPT, json_output=True, json_schema=schema))
+    assert parse_list(result.content, TagList) == ["Football Subtopic 1", "Football Subtopic 2",
+                                                   "Football Subtopic 3"]
+    assert result.input_tokens > 0 and result.output_tokens > 0 and result.model == "standin"
+    assert result.finish_reason in ("stop", "tool_use") and not result.truncated
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_streamed_calls_reuse_one_connection(standin: StandinLLM, provider: str) -> None:
+    spec = spec_for(standin, provider)
+    provider_client = build_provider(spec, configured(spec))
+    try:
+        for number in range(4):  # one after another: a stream read to its end gives its connection back
+            await provider_client.complete(ask(f"{QUESTION} {number}"))
+    finally:
+        await provider_client.aclose()
+    assert len({sent["client_port"] for sent in standin.requests()}) == 1
+
+
+async def _lines(*lines: str):
+    for line in lines:
+        yield line
+
+
+@pytest.mark.anyio
+async def test_sse_events_parse_data_lines_and_stop_at_done() -> None:
+    events = [event async for event in sse_events(_lines(
+        ": keep-alive", "", "event: message_start", 'data: {"a": 1}', "", "data: {\"b\":", "data: 2}", "",
+        "data: [DONE]", "", 'data: {"after": true}', ""))]
+    assert events == [("message_start", {"a": 1}), (None, {"b": 2})]
+    with pytest.raises(StreamError, match="overloaded"):
+        [event async for event in sse_events(_lines(
+            "event: error", 'data: {"type": "error", "error": {"message": "overloaded"}}', ""))]
+    with pytest.raises(StreamError, match="not JSON"):
+        [event async for event in sse_events(_lines("data: {oops", ""))]
 
 
 @pytest.mark.parametrize(

@@ -37,8 +37,9 @@ def gate_on(db_path, **caps) -> RateGate:
 
 async def test_tokens_per_minute_cap_waits_for_the_bucket_to_refill(db_path):
     gate = gate_on(db_path, tokens_per_minute=60_000)  # 1,000 tokens a second; the bucket holds 6 s of them
-    expected = await gate.wait()  # a full bucket lets the first call through at once
-    gate.observe(None, used_tokens=600, expected_tokens=expected)  # calls now expect 600 tokens
+    ticket = await gate.wait()  # a full bucket lets the first call through at once
+    assert ticket.expected_tokens == 500
+    gate.observe(ticket, None, used_tokens=600)  # calls now expect 600 tokens
     started = time.monotonic()
     for _ in range(9):  # 5,400 tokens left: nine more calls at once
         await gate.wait()
@@ -57,14 +58,14 @@ async def test_two_processes_share_one_pace(db_path):
 
 async def test_learned_limits_pace_below_them_and_a_429_spaces_the_return(db_path):
     gate = gate_on(db_path)
-    gate.observe(RateLimitInfo(requests_limit=1200, requests_remaining=1000, requests_reset_seconds=0.05),
-                 used_tokens=100, expected_tokens=500)
+    gate.observe(await gate.wait(), RateLimitInfo(requests_limit=1200, requests_remaining=1000,
+                                                  requests_reset_seconds=0.05), used_tokens=100)
     started = time.monotonic()
     for _ in range(5):
         await gate.wait()
     elapsed = time.monotonic() - started
     assert 4 * 0.05 <= elapsed < 4 * 0.05 * 1.5  # 1,200/min learned: 0.05 s apart (with a 5% margin)
-    gate.rate_limited(0.3, None, expected_tokens=500)
+    gate.rate_limited(await gate.wait(), 0.3, None, default_pause=2.0)
     started = time.monotonic()
     await gate.wait()
     first = time.monotonic() - started

@@ -25,3 +25,25 @@ def test_serving_imports_nothing_heavy_before_a_call(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_the_price_table_loads_in_a_thread_after_the_engine_starts(tmp_path):
+    code = f"""
+import asyncio, sys, threading, time
+import treedistill.server.engine as engine_module
+engine_module.PRICE_PRELOAD_DELAY = 0.05
+async def main():
+    engine = await engine_module.Engine({str(tmp_path / 'x.db')!r}, {{'OPENAI_API_KEY': 'k'}}).start()
+    print('at start:', 'genai_prices' in sys.modules)
+    deadline = time.monotonic() + 30
+    while 'genai_prices.data_snapshot' not in sys.modules and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)  # the loop keeps running: the table loads beside it, in its own thread
+    for thread in [t for t in threading.enumerate() if t.name == 'price-table']:
+        thread.join()
+    print('after:', 'genai_prices.data_snapshot' in sys.modules)
+    await engine.close()
+asyncio.run(main())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["at start: False", "after: True"]

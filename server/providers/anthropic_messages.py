@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import anthropic
@@ -21,6 +23,7 @@ from treedistill.server.providers.base import (
     translate_sdk_error,
 )
 from treedistill.server.providers.reasoning import split_think
+from treedistill.server.providers.sse import StreamError, sse_events
 
 _DEFAULT_MAX_TOKENS = 4096
 # Stop reasons of a reply cut off by a length limit: max_tokens, or the context window filling up.
@@ -51,20 +54,22 @@ class AnthropicMessagesProvider:
         self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        manager = self._client.messages.stream(**self._call_arguments(request))
         try:
-            stream = await manager.__aenter__()
+            # The SDK sends the body as it is and raises its HTTP errors; the events are read as JSON (sse.py).
+            response = await self._client.post("/v1/messages", cast_to=httpx2.Response, stream=True,
+                                               body={**self.request_body(request), "stream": True},
+                                               options={"timeout": self._spec.timeout})  # seconds without a byte
         except anthropic.APIError as exc:
             raise self._translate(exc) from exc
         try:
-            limits = anthropic_rate_limits(stream.response.headers)
-            message = await stream.get_final_message()
-        except (anthropic.APIError, httpx2.TransportError) as exc:  # this SDK lets a dropped stream's error through
+            limits = anthropic_rate_limits(response.headers)
+            message = await _assemble(sse_events(response.aiter_lines()))
+        except (httpx2.TransportError, StreamError) as exc:
             raise self._broken(type(exc).__name__) from exc
-        except AssertionError as exc:  # the SDK asserts a message began: a 200 with an empty event stream
-            raise self._broken("no message") from exc
         finally:
-            await manager.__aexit__(None, None, None)
+            await response.aclose()
+        if message is None:  # a 200 with an event stream that never began a message
+            raise self._broken("no message")
         return self.result_from_message(message, forced_tool=request.json_output and request.json_schema is not None,
                                         limits=limits)
 
@@ -123,9 +128,6 @@ class AnthropicMessagesProvider:
         """Our ProviderError for an SDK error of a call to this endpoint (the key scrubbed)."""
         return self._translate(exc)
 
-    def _call_arguments(self, request: ChatRequest) -> dict[str, Any]:
-        return {**self.request_body(request), "timeout": self._spec.timeout}  # seconds without a byte of the stream
-
     def request_body(self, request: ChatRequest) -> dict[str, Any]:
         """The Messages API parameters of `request` (a batch entry's `params`; streaming is the caller's choice)."""
         spec = self._spec
@@ -168,3 +170,51 @@ class AnthropicMessagesProvider:
             exc, anthropic, endpoint=self._endpoint, key_env=self._key_env, secret=self._api_key,
             timeout=self._spec.timeout, read_limits=anthropic_rate_limits,
         )
+
+
+async def _assemble(events: AsyncIterator[tuple[str | None, Any]]) -> SimpleNamespace | None:
+    """The final message of a Messages event stream, with the attributes `result_from_message` reads (the SDK's
+    `Message` has them too); None when the stream never began a message."""
+    message: SimpleNamespace | None = None
+    blocks: dict[int, dict[str, Any]] = {}
+    tool_json: dict[int, list[str]] = {}
+    async for _, event in events:
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "message_start":
+            start = event["message"]
+            usage = start.get("usage") or {}
+            message = SimpleNamespace(model=start.get("model"), stop_reason=None, content=[],
+                                      usage=SimpleNamespace(input_tokens=usage.get("input_tokens") or 0,
+                                                            output_tokens=usage.get("output_tokens") or 0))
+        elif message is None:
+            continue
+        elif kind == "content_block_start":
+            blocks[event["index"]] = dict(event["content_block"])
+        elif kind == "content_block_delta":
+            block, delta = blocks.get(event["index"]), event.get("delta") or {}
+            if block is None:
+                continue
+            if delta.get("type") == "text_delta":
+                block["text"] = block.get("text", "") + delta.get("text", "")
+            elif delta.get("type") == "thinking_delta":
+                block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
+            elif delta.get("type") == "input_json_delta":
+                tool_json.setdefault(event["index"], []).append(delta.get("partial_json", ""))
+        elif kind == "message_delta":
+            message.stop_reason = (event.get("delta") or {}).get("stop_reason") or message.stop_reason
+            usage = event.get("usage") or {}
+            if usage.get("output_tokens") is not None:
+                message.usage.output_tokens = usage["output_tokens"]
+            if usage.get("input_tokens") is not None:
+                message.usage.input_tokens = usage["input_tokens"]
+    if message is None:
+        return None
+    for index in sorted(blocks):
+        block = blocks[index]
+        if block.get("type") == "tool_use" and index in tool_json:
+            try:
+                block["input"] = json.loads("".join(tool_json[index]) or "{}")
+            except ValueError as exc:
+                raise StreamError("the tool call's input is not JSON") from exc
+        message.content.append(SimpleNamespace(**block))
+    return message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx2
 import openai
 
 from treedistill.server.errors import RequestRejected, TransientProviderError
@@ -20,6 +21,7 @@ from treedistill.server.providers.base import (
     translate_sdk_error,
 )
 from treedistill.server.providers.reasoning import split_think
+from treedistill.server.providers.sse import StreamError, sse_events
 
 _REASONING_FIELDS: tuple[ReasoningSource, ...] = ("reasoning_content", "reasoning")
 # Structured-output forms, most to least constrained; `auto` walks down one step per 400 for the form sent.
@@ -58,14 +60,19 @@ class OpenAIChatProvider:
         for _ in range(_MAX_ADAPTATIONS + 1):
             arguments = self._call_arguments(request)
             try:
-                stream = await self._client.chat.completions.create(**arguments)
+                # The SDK sends the body as it is and raises its HTTP errors; the events are read as JSON (sse.py).
+                response = await self._client.post("/chat/completions", cast_to=httpx2.Response, stream=True,
+                                                   body={**arguments, **(self._spec.extra_body or {})})
+                try:
+                    result = await self._read(response, request)
+                finally:
+                    await response.aclose()
             except openai.APIStatusError as exc:
                 if self._adapt(exc, arguments, request):
                     continue
                 raise self._translate(exc) from exc
             except openai.APIError as exc:
                 raise self._translate(exc) from exc
-            result = await self._read(stream, request)
             if request.json_output and request.json_schema is not None and self.capabilities.json_form is None \
                     and getattr(self._spec, "json_mode", "auto") not in _FORCED_FORMS:
                 self.capabilities.json_form = self.json_form(request)  # the first form tried works: remember it
@@ -102,13 +109,12 @@ class OpenAIChatProvider:
         return {**self._fields(request), **(self._spec.extra_body or {})}
 
     def _call_arguments(self, request: ChatRequest) -> dict[str, Any]:
+        """The streamed request's fields (extra_body goes on top when it is sent)."""
         arguments = self._fields(request)
         # Streamed so long reasoning never meets an idle timeout; usage comes in the last chunk.
         arguments["stream"] = True
         if self._usage_chunk:
             arguments["stream_options"] = {"include_usage": True}
-        if self._spec.extra_body:
-            arguments["extra_body"] = self._spec.extra_body
         return arguments
 
     def _fields(self, request: ChatRequest) -> dict[str, Any]:
@@ -169,45 +175,46 @@ class OpenAIChatProvider:
             return True
         return False
 
-    async def _read(self, stream: Any, request: ChatRequest) -> ChatResult:
+    async def _read(self, response: Any, request: ChatRequest) -> ChatResult:
         """Assemble the streamed reply: content, reasoning, finish reason, usage and rate-limit headers.
 
         A server that sends no usage chunk (llama-cpp-python's) gets its usage estimated: one token per
         streamed piece (such servers stream token by token) and a quarter of the prompt's characters.
         """
-        limits = openai_rate_limits(stream.response.headers)
+        limits = openai_rate_limits(response.headers)
         content: list[str] = []
         field_parts: dict[str, list[str]] = {field: [] for field in _REASONING_FIELDS}
         finish_reason: str | None = None
-        usage: Any = None
+        usage: dict[str, Any] | None = None
         model: str | None = None
         saw_choice = False
         pieces = 0
         try:
-            async for chunk in stream:
-                model = chunk.model or model
-                usage = chunk.usage or usage
-                for choice in chunk.choices:
-                    if choice.index != 0:
+            async for _, chunk in sse_events(response.aiter_lines()):
+                if not isinstance(chunk, dict):
+                    continue
+                model = chunk.get("model") or model
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or ():
+                    if choice.get("index", 0) != 0:
                         continue
                     saw_choice = True
-                    delta = choice.delta
-                    if delta is not None:
-                        if delta.content:
-                            content.append(delta.content)
+                    delta = choice.get("delta")
+                    if delta:
+                        text = delta.get("content")
+                        if text:
+                            content.append(text)
                             pieces += 1
                         for field in _REASONING_FIELDS:
-                            value = getattr(delta, field, None)
+                            value = delta.get(field)
                             if isinstance(value, str):
                                 field_parts[field].append(value)
                                 pieces += 1
-                    finish_reason = choice.finish_reason or finish_reason
-        except openai.APIError as exc:
+                    finish_reason = choice.get("finish_reason") or finish_reason
+        except (openai.APIError, httpx2.TransportError, StreamError) as exc:
             raise TransientProviderError(
                 f"{self._endpoint} broke off its streamed reply ({type(exc).__name__}); nothing of it was kept"
             ) from exc
-        finally:
-            await stream.close()
         if not saw_choice:
             raise TransientProviderError(f"{self._endpoint} returned no choices")
         if finish_reason is None:
@@ -215,7 +222,7 @@ class OpenAIChatProvider:
                 f"{self._endpoint} ended its streamed reply without a finish reason; nothing of it was kept"
             )
         if usage is not None:
-            tokens = (usage.prompt_tokens or 0, usage.completion_tokens or 0)
+            tokens = (usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
         else:
             tokens = (sum(len(message.content) for message in request.messages) // 4 + 1, pieces)
         fields = {field: "".join(parts) for field, parts in field_parts.items()}

@@ -189,8 +189,9 @@ class LLMCaller:
         """Make the call; its reply is cached and its usage counted in one transaction the moment it arrives."""
         provider = self.provider(spec)
         gate = self.gate(spec)
-        expected_tokens = await gate.wait()
+        ticket = await gate.wait()
         if item.job_id is not None and self.queue.job_status(item.job_id) != "running":
+            gate.release(ticket)
             raise JobStopped(f"job {item.job_id} is no longer running")
         self.queue.hold(item)  # no call starts on a lease another process took back
         started = time.perf_counter()
@@ -199,20 +200,20 @@ class LLMCaller:
         try:
             result = await provider.complete(request)
         except RateLimited as exc:
-            pause = exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE
             log.info("429 from %s: every call to it waits %.1f s, then comes back more widely spaced",
-                     describe_endpoint(spec, self.environ), pause)
-            gate.rate_limited(pause, exc.rate_limits, expected_tokens)
+                     describe_endpoint(spec, self.environ),
+                     exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE)
+            gate.rate_limited(ticket, exc.retry_after, exc.rate_limits, DEFAULT_429_PAUSE)
             raise
         except BaseException:
-            gate.observe(None, 0, expected_tokens)  # its reservation is given back
+            gate.release(ticket)  # the tokens it took are given back
             raise
         finally:  # learned during the call, whether it worked or not: remembered for every process and restart
             if capabilities.model_dump() != known:
                 self.pacing.save_capabilities(self._capabilities_key(spec), capabilities.model_dump())
         self.calls_made += 1
         self.seconds_in_calls += time.perf_counter() - started
-        gate.observe(result.rate_limits, result.input_tokens + result.output_tokens, expected_tokens)
+        gate.observe(ticket, result.rate_limits, result.input_tokens + result.output_tokens)
         cost = call_cost(spec, result.input_tokens, result.output_tokens,
                          base_url=resolve_base_url(spec, self.environ))
         store = self.queue.store

@@ -227,8 +227,8 @@ class Scheduler:
 
     async def _attempt(self, item: WorkItem) -> None:
         """One attempt at an item: done, failed, parked (its job stopped) or back in the queue to retry."""
-        if self._job_stopped(item):  # also checked before every paid call: none starts after a cancel
-            self.ctx.queue.park(item)
+        if item.job_id in self.job_faults:  # the claim took only items of running jobs; LLMCaller checks the job
+            self.ctx.queue.park(item)    # again before every paid call, so none starts after a cancel
             return
         try:
             result = await execute(self.ctx, item)
@@ -278,10 +278,6 @@ class Scheduler:
         endpoint_wide = isinstance(exc, (FatalProviderError, InvalidInput)) or getattr(exc, "endpoint_wide", False)
         if endpoint_wide and item.job_id is not None:
             self.ctx.queue.set_job_status(item.job_id, "failed", error=message)
-
-    def _job_stopped(self, item: WorkItem) -> bool:
-        return item.job_id is not None and (item.job_id in self.job_faults
-                                            or self.ctx.queue.job_status(item.job_id) != "running")
 
     def _backoff(self, attempt: int) -> float:
         delay = min(self.max_retry_delay, self.retry_base_delay * 2 ** (attempt - 1))
@@ -349,7 +345,9 @@ class Scheduler:
                 else:
                     future.set_result(final)
         if item.job_id is not None and final is not None:
-            self.close_job_if_idle(item.job_id)
+            # Another item of the job still running here: it is not idle (saves two reads per settled item).
+            if not any(other.job_id == item.job_id for other in self._in_flight.values()):
+                self.close_job_if_idle(item.job_id)
             if item.job_id in self._job_changed:
                 self._job_changed[item.job_id].set()
         self._wake[item.project_id].set()

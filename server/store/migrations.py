@@ -305,6 +305,18 @@ def m010_ownership() -> str:
     """
 
 
+@migration
+def m011_fast_pacing() -> str:
+    # Pacing writes are optimistic (compare `version`, one UPDATE) instead of a locked read-modify-write, and the
+    # blind controller (no limit headers, only 429s) widens once per burst of 429s: decreased_at is when it last did,
+    # decreased_interval the spacing it set then (each success adds a step of that rate).
+    return """
+        ALTER TABLE endpoints ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE endpoints ADD COLUMN decreased_at REAL NOT NULL DEFAULT 0;
+        ALTER TABLE endpoints ADD COLUMN decreased_interval REAL NOT NULL DEFAULT 0;
+    """
+
+
 def migrate(db: Database) -> int:
     """Apply every step newer than the database's version; return the resulting version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
