@@ -39,6 +39,7 @@ class OutlineNode:
     name: str
     where: str  # "line 12", or the node's place in a json tree
     children: list[OutlineNode] = field(default_factory=list)
+    by_norm: dict[str, OutlineNode] = field(default_factory=dict, repr=False)  # children by normal form
 
 
 class _Builder:
@@ -47,8 +48,12 @@ class _Builder:
     def __init__(self, max_depth: int, ancestors: list[str]):
         self.max_depth = max_depth
         self.ancestors = [normalize(name) for name in ancestors]  # the names above the import point
-        self.roots: list[OutlineNode] = []
+        self.top = OutlineNode("", "")  # holds the top-level nodes
         self.count = 0
+
+    @property
+    def roots(self) -> list[OutlineNode]:
+        return self.top.children
 
     def add(self, parent_chain: list[OutlineNode], raw_name: str, where: str) -> OutlineNode:
         """Add a tag below the last node of `parent_chain` (the root when empty) and return its node."""
@@ -63,16 +68,15 @@ class _Builder:
             chain = " > ".join([node.name for node in parent_chain] + [name])
             raise InvalidInput(f"{where}: '{name}' repeats the name of a tag above it ({chain}), which looks like a "
                                "cycle; give it another name. Nothing was imported.")
-        siblings = parent_chain[-1].children if parent_chain else self.roots
-        for sibling in siblings:
-            if normalize(sibling.name) == key:
-                return sibling  # the same tag twice: one node, children merged
+        parent = parent_chain[-1] if parent_chain else self.top
+        if key in parent.by_norm:
+            return parent.by_norm[key]  # the same tag twice: one node, children merged
         self.count += 1
         if self.count > MAX_IMPORT_TAGS:
             raise InvalidInput(f"{where}: more than {MAX_IMPORT_TAGS:,} tags in one import; split the outline into "
-                               "branches and import them one by one (parent_tag_id). Nothing was imported.")
-        node = OutlineNode(name, where)
-        siblings.append(node)
+                               "branches and import each under its tag. Nothing was imported.")
+        node = parent.by_norm[key] = OutlineNode(name, where)
+        parent.children.append(node)
         return node
 
 
@@ -97,8 +101,8 @@ def parse_outline(content: str, fmt: str, *, max_depth: int, ancestors: list[str
     builder = _Builder(max_depth, ancestors or [])
     {"markdown": _parse_markdown, "text": _parse_text, "json": _parse_json}[fmt](content, builder)
     if not builder.roots:
-        raise InvalidInput(f"The {fmt} outline holds no tag; see import_tree's description for the formats. "
-                           "Nothing was imported.")
+        raise InvalidInput(f"The {fmt} outline holds no tag (markdown: headings or list items; text: one tag "
+                           "per line; json: objects or lists of names). Nothing was imported.")
     return builder.roots
 
 
