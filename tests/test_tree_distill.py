@@ -87,6 +87,18 @@ async def test_a_branch_job_touches_nothing_outside_its_branch(client, llm, db_p
     assert sum(n for path, n in counts.items() if path.startswith("Mechanics > Kinematics > ")) == 6
     # Uniform acceleration (depth 4) is below levels=1 of the branch: left alone, as deeper tags are by the root.
     assert "Mechanics > Kinematics > Acceleration > Uniform acceleration" not in counts
+    # Two levels below Optics (depth 1): its new child (depth 2) is expanded too, as the job's follow-up.
+    before = snapshot_outside(db_path, "Optics")
+    plan = dict(project_id=project_id, tag_id=ids["Optics"], levels=2, tags_per_level=3, questions_per_tag=1,
+                answer=False)
+    started = await call(client, "auto_distill", **plan)
+    assert (started["planned_tags"], started["planned_questions"]) == (1 + 3 * 3, 9)
+    progress = await finish(client, started["job_id"])
+    assert (progress["tags"]["done"], progress["questions"]["done"]) == (10, 9)
+    assert snapshot_outside(db_path, "Optics") == before
+    optics_leaves = {path for path in leaf_paths(db_path) if path.startswith("Optics > ")}
+    assert len(optics_leaves) == 9 and all(path.count(" > ") == 2 for path in optics_leaves)
+    assert all(questions_per_path(db_path)[path] == 1 for path in optics_leaves)
     assert "No tag with id 999999" in await call_error(client, "auto_distill", project_id=project_id,
                                                        tag_id=999_999)
 

@@ -213,3 +213,32 @@ async def test_add_rename_and_move_keep_siblings_unique_and_paths_whole(client, 
     rows = tag_rows(db_path)
     assert all(depth == path.count(" > ") + 1 and (parent or "") == path.rpartition(" > ")[0]
                for path, depth, parent in rows)
+
+
+def test_a_failure_in_the_middle_of_an_import_leaves_nothing(tmp_path, monkeypatch):
+    """The import is one transaction: a write failing after hundreds of tags are in undoes all of them."""
+    from treedistill.server.models import ModelSpec
+    from treedistill.server.store.catalog import Store, open_database
+    from treedistill.server.tree_editor import TreeEditor
+
+    store = Store(open_database(tmp_path / "t.db"))
+    spec = ModelSpec(provider="openai", model="standin")
+    project = store.insert_project("Atomic", "Atomic", "en", spec, spec, 2)
+    editor = TreeEditor(store)
+    editor.import_tree(project.id, "Kept\n  Below\n", "text")
+    real_insert, calls = store.insert_tags, []
+
+    def failing_insert(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 700:
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+        return real_insert(*args, **kwargs)
+
+    monkeypatch.setattr(store, "insert_tags", failing_insert)
+    content = "Kept\n" + "".join(f"  Section {n}\n    Part {n}\n" for n in range(500))
+    with pytest.raises(sqlite3.OperationalError, match="injected"):
+        editor.import_tree(project.id, content, "text")
+    assert [tag.path for tag in store.all_tags(project.id)] == ["Kept", "Kept > Below"]
+    monkeypatch.setattr(store, "insert_tags", real_insert)
+    assert editor.import_tree(project.id, content, "text").added == 1000
+    store.db.conn.close()
