@@ -134,21 +134,21 @@ class TreeEditor:
                            added=0, skipped=0)
         try:
             with self.store.immediate_transaction():
-                self._merge(project_id, parent, True, roots, report, dry_run)
+                existing = self.trees.by_parent_and_norm(project_id, parent.id if parent else None)
+                self._merge(project_id, parent, existing, roots, report, dry_run)
         except sqlite3.IntegrityError as exc:  # the parent was deleted meanwhile
             raise InvalidInput(f"The tree changed during the import ({exc}); nothing was imported. Try again.") from exc
         return report
 
-    def _merge(self, project_id: int, parent: Tag | None, stored: bool, nodes: list[OutlineNode],
-               report: TreeMerge, dry_run: bool) -> None:
-        """Add `nodes` under `parent`; those its children already have are skipped and merged into. `stored`:
-        the parent may have children already (false for a tag this merge adds, or would add)."""
-        existing = self.trees.children_by_norm(project_id, parent.id if parent else None) if stored else {}
+    def _merge(self, project_id: int, parent: Tag | None, existing: dict[tuple[int | None, str], Tag],
+               nodes: list[OutlineNode], report: TreeMerge, dry_run: bool) -> None:
+        """Add `nodes` under `parent`; those its children already have (in `existing`, the stored tags below the
+        import point by parent id and normal form) are skipped and merged into."""
         for node in nodes:
-            tag = existing.get(normalize(node.name))
+            tag = existing.get((parent.id if parent else None, node.norm))  # a new tag (id 0 in a dry run): none
             if tag is not None:
                 report.skip(tag.path)
-                self._merge(project_id, tag, True, node.children, report, dry_run)
+                self._merge(project_id, tag, existing, node.children, report, dry_run)
                 continue
             if dry_run:
                 tag = Tag(id=0, name=node.name, parent_id=parent.id if parent else None,
@@ -157,4 +157,4 @@ class TreeEditor:
             else:
                 (tag,) = self.store.insert_tags(project_id, parent, [node.name])
             report.add(tag)
-            self._merge(project_id, tag, False, node.children, report, dry_run)
+            self._merge(project_id, tag, existing, node.children, report, dry_run)

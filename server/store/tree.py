@@ -27,7 +27,22 @@ class TreeStore:
 
     def children_by_norm(self, project_id: int, parent_id: int | None) -> dict[str, Tag]:
         """The children of a tag (None: the top-level tags) by the normal form of their names."""
-        return {normalize(tag.name): tag for tag in self.store.children(project_id, parent_id)}
+        return {norm: tag for (_, norm), tag in self.by_parent_and_norm(project_id, parent_id, children_only=True
+                                                                         ).items()}
+
+    def by_parent_and_norm(self, project_id: int, parent_id: int | None, *, children_only: bool = False
+                           ) -> dict[tuple[int | None, str], Tag]:
+        """The tags below a tag (None: the whole tree), or only its children, by (parent id, normal form)."""
+        if children_only:
+            where, params = "parent_id IS :tag_id", {"tag_id": parent_id}
+        elif parent_id is None:
+            where, params = "1", {}
+        else:
+            where, params = f"id IN ({SUBTREE}) AND id != :tag_id", {"tag_id": parent_id}
+        rows = self.db.execute(f"SELECT id, name, parent_id, depth, path, norm FROM tags WHERE project_id ="
+                               f" :project_id AND {where}", {"project_id": project_id, **params})
+        return {(parent, norm): Tag(id=tag_id, name=name, parent_id=parent, depth=depth, path=path)
+                for tag_id, name, parent, depth, path, norm in rows}
 
     def in_subtree(self, tag_id: int, candidate_id: int) -> bool:
         """Whether `candidate_id` is `tag_id` or below it."""

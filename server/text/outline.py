@@ -39,6 +39,7 @@ class OutlineNode:
     name: str
     where: str  # "line 12", or the node's place in a json tree
     children: list[OutlineNode] = field(default_factory=list)
+    norm: str = ""  # the name's normal form (dedup.normalize)
     by_norm: dict[str, OutlineNode] = field(default_factory=dict, repr=False)  # children by normal form
 
 
@@ -57,14 +58,13 @@ class _Builder:
 
     def add(self, parent_chain: list[OutlineNode], raw_name: str, where: str) -> OutlineNode:
         """Add a tag below the last node of `parent_chain` (the root when empty) and return its node."""
-        name = clean_name(raw_name, where)
+        name, key = _cleaned(raw_name, where)
         depth = len(parent_chain) + 1
         if depth > self.max_depth:
             raise InvalidInput(f"{where}: '{name}' would be at depth {depth} below the import point; at most "
                                f"{self.max_depth} level(s) fit (the tree may be at most as deep as the bound "
                                "allows). Nothing was imported.")
-        key = normalize(name)
-        if key in self.ancestors or key in (normalize(node.name) for node in parent_chain):
+        if key in self.ancestors or any(node.norm == key for node in parent_chain):
             chain = " > ".join([node.name for node in parent_chain] + [name])
             raise InvalidInput(f"{where}: '{name}' repeats the name of a tag above it ({chain}), which looks like a "
                                "cycle; give it another name. Nothing was imported.")
@@ -75,20 +75,26 @@ class _Builder:
         if self.count > MAX_IMPORT_TAGS:
             raise InvalidInput(f"{where}: more than {MAX_IMPORT_TAGS:,} tags in one import; split the outline into "
                                "branches and import each under its tag. Nothing was imported.")
-        node = parent.by_norm[key] = OutlineNode(name, where)
+        node = parent.by_norm[key] = OutlineNode(name, where, norm=key)
         parent.children.append(node)
         return node
 
 
 def clean_name(raw: str, where: str) -> str:
     """A tag name with its whitespace collapsed; InvalidInput when it is empty or too long."""
+    return _cleaned(raw, where)[0]
+
+
+def _cleaned(raw: str, where: str) -> tuple[str, str]:
+    """The clean name and its normal form."""
     name = _SPACES.sub(" ", raw).strip()
-    if not normalize(name):
+    key = normalize(name)
+    if not key:
         raise InvalidInput(f"{where}: empty tag name{f' ({raw!r})' if raw.strip() else ''}. Nothing was imported.")
     if len(name) > MAX_TAG_NAME_CHARS:
         raise InvalidInput(f"{where}: a tag name of {len(name):,} characters; at most {MAX_TAG_NAME_CHARS} are "
                            "allowed. Nothing was imported.")
-    return name
+    return name, key
 
 
 def parse_outline(content: str, fmt: str, *, max_depth: int, ancestors: list[str] | None = None) -> list[OutlineNode]:
