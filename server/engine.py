@@ -367,15 +367,38 @@ def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer:
     return params if batch is None else {**params, **batch.job_params()}
 
 
+class _Undo(Exception):
+    """Raised to roll back a transaction whose only purpose was to look at its result."""
+
+
 def estimate_top_up(db_path: str | Path, project: Project, params: dict[str, Any],
-                    environ: Mapping[str, str]) -> PlanEstimate:
+                    environ: Mapping[str, str], outline: tuple[str, str] | None = None) -> PlanEstimate:
     """The estimate of the top-up `params` asks of `project`, read-only: a project not stored yet (a command
-    line's new project) plans from nothing, and a database not created yet gives no history."""
-    db = open_reader(db_path) if Path(db_path).exists() else open_database(":memory:")
+    line's new project) plans from nothing, and a database not created yet gives no history.
+
+    With an `outline` (content, format), the estimate is of the tree with that outline imported: the import
+    (and the project, if new) is made in a transaction that is rolled back, so nothing is written.
+    """
+    if outline is None:
+        db = open_reader(db_path) if Path(db_path).exists() else open_database(":memory:")
+    else:
+        db = connect(db_path) if Path(db_path).exists() else open_database(":memory:")
     store = Store(db)
+    estimate: PlanEstimate | None = None
     try:
-        plan = plan_job(store, project.id, params)
-        return estimate_plan(store, project, plan, params, environ)
+        if outline is None:
+            return estimate_plan(store, project, plan_job(store, project.id, params), params, environ)
+        try:
+            with store.transaction():
+                if project.id == 0:
+                    project = project.model_copy(update={"id": store.insert_project(
+                        project.name, project.topic, project.language, project.question_model, project.answer_model,
+                        project.max_concurrency, project.require_reasoning).id})
+                TreeEditor(store).import_tree(project.id, *outline)
+                estimate = estimate_plan(store, project, plan_job(store, project.id, params), params, environ)
+                raise _Undo
+        except _Undo:
+            return estimate
     finally:
         db.conn.close()
 

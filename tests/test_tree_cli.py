@@ -32,6 +32,18 @@ def test_distill_with_a_tree_imports_it_and_distills_its_leaves_without_tag_call
     assert "Tree: added 0 tag(s), 5 already there." in again.stdout + again.stderr
     assert stored(db_path) == {"tags": 5, "questions": 6, "answers": 6} and len(llm.requests()) == 9
 
+    # --estimate with --tree: the plan as if the outline were imported; nothing is written, no model called.
+    lenses = tmp_path / "lenses.json"
+    lenses.write_text('{"Optics": ["Lenses"]}', encoding="utf-8")
+    estimate = cli(env, db_path, "distill", "Physics", "--tree", str(lenses), "--questions", "2", "--estimate")
+    assert estimate.returncode == 0, estimate.stderr
+    assert "3 model calls; up to 0 tags, 2 questions, 2 answers." in estimate.stdout  # only Lenses is new
+    fresh = cli(env, tmp_path / "fresh.db", "distill", "Optics", "--tree", str(syllabus), "--questions", "1",
+                "--estimate")
+    assert "6 model calls; up to 0 tags, 3 questions, 3 answers." in fresh.stdout, fresh.stderr
+    assert stored(db_path) == {"tags": 5, "questions": 6, "answers": 6} and len(llm.requests()) == 9
+    assert not (tmp_path / "fresh.db").exists()
+
     exported = cli(env, db_path, "tree", "export", "--format", "markdown")
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout == "- Mechanics\n  - Kinematics\n    - Velocity\n    - Acceleration\n- Optics\n"

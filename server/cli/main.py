@@ -153,9 +153,6 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
     if args.tree:
         from treedistill.server.cli.tree import checked_outline
 
-        if args.estimate:
-            raise InvalidInput(f"--estimate does not read --tree: import it first (treedistill tree import "
-                               f"{shlex.quote(args.tree)} --project NAME), then estimate with --levels 0.")
         tree_outline = checked_outline(args.tree)
     request = DistillRequest(topic=args.topic, levels=0 if args.tree else args.levels, tags_per_level=args.tags,
                              questions_per_tag=args.questions, answer=not args.no_answer,
@@ -169,7 +166,8 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
         from treedistill.server.engine import estimate_top_up
 
         path = database_path(args.db, environ)
-        estimate = estimate_top_up(path, planned_project(path, request, environ), request.params, environ)
+        estimate = estimate_top_up(path, planned_project(path, request, environ), request.params, environ,
+                                   request.tree)
         print("\n".join(estimate_lines(estimate)))
         return EXIT_OK
     view = progress_view(args.plain)
