@@ -65,10 +65,10 @@ class TreeEditor:
     def add_tags(self, project_id: int, parent_tag_id: int | None, names: list[str]) -> TreeMerge:
         """Add children with these names under a tag (None: the top level); names it already has are skipped."""
         parent = self._editable_parent(project_id, parent_tag_id, "Nothing was added.")
-        roots = outline_of_names(names, ancestors=parent.path.split(PATH_SEPARATOR) if parent else [])
         if parent is not None and parent.depth >= MAX_TAG_DEPTH:
             raise InvalidInput(f"Tag {parent.id} is at depth {parent.depth}; tags go at most {MAX_TAG_DEPTH} levels "
                                "deep. Nothing was added.")
+        roots = outline_of_names(names, ancestors=parent.path.split(PATH_SEPARATOR) if parent else [])
         return self._merge_all(project_id, parent, roots, dry_run=False)
 
     def export_tree(self, project_id: int, fmt: str, tag_id: int | None = None) -> tuple[str, int]:

@@ -242,3 +242,24 @@ def test_a_failure_in_the_middle_of_an_import_leaves_nothing(tmp_path, monkeypat
     monkeypatch.setattr(store, "insert_tags", real_insert)
     assert editor.import_tree(project.id, content, "text").added == 1000
     store.db.conn.close()
+
+
+async def test_depth_bound_holds_for_imports_adds_and_moves(client, db_path):
+    from treedistill.server.config import MAX_TAG_DEPTH
+
+    project_id = await new_project(client)
+    chain = "".join(f"{'  ' * level}Level {level + 1}\n" for level in range(MAX_TAG_DEPTH))
+    tree = await call(client, "import_tree", project_id=project_id, content=chain + "Side\n  Below side\n",
+                      format="text")
+    ids = {tag["path"].rpartition(" > ")[2]: tag["id"] for tag in tree["added_tags"]}
+    before = table_counts(db_path)
+    assert f"line {MAX_TAG_DEPTH + 1}: 'Level {MAX_TAG_DEPTH + 1}' would be at depth {MAX_TAG_DEPTH + 1}" in \
+        await call_error(client, "import_tree", project_id=project_id, format="text",
+                         content=chain + f"{'  ' * MAX_TAG_DEPTH}Level {MAX_TAG_DEPTH + 1}\n")
+    assert f"at most {MAX_TAG_DEPTH} levels deep" in await call_error(
+        client, "add_tags", project_id=project_id, parent_tag_id=ids[f"Level {MAX_TAG_DEPTH}"], names=["Deeper"])
+    assert f"would reach depth {MAX_TAG_DEPTH + 2}" in await call_error(
+        client, "move_tag", project_id=project_id, tag_id=ids["Side"], new_parent_tag_id=ids[f"Level {MAX_TAG_DEPTH}"])
+    assert table_counts(db_path) == before
+    # A case-only rename keeps the tag (it is its own sibling, not a duplicate).
+    assert (await call(client, "rename_tag", project_id=project_id, tag_id=ids["Side"], name="SIDE"))["path"] == "SIDE"

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from treedistill.server.config import MAX_IMPORT_CHARS, MAX_IMPORT_TAGS, MAX_TAG_NAME_CHARS
+from treedistill.server.config import MAX_IMPORT_CHARS, MAX_IMPORT_TAGS, MAX_TAG_DEPTH, MAX_TAG_NAME_CHARS
 from treedistill.server.errors import InvalidInput
 from treedistill.server.text.dedup import normalize
 
@@ -62,8 +62,8 @@ class _Builder:
         depth = len(parent_chain) + 1
         if depth > self.max_depth:
             raise InvalidInput(f"{where}: '{name}' would be at depth {depth} below the import point; at most "
-                               f"{self.max_depth} level(s) fit (the tree may be at most as deep as the bound "
-                               "allows). Nothing was imported.")
+                               f"{self.max_depth} level(s) fit there (tags go {MAX_TAG_DEPTH} levels deep from the "
+                               "topic). Nothing was imported.")
         if key in self.ancestors or any(node.norm == key for node in parent_chain):
             chain = " > ".join([node.name for node in parent_chain] + [name])
             raise InvalidInput(f"{where}: '{name}' repeats the name of a tag above it ({chain}), which looks like a "
