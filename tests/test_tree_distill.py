@@ -62,6 +62,9 @@ async def test_grow_false_asks_questions_exactly_for_the_imported_leaves(client,
     assert questions_per_path(db_path) == {leaf: 2 for leaf in LEAVES}
     again = await call(client, "auto_distill", **plan)
     assert again["job_id"] is None and again["planned_calls"] == 0
+    empty = (await call(client, "create_project", name="Empty"))["id"]
+    nothing = await call(client, "auto_distill", **{**plan, "project_id": empty})
+    assert nothing["job_id"] is None and "needs import_tree or add_tags first" in nothing["message"]
 
 
 async def test_a_branch_job_touches_nothing_outside_its_branch(client, llm, db_path):

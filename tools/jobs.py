@@ -79,8 +79,11 @@ async def auto_distill(
     job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
                                              answer, confirm_large, options, tag_id=tag_id, grow=grow)
     if job is None:
+        grows = grow and levels > 0
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
-                          planned_calls=0, message="Nothing to do: the project already has this shape.")
+                          planned_calls=0, message="Nothing to do: the project already has this shape." + (
+                              "" if grows else " grow=false adds no tag: a tree without tags needs import_tree or "
+                              "add_tags first."))
     message = (f"Job {job['id']} started." if created else
                f"Job {job['id']} is already running on this project; it is returned instead of a new one.")
     return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],
