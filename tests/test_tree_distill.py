@@ -128,3 +128,32 @@ async def test_edits_are_refused_while_work_is_in_flight_below_the_tag(client, l
     await finish(client, job["job_id"])
     renamed = await call(client, "rename_tag", project_id=project_id, tag_id=velocity, name="Speed")
     assert renamed["path"] == "Mechanics > Kinematics > Speed"
+
+
+def test_planner_on_a_branch_and_without_growing(db_path):
+    """plan_top_up on real SQLite: grow=false and levels=0 plan questions for exactly the leaves; a branch plan
+    has items only inside the branch; unmade_work counts a branch job's levels from its tag."""
+    from treedistill.server.models import ModelSpec
+    from treedistill.server.scheduling.planner import plan_top_up, unmade_work
+    from treedistill.server.store.catalog import Store, open_database
+    from treedistill.server.tree_editor import TreeEditor
+
+    store = Store(open_database(db_path))
+    spec = ModelSpec(model="standin")
+    project_id = store.insert_project("Plan", "Plan", "en", spec, spec, 2).id
+    TreeEditor(store).import_tree(project_id, MARKDOWN, "markdown")
+    ids = {tag.path: tag.id for tag in store.all_tags(project_id)}
+    leaves = sorted(ids[path] for path in LEAVES)
+    for shape in ({"levels": 0}, {"levels": 3, "grow": False}):
+        plan = plan_top_up(store, project_id, tags_per_level=9, questions_per_tag=2, answer=True, **shape)
+        assert [item["kind"] for item in plan.items] == ["questions"] * 5
+        assert sorted(item["tag_id"] for item in plan.items) == leaves
+        assert (plan.tags, plan.tag_calls, plan.questions, plan.answers, plan.calls) == (0, 0, 10, 10, 15)
+    optics = plan_top_up(store, project_id, levels=1, tags_per_level=3, questions_per_tag=1, answer=False,
+                         tag_id=ids["Optics"])
+    assert [(item["kind"], item["tag_id"]) for item in optics.items] == [
+        ("tags", ids["Optics"]), ("questions", ids["Optics > Reflection"]), ("questions", ids["Optics > Refraction"])]
+    assert (optics.tags, optics.questions) == (1, 3)
+    branch = {"levels": 1, "base_depth": 2, "tags_per_level": 2, "questions_per_tag": 5, "answer": False}
+    assert (unmade_work("tags", 2, 1, branch).tags, unmade_work("tags", 2, 1, branch).questions) == (1, 5)
+    store.db.conn.close()

@@ -155,9 +155,14 @@ async def test_bad_outlines_are_refused_by_line_and_change_nothing(client, db_pa
         text = await call_error(client, "import_tree", project_id=project_id, content=content, format=fmt)
         assert error in text and "Nothing was imported" in text, (error, text)
     # Under a tag, the names above the import point count as ancestors too.
-    mechanics = (await call(client, "export_tree", project_id=project_id, format="json"))
-    assert json.loads(mechanics["content"]) == [{"name": "Mechanics"}]
-    assert "valid" in (await call_error(client, "import_tree", project_id=project_id, content="A", format="yaml"))
+    mechanics = json.loads((await call(client, "export_tree", project_id=project_id, format="json"))["content"])
+    assert mechanics == [{"name": "Mechanics"}]
+    tree = await call(client, "get_tree", project_id=project_id)
+    assert "line 2: 'mechanics' repeats the name of a tag above it (Mechanics > Statics > mechanics)" in await call_error(
+        client, "import_tree", project_id=project_id, content="Statics\n  mechanics\n", format="text",
+        parent_tag_id=tree["roots"][0]["id"])
+    assert "Input should be 'markdown', 'text' or 'json'" in (
+        await call_error(client, "import_tree", project_id=project_id, content="A", format="yaml"))
     assert table_counts(db_path) == before
 
 

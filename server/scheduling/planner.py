@@ -63,8 +63,8 @@ def plan_top_up(store: Store, project_id: int, levels: int, tags_per_level: int,
                 answer: bool, *, tag_id: int | None = None, grow: bool = True) -> Plan:
     """Work items (not yet inserted) that bring the project up to the requested shape, with totals.
 
-    With `tag_id`, only that tag's branch is planned (`levels` counted below it); with grow=false the tree stays
-    as it is: questions for its leaves (of the branch) and answers for those, no tag call.
+    With `tag_id`, only that tag's branch is planned (`levels` counted below it); with grow=false (or levels=0)
+    the tree stays as it is: questions for its leaves (of the branch) and answers for those, no tag call.
     """
     plan = Plan()
     question_counts = store.question_counts(project_id)
@@ -78,7 +78,7 @@ def plan_top_up(store: Store, project_id: int, levels: int, tags_per_level: int,
             plan.questions += missing
             plan.answers += missing if answer else 0
 
-    if grow:
+    if grow and levels > 0:
         base = store.get_tag(project_id, tag_id).depth if tag_id is not None else 0
         children = store.child_counts(project_id)
         for node_id, depth in [(tag_id, base), *store.tag_depths(project_id, base + levels, under=tag_id)]:

@@ -48,7 +48,8 @@ class _Builder:
 
     def __init__(self, max_depth: int, ancestors: list[str]):
         self.max_depth = max_depth
-        self.ancestors = [normalize(name) for name in ancestors]  # the names above the import point
+        self.above = ancestors  # the names above the import point
+        self.ancestors = [normalize(name) for name in ancestors]
         self.top = OutlineNode("", "")  # holds the top-level nodes
         self.count = 0
 
@@ -65,7 +66,7 @@ class _Builder:
                                f"{self.max_depth} level(s) fit there (tags go {MAX_TAG_DEPTH} levels deep from the "
                                "topic). Nothing was imported.")
         if key in self.ancestors or any(node.norm == key for node in parent_chain):
-            chain = " > ".join([node.name for node in parent_chain] + [name])
+            chain = " > ".join([*self.above, *(node.name for node in parent_chain), name])
             raise InvalidInput(f"{where}: '{name}' repeats the name of a tag above it ({chain}), which looks like a "
                                "cycle; give it another name. Nothing was imported.")
         parent = parent_chain[-1] if parent_chain else self.top
