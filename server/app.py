@@ -22,19 +22,21 @@ from treedistill.server.http.auth import bearer_auth_options
 from treedistill.server.stdio import serve_stdio
 from treedistill.server.ui import apps_extension
 from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, questions, resources, \
-    review, tree
+    review, tree, tree_edit
 
 INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
 Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on
 leaf tags -> answer_question. Automatic flow: create_project -> auto_distill -> poll get_progress(job_id)
-until the status is completed (or completed_with_failures, then retry_failed). Browse with get_tree and
+until the status is completed (or completed_with_failures, then retry_failed). Bring a tree (a syllabus, a
+table of contents) with import_tree, then auto_distill(grow=false) distills its leaves; edit the tree with
+add_tags, rename_tag, move_tag; auto_distill(tag_id=...) works on one branch. Browse with get_tree and
 list_questions, or review_dataset (an interactive review page in clients that render MCP Apps). Curate with
 score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
 (files go to the project's export directory). Ids come from earlier results; API keys live in the server's
 environment only."""
 
 TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
-TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export, review)
+TOOL_MODULES = (projects, tree, tree_edit, questions, answers, jobs, curation, export, review)
 
 
 class TreedistillServer(MCPServer[Engine]):

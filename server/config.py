@@ -89,3 +89,10 @@ def default_model_spec(environ: Mapping[str, str], *, teacher: bool = False) -> 
     if provider not in ("openai", "anthropic"):
         raise InvalidInput(f"TREEDISTILL_PROVIDER must be 'openai' or 'anthropic', not {provider!r}.")
     return ModelSpec(provider=provider, model=model)
+
+# Trees people bring (import_tree, add_tags, rename_tag): at most this many tags per import, this many characters
+# per name and per outline, and this depth counted from the topic root (auto_distill grows at most 5 levels).
+MAX_IMPORT_TAGS = 20_000
+MAX_TAG_NAME_CHARS = 200
+MAX_IMPORT_CHARS = 4_000_000
+MAX_TAG_DEPTH = 12

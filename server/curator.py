@@ -46,6 +46,14 @@ async def _short_gil_turns() -> AsyncIterator[None]:
             sys.setswitchinterval(previous)
 
 
+def refuse_open_work(count: int, where: str, outcome: str = "Nothing was deleted.") -> None:
+    """InvalidInput when `count` work items are queued or running on `where`: a tag with work in flight is
+    neither deleted nor edited (its results would land on a tag that changed or is gone)."""
+    if count:
+        raise InvalidInput(f"{count} model call(s) are queued or running on {where}; wait for them "
+                           f"(get_progress) or cancel_job first. {outcome}")
+
+
 class Curator:
     """Review, judge, dedupe and export a project's data; judge calls go through the shared scheduler."""
 
@@ -123,7 +131,7 @@ class Curator:
     def delete_tag(self, project_id: int, tag_id: int, confirm: bool = False) -> tuple[Tag, DeletionCounts, bool]:
         """What deleting a tag's subtree removes; deletes it only with confirm. Returns (tag, counts, deleted)."""
         tag = self.store.get_tag(project_id, tag_id)
-        self._refuse_open_work(self.curation.open_work_in_subtree(tag_id), f"tag {tag_id} or below it")
+        refuse_open_work(self.curation.open_work_in_subtree(tag_id), f"tag {tag_id} or below it")
         counts = self.curation.subtree_counts(tag_id)
         if confirm:
             self.curation.delete_tag(tag_id)
@@ -132,16 +140,10 @@ class Curator:
     def delete_questions(self, project_id: int, question_ids: list[int]) -> DeletionCounts:
         """Delete questions with their answers."""
         ids = self._known_questions(project_id, question_ids)
-        self._refuse_open_work(self.curation.open_work_on_questions(ids), "these questions")
+        refuse_open_work(self.curation.open_work_on_questions(ids), "these questions")
         counts = self.curation.question_counts(project_id, ids)
         self.curation.delete_questions(ids)
         return counts
-
-    @staticmethod
-    def _refuse_open_work(count: int, where: str) -> None:
-        if count:
-            raise InvalidInput(f"{count} model call(s) are queued or running on {where}; wait for them "
-                               "(get_progress) or cancel_job first. Nothing was deleted.")
 
     def add_questions(self, project_id: int, tag_id: int, texts: list[str],
                       allow_near_duplicates: bool = False) -> tuple[Tag, list[Question], list[str], list[str]]:

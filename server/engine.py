@@ -32,7 +32,7 @@ from treedistill.server.models import (
     Tag,
 )
 from treedistill.server.scheduling.estimate import estimate_plan
-from treedistill.server.scheduling.planner import plan_top_up
+from treedistill.server.scheduling.planner import plan_job
 from treedistill.server.scheduling.progress import stored_job_progress
 from treedistill.server.scheduling.rate_gate import pacing_state
 from treedistill.server.text.prompts import LANGUAGES
@@ -40,6 +40,7 @@ from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database, open_reader
 from treedistill.server.store.workers import WorkerRegistry
+from treedistill.server.tree_editor import TreeEditor
 from treedistill.server.scheduling.work import WorkContext
 
 log = logging.getLogger("treedistill.engine")
@@ -84,6 +85,7 @@ class Engine:
         self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
+        self.trees = TreeEditor(self.store)
         self.scheduler.start()
         # The price table, off the event loop, before a job's planning needs it; a moment later, so that its half a
         # second of CPU does not slow the answer to `initialize`.
@@ -226,7 +228,8 @@ class Engine:
 
     async def auto_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                            questions_per_tag: int = 10, answer: bool = True,
-                           confirm_large: bool = False, batch: BatchOptions | None = None,
+                           confirm_large: bool = False, batch: BatchOptions | None = None, *,
+                           tag_id: int | None = None, grow: bool = True,
                            ) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
@@ -234,17 +237,20 @@ class Engine:
         an endpoint without one is refused here, before anything is recorded.
         Returns (job row, created): the job already running on the project is returned instead of a second one,
         and (None, False) when the project already has the requested shape (no job is recorded). A new job's
-        row carries its `estimate` (PlanEstimate). Plans above LARGE_PLAN_CALLS calls or expected to cost more
+        row carries its `estimate` (PlanEstimate). With `tag_id` the job works on that tag's branch only (`levels`
+        counted below it); grow=false (or levels=0) uses the tree as it is: questions for its leaves and their
+        answers, no tag call. Plans above LARGE_PLAN_CALLS calls or expected to cost more
         than `confirm_cost_above` raise ConfirmationRequired unless `confirm_large`.
         """
         project = self.store.get_project(project_id)
+        branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
         live = self._live_job(project_id)
         if live is not None:
             return live, False
         self.caller.provider(project.question_model)
         if answer:
             self.caller.provider(project.answer_model)
-        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch)
+        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow)
         if batch is not None:
             await self._check_batch_api(project, batch, answer)
         # Planning reads the whole tree and may queue 100,000 items: a worker thread with its own connection
@@ -271,13 +277,15 @@ class Engine:
 
     async def estimate_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                                questions_per_tag: int = 10, answer: bool = True,
-                               batch: BatchOptions | None = None) -> PlanEstimate:
+                               batch: BatchOptions | None = None, *, tag_id: int | None = None,
+                               grow: bool = True) -> PlanEstimate:
         """What auto_distill with these arguments would plan and is expected to cost; calls no model and writes
         nothing (a read-only connection, in a worker thread)."""
         project = self.store.get_project(project_id)
+        branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
         if batch is not None:
             _batch_specs(project, batch, answer)  # the same refusal auto_distill would give
-        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch)
+        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
 
     async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:
@@ -371,23 +379,50 @@ class Engine:
 
 
 def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer: bool,
-               batch: BatchOptions | None = None) -> dict[str, Any]:
-    """A job's parameters as they are stored (`batch` and its options only for a batch job)."""
-    params = {"levels": levels, "tags_per_level": tags_per_level, "questions_per_tag": questions_per_tag,
-              "answer": answer}
+               batch: BatchOptions | None = None, *, branch: Tag | None = None, grow: bool = True) -> dict[str, Any]:
+    """A job's parameters as they are stored (`batch` and its options only for a batch job; `tag_id` and the
+    tag's `base_depth` only for a job on one branch; `grow` only when false: levels=0 means it too)."""
+    params: dict[str, Any] = {"levels": levels, "tags_per_level": tags_per_level,
+                              "questions_per_tag": questions_per_tag, "answer": answer}
+    if branch is not None:
+        params.update(tag_id=branch.id, base_depth=branch.depth)
+    if not grow or levels == 0:
+        params["grow"] = False
     return params if batch is None else {**params, **batch.job_params()}
 
 
+class _Undo(Exception):
+    """Raised to roll back a transaction whose only purpose was to look at its result."""
+
+
 def estimate_top_up(db_path: str | Path, project: Project, params: dict[str, Any],
-                    environ: Mapping[str, str]) -> PlanEstimate:
+                    environ: Mapping[str, str], outline: tuple[str, str] | None = None) -> PlanEstimate:
     """The estimate of the top-up `params` asks of `project`, read-only: a project not stored yet (a command
-    line's new project) plans from nothing, and a database not created yet gives no history."""
-    db = open_reader(db_path) if Path(db_path).exists() else open_database(":memory:")
+    line's new project) plans from nothing, and a database not created yet gives no history.
+
+    With an `outline` (content, format), the estimate is of the tree with that outline imported: the import
+    (and the project, if new) is made in a transaction that is rolled back, so nothing is written.
+    """
+    if outline is None:
+        db = open_reader(db_path) if Path(db_path).exists() else open_database(":memory:")
+    else:
+        db = connect(db_path) if Path(db_path).exists() else open_database(":memory:")
     store = Store(db)
+    estimate: PlanEstimate | None = None
     try:
-        plan = plan_top_up(store, project.id, params["levels"], params["tags_per_level"],
-                           params["questions_per_tag"], params["answer"])
-        return estimate_plan(store, project, plan, params, environ)
+        if outline is None:
+            return estimate_plan(store, project, plan_job(store, project.id, params), params, environ)
+        try:
+            with store.transaction():
+                if project.id == 0:
+                    project = project.model_copy(update={"id": store.insert_project(
+                        project.name, project.topic, project.language, project.question_model, project.answer_model,
+                        project.max_concurrency, project.require_reasoning).id})
+                TreeEditor(store).import_tree(project.id, *outline)
+                estimate = estimate_plan(store, project, plan_job(store, project.id, params), params, environ)
+                raise _Undo
+        except _Undo:
+            return estimate
     finally:
         db.conn.close()
 
@@ -413,8 +448,7 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: 
     store = Store(connect(db_path))
     queue = WorkQueue(store)
     try:
-        plan = plan_top_up(store, project_id, params["levels"], params["tags_per_level"],
-                           params["questions_per_tag"], params["answer"])
+        plan = plan_job(store, project_id, params)
         if plan.calls == 0:
             return None, None
         if plan.calls > LARGE_PLAN_CALLS and cost_limit is not None:

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate
 from treedistill.server.ui import DASHBOARD_URI, link_ui
-from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, JobId, ProjectId, engine_of, strict_tool,
-                                      tool_errors)
+from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, JobId, ProjectId, TagId, engine_of,
+                                      strict_tool, tool_errors)
 
 
 class JobStarted(BaseModel):
@@ -35,7 +35,8 @@ class JobList(BaseModel):
 async def auto_distill(
     ctx: Context,
     project_id: ProjectId,
-    levels: Annotated[int, Field(ge=1, le=5, description="Depth of the tag tree")] = 2,
+    levels: Annotated[int, Field(ge=0, le=5, description=(
+        "Depth of the tag tree (below tag_id when given); 0: grow nothing, like grow=false"))] = 2,
     tags_per_level: Annotated[int, Field(ge=1, le=100, description="Sub-tags per tag")] = 10,
     questions_per_tag: Annotated[int, Field(ge=1, le=100, description="Questions per leaf tag")] = 10,
     answer: Annotated[bool, Field(description="Also have the teacher answer every question")] = True,
@@ -54,6 +55,11 @@ async def auto_distill(
     batch_all_calls: Annotated[bool, Field(description="With batch: tag and question calls go by batch too")] = False,
     batch_fallback_online: Annotated[bool, Field(description=(
         "With batch: a request its batch could not answer (error, expiry) is retried online"))] = False,
+    tag_id: Annotated[TagId | None, Field(description=(
+        "Work on this tag's branch only (levels counted below it); nothing outside it is touched"))] = None,
+    grow: Annotated[bool, Field(description=(
+        "false: use the tree as it is (e.g. one from import_tree): questions for its leaves and answers for "
+        "those, no tag generated"))] = True,
 ) -> JobStarted:
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
@@ -64,17 +70,20 @@ async def auto_distill(
                            fallback_online=batch_fallback_online) if batch else None
     if estimate_only:
         estimate = await engine.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer,
-                                                 options)
+                                                 options, tag_id=tag_id, grow=grow)
         cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.4f}"
         return JobStarted(job_id=None, created=False, planned_tags=estimate.planned_tags,
                           planned_questions=estimate.planned_questions, planned_answers=estimate.planned_answers,
                           planned_calls=estimate.calls, estimate=estimate,
                           message=f"Estimate only (no job started): {estimate.calls} model calls, cost {cost}.")
     job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
-                                             answer, confirm_large, options)
+                                             answer, confirm_large, options, tag_id=tag_id, grow=grow)
     if job is None:
+        grows = grow and levels > 0
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
-                          planned_calls=0, message="Nothing to do: the project already has this shape.")
+                          planned_calls=0, message="Nothing to do: the project already has this shape." + (
+                              "" if grows else " grow=false adds no tag: a tree without tags needs import_tree or "
+                              "add_tags first."))
     message = (f"Job {job['id']} started." if created else
                f"Job {job['id']} is already running on this project; it is returned instead of a new one.")
     return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],

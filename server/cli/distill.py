@@ -44,6 +44,7 @@ class DistillRequest:
     batch: bool = False
     batch_size: int | None = None
     batch_wait: float | None = None
+    tree: tuple[str, str] | None = None  # --tree: an outline (content, format) imported before the job
 
     @property
     def params(self) -> dict[str, Any]:
@@ -172,6 +173,9 @@ async def run_distill(engine: Engine, request: DistillRequest, view: ProgressVie
     try:
         with view:
             project = find_or_create_project(engine, request, view.note)
+            if request.tree is not None:
+                merged = engine.trees.import_tree(project.id, *request.tree)
+                view.note(f"Tree: added {merged.added} tag(s), {merged.skipped} already there.")
             job_id = await start_or_resume(engine, project, request, view.note)
             if job_id is None:
                 return "completed"

@@ -152,19 +152,25 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
 
     _configure_logging(logging.ERROR, args.log_file)  # the progress bars own the terminal
     environ = with_models(args, environ)
-    request = DistillRequest(topic=args.topic, levels=args.levels, tags_per_level=args.tags,
+    tree_outline = None
+    if args.tree:
+        from treedistill.server.cli.tree import checked_outline
+
+        tree_outline = checked_outline(args.tree)
+    request = DistillRequest(topic=args.topic, levels=0 if args.tree else args.levels, tags_per_level=args.tags,
                              questions_per_tag=args.questions, answer=not args.no_answer,
                              concurrency=args.concurrency, language=args.language,
                              confirm_large=args.confirm_large, resume_command=shlex.join(["treedistill", *argv]),
                              model=args.model, answer_model=args.answer_model,
                              require_reasoning=not args.plain_answers, batch=args.batch,
-                             batch_size=args.batch_size, batch_wait=args.batch_wait)
+                             batch_size=args.batch_size, batch_wait=args.batch_wait, tree=tree_outline)
     if args.estimate:
         from treedistill.server.cli.distill import estimate_lines, planned_project
         from treedistill.server.engine import estimate_top_up
 
         path = database_path(args.db, environ)
-        estimate = estimate_top_up(path, planned_project(path, request, environ), request.params, environ)
+        estimate = estimate_top_up(path, planned_project(path, request, environ), request.params, environ,
+                                   request.tree)
         print("\n".join(estimate_lines(estimate)))
         return EXIT_OK
     view = progress_view(args.plain)
@@ -236,8 +242,16 @@ def review(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
     return run_review(args, environ, _engine_options(args), DEFAULT_HTTP_PORT)
 
 
+def tree(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
+    from treedistill.server.cli.tree import run_tree
+
+    for line in run_tree(args, database_path(args.db, environ)):
+        print(line)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Command] = {"serve": serve, "distill": distill, "progress": progress, "projects": projects,
-                                "export": export, "doctor": doctor, "review": review}
+                                "export": export, "doctor": doctor, "review": review, "tree": tree}
 
 
 def with_models(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:

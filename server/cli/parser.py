@@ -70,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_options(cmd)
     _model_options(cmd)
     cmd.add_argument("topic", help="top-level topic; also the project name (an existing project is reused)")
-    cmd.add_argument("--levels", type=_bounded(1, 5), default=2, help="depth of the tag tree (2)")
+    cmd.add_argument("--levels", type=_bounded(0, 5), default=2,
+                     help="depth of the tag tree (2); 0 grows nothing: questions for the tree's leaves as they are")
+    cmd.add_argument("--tree", metavar="FILE",
+                     help="import this outline (markdown, text or json; see `tree import`) into the project, then "
+                          "distill that tree as it is (like --levels 0)")
     cmd.add_argument("--tags", type=_bounded(1, 100), default=10, help="sub-tags per tag (10)")
     cmd.add_argument("--questions", type=_bounded(1, 100), default=10, help="questions per leaf tag (10)")
     cmd.add_argument("--concurrency", type=_bounded(1, MAX_CONCURRENCY_LIMIT),
@@ -132,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(cmd)
 
     from treedistill.server.cli.review import add_review_command
+    from treedistill.server.cli.tree import add_tree_command
+
+    add_tree_command(command, lambda sub: _global_options(sub, subcommand=True))
 
     _engine_options(add_review_command(command))
     return parser

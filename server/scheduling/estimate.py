@@ -15,7 +15,7 @@ from typing import Any
 from treedistill.server.models import KindEstimate, ModelSpec, PlanEstimate, Project
 from treedistill.server.pricing import price_of
 from treedistill.server.providers.endpoints import resolve_base_url
-from treedistill.server.scheduling.planner import Plan
+from treedistill.server.scheduling.planner import Plan, grow_depth
 from treedistill.server.store.catalog import PATH_SEPARATOR, Store
 from treedistill.server.store.history import UsageHistory
 from treedistill.server.text import prompts
@@ -35,7 +35,7 @@ def estimate_plan(store: Store, project: Project, plan: Plan, params: dict[str, 
     """Expected calls, tokens and cost (online and by batch) per kind of call for `plan`, from no model call."""
     history = UsageHistory(store)
     tag_chars, question_chars = _text_lengths(history, project.id)
-    levels = params["levels"]
+    levels = max(grow_depth(params), 1)  # the depth of the leaves asked for questions, about
     lang = project.language
     name = "x" * round(tag_chars)
 

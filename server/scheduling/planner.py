@@ -41,7 +41,7 @@ def unmade_work(kind: str, depth: int, missing: int, params: dict) -> Plan:
     (0 for the topic root); an answer item's one missing output is its answer."""
     plan = Plan(calls=1)
     if kind == "tags":
-        _new_subtree(plan, depth + 1, missing, params["levels"], params["tags_per_level"],
+        _new_subtree(plan, depth + 1, missing, grow_depth(params), params["tags_per_level"],
                      params["questions_per_tag"], params["answer"])
     elif kind == "questions":
         plan.questions = missing
@@ -53,32 +53,56 @@ def unmade_work(kind: str, depth: int, missing: int, params: dict) -> Plan:
     return plan
 
 
+def grow_depth(params: dict) -> int:
+    """The depth (from the topic root) down to which a job grows the tree: `levels` below its starting point,
+    the topic root or the branch's tag (`base_depth`); a job that does not grow (grow=false) adds no tag."""
+    return params.get("base_depth", 0) + params["levels"] if params.get("grow", True) else 0
+
+
 def plan_top_up(store: Store, project_id: int, levels: int, tags_per_level: int, questions_per_tag: int,
-                answer: bool) -> Plan:
-    """Work items (not yet inserted) that bring the project up to the requested shape, with totals."""
+                answer: bool, *, tag_id: int | None = None, grow: bool = True) -> Plan:
+    """Work items (not yet inserted) that bring the project up to the requested shape, with totals.
+
+    With `tag_id`, only that tag's branch is planned (`levels` counted below it); with grow=false (or levels=0)
+    the tree stays as it is: questions for its leaves (of the branch) and answers for those, no tag call.
+    """
     plan = Plan()
-    children = store.child_counts(project_id)
     question_counts = store.question_counts(project_id)
-    nodes = [(None, 0), *store.tag_depths(project_id, levels)]
-    for tag_id, depth in nodes:
-        if depth < levels:
-            missing = tags_per_level - children.get(tag_id or 0, 0)
-            if missing > 0:
-                plan.items.append({"kind": "tags", "tag_id": tag_id, "target": tags_per_level})
-                plan.calls += 1
-                plan.tag_calls += 1
-                _new_subtree(plan, depth + 1, missing, levels, tags_per_level, questions_per_tag, answer)
-        else:
-            missing = questions_per_tag - question_counts.get(tag_id, 0)
-            if missing > 0:
-                plan.items.append({"kind": "questions", "tag_id": tag_id, "target": questions_per_tag})
-                plan.calls += 1 + (missing if answer else 0)
-                plan.question_calls += 1
-                plan.questions += missing
-                plan.answers += missing if answer else 0
+
+    def questions_for(leaf_id: int) -> None:
+        missing = questions_per_tag - question_counts.get(leaf_id, 0)
+        if missing > 0:
+            plan.items.append({"kind": "questions", "tag_id": leaf_id, "target": questions_per_tag})
+            plan.calls += 1 + (missing if answer else 0)
+            plan.question_calls += 1
+            plan.questions += missing
+            plan.answers += missing if answer else 0
+
+    if grow and levels > 0:
+        base = store.get_tag(project_id, tag_id).depth if tag_id is not None else 0
+        children = store.child_counts(project_id)
+        for node_id, depth in [(tag_id, base), *store.tag_depths(project_id, base + levels, under=tag_id)]:
+            if depth < base + levels:
+                missing = tags_per_level - children.get(node_id or 0, 0)
+                if missing > 0:
+                    plan.items.append({"kind": "tags", "tag_id": node_id, "target": tags_per_level})
+                    plan.calls += 1
+                    plan.tag_calls += 1
+                    _new_subtree(plan, depth + 1, missing, base + levels, tags_per_level, questions_per_tag, answer)
+            else:
+                questions_for(node_id)
+    else:
+        for leaf_id in store.leaf_ids(project_id, under=tag_id):
+            questions_for(leaf_id)
     if answer:
-        unanswered = store.unanswered_question_ids(project_id)
+        unanswered = store.unanswered_question_ids(project_id, under=tag_id)
         plan.items += [{"kind": "answer", "question_id": question_id} for question_id in unanswered]
         plan.answers += len(unanswered)
         plan.calls += len(unanswered)
     return plan
+
+
+def plan_job(store: Store, project_id: int, params: dict) -> Plan:
+    """The top-up a job's stored parameters ask for (see engine.job_params)."""
+    return plan_top_up(store, project_id, params["levels"], params["tags_per_level"], params["questions_per_tag"],
+                       params["answer"], tag_id=params.get("tag_id"), grow=params.get("grow", True))

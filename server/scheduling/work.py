@@ -17,6 +17,7 @@ from treedistill.server.text.dedup import normalize, unique_new
 from treedistill.server.errors import MissingReasoning, NotFound, OutputFormatError
 from treedistill.server.text.judge import parse_verdict
 from treedistill.server.scheduling.calls import LLMCaller
+from treedistill.server.scheduling.planner import grow_depth
 from treedistill.server.models import ModelSpec, Project, Tag
 from treedistill.server.text.near_dup import drop_near_duplicates
 from treedistill.server.providers.base import ChatMessage, ChatRequest
@@ -145,7 +146,7 @@ def _require_complete(ctx: WorkContext, item: WorkItem, outputs: str) -> None:
 
 def _queue_below_tags(ctx: WorkContext, item: WorkItem, tags: list[Tag], params: dict[str, Any]) -> None:
     for tag in tags:
-        if tag.depth < params["levels"]:
+        if tag.depth < grow_depth(params):
             ctx.queue.add_item(item.project_id, "tags", job_id=item.job_id, tag_id=tag.id,
                                target=params["tags_per_level"])
         else:

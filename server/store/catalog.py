@@ -195,10 +195,20 @@ class Store:
                                " GROUP BY parent_id", (project_id,)).fetchall()
         return dict(rows)
 
-    def tag_depths(self, project_id: int, max_depth: int) -> list[tuple[int, int]]:
-        """(id, depth) of the tags down to `max_depth`, parents first."""
-        return self.db.execute("SELECT id, depth FROM tags WHERE project_id = ? AND depth <= ? ORDER BY depth, id",
-                               (project_id, max_depth)).fetchall()
+    def tag_depths(self, project_id: int, max_depth: int, under: int | None = None) -> list[tuple[int, int]]:
+        """(id, depth) of the tags down to `max_depth` (only those below tag `under`, when given), parents first."""
+        branch = f" AND id IN ({SUBTREE}) AND id != :tag_id" if under is not None else ""
+        return self.db.execute(f"SELECT id, depth FROM tags WHERE project_id = :project_id AND depth <= :max_depth"
+                               f"{branch} ORDER BY depth, id",
+                               {"project_id": project_id, "max_depth": max_depth, "tag_id": under}).fetchall()
+
+    def leaf_ids(self, project_id: int, under: int | None = None) -> list[int]:
+        """Ids of the tags without children (of tag `under`'s subtree, itself included, when given), oldest first."""
+        branch = f" AND t.id IN ({SUBTREE})" if under is not None else ""
+        rows = self.db.execute(f"SELECT t.id FROM tags t WHERE t.project_id = :project_id{branch} AND NOT EXISTS"
+                               " (SELECT 1 FROM tags c WHERE c.parent_id = t.id) ORDER BY t.id",
+                               {"project_id": project_id, "tag_id": under})
+        return [row[0] for row in rows]
 
     def insert_tags(self, project_id: int, parent: Tag | None, names: list[str]) -> list[Tag]:
         """Insert children of `parent` (None = top level) and return those inserted; a name a sibling
@@ -251,9 +261,12 @@ class Store:
                                (project_id,)).fetchall()
         return dict(rows)
 
-    def unanswered_question_ids(self, project_id: int) -> list[int]:
+    def unanswered_question_ids(self, project_id: int, under: int | None = None) -> list[int]:
+        """Questions without an answer (of tag `under`'s subtree, when given)."""
+        branch = f" AND q.tag_id IN ({SUBTREE})" if under is not None else ""
         rows = self.db.execute("SELECT q.id FROM questions q LEFT JOIN answers a ON a.question_id = q.id"
-                               " WHERE q.project_id = ? AND a.question_id IS NULL ORDER BY q.id", (project_id,))
+                               f" WHERE q.project_id = :project_id AND a.question_id IS NULL{branch} ORDER BY q.id",
+                               {"project_id": project_id, "tag_id": under})
         return [row[0] for row in rows]
 
     def existing_question_norms(self, project_id: int, norms: list[str]) -> set[str]:
