@@ -70,18 +70,22 @@ def test_an_older_lease_of_the_same_process_cannot_write_either(store, queue):
     queue.finish_item(second, "done")
 
 
-def test_a_stalled_worker_writes_nothing_and_gives_its_items_back_on_its_next_beat(store, queue):
+def test_a_stalled_worker_writes_nothing_until_it_has_renewed_its_heartbeat(store, queue):
     worker = registered(store, "sleeper", 2.0)
     project_id, _ = one_answer_job(store, queue)
-    item = queue.claim_next(project_id, worker.id)
-    # Stopped for longer than the timeout: no peer has taken the item back yet, but the lease no longer holds.
+    first = queue.claim_next(project_id, worker.id)
+    queue.add_item(project_id, "tags")
+    second = queue.claim_next(project_id, worker.id)
+    # Stopped for longer than the timeout: no peer has taken the items back yet, but the leases no longer hold.
     store.db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (time.time() - 5, worker.id))
-    worker.renewed_at -= 5
     with pytest.raises(LeaseLost):
-        queue.finish_item(item, "done")
-    assert worker.heartbeat() == 1  # noticed by the worker itself as it resumes
-    assert status_of(store, item.id) == ("pending", None, 1)
-    assert worker.heartbeat() == 0  # a normal beat gives nothing back
+        queue.finish_item(first, "done")
+    queue.release(first)  # what the scheduler does with an item whose lease failed
+    assert status_of(store, first.id) == ("pending", None, 1)
+    assert worker.heartbeat()  # noticed as it resumes: nobody took its work, its other leases hold again
+    queue.finish_item(second, "done")
+    store.db.execute("DELETE FROM workers WHERE id = ?", (worker.id,))  # a peer took it for dead meanwhile
+    assert not worker.heartbeat()
 
 
 def test_a_late_reply_stays_cached_for_the_new_owner_but_not_for_a_finished_item(store, queue):
@@ -141,3 +145,25 @@ async def test_an_answer_stored_by_an_item_that_never_finished_is_counted_once(d
         await engine.close()
     assert progress.status == "completed" and adds_up(progress)
     assert (progress.answers.done, progress.answers.total) == (2, 2)
+
+
+@pytest.mark.anyio
+async def test_a_blocked_event_loop_is_noticed_and_its_late_results_are_discarded(db_path, env, llm, caplog):
+    from tests.test_engine_truth import adds_up, settle
+    from treedistill.server.engine import Engine
+
+    llm.configure(latency=0.3)
+    engine = await Engine(db_path, {**env, "TREEDISTILL_HEARTBEAT_TIMEOUT": "1"}).start()
+    try:
+        project = engine.create_project("Blocked", max_concurrency=3)
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=2, questions_per_tag=2)
+        while engine.get_progress(job["id"]).questions.in_flight == 0:
+            await engine.wait_for_job_change(job["id"], 0.05)
+        time.sleep(1.5)  # the event loop blocked past the timeout, calls in flight meanwhile
+        progress = await settle(engine, job["id"])
+    finally:
+        await engine.close()
+    assert "this process was stalled for" in caplog.text
+    assert progress.status == "completed" and adds_up(progress)
+    assert (progress.questions.done, progress.answers.done) == (4, 4)
+    assert sum(count - 1 for count in llm.stats()["by_prompt"].values()) == 0  # served from the cache, not re-paid

@@ -99,12 +99,12 @@ class Scheduler:
             await asyncio.sleep(self.workers.interval)
             try:
                 silent = time.time() - self.workers.renewed_at
-                given_back = self.workers.heartbeat()
+                kept = self.workers.heartbeat()
                 if silent > self.workers.timeout:
                     log.warning("this process was stalled for %.0f s (event loop blocked, process stopped or machine "
-                                "asleep), longer than the %.0f s heartbeat timeout: it gave back the %d item(s) it "
-                                "held; their results are discarded if they arrive", silent, self.workers.timeout,
-                                given_back)
+                                "asleep), longer than the %.0f s heartbeat timeout; %s", silent, self.workers.timeout,
+                                "no other process took its work meanwhile" if kept else
+                                "other processes took its work back: results arriving for it are discarded")
                 self._look_around()
             except sqlite3.Error as exc:  # a busy or full disk must not kill the heartbeat
                 log.warning("heartbeat: %s", exc)
@@ -207,6 +207,7 @@ class Scheduler:
             raise
         except LeaseLost as exc:
             log.warning("%s; its result is discarded (a reply it paid for stays cached for the new owner)", exc)
+            self._release(item)
         except sqlite3.Error as exc:
             log.error("work item %s: storage error: %s", item.id, exc)
             self._storage_fault(item.project_id, exc, item)
@@ -278,6 +279,14 @@ class Scheduler:
         endpoint_wide = isinstance(exc, (FatalProviderError, InvalidInput)) or getattr(exc, "endpoint_wide", False)
         if endpoint_wide and item.job_id is not None:
             self.ctx.queue.set_job_status(item.job_id, "failed", error=message)
+
+    def _release(self, item: WorkItem) -> None:
+        """An item whose lease failed only through this worker's stale heartbeat is still marked as its own: put
+        it back in the queue (whoever claims it, this process included, finds any paid reply in the cache)."""
+        try:
+            self.ctx.queue.release(item)
+        except sqlite3.Error as exc:
+            log.warning("work item %s stays leased until this worker is taken for dead: %s", item.id, exc)
 
     def _backoff(self, attempt: int) -> float:
         delay = min(self.max_retry_delay, self.retry_base_delay * 2 ** (attempt - 1))

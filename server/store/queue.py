@@ -153,6 +153,13 @@ class WorkQueue:
             raise LeaseLost(f"work item {item.id} ({item.kind}) is no longer leased to {item.lease_owner} "
                             f"(lease {item.lease_gen}): another process took it back")
 
+    def release(self, item: WorkItem) -> None:
+        """Put an item back in the queue if it is still marked as leased under `item`'s lease (one whose holder
+        stalled past the timeout without any other process taking it back); otherwise change nothing."""
+        self.db.execute("UPDATE work_items SET status = 'pending', lease_owner = NULL, updated_at = ? WHERE id = ?"
+                        " AND status = 'running' AND lease_owner = ? AND lease_gen = ?",
+                        (time.time(), item.id, item.lease_owner, item.lease_gen))
+
     def finish_item(self, item: WorkItem, status: str, *, error: str | None = None, result: Any = None) -> None:
         """Record an item's outcome under its lease (LeaseLost, nothing written, when the lease was taken back);
         call in the transaction that stores its results."""

@@ -39,21 +39,20 @@ class WorkerRegistry:
                         (self.id, os.getpid(), socket.gethostname(), self.role, now, now))
         self.renewed_at = now
 
-    def heartbeat(self) -> int:
-        """Renew this worker's heartbeat (re-registering it if a peer took it for dead). After a stall past the
-        timeout (the event loop blocked, the process stopped or the machine asleep), peers may have taken this
-        worker for dead: it first gives back every item it still holds, as a peer would have, so none of its
-        stale leases is used. Returns how many it gave back."""
+    def heartbeat(self) -> bool:
+        """Renew this worker's heartbeat; returns False when a peer had taken it for dead (its row gone, so its
+        items had been taken back: their leases no longer hold) and it registered again.
+
+        Renewing is safe after any stall: a peer takes a dead worker's items back in the transaction that
+        forgets the worker, so a row still here means nothing was taken. Until it is renewed, a heartbeat older
+        than the timeout makes every lease check of this worker fail (WorkQueue.hold): a stalled process writes
+        nothing and starts no paid call before it has looked."""
         now = time.time()
-        with self.store.transaction():
-            given_back = 0
-            if now - self.renewed_at > self.timeout:
-                given_back = self.db.execute("UPDATE work_items SET status = 'pending', lease_owner = NULL"
-                                             " WHERE status = 'running' AND lease_owner = ?", (self.id,)).rowcount
-            if self.db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (now, self.id)).rowcount == 0:
-                self.register()
+        renewed = self.db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (now, self.id)).rowcount > 0
+        if not renewed:
+            self.register()
         self.renewed_at = now
-        return given_back
+        return renewed
 
     def reclaim_dead(self) -> int:
         """Forget workers whose heartbeat stopped; their running items and unfinished plans go back. Returns the
