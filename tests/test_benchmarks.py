@@ -17,6 +17,9 @@ from tests.conftest import ROOT
     ("event_loop_stalls.py", ["--sizes", "2000"], "auto_distill planning 2,000 answers"),
     ("rate_limit_bench.py", ["--smoke"], "(429 + retry-after only): completed, 7 calls"),
     ("batch_cost_bench.py", ["--smoke"], "batch / online cost per 1,000 answers"),
+    ("sdk_cost_bench.py", ["--calls", "10"], "treedistill OpenAIChatProvider.complete (streamed, raw events)"),
+    ("progress_under_load.py", ["--levels", "1", "--tags", "2", "--questions", "2"],
+     "get_progress while the job runs: p50"),
     ("review_load_bench.py", ["--questions", "400", "--tags", "4", "--no-browser"],
      "| review_dataset, first page (200), all (400 match) |"),
 ])
