@@ -3,12 +3,14 @@
     python benchmarks/auto_distill_bench.py              # both runs
     python benchmarks/auto_distill_bench.py --quick      # latency run only
     python benchmarks/auto_distill_bench.py --processes  # the 1,111-call job by 1 and by 3 processes
+    python benchmarks/auto_distill_bench.py --auto457 5  # 5 runs of the 457-call job (C=16, 0.1 s +-50%)
 
 Run 1: levels=2, tags_per_level=10, questions_per_tag=10 (1,111 calls), concurrency 16, mean latency
 0.2 s +-50%: prints wall time, the ideal max(critical path, calls x latency / concurrency) and their ratio.
 Run 2: about 20,000 calls with zero latency: prints wall time and calls/s.
 Both print this process's peak memory (the engine runs here; the endpoint is a separate process) and
-CPU seconds per call.
+CPU seconds per call; a run with latency also runs the same calls through a bare semaphore pool of SDK calls
+against the same stand-in, and prints wall / (bare pool + DAG ramp) and the engine's CPU per call above the pool's.
 --processes: the 1,111-call run by one process, then by three processes sharing the database (two extra
 workers join it), each against a bare semaphore pool making the same number of calls with the same SDK:
 the cost of coordinating through SQLite.
@@ -73,6 +75,13 @@ def start_workers(count: int, db: Path, url: str) -> list[subprocess.Popen]:
     return workers
 
 
+async def bare_pool_cost(url: str, calls: int, concurrency: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of `bare_pool`."""
+    cpu = time.process_time()
+    wall = await bare_pool(url, calls, concurrency)
+    return wall, time.process_time() - cpu
+
+
 async def bare_pool(url: str, calls: int, concurrency: int) -> float:
     """Wall time of `calls` chat completions through a plain semaphore pool (no database, no tree)."""
     from openai import AsyncOpenAI
@@ -135,6 +144,12 @@ def bench(label: str, latency: float, jitter: float, concurrency: int, levels: i
           questions: int) -> dict:
     with standin_process(latency, jitter) as url, tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(run_job(url, Path(tmp) / "bench.db", concurrency, levels, tags, questions))
+        report(result, url, label, latency, jitter, concurrency, levels, tags, questions)
+    return result
+
+
+def report(result: dict, url: str, label: str, latency: float, jitter: float, concurrency: int, levels: int,
+           tags: int, questions: int) -> None:
     depth = levels + 2  # one tag call per level, then questions, then the answer
     ideal = max(depth * latency, result["calls"] * latency / concurrency)
     print(f"== {label}")
@@ -151,8 +166,15 @@ def bench(label: str, latency: float, jitter: float, concurrency: int, levels: i
         phased = phased_batch_wall(levels, tags, questions, concurrency, latency, jitter)
         print(f"for comparison, phased batch-and-wait (simulated, same latencies): {phased:.2f} s; "
               f"ratio {phased / ideal:.3f}")
+        # The same calls through a bare semaphore pool of SDK calls, same stand-in, same run; the DAG cannot
+        # fill the window before its first levels are done: that ramp is (depth - 1) x latency.
+        pool_wall, pool_cpu = asyncio.run(bare_pool_cost(url, result["calls"], concurrency))
+        ramp = (depth - 1) * latency
+        print(f"bare semaphore pool of the same {result['calls']} SDK calls: {pool_wall:.2f} s, "
+              f"{pool_cpu * 1000 / result['calls']:.2f} ms CPU per call; DAG ramp {ramp:.2f} s; "
+              f"wall / (bare pool + ramp) {result['wall'] / (pool_wall + ramp):.3f}; "
+              f"engine CPU per call - bare pool's: {(result['cpu'] - pool_cpu) * 1000 / result['calls']:+.2f} ms")
     print(f"peak memory {peak_rss_mib():.0f} MiB; CPU {result['cpu'] * 1000 / result['calls']:.2f} ms per call")
-    return result
 
 
 def processes_bench(latency: float, jitter: float, concurrency: int, levels: int, tags: int, questions: int,
@@ -180,7 +202,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only the latency run")
     parser.add_argument("--processes", action="store_true", help="one process against three, and a bare pool")
     parser.add_argument("--smoke", action="store_true", help="a 7-call run that only checks the script works")
+    parser.add_argument("--auto457", type=int, metavar="RUNS", default=0,
+                        help="issue 19's target: RUNS runs of the 457-call job at C=16, 0.1 s +-50%%")
     args = parser.parse_args()
+    if args.auto457:
+        for run in range(args.auto457):
+            bench(f"run {run + 1}: 457 calls, latency 0.1 s +-50%, concurrency 16", 0.1, 0.5, 16, 2, 8, 6)
+        return
     if args.smoke:
         bench("smoke: 7 calls, latency 0.01 s", 0.01, 0.5, 4, 1, 2, 2)
         processes_bench(0.01, 0.5, 4, 1, 2, 2, extra_workers=(1,))

@@ -1,0 +1,111 @@
+"""CPU per call of the client side of a chat completion: the SDK's ways against treedistill's provider.
+
+    python benchmarks/sdk_cost_bench.py              # 1,000 calls per way, 16 at a time
+    python benchmarks/sdk_cost_bench.py --calls 100  # a quick run (tests/test_benchmarks.py)
+
+The stand-in runs in its own process with no latency, so this process's CPU time is the client's cost. Each way
+makes the same calls (the same prompt, answered in 24-character streamed pieces when streamed) and prints its
+CPU ms per call and the ratio to plain httpx2 (no SDK at all):
+- httpx2 post, JSON reply: the floor;
+- SDK `chat.completions.create`, not streamed;
+- SDK `chat.completions.create(stream=True)`, iterating its chunk objects (treedistill before issue 19);
+- treedistill's OpenAIChatProvider.complete: streamed, the body posted through the SDK client's `post`, the
+  events read as plain JSON (providers/sse.py);
+- the same for Anthropic: SDK `messages.stream` against AnthropicMessagesProvider.complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.auto_distill_bench import standin_process  # noqa: E402
+from treedistill.server.models import ModelSpec  # noqa: E402
+from treedistill.server.providers import ChatMessage, ChatRequest, build_provider  # noqa: E402
+
+QUESTION = "Why do leaves change colour in autumn? Explain the pigments involved and the role of temperature."
+
+
+async def timed(calls: int, concurrency: int, one: Callable[[int], Awaitable[object]]) -> float:
+    """CPU milliseconds per call of `calls` calls of `one`, `concurrency` at a time (after a warm-up call)."""
+    await one(-1)
+    pool = asyncio.Semaphore(concurrency)
+
+    async def bounded(number: int) -> None:
+        async with pool:
+            await one(number)
+    cpu = time.process_time()
+    await asyncio.gather(*(bounded(number) for number in range(calls)))
+    return (time.process_time() - cpu) * 1000 / calls
+
+
+async def measure(url: str, calls: int, concurrency: int) -> list[tuple[str, float]]:
+    import anthropic
+    import httpx2
+    import openai
+
+    messages = [{"role": "user", "content": QUESTION}]
+    results: list[tuple[str, float]] = []
+    async with httpx2.AsyncClient(base_url=f"{url}/v1", headers={"authorization": "Bearer sk-bench"}) as http:
+        async def plain(number: int) -> object:
+            response = await http.post("/chat/completions", json={"model": "standin", "messages": messages})
+            return response.json()
+        results.append(("httpx2 post, JSON reply (no SDK)", await timed(calls, concurrency, plain)))
+
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-bench", max_retries=0)
+
+    async def unstreamed(number: int) -> object:
+        return await client.chat.completions.create(model="standin", messages=messages)
+
+    async def sdk_streamed(number: int) -> object:
+        stream = await client.chat.completions.create(model="standin", messages=messages, stream=True,
+                                                      stream_options={"include_usage": True})
+        return [chunk async for chunk in stream]
+    results.append(("SDK chat.completions.create, not streamed", await timed(calls, concurrency, unstreamed)))
+    results.append(("SDK chat.completions.create(stream=True), chunk objects",
+                    await timed(calls, concurrency, sdk_streamed)))
+    await client.close()
+
+    request = ChatRequest(messages=[ChatMessage(role="user", content=QUESTION)])
+    environ = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": f"{url}/v1",
+               "ANTHROPIC_API_KEY": "sk-bench", "ANTHROPIC_BASE_URL": url}
+    provider = build_provider(ModelSpec(provider="openai", model="standin", base_url=f"{url}/v1"), environ)
+    results.append(("treedistill OpenAIChatProvider.complete (streamed, raw events)",
+                    await timed(calls, concurrency, lambda number: provider.complete(request))))
+    await provider.aclose()
+
+    sdk = anthropic.AsyncAnthropic(base_url=url, api_key="sk-bench", max_retries=0)
+
+    async def anthropic_streamed(number: int) -> object:
+        async with sdk.messages.stream(model="standin", max_tokens=1024, messages=messages) as stream:
+            return await stream.get_final_message()
+    results.append(("SDK messages.stream, final message", await timed(calls, concurrency, anthropic_streamed)))
+    await sdk.close()
+    provider = build_provider(ModelSpec(provider="anthropic", model="standin", base_url=url), environ)
+    results.append(("treedistill AnthropicMessagesProvider.complete (streamed, raw events)",
+                    await timed(calls, concurrency, lambda number: provider.complete(request))))
+    await provider.aclose()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    with standin_process(0.0, 0.0) as url:
+        results = asyncio.run(measure(url, args.calls, args.concurrency))
+    floor = results[0][1]
+    for name, cpu in results:
+        print(f"{name}: {cpu:.2f} ms CPU per call ({cpu / floor:.2f} x httpx2)")
+
+
+if __name__ == "__main__":
+    main()
