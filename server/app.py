@@ -20,8 +20,8 @@ from treedistill.server.config import database_path
 from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
 from treedistill.server.ui import apps_extension
-from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, questions, resources, \
-    review, tree
+from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, quality, questions, \
+    resources, review, tree
 
 INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
 Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on
@@ -33,7 +33,7 @@ score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
 environment only."""
 
 TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
-TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export, review)
+TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export, review, quality)
 
 
 class TreedistillServer(MCPServer[Engine]):

@@ -90,11 +90,15 @@ def project_export_dir(db_path: str | Path, project_id: int) -> Path:
 
 def default_file_name(project: Project, options: ExportOptions) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", normalize(project.name).encode("ascii", "ignore").decode()).strip("-")
-    return f"{slug or f'project-{project.id}'}-{options.format}.{options.file_format or 'jsonl'}"
+    split = "-eval" if options.split == "eval" else ""
+    return f"{slug or f'project-{project.id}'}-{options.format}{split}.{options.file_format or 'jsonl'}"
 
 
 def export_target(export_dir: Path, project: Project, options: ExportOptions, allow_any_path: bool) -> Path:
     """The file to write: inside `export_dir` unless the server allows any path. Raises InvalidInput."""
+    if options.split == "eval" and options.test_ratio:
+        raise InvalidInput("test_ratio splits the training records; the evaluation records (split='eval') are "
+                           "already held out by hold_out. Give test_ratio=0 with split='eval'.")
     if options.dataset_info and options.format == "raw":
         raise InvalidInput("dataset_info describes alpaca, sharegpt and openai files; LLaMA-Factory cannot "
                            "train on the raw format. Choose another format or set dataset_info=false.")

@@ -291,6 +291,38 @@ def m007_cost_coverage() -> str:
     """
 
 
+@migration
+def m014_quality() -> str:
+    # Held-out evaluation items: `heldout` is NULL while the project has no rule, else 0 (training) or 1
+    # (evaluation). The rule ({ratio, by, seed}) is kept on the project so that new questions follow it; with
+    # by leaf or subtree, each unit tag's decision is kept in holdout_units (new units join by the same count).
+    # Decontamination matches: a training question whose n-grams overlap an evaluation record or a benchmark;
+    # excluded from training exports unless kept.
+    return """
+        ALTER TABLE questions ADD COLUMN heldout INTEGER;
+        CREATE INDEX questions_heldout ON questions(project_id, heldout);
+        ALTER TABLE projects ADD COLUMN holdout_rule TEXT;
+        CREATE TABLE holdout_units (
+            tag_id INTEGER PRIMARY KEY REFERENCES tags(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            held INTEGER NOT NULL
+        );
+        CREATE INDEX holdout_units_project ON holdout_units(project_id, held);
+        CREATE TABLE contamination (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            matched TEXT NOT NULL,
+            ngram TEXT NOT NULL,
+            kept INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX contamination_question ON contamination(question_id, kept);
+        CREATE INDEX contamination_project ON contamination(project_id, source);
+    """
+
+
 def migrate(db: Database) -> int:
     """Apply every step newer than the database's version; return the resulting version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
