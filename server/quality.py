@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from treedistill.server.errors import InvalidInput
-from treedistill.server.store.catalog import Store
+from treedistill.server.errors import InvalidInput, NotFound
+from treedistill.server.export.reference_files import read_reference_files
+from treedistill.server.export.writer import project_export_dir
+from treedistill.server.store.catalog import Store, open_reader
+from treedistill.server.store.contamination import EVAL_SOURCE, ContaminationStore
+from treedistill.server.store.curation import CurationStore
 from treedistill.server.store.holdout import HOLD_OUT_BY, MAX_HOLD_OUT_RATIO, HoldOutRule, HoldoutStore
+from treedistill.server.text.ngrams import DEFAULT_NGRAM, MIN_WORDS, NgramIndex, words
+
+MAX_NGRAM = 50
 
 
 class HoldOutReport(BaseModel):
@@ -21,6 +27,31 @@ class HoldOutReport(BaseModel):
     held_out_units: int = Field(0, description="Leaves or subtrees held out whole")
 
 
+class SourceChecked(BaseModel):
+    source: str = Field(..., description="'eval' (the held-out questions) or a benchmark file as given")
+    references: int = Field(..., description="Reference texts read")
+    matched_questions: int = Field(..., description="Training questions sharing an n-gram with one of them")
+
+
+class ContaminationMatch(BaseModel):
+    question_id: int
+    question: str
+    source: str
+    matched: str = Field(..., description="The evaluation question or benchmark text it overlaps (first 300 chars)")
+    ngram: str = Field(..., description="The shared run of words (normalised)")
+    kept: bool = Field(..., description="true: the user keeps it in training exports")
+
+
+class DecontaminationReport(BaseModel):
+    project_id: int
+    ngram: int
+    checked: int = Field(..., description="Training questions checked")
+    sources: list[SourceChecked]
+    matches: int = Field(..., description="Matches stored for the project, all sources")
+    excluded_questions: int = Field(..., description="Questions left out of training exports (a match not kept)")
+    listed: list[ContaminationMatch] = Field(..., description="The first matches, those not kept first")
+
+
 class DatasetQuality:
     """Hold-out, decontamination and the report of one database; shares the engine's Store."""
 
@@ -29,6 +60,7 @@ class DatasetQuality:
         self.db_path = db_path
         self.allow_any_export_path = allow_any_export_path
         self.holdout = HoldoutStore(store)
+        self.contamination = ContaminationStore(store)
 
     def hold_out(self, project_id: int, ratio: float | None = None, by: str = "question", seed: int = 0,
                  clear: bool = False) -> HoldOutReport:
@@ -50,3 +82,59 @@ class DatasetQuality:
         with self.store.transaction():
             self.holdout.apply(project_id, rule)
         return HoldOutReport(project_id=project_id, rule=rule, **self.holdout.summary(project_id))
+
+    async def decontaminate(self, project_id: int, files: list[str] | None = None, ngram: int = DEFAULT_NGRAM,
+                            field: str | None = None, against_eval: bool = True,
+                            keep_question_ids: list[int] | None = None, limit: int = 50) -> DecontaminationReport:
+        """Find training questions that share an `ngram`-word run with a held-out question or a benchmark file's
+        text, store them as matches (excluded from training exports) and list them; `keep_question_ids` keeps
+        those questions' matches in training. Files are read and checked first: a bad one changes nothing.
+        The search runs in a worker thread on its own read-only connection."""
+        self.store.get_project(project_id)
+        if not MIN_WORDS <= ngram <= MAX_NGRAM:
+            raise InvalidInput(f"ngram must be {MIN_WORDS} to {MAX_NGRAM} words, not {ngram}. Nothing was changed.")
+        keep = list(dict.fromkeys(keep_question_ids or []))
+        missing = CurationStore(self.store).missing_questions(project_id, keep) if keep else []
+        if missing:
+            raise NotFound(f"No question with id {', '.join(map(str, missing))} in project {project_id}; "
+                           "call list_questions to see the ids. Nothing was changed.")
+        export_dir = project_export_dir(self.db_path, project_id)
+
+        def search() -> tuple[list[SourceChecked], list[tuple[int, str, str, str]], int]:
+            references = read_reference_files(export_dir, files or [], field, self.allow_any_export_path)
+            reader = ContaminationStore(Store(open_reader(self.db_path)))
+            try:
+                if against_eval:
+                    references = {EVAL_SOURCE: reader.eval_questions(project_id), **references}
+                return _search(reader, project_id, references, ngram)
+            finally:
+                reader.db.conn.close()
+
+        sources, found, checked = await asyncio.to_thread(search)
+        with self.store.transaction():
+            self.contamination.replace(project_id, [source.source for source in sources], found, set(keep))
+        counts = self.contamination.counts(project_id)
+        return DecontaminationReport(
+            project_id=project_id, ngram=ngram, checked=checked, sources=sources, matches=counts["matches"],
+            excluded_questions=counts["excluded_questions"],
+            listed=[ContaminationMatch(**row) for row in self.contamination.matches(project_id, limit)])
+
+
+def _search(reader: ContaminationStore, project_id: int, references: dict[str, list[str]],
+            n: int) -> tuple[list[SourceChecked], list[tuple[int, str, str, str]], int]:
+    """Every training question against each source's index; blocking, for a worker thread."""
+    indexes = {source: NgramIndex(texts, n) for source, texts in references.items()}
+    found: list[tuple[int, str, str, str]] = []
+    per_source = dict.fromkeys(references, 0)
+    checked = 0
+    for question_id, text in reader.training_questions(project_id):
+        checked += 1
+        tokens = words(text)
+        for source, index in indexes.items():
+            overlap = index.first_overlap(tokens)
+            if overlap is not None:
+                per_source[source] += 1
+                found.append((question_id, source, references[source][overlap.reference], overlap.ngram))
+    sources = [SourceChecked(source=source, references=len(texts), matched_questions=per_source[source])
+               for source, texts in references.items()]
+    return sources, found, checked

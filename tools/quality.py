@@ -1,4 +1,4 @@
-"""Tools: hold_out (the held-out evaluation set)."""
+"""Tools: hold_out (the held-out evaluation set), decontaminate (n-gram overlap with it and with benchmarks)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
-from treedistill.server.quality import HoldOutReport
+from treedistill.server.quality import MAX_NGRAM, DecontaminationReport, HoldOutReport
 from treedistill.server.store.holdout import MAX_HOLD_OUT_RATIO
-from treedistill.tools.common import DESTRUCTIVE, MAX_ID, ProjectId, engine_of, strict_tool, tool_errors
+from treedistill.server.text.ngrams import DEFAULT_NGRAM, MIN_WORDS
+from treedistill.tools.common import (DESTRUCTIVE, LOCAL_WRITE, MAX_ID, ProjectId, QuestionId, engine_of,
+                                      strict_tool, tool_errors)
+
+MAX_FILES = 20
 
 
 @tool_errors
@@ -32,6 +36,38 @@ async def hold_out(
     return engine_of(ctx).quality.hold_out(project_id, ratio, by, seed, clear)
 
 
+@tool_errors
+async def decontaminate(
+    ctx: Context,
+    project_id: ProjectId,
+    files: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]] | None, Field(
+        max_length=MAX_FILES, description=(
+            "Benchmark files of questions (.jsonl, .csv, or .parquet with pyarrow installed), by name or path "
+            "relative to the project's export directory; other locations need the server's permission"))] = None,
+    ngram: Annotated[int, Field(ge=MIN_WORDS, le=MAX_NGRAM, description=(
+        "Words in a shared run that makes a match; a reference shorter than this (at least "
+        f"{MIN_WORDS} words) must appear whole"))] = DEFAULT_NGRAM,
+    field: Annotated[str | None, Field(max_length=200, description=(
+        "The question's field or column in the files (default: question, prompt, instruction, input, problem, "
+        "query or text)"))] = None,
+    against_eval: Annotated[bool, Field(description=(
+        "Also check training questions against the project's held-out evaluation questions (hold_out)"))] = True,
+    keep_question_ids: Annotated[list[QuestionId] | None, Field(max_length=1000, description=(
+        "Questions whose matches you keep in training exports (a false alarm)"))] = None,
+    limit: Annotated[int, Field(ge=0, le=500, description="Matches to list")] = 50,
+) -> DecontaminationReport:
+    """Find training questions that share a run of `ngram` words with a held-out evaluation question or a
+    benchmark's question: they are listed and left out of training exports unless kept. Running it again
+    replaces the matches of the sources it checks (kept ones stay kept)."""
+    return await engine_of(ctx).quality.decontaminate(project_id, files, ngram, field, against_eval,
+                                                      keep_question_ids, limit)
+
+
 def tools() -> list[Tool]:
-    # Destructive: it replaces the project's previous split (a different seed or ratio moves questions).
-    return [strict_tool(hold_out, "Hold out an evaluation set", DESTRUCTIVE)]
+    return [
+        # Destructive: it replaces the project's previous split (a different seed or ratio moves questions).
+        strict_tool(hold_out, "Hold out an evaluation set", DESTRUCTIVE),
+        # Local and repeatable: the same files give the same matches; stored data is only marked, never removed.
+        strict_tool(decontaminate, "Check the training data against evaluation and benchmark questions",
+                    LOCAL_WRITE),
+    ]

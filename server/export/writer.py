@@ -94,6 +94,21 @@ def default_file_name(project: Project, options: ExportOptions) -> str:
     return f"{slug or f'project-{project.id}'}-{options.format}{split}.{options.file_format or 'jsonl'}"
 
 
+def confined_path(export_dir: Path, given: str, allow_any_path: bool, what: str, elsewhere: str) -> Path:
+    """`given` (relative to `export_dir`, or absolute) resolved; raises InvalidInput when it leaves `export_dir`
+    and the server does not allow any path. Exports and the files they are checked against share this rule."""
+    export_dir = export_dir.resolve()
+    path = Path(given).expanduser()
+    target = (path if path.is_absolute() else export_dir / path).resolve()
+    if not allow_any_path and not target.is_relative_to(export_dir):
+        raise InvalidInput(
+            f"{what} {given!r} is outside this project's export directory {export_dir}. Give a file "
+            "name or a relative path inside it (e.g. 'train.jsonl'), or start the server with "
+            f"TREEDISTILL_ALLOW_ANY_EXPORT_PATH=1 to {elsewhere}."
+        )
+    return target
+
+
 def export_target(export_dir: Path, project: Project, options: ExportOptions, allow_any_path: bool) -> Path:
     """The file to write: inside `export_dir` unless the server allows any path. Raises InvalidInput."""
     if options.split == "eval" and options.test_ratio:
@@ -111,15 +126,8 @@ def export_target(export_dir: Path, project: Project, options: ExportOptions, al
                            "reasoning inside <think>...</think> before the answer, which LLaMA-Factory's reasoning "
                            "templates read), or dataset_info=false to keep the separate field for another trainer.")
     export_dir = export_dir.resolve()
-    given = Path(options.path.strip()).expanduser() if options.path and options.path.strip() else None
-    target = ((export_dir / given) if given and not given.is_absolute() else given or
-              export_dir / default_file_name(project, options)).resolve()
-    if not allow_any_path and not target.is_relative_to(export_dir):
-        raise InvalidInput(
-            f"Export path {options.path!r} is outside this project's export directory {export_dir}. Give a file "
-            "name or a relative path inside it (e.g. 'train.jsonl'), or start the server with "
-            "TREEDISTILL_ALLOW_ANY_EXPORT_PATH=1 to write elsewhere."
-        )
+    given = options.path.strip() if options.path and options.path.strip() else default_file_name(project, options)
+    target = confined_path(export_dir, given, allow_any_path, "Export path", "write elsewhere")
     if target.is_dir() or target == export_dir:
         raise InvalidInput(f"Export path {str(target)!r} is a directory; give a file name such as 'data.jsonl'.")
     if not target.suffix:
