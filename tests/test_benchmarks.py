@@ -17,6 +17,8 @@ from tests.conftest import ROOT
     ("event_loop_stalls.py", ["--sizes", "2000"], "auto_distill planning 2,000 answers"),
     ("rate_limit_bench.py", ["--smoke"], "rejected requests not counted: completed, 7 calls"),
     ("batch_cost_bench.py", ["--smoke"], "batch / online cost per 1,000 answers"),
+    ("decontaminate_bench.py", ["--questions", "2000", "--benchmark", "200", "--planted", "10"],
+     "| both | 1,800 | 400 | 9 | 9/9 |"),
     ("review_load_bench.py", ["--questions", "400", "--tags", "4", "--no-browser"],
      "| review_dataset, first page (200), all (400 match) |"),
 ])

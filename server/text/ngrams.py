@@ -1,28 +1,28 @@
 """Word n-gram overlap, for decontamination: which texts share a run of n words with a reference text.
 
-Words are the normalised text's (`dedup.normalize`: case, width and punctuation folded) split on spaces, each
-Chinese, Japanese or Korean character counting as a word. As in NeMo Curator's task decontamination, a
-reference shorter than n words (but at least MIN_WORDS) is matched as a whole: its full run of words must
-appear in the text.
+Words are runs of letters and digits of the text after NFKC and case folding (width, case and punctuation
+ignored, as `dedup.normalize` does), each Chinese, Japanese or Korean character counting as a word. As in NeMo
+Curator's task decontamination, a reference shorter than n words (but at least MIN_WORDS) is matched as a
+whole: its full run of words must appear in the text.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from treedistill.server.text.dedup import normalize
-
 DEFAULT_NGRAM = 13
 MIN_WORDS = 8  # a reference shorter than this is too generic to call a match on
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\s\u3040-\u30ff\u3400-\u9fff"
-                    r"\uac00-\ud7af\uf900-\ufaff]+")
+_CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
 
 
 def words(text: str) -> list[str]:
-    """The words n-grams are made of: normalised words, and single CJK characters."""
-    return _TOKEN.findall(normalize(text))
+    """The words n-grams are made of: case-folded runs of letters and digits, and single CJK characters."""
+    folded = text.lower() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
+    return _TOKEN.findall(folded)
 
 
 @dataclass(frozen=True)
