@@ -1,4 +1,5 @@
-"""Tools: hold_out (the held-out evaluation set), decontaminate (n-gram overlap with it and with benchmarks)."""
+"""Tools: hold_out (the held-out evaluation set), decontaminate (n-gram overlap with it and with benchmarks),
+dataset_report (what the data holds, per tag and overall)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
+from treedistill.server.dataset_report import DatasetReport
 from treedistill.server.quality import MAX_NGRAM, DecontaminationReport, HoldOutReport
 from treedistill.server.store.holdout import MAX_HOLD_OUT_RATIO
 from treedistill.server.text.ngrams import DEFAULT_NGRAM, MIN_WORDS
-from treedistill.tools.common import (DESTRUCTIVE, LOCAL_WRITE, MAX_ID, ProjectId, QuestionId, engine_of,
-                                      strict_tool, tool_errors)
+from treedistill.tools.common import (DESTRUCTIVE, LOCAL_WRITE, MAX_ID, READ_ONLY, ProjectId, QuestionId, TagId,
+                                      engine_of, strict_tool, tool_errors)
 
 MAX_FILES = 20
 
@@ -63,6 +65,21 @@ async def decontaminate(
                                                       keep_question_ids, limit)
 
 
+@tool_errors
+async def dataset_report(
+    ctx: Context,
+    project_id: ProjectId,
+    tag_id: Annotated[TagId | None, Field(description="Only this tag's subtree, broken down by its children")] = None,
+    near_duplicates: Annotated[bool, Field(description=(
+        "Also the lexical near-duplicate rate (reads every question's text: seconds at 100,000)"))] = False,
+) -> DatasetReport:
+    """What the dataset holds, overall and per top-level tag (or per child of tag_id): questions, answered,
+    failed, held out; question/answer/reasoning length p10/p50/p90 (estimated tokens); judge score histogram;
+    share with reasoning; decontamination matches; cost per 1,000 answers; optionally the near-duplicate rate.
+    Reads stored counts only, never calls a model."""
+    return await engine_of(ctx).quality.dataset_report(project_id, tag_id, near_duplicates)
+
+
 def tools() -> list[Tool]:
     return [
         # Destructive: it replaces the project's previous split (a different seed or ratio moves questions).
@@ -70,4 +87,5 @@ def tools() -> list[Tool]:
         # Local and repeatable: the same files give the same matches; stored data is only marked, never removed.
         strict_tool(decontaminate, "Check the training data against evaluation and benchmark questions",
                     LOCAL_WRITE),
+        strict_tool(dataset_report, "Report on the dataset's quality", READ_ONLY),
     ]
