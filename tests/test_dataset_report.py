@@ -147,3 +147,19 @@ async def test_lengths_are_read_from_indexes_not_texts(db_path, one_client):
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT answer_chars, reasoning_chars FROM answers WHERE question_id = ?",
                             (qid,)).fetchone() == (6, 150)
+
+
+async def test_the_report_command_prints_the_tools_figures(one_client, db_path, capsys):
+    from tests.test_cli import run_main
+
+    pid = await distill(one_client, "Rowing", levels=1, tags=2, questions=2)
+    await call(one_client, "hold_out", project_id=pid, ratio=0.5)
+    tool = await call(one_client, "dataset_report", project_id=pid)
+    code, out, _ = run_main(capsys, "report", "Rowing", "--db", str(db_path), "--json")
+    assert code == 0 and json.loads(out) == tool
+    code, out, _ = run_main(capsys, "report", str(pid), "--db", str(db_path))
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith(f"Rowing (project {pid}): cost per 1,000 answers")
+    assert lines[2].split()[:5] == ["overall", "4", "4", "0", "2"] and len(lines) == 2 + 1 + 2
+    code, _, err = run_main(capsys, "report", "Nope", "--db", str(db_path))
+    assert code == 2 and "No project named 'Nope'" in err

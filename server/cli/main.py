@@ -233,8 +233,14 @@ def review(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
     return run_review(args, environ, _engine_options(args), DEFAULT_HTTP_PORT)
 
 
+def report(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
+    from treedistill.server.cli.report import run_report
+
+    return run_report(args, environ)
+
+
 COMMANDS: dict[str, Command] = {"serve": serve, "distill": distill, "progress": progress, "projects": projects,
-                                "export": export, "doctor": doctor, "review": review}
+                                "export": export, "doctor": doctor, "review": review, "report": report}
 
 
 def with_models(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:

@@ -132,8 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(cmd)
 
     from treedistill.server.cli.review import add_review_command
+    from treedistill.server.cli.report import add_report_command
 
     _engine_options(add_review_command(command))
+    add_report_command(command)
     return parser
 
 
