@@ -19,6 +19,7 @@ from tests.conftest import ROOT
     ("batch_cost_bench.py", ["--smoke"], "batch / online cost per 1,000 answers"),
     ("decontaminate_bench.py", ["--questions", "2000", "--benchmark", "200", "--planted", "10"],
      "| both | 1,800 | 400 | 9 | 9/9 |"),
+    ("report_bench.py", ["--records", "2000", "--near-duplicates"], "| whole project | 2,000 | 1,000 |"),
     ("review_load_bench.py", ["--questions", "400", "--tags", "4", "--no-browser"],
      "| review_dataset, first page (200), all (400 match) |"),
 ])
