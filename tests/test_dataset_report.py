@@ -3,6 +3,7 @@ a hold-out, failures, decontamination matches and deletions; it reads lengths wi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sqlite3
@@ -163,7 +164,9 @@ async def test_the_report_command_prints_the_tools_figures(one_client, db_path, 
     lines = out.splitlines()
     assert code == 0 and lines[0].startswith(f"Rowing (project {pid}): cost per 1,000 answers")
     assert lines[2].split()[:5] == ["overall", "4", "4", "0", "2"] and len(lines) == 2 + 1 + 2
-    code, out, _ = run_main(capsys, "export", "Rowing", "--db", str(db_path), "--split", "eval", "--json")
+    # export runs its own event loop (asyncio.run): from a thread here
+    code, out, _ = await asyncio.to_thread(run_main, capsys, "export", "Rowing", "--db", str(db_path), "--split",
+                                           "eval", "--json")
     assert code == 0 and json.loads(out)["record_count"] == 2 and json.loads(out)["path"].endswith("-eval.jsonl")
     code, _, err = run_main(capsys, "report", "Nope", "--db", str(db_path))
     assert code == 2 and "No project named 'Nope'" in err
