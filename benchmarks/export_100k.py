@@ -64,7 +64,7 @@ def fill(engine: Engine, records: int) -> int:
             texts = [f"Question {j} about {tag.name}: how does it work and why?" for j in range(records // TAGS)]
             for question in store.insert_questions(project.id, tag, texts):
                 store.save_answer(project.id, question.id, f"{answer} ({question.id})", reasoning, "reasoning_content",
-                                  "teacher", 120, 600)
+                                  "teacher", 120, 600, replace=False)
     return project.id
 
 

@@ -21,8 +21,8 @@ from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
 from treedistill.server.stdio import serve_stdio
 from treedistill.server.ui import apps_extension
-from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, questions, resources, \
-    review, tree, tree_edit
+from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, quality, questions, \
+    resources, review, tree, tree_edit
 
 INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
 Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on
@@ -36,7 +36,7 @@ score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
 environment only."""
 
 TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
-TOOL_MODULES = (projects, tree, tree_edit, questions, answers, jobs, curation, export, review)
+TOOL_MODULES = (projects, tree, tree_edit, questions, answers, jobs, curation, export, review, quality)
 
 
 class TreedistillServer(MCPServer[Engine]):

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from treedistill.server.store.curation import CuratedAnswer, CurationStore, DeletionCounts
+from treedistill.server.store.holdout import HoldoutStore
 from treedistill.server.text.dedup import normalize, unique_new
 from treedistill.server.errors import InvalidInput, NotFound, ProviderError
 from treedistill.server.export.writer import ExportOptions, ExportReport, export_target, project_export_dir, write_export
@@ -158,6 +159,7 @@ class Curator:
             unique, [question.text for question in self.store.questions_of_tag(tag_id)])
         with self.store.transaction():
             added = self.store.insert_questions(project_id, tag, kept)
+            HoldoutStore(self.store).assign_new(project_id, added)
         fresh = Counter(unique)
         exact = [text for text in texts if not fresh.pop(text, 0)]
         return tag, added, exact, [text for text in unique if text not in kept]

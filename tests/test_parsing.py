@@ -108,7 +108,7 @@ SPORTS = ListContext("en", ("Sports", "Basketball"))
         ("[name]", "placeholder"), ("x", "single character"), ("Basketball", "repeats the tag path"),
         ("  sports! ", "repeats the tag path"), ("篮球的历史与发展", "not in English"),
         ("Shooting technique", None), ("Sub-topic selection in debate", None), ("3-point line", None),
-        ("Question 1: how does dribbling work?", None), ("NBA 与 CBA", None),
+        ("Question 1: how does dribbling work?", "is a sentence"), ("NBA 与 CBA", None),
         # what SmolLM2-135M wrote under a grammar (benchmarks/real_model)
         (".com.au/f2sjz", "code or markup"), ("tu01_32.cis-en,trucco/bacchia,dolmabacca,", "code or markup"),
         ("sub_topic1: nl nl nl nl", "repeats one word"), ("] ```python [ {", "code or markup"),

@@ -141,10 +141,10 @@ async def test_every_tool_has_a_title_descriptions_and_true_annotations(client):
     assert tools["export_dataset"].annotations.destructive_hint is False
     assert tools["cancel_job"].annotations.destructive_hint is False
     assert {name for name, tool in tools.items() if tool.annotations.destructive_hint} == {
-        "update_answer", "delete_tag", "delete_question"}
+        "update_answer", "delete_tag", "delete_question", "hold_out"}  # hold_out replaces the split
     assert {name for name, tool in tools.items() if tool.annotations.read_only_hint} == {
         "list_projects", "get_tree", "list_questions", "get_progress", "list_jobs", "find_duplicates",
-        "review_dataset", "get_answer", "export_tree"}
+        "review_dataset", "get_answer", "export_tree", "dataset_report"}
     assert all(not tool.annotations.open_world_hint for tool in tools.values() if tool.annotations.read_only_hint)
 
 

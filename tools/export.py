@@ -47,6 +47,10 @@ async def export_dataset(
         "Also write/update LLaMA-Factory's dataset_info.json beside the file; not with format='raw' or "
         "reasoning='field' (LLaMA-Factory has no column for a separate reasoning field)"))] = False,
     preview: Annotated[int, Field(ge=0, le=20, description="Records to show in the result")] = 3,
+    split: Annotated[Literal["train", "eval"], Field(description=(
+        "train: leaves out held-out evaluation questions (hold_out) and decontamination matches not kept; "
+        "eval: only the held-out questions, the teacher's answers as references (default file "
+        "'<project>-<format>-eval.jsonl')"))] = "train",
 ) -> ExportReport:
     """Write the project's question/answer records as a fine-tuning dataset file, streamed, and return its
     path, record count and a preview. Files go to the project's export directory unless the server allows
@@ -55,7 +59,7 @@ async def export_dataset(
         format=format, reasoning=reasoning, path=path, file_format=file_format, system=system,
         answered_only=answered_only, confirmed_only=confirmed_only, min_rating=min_rating, min_score=min_score,
         tag_id=tag_id, per_tag_cap=per_tag_cap, seed=seed, test_ratio=test_ratio, dataset_info=dataset_info,
-        preview=preview,
+        preview=preview, split=split,
     )
     return await engine_of(ctx).curator.export_dataset(project_id, options)
 

@@ -215,7 +215,7 @@ def export(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
                             system=args.system, answered_only=not args.include_unanswered,
                             confirmed_only=args.confirmed_only, min_rating=args.min_rating,
                             min_score=args.min_score, per_tag_cap=args.per_tag_cap, seed=args.seed,
-                            test_ratio=args.test_ratio, dataset_info=args.dataset_info, preview=0)
+                            test_ratio=args.test_ratio, dataset_info=args.dataset_info, preview=0, split=args.split)
     report, project = asyncio.run(export_project(database_path(args.db, environ), args.project, options, args.out))
     print(report.model_dump_json(indent=2) if args.json else "\n".join(report_lines(report)))
     if report.record_count == 0:
@@ -250,8 +250,14 @@ def tree(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) 
     return EXIT_OK
 
 
+def report(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
+    from treedistill.server.cli.report import run_report
+
+    return run_report(args, environ)
+
+
 COMMANDS: dict[str, Command] = {"serve": serve, "distill": distill, "progress": progress, "projects": projects,
-                                "export": export, "doctor": doctor, "review": review, "tree": tree}
+                                "export": export, "doctor": doctor, "review": review, "tree": tree, "report": report}
 
 
 def with_models(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:

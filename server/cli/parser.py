@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--file-format", choices=("jsonl", "json"), help="default: from --out's suffix, else jsonl")
     cmd.add_argument("--system", help="system prompt put in every record")
     cmd.add_argument("--test-ratio", type=_fraction, default=0.0, help="fraction for a test split (0)")
+    cmd.add_argument("--split", choices=("train", "eval"), default="train",
+                     help="train: all but held-out and decontaminated questions; eval: the held-out ones (train)")
     cmd.add_argument("--seed", type=int, help="shuffle seed")
     cmd.add_argument("--per-tag-cap", type=_positive(int), help="at most this many records per tag")
     cmd.add_argument("--min-rating", type=_bounded(1, 5), help="only answers rated at least this")
@@ -136,11 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(cmd)
 
     from treedistill.server.cli.review import add_review_command
+    from treedistill.server.cli.report import add_report_command
     from treedistill.server.cli.tree import add_tree_command
 
     add_tree_command(command, lambda sub: _global_options(sub, subcommand=True))
 
     _engine_options(add_review_command(command))
+    add_report_command(command)
     return parser
 
 

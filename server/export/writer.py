@@ -91,11 +91,35 @@ def project_export_dir(db_path: str | Path, project_id: int) -> Path:
 
 def default_file_name(project: Project, options: ExportOptions) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", normalize(project.name).encode("ascii", "ignore").decode()).strip("-")
-    return f"{slug or f'project-{project.id}'}-{options.format}.{options.file_format or 'jsonl'}"
+    split = "-eval" if options.split == "eval" else ""
+    return f"{slug or f'project-{project.id}'}-{options.format}{split}.{options.file_format or 'jsonl'}"
+
+
+def confined_path(export_dir: Path, given: str, allow_any_path: bool, what: str, elsewhere: str) -> Path:
+    """`given` (relative to `export_dir`, or absolute) resolved; raises InvalidInput when it leaves `export_dir`
+    and the server does not allow any path. Exports and the files they are checked against share this rule."""
+    _check_path_text(given, what)
+    export_dir = export_dir.resolve()
+    try:
+        path = Path(given).expanduser()
+        target = (path if path.is_absolute() else export_dir / path).resolve()
+    except (OSError, ValueError) as exc:  # e.g. a home directory that does not exist, a name the system refuses
+        raise InvalidInput(f"{what} {given!r} cannot be used: {getattr(exc, 'strerror', None) or exc}. "
+                           "Give a file name such as 'train.jsonl'.") from None
+    if not allow_any_path and not target.is_relative_to(export_dir):
+        raise InvalidInput(
+            f"{what} {given!r} is outside this project's export directory {export_dir}. Give a file "
+            "name or a relative path inside it (e.g. 'train.jsonl'), or start the server with "
+            f"TREEDISTILL_ALLOW_ANY_EXPORT_PATH=1 to {elsewhere}."
+        )
+    return target
 
 
 def export_target(export_dir: Path, project: Project, options: ExportOptions, allow_any_path: bool) -> Path:
     """The file to write: inside `export_dir` unless the server allows any path. Raises InvalidInput."""
+    if options.split == "eval" and options.test_ratio:
+        raise InvalidInput("test_ratio splits the training records; the evaluation records (split='eval') are "
+                           "already held out by hold_out. Give test_ratio=0 with split='eval'.")
     if options.dataset_info and options.format == "raw":
         raise InvalidInput("dataset_info describes alpaca, sharegpt and openai files; LLaMA-Factory cannot "
                            "train on the raw format. Choose another format or set dataset_info=false.")
@@ -108,40 +132,26 @@ def export_target(export_dir: Path, project: Project, options: ExportOptions, al
                            "reasoning inside <think>...</think> before the answer, which LLaMA-Factory's reasoning "
                            "templates read), or dataset_info=false to keep the separate field for another trainer.")
     export_dir = export_dir.resolve()
-    if options.path:
-        _check_path_text(options.path)
-    given = Path(options.path.strip()).expanduser() if options.path and options.path.strip() else None
-    try:
-        target = ((export_dir / given) if given and not given.is_absolute() else given or
-                  export_dir / default_file_name(project, options)).resolve()
-        is_dir = target.is_dir()
-    except (OSError, ValueError) as exc:  # e.g. a home directory that does not exist, a name the system refuses
-        raise InvalidInput(f"Export path {options.path!r} cannot be used: {getattr(exc, 'strerror', None) or exc}. "
-                           "Give a file name such as 'train.jsonl'.") from None
-    if not allow_any_path and not target.is_relative_to(export_dir):
-        raise InvalidInput(
-            f"Export path {options.path!r} is outside this project's export directory {export_dir}. Give a file "
-            "name or a relative path inside it (e.g. 'train.jsonl'), or start the server with "
-            "TREEDISTILL_ALLOW_ANY_EXPORT_PATH=1 to write elsewhere."
-        )
-    if is_dir or target == export_dir:
+    given = options.path.strip() if options.path and options.path.strip() else default_file_name(project, options)
+    target = confined_path(export_dir, given, allow_any_path, "Export path", "write elsewhere")
+    if target.is_dir() or target == export_dir:
         raise InvalidInput(f"Export path {str(target)!r} is a directory; give a file name such as 'data.jsonl'.")
     if not target.suffix:
         target = target.with_name(f"{target.name}.{options.file_format or 'jsonl'}")
     return target
 
 
-def _check_path_text(text: str) -> None:
+def _check_path_text(text: str, what: str) -> None:
     """InvalidInput, before the file system sees it, for a path the operating system would refuse as such: one
     with a NUL byte, a name longer than MAX_FILE_NAME_BYTES or a whole longer than MAX_PATH_BYTES (in UTF-8)."""
     if "\x00" in text:
-        raise InvalidInput("Export path contains a NUL byte (\\u0000), which no file name may hold; remove it.")
+        raise InvalidInput(f"{what} contains a NUL byte (\\u0000), which no file name may hold; remove it.")
     if len(text.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise InvalidInput(f"Export path is longer than {MAX_PATH_BYTES} bytes; give a shorter path such as "
+        raise InvalidInput(f"{what} is longer than {MAX_PATH_BYTES} bytes; give a shorter path such as "
                            "'train.jsonl'.")
     for name in Path(text).parts:
         if len(name.encode("utf-8", "surrogatepass")) > MAX_FILE_NAME_BYTES:
-            raise InvalidInput(f"Export path has a name of {len(name.encode('utf-8', 'surrogatepass'))} bytes "
+            raise InvalidInput(f"{what} has a name of {len(name.encode('utf-8', 'surrogatepass'))} bytes "
                                f"({name[:40]}...); file names may be at most {MAX_FILE_NAME_BYTES} bytes. Give a "
                                "shorter name such as 'train.jsonl'.")
 

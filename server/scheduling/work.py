@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from treedistill.server.text import prompts
 from treedistill.server.store.curation import CurationStore
+from treedistill.server.store.holdout import HoldoutStore
 from treedistill.server.text.dedup import normalize, unique_new
 from treedistill.server.errors import MissingReasoning, NotFound, OutputFormatError
 from treedistill.server.text.judge import parse_verdict
@@ -171,6 +172,7 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
         with ctx.store.transaction():
             ctx.queue.hold(item)
             questions = ctx.store.insert_questions(project.id, tag, fresh)
+            HoldoutStore(ctx.store).assign_new(project.id, questions)
             if params is not None:
                 if params["answer"]:
                     for question in questions:

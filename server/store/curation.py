@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -13,6 +13,13 @@ from treedistill.server.models import CuratedAnswer, ModelSpec
 from treedistill.server.store.catalog import SUBTREE, Store, now_iso, open_reader
 
 OPEN = "('pending', 'running', 'batched')"
+# Which questions each split holds: training leaves out held-out questions and decontamination matches the
+# user did not keep (a question overlapping a benchmark or an evaluation record must not be trained on).
+SPLIT_SQL = {
+    "train": "COALESCE(q.heldout, 0) = 0 AND NOT EXISTS (SELECT 1 FROM contamination c WHERE c.question_id = q.id"
+             " AND c.kept = 0)",
+    "eval": "q.heldout = 1",
+}
 EXPORT_CHUNK = 500
 EXPORT_COLUMNS = (
     "SELECT q.id AS question_id, q.tag_id, t.path AS tag_path, q.text AS question, q.created_at AS question_created_at,"
@@ -39,6 +46,9 @@ class ExportFilter(BaseModel):
     tag_id: int | None = None
     per_tag_cap: int | None = Field(None, ge=1)
     seed: int | None = None
+    split: Literal["train", "eval"] = Field("train", description=(
+        "train: everything but held-out evaluation questions and unkept decontamination matches; eval: the "
+        "held-out questions only (hold_out)"))
 
 
 def shuffle_key(seed: int, question_id: int) -> int:
@@ -213,6 +223,7 @@ class CurationStore:
         where, params = ["q.project_id = :p"], {"p": project_id, **selection.model_dump()}
         if selection.tag_id is not None:
             where.append(f"q.tag_id IN ({SUBTREE})")
+        where.append(SPLIT_SQL[selection.split])
         if selection.answered_only:
             where.append("a.question_id IS NOT NULL")
         if selection.confirmed_only:

@@ -317,6 +317,61 @@ def m011_fast_pacing() -> str:
     """
 
 
+@migration
+def m014_quality() -> str:
+    # Held-out evaluation items: `heldout` is NULL while the project has no rule, else 0 (training) or 1
+    # (evaluation). The rule ({ratio, by, seed}) is kept on the project so that new questions follow it; with
+    # by leaf or subtree, each unit tag's decision is kept in holdout_units (new units join by the same count).
+    # Decontamination matches: a training question whose n-grams overlap an evaluation record or a benchmark;
+    # excluded from training exports unless kept.
+    return """
+        ALTER TABLE questions ADD COLUMN heldout INTEGER;
+        CREATE INDEX questions_heldout ON questions(project_id, heldout);
+        ALTER TABLE projects ADD COLUMN holdout_rule TEXT;
+        CREATE TABLE holdout_units (
+            tag_id INTEGER PRIMARY KEY REFERENCES tags(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            held INTEGER NOT NULL
+        );
+        CREATE INDEX holdout_units_project ON holdout_units(project_id, held);
+        CREATE TABLE contamination (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            matched TEXT NOT NULL,
+            ngram TEXT NOT NULL,
+            kept INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX contamination_question ON contamination(question_id, kept);
+        CREATE INDEX contamination_project ON contamination(project_id, source);
+        -- The dataset report's lengths, kept as integers by triggers so that covering indexes answer it
+        -- without reading a text (100,000 answers with reasoning are hundreds of megabytes).
+        ALTER TABLE questions ADD COLUMN chars INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE answers ADD COLUMN answer_chars INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE answers ADD COLUMN reasoning_chars INTEGER NOT NULL DEFAULT 0;
+        UPDATE questions SET chars = length(text);
+        UPDATE answers SET answer_chars = length(answer), reasoning_chars = length(reasoning);
+        CREATE TRIGGER questions_chars AFTER INSERT ON questions BEGIN
+            UPDATE questions SET chars = length(NEW.text) WHERE id = NEW.id;
+        END;
+        CREATE TRIGGER questions_chars_edit AFTER UPDATE OF text ON questions BEGIN
+            UPDATE questions SET chars = length(NEW.text) WHERE id = NEW.id;
+        END;
+        CREATE TRIGGER answers_chars AFTER INSERT ON answers BEGIN
+            UPDATE answers SET answer_chars = length(NEW.answer), reasoning_chars = length(NEW.reasoning)
+             WHERE question_id = NEW.question_id;
+        END;
+        CREATE TRIGGER answers_chars_edit AFTER UPDATE OF answer, reasoning ON answers BEGIN
+            UPDATE answers SET answer_chars = length(NEW.answer), reasoning_chars = length(NEW.reasoning)
+             WHERE question_id = NEW.question_id;
+        END;
+        CREATE INDEX questions_report ON questions(project_id, tag_id, heldout, chars);
+        CREATE INDEX answers_report ON answers(question_id, answer_chars, reasoning_chars, score);
+    """
+
+
 def migrate(db: Database) -> int:
     """Apply every step newer than the database's version; return the resulting version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from treedistill.server.errors import OutputFormatError
 from treedistill.server.text.dedup import normalize
+from treedistill.server.text.junk import junk_problem
 
 _OPENERS = {"{": "}", "[": "]"}
 _CLOSERS = {"}", "]"}
@@ -188,7 +189,7 @@ def item_problem(item: str, field: str, context: ListContext) -> str | None:
             return "is not in Chinese"
     if context.language == "en" and cjk * 2 > len(re.sub(r"\s", "", item)):
         return "is not in English"
-    return None
+    return junk_problem(item, field, context.language, context.path)
 
 
 def _list_in(data: Any, field: str) -> list[Any] | None:

@@ -1,0 +1,183 @@
+"""The dataset report: per tag and overall, what a project's data holds and how good it looks.
+
+Figures come from one pass over the scope's questions through covering indexes (lengths are stored as
+integers, so no text is read), the failed answer items, the decontamination matches and the project's cost;
+the lexical near-duplicate rate, which reads every question's text, only when asked for. Token counts are an
+estimate from characters (TOKENS_PER_CHAR, per language), the same kind the cost estimate uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from treedistill.server.store.catalog import Store
+from treedistill.server.store.curation import CurationStore
+from treedistill.server.store.report import MIX_COLUMNS, ReportQueries
+from treedistill.server.text.near_dup import DEFAULT_THRESHOLD, report_duplicates
+
+TOKENS_PER_CHAR = {"en": 0.25, "zh": 0.7}  # ~4 characters per token in English; a Chinese character ~0.7
+ALL_GROUPS = 10**9
+
+
+class LengthDistribution(BaseModel):
+    count: int
+    p10: int
+    p50: int
+    p90: int
+
+
+class ScopeFigures(BaseModel):
+    tag_id: int | None = Field(None, description="null: the whole scope")
+    tag_path: str | None = None
+    questions: int
+    answered: int
+    failed: int = Field(..., description="Unanswered questions whose answer call failed")
+    held_out: int = Field(..., description="Evaluation questions (hold_out)")
+    near_duplicate_rate: float | None = Field(None, description=(
+        "Lexical near-duplicates that could be removed, per question (null unless near_duplicates=true)"))
+    question_tokens: LengthDistribution | None = None
+    answer_tokens: LengthDistribution | None = None
+    reasoning_tokens: LengthDistribution | None = None
+    with_reasoning_share: float | None = Field(None, description="Answers with a reasoning trace, per answer")
+    score_histogram: dict[str, int] = Field(..., description="Answers per judge score 1-10")
+    unscored: int = Field(..., description="Answers the judge has not scored")
+    mix: dict[str, dict[str, int]] = Field(default_factory=dict, description=(
+        "Questions per value of each known per-question field (type, difficulty, ...)"))
+    contamination_matched: int = Field(..., description="Questions with a decontamination match")
+    contamination_excluded: int = Field(..., description="Of those, left out of training (match not kept)")
+
+
+class DatasetReport(BaseModel):
+    project_id: int
+    tag_id: int | None
+    token_estimate: str
+    overall: ScopeFigures
+    tags: list[ScopeFigures] = Field(..., description="One per child of the scope (top-level tags for a project)")
+    cost: float | None = Field(None, description="USD over all of the project's calls; null when a price is unknown")
+    cost_per_1000_answers: float | None = Field(None, description="The project's cost per 1,000 stored answers")
+
+
+@dataclass
+class _Tally:
+    questions: int = 0
+    answered: int = 0
+    failed: int = 0
+    held_out: int = 0
+    removable: int = 0
+    with_reasoning: int = 0
+    matched: int = 0
+    excluded: int = 0
+    question_chars: list[int] = field(default_factory=list)
+    answer_chars: list[int] = field(default_factory=list)
+    reasoning_chars: list[int] = field(default_factory=list)
+    scores: Counter = field(default_factory=Counter)
+    mix: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+
+    def add(self, row: tuple, failed: bool, contamination: bool | None) -> None:
+        _, _, held, q_chars, answered, a_chars, r_chars, score, *mix = row
+        self.questions += 1
+        self.held_out += held
+        self.failed += failed
+        self.question_chars.append(q_chars)
+        if contamination is not None:
+            self.matched += 1
+            self.excluded += contamination
+        for column, value in zip(MIX_COLUMNS, mix):
+            if value is not None:
+                self.mix[column][str(value)] += 1
+        if not answered:
+            return
+        self.answered += 1
+        self.answer_chars.append(a_chars)
+        if r_chars:
+            self.with_reasoning += 1
+            self.reasoning_chars.append(r_chars)
+        self.scores[score] += 1
+
+    def figures(self, per_char: float, tag: tuple[int, str] | None, near_duplicates: bool) -> ScopeFigures:
+        return ScopeFigures(
+            tag_id=tag[0] if tag else None, tag_path=tag[1] if tag else None, questions=self.questions,
+            answered=self.answered, failed=self.failed, held_out=self.held_out,
+            near_duplicate_rate=_share(self.removable, self.questions) if near_duplicates else None,
+            question_tokens=_distribution(self.question_chars, per_char),
+            answer_tokens=_distribution(self.answer_chars, per_char),
+            reasoning_tokens=_distribution(self.reasoning_chars, per_char),
+            with_reasoning_share=_share(self.with_reasoning, self.answered),
+            score_histogram={str(score): self.scores[score] for score in range(1, 11)},
+            unscored=self.scores[None], mix={column: dict(counts) for column, counts in self.mix.items()},
+            contamination_matched=self.matched, contamination_excluded=self.excluded)
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _distribution(chars: list[int], per_char: float) -> LengthDistribution | None:
+    """p10/p50/p90 (nearest rank) of estimated tokens."""
+    if not chars:
+        return None
+    chars.sort()
+
+    def rank(p: int) -> int:
+        return math.ceil(chars[max(math.ceil(p / 100 * len(chars)) - 1, 0)] * per_char)
+
+    return LengthDistribution(count=len(chars), p10=rank(10), p50=rank(50), p90=rank(90))
+
+
+def build_report(store: Store, project_id: int, tag_id: int | None, near_duplicates: bool = False) -> DatasetReport:
+    """The report of a project (or a tag's subtree), broken down by the scope's children. Blocking: meant for a
+    worker thread on a read-only connection. The project and tag must exist (the caller checks)."""
+    project = store.get_project(project_id)
+    queries = ReportQueries(store)
+    tags = queries.tags(project_id)
+    paths = {tag: path for tag, _, path in tags}
+    child_of = _children_of(tags, tag_id)
+    failed = queries.failed_questions(project_id, tag_id)
+    contaminated = queries.contaminated(project_id)
+    overall, per_child = _Tally(), defaultdict(_Tally)
+    breakdown: dict[int, int | None] = {}
+    for row in queries.question_rows(project_id, tag_id):
+        question_id, question_tag = row[0], row[1]
+        child = child_of.get(question_tag)
+        breakdown[question_id] = child
+        for tally in (overall, per_child[child]) if child is not None else (overall,):
+            tally.add(row, question_id in failed, contaminated.get(question_id))
+    if near_duplicates:
+        rows = CurationStore(store).question_rows(project_id, tag_id)
+        for group in report_duplicates(project_id, rows, DEFAULT_THRESHOLD, ALL_GROUPS).groups:
+            for question_id in group.remove_question_ids:
+                overall.removable += 1
+                if breakdown.get(question_id) is not None:
+                    per_child[breakdown[question_id]].removable += 1
+    per_char = TOKENS_PER_CHAR.get(project.language, TOKENS_PER_CHAR["en"])
+    cost, unpriced = queries.project_cost(project_id)
+    known_cost = cost if not unpriced else None
+    project_answers = overall.answered if tag_id is None else None
+    return DatasetReport(
+        project_id=project_id, tag_id=tag_id,
+        token_estimate=f"characters x {per_char} ({project.language}); an estimate, not a tokenizer's count",
+        overall=overall.figures(per_char, None, near_duplicates),
+        tags=[per_child[child].figures(per_char, (child, paths[child]), near_duplicates)
+              for child in sorted(set(child_of.values()))],
+        cost=known_cost,
+        cost_per_1000_answers=(round(known_cost / project_answers * 1000, 4)
+                               if known_cost is not None and project_answers else None),
+    )
+
+
+def _children_of(tags: list[tuple[int, Any, str]], scope: int | None) -> dict[int, int]:
+    """Each tag in the scope's subtree (the scope excluded) -> the scope's child it lies under."""
+    parent = {tag: parent_id for tag, parent_id, _ in tags}
+    children: dict[int, int] = {}
+    for tag in parent:
+        path = [tag]
+        while parent[path[-1]] != scope and parent[path[-1]] is not None:
+            path.append(parent[path[-1]])
+        if parent[path[-1]] == scope:
+            children[tag] = path[-1]
+    return children
