@@ -25,8 +25,9 @@ async def export_dataset(
     path: Annotated[str | None, Field(
         description="File name or path relative to the project's export directory (default "
                     "'<project>-<format>.jsonl'); other locations need the server's permission")] = None,
-    file_format: Annotated[Literal["jsonl", "json"] | None, Field(
-        description="jsonl (one record per line) or json (an array); default from the path's suffix, else jsonl",
+    file_format: Annotated[Literal["jsonl", "json", "parquet"] | None, Field(
+        description="jsonl (one record per line), json (an array) or parquet (columnar, what the Hugging Face Hub "
+                    "and datasets read fastest); default from the path's suffix, else jsonl",
     )] = None,
     system: Annotated[str | None, Field(max_length=20_000, description="System prompt put in every record")] = None,
     answered_only: Annotated[bool, Field(description="Leave out questions without an answer")] = True,

@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--reasoning", choices=("think", "field", "none"), default="think",
                      help="think: <think>…</think> before the answer; field: a separate field; none (think)")
     cmd.add_argument("--out", help="output file (default: <db name>-exports/<project id>/<name>-<format>.jsonl beside the db)")
-    cmd.add_argument("--file-format", choices=("jsonl", "json"), help="default: from --out's suffix, else jsonl")
+    cmd.add_argument("--file-format", choices=("jsonl", "json", "parquet"),
+                     help="default: from --out's suffix (.json, .parquet), else jsonl")
     cmd.add_argument("--system", help="system prompt put in every record")
     cmd.add_argument("--test-ratio", type=_fraction, default=0.0, help="fraction for a test split (0)")
     cmd.add_argument("--seed", type=int, help="shuffle seed")

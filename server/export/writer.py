@@ -16,7 +16,8 @@ Reasoning:
   the field DeepSeek's API returns and Qwen3-style chat templates read;
 - none: the answer alone.
 
-Files are JSONL (one record a line) or JSON (an array, one record a line). Records are streamed from a
+Files are JSONL (one record a line), JSON (an array, one record a line) or Parquet (server/export/parquet.py,
+row groups of a thousand records; a path's suffix that contradicts Parquet is refused). Records are streamed from a
 read-only connection into temporary files that replace the targets only when every file is complete, so
 memory stays flat at any size and a failed export leaves nothing behind (temporary files of exports that
 crashed are removed by the next export into the same directory). dataset_info.json is read without following
@@ -44,7 +45,8 @@ from treedistill.server.models import Project
 PREVIEW_TEXT_LIMIT = 300
 Format = Literal["alpaca", "sharegpt", "openai", "raw"]
 Reasoning = Literal["think", "field", "none"]
-FileFormat = Literal["jsonl", "json"]
+FileFormat = Literal["jsonl", "json", "parquet"]
+SUFFIX_FORMATS: dict[str, FileFormat] = {".json": "json", ".parquet": "parquet"}  # else jsonl
 
 
 class ExportOptions(ExportFilter):
@@ -120,7 +122,38 @@ def export_target(export_dir: Path, project: Project, options: ExportOptions, al
         raise InvalidInput(f"Export path {str(target)!r} is a directory; give a file name such as 'data.jsonl'.")
     if not target.suffix:
         target = target.with_name(f"{target.name}.{options.file_format or 'jsonl'}")
+    _check_suffix(target, options.file_format)
     return target
+
+
+def _check_suffix(target: Path, file_format: FileFormat | None) -> None:
+    """Refuse a binary file named as text or the other way round (a '.parquet' file holding JSONL)."""
+    implied = SUFFIX_FORMATS.get(target.suffix.lower(), "jsonl")
+    if file_format and "parquet" in (implied, file_format) and implied != file_format:
+        raise InvalidInput(f"Export path {target.name!r} names a {target.suffix or 'suffix-less'} file but "
+                           f"file_format is {file_format!r}; give a path ending in '.{file_format}' or drop "
+                           "file_format (it then follows the suffix). Nothing was written.")
+
+
+def open_record_file(path: Path, file_format: FileFormat) -> RecordFile:
+    """The streaming writer of one export file in its file format."""
+    if file_format == "parquet":
+        from treedistill.server.export.parquet import ParquetRecordFile  # pyarrow is loaded only for Parquet
+
+        return ParquetRecordFile(path)
+    return RecordFile(path, file_format)
+
+
+def _check_parquet_parts(count: int, test_size: int, split: bool) -> None:
+    """A Parquet file takes its columns from its records: refuse, before anything is written, a file that
+    would have none."""
+    if not count:
+        raise InvalidInput("No record matches this selection, and a Parquet file needs at least one. Loosen the "
+                           "filters (answered_only, confirmed_only, min_rating, min_score, tag_id). Nothing was "
+                           "written.")
+    if split and not 0 < test_size < count:
+        raise InvalidInput(f"test_ratio splits {count} record(s) into {test_size} test and {count - test_size} "
+                           "train: both parts need a record. Change test_ratio or the filters. Nothing was written.")
 
 
 def _split_paths(target: Path, split: bool) -> dict[str, Path]:
@@ -336,7 +369,7 @@ def write_export(db_path: str | Path, project: Project, options: ExportOptions, 
 
 
 def _write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path) -> ExportReport:
-    file_format: FileFormat = options.file_format or ("json" if target.suffix.lower() == ".json" else "jsonl")
+    file_format: FileFormat = options.file_format or SUFFIX_FORMATS.get(target.suffix.lower(), "jsonl")
     split = options.test_ratio > 0
     seed = 0 if split and options.seed is None else options.seed
     selection = ExportFilter(**{**options.model_dump(include=set(ExportFilter.model_fields)), "seed": seed})
@@ -347,11 +380,14 @@ def _write_export(db_path: str | Path, project: Project, options: ExportOptions,
     reader = CurationStore.open_reader(db_path)
     written: list[RecordFile] = []
     try:
-        test_size = round(reader.export_count(project.id, selection) * options.test_ratio) if split else 0
+        count = reader.export_count(project.id, selection)
+        test_size = round(count * options.test_ratio) if split else 0
+        if file_format == "parquet":
+            _check_parquet_parts(count, test_size, split)
         rows = reader.export_rows(project.id, selection)
         preview: list[dict[str, Any]] = []
         for part in ("test", "train") if split else ("all",):
-            with RecordFile(paths[part], file_format) as out:
+            with open_record_file(paths[part], file_format) as out:
                 written.append(out)
                 for row in islice(rows, test_size if part == "test" else None):
                     record = build_record(row, options, project)
