@@ -16,6 +16,7 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
 from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import with_job_prices, with_project_prices
+from treedistill.server.publish import Publisher
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.review import DuplicateGroups, ReviewPage, review_page
 from treedistill.server.models import (
@@ -82,6 +83,8 @@ class Engine:
         self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
+        self.publisher = Publisher(self.store, self.db_path, self.environ,
+                                   allow_any_export_path=self.allow_any_export_path)
         self.scheduler.start()
         return self
 

@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
+from treedistill.server.export.card import CARD_DESCRIPTION_LIMIT
 from treedistill.server.export.writer import ExportOptions, ExportReport
 from treedistill.tools.common import LOCAL_WRITE, MAX_ID, ProjectId, TagId, engine_of, strict_tool, tool_errors
 
@@ -48,17 +49,30 @@ async def export_dataset(
         "Also write/update LLaMA-Factory's dataset_info.json beside the file; not with format='raw' or "
         "reasoning='field' (LLaMA-Factory has no column for a separate reasoning field)"))] = False,
     preview: Annotated[int, Field(ge=0, le=20, description="Records to show in the result")] = 3,
+    layout: Annotated[Literal["file", "hf"], Field(description=(
+        "file: one file (or _train/_test files); hf: a Hugging Face datasets folder (path names the folder, "
+        "default '<project>-<format>-hf'): data/train-*.parquet (and data/test-*.parquet with test_ratio) and a "
+        "README.md dataset card, loadable with datasets.load_dataset(folder) and ready for push_to_hub"))] = "file",
+    license: Annotated[str | None, Field(max_length=64, pattern=r"^[a-z0-9][a-z0-9.+-]*$", description=(
+        "hf layout: the card's license, a Hub license id such as 'apache-2.0', 'mit', 'cc-by-4.0' "
+        "(default 'other')"))] = None,
+    description: Annotated[str | None, Field(max_length=CARD_DESCRIPTION_LIMIT, description=(
+        "hf layout: your description, put at the top of the card (Markdown)"))] = None,
 ) -> ExportReport:
-    """Write the project's question/answer records as a fine-tuning dataset file, streamed, and return its
-    path, record count and a preview. Files go to the project's export directory unless the server allows
+    """Write the project's question/answer records as a fine-tuning dataset file (or, with layout='hf', a
+    Hugging Face datasets folder with a dataset card), streamed, and return its path, record count and a
+    preview. Files go to the project's export directory unless the server allows
     other paths. Writing the same path again replaces the file."""
     options = ExportOptions(
         format=format, reasoning=reasoning, path=path, file_format=file_format, system=system,
         answered_only=answered_only, confirmed_only=confirmed_only, min_rating=min_rating, min_score=min_score,
         tag_id=tag_id, per_tag_cap=per_tag_cap, seed=seed, test_ratio=test_ratio, dataset_info=dataset_info,
-        preview=preview,
+        preview=preview, layout=layout, license=license, description=description,
     )
-    return await engine_of(ctx).curator.export_dataset(project_id, options)
+    engine = engine_of(ctx)
+    if layout == "hf":
+        return await engine.publisher.export_layout(project_id, options)
+    return await engine.curator.export_dataset(project_id, options)
 
 
 def tools() -> list[Tool]:

@@ -206,8 +206,10 @@ def export(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
                             system=args.system, answered_only=not args.include_unanswered,
                             confirmed_only=args.confirmed_only, min_rating=args.min_rating,
                             min_score=args.min_score, per_tag_cap=args.per_tag_cap, seed=args.seed,
-                            test_ratio=args.test_ratio, dataset_info=args.dataset_info, preview=0)
-    report, project = asyncio.run(export_project(database_path(args.db, environ), args.project, options, args.out))
+                            test_ratio=args.test_ratio, dataset_info=args.dataset_info, preview=0,
+                            layout=args.layout, license=args.license, description=args.description)
+    report, project = asyncio.run(export_project(database_path(args.db, environ), args.project, options, args.out,
+                                                 environ))
     print(report.model_dump_json(indent=2) if args.json else "\n".join(report_lines(report)))
     if report.record_count == 0:
         print(f"treedistill: warning: {empty_export_warning(project, options)}", file=sys.stderr)

@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--include-unanswered", action="store_true", help="also questions without an answer")
     cmd.add_argument("--dataset-info", action="store_true",
                      help="also write LLaMA-Factory's dataset_info.json (not with --format raw)")
+    cmd.add_argument("--layout", choices=("file", "hf"), default="file",
+                     help="hf: a Hugging Face datasets folder (--out names it): data/*.parquet and a README.md "
+                          "dataset card (file)")
+    cmd.add_argument("--license", help="with --layout hf: the card's license, a Hub id such as apache-2.0 (other)")
+    cmd.add_argument("--description", help="with --layout hf: your description at the top of the card")
     cmd.add_argument("--json", action="store_true", help="print the report as JSON")
 
     cmd = command("doctor", "check the configured endpoint, model and key with one tiny call",

@@ -58,6 +58,9 @@ class ExportOptions(ExportFilter):
     test_ratio: float = Field(0.0, ge=0, lt=1)
     dataset_info: bool = False
     preview: int = Field(3, ge=0, le=20)
+    layout: Literal["file", "hf"] = "file"  # hf: a Hugging Face datasets folder (server/export/hf_layout.py)
+    license: str | None = None  # the hf layout's dataset card
+    description: str | None = None
 
 
 class ExportedFile(BaseModel):
@@ -78,6 +81,8 @@ class ExportReport(BaseModel):
     seed: int | None = Field(None, description="Shuffle seed used (a split without a seed uses 0)")
     dataset_info_path: str | None = None
     preview: list[dict[str, Any]]
+    layout: Literal["file", "hf"] = "file"
+    card_path: str | None = Field(None, description="The hf layout's dataset card (README.md)")
 
 
 # -- where files go -------------------------------------------------------------------------
@@ -109,20 +114,26 @@ def export_target(export_dir: Path, project: Project, options: ExportOptions, al
                            "reasoning inside <think>...</think> before the answer, which LLaMA-Factory's reasoning "
                            "templates read), or dataset_info=false to keep the separate field for another trainer.")
     export_dir = export_dir.resolve()
-    given = Path(options.path.strip()).expanduser() if options.path and options.path.strip() else None
-    target = ((export_dir / given) if given and not given.is_absolute() else given or
-              export_dir / default_file_name(project, options)).resolve()
-    if not allow_any_path and not target.is_relative_to(export_dir):
-        raise InvalidInput(
-            f"Export path {options.path!r} is outside this project's export directory {export_dir}. Give a file "
-            "name or a relative path inside it (e.g. 'train.jsonl'), or start the server with "
-            "TREEDISTILL_ALLOW_ANY_EXPORT_PATH=1 to write elsewhere."
-        )
+    target = confined_path(export_dir, options.path, default_file_name(project, options), allow_any_path)
     if target.is_dir() or target == export_dir:
         raise InvalidInput(f"Export path {str(target)!r} is a directory; give a file name such as 'data.jsonl'.")
     if not target.suffix:
         target = target.with_name(f"{target.name}.{options.file_format or 'jsonl'}")
     _check_suffix(target, options.file_format)
+    return target
+
+
+def confined_path(export_dir: Path, path: str | None, default_name: str, allow_any_path: bool) -> Path:
+    """`path` (relative to `export_dir`, default `default_name`) resolved; outside `export_dir` only when the server
+    allows any path. Raises InvalidInput."""
+    given = Path(path.strip()).expanduser() if path and path.strip() else None
+    target = ((export_dir / given) if given and not given.is_absolute() else given or export_dir / default_name).resolve()
+    if not allow_any_path and not target.is_relative_to(export_dir):
+        raise InvalidInput(
+            f"Export path {path!r} is outside this project's export directory {export_dir}. Give a file "
+            "name or a relative path inside it (e.g. 'train.jsonl'), or start the server with "
+            "TREEDISTILL_ALLOW_ANY_EXPORT_PATH=1 to write elsewhere."
+        )
     return target
 
 
@@ -356,24 +367,27 @@ def _write_dataset_info(path: Path, info: dict[str, Any]) -> None:
 # -- the export -------------------------------------------------------------------------------
 
 
-def write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path) -> ExportReport:
+def write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path, *,
+                 paths: dict[str, Path] | None = None) -> ExportReport:
     """Stream the selected records into the target file(s); blocking, meant for a worker thread.
 
     Every file is written to a temporary file first; they all replace their targets only when all are
-    complete. A failure removes them; a file system error is reported as InvalidInput."""
+    complete. A failure removes them; a file system error is reported as InvalidInput. `paths` names the
+    files ({"all": ...} or {"test": ..., "train": ...}) instead of the ones derived from `target`."""
     try:
-        return _write_export(db_path, project, options, target)
+        return _write_export(db_path, project, options, target, paths)
     except OSError as exc:
         raise InvalidInput(f"Could not write the export to {target.parent}: {exc.strerror or exc} "
                            f"({exc.filename or target}). Nothing was written.") from None
 
 
-def _write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path) -> ExportReport:
+def _write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path,
+                  paths: dict[str, Path] | None) -> ExportReport:
     file_format: FileFormat = options.file_format or SUFFIX_FORMATS.get(target.suffix.lower(), "jsonl")
     split = options.test_ratio > 0
     seed = 0 if split and options.seed is None else options.seed
     selection = ExportFilter(**{**options.model_dump(include=set(ExportFilter.model_fields)), "seed": seed})
-    paths = _split_paths(target, split)
+    paths = paths or _split_paths(target, split)
     info_path = target.with_name("dataset_info.json") if options.dataset_info else None
     remove_stale_temps(target.parent)
     info = _read_dataset_info(info_path) if info_path else {}
