@@ -20,8 +20,8 @@ from treedistill.server.config import database_path
 from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
 from treedistill.server.ui import apps_extension
-from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, questions, resources, \
-    review, tree
+from treedistill.tools import answers, completions, curation, export, guides, hub, jobs, projects, questions, \
+    resources, review, tree
 
 INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
 Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on
@@ -29,11 +29,12 @@ leaf tags -> answer_question. Automatic flow: create_project -> auto_distill -> 
 until the status is completed (or completed_with_failures, then retry_failed). Browse with get_tree and
 list_questions, or review_dataset (an interactive review page in clients that render MCP Apps). Curate with
 score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
-(files go to the project's export directory). Ids come from earlier results; API keys live in the server's
+(files go to the project's export directory); publish with export_dataset(layout="hf") then push_to_hub
+(poll get_push). Ids come from earlier results; API keys live in the server's
 environment only."""
 
 TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
-TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export, review)
+TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export, hub, review)
 
 
 class TreedistillServer(MCPServer[Engine]):
@@ -79,7 +80,7 @@ def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] 
         "treedistill", title=TITLE, version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
         log_level="WARNING", tools=[tool for module in TOOL_MODULES for tool in module.tools()],
         extensions=[apps_extension()], **auth)
-    for noisy in ("httpx", "httpx2", "openai", "anthropic"):
+    for noisy in ("httpx", "httpx2", "openai", "anthropic", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     guides.register(server)
     resources.register(server)

@@ -235,8 +235,22 @@ def review(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
     return run_review(args, environ, _engine_options(args), DEFAULT_HTTP_PORT)
 
 
+def push(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
+    from treedistill.server.cli.push import run_push
+
+    state = run_push(database_path(args.db, environ), args.project, args.repo_id, not args.public, args.path,
+                     args.message, environ, lambda line: print(line, flush=True))
+    if state.status == "completed":
+        print(f"Pushed {len(state.files)} files to {state.repo_id} in one commit: {state.commit_url}")
+        return EXIT_OK
+    if state.status == "cancelled":
+        print(f"treedistill: {state.message}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return _fail(state.error or state.message, EXIT_FAILED)
+
+
 COMMANDS: dict[str, Command] = {"serve": serve, "distill": distill, "progress": progress, "projects": projects,
-                                "export": export, "doctor": doctor, "review": review}
+                                "export": export, "push": push, "doctor": doctor, "review": review}
 
 
 def with_models(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:

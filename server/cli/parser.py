@@ -31,6 +31,8 @@ environment:
                             seconds between looks at the batches in flight (10)
   TREEDISTILL_ALLOW_ANY_EXPORT_PATH
                             1 lets MCP clients export outside the project's export directory
+  HF_TOKEN                  Hugging Face token with write access, for push / push_to_hub
+  HF_ENDPOINT               another Hub to push to (default https://huggingface.co)
 Keys are read from the environment only; none is ever stored, logged or printed."""
 
 
@@ -131,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--license", help="with --layout hf: the card's license, a Hub id such as apache-2.0 (other)")
     cmd.add_argument("--description", help="with --layout hf: your description at the top of the card")
     cmd.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    cmd = command("push", "push a project's dataset layout to the Hugging Face Hub in one commit",
+                  "Push a dataset layout written by `treedistill export PROJECT --layout hf` (its README.md card and "
+                  "data/*.parquet) to a Hugging Face Hub dataset repository, created if needed (private unless "
+                  "--public), in one commit. The token is read from HF_TOKEN only; HF_ENDPOINT picks another Hub. "
+                  "Ctrl-C cancels before the commit: the Hub then has nothing of the push.")
+    cmd.add_argument("project", help="project id or name")
+    cmd.add_argument("repo_id", metavar="REPO_ID", help="the dataset repository, namespace/name (e.g. alice/sports-qa)")
+    cmd.add_argument("--path", metavar="DIR", help="the layout folder (default: the project's layout written last)")
+    cmd.add_argument("--public", action="store_true", help="create the repository public (default: private)")
+    cmd.add_argument("--message", help="the commit's summary")
 
     cmd = command("doctor", "check the configured endpoint, model and key with one tiny call",
                   "Check the database path and make one tiny call per configured model; each line says ok or "
