@@ -64,7 +64,9 @@ class ParquetRecordFile(RecordFile):
 
         if self._writer is None:
             schema = _settled(pa, pa.Table.from_pylist(self._chunk).schema)
-            self._writer = pq.ParquetWriter(self.temp, schema, compression=COMPRESSION)
+            # No dictionary encoding: record texts are nearly all distinct, and building dictionaries for them
+            # doubled the write time for the same file size (zstd still packs the few repeated short values).
+            self._writer = pq.ParquetWriter(self.temp, schema, compression=COMPRESSION, use_dictionary=False)
         self._writer.write_table(pa.Table.from_pylist(self._chunk, schema=self._writer.schema))
         self._chunk = []
 
