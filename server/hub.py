@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from treedistill.server.errors import InvalidInput, TreedistillError
+from treedistill.server.errors import InvalidInput, NotFound, TreedistillError
 from treedistill.server.export.hf_layout import layout_files
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class PushRegistry:
     def get(self, push_id: int) -> PushState:
         with self._lock:
             if push_id not in self._pushes:
-                raise InvalidInput(f"No push {push_id} in this server process (pushes are kept in memory until the "
+                raise NotFound(f"No push {push_id} in this server process (pushes are kept in memory until the "
                                    "server stops); push_to_hub again to push.")
             return self._pushes[push_id][0].model_copy()
 

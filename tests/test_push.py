@@ -102,6 +102,9 @@ async def test_hub_refusals_say_what_to_fix(db_path, env, hub):
         hub.fail["commit"] = 412
         stale = await call(client, "push_to_hub", project_id=pid, repo_id="alice/sports-qa", wait_seconds=30)
         assert "(412)" in stale["error"] and "conflicting commit" in stale["error"]
+        hub.fail["validate-yaml"] = 400
+        card = await call(client, "push_to_hub", project_id=pid, repo_id="alice/sports-qa", wait_seconds=30)
+        assert card["status"] == "failed" and "The Hub refused the dataset card" in card["error"]
     assert hub.commits("alice/sports-qa") == []
 
 
