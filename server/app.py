@@ -21,8 +21,8 @@ from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
 from treedistill.server.stdio import serve_stdio
 from treedistill.server.ui import apps_extension
-from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, quality, questions, \
-    resources, review, tree, tree_edit
+from treedistill.tools import answers, completions, curation, export, guides, hub, jobs, projects, quality, \
+    questions, resources, review, tree, tree_edit
 
 INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
 Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on
@@ -32,11 +32,12 @@ table of contents) with import_tree, then auto_distill(grow=false) distills its 
 add_tags, rename_tag, move_tag; auto_distill(tag_id=...) works on one branch. Browse with get_tree and
 list_questions, or review_dataset (an interactive review page in clients that render MCP Apps). Curate with
 score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
-(files go to the project's export directory). Ids come from earlier results; API keys live in the server's
+(files go to the project's export directory); publish with export_dataset(layout="hf") then push_to_hub
+(poll get_push). Ids come from earlier results; API keys live in the server's
 environment only."""
 
 TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
-TOOL_MODULES = (projects, tree, tree_edit, questions, answers, jobs, curation, export, review, quality)
+TOOL_MODULES = (projects, tree, tree_edit, questions, answers, jobs, curation, export, hub, review, quality)
 
 
 class TreedistillServer(MCPServer[Engine]):
@@ -86,7 +87,7 @@ def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] 
         "treedistill", title=TITLE, version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
         log_level="WARNING", tools=[tool for module in TOOL_MODULES for tool in module.tools()],
         extensions=[apps_extension()], **auth)
-    for noisy in ("httpx", "httpx2", "openai", "anthropic"):
+    for noisy in ("httpx", "httpx2", "openai", "anthropic", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     guides.register(server)
     resources.register(server)

@@ -18,6 +18,7 @@ from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.quality import DatasetQuality
+from treedistill.server.publish import Publisher
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.review import DuplicateGroups, ReviewPage, review_page
 from treedistill.server.models import (
@@ -88,6 +89,8 @@ class Engine:
                                heartbeat_seconds=self.heartbeat_seconds)
         self.trees = TreeEditor(self.store)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
+        self.publisher = Publisher(self.store, self.db_path, self.environ,
+                                   allow_any_export_path=self.allow_any_export_path)
         self.scheduler.start()
         # The price table, off the event loop, before a job's planning needs it; a moment later, so that its half a
         # second of CPU does not slow the answer to `initialize`.

@@ -25,6 +25,8 @@ def id_parameters(tool) -> dict[str, bool]:
     """The tool's id parameters, each mapped to whether it is a list of ids."""
     found = {}
     for name, schema in tool.input_schema["properties"].items():
+        if name == "repo_id":  # push_to_hub's Hub repository, 'namespace/name': a string, not one of our ids
+            continue
         if name.endswith("_id"):
             found[name] = False
         elif name.endswith("_ids"):
@@ -47,7 +49,7 @@ def valid_arguments(tool, ids: dict[str, int]) -> dict:
     """Valid values for the tool's id parameters and its other required ones."""
     ids = {key: value for key, value in ids.items() if key in tool.input_schema["properties"]}
     others = {"questions": ["A brand new question?"], "rating": 3, "content": "A new tag", "format": "text",
-              "names": ["A new tag"], "name": "A new name"}
+              "names": ["A new tag"], "name": "A new name", "repo_id": "alice/sports-qa"}
     others = {key: value for key, value in others.items() if key in tool.input_schema.get("required", [])}
     return {**ids, **others, **({"answer": "A new answer."} if tool.name == "update_answer" else {})}
 
@@ -144,7 +146,7 @@ async def test_every_tool_has_a_title_descriptions_and_true_annotations(client):
         "update_answer", "delete_tag", "delete_question", "hold_out"}  # hold_out replaces the split
     assert {name for name, tool in tools.items() if tool.annotations.read_only_hint} == {
         "list_projects", "get_tree", "list_questions", "get_progress", "list_jobs", "find_duplicates",
-        "review_dataset", "get_answer", "export_tree", "dataset_report"}
+        "review_dataset", "get_answer", "export_tree", "dataset_report", "get_push"}
     assert all(not tool.annotations.open_world_hint for tool in tools.values() if tool.annotations.read_only_hint)
 
 

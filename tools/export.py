@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
+from treedistill.server.export.card import CARD_DESCRIPTION_LIMIT
 from treedistill.server.export.writer import ExportOptions, ExportReport
 from treedistill.tools.common import LOCAL_WRITE, MAX_ID, ProjectId, TagId, engine_of, strict_tool, tool_errors
 
@@ -25,8 +26,9 @@ async def export_dataset(
     path: Annotated[str | None, Field(
         description="File name or path relative to the project's export directory (default "
                     "'<project>-<format>.jsonl'); other locations need the server's permission")] = None,
-    file_format: Annotated[Literal["jsonl", "json"] | None, Field(
-        description="jsonl (one record per line) or json (an array); default from the path's suffix, else jsonl",
+    file_format: Annotated[Literal["jsonl", "json", "parquet"] | None, Field(
+        description="jsonl (one record per line), json (an array) or parquet (columnar, what the Hugging Face Hub "
+                    "and datasets read fastest); default from the path's suffix, else jsonl",
     )] = None,
     system: Annotated[str | None, Field(max_length=20_000, description="System prompt put in every record")] = None,
     answered_only: Annotated[bool, Field(description="Leave out questions without an answer")] = True,
@@ -51,17 +53,30 @@ async def export_dataset(
         "train: leaves out held-out evaluation questions (hold_out) and decontamination matches not kept; "
         "eval: only the held-out questions, the teacher's answers as references (default file "
         "'<project>-<format>-eval.jsonl')"))] = "train",
+    layout: Annotated[Literal["file", "hf"], Field(description=(
+        "file: one file (or _train/_test files); hf: a Hugging Face datasets folder (path names the folder, "
+        "default '<project>-<format>-hf'): data/train-*.parquet (and data/test-*.parquet with test_ratio) and a "
+        "README.md dataset card, loadable with datasets.load_dataset(folder) and ready for push_to_hub"))] = "file",
+    license: Annotated[str | None, Field(max_length=64, pattern=r"^[a-z0-9][a-z0-9.+-]*$", description=(
+        "hf layout: the card's license, a Hub license id such as 'apache-2.0', 'mit', 'cc-by-4.0' "
+        "(default 'other')"))] = None,
+    description: Annotated[str | None, Field(max_length=CARD_DESCRIPTION_LIMIT, description=(
+        "hf layout: your description, put at the top of the card (Markdown)"))] = None,
 ) -> ExportReport:
-    """Write the project's question/answer records as a fine-tuning dataset file, streamed, and return its
-    path, record count and a preview. Files go to the project's export directory unless the server allows
+    """Write the project's question/answer records as a fine-tuning dataset file (or, with layout='hf', a
+    Hugging Face datasets folder with a dataset card), streamed, and return its path, record count and a
+    preview. Files go to the project's export directory unless the server allows
     other paths. Writing the same path again replaces the file."""
     options = ExportOptions(
         format=format, reasoning=reasoning, path=path, file_format=file_format, system=system,
         answered_only=answered_only, confirmed_only=confirmed_only, min_rating=min_rating, min_score=min_score,
         tag_id=tag_id, per_tag_cap=per_tag_cap, seed=seed, test_ratio=test_ratio, dataset_info=dataset_info,
-        preview=preview, split=split,
+        preview=preview, split=split, layout=layout, license=license, description=description,
     )
-    return await engine_of(ctx).curator.export_dataset(project_id, options)
+    engine = engine_of(ctx)
+    if layout == "hf":
+        return await engine.publisher.export_layout(project_id, options)
+    return await engine.curator.export_dataset(project_id, options)
 
 
 def tools() -> list[Tool]:

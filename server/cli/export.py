@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 from treedistill.server.cli.reports import existing_database, project_named
@@ -20,7 +21,9 @@ from treedistill.server.export.writer import (
     project_export_dir,
     write_export,
 )
+from treedistill.server.export.hf_layout import write_hf_layout
 from treedistill.server.models import Project, ProjectSummary
+from treedistill.server.publish import layout_target
 from treedistill.server.store.catalog import Store
 
 
@@ -38,8 +41,8 @@ def find_project(store: Store, reference: str) -> Project:
     raise NotFound(f"No project {kind} {reference!r}; `treedistill projects` lists them.")
 
 
-async def export_project(db_path: Path, reference: str, options: ExportOptions,
-                         out: str | None) -> tuple[ExportReport, ProjectSummary]:
+async def export_project(db_path: Path, reference: str, options: ExportOptions, out: str | None,
+                         environ: Mapping[str, str]) -> tuple[ExportReport, ProjectSummary]:
     """Write the export; returns its report and the project with its counts (to explain an empty file)."""
     with existing_database(db_path) as queue:
         project = find_project(queue.store, reference)
@@ -49,6 +52,9 @@ async def export_project(db_path: Path, reference: str, options: ExportOptions,
     if options.dataset_info and options.format == "raw":
         raise InvalidInput("--dataset-info describes alpaca, sharegpt and openai files; LLaMA-Factory cannot train "
                            "on --format raw. Choose another --format or drop --dataset-info.")
+    if options.layout == "hf":
+        folder = layout_target(db_path, project, options, allow_any_path=True)
+        return await asyncio.to_thread(write_hf_layout, db_path, project, options, folder, environ), summary
     target = export_target(project_export_dir(db_path, project.id), project, options, allow_any_path=True)
     if options.dataset_info:
         check_dataset_info(target.with_name("dataset_info.json"))
@@ -90,6 +96,8 @@ def report_lines(report: ExportReport) -> list[str]:
     lines = [f"Wrote {report.record_count} records ({report.format}, reasoning {report.reasoning}, "
              f"{report.file_format}):"]
     lines += [f"  {file.split:<5} {file.records:>7} records  {file.path}" for file in report.files]
+    if report.card_path:
+        lines.append(f"  card: {report.card_path}")
     if report.dataset_info_path:
         lines.append(f"  dataset_info: {report.dataset_info_path}")
     return lines

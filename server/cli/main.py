@@ -215,8 +215,10 @@ def export(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
                             system=args.system, answered_only=not args.include_unanswered,
                             confirmed_only=args.confirmed_only, min_rating=args.min_rating,
                             min_score=args.min_score, per_tag_cap=args.per_tag_cap, seed=args.seed,
-                            test_ratio=args.test_ratio, dataset_info=args.dataset_info, preview=0, split=args.split)
-    report, project = asyncio.run(export_project(database_path(args.db, environ), args.project, options, args.out))
+                            test_ratio=args.test_ratio, dataset_info=args.dataset_info, preview=0, split=args.split,
+                            layout=args.layout, license=args.license, description=args.description)
+    report, project = asyncio.run(export_project(database_path(args.db, environ), args.project, options, args.out,
+                                                 environ))
     print(report.model_dump_json(indent=2) if args.json else "\n".join(report_lines(report)))
     if report.record_count == 0:
         print(f"treedistill: warning: {empty_export_warning(project, options)}", file=sys.stderr)
@@ -256,8 +258,23 @@ def report(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
     return run_report(args, environ)
 
 
+def push(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
+    from treedistill.server.cli.push import run_push
+
+    state = run_push(database_path(args.db, environ), args.project, args.repo_id, not args.public, args.path,
+                     args.message, environ, lambda line: print(line, flush=True))
+    if state.status == "completed":
+        print(f"Pushed {len(state.files)} files to {state.repo_id} in one commit: {state.commit_url}")
+        return EXIT_OK
+    if state.status == "cancelled":
+        print(f"treedistill: {state.message}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return _fail(state.error or state.message, EXIT_FAILED)
+
+
 COMMANDS: dict[str, Command] = {"serve": serve, "distill": distill, "progress": progress, "projects": projects,
-                                "export": export, "doctor": doctor, "review": review, "tree": tree, "report": report}
+                                "export": export, "push": push, "doctor": doctor, "review": review, "tree": tree,
+                                "report": report}
 
 
 def with_models(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:

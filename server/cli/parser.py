@@ -31,6 +31,8 @@ environment:
                             seconds between looks at the batches in flight (10)
   TREEDISTILL_ALLOW_ANY_EXPORT_PATH
                             1 lets MCP clients export outside the project's export directory
+  HF_TOKEN                  Hugging Face token with write access, for push / push_to_hub
+  HF_ENDPOINT               another Hub to push to (default https://huggingface.co)
 Keys are read from the environment only; none is ever stored, logged or printed."""
 
 
@@ -117,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--reasoning", choices=("think", "field", "none"), default="think",
                      help="think: <think>…</think> before the answer; field: a separate field; none (think)")
     cmd.add_argument("--out", help="output file (default: <db name>-exports/<project id>/<name>-<format>.jsonl beside the db)")
-    cmd.add_argument("--file-format", choices=("jsonl", "json"), help="default: from --out's suffix, else jsonl")
+    cmd.add_argument("--file-format", choices=("jsonl", "json", "parquet"),
+                     help="default: from --out's suffix (.json, .parquet), else jsonl")
     cmd.add_argument("--system", help="system prompt put in every record")
     cmd.add_argument("--test-ratio", type=_fraction, default=0.0, help="fraction for a test split (0)")
     cmd.add_argument("--split", choices=("train", "eval"), default="train",
@@ -130,7 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--include-unanswered", action="store_true", help="also questions without an answer")
     cmd.add_argument("--dataset-info", action="store_true",
                      help="also write LLaMA-Factory's dataset_info.json (not with --format raw)")
+    cmd.add_argument("--layout", choices=("file", "hf"), default="file",
+                     help="hf: a Hugging Face datasets folder (--out names it): data/*.parquet and a README.md "
+                          "dataset card (file)")
+    cmd.add_argument("--license", help="with --layout hf: the card's license, a Hub id such as apache-2.0 (other)")
+    cmd.add_argument("--description", help="with --layout hf: your description at the top of the card")
     cmd.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    cmd = command("push", "push a project's dataset layout to the Hugging Face Hub in one commit",
+                  "Push a dataset layout written by `treedistill export PROJECT --layout hf` (its README.md card and "
+                  "data/*.parquet) to a Hugging Face Hub dataset repository, created if needed (private unless "
+                  "--public), in one commit. The token is read from HF_TOKEN only; HF_ENDPOINT picks another Hub. "
+                  "Ctrl-C cancels before the commit: the Hub then has nothing of the push.")
+    cmd.add_argument("project", help="project id or name")
+    cmd.add_argument("repo_id", metavar="REPO_ID", help="the dataset repository, namespace/name (e.g. alice/sports-qa)")
+    cmd.add_argument("--path", metavar="DIR", help="the layout folder (default: the project's layout written last)")
+    cmd.add_argument("--public", action="store_true", help="create the repository public (default: private)")
+    cmd.add_argument("--message", help="the commit's summary")
 
     cmd = command("doctor", "check the configured endpoint, model and key with one tiny call",
                   "Check the database path and make one tiny call per configured model; each line says ok or "

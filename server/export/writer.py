@@ -16,7 +16,8 @@ Reasoning:
   the field DeepSeek's API returns and Qwen3-style chat templates read;
 - none: the answer alone.
 
-Files are JSONL (one record a line) or JSON (an array, one record a line). Records are streamed from a
+Files are JSONL (one record a line), JSON (an array, one record a line) or Parquet (server/export/parquet.py,
+row groups of a thousand records; a path's suffix that contradicts Parquet is refused). Records are streamed from a
 read-only connection into temporary files that replace the targets only when every file is complete, so
 memory stays flat at any size and a failed export leaves nothing behind (temporary files of exports that
 crashed are removed by the next export into the same directory). dataset_info.json is read without following
@@ -45,7 +46,8 @@ from treedistill.server.models import Project
 PREVIEW_TEXT_LIMIT = 300
 Format = Literal["alpaca", "sharegpt", "openai", "raw"]
 Reasoning = Literal["think", "field", "none"]
-FileFormat = Literal["jsonl", "json"]
+FileFormat = Literal["jsonl", "json", "parquet"]
+SUFFIX_FORMATS: dict[str, FileFormat] = {".json": "json", ".parquet": "parquet"}  # else jsonl
 
 
 class ExportOptions(ExportFilter):
@@ -57,6 +59,9 @@ class ExportOptions(ExportFilter):
     test_ratio: float = Field(0.0, ge=0, lt=1)
     dataset_info: bool = False
     preview: int = Field(3, ge=0, le=20)
+    layout: Literal["file", "hf"] = "file"  # hf: a Hugging Face datasets folder (server/export/hf_layout.py)
+    license: str | None = None  # the hf layout's dataset card
+    description: str | None = None
 
 
 class ExportedFile(BaseModel):
@@ -77,6 +82,8 @@ class ExportReport(BaseModel):
     seed: int | None = Field(None, description="Shuffle seed used (a split without a seed uses 0)")
     dataset_info_path: str | None = None
     preview: list[dict[str, Any]]
+    layout: Literal["file", "hf"] = "file"
+    card_path: str | None = Field(None, description="The hf layout's dataset card (README.md)")
 
 
 # -- where files go -------------------------------------------------------------------------
@@ -95,9 +102,12 @@ def default_file_name(project: Project, options: ExportOptions) -> str:
     return f"{slug or f'project-{project.id}'}-{options.format}{split}.{options.file_format or 'jsonl'}"
 
 
-def confined_path(export_dir: Path, given: str, allow_any_path: bool, what: str, elsewhere: str) -> Path:
-    """`given` (relative to `export_dir`, or absolute) resolved; raises InvalidInput when it leaves `export_dir`
-    and the server does not allow any path. Exports and the files they are checked against share this rule."""
+def confined_path(export_dir: Path, given: str | None, allow_any_path: bool, *, default_name: str = "",
+                  what: str = "Export path", elsewhere: str = "write elsewhere") -> Path:
+    """`given` (relative to `export_dir`, or absolute; blank: `default_name`) resolved; raises InvalidInput when it
+    leaves `export_dir` and the server does not allow any path. Exports and the files they are checked against
+    share this rule."""
+    given = given.strip() if given and given.strip() else default_name
     _check_path_text(given, what)
     export_dir = export_dir.resolve()
     try:
@@ -132,12 +142,12 @@ def export_target(export_dir: Path, project: Project, options: ExportOptions, al
                            "reasoning inside <think>...</think> before the answer, which LLaMA-Factory's reasoning "
                            "templates read), or dataset_info=false to keep the separate field for another trainer.")
     export_dir = export_dir.resolve()
-    given = options.path.strip() if options.path and options.path.strip() else default_file_name(project, options)
-    target = confined_path(export_dir, given, allow_any_path, "Export path", "write elsewhere")
+    target = confined_path(export_dir, options.path, allow_any_path, default_name=default_file_name(project, options))
     if target.is_dir() or target == export_dir:
         raise InvalidInput(f"Export path {str(target)!r} is a directory; give a file name such as 'data.jsonl'.")
     if not target.suffix:
         target = target.with_name(f"{target.name}.{options.file_format or 'jsonl'}")
+    _check_suffix(target, options.file_format)
     return target
 
 
@@ -154,6 +164,36 @@ def _check_path_text(text: str, what: str) -> None:
             raise InvalidInput(f"{what} has a name of {len(name.encode('utf-8', 'surrogatepass'))} bytes "
                                f"({name[:40]}...); file names may be at most {MAX_FILE_NAME_BYTES} bytes. Give a "
                                "shorter name such as 'train.jsonl'.")
+
+
+def _check_suffix(target: Path, file_format: FileFormat | None) -> None:
+    """Refuse a binary file named as text or the other way round (a '.parquet' file holding JSONL)."""
+    implied = SUFFIX_FORMATS.get(target.suffix.lower(), "jsonl")
+    if file_format and "parquet" in (implied, file_format) and implied != file_format:
+        raise InvalidInput(f"Export path {target.name!r} names a {target.suffix or 'suffix-less'} file but "
+                           f"file_format is {file_format!r}; give a path ending in '.{file_format}' or drop "
+                           "file_format (it then follows the suffix). Nothing was written.")
+
+
+def open_record_file(path: Path, file_format: FileFormat) -> RecordFile:
+    """The streaming writer of one export file in its file format."""
+    if file_format == "parquet":
+        from treedistill.server.export.parquet import ParquetRecordFile  # pyarrow is loaded only for Parquet
+
+        return ParquetRecordFile(path)
+    return RecordFile(path, file_format)
+
+
+def _check_parquet_parts(count: int, test_size: int, split: bool) -> None:
+    """A Parquet file takes its columns from its records: refuse, before anything is written, a file that
+    would have none."""
+    if not count:
+        raise InvalidInput("No record matches this selection, and a Parquet file needs at least one. Loosen the "
+                           "filters (answered_only, confirmed_only, min_rating, min_score, tag_id). Nothing was "
+                           "written.")
+    if split and not 0 < test_size < count:
+        raise InvalidInput(f"test_ratio splits {count} record(s) into {test_size} test and {count - test_size} "
+                           "train: both parts need a record. Change test_ratio or the filters. Nothing was written.")
 
 
 def _split_paths(target: Path, split: bool) -> dict[str, Path]:
@@ -356,35 +396,41 @@ def _write_dataset_info(path: Path, info: dict[str, Any]) -> None:
 # -- the export -------------------------------------------------------------------------------
 
 
-def write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path) -> ExportReport:
+def write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path, *,
+                 paths: dict[str, Path] | None = None) -> ExportReport:
     """Stream the selected records into the target file(s); blocking, meant for a worker thread.
 
     Every file is written to a temporary file first; they all replace their targets only when all are
-    complete. A failure removes them; a file system error is reported as InvalidInput."""
+    complete. A failure removes them; a file system error is reported as InvalidInput. `paths` names the
+    files ({"all": ...} or {"test": ..., "train": ...}) instead of the ones derived from `target`."""
     try:
-        return _write_export(db_path, project, options, target)
+        return _write_export(db_path, project, options, target, paths)
     except OSError as exc:
         raise InvalidInput(f"Could not write the export to {target.parent}: {exc.strerror or exc} "
                            f"({exc.filename or target}). Nothing was written.") from None
 
 
-def _write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path) -> ExportReport:
-    file_format: FileFormat = options.file_format or ("json" if target.suffix.lower() == ".json" else "jsonl")
+def _write_export(db_path: str | Path, project: Project, options: ExportOptions, target: Path,
+                  paths: dict[str, Path] | None) -> ExportReport:
+    file_format: FileFormat = options.file_format or SUFFIX_FORMATS.get(target.suffix.lower(), "jsonl")
     split = options.test_ratio > 0
     seed = 0 if split and options.seed is None else options.seed
     selection = ExportFilter(**{**options.model_dump(include=set(ExportFilter.model_fields)), "seed": seed})
-    paths = _split_paths(target, split)
+    paths = paths or _split_paths(target, split)
     info_path = target.with_name("dataset_info.json") if options.dataset_info else None
     remove_stale_temps(target.parent)
     info = _read_dataset_info(info_path) if info_path else {}
     reader = CurationStore.open_reader(db_path)
     written: list[RecordFile] = []
     try:
-        test_size = round(reader.export_count(project.id, selection) * options.test_ratio) if split else 0
+        count = reader.export_count(project.id, selection)
+        test_size = round(count * options.test_ratio) if split else 0
+        if file_format == "parquet":
+            _check_parquet_parts(count, test_size, split)
         rows = reader.export_rows(project.id, selection)
         preview: list[dict[str, Any]] = []
         for part in ("test", "train") if split else ("all",):
-            with RecordFile(paths[part], file_format) as out:
+            with open_record_file(paths[part], file_format) as out:
                 written.append(out)
                 for row in islice(rows, test_size if part == "test" else None):
                     record = build_record(row, options, project)
