@@ -256,6 +256,7 @@ class Engine:
         if answer:
             self.caller.provider(project.answer_model)
         params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow)
+        pins = self.caller.pins(project)  # an endpoint this process is not configured for: refused before planning
         if batch is not None:
             await self._check_batch_api(project, batch, answer)
         # Planning reads the whole tree and may queue 100,000 items: a worker thread with its own connection
@@ -271,7 +272,7 @@ class Engine:
             return live, False
         if job_id is None:
             return None, False
-        self.queue.pin_job(job_id, *self.caller.pins(project))  # before it runs: only its endpoints' processes run it
+        self.queue.pin_job(job_id, *pins)  # before it runs: only processes configured for its endpoints run it
         self.queue.set_job_status(job_id, "running")
         self.scheduler.notify(project_id)
         job = {**self.queue.get_job(job_id), "estimate": estimate}

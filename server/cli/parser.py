@@ -24,11 +24,13 @@ environment:
   TREEDISTILL_PROVIDER      openai or anthropic, overriding the guess from the keys
   TREEDISTILL_ENDPOINTS     more endpoints model specs may use: URL=KEY_VARIABLE or URL, comma-separated
   TREEDISTILL_DB            database path (--db; default: treedistill.db in the user data dir)
-  TREEDISTILL_TOKEN         bearer token for serve --http (--token)
+  TREEDISTILL_TOKEN         bearer token for serve --http (--token shows it in the process list)
   TREEDISTILL_CONFIRM_COST_ABOVE
                             USD above which a plan needs confirming (--confirm-cost-above; 25)
   TREEDISTILL_BATCH_POLL_SECONDS
                             seconds between looks at the batches in flight (10)
+  TREEDISTILL_HEARTBEAT_TIMEOUT
+                            seconds of silence before a process sharing the db is taken for dead (15)
   TREEDISTILL_ALLOW_ANY_EXPORT_PATH
                             1 lets MCP clients export outside the project's export directory
   HF_TOKEN                  Hugging Face token with write access, for push / push_to_hub
