@@ -160,3 +160,19 @@ async def test_blind_burst_of_an_endpoint_that_counts_refused_requests_teaches_t
     row = gate.pacing.get(ENDPOINT)
     assert row["interval"] == pytest.approx(0.1 / BLIND_DECREASE, rel=0.05)  # not 0.01 / BLIND_DECREASE
     assert row["paused_until"] - time.time() == pytest.approx(0.31, abs=0.02)
+
+
+async def test_calls_waiting_at_the_gate_when_their_job_is_cancelled_are_never_paid(db_path, env, llm):
+    engine = await Engine(db_path, env, requests_per_minute=60).start()  # one call a second
+    try:
+        project = engine.create_project("Gated", max_concurrency=4)
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=4, questions_per_tag=1)
+        while llm.stats()["requests"] < 2:  # the root's tags, then the first question call; three more wait
+            await engine.wait_for_job_change(job["id"], 0.05)
+        engine.cancel_job(job["id"])
+        sent = llm.stats()["requests"]
+        await asyncio.sleep(2.5)  # the waiting calls' slots come and go: each finds its job stopped
+        assert llm.stats()["requests"] == sent
+        assert engine.get_progress(job["id"]).status == "cancelled"
+    finally:
+        await engine.close()
