@@ -282,7 +282,7 @@ class Engine:
         return None
 
     def get_progress(self, job_id: int) -> JobProgress:
-        progress = stored_job_progress(self.queue, job_id, self.scheduler.in_flight(job_id))
+        progress = stored_job_progress(self.queue, job_id)
         project = self.store.get_project(progress.project_id)
         states = (pacing_state(self.caller.pacing.get(self.caller.endpoint(spec)))
                   for spec in (project.question_model, project.answer_model))

@@ -191,3 +191,11 @@ async def test_tools_list_matches_the_committed_snapshot(server):
         "tools/list changed (names, titles, descriptions, schemas or annotations). If the change is deliberate, "
         "regenerate the snapshot with `UPDATE_SNAPSHOT=1 python -m pytest tests/test_tool_surface.py -k snapshot` "
         f"and commit the diff of {SNAPSHOT.name}.")
+
+
+async def test_a_missing_project_is_blamed_not_its_question(client, llm):
+    await call(client, "create_project", name="Sports")
+    assert await call_error(client, "get_answer", project_id=999, question_id=1) == (
+        "Error executing tool get_answer: No project with id 999; call list_projects to see the ids.")
+    assert await call_error(client, "get_answer", project_id=1, question_id=5) == (
+        "Error executing tool get_answer: No question with id 5 in project 1; call list_questions to see the ids.")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 from collections.abc import Callable
+from typing import NoReturn
 
 from treedistill import __version__
 from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY_LIMIT
@@ -34,6 +37,39 @@ environment:
 Keys are read from the environment only; none is ever stored, logged or printed."""
 
 
+# Each command's examples, shown in its --help (and all of them in `treedistill --help`); each one parses.
+EXAMPLES: dict[str, list[str]] = {
+    "distill": ['treedistill distill "Traditional Chinese Medicine" --levels 2 --tags 10 --questions 10',
+                'treedistill distill "Chess" --estimate',
+                'treedistill distill "Chess" --batch --confirm-large'],
+    "progress": ["treedistill progress", "treedistill progress 3 --watch", "treedistill progress 3 --json"],
+    "projects": ["treedistill projects", "treedistill projects --json"],
+    "export": ['treedistill export "Chess" --format sharegpt --reasoning field',
+               "treedistill export 1 --min-score 7 --test-ratio 0.1 --out chess.jsonl"],
+    "serve": ["treedistill serve", "treedistill serve --http --port 8765 --token SECRET"],
+    "doctor": ["treedistill doctor", "treedistill doctor --model gpt-4o-mini"],
+    "review": ["treedistill review", "treedistill review --project 1 --no-browser"],
+}
+
+
+def examples_text(*commands: str) -> str:
+    lines = [f"  {example}" for command in commands for example in EXAMPLES.get(command, [])]
+    return "examples:\n" + "\n".join(lines) + "\n\n" if lines else ""
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse with a suggestion when a command or a choice is mistyped: `distil` -> did you mean 'distill'?"""
+
+    def error(self, message: str) -> NoReturn:
+        wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if wrong:
+            choices = re.findall(r"'([^']*)'", wrong.group(2))
+            close = difflib.get_close_matches(wrong.group(1), choices, n=1)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line. Global options (--db, --debug) work before or after the command."""
     parser = _parser(prog="treedistill")
@@ -44,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=description or _sentence(summary),
-                                  **_parser_settings())
+                                  **_parser_settings(name))
         _global_options(sub, subcommand=True)
         return sub
 
@@ -137,13 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parser_settings() -> dict:
+def _parser_settings(*commands: str) -> dict:
     # allow_abbrev=False: `--level 2` must be an error, not a silent `--levels 2`.
-    return {"allow_abbrev": False, "epilog": ENVIRONMENT, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    return {"allow_abbrev": False, "epilog": examples_text(*commands) + ENVIRONMENT,
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
 def _parser(**kwargs) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=DESCRIPTION, **_parser_settings(), **kwargs)
+    return CommandLineParser(description=DESCRIPTION, **_parser_settings(*EXAMPLES), **kwargs)
 
 
 def _sentence(summary: str) -> str:

@@ -23,7 +23,6 @@ import logging
 import random
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from treedistill.server.errors import (
@@ -124,10 +123,6 @@ class Scheduler:
         return self.ctx.queue.requeue_stalled(job_id, self.workers.id, in_flight)
 
     # -- observation -------------------------------------------------------------------------
-
-    def in_flight(self, job_id: int) -> Counter:
-        """Number of the job's items running now in any process, per kind."""
-        return self.ctx.queue.running_counts(job_id)
 
     async def wait(self, item_id: int) -> WorkItem:
         """Wait for an item to finish (done or failed) and return it; cancelling the wait leaves it running.

@@ -232,6 +232,7 @@ class Store:
     def get_question(self, project_id: int, question_id: int) -> Question:
         row = self.row(f"{self._QUESTION_SELECT} WHERE q.id = ? AND q.project_id = ?", (question_id, project_id))
         if row is None:
+            self.get_project(project_id)  # a missing project is the error to name, not its question
             raise NotFound(
                 f"No question with id {question_id} in project {project_id}; call list_questions to see the ids."
             )
