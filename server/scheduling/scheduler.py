@@ -39,6 +39,7 @@ from treedistill.server.config import DEFAULT_BATCH_POLL_SECONDS
 from treedistill.server.scheduling.batching import BatchRunner
 from treedistill.server.scheduling.planner import unmade_work
 from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
+from treedistill.server.store.catalog import is_busy
 from treedistill.server.store.queue import WorkItem
 from treedistill.server.store.workers import HEARTBEAT_SECONDS, WorkerRegistry
 
@@ -172,7 +173,7 @@ class Scheduler:
             try:
                 item = queue.claim_next(project_id, self.workers.id)
             except sqlite3.Error as exc:
-                if "locked" in str(exc) or "busy" in str(exc):  # another process is writing: try again soon
+                if is_busy(exc):  # another process is writing: try again soon
                     await asyncio.sleep(0.05)
                     continue
                 self._storage_fault(project_id, exc)  # e.g. disk full: stop the project's jobs, wait
@@ -253,8 +254,7 @@ class Scheduler:
     def _give_up(self, item: WorkItem, exc: TreedistillError, attempts: int) -> None:
         message = f"gave up after {attempts} attempts: {_describe(exc)}" if exc.retryable else _describe(exc)
         if self._waiters.get(item.id):  # a manual call waits here: it raises this, type and all, with this message
-            exc.args = (message,)
-            self._errors[item.id] = exc
+            self._errors[item.id] = exc.restated(message)
         log.warning("work item %s (%s) failed: %s", item.id, item.kind, message)
         self._fail(item, message)
         # A bad key, an unknown model, an endpoint no longer configured (InvalidInput from building the client)
