@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, batch_poll_seconds,
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, LARGE_PLAN_CALLS,
+                                       batch_poll_seconds,
                                        default_model_spec,
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
@@ -43,7 +44,6 @@ from treedistill.server.scheduling.work import WorkContext
 
 log = logging.getLogger("treedistill.engine")
 Heartbeat = Callable[[float], Awaitable[None]]
-LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True
 PLAN_CHUNK = 2_000  # work items recorded per transaction while a job is planned
 
 

@@ -532,3 +532,21 @@ async def test_the_final_summary_comes_after_the_last_bars(env, db_path, llm):
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())  # in the order it was written
     summary = shown.index("Job 1 completed")
     assert summary > shown.rindex("━")  # the last frame of the bars is drawn before it
+
+
+def test_the_confirmation_bounds_are_written_once_and_every_surface_follows():
+    """LARGE_PLAN_CALLS and DEFAULT_CONFIRM_COST_ABOVE live in config: help texts and the tool's description read
+    them (no '20,000' or '$25' typed beside them)."""
+    from treedistill.server.cli.main import build_parser
+    from treedistill.server.config import DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS
+    from treedistill.tools.jobs import tools
+
+    distill = subcommands()["distill"].format_help()
+    assert f"above {LARGE_PLAN_CALLS:,} model" in distill
+    assert f"else {DEFAULT_CONFIRM_COST_ABOVE:g})" in " ".join(distill.split())
+    assert f"(--confirm-cost-above; {DEFAULT_CONFIRM_COST_ABOVE:g})" in build_parser().format_help()
+    described = tools()[0].parameters["properties"]["confirm_large"]["description"]
+    assert f"above {LARGE_PLAN_CALLS:,} model calls" in described and f"(${DEFAULT_CONFIRM_COST_ABOVE:,.0f} " in described
+    typed = [path.relative_to(ROOT) for folder in ("server", "tools") for path in (ROOT / folder).rglob("*.py")
+             if path.name != "config.py" and re.search(r"20,000 model|\$25\b|else 25\b", path.read_text())]
+    assert typed == []

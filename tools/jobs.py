@@ -11,7 +11,7 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
-from treedistill.server.engine import LARGE_PLAN_CALLS
+from treedistill.server.config import CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS
 from treedistill.server.errors import CostAboveThreshold
 from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate
 from treedistill.server.ui import DASHBOARD_URI, link_ui
@@ -75,8 +75,8 @@ async def auto_distill(
     questions_per_tag: Annotated[int, Field(ge=1, le=100, description="Questions per leaf tag")] = 10,
     answer: Annotated[bool, Field(description="Also have the teacher answer every question")] = True,
     confirm_large: Annotated[bool, Field(description=(
-        "Required for plans above 20,000 model calls or expected to cost more than the server's threshold "
-        "($25 unless TREEDISTILL_CONFIRM_COST_ABOVE says otherwise)"))] = False,
+        f"Required for plans above {LARGE_PLAN_CALLS:,} model calls or expected to cost more than the server's "
+        f"threshold (${DEFAULT_CONFIRM_COST_ABOVE:,.0f} unless {CONFIRM_COST_ENV} says otherwise)"))] = False,
     estimate_only: Annotated[bool, Field(description=(
         "Only estimate: planned calls, expected tokens and cost online vs batch per kind of call; no model is "
         "called, no job is created and nothing is written"))] = False,

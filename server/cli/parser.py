@@ -9,14 +9,15 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from treedistill import __version__
-from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY_LIMIT
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_MAX_CONCURRENCY,
+                                       LARGE_PLAN_CALLS, MAX_CONCURRENCY_LIMIT)
 
 DEFAULT_HTTP_PORT = 8765
 
 DESCRIPTION = ("Distill fine-tuning datasets from a teacher model through a tag tree: grow tags, extract "
                "questions per leaf tag, have the teacher answer them, export the result.")
 
-ENVIRONMENT = """\
+ENVIRONMENT = f"""\
 environment:
   OPENAI_BASE_URL           OpenAI-compatible endpoint (OpenAI, DeepSeek, vLLM, Ollama, ...)
   OPENAI_API_KEY            its key (optional for a server on this machine)
@@ -29,7 +30,7 @@ environment:
   TREEDISTILL_DB            database path (--db; default: treedistill.db in the user data dir)
   TREEDISTILL_TOKEN         bearer token for serve --http (--token)
   TREEDISTILL_CONFIRM_COST_ABOVE
-                            USD above which a plan needs confirming (--confirm-cost-above; 25)
+                            USD above which a plan needs confirming (--confirm-cost-above; {DEFAULT_CONFIRM_COST_ABOVE:g})
   TREEDISTILL_BATCH_POLL_SECONDS
                             seconds between looks at the batches in flight (10)
   TREEDISTILL_ALLOW_ANY_EXPORT_PATH
@@ -116,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep answers without a reasoning trace (for a teacher that writes none)")
     cmd.add_argument("--language", choices=("en", "zh"), default="en", help="language of prompts and data (en)")
     cmd.add_argument("--confirm-large", action="store_true",
-                     help="allow plans above 20,000 model calls or above the cost threshold (--confirm-cost-above)")
+                     help=f"allow plans above {LARGE_PLAN_CALLS:,} model calls or above the cost threshold "
+                          "(--confirm-cost-above)")
     cmd.add_argument("--estimate", action="store_true",
                      help="only print the plan's calls, expected tokens and cost (online and batch) per kind of "
                           "call; calls no model and writes nothing")
@@ -209,7 +211,7 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
                         help="base delay in seconds between retries, doubled each time (1.0)")
     parser.add_argument("--confirm-cost-above", type=_positive(float, zero=True), metavar="USD",
                         help="plans expected to cost more need --confirm-large / confirm_large=true "
-                             "(default $TREEDISTILL_CONFIRM_COST_ABOVE, else 25)")
+                             f"(default ${CONFIRM_COST_ENV}, else {DEFAULT_CONFIRM_COST_ABOVE:g})")
     parser.add_argument("--log-file", metavar="PATH", help="also append the engine's log to this file: job start and "
                         "end, every retry and its reason, 429 pauses, failed items, the processes sharing the db")
 
