@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp.server.mcpserver import MCPServer
-from mcp_types import Completion, CompletionArgument, CompletionContext, PromptReference, Resource, \
-    ResourceTemplateReference
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, Completion, CompletionArgument, CompletionContext, \
+    GetPromptResult, InputRequiredResult, PromptReference, Resource, ResourceTemplateReference, \
+    SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams
+from pydantic import ValidationError
 
 from treedistill import __version__
 from treedistill.server.config import database_path
@@ -23,6 +27,8 @@ from treedistill.server.stdio import serve_stdio
 from treedistill.server.ui import apps_extension
 from treedistill.tools import answers, completions, curation, export, guides, hub, jobs, projects, quality, \
     questions, resources, review, tree, tree_edit
+from treedistill.tools.common import readable_validation_error
+from treedistill.tools.notifications import ClientChannels
 
 INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
 Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on
@@ -42,8 +48,11 @@ TOOL_MODULES = (projects, tree, tree_edit, questions, answers, jobs, curation, e
 
 class TreedistillServer(MCPServer[Engine]):
     """MCPServer whose resources/list also names each project's tag tree (a concrete entry per project, read
-    through the tag_tree template). `engine` is set by the lifespan while the server runs; `closed` is set once
-    the lifespan has closed the engine (every result committed, this process's leases given back)."""
+    through the tag_tree template), which serves logging/setLevel and resources/subscribe (`channels`), tells
+    subscribers when a tool changed a project, answers an unknown prompt or bad prompt arguments with
+    invalid params (-32602), and words argument errors for the calling model. `engine` is set by the lifespan
+    while the server runs; `closed` is set once the lifespan has closed the engine (every result committed,
+    this process's leases given back)."""
 
     engine: Engine | None = None
     closed: threading.Event
@@ -51,6 +60,13 @@ class TreedistillServer(MCPServer[Engine]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.closed = threading.Event()
+        self.channels = ClientChannels(self._subscriptions)
+        # MCPServer has no public registration for these handshake-era methods; its low-level server does.
+        for method, params, handler in (("logging/setLevel", SetLevelRequestParams, self.channels.set_level),
+                                        ("resources/subscribe", SubscribeRequestParams, self.channels.subscribe),
+                                        ("resources/unsubscribe", UnsubscribeRequestParams,
+                                         self.channels.unsubscribe)):
+            self._lowlevel_server.add_request_handler(method, params, handler)
 
     async def run_stdio_async(self) -> None:
         """stdio where every malformed request gets a JSON-RPC error reply (see treedistill.server.stdio)."""
@@ -59,6 +75,35 @@ class TreedistillServer(MCPServer[Engine]):
     async def list_resources(self) -> list[Resource]:
         listed = await super().list_resources()
         return listed + (resources.project_resources(self.engine) if self.engine else [])
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None
+                        ) -> CallToolResult | InputRequiredResult:
+        try:
+            result = await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(readable_validation_error(name, exc.__cause__)) from exc.__cause__
+            raise
+        tool = self._tool_manager.get_tool(name)
+        changes = tool is not None and tool.annotations is not None and not tool.annotations.read_only_hint
+        if changes and isinstance(result, CallToolResult) and not result.is_error:
+            for uri in resources.changed_by(arguments):
+                await self.channels.resource_updated(uri)
+        return result
+
+    async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Context | None = None
+                         ) -> GetPromptResult | InputRequiredResult:
+        if self._prompt_manager.get_prompt(name) is None:
+            known = ", ".join(prompt.name for prompt in self._prompt_manager.list_prompts())
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt {name!r}; the prompts are: {known}")
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:  # the only failure of our prompts: arguments out of their bounds
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, ValidationError):
+                cause = cause.__cause__
+            message = readable_validation_error(name, cause) if cause is not None else str(exc)
+            raise MCPError(code=INVALID_PARAMS, message=message) from exc
 
 
 def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] | None = None,
@@ -74,9 +119,11 @@ def create_server(db_path: str | Path | None = None, environ: Mapping[str, str] 
     async def lifespan(running: TreedistillServer) -> AsyncIterator[Engine]:
         engine = await Engine(path, env, **engine_options).start()
         running.engine = engine
+        running.channels.start()
         try:
             yield engine
         finally:
+            running.channels.stop()
             running.engine = None
             with anyio.CancelScope(shield=True):  # a cancelled server (Ctrl-C) still closes its engine cleanly
                 await engine.close()

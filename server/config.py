@@ -16,6 +16,7 @@ MAX_NAME_CHARS = 200  # a project's name
 MAX_TOPIC_CHARS = 500  # a project's topic
 MAX_CONCURRENCY_LIMIT = 512  # model calls in flight per project, at most
 DEFAULT_CONFIRM_COST_ABOVE = 25.0  # USD: plans expected to cost more need confirm_large=true
+LARGE_PLAN_CALLS = 20_000  # plans above this many model calls need confirm_large=true
 CONFIRM_COST_ENV = "TREEDISTILL_CONFIRM_COST_ABOVE"
 DEFAULT_BATCH_POLL_SECONDS = 10.0  # how often batches in flight are looked at
 BATCH_POLL_ENV = "TREEDISTILL_BATCH_POLL_SECONDS"
@@ -41,7 +42,8 @@ def env_number(environ: Mapping[str, str], name: str, default: float, *, minimum
 
 
 def confirm_cost_above(explicit: float | None, environ: Mapping[str, str]) -> float:
-    """The cost (USD) above which a plan needs confirmation: --confirm-cost-above, else the environment, else 25."""
+    """The cost (USD) above which a plan needs confirmation: --confirm-cost-above, else the environment, else
+    DEFAULT_CONFIRM_COST_ABOVE."""
     if explicit is not None:
         return explicit
     return env_number(environ, CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, minimum=0,

@@ -10,9 +10,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, MAX_NAME_CHARS, MAX_TOPIC_CHARS,
-                                       batch_poll_seconds,
-                                       default_model_spec, heartbeat_timeout,
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, LARGE_PLAN_CALLS, MAX_NAME_CHARS,
+                                       MAX_TOPIC_CHARS, batch_poll_seconds, default_model_spec, heartbeat_timeout,
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
@@ -47,7 +46,6 @@ from treedistill.server.scheduling.work import WorkContext
 
 log = logging.getLogger("treedistill.engine")
 Heartbeat = Callable[[float], Awaitable[None]]
-LARGE_PLAN_CALLS = 20_000  # plans above this many calls need confirm_large=True
 PLAN_CHUNK = 2_000  # work items recorded per transaction while a job is planned
 
 
@@ -294,6 +292,14 @@ class Engine:
         params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
 
+    async def plan_confirmation(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
+                                questions_per_tag: int = 10, answer: bool = True,
+                                batch: BatchOptions | None = None) -> tuple[PlanEstimate, ConfirmationRequired | None]:
+        """The plan auto_distill would start with these arguments, and why it needs a yes first (None when it
+        does not): what to show a person asked to approve it."""
+        estimate = await self.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer, batch)
+        return estimate, confirmation_needed(estimate, self.confirm_cost_above)
+
     async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:
         """Refuse batch mode, with the reason, when an endpoint it would use has no batch API."""
         for spec in _batch_specs(project, batch, answer):
@@ -307,7 +313,7 @@ class Engine:
         return None
 
     def get_progress(self, job_id: int) -> JobProgress:
-        progress = stored_job_progress(self.queue, job_id, self.scheduler.in_flight(job_id))
+        progress = stored_job_progress(self.queue, job_id)
         project = self.store.get_project(progress.project_id)
         states = (pacing_state(self.caller.pacing.get(self.caller.endpoint(spec)))
                   for spec in (project.question_model, project.answer_model))
@@ -444,6 +450,31 @@ def _batch_specs(project: Project, batch: BatchOptions, answer: bool) -> list[Mo
     return list({spec.model_dump_json(): spec for spec in specs}.values())
 
 
+def confirmation_needed(estimate: PlanEstimate, cost_limit: float | None) -> ConfirmationRequired | None:
+    """Why a plan needs a yes before it starts, as the error auto_distill raises without one: more than
+    LARGE_PLAN_CALLS calls, or an expected cost above `cost_limit`. None when it may start (always without a
+    limit: the plan was confirmed)."""
+    if cost_limit is None or estimate.calls == 0:
+        return None
+    if estimate.calls > LARGE_PLAN_CALLS:
+        return ConfirmationRequired(
+            f"This plan makes about {estimate.calls} model calls ({estimate.planned_tags} tags, "
+            f"{estimate.planned_questions} questions, {estimate.planned_answers} answers). Call again with "
+            "confirm_large=true to start it, or ask for less.")
+    # A price unknown leaves the priced part as a lower bound: that alone above the threshold still needs a yes.
+    if estimate.cost_at_least > cost_limit:
+        prices = "batch" if estimate.batch else "online"
+        about = (f"about ${estimate.cost:,.2f}" if estimate.cost is not None else
+                 f"at least ${estimate.cost_at_least:,.2f} (a model's price is unknown)")
+        summary = (f"This plan is expected to cost {about} at {prices} prices "
+                   f"({estimate.calls} model calls, about {estimate.input_tokens:,} input and "
+                   f"{estimate.output_tokens:,} output tokens), above the ${cost_limit:,.2f} threshold")
+        return CostAboveThreshold(
+            f"{summary} ({CONFIRM_COST_ENV}). Call again with confirm_large=true to start it, or ask for less; "
+            "estimate_only=true shows the estimate per kind of call.", summary)
+    return None
+
+
 def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: str, environ: Mapping[str, str],
               cost_limit: float | None) -> tuple[int | None, PlanEstimate | None]:
     """Plan a top-up and record it as a queued job, on a connection of this (worker) thread; returns the job id
@@ -457,23 +488,10 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: 
         plan = plan_job(store, project_id, params)
         if plan.calls == 0:
             return None, None
-        if plan.calls > LARGE_PLAN_CALLS and cost_limit is not None:
-            raise ConfirmationRequired(
-                f"This plan makes about {plan.calls} model calls ({plan.tags} tags, {plan.questions} questions, "
-                f"{plan.answers} answers). Call again with confirm_large=true to start it, or ask for less."
-            )
         estimate = estimate_plan(store, store.get_project(project_id), plan, params, environ)
-        # A price unknown leaves the priced part as a lower bound: that alone above the threshold still needs a yes.
-        if cost_limit is not None and estimate.cost_at_least > cost_limit:
-            prices = "batch" if estimate.batch else "online"
-            about = (f"about ${estimate.cost:,.2f}" if estimate.cost is not None else
-                     f"at least ${estimate.cost_at_least:,.2f} (a model's price is unknown)")
-            summary = (f"This plan is expected to cost {about} at {prices} prices "
-                       f"({plan.calls} model calls, about {estimate.input_tokens:,} input and "
-                       f"{estimate.output_tokens:,} output tokens), above the ${cost_limit:,.2f} threshold")
-            raise CostAboveThreshold(
-                f"{summary} ({CONFIRM_COST_ENV}). Call again with confirm_large=true to start it, or ask for less; "
-                "estimate_only=true shows the estimate per kind of call.", summary)
+        refusal = confirmation_needed(estimate, cost_limit)
+        if refusal is not None:
+            raise refusal
         with store.transaction():
             job_id = queue.create_job(project_id, params, planned_by=worker_id)
             queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,

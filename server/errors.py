@@ -8,6 +8,14 @@ class TreedistillError(Exception):
 
     retryable: bool = False
 
+    def restated(self, message: str) -> TreedistillError:
+        """A new error of this type, with these attributes, that says `message` (this one stays as it is)."""
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.args = (message,)
+        copy.__cause__ = self
+        return copy
+
 
 class NotFound(TreedistillError):
     """A project, tag, question or job that does not exist."""

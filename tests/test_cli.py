@@ -430,3 +430,124 @@ def test_plain_answers_keep_a_teacher_without_reasoning(env, db_path, llm):
     with sqlite3.connect(db_path) as conn:
         sources = [row[0] for row in conn.execute("SELECT reasoning_source FROM answers")]
     assert sources == ["none", "none"]
+
+
+# -- rough edges (issue 20) --------------------------------------------------------------------------
+
+
+def test_progress_json_counts_the_calls_in_flight(env, db_path):
+    """`progress --json` reads what is running in any process (it said in_flight 0 while get_progress said 5)."""
+    from treedistill.server.models import ModelSpec
+    from treedistill.server.store.catalog import Store, open_database
+    from treedistill.server.store.queue import WorkQueue
+
+    db = open_database(db_path)
+    store = Store(db)
+    spec = ModelSpec(provider="openai", model="standin")
+    project = store.insert_project("Chess", "Chess", "en", spec, spec, max_concurrency=5)
+    queue = WorkQueue(store)
+    job = queue.create_job(project.id, {"levels": 1})
+    queue.set_job_status(job, "running")
+    tags = store.insert_tags(project.id, None, ["Openings", "Endgames", "Tactics"])
+    for tag in tags:
+        queue.add_item(project.id, "tags", job_id=job, tag_id=tag.id, target=2)
+    question = store.insert_questions(project.id, tags[0], ["What is a gambit?"])[0]
+    queue.add_item(project.id, "answer", job_id=job, question_id=question.id)
+    claimed = [queue.claim_next(project.id, "another-process") for _ in range(4)]
+    assert all(claimed)
+    db.conn.close()
+
+    done = cli(env, db_path, "progress", "--json", str(job))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["tags"]["in_flight"], report["questions"]["in_flight"], report["answers"]["in_flight"]) == (3, 0, 1)
+
+
+def test_project_names_are_whole_or_end_in_an_ellipsis():
+    from treedistill.server.cli.reports import project_lines
+    from treedistill.server.models import ModelSpec, ProjectSummary
+
+    spec = ModelSpec(provider="openai", model="m")
+    long_name = "Traditional Chinese Medicine: herbs, formulas and diagnosis"
+    projects = [ProjectSummary(id=id_, name=name, topic=name, language="en", question_model=spec, answer_model=spec,
+                               max_concurrency=5, created_at="2026-12-01", tags=1, questions=2, answers=3,
+                               input_tokens=10, output_tokens=20)
+                for id_, name in ((1, long_name), (2, "Chess"))]
+
+    wide = project_lines(projects, width=200)
+    assert long_name in wide[1] and all(len(line) <= 200 for line in wide)
+    assert len({line.index(" en ") for line in wide[1:]}) == 1  # the columns after the name stay aligned
+
+    narrow = project_lines(projects, width=120)
+    assert all(len(line) <= 120 for line in narrow)
+    shown = narrow[1][6:narrow[1].index(" en ")]
+    assert shown.endswith("…") and long_name.startswith(shown[:-1]) and len(shown) < len(long_name)
+    assert narrow[2][6:].startswith("Chess ")
+
+    piped = project_lines(projects)  # no terminal: nothing is cut
+    assert long_name in piped[1]
+
+
+def test_a_mistyped_command_or_choice_gets_a_suggestion(capsys):
+    code, _, err = run_main(capsys, "distil", "Chess")
+    assert code == 2 and err.strip().endswith("invalid choice: 'distil' (choose from 'serve', 'distill', 'progress', "
+                                               "'projects', 'export', 'doctor', 'review'); did you mean 'distill'?")
+    code, _, err = run_main(capsys, "export", "1", "--format", "alpacca")
+    assert code == 2 and err.strip().endswith("did you mean 'alpaca'?")
+    code, _, err = run_main(capsys, "zzz")
+    assert code == 2 and "did you mean" not in err
+
+
+def test_every_command_help_shows_examples_that_parse():
+    import shlex
+
+    from treedistill.server.cli.main import build_parser
+    from treedistill.server.cli.parser import EXAMPLES
+
+    assert set(EXAMPLES) == set(subcommands())
+    top = build_parser().format_help()
+    for name, parser in subcommands().items():
+        text = parser.format_help()
+        assert "examples:" in text, name
+        for example in EXAMPLES[name]:
+            assert f"  {example}\n" in text and f"  {example}\n" in top, example
+            argv = shlex.split(example)
+            assert argv[:2] == ["treedistill", name]
+            assert build_parser().parse_args(argv[1:]).command == name, example
+
+
+@pytest.mark.anyio
+async def test_the_final_summary_comes_after_the_last_bars(env, db_path, llm):
+    """With live bars the summary ("Job 1 completed ...") used to print above the final bars."""
+    from treedistill.server.cli.distill import DistillRequest, run_distill
+    from treedistill.server.engine import Engine
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=140)
+    engine = await Engine(db_path, env, retry_base_delay=0.01).start()
+    try:
+        request = DistillRequest(topic="Chess", levels=1, tags_per_level=2, questions_per_tag=1, answer=True,
+                                 concurrency=2, language="en", confirm_large=False, resume_command="treedistill")
+        assert await run_distill(engine, request, LiveProgress(console)) == "completed"
+    finally:
+        await engine.close()
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", console.file.getvalue())  # in the order it was written
+    summary = shown.index("Job 1 completed")
+    assert summary > shown.rindex("━")  # the last frame of the bars is drawn before it
+
+
+def test_the_confirmation_bounds_are_written_once_and_every_surface_follows():
+    """LARGE_PLAN_CALLS and DEFAULT_CONFIRM_COST_ABOVE live in config: help texts and the tool's description read
+    them (no '20,000' or '$25' typed beside them)."""
+    from treedistill.server.cli.main import build_parser
+    from treedistill.server.config import DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS
+    from treedistill.tools.jobs import tools
+
+    distill = subcommands()["distill"].format_help()
+    assert f"above {LARGE_PLAN_CALLS:,} model" in distill
+    assert f"else {DEFAULT_CONFIRM_COST_ABOVE:g})" in " ".join(distill.split())
+    assert f"(--confirm-cost-above; {DEFAULT_CONFIRM_COST_ABOVE:g})" in build_parser().format_help()
+    described = tools()[0].parameters["properties"]["confirm_large"]["description"]
+    assert f"above {LARGE_PLAN_CALLS:,} model calls" in described and f"(${DEFAULT_CONFIRM_COST_ABOVE:,.0f} " in described
+    typed = [path.relative_to(ROOT) for folder in ("server", "tools") for path in (ROOT / folder).rglob("*.py")
+             if path.name != "config.py" and re.search(r"20,000 model|\$25\b|else 25\b", path.read_text())]
+    assert typed == []

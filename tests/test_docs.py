@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import ROOT
@@ -15,7 +17,8 @@ async def test_every_tool_is_documented_in_the_readme(server):
     readme = (ROOT / "README.md").read_text()
     async with Client(server) as client:
         tools = (await client.list_tools()).tools
-    assert len(tools) >= 13
+    snapshot = json.loads((ROOT / "tests" / "tools_list_snapshot.json").read_text())
+    assert sorted(tool.name for tool in tools) == sorted(tool["name"] for tool in snapshot)  # every tool, exactly
     undocumented = [tool.name for tool in tools if f"`{tool.name}`" not in readme]
     assert not undocumented, f"add these tools to README.md: {undocumented}"
     assert all(tool.description for tool in tools)

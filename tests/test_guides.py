@@ -6,6 +6,7 @@ import re
 
 import pytest
 from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 pytestmark = pytest.mark.anyio
 
@@ -49,6 +50,28 @@ async def test_auto_guide_plans_the_job_and_names_real_tools(client):
     assert set(TOOL_CALL.findall(text)) <= tools
 
 
-async def test_out_of_range_arguments_are_refused(client):
-    with pytest.raises(MCPError):
+async def test_auto_guide_shows_the_estimate_before_it_starts_a_job(client):
+    """The first auto_distill the guide calls is estimate_only (no model called), and the person sees the calls
+    and the cost before the job starts; confirm_large only after the person said yes."""
+    text = (await client.get_prompt("auto_distillation", {"topic": "Chess"})).messages[0].content.text
+    calls = re.findall(r"auto_distill(\([^)]*\))?", text)
+    assert calls[0] == "(project_id, levels=2, tags_per_level=10,\n   questions_per_tag=10, estimate_only=true)"
+    estimate_at, start_at = text.index("estimate_only=true"), text.index("without estimate_only")
+    assert estimate_at < text.index("Show me the calls and the cost, and wait for my go-ahead") < start_at
+    assert "pass\n   confirm_large=true only when I said yes" in text
+
+
+async def test_out_of_range_arguments_are_refused_as_invalid_params(client):
+    with pytest.raises(MCPError) as refused:
         await client.get_prompt("manual_distillation", {"topic": "Sports", "levels": "9"})
+    assert refused.value.error.code == INVALID_PARAMS
+    assert refused.value.error.message == ("Invalid arguments for manual_distillation:\n"
+                                           "- levels: Input should be less than or equal to 5 (got \"9\")")
+
+
+async def test_an_unknown_prompt_is_invalid_params_naming_the_prompts(client):
+    with pytest.raises(MCPError) as refused:
+        await client.get_prompt("test_simple_prompt", {})
+    assert refused.value.error.code == INVALID_PARAMS
+    assert refused.value.error.message == ("Unknown prompt 'test_simple_prompt'; the prompts are: "
+                                           "manual_distillation, auto_distillation")

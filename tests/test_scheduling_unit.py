@@ -140,3 +140,55 @@ def test_per_tag_cap_keeps_confirmed_answers_first(store):
     curation.set_confirmed([question_ids[2]], True)
     rows = list(curation.export_rows(project_id, ExportFilter(per_tag_cap=1)))
     assert [row["question_id"] for row in rows] == [question_ids[2]]
+
+
+def test_a_lock_held_elsewhere_is_busy_by_its_code_not_its_words(db_path, store):
+    """The lane retries a claim refused by another writer's lock; it tells by SQLite's error code."""
+    import sqlite3
+
+    from treedistill.server.store.catalog import is_busy
+
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            other.execute("BEGIN IMMEDIATE")
+        assert is_busy(locked.value)
+        other.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with pytest.raises(sqlite3.OperationalError) as missing:
+        store.db.execute("SELECT * FROM no_such_table")
+    assert not is_busy(missing.value)
+    assert not is_busy(sqlite3.OperationalError("database is locked"))  # words alone decide nothing
+
+
+def test_restating_an_error_keeps_its_type_and_attributes_and_leaves_it_alone():
+    from treedistill.server.errors import MissingAPIKey, RateLimited
+
+    original = RateLimited("429 Too Many Requests", retry_after=2.5)
+    restated = original.restated("gave up after 6 attempts: RateLimited: 429 Too Many Requests")
+    assert type(restated) is RateLimited and restated.retry_after == 2.5 and restated.status == 429
+    assert str(restated) == "gave up after 6 attempts: RateLimited: 429 Too Many Requests"
+    assert restated.__cause__ is original and str(original) == "429 Too Many Requests"
+
+    key = MissingAPIKey("OPENAI_API_KEY", "openai")
+    told = key.restated("gave up: no key")
+    assert (type(told), told.env_var, told.provider, str(told)) == (MissingAPIKey, "OPENAI_API_KEY", "openai",
+                                                                     "gave up: no key")
+    assert str(key).startswith("No API key: set the environment variable OPENAI_API_KEY")
+
+
+def test_the_scheduler_decides_by_type_and_mutates_no_error():
+    """No retry decision reads an error's words, and no caught error is changed in place (house style)."""
+    import inspect
+    import re
+
+    from treedistill.server.scheduling import batching, scheduler
+
+    source = inspect.getsource(scheduler)
+    assert not re.search(r"in str\(exc\)|\.args\s*=", source)
+    assert "except Exception" not in inspect.getsource(batching.BatchRunner).replace(
+        "except Exception:  # a bug must not stop batches for good", "")

@@ -170,10 +170,14 @@ async def test_allow_listed_pairs_work(environ, trusted: StandinLLM, elsewhere: 
 @pytest.mark.anyio
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]"])
 async def test_configured_local_openai_server_needs_no_key(host: str) -> None:
+    """Built without any key in the environment: the client gets a placeholder, never an error or a real key."""
     provider = build_provider(ModelSpec(model="llama3"), {"OPENAI_BASE_URL": f"http://{host}:11434/v1"})
+    assert (str(provider.client.base_url), provider.client.api_key) == (f"http://{host}:11434/v1/", "not-needed")
+    assert provider.endpoint == f"openai model 'llama3' at http://{host}:11434/v1"
     await provider.aclose()
     listed = {"TREEDISTILL_ENDPOINTS": f"http://{host}:8000/v1"}
     provider = build_provider(ModelSpec(model="llama3", base_url=f"http://{host}:8000/v1/"), listed)
+    assert (str(provider.client.base_url), provider.client.api_key) == (f"http://{host}:8000/v1/", "not-needed")
     await provider.aclose()
 
 

@@ -1,5 +1,6 @@
 """Startup: the benchmark spawns a real `treedistill serve` and gets `initialize` answered; no SDK is loaded,
-nor the CLI's progress bars, nor the near-duplicate search's datasketch (and scipy), nor the price table."""
+nor the CLI's progress bars, nor the near-duplicate search's datasketch (and scipy), nor the price table, nor
+numpy and pandas (which sqlite-utils imports when they are installed)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ def test_startup_benchmark_runs_and_prints_the_median():
 
 
 def test_serving_imports_nothing_heavy_before_a_call(tmp_path):
-    # The serve path: the CLI's dispatch module, then the server. (numpy loads anyway: sqlite-utils imports it.)
-    heavy = ("openai", "anthropic", "treedistill.server.cli.progress", "datasketch", "scipy", "genai_prices")
+    # The serve path: the CLI's dispatch module, then the server. sqlite-utils would import numpy and pandas.
+    heavy = ("openai", "anthropic", "treedistill.server.cli.progress", "datasketch", "scipy", "genai_prices",
+             "numpy", "pandas")
     code = ("import sys; import treedistill.server.cli.main; from treedistill.server.app import create_server; "
             f"create_server({str(tmp_path / 'x.db')!r}, {{'OPENAI_API_KEY': 'k'}}); "
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
@@ -47,3 +49,11 @@ asyncio.run(main())
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[:2] == ["at start: False", "after: True"]
+
+
+def test_numpy_still_imports_after_the_store_hid_it_from_sqlite_utils():
+    code = ("import sys; import treedistill.server.store.catalog; assert 'numpy' not in sys.modules; "
+            "import numpy; from treedistill.server.text import minhash_lsh; print(numpy.zeros(2).tolist())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[0.0, 0.0]"

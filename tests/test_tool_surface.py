@@ -86,14 +86,14 @@ async def test_bad_ids_get_a_clear_error_and_change_nothing(client, llm, db_path
                     continue  # null means "none" for an optional id
                 arguments = {**base, name: [ids["question_id"], bad] if is_list else bad}
                 message = await call_error(client, tool.name, **arguments)
-                assert name in message and "validation error" in message, (tool.name, name, bad, message)
+                assert message.startswith(f"Invalid arguments for {tool.name}:\n- {name}"), (tool.name, name, bad, message)
                 assert "errors.pydantic.dev" not in message
                 checked += 1
             # The largest id SQLite can hold is valid input; it names nothing: an error that says so, or nothing found.
             result = await client.call_tool(tool.name, {**base, name: [INT64_MAX] if is_list else INT64_MAX})
             if result.is_error:
                 message = result.content[0].text
-                assert str(INT64_MAX) in message and "validation error" not in message, (tool.name, name, message)
+                assert str(INT64_MAX) in message and "Invalid arguments" not in message, (tool.name, name, message)
     assert checked > 200
     assert table_counts(db_path) == before and llm.stats()["requests"] == requests
 
@@ -113,7 +113,7 @@ async def test_other_integers_are_bounded(client, llm, db_path):
         ("generate_tags", {"count": 2**64}, "count"),
     ]:
         message = await call_error(client, tool, project_id=pid, **arguments)
-        assert field in message and "validation error" in message, (tool, message)
+        assert message.startswith(f"Invalid arguments for {tool}:\n- {field}: "), (tool, message)
     assert table_counts(db_path) == before
 
     for tool in (await client.list_tools()).tools:
@@ -123,6 +123,19 @@ async def test_other_integers_are_bounded(client, llm, db_path):
                     assert "minimum" in arm and "maximum" in arm, (tool.name, name)
                 if arm.get("type") == "array" and arm["items"].get("type") == "integer":
                     assert "minimum" in arm["items"] and "maximum" in arm["items"], (tool.name, name)
+
+
+async def test_argument_errors_read_as_the_tool_and_each_argument_with_its_rule(client, llm, db_path):
+    """Not pydantic's text ("1 validation error for generate_tagsArguments", error types, input_type): the tool,
+    then one line per argument with its rule and the value given, in both eras."""
+    message = await call_error(client, "generate_tags", project_id=1, parent_tag_id="x", count=1000)
+    assert message == ("Invalid arguments for generate_tags:\n"
+                       "- parent_tag_id: Input should be a valid integer, unable to parse string as an integer "
+                       "(got \"x\")\n"
+                       "- count: Input should be less than or equal to 100 (got 1000)")
+    message = await call_error(client, "create_project")
+    assert message == "Invalid arguments for create_project:\n- name: Field required"
+    assert table_counts(db_path)["projects"] == 0
 
 
 async def test_every_tool_has_a_title_descriptions_and_true_annotations(client):
@@ -136,14 +149,14 @@ async def test_every_tool_has_a_title_descriptions_and_true_annotations(client):
                         if not schema.get("description")]
         assert not undocumented, (tool.name, undocumented)
     assert len({tool.title for tool in tools.values()}) == len(tools)
-    # Adding an answer or writing a file in the export directory destroys nothing.
+    # Adding an answer destroys nothing; an export replaces a file already at its path.
     assert tools["answer_question"].annotations.destructive_hint is False
     assert "regenerate=true" in tools["answer_question"].description
     assert "replaces the\n    stored answer" in tools["answer_question"].description
-    assert tools["export_dataset"].annotations.destructive_hint is False
     assert tools["cancel_job"].annotations.destructive_hint is False
     assert {name for name, tool in tools.items() if tool.annotations.destructive_hint} == {
-        "update_answer", "delete_tag", "delete_question", "hold_out"}  # hold_out replaces the split
+        "update_answer", "delete_tag", "delete_question", "export_dataset",
+        "hold_out"}  # hold_out replaces the split
     assert {name for name, tool in tools.items() if tool.annotations.read_only_hint} == {
         "list_projects", "get_tree", "list_questions", "get_progress", "list_jobs", "find_duplicates",
         "review_dataset", "get_answer", "export_tree", "dataset_report", "get_push"}
@@ -182,3 +195,11 @@ async def test_tools_list_matches_the_committed_snapshot(server):
         "tools/list changed (names, titles, descriptions, schemas or annotations). If the change is deliberate, "
         "regenerate the snapshot with `UPDATE_SNAPSHOT=1 python -m pytest tests/test_tool_surface.py -k snapshot` "
         f"and commit the diff of {SNAPSHOT.name}.")
+
+
+async def test_a_missing_project_is_blamed_not_its_question(client, llm):
+    await call(client, "create_project", name="Sports")
+    assert await call_error(client, "get_answer", project_id=999, question_id=1) == (
+        "Error executing tool get_answer: No project with id 999; call list_projects to see the ids.")
+    assert await call_error(client, "get_answer", project_id=1, question_id=5) == (
+        "Error executing tool get_answer: No question with id 5 in project 1; call list_questions to see the ids.")

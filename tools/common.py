@@ -66,6 +66,23 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return wrapper
 
 
+def readable_validation_error(name: str, error: ValidationError) -> str:
+    """Argument errors as the calling model can act on them: the tool (or prompt), then each argument, its rule
+    and the value given (pydantic's own text names an internal model, "generate_tagsArguments", and its error
+    types)."""
+    lines = [f"Invalid arguments for {name}:"]
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "arguments"
+        given = "" if problem["type"] in ("missing", "unknown_argument") else f" (got {_shown(problem.get('input'))})"
+        lines.append(f"- {where}: {problem['msg']}{given}")
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -73,7 +90,8 @@ def compact_json(value: Any) -> str:
 class StrictArguments(FuncMetadata):
     """A tool's argument handling with two changes to the SDK's: an argument the tool does not take is an
     error naming the ones it does (the SDK ignores it, so a misspelt option silently does nothing), and a
-    structured result's text content is compact JSON (the SDK indents it, 1.7 times the size)."""
+    structured result's text content is compact JSON (the SDK indents it, 1.7 times the size). The server
+    words every argument error with `readable_validation_error`."""
 
     def validate_arguments(self, arguments_to_validate: dict[str, Any]) -> dict[str, Any]:
         fields = self.arg_model.model_fields
@@ -89,13 +107,7 @@ class StrictArguments(FuncMetadata):
             raise ValidationError.from_exception_data(self.arg_model.__name__, [
                 _error(loc, "(text with a NUL byte)", "nul_byte",
                        "text must not contain NUL bytes (\\u0000); remove them and call again") for loc in nul])
-        try:
-            return super().validate_arguments(arguments_to_validate)
-        except ValidationError as exc:
-            # The same errors without pydantic's documentation links: the calling model needs the field and the rule.
-            raise ValidationError.from_exception_data(self.arg_model.__name__, [
-                _error(error["loc"], error.get("input"), error["type"], error["msg"]) for error in exc.errors()
-            ]) from None
+        return super().validate_arguments(arguments_to_validate)
 
     def convert_result(self, result: Any) -> Any:
         converted = super().convert_result(result)

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
 from treedistill.server.text.judge import ScoreReport
 from treedistill.server.models import CuratedAnswer, ModelSpec, Question
+from treedistill.server.store.curation import DeletionCounts
 from treedistill.server.text.near_dup import DEFAULT_THRESHOLD, DuplicateReport
 from treedistill.tools.common import (DESTRUCTIVE, GENERATES, LOCAL_WRITE, READ_ONLY, ProjectId, QuestionId, TagId,
                                       engine_of, strict_tool, tool_errors)
+from treedistill.tools.consent import NOT_ASKED, Approval, ask, can_ask, verdict
 from treedistill.tools.tree import MAX_PER_CALL
 
 MAX_IDS = 1000
@@ -87,19 +91,39 @@ async def confirm_item(
     return ConfirmResult(project_id=project_id, confirmed=confirmed, question_ids=ids)
 
 
+def _subtree(counts: DeletionCounts) -> str:
+    return f"{counts.tags} tag(s), {counts.questions} question(s) and {counts.answers} answer(s)"
+
+
+@tool_errors
+async def ask_to_delete(ctx: Context, project_id: int, tag_id: int) -> Elicit[Approval] | None:
+    """delete_tag's question to the person, when their client can ask: the tag's path and what goes with it."""
+    if not can_ask(ctx):
+        return NOT_ASKED
+    tag, counts, _ = engine_of(ctx).curator.delete_tag(project_id, tag_id, confirm=False)
+    return ask(f"Delete the tag '{tag.path}' of project {project_id} with everything below it: {_subtree(counts)}? "
+               "This cannot be undone.")
+
+
 @tool_errors
 async def delete_tag(
     ctx: Context,
     project_id: ProjectId,
     tag_id: Annotated[TagId, Field(description="The tag to delete with its subtree")],
-    confirm: Annotated[bool, Field(description="false (default) only reports what would be deleted")] = False,
+    confirm: Annotated[bool, Field(description=(
+        "false (default) only reports what would be deleted; for clients that cannot ask the person"))] = False,
+    approval: Annotated[ElicitationResult[Approval], Resolve(ask_to_delete)] = None,
 ) -> DeletionResult:
-    """Delete a tag with every tag below it and all their questions and answers. Without confirm=true it
-    deletes nothing and reports the counts; call again with confirm=true to delete."""
-    tag, counts, deleted = engine_of(ctx).curator.delete_tag(project_id, tag_id, confirm)
-    what = f"{counts.tags} tag(s), {counts.questions} question(s) and {counts.answers} answer(s)"
+    """Delete a tag with every tag below it and all their questions and answers. Clients that can ask the
+    person (elicitation) show them what would be deleted and delete only on their yes. Other clients: without
+    confirm=true it deletes nothing and reports the counts; call again with confirm=true to delete."""
+    approved = verdict(approval)
+    go = confirm if approved is None else approved  # asked, only the person's answer decides
+    tag, counts, deleted = engine_of(ctx).curator.delete_tag(project_id, tag_id, go)
+    what = _subtree(counts)
     message = (f"Deleted '{tag.path}': {what}." if deleted else
-               f"Deleting '{tag.path}' would remove {what}. Nothing was deleted; call again with confirm=true.")
+               f"The person did not approve deleting '{tag.path}' ({what}): nothing was deleted." if approved is False
+               else f"Deleting '{tag.path}' would remove {what}. Nothing was deleted; call again with confirm=true.")
     return DeletionResult(project_id=project_id, deleted=deleted, tag_id=tag.id, tag_path=tag.path,
                           **counts.model_dump(), message=message)
 

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from treedistill.server.export.card import CARD_DESCRIPTION_LIMIT
 from treedistill.server.export.writer import ExportOptions, ExportReport
-from treedistill.tools.common import LOCAL_WRITE, MAX_ID, ProjectId, TagId, engine_of, strict_tool, tool_errors
+from treedistill.tools.common import DESTRUCTIVE, MAX_ID, ProjectId, TagId, engine_of, strict_tool, tool_errors
 
 
 @tool_errors
@@ -82,4 +82,5 @@ async def export_dataset(
 def tools() -> list[Tool]:
     # Not destructive: it writes a file in the project's export directory, never touches stored data, and the
     # same arguments write the same file again (idempotent).
-    return [strict_tool(export_dataset, "Export a fine-tuning dataset", LOCAL_WRITE)]
+    # Destructive: a file already at the output path is replaced.
+    return [strict_tool(export_dataset, "Export a fine-tuning dataset", DESTRUCTIVE)]

@@ -56,10 +56,13 @@ def auto_distillation(topic: Topic, language: Language = "en", levels: Levels = 
 
 1. Call list_projects; reuse the project named "{topic}" if it exists, else call
    create_project(name="{topic}", language="{language}", max_concurrency={max_concurrency}).
-2. Call auto_distill(project_id, levels={levels}, tags_per_level={tags_per_level},
-   questions_per_tag={questions_per_tag}). It plans about {leaves} leaf tags and
-   {leaves * questions_per_tag} questions with answers, returns a job_id at once and runs in the background.
-   Tell me the planned numbers before going on.
+2. Plan first, paying nothing: call auto_distill(project_id, levels={levels}, tags_per_level={tags_per_level},
+   questions_per_tag={questions_per_tag}, estimate_only=true). It plans about {leaves} leaf tags and
+   {leaves * questions_per_tag} questions with answers, and returns the model calls and the expected tokens and
+   cost (online and batch) without calling a model. Show me the calls and the cost, and wait for my go-ahead.
+   Then call auto_distill again with the same arguments and without estimate_only: it returns a job_id at once
+   and runs in the background. If it asks for confirmation (a large or costly plan), ask me; pass
+   confirm_large=true only when I said yes to that plan.
 3. Follow it: call get_progress(job_id, wait_seconds=60) repeatedly. After each call report one line:
    stage, tags / questions / answers done of total, failures, tokens and ETA.
 4. When the status is completed_with_failures or failed, show me recent_errors and the likely cause

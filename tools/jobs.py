@@ -5,12 +5,17 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
+from treedistill.server.config import CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS
+from treedistill.server.errors import CostAboveThreshold
 from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate
 from treedistill.server.ui import DASHBOARD_URI, link_ui
+from treedistill.tools.consent import NOT_ASKED, Approval, ask, can_ask, verdict
 from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, JobId, ProjectId, TagId, engine_of,
                                       strict_tool, tool_errors)
 
@@ -31,6 +36,36 @@ class JobList(BaseModel):
     jobs: list[JobProgress]
 
 
+def _batch_options(batch: bool, size: int | None, wait_seconds: float | None, all_calls: bool,
+                   fallback_online: bool) -> BatchOptions | None:
+    return BatchOptions(size=size, wait_seconds=wait_seconds, all_calls=all_calls,
+                        fallback_online=fallback_online) if batch else None
+
+
+@tool_errors
+async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_level: int = 10,
+                       questions_per_tag: int = 10, answer: bool = True, estimate_only: bool = False,
+                       batch: bool = False, batch_size: int | None = None, batch_wait_seconds: float | None = None,
+                       batch_all_calls: bool = False, batch_fallback_online: bool = False
+                       ) -> Elicit[Approval] | None:
+    """auto_distill's question to the person, when their client can ask and the plan needs a yes (above the
+    call bound or the cost threshold): the plan's calls, tokens and cost, and why it asks."""
+    if estimate_only or not can_ask(ctx):
+        return NOT_ASKED
+    options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
+    estimate, reason = await engine_of(ctx).plan_confirmation(project_id, levels, tags_per_level, questions_per_tag,
+                                                              answer, options)
+    if reason is None:
+        return NOT_ASKED
+    why = reason.summary if isinstance(reason, CostAboveThreshold) else (
+        f"This plan makes more than {LARGE_PLAN_CALLS:,} model calls")
+    cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.2f}"
+    return ask(f"{why}. Start a distillation job of project {project_id}: {estimate.calls:,} model calls "
+               f"({estimate.planned_tags:,} tags, {estimate.planned_questions:,} questions, "
+               f"{estimate.planned_answers:,} answers), about {estimate.input_tokens:,} input and "
+               f"{estimate.output_tokens:,} output tokens, expected cost {cost}?")
+
+
 @tool_errors
 async def auto_distill(
     ctx: Context,
@@ -41,8 +76,8 @@ async def auto_distill(
     questions_per_tag: Annotated[int, Field(ge=1, le=100, description="Questions per leaf tag")] = 10,
     answer: Annotated[bool, Field(description="Also have the teacher answer every question")] = True,
     confirm_large: Annotated[bool, Field(description=(
-        "Required for plans above 20,000 model calls or expected to cost more than the server's threshold "
-        "($25 unless TREEDISTILL_CONFIRM_COST_ABOVE says otherwise)"))] = False,
+        f"Required for plans above {LARGE_PLAN_CALLS:,} model calls or expected to cost more than the server's "
+        f"threshold (${DEFAULT_CONFIRM_COST_ABOVE:,.0f} unless {CONFIRM_COST_ENV} says otherwise)"))] = False,
     estimate_only: Annotated[bool, Field(description=(
         "Only estimate: planned calls, expected tokens and cost online vs batch per kind of call; no model is "
         "called, no job is created and nothing is written"))] = False,
@@ -60,14 +95,16 @@ async def auto_distill(
     grow: Annotated[bool, Field(description=(
         "false: use the tree as it is (e.g. one from import_tree): questions for its leaves and answers for "
         "those, no tag generated"))] = True,
+    approval: Annotated[ElicitationResult[Approval], Resolve(ask_to_start)] = None,
 ) -> JobStarted:
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
     Running it again tops up only what is missing. An interrupted job resumes when the server restarts.
-    estimate_only=true returns the plan's expected tokens and cost instead, without starting anything."""
+    estimate_only=true returns the plan's expected tokens and cost instead, without starting anything.
+    A plan that needs confirming is shown to the person by clients that can ask (elicitation), and starts only
+    on their yes; other clients confirm it with confirm_large=true."""
     engine = engine_of(ctx)
-    options = BatchOptions(size=batch_size, wait_seconds=batch_wait_seconds, all_calls=batch_all_calls,
-                           fallback_online=batch_fallback_online) if batch else None
+    options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
     if estimate_only:
         estimate = await engine.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer,
                                                  options, tag_id=tag_id, grow=grow)
@@ -76,8 +113,14 @@ async def auto_distill(
                           planned_questions=estimate.planned_questions, planned_answers=estimate.planned_answers,
                           planned_calls=estimate.calls, estimate=estimate,
                           message=f"Estimate only (no job started): {estimate.calls} model calls, cost {cost}.")
+    approved = verdict(approval)
+    if approved is False:
+        return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
+                          planned_calls=0, message="The person did not approve this plan: nothing was started.")
+    # Asked, only the person's yes confirms the plan; confirm_large is for clients that cannot ask.
     job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
-                                             answer, confirm_large, options, tag_id=tag_id, grow=grow)
+                                             answer, confirm_large if approved is None else True, options,
+                                             tag_id=tag_id, grow=grow)
     if job is None:
         grows = grow and levels > 0
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,

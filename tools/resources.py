@@ -22,6 +22,7 @@ from treedistill.tools.tree import get_tree
 
 P = ParamSpec("P")
 JSON = "application/json"
+PROJECTS_URI = "treedistill://projects"
 TREE_URI = "treedistill://projects/{project_id}/tree"
 
 
@@ -77,6 +78,13 @@ async def question_resource(ctx: Context, project_id: str, question_id: str) -> 
     return QuestionWithAnswer(question=question, answer=answer).model_dump_json()
 
 
+def changed_by(arguments: dict[str, object]) -> list[str]:
+    """The resources a successful tool call that changes data may have changed: the project list (its counts),
+    and the tree of the project it names."""
+    project_id = arguments.get("project_id")
+    return [PROJECTS_URI, *([TREE_URI.format(project_id=project_id)] if isinstance(project_id, int) else [])]
+
+
 def project_resources(engine: Engine) -> list[Resource]:
     """A concrete resources/list entry per project: its tag tree (read through the tag_tree template)."""
     return [Resource(uri=TREE_URI.format(project_id=p.id), name=f"tag_tree_{p.id}", title=f"Tag tree: {p.name}",
@@ -85,7 +93,7 @@ def project_resources(engine: Engine) -> list[Resource]:
 
 
 def register(server: MCPServer) -> None:
-    server.resource("treedistill://projects{?search}", name="projects", title="Projects",
+    server.resource(PROJECTS_URI + "{?search}", name="projects", title="Projects",
                     description=projects_resource.__doc__, mime_type=JSON)(projects_resource)
     server.resource(TREE_URI, name="tag_tree", title="Tag tree",
                     description=tree_resource.__doc__, mime_type=JSON)(tree_resource)

@@ -184,8 +184,8 @@ async def run_distill(engine: Engine, request: DistillRequest, view: ProgressVie
             if stopped:
                 progress = await _stop(engine, job_id, view, interrupted)
             view.update(progress, now=True)
-            for line in final_summary(progress):
-                view.note(line)
+        for line in final_summary(progress):  # after the view closed: below the final bars, not above them
+            view.note(line)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
     if stopped:

@@ -68,7 +68,7 @@ def _report(exc: BaseException, args: argparse.Namespace) -> int:
         return _fail(f"{exc.summary}: rerun with --confirm-large to start it (or raise --confirm-cost-above), or ask "
                      "for less; --estimate shows the estimate per kind of call.", EXIT_USAGE)
     if isinstance(exc, ConfirmationRequired):
-        from treedistill.server.engine import LARGE_PLAN_CALLS
+        from treedistill.server.config import LARGE_PLAN_CALLS
 
         # The engine's message names the MCP argument (confirm_large=true); say it the command line's way.
         return _fail(f"This plan makes more than {LARGE_PLAN_CALLS:,} model calls: rerun with --confirm-large to "

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 from collections.abc import Callable
+from typing import NoReturn
 
 from treedistill import __version__
-from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY_LIMIT
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_MAX_CONCURRENCY,
+                                       LARGE_PLAN_CALLS, MAX_CONCURRENCY_LIMIT)
 
 DEFAULT_HTTP_PORT = 8765
 
 DESCRIPTION = ("Distill fine-tuning datasets from a teacher model through a tag tree: grow tags, extract "
                "questions per leaf tag, have the teacher answer them, export the result.")
 
-ENVIRONMENT = """\
+ENVIRONMENT = f"""\
 environment:
   OPENAI_BASE_URL           OpenAI-compatible endpoint (OpenAI, DeepSeek, vLLM, Ollama, ...)
   OPENAI_API_KEY            its key (optional for a server on this machine)
@@ -26,7 +30,7 @@ environment:
   TREEDISTILL_DB            database path (--db; default: treedistill.db in the user data dir)
   TREEDISTILL_TOKEN         bearer token for serve --http (--token shows it in the process list)
   TREEDISTILL_CONFIRM_COST_ABOVE
-                            USD above which a plan needs confirming (--confirm-cost-above; 25)
+                            USD above which a plan needs confirming (--confirm-cost-above; {DEFAULT_CONFIRM_COST_ABOVE:g})
   TREEDISTILL_BATCH_POLL_SECONDS
                             seconds between looks at the batches in flight (10)
   TREEDISTILL_HEARTBEAT_TIMEOUT
@@ -36,6 +40,39 @@ environment:
   HF_TOKEN                  Hugging Face token with write access, for push / push_to_hub
   HF_ENDPOINT               another Hub to push to (default https://huggingface.co)
 Keys are read from the environment only; none is ever stored, logged or printed."""
+
+
+# Each command's examples, shown in its --help (and all of them in `treedistill --help`); each one parses.
+EXAMPLES: dict[str, list[str]] = {
+    "distill": ['treedistill distill "Traditional Chinese Medicine" --levels 2 --tags 10 --questions 10',
+                'treedistill distill "Chess" --estimate',
+                'treedistill distill "Chess" --batch --confirm-large'],
+    "progress": ["treedistill progress", "treedistill progress 3 --watch", "treedistill progress 3 --json"],
+    "projects": ["treedistill projects", "treedistill projects --json"],
+    "export": ['treedistill export "Chess" --format sharegpt --reasoning field',
+               "treedistill export 1 --min-score 7 --test-ratio 0.1 --out chess.jsonl"],
+    "serve": ["treedistill serve", "treedistill serve --http --port 8765 --token SECRET"],
+    "doctor": ["treedistill doctor", "treedistill doctor --model gpt-4o-mini"],
+    "review": ["treedistill review", "treedistill review --project 1 --no-browser"],
+}
+
+
+def examples_text(*commands: str) -> str:
+    lines = [f"  {example}" for command in commands for example in EXAMPLES.get(command, [])]
+    return "examples:\n" + "\n".join(lines) + "\n\n" if lines else ""
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse with a suggestion when a command or a choice is mistyped: `distil` -> did you mean 'distill'?"""
+
+    def error(self, message: str) -> NoReturn:
+        wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if wrong:
+            choices = re.findall(r"'([^']*)'", wrong.group(2))
+            close = difflib.get_close_matches(wrong.group(1), choices, n=1)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
+        super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=description or _sentence(summary),
-                                  **_parser_settings())
+                                  **_parser_settings(name))
         _global_options(sub, subcommand=True)
         return sub
 
@@ -88,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep answers without a reasoning trace (for a teacher that writes none)")
     cmd.add_argument("--language", choices=("en", "zh"), default="en", help="language of prompts and data (en)")
     cmd.add_argument("--confirm-large", action="store_true",
-                     help="allow plans above 20,000 model calls or above the cost threshold (--confirm-cost-above)")
+                     help=f"allow plans above {LARGE_PLAN_CALLS:,} model calls or above the cost threshold "
+                          "(--confirm-cost-above)")
     cmd.add_argument("--estimate", action="store_true",
                      help="only print the plan's calls, expected tokens and cost (online and batch) per kind of "
                           "call; calls no model and writes nothing")
@@ -169,13 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parser_settings() -> dict:
+def _parser_settings(*commands: str) -> dict:
     # allow_abbrev=False: `--level 2` must be an error, not a silent `--levels 2`.
-    return {"allow_abbrev": False, "epilog": ENVIRONMENT, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    return {"allow_abbrev": False, "epilog": examples_text(*commands) + ENVIRONMENT,
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
 def _parser(**kwargs) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=DESCRIPTION, **_parser_settings(), **kwargs)
+    return CommandLineParser(description=DESCRIPTION, **_parser_settings(*EXAMPLES), **kwargs)
 
 
 def _sentence(summary: str) -> str:
@@ -204,7 +243,7 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
                         help="base delay in seconds between retries, doubled each time (1.0)")
     parser.add_argument("--confirm-cost-above", type=_positive(float, zero=True), metavar="USD",
                         help="plans expected to cost more need --confirm-large / confirm_large=true "
-                             "(default $TREEDISTILL_CONFIRM_COST_ABOVE, else 25)")
+                             f"(default ${CONFIRM_COST_ENV}, else {DEFAULT_CONFIRM_COST_ABOVE:g})")
     parser.add_argument("--log-file", metavar="PATH", help="also append the engine's log to this file: job start and "
                         "end, every retry and its reason, 429 pauses, failed items, the processes sharing the db")
 

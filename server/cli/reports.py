@@ -4,6 +4,8 @@ so they are safe to run while a server or a `distill` works on the same database
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ from treedistill.server.store.catalog import Store, open_database
 
 WATCH_SECONDS = 1.0
 RECENT_JOBS = 20
+MIN_NAME_WIDTH = 12  # on a narrow terminal a name keeps this much; the line wraps instead
 
 
 @contextmanager
@@ -53,15 +56,23 @@ def project_named(projects: list[ProjectSummary], name: str) -> Project | None:
                  if p.name.casefold() == wanted), None)
 
 
-def project_lines(projects: list[ProjectSummary]) -> list[str]:
+def project_lines(projects: list[ProjectSummary], width: int | None = None) -> list[str]:
+    """The projects as a table; with `width` (a terminal's), names too long to fit end in an ellipsis."""
     if not projects:
         return ["No projects yet."]
-    lines = [f"{'id':>4}  {'name':<24} {'lang':<4} {'tags':>6} {'questions':>9} {'answers':>8}  "
-             f"{'tokens in / out':<21} {'cost':>10}  models (questions / answers)"]
-    for p in projects:
-        tokens = f"{p.input_tokens:,} / {p.output_tokens:,}"
-        lines.append(f"{p.id:>4}  {p.name[:24]:<24} {p.language:<4} {p.tags:>6} {p.questions:>9} {p.answers:>8}  "
-                     f"{tokens:<21} {cost_text(p.cost):>10}  {p.question_model.model} / {p.answer_model.model}")
+    header_tail = (f" {'lang':<4} {'tags':>6} {'questions':>9} {'answers':>8}  {'tokens in / out':<21} {'cost':>10}  "
+                   "models (questions / answers)")
+    tails = [f" {p.language:<4} {p.tags:>6} {p.questions:>9} {p.answers:>8}  "
+             f"{f'{p.input_tokens:,} / {p.output_tokens:,}':<21} {cost_text(p.cost):>10}  "
+             f"{p.question_model.model} / {p.answer_model.model}" for p in projects]
+    name_width = max(len("name"), *(len(p.name) for p in projects))
+    if width is not None:
+        room = width - len(f"{0:>4}  ") - max(len(tail) for tail in [header_tail, *tails])
+        name_width = max(min(name_width, room), MIN_NAME_WIDTH)
+    lines = [f"{'id':>4}  {'name':<{name_width}}{header_tail}"]
+    for p, tail in zip(projects, tails):
+        name = p.name if len(p.name) <= name_width else p.name[:name_width - 1] + "…"
+        lines.append(f"{p.id:>4}  {name:<{name_width}}{tail}")
     return lines
 
 
@@ -71,7 +82,9 @@ def show_projects(db_path: Path, as_json: bool, environ: Mapping[str, str]) -> N
     if as_json:
         print(json.dumps([p.model_dump() for p in projects], indent=2))
     else:
-        print("\n".join(project_lines(projects)))
+        # Cut to the terminal's width only at a terminal: piped, every name stays whole (export finds by name).
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        print("\n".join(project_lines(projects, width)))
 
 
 def show_progress(db_path: Path, job_id: int | None, as_json: bool, environ: Mapping[str, str]) -> None:

@@ -64,6 +64,10 @@ class BrowserCallContext(Context):
     async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         return None
 
+    @property
+    def client_capabilities(self) -> None:
+        return None  # no MCP client to ask the person through: the page confirms in the page
+
 
 def _error(message: str) -> dict[str, Any]:
     return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True).model_dump(

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from treedistill.server.config import DEFAULT_BATCH_POLL_SECONDS
-from treedistill.server.errors import FatalProviderError, InvalidInput, RequestRejected
+from treedistill.server.errors import FatalProviderError, InvalidInput, RequestRejected, TreedistillError
 from treedistill.server.models import ModelSpec
 from treedistill.server.pricing import Price, price_of
 from treedistill.server.providers import BatchEntry, BatchOutcome, ChatRequest, resolve_base_url
@@ -130,7 +130,7 @@ class BatchRunner:
             self.batches.abandon(submission.id)
             self._stop_job(submission, f"the endpoint refused a batch: {exc}")
             return False
-        except Exception as exc:  # a timeout or a dropped connection: the batch may exist
+        except TreedistillError as exc:  # a timeout or a dropped connection: the batch may exist
             log.warning("submitting batch %s: %s; looking it up by its label next", submission.label, exc)
             return False  # left 'submitting': settled as an orphan on the next tick
         self.batches.record_submitted(submission.id, batch_id)
@@ -143,7 +143,7 @@ class BatchRunner:
             batch_id = await self.caller.batch_api(spec).find(submission.label, submission.created_at,
                                                               count=submission.requests,
                                                               exclude=self.batches.recorded_batch_ids())
-        except Exception as exc:
+        except TreedistillError as exc:  # the provider's fault, translated; a bug goes up to the tick's log
             log.warning("looking up batch %s: %s; trying again on the next tick", submission.label, exc)
             return
         if batch_id is None:
@@ -163,7 +163,7 @@ class BatchRunner:
     async def _cancel(self, submission: Submission) -> None:
         try:
             await self.caller.batch_api(ModelSpec.model_validate_json(submission.spec)).cancel(submission.batch_id)
-        except Exception as exc:
+        except TreedistillError as exc:
             log.warning("cancelling batch %s: %s", submission.batch_id, exc)
             return
         self.batches.mark_cancel_requested(submission.id)
@@ -178,7 +178,7 @@ class BatchRunner:
                 self.batches.note_status(submission.id, state.status)
                 return
             outcomes = await api.outcomes(submission.batch_id)
-        except Exception as exc:
+        except TreedistillError as exc:
             log.warning("batch %s: %s; looking again on the next tick", submission.batch_id, exc)
             return
         price = price_of(spec, resolve_base_url(spec, self.caller.environ))

@@ -12,9 +12,9 @@ from treedistill.server.store.queue import WorkQueue
 STAGE_BY_KIND = {"tags": "expanding tags", "questions": "extracting questions", "answer": "answering"}
 
 
-def stored_job_progress(queue: WorkQueue, job_id: int, in_flight: Counter | None = None) -> JobProgress:
-    """A job's progress from the database; `in_flight` counts its running calls per kind."""
-    return job_progress(queue.get_job(job_id), queue.job_open_kinds(job_id), in_flight or Counter(),
+def stored_job_progress(queue: WorkQueue, job_id: int) -> JobProgress:
+    """A job's progress from the database, its calls in flight in any process included."""
+    return job_progress(queue.get_job(job_id), queue.job_open_kinds(job_id), queue.running_counts(job_id),
                         queue.recent_errors(job_id))
 
 

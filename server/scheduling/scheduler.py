@@ -23,7 +23,6 @@ import logging
 import random
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from treedistill.server.errors import (
@@ -41,6 +40,7 @@ from treedistill.server.config import DEFAULT_BATCH_POLL_SECONDS
 from treedistill.server.scheduling.batching import BatchRunner
 from treedistill.server.scheduling.planner import unmade_work
 from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
+from treedistill.server.store.catalog import is_busy
 from treedistill.server.store.queue import WorkItem
 from treedistill.server.store.workers import WorkerRegistry
 
@@ -132,10 +132,6 @@ class Scheduler:
 
     # -- observation -------------------------------------------------------------------------
 
-    def in_flight(self, job_id: int) -> Counter:
-        """Number of the job's items running now in any process, per kind."""
-        return self.ctx.queue.running_counts(job_id)
-
     async def wait(self, item_id: int) -> WorkItem:
         """Wait for an item to finish (done or failed) and return it; cancelling the wait leaves it running.
         An item another process runs is looked at again every POLL_SECONDS."""
@@ -184,7 +180,7 @@ class Scheduler:
             try:
                 item = queue.claim_next(project_id, self.workers.id, self.ctx.caller.serves)
             except sqlite3.Error as exc:
-                if "locked" in str(exc) or "busy" in str(exc):  # another process is writing: try again soon
+                if is_busy(exc):  # another process is writing: try again soon
                     await asyncio.sleep(0.05)
                     continue
                 self._storage_fault(project_id, exc)  # e.g. disk full: stop the project's jobs, wait
@@ -270,8 +266,7 @@ class Scheduler:
     def _give_up(self, item: WorkItem, exc: TreedistillError, attempts: int) -> None:
         message = f"gave up after {attempts} attempts: {_describe(exc)}" if exc.retryable else _describe(exc)
         if self._waiters.get(item.id):  # a manual call waits here: it raises this, type and all, with this message
-            exc.args = (message,)
-            self._errors[item.id] = exc
+            self._errors[item.id] = exc.restated(message)
         log.warning("work item %s (%s) failed: %s", item.id, item.kind, message)
         self._fail(item, message)
         # A bad key, an unknown model, an endpoint no longer configured (InvalidInput from building the client)

@@ -46,6 +46,13 @@ def connect(path: str | Path) -> Database:
     return db
 
 
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether SQLite refused because another connection holds a lock (SQLITE_BUSY or SQLITE_LOCKED, extended
+    codes included): worth trying again in a moment, unlike a full disk or a broken file."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def open_reader(path: str | Path) -> Database:
     """A read-only connection of its own, for long reads in a worker thread (open it in that thread)."""
     return Database(sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=30))
@@ -242,6 +249,7 @@ class Store:
     def get_question(self, project_id: int, question_id: int) -> Question:
         row = self.row(f"{self._QUESTION_SELECT} WHERE q.id = ? AND q.project_id = ?", (question_id, project_id))
         if row is None:
+            self.get_project(project_id)  # a missing project is the error to name, not its question
             raise NotFound(
                 f"No question with id {question_id} in project {project_id}; call list_questions to see the ids."
             )

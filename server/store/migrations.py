@@ -1,16 +1,27 @@
-"""Numbered schema steps, applied in order and recorded in PRAGMA user_version."""
+"""Named schema steps, applied in registration order and recorded by name in a table of the database.
+
+A step is applied when its name is not in `MIGRATIONS_TABLE` (as sqlite-utils' and llm's migrations do): the
+name, not the step's place in the list, decides. Databases made before the table existed recorded a count in
+PRAGMA user_version; such a database at version N is mapped once to the first N names.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 
 from sqlite_utils import Database
 
-MIGRATIONS: list[Callable[[], str]] = []
+MIGRATIONS_TABLE = "_treedistill_migrations"
+# A step returns its SQL; one that takes the database may read it to decide (see m008_repair_shipped_schemas).
+Step = Callable[[], str] | Callable[[Database], str]
+MIGRATIONS: list[Step] = []
 
 
-def migration(fn: Callable[[], str]) -> Callable[[], str]:
-    """Register a schema step (a function returning its SQL); its position is its version number."""
+def migration(fn: Step) -> Step:
+    """Register a schema step (a function returning its SQL); the function's name is the step's name."""
+    if any(step.__name__ == fn.__name__ for step in MIGRATIONS):
+        raise ValueError(f"migration {fn.__name__} is registered twice")
     MIGRATIONS.append(fn)
     return fn
 
@@ -292,7 +303,34 @@ def m007_cost_coverage() -> str:
 
 
 @migration
-def m010_ownership() -> str:
+def m008_repair_shipped_schemas(db: Database) -> str:
+    # Some released steps were edited after they shipped (m001's work_items indexes; m004 gained columns and the
+    # endpoints table four times), so a database made by such a release misses what its recorded steps now
+    # define. Bring it to the schema the steps before this one give a blank database: add missing tables and
+    # columns, create or redefine indexes. Nothing is dropped but an index that is recreated.
+    reference = Database(memory=True)
+    before = MIGRATIONS[:MIGRATIONS.index(m008_repair_shipped_schemas)]
+    for step in before:
+        reference.conn.executescript(_sql(step, reference))
+    statements = []
+    for name, sql in reference.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall():
+        if not db[name].exists():
+            statements.append(f"{sql};")
+            continue
+        have = {column.name for column in db[name].columns}
+        for _, column, kind, notnull, default, _ in reference.execute(f"PRAGMA table_info({name})").fetchall():
+            if column not in have:
+                statements.append(f"ALTER TABLE {name} ADD COLUMN {column} {kind}"
+                                  f"{' NOT NULL' if notnull else ''}{'' if default is None else f' DEFAULT {default}'};")
+    indexes = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+    for name, sql in reference.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"):
+        if indexes.get(name) != sql:
+            statements.append(f"DROP INDEX IF EXISTS {name};\n{sql};")
+    return "\n".join(statements)
+
+
+@migration
+def m009_ownership() -> str:
     # A lease is its owner and a generation, bumped at every claim: a process whose lease was taken back (it was
     # stopped past the heartbeat timeout) cannot complete, fail or re-queue the item, even if it claims it again.
     # A job is pinned to the endpoints and models it started with (JSON per role; the key's variable name, never
@@ -306,7 +344,7 @@ def m010_ownership() -> str:
 
 
 @migration
-def m011_fast_pacing() -> str:
+def m010_fast_pacing() -> str:
     # Pacing writes are optimistic (compare `version`, one UPDATE) instead of a locked read-modify-write, and the
     # blind controller (no limit headers, only 429s) widens once per burst of 429s: decreased_at is when it last did,
     # decreased_interval the spacing it set then (each success adds a step of that rate).
@@ -318,7 +356,7 @@ def m011_fast_pacing() -> str:
 
 
 @migration
-def m014_quality() -> str:
+def m011_quality() -> str:
     # Held-out evaluation items: `heldout` is NULL while the project has no rule, else 0 (training) or 1
     # (evaluation). The rule ({ratio, by, seed}) is kept on the project so that new questions follow it; with
     # by leaf or subtree, each unit tag's decision is kept in holdout_units (new units join by the same count).
@@ -372,10 +410,63 @@ def m014_quality() -> str:
     """
 
 
-def migrate(db: Database) -> int:
-    """Apply every step newer than the database's version; return the resulting version."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-        # One script per step, version bump included, so a crash leaves either all of it or none.
-        db.conn.executescript(f"BEGIN;\n{step()}\nPRAGMA user_version = {number};\nCOMMIT;")
-    return len(MIGRATIONS)
+def _sql(step: Step, db: Database) -> str:
+    return step(db) if step.__code__.co_argcount else step()  # type: ignore[call-arg]
+
+
+def applied_migrations(db: Database) -> list[str]:
+    """The names of the steps applied to a database, in the order they were applied."""
+    if not db[MIGRATIONS_TABLE].exists():
+        return []
+    return [row[0] for row in db.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY rowid")]
+
+
+def migrate(db: Database) -> list[str]:
+    """Apply every registered step whose name the database has not recorded; return the names applied now."""
+    _record_user_version(db.conn)
+    done = set(applied_migrations(db))
+    applied = []
+    for step in MIGRATIONS:
+        if step.__name__ not in done and _apply(db, step):
+            applied.append(step.__name__)
+    if applied:
+        # Versions before named steps read user_version as a count of steps: keep it a count, so that one of
+        # them opening this database finds nothing to redo.
+        db.conn.execute(f"PRAGMA user_version = {len(done) + len(applied)}")
+    return applied
+
+
+def _record_user_version(conn: sqlite3.Connection) -> None:
+    """Create the table of applied names; a database numbered by user_version N gets the first N names, once."""
+    conn.execute("BEGIN IMMEDIATE")  # another process opening the same file waits, then finds the table
+    try:
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                              [MIGRATIONS_TABLE]).fetchone()
+        if not exists:
+            conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.executemany(
+                f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, datetime('now'))",
+                [(step.__name__,) for step in MIGRATIONS[:version]])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _apply(db: Database, step: Step) -> bool:
+    """Run one step and record its name in one transaction; False when another process applied it first."""
+    name, conn = step.__name__, db.conn
+    try:
+        # The name goes in first: a process that lost the race fails on the primary key before running any SQL.
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\nINSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES ('{name}', datetime('now'));"
+            f"\n{_sql(step, db)}\nCOMMIT;")
+    except sqlite3.Error:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        recorded = conn.execute(f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = ?", [name]).fetchone()
+        if recorded:
+            return False
+        raise
+    return True

@@ -293,7 +293,8 @@
     const truncated = page.groups_found > page.groups_listed ? h("p", { id: "groups-truncated", class: "muted",
       text: `Showing the first ${fmt(page.groups_listed)} of ${fmt(page.groups_found)} near-duplicate groups: ` +
         "delete some duplicates to see the rest." }) : null;
-    list.replaceChildren(h("div", { class: "filters" }, filter, below), truncated, pager,
+    // replaceChildren turns a null child into the text "null": the notice goes in only when there is one.
+    list.replaceChildren(h("div", { class: "filters" }, filter, below), ...(truncated ? [truncated] : []), pager,
       h("div", { id: "rows" }, rows.length ? rows : h("p", { class: "muted", text: "No questions match." })));
     const count = page.questions.length;
     const index = keepSelection && state.sel >= 0 ? Math.min(state.sel, count - 1) : (count ? 0 : -1);
