@@ -85,7 +85,7 @@ class Engine:
         self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
-        self.trees = TreeEditor(self.store)
+        self.trees = TreeEditor(self.store, self.db_path)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.publisher = Publisher(self.store, self.db_path, self.environ,
                                    allow_any_export_path=self.allow_any_export_path)

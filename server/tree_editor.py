@@ -7,6 +7,7 @@ check delete_tag makes). An import is one transaction: all of it or nothing.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 from pydantic import BaseModel, Field
@@ -15,7 +16,7 @@ from treedistill.server.config import MAX_TAG_DEPTH
 from treedistill.server.curator import refuse_open_work
 from treedistill.server.errors import InvalidInput
 from treedistill.server.models import Tag
-from treedistill.server.store.catalog import PATH_SEPARATOR, Store
+from treedistill.server.store.catalog import PATH_SEPARATOR, Store, connect
 from treedistill.server.store.curation import CurationStore
 from treedistill.server.store.tree import TreeStore
 from treedistill.server.text.dedup import normalize
@@ -49,10 +50,24 @@ class TreeMerge(BaseModel):
 class TreeEditor:
     """Edits of a project's tag tree by hand; no model is called."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, db_path: str | None = None):
         self.store = store
+        self.db_path = db_path  # for imports in a worker thread (import_off_loop)
         self.trees = TreeStore(store)
         self.curation = CurationStore(store)
+
+    async def import_off_loop(self, project_id: int, content: str, fmt: str, parent_tag_id: int | None = None,
+                              dry_run: bool = False) -> TreeMerge:
+        """import_tree in a worker thread on a connection of its own: an import of 20,000 tags takes seconds,
+        and the event loop keeps serving every other call meanwhile."""
+        def run() -> TreeMerge:
+            store = Store(connect(self.db_path))
+            try:
+                return TreeEditor(store).import_tree(project_id, content, fmt, parent_tag_id, dry_run)
+            finally:
+                store.db.conn.close()
+
+        return await asyncio.to_thread(run)
 
     def import_tree(self, project_id: int, content: str, fmt: str, parent_tag_id: int | None = None,
                     dry_run: bool = False) -> TreeMerge:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import anyio
 import pytest
 
 from tests.test_manual_tools import call, call_error, table_counts
@@ -268,3 +269,28 @@ async def test_depth_bound_holds_for_imports_adds_and_moves(client, db_path):
     assert table_counts(db_path) == before
     # A case-only rename keeps the tag (it is its own sibling, not a duplicate).
     assert (await call(client, "rename_tag", project_id=project_id, tag_id=ids["Side"], name="SIDE"))["path"] == "SIDE"
+
+
+async def test_a_large_import_leaves_the_server_answering(client, db_path):
+    """20,000 tags import in a worker thread: other calls are answered while it runs."""
+    project_id = await new_project(client)
+    content = "".join(f"Chapter {c}\n" + "".join(f"  Topic {c}.{t}\n" for t in range(199)) for c in range(100))
+    answered_during_import, done = [], anyio.Event()
+
+    async def big_import() -> None:
+        report = await call(client, "import_tree", project_id=project_id, content=content, format="text")
+        assert report["added"] == 20_000
+        done.set()
+
+    async def quick_calls() -> None:
+        while not done.is_set():
+            await call(client, "list_projects")
+            if not done.is_set():
+                answered_during_import.append(1)
+            await anyio.sleep(0.05)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(big_import)
+        group.start_soon(quick_calls)
+    assert len(answered_during_import) >= 3  # a blocked event loop would answer none after the import began
+    assert table_counts(db_path)["tags"] == 20_000

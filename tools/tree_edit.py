@@ -45,7 +45,7 @@ async def import_tree(
     after normalisation) are skipped and merged into, so importing the same outline twice adds nothing. All or
     nothing: a bad line (inconsistent indentation, an empty or overlong name, a name repeating its ancestor)
     is reported by its line and nothing is written. Then auto_distill(grow=false) distills the tree as it is."""
-    return engine_of(ctx).trees.import_tree(project_id, content, format, parent_tag_id, dry_run)
+    return await engine_of(ctx).trees.import_off_loop(project_id, content, format, parent_tag_id, dry_run)
 
 
 @tool_errors
