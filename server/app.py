@@ -20,8 +20,8 @@ from treedistill.server.config import database_path
 from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
 from treedistill.server.ui import apps_extension
-from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, questions, resources, \
-    review, tree
+from treedistill.tools import answers, completions, curation, export, guides, jobs, projects, prompts, questions, \
+    resources, review, tree
 
 INSTRUCTIONS = """treedistill builds distilled fine-tuning datasets.
 Manual flow: create_project -> generate_tags (top level, then children of chosen tags) -> extract_questions on
@@ -29,11 +29,13 @@ leaf tags -> answer_question. Automatic flow: create_project -> auto_distill -> 
 until the status is completed (or completed_with_failures, then retry_failed). Browse with get_tree and
 list_questions, or review_dataset (an interactive review page in clients that render MCP Apps). Curate with
 score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
-(files go to the project's export directory). Ids come from earlier results; API keys live in the server's
+(files go to the project's export directory). Steer what is made with a project's guidance, question_styles
+and answer_style (create_project, update_project) and its own prompt templates (get_prompts, set_prompt,
+reset_prompt). Ids come from earlier results; API keys live in the server's
 environment only."""
 
 TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
-TOOL_MODULES = (projects, tree, questions, answers, jobs, curation, export, review)
+TOOL_MODULES = (projects, prompts, tree, questions, answers, jobs, curation, export, review)
 
 
 class TreedistillServer(MCPServer[Engine]):

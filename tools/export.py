@@ -9,7 +9,8 @@ from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
 from treedistill.server.export.writer import ExportOptions, ExportReport
-from treedistill.tools.common import LOCAL_WRITE, MAX_ID, ProjectId, TagId, engine_of, strict_tool, tool_errors
+from treedistill.tools.common import (LOCAL_WRITE, MAX_ID, AudienceFilter, DifficultyFilter, ProjectId,
+                                      QuestionTypeFilter, TagId, engine_of, strict_tool, tool_errors)
 
 
 @tool_errors
@@ -18,7 +19,8 @@ async def export_dataset(
     project_id: ProjectId,
     format: Annotated[Literal["alpaca", "sharegpt", "openai", "raw"], Field(
         description="alpaca: instruction/input/output; sharegpt: conversations of from/value; openai: chat "
-                    "messages; raw: every stored field (tag path, models, tokens, ratings, scores)")] = "alpaca",
+                    "messages; raw: every stored field (tag path, models, tokens, ratings, scores, question type, "
+                    "difficulty, audience, prompt versions)")] = "alpaca",
     reasoning: Annotated[Literal["think", "field", "none"], Field(
         description="think: '<think>reasoning</think>' before the answer; field: a separate 'reasoning' "
                     "(alpaca) / 'reasoning_content' (sharegpt, openai) field; none: answer only")] = "think",
@@ -47,6 +49,9 @@ async def export_dataset(
         "Also write/update LLaMA-Factory's dataset_info.json beside the file; not with format='raw' or "
         "reasoning='field' (LLaMA-Factory has no column for a separate reasoning field)"))] = False,
     preview: Annotated[int, Field(ge=0, le=20, description="Records to show in the result")] = 3,
+    question_type: QuestionTypeFilter = None,
+    difficulty: DifficultyFilter = None,
+    audience: AudienceFilter = None,
 ) -> ExportReport:
     """Write the project's question/answer records as a fine-tuning dataset file, streamed, and return its
     path, record count and a preview. Files go to the project's export directory unless the server allows
@@ -55,7 +60,7 @@ async def export_dataset(
         format=format, reasoning=reasoning, path=path, file_format=file_format, system=system,
         answered_only=answered_only, confirmed_only=confirmed_only, min_rating=min_rating, min_score=min_score,
         tag_id=tag_id, per_tag_cap=per_tag_cap, seed=seed, test_ratio=test_ratio, dataset_info=dataset_info,
-        preview=preview,
+        preview=preview, question_type=question_type, difficulty=difficulty, audience=audience,
     )
     return await engine_of(ctx).curator.export_dataset(project_id, options)
 

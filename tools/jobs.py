@@ -9,10 +9,10 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
-from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate
+from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate, QuestionStyles
 from treedistill.server.ui import DASHBOARD_URI, link_ui
-from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, JobId, ProjectId, engine_of, strict_tool,
-                                      tool_errors)
+from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, Guidance, JobId, ProjectId, engine_of,
+                                      strict_tool, tool_errors)
 
 
 class JobStarted(BaseModel):
@@ -54,6 +54,10 @@ async def auto_distill(
     batch_all_calls: Annotated[bool, Field(description="With batch: tag and question calls go by batch too")] = False,
     batch_fallback_online: Annotated[bool, Field(description=(
         "With batch: a request its batch could not answer (error, expiry) is retried online"))] = False,
+    guidance: Annotated[Guidance | None, Field(description=(
+        "Guidance for this job only, added to the project's in every prompt the job sends"))] = None,
+    question_styles: Annotated[QuestionStyles | None, Field(description=(
+        "Question-style mix for this job's questions instead of the project's (see create_project)"))] = None,
 ) -> JobStarted:
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
@@ -71,7 +75,7 @@ async def auto_distill(
                           planned_calls=estimate.calls, estimate=estimate,
                           message=f"Estimate only (no job started): {estimate.calls} model calls, cost {cost}.")
     job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
-                                             answer, confirm_large, options)
+                                             answer, confirm_large, options, guidance, question_styles)
     if job is None:
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
                           planned_calls=0, message="Nothing to do: the project already has this shape.")
