@@ -1,4 +1,5 @@
-"""A project's own prompt templates: the override per kind, and every version the project has used."""
+"""A project's own prompt templates: the override per kind (prompt_overrides), pointing at the text of a version
+the project saved (prompt_templates, kept after a reset or a change)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,3 @@ class PromptStore:
         """Back to the default of `kind`; returns whether the project had its own template."""
         return self.store.db.execute("DELETE FROM prompt_overrides WHERE project_id = ? AND kind = ?",
                                      (project_id, kind)).rowcount > 0
-
-    def template_of_version(self, project_id: int, kind: str, version: str) -> str | None:
-        """The text of a custom version the project used (defaults are in the code)."""
-        row = self.store.row("SELECT template FROM prompt_templates WHERE project_id = ? AND kind = ? AND version = ?",
-                             (project_id, kind, version))
-        return None if row is None else row["template"]
