@@ -21,22 +21,28 @@ from treedistill.server.publish import Publisher
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.review import DuplicateGroups, ReviewPage, review_page
 from treedistill.server.models import (
+    GUIDANCE_LIMIT,
     Answer,
+    AnswerStyle,
     BatchOptions,
     BatchProgress,
+    EffectivePrompt,
     JobProgress,
     ModelSpec,
     PlanEstimate,
     Project,
     ProjectSummary,
     Question,
+    QuestionStyles,
     Tag,
 )
 from treedistill.server.scheduling.estimate import estimate_plan
 from treedistill.server.scheduling.planner import plan_job
 from treedistill.server.scheduling.progress import stored_job_progress
 from treedistill.server.scheduling.rate_gate import pacing_state
-from treedistill.server.text.prompts import LANGUAGES
+from treedistill.server.store.prompts import PromptStore
+from treedistill.server.text.prompts import LANGUAGES, Steering, template_of
+from treedistill.server.text.prompts.templates import KINDS, prompt_kind, template_version, validate_template
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database, open_reader
@@ -104,9 +110,12 @@ class Engine:
 
     def create_project(self, name: str, topic: str | None = None, language: str = "en",
                        question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None,
-                       max_concurrency: int = DEFAULT_MAX_CONCURRENCY, require_reasoning: bool = True) -> Project:
+                       max_concurrency: int = DEFAULT_MAX_CONCURRENCY, require_reasoning: bool = True,
+                       guidance: str = "", question_styles: QuestionStyles | None = None,
+                       answer_style: AnswerStyle | None = None) -> Project:
         """Create a project; models default from the environment and their keys must be set."""
         name = name.strip()
+        guidance = checked_guidance(guidance)
         if not name:
             raise InvalidInput("name must not be empty: give the project a short name, e.g. 'Sports'.")
         for what, text, limit in (("name", name, MAX_NAME_CHARS), ("topic", topic or "", MAX_TOPIC_CHARS)):
@@ -123,26 +132,71 @@ class Engine:
         for spec in (question_model, answer_model):
             self.caller.provider(spec)  # raises MissingAPIKey before anything is written
         return self.store.insert_project(name, (topic or "").strip() or name, language, question_model,
-                                         answer_model, max_concurrency, require_reasoning)
+                                         answer_model, max_concurrency, require_reasoning, guidance,
+                                         _unless_empty(question_styles), _unless_empty(answer_style))
 
     def update_project(self, project_id: int, *, max_concurrency: int | None = None,
                        question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None,
-                       require_reasoning: bool | None = None) -> Project:
-        """Change a project's concurrency, models or reasoning rule; a new limit applies to running jobs at once."""
+                       require_reasoning: bool | None = None, guidance: str | None = None,
+                       question_styles: QuestionStyles | None = None,
+                       answer_style: AnswerStyle | None = None) -> Project:
+        """Change a project's concurrency, models, reasoning rule, guidance or styles; a new limit applies to running
+        jobs at once, and new guidance or styles to every prompt sent from now on (stored items are kept as they are).
+        An empty guidance or style removes it."""
         self.store.get_project(project_id)
-        changes = {key: value for key, value in (("max_concurrency", max_concurrency),
-                                                  ("question_model", question_model),
-                                                  ("answer_model", answer_model),
-                                                  ("require_reasoning", require_reasoning)) if value is not None}
+        changes: dict[str, Any] = {key: value for key, value in (("max_concurrency", max_concurrency),
+                                                                 ("question_model", question_model),
+                                                                 ("answer_model", answer_model),
+                                                                 ("require_reasoning", require_reasoning))
+                                   if value is not None}
+        if guidance is not None:
+            changes["guidance"] = checked_guidance(guidance)
+        for key, style in (("question_styles", question_styles), ("answer_style", answer_style)):
+            if style is not None:
+                changes[key] = _unless_empty(style)
         if not changes:
-            raise InvalidInput("Nothing to change: pass max_concurrency, question_model, answer_model or "
-                               "require_reasoning.")
+            raise InvalidInput("Nothing to change: pass max_concurrency, question_model, answer_model, "
+                               "require_reasoning, guidance, question_styles or answer_style.")
         for spec in (question_model, answer_model):
             if spec is not None:
                 self.caller.provider(spec)  # a missing key is refused before anything is written
         project = self.store.update_project(project_id, **changes)
         self.scheduler.notify(project_id)  # a higher limit lets more items start at once, in every process
         return project
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    def get_prompts(self, project_id: int) -> list[EffectivePrompt]:
+        """Every kind of prompt as the project uses it now: its own template or the default, with the version."""
+        project = self.store.get_project(project_id)
+        custom = {row["kind"]: row for row in PromptStore(self.store).overrides(project_id)}
+        steer = Steering(templates={kind: row["template"] for kind, row in custom.items()})
+        prompts = []
+        for kind, spec in KINDS.items():
+            template, is_custom, version = template_of(project.language, kind, steer)
+            prompts.append(EffectivePrompt(kind=kind, purpose=spec.purpose, source="custom" if is_custom else "default",
+                                           version=version, template=template, placeholders=spec.placeholders,
+                                           required=sorted(spec.required),
+                                           updated_at=custom[kind]["updated_at"] if is_custom else None))
+        return prompts
+
+    def set_prompt(self, project_id: int, kind: str, template: str) -> EffectivePrompt:
+        """Make `template` the project's prompt of `kind` after validating it (nothing is saved when it is refused).
+        Items made from now on record the new version; stored ones are never rewritten."""
+        self.store.get_project(project_id)
+        validate_template(kind, template)
+        PromptStore(self.store).set_template(project_id, kind, template, template_version(template, custom=True))
+        return self._prompt(project_id, kind)
+
+    def reset_prompt(self, project_id: int, kind: str) -> EffectivePrompt:
+        """Back to the default prompt of `kind` (the project's language set)."""
+        self.store.get_project(project_id)
+        prompt_kind(kind)
+        PromptStore(self.store).reset(project_id, kind)
+        return self._prompt(project_id, kind)
+
+    def _prompt(self, project_id: int, kind: str) -> EffectivePrompt:
+        return next(prompt for prompt in self.get_prompts(project_id) if prompt.kind == kind)
 
     def list_projects(self) -> list[ProjectSummary]:
         return [with_project_prices(summary, self.environ) for summary in self.store.list_projects()]
@@ -215,17 +269,20 @@ class Engine:
         return project, self.store.all_tags(project_id), self.store.question_counts(project_id)
 
     def list_questions(self, project_id: int, tag_id: int | None = None, answered: bool | None = None,
-                       limit: int = 50, offset: int = 0) -> tuple[int, list[Question]]:
+                       limit: int = 50, offset: int = 0,
+                       styles: dict[str, str | None] | None = None) -> tuple[int, list[Question]]:
+        """A page of questions; `styles` filters on question_type, difficulty and audience."""
         self.store.get_project(project_id)
         if tag_id is not None:
             self.store.get_tag(project_id, tag_id)
-        return self.store.list_questions(project_id, tag_id, answered, limit, offset)
+        return self.store.list_questions(project_id, tag_id, answered, limit, offset, styles)
 
     async def review_page(self, project_id: int, tag_id: int | None = None, kind: str = "all",
-                          score_below: int | None = None, limit: int = 200, offset: int = 0) -> ReviewPage:
+                          score_below: int | None = None, limit: int = 200, offset: int = 0,
+                          styles: dict[str, str | None] | None = None) -> ReviewPage:
         """A page of questions with their review state, filtered server-side (see treedistill.server.review)."""
         return await review_page(self.store, self.curator, project_id, tag_id, kind, score_below, limit, offset,
-                                 self.duplicate_groups)
+                                 self.duplicate_groups, styles)
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -233,6 +290,7 @@ class Engine:
                            questions_per_tag: int = 10, answer: bool = True,
                            confirm_large: bool = False, batch: BatchOptions | None = None, *,
                            tag_id: int | None = None, grow: bool = True,
+                           guidance: str | None = None, question_styles: QuestionStyles | None = None,
                            ) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
@@ -243,17 +301,20 @@ class Engine:
         row carries its `estimate` (PlanEstimate). With `tag_id` the job works on that tag's branch only (`levels`
         counted below it); grow=false (or levels=0) uses the tree as it is: questions for its leaves and their
         answers, no tag call. Plans above LARGE_PLAN_CALLS calls or expected to cost more
-        than `confirm_cost_above` raise ConfirmationRequired unless `confirm_large`.
+        than `confirm_cost_above` raise ConfirmationRequired unless `confirm_large`. `guidance` is added to the
+        project's for this job's prompts; `question_styles` replaces the project's mix for its questions.
         """
         project = self.store.get_project(project_id)
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
+        guidance = checked_guidance(guidance or "")
         live = self._live_job(project_id)
         if live is not None:
             return live, False
         self.caller.provider(project.question_model)
         if answer:
             self.caller.provider(project.answer_model)
-        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow)
+        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow,
+                            guidance=guidance, question_styles=question_styles)
         pins = self.caller.pins(project)  # an endpoint this process is not configured for: refused before planning
         if batch is not None:
             await self._check_batch_api(project, batch, answer)
@@ -294,10 +355,12 @@ class Engine:
 
     async def plan_confirmation(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                                 questions_per_tag: int = 10, answer: bool = True,
-                                batch: BatchOptions | None = None) -> tuple[PlanEstimate, ConfirmationRequired | None]:
+                                batch: BatchOptions | None = None, *, tag_id: int | None = None,
+                                grow: bool = True) -> tuple[PlanEstimate, ConfirmationRequired | None]:
         """The plan auto_distill would start with these arguments, and why it needs a yes first (None when it
         does not): what to show a person asked to approve it."""
-        estimate = await self.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer, batch)
+        estimate = await self.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer, batch,
+                                               tag_id=tag_id, grow=grow)
         return estimate, confirmation_needed(estimate, self.confirm_cost_above)
 
     async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:
@@ -391,20 +454,39 @@ class Engine:
 
 
 def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer: bool,
-               batch: BatchOptions | None = None, *, branch: Tag | None = None, grow: bool = True) -> dict[str, Any]:
+               batch: BatchOptions | None = None, *, branch: Tag | None = None, grow: bool = True,
+               guidance: str = "", question_styles: QuestionStyles | None = None) -> dict[str, Any]:
     """A job's parameters as they are stored (`batch` and its options only for a batch job; `tag_id` and the
-    tag's `base_depth` only for a job on one branch; `grow` only when false: levels=0 means it too)."""
+    tag's `base_depth` only for a job on one branch; `grow` only when false: levels=0 means it too; the job's
+    guidance and question styles only when it has them)."""
     params: dict[str, Any] = {"levels": levels, "tags_per_level": tags_per_level,
                               "questions_per_tag": questions_per_tag, "answer": answer}
     if branch is not None:
         params.update(tag_id=branch.id, base_depth=branch.depth)
     if not grow or levels == 0:
         params["grow"] = False
+    if guidance.strip():
+        params["guidance"] = guidance.strip()
+    if question_styles is not None and not question_styles.is_empty():
+        params["question_styles"] = question_styles.model_dump()
     return params if batch is None else {**params, **batch.job_params()}
 
 
 class _Undo(Exception):
     """Raised to roll back a transaction whose only purpose was to look at its result."""
+
+
+def checked_guidance(guidance: str) -> str:
+    """Guidance as stored (stripped); InvalidInput when it is longer than GUIDANCE_LIMIT."""
+    if len(guidance) > GUIDANCE_LIMIT:
+        raise InvalidInput(f"The guidance has {len(guidance):,} characters; at most {GUIDANCE_LIMIT:,}. Keep it to "
+                           "what every prompt needs (scope, audience, what to avoid, tone).")
+    return guidance.strip()
+
+
+def _unless_empty(style: QuestionStyles | AnswerStyle | None) -> QuestionStyles | AnswerStyle | None:
+    """A style as stored: None when it asks for nothing (the default behaviour)."""
+    return None if style is None or style.is_empty() else style
 
 
 def estimate_top_up(db_path: str | Path, project: Project, params: dict[str, Any],

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 Language = Literal["en", "zh"]
 JobStatus = Literal["queued", "running", "completed", "completed_with_failures", "cancelled", "failed"]
@@ -48,6 +48,59 @@ class ModelSpec(BaseModel):
         return self
 
 
+GUIDANCE_LIMIT = 20_000  # characters of guidance (project or job): a page of instructions, not a book
+STYLE_NAME_LIMIT = 200  # characters of one question type, difficulty or audience
+STYLE_CHOICES_LIMIT = 20  # choices per dimension of a question-style mix
+StyleName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=STYLE_NAME_LIMIT)]
+StyleWeight = Annotated[float, Field(gt=0, le=1000)]
+StyleMix = Annotated[dict[StyleName, StyleWeight], Field(max_length=STYLE_CHOICES_LIMIT)]
+AnswerFormat = Literal["prose", "steps", "bullets", "code", "tables", "worked_example"]
+
+
+class QuestionStyles(BaseModel):
+    """A weighted mix of question types, difficulty levels and audiences: each extraction asks for a concrete
+    plan drawn from the weights, and each question stores the type, difficulty and audience it was asked for.
+    An empty dimension keeps the default instruction (diverse in type / difficulty, no audience)."""
+
+    types: StyleMix = Field(default_factory=dict, description=(
+        "Question type -> weight, e.g. {\"multiple-choice with four options\": 2, \"problem-solving with numbers\": 1}; "
+        "other ideas: factual, conceptual, how-to, scenario, comparison, code"))
+    difficulties: StyleMix = Field(default_factory=dict, description=(
+        "Difficulty -> weight, e.g. {\"beginner\": 1, \"exam level\": 3, \"expert\": 1}"))
+    audiences: StyleMix = Field(default_factory=dict, description=(
+        "Audience or persona -> weight, e.g. {\"high-school student\": 1, \"teacher\": 1}"))
+
+    def is_empty(self) -> bool:
+        return not (self.types or self.difficulties or self.audiences)
+
+
+class AnswerStyle(BaseModel):
+    """How the teacher should write its answers; stated in the answer (and judge) prompt."""
+
+    max_words: int | None = Field(None, ge=20, le=20_000, description="Answers at most this many words")
+    formats: list[AnswerFormat] = Field(default_factory=list, max_length=6, description=(
+        "Forms the answer should use: prose, steps (numbered), bullets, code, tables, worked_example (at least "
+        "one worked example)"))
+    notes: str | None = Field(None, max_length=2000, description="Anything else about the answers' style")
+
+    def is_empty(self) -> bool:
+        return self.max_words is None and not self.formats and not (self.notes or "").strip()
+
+
+class EffectivePrompt(BaseModel):
+    """A kind of prompt as a project uses it now."""
+
+    kind: Literal["tags", "questions", "answer", "judge"]
+    purpose: str
+    source: Literal["default", "custom"] = Field(..., description="custom: the project's own template (set_prompt)")
+    version: str = Field(..., description=(
+        "Recorded on every tag, question and answer made with it: 'default:' or 'custom:' and a digest of the text"))
+    template: str
+    placeholders: dict[str, str] = Field(..., description="The placeholders this kind takes, and what each is")
+    required: list[str] = Field(..., description="Placeholders a template of this kind must contain")
+    updated_at: str | None = Field(None, description="When the custom template was set")
+
+
 class Project(BaseModel):
     id: int
     name: str
@@ -59,6 +112,10 @@ class Project(BaseModel):
     require_reasoning: bool = Field(True, description=(
         "Answers must come with a reasoning trace (one re-ask, then the item fails); false stores answers "
         "without one, marked reasoning_source 'none'"))
+    guidance: str = Field("", description=(
+        "Free text (scope, audience, what to avoid, tone) put in every tag, question, answer and judge prompt"))
+    question_styles: QuestionStyles | None = Field(None, description="The question-style mix; null: default mix")
+    answer_style: AnswerStyle | None = Field(None, description="How answers are written; null: no requirement")
     created_at: str
 
 
@@ -90,6 +147,10 @@ class Question(BaseModel):
     tag_path: str
     text: str
     answered: bool = False
+    question_type: str | None = Field(None, description="The type it was asked for (question styles); null: none")
+    difficulty: str | None = Field(None, description="The difficulty it was asked for; null: none")
+    audience: str | None = Field(None, description="The audience it was asked for; null: none")
+    prompt_version: str | None = Field(None, description="Version of the questions prompt it came from")
 
 
 class Answer(BaseModel):
@@ -105,6 +166,7 @@ class Answer(BaseModel):
     input_tokens: int
     output_tokens: int
     created_at: str
+    prompt_version: str | None = Field(None, description="Version of the answer prompt it came from")
 
 
 class CuratedAnswer(Answer):

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from treedistill.server.curator import Curator
 from treedistill.server.errors import InvalidInput
+from treedistill.server.models import AnswerStyle, QuestionStyles
 from treedistill.server.store.catalog import Store
 from treedistill.server.store.review import ReviewQueries
 from treedistill.server.text.near_dup import DEFAULT_THRESHOLD, keep_order
@@ -24,6 +25,9 @@ class ReviewRow(BaseModel):
     rating: int | None = None
     confirmed: bool = False
     score: int | None = None
+    question_type: str | None = None
+    difficulty: str | None = None
+    audience: str | None = None
     group: int | None = Field(None, description="near_duplicates only: the group this question belongs to (1, 2, ...)")
     keep: bool | None = Field(None, description="near_duplicates only: the member find_duplicates would keep")
 
@@ -44,6 +48,12 @@ class ReviewPage(BaseModel):
     project_id: int
     project_name: str
     topic: str
+    guidance: str = Field("", description="The project's guidance")
+    question_styles: QuestionStyles | None = Field(None, description="The project's question-style mix")
+    answer_style: AnswerStyle | None = Field(None, description="The project's answer style")
+    style_values: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "question_type, difficulty, audience: the values the project's questions were asked for (for filters)"))
+    styles: dict[str, str] = Field(default_factory=dict, description="The style filters of this page")
     tag_id: int | None
     tag_path: str | None
     filter: str
@@ -87,13 +97,17 @@ class DuplicateGroups:
 
 async def review_page(store: Store, curator: Curator, project_id: int, tag_id: int | None = None,
                       kind: str = "all", score_below: int | None = None, limit: int = 200,
-                      offset: int = 0, duplicates: DuplicateGroups | None = None) -> ReviewPage:
-    """One page of questions with their review state; see ReviewPage."""
+                      offset: int = 0, duplicates: DuplicateGroups | None = None,
+                      styles: dict[str, str | None] | None = None) -> ReviewPage:
+    """One page of questions with their review state; see ReviewPage. `styles` narrows the scope (counts
+    included) to a question type, difficulty or audience."""
     project = store.get_project(project_id)
     tag = store.get_tag(project_id, tag_id) if tag_id is not None else None
     if kind == "score_below" and score_below is None:
         raise InvalidInput("filter 'score_below' needs score_below (e.g. 7: answers the judge scored under 7).")
-    queries = ReviewQueries(store)
+    queries = ReviewQueries(store, styles)
+    if queries.styles and kind == "near_duplicates":
+        raise InvalidInput("near_duplicates looks at every question of the scope; leave out the style filters.")
     counts = queries.counts(project_id, tag_id, score_below)
     groups_found = groups_listed = None
     if kind == "near_duplicates":
@@ -105,7 +119,10 @@ async def review_page(store: Store, curator: Curator, project_id: int, tag_id: i
         total = queries.matching(counts, kind)
         rows = ([ReviewRow(**row) for row in queries.page(project_id, tag_id, kind, score_below, limit, offset)]
                 if offset < total else [])  # nothing there: no need to scan for it
-    return ReviewPage(project_id=project_id, project_name=project.name, topic=project.topic, tag_id=tag_id,
+    return ReviewPage(project_id=project_id, project_name=project.name, topic=project.topic,
+                      guidance=project.guidance, question_styles=project.question_styles,
+                      answer_style=project.answer_style, style_values=queries.style_values(project_id),
+                      styles=queries.styles, tag_id=tag_id,
                       tag_path=tag.path if tag else None, filter=kind, score_below=score_below,
                       counts=ReviewCounts(**counts), total=total, offset=offset, limit=limit, questions=rows,
                       groups_found=groups_found, groups_listed=groups_listed)

@@ -57,6 +57,8 @@ work are chosen the same way every time):
 Faults per request, random (drawn from the seeded generator): `rate_429`, `rate_500`,
 `rate_malformed`, `rate_garbage`, and `truncate_rate` (the reply is cut off half-way: mid-JSON for
 JSON tasks, mid-sentence for answers, with the length finish reason and non-zero usage).
+With `record_prompts`, each logged request also keeps its whole system prompt (`system`) and first user
+message (`user`), so tests can compare exactly what a model was asked.
 Each logged request (`requests()`) records `api_key` (the key it carried: the fake keys tests pass, so
 tests can check which key went where), `task`, `task_key`, `prompt_key`, `status` and, once
 answered, `outcome` ("ok", "truncated", "unusable", "content_filter", "broken"); `stats()` counts `rejected`
@@ -138,6 +140,7 @@ class Faults:
     batch_error_rate: float = 0.0  # fraction of batch entries (by custom_id) answered with a transient error
     batch_expire: float = 0.0  # fraction of a batch's entries never done: the batch ends expired
     batch_unsupported: bool = False  # every batch and file route answers 404 (a server without a batch API)
+    record_prompts: bool = False  # log each request's whole system prompt and first user message (`system`, `user`)
 
 
 @dataclass
@@ -599,6 +602,8 @@ def _prepare(state: StandinState, api: str, body: dict[str, Any], key: str,
         "input_tokens_estimate": len(all_text) // 4 + 1,
         **(log_fields or {}),
     }
+    if state.faults.record_prompts:
+        entry.update(system=system, user=question)
     if forced_status is not None:
         admission = state.admit(entry, invalid=True, invalid_status=forced_status)
     else:

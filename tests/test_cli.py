@@ -551,3 +551,55 @@ def test_the_confirmation_bounds_are_written_once_and_every_surface_follows():
     typed = [path.relative_to(ROOT) for folder in ("server", "tools") for path in (ROOT / folder).rglob("*.py")
              if path.name != "config.py" and re.search(r"20,000 model|\$25\b|else 25\b", path.read_text())]
     assert typed == []
+
+
+def test_distill_guidance_comes_from_text_or_a_file_and_reaches_every_prompt(env, db_path, llm, tmp_path):
+    llm.configure(record_prompts=True)
+    guidance = tmp_path / "guidance.md"
+    guidance.write_text("# Scope\nOnly classical mechanics, SI units.\n", encoding="utf-8")
+    command = ["distill", "Physics", "--levels", "1", "--tags", "1", "--plain"]
+    made = cli(env, db_path, *command, "--questions", "1", "--guidance", f"@{guidance}")
+    assert made.returncode == 0, made.stderr
+    (project,) = json.loads(cli(env, db_path, "projects", "--json").stdout)
+    assert project["guidance"] == "# Scope\nOnly classical mechanics, SI units."
+    prompts = [f"{entry['system']}\n{entry['user']}" for entry in llm.requests()]
+    assert len(prompts) == 3 and all("Only classical mechanics, SI units." in prompt for prompt in prompts)
+
+    llm.reset()
+    llm.configure(record_prompts=True)
+    changed = cli(env, db_path, *command, "--questions", "2", "--guidance", "Only optics.")
+    assert changed.returncode == 0, changed.stderr
+    assert "guidance updated" in changed.stdout
+    assert [entry["task"] for entry in llm.requests()] == ["questions", "answer"]
+    assert all("Only optics." in f"{entry['system']}\n{entry['user']}" for entry in llm.requests())
+
+    missing = cli(env, db_path, *command, "--guidance", f"@{tmp_path / 'nowhere.md'}")
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    guidance.write_text("x" * 20_001, encoding="utf-8")
+    too_long = cli(env, db_path, *command, "--questions", "3", "--guidance", f"@{guidance}")
+    assert too_long.returncode == 2 and "20,000" in too_long.stderr
+    (project,) = json.loads(cli(env, db_path, "projects", "--json").stdout)
+    assert project["guidance"] == "Only optics." and project["questions"] == 2
+
+
+def test_distill_sets_the_projects_question_and_answer_styles(env, db_path, llm, tmp_path):
+    llm.configure(record_prompts=True)
+    styles = tmp_path / "styles.json"
+    styles.write_text('{"types": {"multiple-choice": 1, "numeric": 1}}', encoding="utf-8")
+    command = ["distill", "Physics", "--levels", "1", "--tags", "1", "--plain"]
+    made = cli(env, db_path, *command, "--questions", "4", "--question-styles", f"@{styles}",
+               "--answer-style", '{"max_words": 120}')
+    assert made.returncode == 0, made.stderr
+    with sqlite3.connect(db_path) as conn:
+        types = sorted(row[0] for row in conn.execute("SELECT question_type FROM questions"))
+    assert types == ["multiple-choice", "multiple-choice", "numeric", "numeric"]
+    assert all("- at most 120 words" in entry["system"] for entry in llm.requests() if entry["task"] == "answer")
+
+    removed = cli(env, db_path, *command, "--questions", "5", "--question-styles", "{}", "--answer-style", "{}")
+    assert removed.returncode == 0, removed.stderr
+    assert "question styles and answer style updated" in removed.stdout
+    (project,) = json.loads(cli(env, db_path, "projects", "--json").stdout)
+    assert (project["question_styles"], project["answer_style"]) == (None, None)
+    bad = cli(env, db_path, *command, "--question-styles", '{"types": {"x": -1}}')
+    assert bad.returncode == 2 and "types.x" in bad.stderr
+

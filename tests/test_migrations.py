@@ -22,12 +22,14 @@ EXPECTED_COLUMNS = {
     MIGRATIONS_TABLE: ("name", "applied_at"),
     "projects": ("id", "name", "topic", "language", "question_model", "answer_model", "max_concurrency",
                  "created_at", "input_tokens", "output_tokens", "cost", "judge_model", "require_reasoning",
-                 "unpriced_calls", "holdout_rule"),
-    "tags": ("id", "project_id", "parent_id", "name", "norm", "depth", "path", "created_at"),
-    "questions": ("id", "project_id", "tag_id", "text", "norm", "created_at", "heldout", "chars"),
+                 "unpriced_calls", "holdout_rule", "guidance", "question_styles", "answer_style"),
+    "tags": ("id", "project_id", "parent_id", "name", "norm", "depth", "path", "created_at", "prompt_version"),
+    "questions": ("id", "project_id", "tag_id", "text", "norm", "created_at", "heldout", "chars", "prompt_version",
+                  "question_type", "difficulty", "audience"),
     "answers": ("question_id", "project_id", "answer", "reasoning", "reasoning_source", "model", "input_tokens",
                 "output_tokens", "created_at", "rating", "confirmed", "score", "score_rationale", "score_model",
-                "scored_at", "edited_at", "answer_chars", "reasoning_chars"),
+                "scored_at", "edited_at", "answer_chars", "reasoning_chars",
+                "prompt_version"),
     "jobs": ("id", "project_id", "status", "params", "error", "created_at", "started_at", "finished_at",
              "planned_tags", "planned_questions", "planned_answers", "planned_calls", "tags_done", "questions_done",
              "answers_done", "tags_failed", "questions_failed", "answers_failed", "calls_done", "calls_failed",
@@ -48,6 +50,8 @@ EXPECTED_COLUMNS = {
     "batch_requests": ("item_id", "project_id", "job_id", "custom_id", "cache_key", "spec", "request", "queued_at",
                        "submission_id", "outcome", "error"),
     "holdout_units": ("tag_id", "project_id", "held"),
+    "prompt_templates": ("project_id", "kind", "version", "template", "created_at"),
+    "prompt_overrides": ("project_id", "kind", "version", "updated_at"),
     "contamination": ("id", "project_id", "question_id", "source", "matched", "ngram", "kept", "created_at"),
 }
 EXPECTED_INDEXES = {
@@ -57,7 +61,7 @@ EXPECTED_INDEXES = {
     "questions_project_norm", "questions_tag", "tags_parent", "tags_sibling_norm", "work_items_errors",
     "work_items_job", "work_items_project_kind", "work_items_question", "work_items_queue", "work_items_running",
     "work_items_tag", "answers_report", "contamination_project", "contamination_question", "holdout_units_project",
-    "questions_heldout", "questions_report",
+    "questions_heldout", "questions_report", "questions_style",
 }
 
 

@@ -552,3 +552,50 @@ def test_the_page_says_when_near_duplicate_groups_were_cut_short(browser, open_s
     expect(app.locator("#groups-truncated")).to_have_text(
         "Showing the first 500 of 734 near-duplicate groups: delete some duplicates to see the rest.")
     page.context.close()
+
+
+async def steered_project(mcp_url: str) -> int:
+    """A project with guidance, a question-style mix, an answer style and its own questions prompt: one tag with
+    four questions (three multiple-choice, one numeric), unanswered."""
+    from tests.test_http import http_client
+
+    async with http_client(mcp_url) as client:
+        async def call(tool: str, **arguments) -> dict:
+            result = await client.call_tool(tool, arguments)
+            assert not result.is_error, result.content[0].text
+            return result.structured_content
+
+        project = await call("create_project", name="Steered physics", guidance="Exam level, SI units only.",
+                             question_styles={"types": {"multiple-choice": 3, "numeric": 1}},
+                             answer_style={"max_words": 150, "formats": ["steps"]})
+        await call("set_prompt", project_id=project["id"], kind="questions",
+                   template="Tag path: {path}\nWrite {count} exam questions.\n{style}\nAvoid:\n{existing}")
+        tag = (await call("generate_tags", project_id=project["id"], count=1))["tags"][0]
+        await call("extract_questions", project_id=project["id"], tag_id=tag["id"], count=4)
+    return project["id"]
+
+
+def test_the_review_app_shows_guidance_styles_prompts_and_filters_by_style(browser, open_server):
+    from playwright.sync_api import expect
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API owns this thread's event loop
+        project_id = thread.submit(anyio.run, steered_project, f"{open_server}/mcp").result(timeout=60)
+    page = new_page(browser)
+    page.goto(f"{open_server}/ui/#review/{project_id}")
+    expect(page.locator("#rows .row")).to_have_count(4)
+    page.locator("#steering > summary").click()
+    expect(page.locator("#guidance")).to_have_text("Exam level, SI units only.")
+    expect(page.locator("#style-types")).to_have_text("multiple-choice ×3, numeric ×1")
+    expect(page.locator("#answer-style")).to_have_text("at most 150 words · steps")
+    expect(page.locator('#prompts .prompt[data-kind="questions"] > summary')).to_contain_text("questions: custom (custom:")
+    expect(page.locator('#prompts .prompt[data-kind="answer"] > summary')).to_contain_text("answer: default (default:")
+    expect(page.locator("#rows .row .badge.style")).to_have_count(4)
+    expect(page.locator("#style-difficulty")).to_have_count(0)  # no difficulty was asked for: no filter for it
+    page.locator("#style-question_type").select_option("numeric")
+    expect(page.locator("#rows .row")).to_have_count(1)
+    expect(page.locator("#range")).to_have_text("1–1 of 1")
+    expect(page.locator("#summary")).to_contain_text("1 questions")
+    expect(page.locator("#detail .meta").first).to_contain_text("· numeric")
+    page.locator("#style-question_type").select_option("")
+    expect(page.locator("#rows .row")).to_have_count(4)
+    page.context.close()

@@ -19,6 +19,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from treedistill.server.engine import Engine, Heartbeat
 from treedistill.server.errors import TreedistillError
+from treedistill.server.models import GUIDANCE_LIMIT, STYLE_NAME_LIMIT
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,6 +39,14 @@ TagId = Annotated[int, Field(ge=1, le=MAX_ID, description="Tag id, from generate
 QuestionId = Annotated[int, Field(ge=1, le=MAX_ID, description=(
     "Question id, from extract_questions or list_questions"))]
 JobId = Annotated[int, Field(ge=1, le=MAX_ID, description="Job id, from auto_distill or list_jobs")]
+Guidance = Annotated[str, Field(max_length=GUIDANCE_LIMIT, description=(
+    "Free text put in every tag, question, answer and judge prompt: scope, audience, what to avoid, tone"))]
+QuestionTypeFilter = Annotated[str | None, Field(max_length=STYLE_NAME_LIMIT, description=(
+    "Only questions asked as this type (question_styles)"))]
+DifficultyFilter = Annotated[str | None, Field(max_length=STYLE_NAME_LIMIT, description=(
+    "Only questions asked at this difficulty (question_styles)"))]
+AudienceFilter = Annotated[str | None, Field(max_length=STYLE_NAME_LIMIT, description=(
+    "Only questions asked for this audience (question_styles)"))]
 
 
 def engine_of(ctx: Context) -> Engine:

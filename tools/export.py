@@ -10,7 +10,8 @@ from pydantic import Field
 
 from treedistill.server.export.card import CARD_DESCRIPTION_LIMIT
 from treedistill.server.export.writer import ExportOptions, ExportReport
-from treedistill.tools.common import DESTRUCTIVE, MAX_ID, ProjectId, TagId, engine_of, strict_tool, tool_errors
+from treedistill.tools.common import (DESTRUCTIVE, MAX_ID, AudienceFilter, DifficultyFilter, ProjectId,
+                                      QuestionTypeFilter, TagId, engine_of, strict_tool, tool_errors)
 
 
 @tool_errors
@@ -19,7 +20,8 @@ async def export_dataset(
     project_id: ProjectId,
     format: Annotated[Literal["alpaca", "sharegpt", "openai", "raw"], Field(
         description="alpaca: instruction/input/output; sharegpt: conversations of from/value; openai: chat "
-                    "messages; raw: every stored field (tag path, models, tokens, ratings, scores)")] = "alpaca",
+                    "messages; raw: every stored field (tag path, models, tokens, ratings, scores, question type, "
+                    "difficulty, audience, prompt versions)")] = "alpaca",
     reasoning: Annotated[Literal["think", "field", "none"], Field(
         description="think: '<think>reasoning</think>' before the answer; field: a separate 'reasoning' "
                     "(alpaca) / 'reasoning_content' (sharegpt, openai) field; none: answer only")] = "think",
@@ -62,6 +64,9 @@ async def export_dataset(
         "(default 'other')"))] = None,
     description: Annotated[str | None, Field(max_length=CARD_DESCRIPTION_LIMIT, description=(
         "hf layout: your description, put at the top of the card (Markdown)"))] = None,
+    question_type: QuestionTypeFilter = None,
+    difficulty: DifficultyFilter = None,
+    audience: AudienceFilter = None,
 ) -> ExportReport:
     """Write the project's question/answer records as a fine-tuning dataset file (or, with layout='hf', a
     Hugging Face datasets folder with a dataset card), streamed, and return its path, record count and a
@@ -72,6 +77,7 @@ async def export_dataset(
         answered_only=answered_only, confirmed_only=confirmed_only, min_rating=min_rating, min_score=min_score,
         tag_id=tag_id, per_tag_cap=per_tag_cap, seed=seed, test_ratio=test_ratio, dataset_info=dataset_info,
         preview=preview, split=split, layout=layout, license=license, description=description,
+        question_type=question_type, difficulty=difficulty, audience=audience,
     )
     engine = engine_of(ctx)
     if layout == "hf":

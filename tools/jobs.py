@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field
 
 from treedistill.server.config import CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS
 from treedistill.server.errors import CostAboveThreshold
-from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate
+from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate, QuestionStyles
 from treedistill.server.ui import DASHBOARD_URI, link_ui
 from treedistill.tools.consent import NOT_ASKED, Approval, ask, can_ask, verdict
-from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, JobId, ProjectId, TagId, engine_of,
-                                      strict_tool, tool_errors)
+from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, Guidance, JobId, ProjectId, TagId,
+                                      engine_of, strict_tool, tool_errors)
 
 
 class JobStarted(BaseModel):
@@ -46,15 +46,15 @@ def _batch_options(batch: bool, size: int | None, wait_seconds: float | None, al
 async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_level: int = 10,
                        questions_per_tag: int = 10, answer: bool = True, estimate_only: bool = False,
                        batch: bool = False, batch_size: int | None = None, batch_wait_seconds: float | None = None,
-                       batch_all_calls: bool = False, batch_fallback_online: bool = False
-                       ) -> Elicit[Approval] | None:
+                       batch_all_calls: bool = False, batch_fallback_online: bool = False,
+                       tag_id: int | None = None, grow: bool = True) -> Elicit[Approval] | None:
     """auto_distill's question to the person, when their client can ask and the plan needs a yes (above the
     call bound or the cost threshold): the plan's calls, tokens and cost, and why it asks."""
     if estimate_only or not can_ask(ctx):
         return NOT_ASKED
     options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
     estimate, reason = await engine_of(ctx).plan_confirmation(project_id, levels, tags_per_level, questions_per_tag,
-                                                              answer, options)
+                                                              answer, options, tag_id=tag_id, grow=grow)
     if reason is None:
         return NOT_ASKED
     why = reason.summary if isinstance(reason, CostAboveThreshold) else (
@@ -96,6 +96,10 @@ async def auto_distill(
         "false: use the tree as it is (e.g. one from import_tree): questions for its leaves and answers for "
         "those, no tag generated"))] = True,
     approval: Annotated[ElicitationResult[Approval], Resolve(ask_to_start)] = None,
+    guidance: Annotated[Guidance | None, Field(description=(
+        "Guidance for this job only, added to the project's in every prompt the job sends"))] = None,
+    question_styles: Annotated[QuestionStyles | None, Field(description=(
+        "Question-style mix for this job's questions instead of the project's (see create_project)"))] = None,
 ) -> JobStarted:
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
@@ -120,7 +124,8 @@ async def auto_distill(
     # Asked, only the person's yes confirms the plan; confirm_large is for clients that cannot ask.
     job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
                                              answer, confirm_large if approved is None else True, options,
-                                             tag_id=tag_id, grow=grow)
+                                             tag_id=tag_id, grow=grow, guidance=guidance,
+                                             question_styles=question_styles)
     if job is None:
         grows = grow and levels > 0
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,

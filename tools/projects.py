@@ -9,8 +9,8 @@ from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
 from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY_LIMIT, MAX_NAME_CHARS, MAX_TOPIC_CHARS
-from treedistill.server.models import ModelSpec, Project, ProjectSummary
-from treedistill.tools.common import LOCAL_WRITE, READ_ONLY, ProjectId, engine_of, strict_tool, tool_errors
+from treedistill.server.models import AnswerStyle, ModelSpec, Project, ProjectSummary, QuestionStyles
+from treedistill.tools.common import LOCAL_WRITE, READ_ONLY, Guidance, ProjectId, engine_of, strict_tool, tool_errors
 
 
 class ProjectList(BaseModel):
@@ -35,10 +35,16 @@ async def create_project(
     require_reasoning: Annotated[bool, Field(description=(
         "true: every answer needs a reasoning trace (a teacher that gives none is asked once more, then the "
         "answer fails); false: plain answers are kept too (SFT data without reasoning)"))] = True,
+    guidance: Guidance = "",
+    question_styles: Annotated[QuestionStyles | None, Field(description=(
+        "Weighted mix of question types, difficulties and audiences; each extraction asks for a concrete plan "
+        "and each question stores what it was asked to be (default: 'diverse in type and difficulty')"))] = None,
+    answer_style: Annotated[AnswerStyle | None, Field(description=(
+        "How answers are written (length, forms); stated in the answer and judge prompts"))] = None,
 ) -> Project:
     """Create a distillation project. API keys are read from the server's environment, never passed here."""
     return engine_of(ctx).create_project(name, topic, language, question_model, answer_model, max_concurrency,
-                                         require_reasoning)
+                                         require_reasoning, guidance, question_styles, answer_style)
 
 
 @tool_errors
@@ -51,11 +57,19 @@ async def update_project(
     answer_model: Annotated[ModelSpec | None, Field(description="New teacher model for answers")] = None,
     require_reasoning: Annotated[bool | None, Field(description=(
         "Whether answers need a reasoning trace (see create_project)"))] = None,
+    guidance: Annotated[Guidance | None, Field(description=(
+        "New guidance for every prompt from now on ('' removes it)"))] = None,
+    question_styles: Annotated[QuestionStyles | None, Field(description=(
+        "New question-style mix (see create_project; {} returns to the default)"))] = None,
+    answer_style: Annotated[AnswerStyle | None, Field(description=(
+        "New answer style (see create_project; {} removes it)"))] = None,
 ) -> Project:
-    """Change a project's max_concurrency, its models or its reasoning rule. Stored results are kept as they are."""
+    """Change a project's max_concurrency, models, reasoning rule, guidance or styles. Stored results are kept as
+    they are; new settings apply to every prompt sent from now on."""
     return engine_of(ctx).update_project(project_id, max_concurrency=max_concurrency,
                                          question_model=question_model, answer_model=answer_model,
-                                         require_reasoning=require_reasoning)
+                                         require_reasoning=require_reasoning, guidance=guidance,
+                                         question_styles=question_styles, answer_style=answer_style)
 
 
 @tool_errors
@@ -68,6 +82,6 @@ def tools() -> list[Tool]:
     return [
         # A second call with the same name fails instead of doing nothing: not idempotent.
         strict_tool(create_project, "Create a project", LOCAL_WRITE.model_copy(update={"idempotent_hint": False})),
-        strict_tool(update_project, "Update a project's models or concurrency", LOCAL_WRITE),
+        strict_tool(update_project, "Update a project's settings", LOCAL_WRITE),
         strict_tool(list_projects, "List projects", READ_ONLY),
     ]

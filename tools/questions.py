@@ -9,8 +9,8 @@ from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
 from treedistill.server.models import Question
-from treedistill.tools.common import (GENERATES, MAX_ID, READ_ONLY, ProjectId, TagId, engine_of, heartbeat_for, strict_tool,
-                                      tool_errors)
+from treedistill.tools.common import (GENERATES, MAX_ID, READ_ONLY, AudienceFilter, DifficultyFilter, ProjectId,
+                                      QuestionTypeFilter, TagId, engine_of, heartbeat_for, strict_tool, tool_errors)
 from treedistill.tools.tree import MAX_PER_CALL
 
 
@@ -50,9 +50,14 @@ async def list_questions(
     answered: Annotated[bool | None, Field(description="true: answered only; false: unanswered only")] = None,
     limit: Annotated[int, Field(ge=1, le=500, description="Questions per page")] = 50,
     offset: Annotated[int, Field(ge=0, le=MAX_ID, description="Questions to skip (total tells how many match)")] = 0,
+    question_type: QuestionTypeFilter = None,
+    difficulty: DifficultyFilter = None,
+    audience: AudienceFilter = None,
 ) -> QuestionPage:
-    """Page through a project's questions with their tag paths and whether they are answered."""
-    total, questions = engine_of(ctx).list_questions(project_id, tag_id, answered, limit, offset)
+    """Page through a project's questions with their tag paths, whether they are answered, and the type,
+    difficulty and audience each was asked for."""
+    styles = {"question_type": question_type, "difficulty": difficulty, "audience": audience}
+    total, questions = engine_of(ctx).list_questions(project_id, tag_id, answered, limit, offset, styles)
     return QuestionPage(project_id=project_id, total=total, offset=offset, questions=questions)
 
 

@@ -11,8 +11,8 @@ from pydantic import Field
 from treedistill.server.review import ReviewPage
 from treedistill.server.store.review import ReviewFilter
 from treedistill.server.ui import REVIEW_URI, link_ui
-from treedistill.tools.common import MAX_ID, READ_ONLY, ProjectId, QuestionId, TagId, engine_of, strict_tool, \
-    tool_errors
+from treedistill.tools.common import (MAX_ID, READ_ONLY, AudienceFilter, DifficultyFilter, ProjectId, QuestionId,
+                                      QuestionTypeFilter, TagId, engine_of, strict_tool, tool_errors)
 from treedistill.tools.resources import QuestionWithAnswer
 
 MAX_PAGE = 500
@@ -31,12 +31,17 @@ async def review_dataset(
         "With filter=score_below: answers the judge scored under this (1-10 scale)"))] = None,
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Questions per page")] = 200,
     offset: Annotated[int, Field(ge=0, le=MAX_ID, description="Questions to skip (total tells how many match)")] = 0,
+    question_type: QuestionTypeFilter = None,
+    difficulty: DifficultyFilter = None,
+    audience: AudienceFilter = None,
 ) -> ReviewPage:
     """Review a project's dataset: one page of questions with their review state (answered, rating, confirmed,
     judge score) and the project's review counts. Clients that render MCP Apps show it as an interactive review
     page (tag tree, filters, answer and reasoning, rate/confirm/edit/delete, keyboard navigation); others get
-    the page as JSON. Open one question with get_answer."""
-    return await engine_of(ctx).review_page(project_id, tag_id, filter, score_below, limit, offset)
+    the page as JSON, with the project's guidance and styles. The style filters narrow the scope, counts
+    included. Open one question with get_answer."""
+    styles = {"question_type": question_type, "difficulty": difficulty, "audience": audience}
+    return await engine_of(ctx).review_page(project_id, tag_id, filter, score_below, limit, offset, styles)
 
 
 @tool_errors

@@ -13,6 +13,7 @@ from collections import Counter
 from treedistill.server.text.parsing import ListContext, item_problem
 
 _ACCESS = re.compile(r'"POST /v1/chat/completions HTTP/[\d.]+" (\d{3})')
+_OPTION = re.compile(r"(?:^|\s|\()([A-D])[\).:]\s")  # "A) ...", "(B) ...", "C. ...", "D: ..."
 
 
 def main() -> None:
@@ -32,6 +33,9 @@ def main() -> None:
     tags = conn.execute("SELECT name, path FROM tags WHERE project_id = ?", (project_id,)).fetchall()
     questions = conn.execute("SELECT q.text, t.path FROM questions q JOIN tags t ON t.id = q.tag_id "
                              "WHERE q.project_id = ?", (project_id,)).fetchall()
+    styled = conn.execute("SELECT question_type, difficulty, audience, text FROM questions WHERE project_id = ? AND"
+                          " (question_type IS NOT NULL OR difficulty IS NOT NULL OR audience IS NOT NULL)",
+                          (project_id,)).fetchall()
     answers = conn.execute("SELECT COUNT(*) FROM answers a JOIN questions q ON q.id = a.question_id "
                            "WHERE q.project_id = ?", (project_id,)).fetchone()[0]
     errors = [row[0] for row in conn.execute(
@@ -55,6 +59,14 @@ def main() -> None:
     for text, path in questions:
         print(f"  [{path}] {text}")
     print(f"answers: {answers} of {p_answers} planned")
+    if styled:  # a question-style mix: what was asked (stored per question) and what the model wrote
+        print("question styles asked for (type / difficulty / audience: count):")
+        for style, count in sorted(Counter(row[:3] for row in styled).items(), key=str):
+            print(f"  {' / '.join(value or '-' for value in style)}: {count}")
+        choice = [text for kind, _, _, text in styled if kind and "choice" in kind.lower()]
+        if choice:
+            with_options = sum(len(set(_OPTION.findall(text))) >= 3 for text in choice)
+            print(f"multiple-choice questions that list at least 3 lettered options: {with_options} of {len(choice)}")
     print(f"placeholder/echo items: {len(bad)}" + "".join(f"\n  {line}" for line in bad))
     print(f"calls answered (HTTP 200) by the server: {answered}; refused: "
           f"{sum(n for code, n in statuses.items() if code != '200')} {dict(statuses)}; planned: {planned_calls}; "

@@ -21,7 +21,8 @@ from treedistill.server.cli.progress import ProgressView, cost_text, final_summa
 from treedistill.server.cli.reports import project_named
 from treedistill.server.engine import Engine, job_params
 from treedistill.server.errors import InvalidInput
-from treedistill.server.models import BatchOptions, JobProgress, PlanEstimate, Project, TERMINAL_STATUSES
+from treedistill.server.models import (TERMINAL_STATUSES, AnswerStyle, BatchOptions, JobProgress, PlanEstimate, Project,
+                                      QuestionStyles)
 from treedistill.server.store.catalog import Store, open_reader
 
 REFRESH_SECONDS = 0.5
@@ -45,11 +46,20 @@ class DistillRequest:
     batch_size: int | None = None
     batch_wait: float | None = None
     tree: tuple[str, str] | None = None  # --tree: an outline (content, format) imported before the job
+    guidance: str | None = None  # the project's guidance; None keeps what it has
+    question_styles: QuestionStyles | None = None  # the project's question-style mix; None keeps it
+    answer_style: AnswerStyle | None = None  # the project's answer style; None keeps it
 
     @property
     def params(self) -> dict[str, Any]:
         """The job parameters, as the engine stores them."""
         return job_params(self.levels, self.tags_per_level, self.questions_per_tag, self.answer, self.batch_options)
+
+    @property
+    def styles(self) -> dict[str, QuestionStyles | AnswerStyle | None]:
+        """The styles the command line sets, as the project stores them (None: removed)."""
+        return {key: None if value.is_empty() else value for key, value in
+                (("question_styles", self.question_styles), ("answer_style", self.answer_style)) if value is not None}
 
     @property
     def batch_options(self) -> BatchOptions | None:
@@ -75,11 +85,14 @@ def planned_project(db_path: Path, request: DistillRequest, environ: Mapping[str
         return Project(id=0, name=request.topic, topic=request.topic, language=request.language,
                        question_model=question, answer_model=teacher,
                        max_concurrency=request.concurrency or DEFAULT_MAX_CONCURRENCY,
-                       require_reasoning=request.require_reasoning, created_at="")
+                       require_reasoning=request.require_reasoning, guidance=request.guidance or "",
+                       question_styles=request.question_styles, answer_style=request.answer_style, created_at="")
     question, teacher = wanted_models(request, environ)
-    changes = {role: getattr(project, role).model_copy(update={"model": name})
-               for role, name in (("question_model", question), ("answer_model", teacher)) if name}
-    return project.model_copy(update=changes)
+    changes: dict[str, Any] = {role: getattr(project, role).model_copy(update={"model": name})
+                               for role, name in (("question_model", question), ("answer_model", teacher)) if name}
+    if request.guidance is not None:
+        changes["guidance"] = request.guidance.strip()
+    return project.model_copy(update={**changes, **request.styles})
 
 
 def estimate_lines(estimate: PlanEstimate) -> list[str]:
@@ -110,7 +123,9 @@ def find_or_create_project(engine: Engine, request: DistillRequest, say: Callabl
             raise InvalidInput(NO_MODEL)
         project = engine.create_project(request.topic, language=request.language,
                                         max_concurrency=request.concurrency or DEFAULT_MAX_CONCURRENCY,
-                                        require_reasoning=request.require_reasoning)
+                                        require_reasoning=request.require_reasoning,
+                                        guidance=request.guidance or "", question_styles=request.question_styles,
+                                        answer_style=request.answer_style)
         say(f"Created project {project.id} '{project.name}' (max concurrency {project.max_concurrency}; "
             f"models {project.question_model.model} / {project.answer_model.model}).")
         return project
@@ -118,6 +133,16 @@ def find_or_create_project(engine: Engine, request: DistillRequest, say: Callabl
         project = engine.update_project(project.id, require_reasoning=request.require_reasoning)
         say(f"Project '{project.name}': answers {'need' if project.require_reasoning else 'no longer need'} "
             "a reasoning trace.")
+    if request.guidance is not None and request.guidance.strip() != project.guidance:
+        project = engine.update_project(project.id, guidance=request.guidance)
+        say(f"Project '{project.name}': guidance {'updated' if project.guidance else 'removed'}; it steers every "
+            "prompt from now on.")
+    # An empty style removes the project's (the engine stores it as none).
+    styles = {key: getattr(request, key) for key, wanted in request.styles.items() if wanted != getattr(project, key)}
+    if styles:
+        project = engine.update_project(project.id, **styles)
+        say(f"Project '{project.name}': {' and '.join(name.replace('_', ' ') for name in styles)} updated; "
+            "they steer every prompt from now on.")
     if request.concurrency and request.concurrency != project.max_concurrency:
         project = engine.update_project(project.id, max_concurrency=request.concurrency)
         say(f"Project '{project.name}': max concurrency is now {project.max_concurrency}.")

@@ -163,7 +163,9 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
                              confirm_large=args.confirm_large, resume_command=shlex.join(["treedistill", *argv]),
                              model=args.model, answer_model=args.answer_model,
                              require_reasoning=not args.plain_answers, batch=args.batch,
-                             batch_size=args.batch_size, batch_wait=args.batch_wait, tree=tree_outline)
+                             batch_size=args.batch_size, batch_wait=args.batch_wait, tree=tree_outline,
+                             guidance=args.guidance, question_styles=args.question_styles,
+                             answer_style=args.answer_style)
     if args.estimate:
         from treedistill.server.cli.distill import estimate_lines, planned_project
         from treedistill.server.engine import estimate_top_up

@@ -6,11 +6,15 @@ import argparse
 import difflib
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
+
+from pydantic import BaseModel, ValidationError
 
 from treedistill import __version__
 from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_MAX_CONCURRENCY,
                                        LARGE_PLAN_CALLS, MAX_CONCURRENCY_LIMIT)
+from treedistill.server.models import AnswerStyle, QuestionStyles
 
 DEFAULT_HTTP_PORT = 8765
 
@@ -136,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--batch-size", type=_bounded(1, 50_000), help="with --batch: requests per batch (1000)")
     cmd.add_argument("--batch-wait", type=_bounded(0, 86_400, float), metavar="SECONDS",
                      help="with --batch: the longest a request waits for its batch to fill (120)")
+    cmd.add_argument("--guidance", type=_text_or_file, metavar="TEXT|@FILE",
+                     help="the project's guidance, put in every tag, question, answer and judge prompt (scope, "
+                          "audience, what to avoid, tone); @FILE reads it from a UTF-8 file")
+    cmd.add_argument("--question-styles", type=_setting(QuestionStyles), metavar="JSON|@FILE",
+                     help='the project\'s question-style mix, e.g. \'{"types": {"multiple-choice": 3, "numeric": 1}, '
+                          '"difficulties": {"exam level": 1}}\' ({} returns to the default)')
+    cmd.add_argument("--answer-style", type=_setting(AnswerStyle), metavar="JSON|@FILE",
+                     help='the project\'s answer style, e.g. \'{"max_words": 200, "formats": ["worked_example"]}\' '
+                          "({} removes it)")
     cmd.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
 
     cmd = command("progress", "show a job's progress, or the latest jobs",
@@ -279,6 +292,29 @@ def _bounded(low: float, high: float, number: type = int) -> Callable[[str], flo
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be between {low} and {high}: {text}")
         return value
+
+    return parse
+
+
+def _text_or_file(text: str) -> str:
+    """An argument type: the text itself, or with a leading '@' the contents of that file."""
+    if not text.startswith("@"):
+        return text
+    try:
+        return Path(text[1:]).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text[1:]!r}: {exc}") from None
+
+
+def _setting(model: type[BaseModel]) -> Callable[[str], BaseModel]:
+    """An argument type: a JSON object (or @FILE holding one) valid for `model`."""
+    def parse(text: str) -> BaseModel:
+        try:
+            return model.model_validate_json(_text_or_file(text))
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "the value"
+            raise argparse.ArgumentTypeError(f"{where}: {problem['msg']}") from None
 
     return parse
 

@@ -16,9 +16,11 @@ from treedistill.server.models import KindEstimate, ModelSpec, PlanEstimate, Pro
 from treedistill.server.pricing import price_of
 from treedistill.server.providers.endpoints import resolve_base_url
 from treedistill.server.scheduling.planner import Plan, grow_depth
+from treedistill.server.scheduling.steering import question_styles, steering
 from treedistill.server.store.catalog import PATH_SEPARATOR, Store
 from treedistill.server.store.history import UsageHistory
 from treedistill.server.text import prompts
+from treedistill.server.text.styles import plan_styles
 
 CHARS_PER_TOKEN = 4
 DEFAULT_OUTPUT_PER_TAG = 10  # tokens per tag name listed (JSON quoting included)
@@ -42,9 +44,12 @@ def estimate_plan(store: Store, project: Project, plan: Plan, params: dict[str, 
     def path(depth: int) -> str:
         return PATH_SEPARATOR.join([project.topic, *[name] * depth])
 
-    tag_prompt = prompts.tags_prompt(lang, path(min(1, levels - 1)), params["tags_per_level"], [])
-    question_prompt = prompts.questions_prompt(lang, path(levels), params["questions_per_tag"], [])
-    answer_messages = [prompts.answer_system(lang, path(levels)), "x" * round(question_chars)]
+    steer = steering(store, project, params)  # guidance, styles and the project's own templates count too
+    plan_of_styles = plan_styles(question_styles(project, params), params["questions_per_tag"], seed="estimate")
+    tag_prompt = prompts.tags_prompt(lang, path(min(1, levels - 1)), params["tags_per_level"], [], steer)
+    question_prompt = prompts.questions_prompt(lang, path(levels), params["questions_per_tag"], [], steer,
+                                               plan_of_styles)
+    answer_messages = [prompts.answer_system(lang, path(levels), steer), "x" * round(question_chars)]
 
     per_char = history.list_output_per_char(project.question_model.model)
     if per_char is not None:

@@ -24,6 +24,8 @@ from treedistill.server.text.near_dup import drop_near_duplicates
 from treedistill.server.providers.base import ChatMessage, ChatRequest
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.store.catalog import PATH_SEPARATOR, Store
+from treedistill.server.scheduling.steering import question_styles, steering
+from treedistill.server.text.styles import StyleSlot, plan_styles
 from treedistill.server.text.parsing import ListContext, QuestionList, TagList, list_schema, parse_list
 
 FORMAT_ROUNDS = 3  # replies per call that may be re-asked with the parse error shown
@@ -117,6 +119,8 @@ def _job_params(ctx: WorkContext, item: WorkItem) -> dict[str, Any] | None:
 async def _expand_tag(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
     parent = ctx.store.get_tag(project.id, item.tag_id) if item.tag_id is not None else None
     params = _job_params(ctx, item)
+    steer = steering(ctx.store, project, params)
+    version = prompts.prompt_version(project.language, "tags", steer)
     created: list[int] = []
     for _ in range(TOPUP_ROUNDS):
         siblings = ctx.store.children(project.id, item.tag_id)
@@ -124,12 +128,12 @@ async def _expand_tag(ctx: WorkContext, item: WorkItem, project: Project) -> dic
         if missing <= 0:
             return {"tag_ids": created}
         prompt = prompts.tags_prompt(project.language, prompt_path(project, parent), missing,
-                                     [tag.name for tag in siblings])
+                                     [tag.name for tag in siblings], steer)
         names = await _ask_list(ctx, item, project, prompt, TagList)
         fresh = unique_new(names, {normalize(tag.name) for tag in siblings}, missing)
         with ctx.store.transaction():
             ctx.queue.hold(item)  # a process whose lease was taken back writes nothing
-            tags = ctx.store.insert_tags(project.id, parent, fresh)
+            tags = ctx.store.insert_tags(project.id, parent, fresh, version)
             if params is not None:
                 _queue_below_tags(ctx, item, tags, params)
                 ctx.queue.add_job_counts(item.job_id, tags_done=len(tags))
@@ -158,20 +162,28 @@ def _queue_below_tags(ctx: WorkContext, item: WorkItem, tags: list[Tag], params:
 async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
     tag = ctx.store.get_tag(project.id, item.tag_id)
     params = _job_params(ctx, item)
+    steer, styles = steering(ctx.store, project, params), question_styles(project, params)
+    version = prompts.prompt_version(project.language, "questions", steer)
     created: list[int] = []
     for _ in range(TOPUP_ROUNDS):
         of_tag = [q.text for q in ctx.store.questions_of_tag(tag.id)]
         missing = item.target - len(of_tag)
         if missing <= 0:
             return {"question_ids": created}
+        # Seeded by the tag's state: the same work asks the same plan (a crash recovery finds its reply cached).
+        plan = plan_styles(styles, missing, seed=f"{tag.id}:{len(of_tag)}")
         prompt = prompts.questions_prompt(project.language, prompt_path(project, tag), missing,
-                                          of_tag[-AVOID_LIST_LIMIT:])
+                                          of_tag[-AVOID_LIST_LIMIT:], steer, plan)
         texts = await _ask_list(ctx, item, project, prompt, QuestionList)
         taken = ctx.store.existing_question_norms(project.id, [normalize(text) for text in texts])
         fresh = drop_near_duplicates(unique_new(texts, taken, len(texts)), of_tag)[:missing]
+        asked: dict[str, StyleSlot] = {}  # the n-th question of the reply was asked to follow the n-th line of the plan
+        for number, text in enumerate(texts):
+            asked.setdefault(normalize(text), plan[number] if number < len(plan) else StyleSlot())
         with ctx.store.transaction():
             ctx.queue.hold(item)
-            questions = ctx.store.insert_questions(project.id, tag, fresh)
+            questions = ctx.store.insert_questions(project.id, tag, fresh, [asked[normalize(t)] for t in fresh],
+                                                   version)
             HoldoutStore(ctx.store).assign_new(project.id, questions)
             if params is not None:
                 if params["answer"]:
@@ -190,9 +202,10 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
     if question.answered and not item.regenerate:
         return {"question_id": question.id}
     spec = ctx.caller.model_for(item, project, "answer")
+    steer = steering(ctx.store, project, _job_params(ctx, item))
     messages = [
-        ChatMessage(role="system", content=prompts.answer_system(project.language,
-                                                                  f"{project.topic}{PATH_SEPARATOR}{question.tag_path}")),
+        ChatMessage(role="system", content=prompts.answer_system(
+            project.language, f"{project.topic}{PATH_SEPARATOR}{question.tag_path}", steer)),
         ChatMessage(role="user", content=question.text),
     ]
     for round_number in range(1, ANSWER_ROUNDS + 1):
@@ -213,7 +226,8 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
         ctx.store.save_answer(project.id, question.id, reply.content.strip(), (reply.reasoning or "").strip(),
                               reply.reasoning_source or ("think_tags" if (reply.reasoning or "").strip() else "none"),
                               reply.model or spec.model,
-                              reply.input_tokens, reply.output_tokens, replace=item.regenerate)
+                              reply.input_tokens, reply.output_tokens, replace=item.regenerate,
+                              prompt_version=prompts.prompt_version(project.language, "answer", steer))
     return {"question_id": question.id}
 
 
@@ -229,7 +243,7 @@ async def _judge(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str
     spec = (ModelSpec.model_validate_json(item.model) if item.model else None) or curation.judge_model(project.id) \
         or project.answer_model
     prompt = prompts.judge_prompt(project.language, f"{project.topic}{PATH_SEPARATOR}{answer.tag_path}",
-                                  answer.question, answer.answer)
+                                  answer.question, answer.answer, steering(ctx.store, project))
     from treedistill.server.text.judge import verdict_schema
 
     verdict = await _ask_json(ctx, item, spec, project.language, prompt, parse_verdict, json_schema=verdict_schema())

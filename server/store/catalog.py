@@ -12,14 +12,24 @@ from typing import Any
 from sqlite_utils import Database
 
 from treedistill.server.errors import InvalidInput, NotFound
-from treedistill.server.models import Answer, ModelSpec, Project, ProjectSummary, Question, Tag
+from treedistill.server.models import (Answer, AnswerStyle, ModelSpec, Project, ProjectSummary, Question,
+                                      QuestionStyles, Tag)
 from treedistill.server.store.migrations import migrate
 from treedistill.server.text.dedup import normalize
+from treedistill.server.text.styles import StyleSlot
 
 PATH_SEPARATOR = " > "
 # The ids of a tag and all the tags below it; binds :tag_id.
 SUBTREE = ("WITH RECURSIVE sub(id) AS (SELECT :tag_id UNION ALL"
            " SELECT t.id FROM tags t JOIN sub ON t.parent_id = sub.id) SELECT id FROM sub")
+
+
+STYLE_FILTERS = ("question_type", "difficulty", "audience")  # question columns a list, review or export filters on
+
+
+def style_conditions(filters: dict[str, str | None], alias: str = "q") -> list[str]:
+    """SQL conditions (binding :question_type, :difficulty, :audience) for the style filters that are set."""
+    return [f"{alias}.{name} = :{name}" for name in STYLE_FILTERS if filters.get(name) is not None]
 
 
 def now_iso() -> str:
@@ -105,7 +115,8 @@ class Store:
 
     def insert_project(
         self, name: str, topic: str, language: str, question_model: ModelSpec, answer_model: ModelSpec,
-        max_concurrency: int, require_reasoning: bool = True,
+        max_concurrency: int, require_reasoning: bool = True, guidance: str = "",
+        question_styles: QuestionStyles | None = None, answer_style: AnswerStyle | None = None,
     ) -> Project:
         existing = self.row("SELECT id FROM projects WHERE name = ? COLLATE NOCASE", (name,))
         if existing:
@@ -116,10 +127,11 @@ class Store:
         with self.transaction():
             cursor = self.db.execute(
                 "INSERT INTO projects (name, topic, language, question_model, answer_model, max_concurrency,"
-                " require_reasoning, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " require_reasoning, guidance, question_styles, answer_style, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, topic, language, question_model.model_dump_json(exclude_none=True),
                  answer_model.model_dump_json(exclude_none=True), max_concurrency, int(require_reasoning),
-                 now_iso()),
+                 guidance, _setting_json(question_styles), _setting_json(answer_style), now_iso()),
             )
         return self.get_project(cursor.lastrowid)
 
@@ -130,6 +142,10 @@ class Store:
             question_model=ModelSpec.model_validate_json(row["question_model"]),
             answer_model=ModelSpec.model_validate_json(row["answer_model"]),
             max_concurrency=row["max_concurrency"], require_reasoning=bool(row["require_reasoning"]),
+            guidance=row["guidance"],
+            question_styles=QuestionStyles.model_validate_json(row["question_styles"]) if row["question_styles"]
+            else None,
+            answer_style=AnswerStyle.model_validate_json(row["answer_style"]) if row["answer_style"] else None,
             created_at=row["created_at"],
         )
 
@@ -157,8 +173,8 @@ class Store:
         ]
 
     def update_project(self, project_id: int, **changes: Any) -> Project:
-        """Change some of a project's settings (max_concurrency, question_model, answer_model, require_reasoning)."""
-        values = {key: value.model_dump_json(exclude_none=True) if isinstance(value, ModelSpec) else value
+        """Change some of a project's settings (max_concurrency, models, require_reasoning, guidance, styles)."""
+        values = {key: _setting_json(value) if isinstance(value, (ModelSpec, QuestionStyles, AnswerStyle)) else value
                   for key, value in changes.items()}
         with self.transaction():
             self.db.execute(f"UPDATE projects SET {', '.join(f'{key} = :{key}' for key in values)} WHERE id = :id",
@@ -217,17 +233,20 @@ class Store:
                                {"project_id": project_id, "tag_id": under})
         return [row[0] for row in rows]
 
-    def insert_tags(self, project_id: int, parent: Tag | None, names: list[str]) -> list[Tag]:
+    def insert_tags(self, project_id: int, parent: Tag | None, names: list[str],
+                    prompt_version: str | None = None) -> list[Tag]:
         """Insert children of `parent` (None = top level) and return those inserted; a name a sibling
-        already has (another process or call may have added it meanwhile) is skipped. Call in a transaction."""
+        already has (another process or call may have added it meanwhile) is skipped. `prompt_version` is the
+        version of the tags prompt they came from (None: not made by a model). Call in a transaction."""
         depth = parent.depth + 1 if parent else 1
         created = []
         for name in names:
             path = f"{parent.path}{PATH_SEPARATOR}{name}" if parent else name
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO tags (project_id, parent_id, name, norm, depth, path, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (project_id, parent.id if parent else None, name, normalize(name), depth, path, now_iso()),
+                "INSERT OR IGNORE INTO tags (project_id, parent_id, name, norm, depth, path, prompt_version,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (project_id, parent.id if parent else None, name, normalize(name), depth, path, prompt_version,
+                 now_iso()),
             )
             if cursor.rowcount == 0:
                 continue
@@ -239,10 +258,12 @@ class Store:
 
     def _question(self, row: dict[str, Any]) -> Question:
         return Question(id=row["id"], tag_id=row["tag_id"], tag_path=row["path"], text=row["text"],
-                        answered=bool(row["answered"]))
+                        answered=bool(row["answered"]), question_type=row["question_type"],
+                        difficulty=row["difficulty"], audience=row["audience"], prompt_version=row["prompt_version"])
 
     _QUESTION_SELECT = (
-        "SELECT q.id, q.tag_id, q.text, t.path, (a.question_id IS NOT NULL) AS answered"
+        "SELECT q.id, q.tag_id, q.text, t.path, (a.question_id IS NOT NULL) AS answered, q.question_type,"
+        " q.difficulty, q.audience, q.prompt_version"
         " FROM questions q JOIN tags t ON t.id = q.tag_id LEFT JOIN answers a ON a.question_id = q.id"
     )
 
@@ -287,25 +308,35 @@ class Store:
         ).fetchall()
         return {row[0] for row in rows}
 
-    def insert_questions(self, project_id: int, tag: Tag, texts: list[str]) -> list[Question]:
+    def insert_questions(self, project_id: int, tag: Tag, texts: list[str], styles: list[StyleSlot] | None = None,
+                         prompt_version: str | None = None) -> list[Question]:
         """Insert questions for `tag` and return those inserted; one the project already has (added meanwhile)
-        is skipped. Call in a transaction."""
+        is skipped. `styles[i]` is what `texts[i]` was asked to be (question styles); `prompt_version` the
+        version of the questions prompt they came from. Call in a transaction."""
         created = []
-        for text in texts:
+        for text, style in zip(texts, styles or [StyleSlot()] * len(texts), strict=True):
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO questions (project_id, tag_id, text, norm, created_at) VALUES (?, ?, ?, ?, ?)",
-                (project_id, tag.id, text, normalize(text), now_iso()),
+                "INSERT OR IGNORE INTO questions (project_id, tag_id, text, norm, question_type, difficulty, audience,"
+                " prompt_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (project_id, tag.id, text, normalize(text), style.type, style.difficulty, style.audience,
+                 prompt_version, now_iso()),
             )
             if cursor.rowcount == 0:
                 continue
-            created.append(Question(id=cursor.lastrowid, tag_id=tag.id, tag_path=tag.path, text=text))
+            created.append(Question(id=cursor.lastrowid, tag_id=tag.id, tag_path=tag.path, text=text,
+                                    question_type=style.type, difficulty=style.difficulty, audience=style.audience,
+                                    prompt_version=prompt_version))
         return created
 
     def list_questions(
-        self, project_id: int, tag_id: int | None, answered: bool | None, limit: int, offset: int
+        self, project_id: int, tag_id: int | None, answered: bool | None, limit: int, offset: int,
+        styles: dict[str, str | None] | None = None,
     ) -> tuple[int, list[Question]]:
-        """A page of questions (optionally of one tag's subtree) and the total matching count."""
-        where, params = ["q.project_id = :project_id"], {"project_id": project_id, "tag_id": tag_id}
+        """A page of questions (optionally of one tag's subtree, of a question type, difficulty or audience) and
+        the total matching count."""
+        styles = styles or {}
+        where = ["q.project_id = :project_id", *style_conditions(styles)]
+        params = {"project_id": project_id, "tag_id": tag_id, **styles}
         if tag_id is not None:
             where.append(f"q.tag_id IN ({SUBTREE})")
         if answered is not None:
@@ -321,15 +352,17 @@ class Store:
     # -- answers -------------------------------------------------------------------------
 
     def save_answer(self, project_id: int, question_id: int, answer: str, reasoning: str, reasoning_source: str,
-                    model: str, input_tokens: int, output_tokens: int, *, replace: bool) -> bool:
+                    model: str, input_tokens: int, output_tokens: int, *, replace: bool,
+                    prompt_version: str | None = None) -> bool:
         """Store the answer of a question; returns False when it already had one and `replace` is off (an answer
-        stored meanwhile, perhaps already reviewed, is never overwritten). Call in a transaction."""
+        stored meanwhile, perhaps already reviewed, is never overwritten). `prompt_version` is the version of the
+        answer prompt it came from. Call in a transaction."""
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         return self.db.execute(
             f"{verb} INTO answers (question_id, project_id, answer, reasoning, reasoning_source, model,"
-            " input_tokens, output_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " input_tokens, output_tokens, prompt_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (question_id, project_id, answer, reasoning, reasoning_source, model, input_tokens, output_tokens,
-             now_iso()),
+             prompt_version, now_iso()),
         ).rowcount > 0
 
     def get_answer(self, project_id: int, question_id: int) -> Answer | None:
@@ -344,3 +377,7 @@ class Store:
             (question_id, project_id),
         )
 
+
+def _setting_json(value: ModelSpec | QuestionStyles | AnswerStyle | None) -> str | None:
+    """A project setting as stored: compact JSON without unset fields, or NULL."""
+    return None if value is None else value.model_dump_json(exclude_none=True)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from treedistill.server.models import CuratedAnswer, ModelSpec
-from treedistill.server.store.catalog import SUBTREE, Store, now_iso, open_reader
+from treedistill.server.store.catalog import SUBTREE, Store, now_iso, open_reader, style_conditions
 
 OPEN = "('pending', 'running', 'batched')"
 # Which questions each split holds: training leaves out held-out questions and decontamination matches the
@@ -25,7 +25,9 @@ EXPORT_COLUMNS = (
     "SELECT q.id AS question_id, q.tag_id, t.path AS tag_path, q.text AS question, q.created_at AS question_created_at,"
     " a.answer, a.reasoning, a.reasoning_source, a.model AS answer_model, a.input_tokens, a.output_tokens,"
     " a.created_at AS answered_at, a.rating, COALESCE(a.confirmed, 0) AS confirmed, a.score, a.score_rationale,"
-    " a.score_model, a.edited_at FROM questions q JOIN tags t ON t.id = q.tag_id"
+    " a.score_model, a.edited_at, q.question_type, q.difficulty, q.audience,"
+    " t.prompt_version AS tag_prompt_version, q.prompt_version AS question_prompt_version,"
+    " a.prompt_version AS answer_prompt_version FROM questions q JOIN tags t ON t.id = q.tag_id"
     " LEFT JOIN answers a ON a.question_id = q.id"
 )
 
@@ -49,6 +51,9 @@ class ExportFilter(BaseModel):
     split: Literal["train", "eval"] = Field("train", description=(
         "train: everything but held-out evaluation questions and unkept decontamination matches; eval: the "
         "held-out questions only (hold_out)"))
+    question_type: str | None = None
+    difficulty: str | None = None
+    audience: str | None = None
 
 
 def shuffle_key(seed: int, question_id: int) -> int:
@@ -232,6 +237,7 @@ class CurationStore:
             where.append("a.rating >= :min_rating")
         if selection.min_score is not None:
             where.append("a.score >= :min_score")
+        where += style_conditions(params)
         order = "q.id" if selection.seed is None else "shuffle_key(:seed, q.id)"
         self.db.conn.create_function("shuffle_key", 2, shuffle_key, deterministic=True)
         selected = (f"SELECT q.id AS question_id, q.tag_id, {order} AS sort_key, a.question_id IS NOT NULL AS answered,"

@@ -410,6 +410,42 @@ def m011_quality() -> str:
     """
 
 
+@migration
+def m012_steering() -> str:
+    # Guidance and styles are project settings (JSON for the style models). A project's prompt overrides point at
+    # a version (a digest of the template); prompt_templates keeps every version a project used, so a version
+    # recorded on a tag, question or answer can always be read back. questions_style serves the style filters and
+    # the review app's list of the values present.
+    return """
+        ALTER TABLE projects ADD COLUMN guidance TEXT NOT NULL DEFAULT '';
+        ALTER TABLE projects ADD COLUMN question_styles TEXT;
+        ALTER TABLE projects ADD COLUMN answer_style TEXT;
+        CREATE TABLE prompt_templates (
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            version TEXT NOT NULL,
+            template TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (project_id, kind, version)
+        );
+        CREATE TABLE prompt_overrides (
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            version TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (project_id, kind),
+            FOREIGN KEY (project_id, kind, version) REFERENCES prompt_templates(project_id, kind, version)
+        );
+        ALTER TABLE tags ADD COLUMN prompt_version TEXT;
+        ALTER TABLE questions ADD COLUMN prompt_version TEXT;
+        ALTER TABLE questions ADD COLUMN question_type TEXT;
+        ALTER TABLE questions ADD COLUMN difficulty TEXT;
+        ALTER TABLE questions ADD COLUMN audience TEXT;
+        ALTER TABLE answers ADD COLUMN prompt_version TEXT;
+        CREATE INDEX questions_style ON questions(project_id, question_type, difficulty, audience);
+    """
+
+
 def _sql(step: Step, db: Database) -> str:
     return step(db) if step.__code__.co_argcount else step()  # type: ignore[call-arg]
 

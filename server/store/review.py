@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from treedistill.server.store.catalog import SUBTREE, Store
+from treedistill.server.store.catalog import STYLE_FILTERS, SUBTREE, Store, style_conditions
 
 ReviewFilter = Literal["all", "unanswered", "answered", "unrated", "unconfirmed", "score_below", "near_duplicates"]
 
@@ -26,22 +26,32 @@ _CONDITIONS = {
 _REVIEW_STATE = "LEFT JOIN answers a INDEXED BY answers_review ON a.question_id = q.id"
 _ROW_SELECT = (
     "SELECT q.id, q.tag_id, t.path AS tag_path, q.text, (a.question_id IS NOT NULL) AS answered, a.rating,"
-    f" COALESCE(a.confirmed, 0) AS confirmed, a.score FROM questions q JOIN tags t ON t.id = q.tag_id {_REVIEW_STATE}"
+    " COALESCE(a.confirmed, 0) AS confirmed, a.score, q.question_type, q.difficulty, q.audience"
+    f" FROM questions q JOIN tags t ON t.id = q.tag_id {_REVIEW_STATE}"
 )
 
 
 class ReviewQueries:
     """Read-only queries over a Store's connection."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, styles: dict[str, str | None] | None = None):
         self.store = store
+        self.styles = {name: value for name, value in (styles or {}).items() if value is not None}
 
-    @staticmethod
-    def _scope(project_id: int, tag_id: int | None) -> tuple[str, dict[str, Any]]:
+    def _scope(self, project_id: int, tag_id: int | None) -> tuple[str, dict[str, Any]]:
+        """The questions in scope: the project or a tag's subtree, narrowed by the style filters."""
         # A subtree's tags all belong to the tag's project (the caller has checked the tag's): testing the
         # project too would make SQLite scan the project's index instead of the subtree's tags.
         where = f"q.tag_id IN ({SUBTREE})" if tag_id is not None else "q.project_id = :project_id"
-        return where, {"project_id": project_id, "tag_id": tag_id}
+        where = " AND ".join([where, *style_conditions(self.styles)])
+        return where, {"project_id": project_id, "tag_id": tag_id, **self.styles}
+
+    def style_values(self, project_id: int) -> dict[str, list[str]]:
+        """The question types, difficulties and audiences the project's questions were asked for (from the
+        questions_style index)."""
+        return {name: [row[0] for row in self.store.db.execute(
+            f"SELECT DISTINCT {name} FROM questions INDEXED BY questions_style WHERE project_id = ? AND {name} IS NOT"
+            f" NULL ORDER BY {name}", (project_id,))] for name in STYLE_FILTERS}
 
     def counts(self, project_id: int, tag_id: int | None, score_below: int | None) -> dict[str, int]:
         """Questions in scope, and how many are answered, rated, confirmed, scored and scored below the bound."""

@@ -9,7 +9,9 @@
   const LOW_SCORE = 7;  // a judge score below this is flagged, unless the score_below filter sets the bound
   const main = document.getElementById("main");
   const statusLine = document.getElementById("status");
+  const STYLE_FILTERS = [["question_type", "type"], ["difficulty", "difficulty"], ["audience", "audience"]];
   const state = { view: null, project: null, tag: null, filter: "all", below: LOW_SCORE, offset: 0, limit: PAGE, page: null,
+    styles: {}, steeringShown: null,
     sel: -1, answer: null, reasoningOpen: false, editing: false, job: null, pollTimer: null, hostMode: false,
     visit: 0, pageRequest: 0 };  // visit: counts navigations, so a reply that arrives after the user left its view is dropped
 
@@ -192,15 +194,20 @@
   async function enterReview(projectId, firstPage) {
     const fresh = state.project !== projectId || state.view !== "review";
     state.view = "review"; state.project = projectId; nav();
-    if (fresh) { state.tag = null; state.offset = 0; state.limit = PAGE; state.sel = -1; state.answer = null; }
+    if (fresh) { state.tag = null; state.offset = 0; state.limit = PAGE; state.sel = -1; state.answer = null; state.styles = {}; }
+    state.steeringShown = null;
     const layout = h("div", { class: "cols" }, h("nav", { id: "tree", "aria-label": "tag tree" }),
       h("section", { id: "list" }), h("article", { id: "detail" }));
-    show(h("h1", { id: "review-title", text: "Review" }), h("div", { id: "summary", class: "meta" }), layout,
+    show(h("h1", { id: "review-title", text: "Review" }), h("div", { id: "summary", class: "meta" }),
+      h("details", { id: "steering", ontoggle: (e) => { if (e.currentTarget.open) loadPrompts(); } },
+        h("summary", { text: "Guidance, styles and prompts" }), h("div", { id: "steering-body" }),
+        h("div", { id: "prompts" })), layout,
       h("p", { class: "help" }, "Keys: ", h("kbd", { text: "j" }), "/", h("kbd", { text: "k" }), " next/previous, ",
         h("kbd", { text: "1" }), "–", h("kbd", { text: "5" }), " rate, ", h("kbd", { text: "0" }), " clear rating, ",
         h("kbd", { text: "c" }), " confirm, ", h("kbd", { text: "r" }), " reasoning, ", h("kbd", { text: "e" }),
         " edit, ", h("kbd", { text: "n" }), "/", h("kbd", { text: "p" }), " next/previous page"));
     if (firstPage) { state.filter = firstPage.filter; state.tag = firstPage.tag_id; state.offset = firstPage.offset;
+      state.styles = Object.assign({}, firstPage.styles || {});
       state.limit = firstPage.limit || PAGE; state.pageRequest++;
       if (firstPage.score_below) state.below = firstPage.score_below; renderPage(firstPage); }
     else await loadPage();
@@ -244,6 +251,7 @@
     const args = { project_id: state.project, filter: state.filter, limit: state.limit, offset: state.offset };
     if (state.tag) args.tag_id = state.tag;
     if (state.filter === "score_below") args.score_below = state.below;
+    for (const [name] of STYLE_FILTERS) if (state.styles[name]) args[name] = state.styles[name];
     const request = ++state.pageRequest;
     const page = await call("review_dataset", args);
     if (request !== state.pageRequest || state.view !== "review") return;  // a newer page was asked for meanwhile
@@ -270,6 +278,12 @@
     const below = h("input", { id: "below", type: "number", min: 1, max: 11, value: state.below, "aria-label": "score below",
       hidden: state.filter !== "score_below",
       onchange: (e) => { state.below = Number(e.target.value) || LOW_SCORE; if (state.filter === "score_below") loadPage(); } });
+    const styleFilters = STYLE_FILTERS.filter(([name]) => (page.style_values || {})[name] && page.style_values[name].length)
+      .map(([name, label]) => h("select", { id: `style-${name}`, "aria-label": label, onchange: (e) => {
+        state.styles[name] = e.target.value || null; state.offset = 0; state.sel = -1; loadPage(); } },
+        h("option", { value: "", text: `any ${label}` }),
+        page.style_values[name].map((value) => h("option", { value, selected: value === state.styles[name], text: value }))));
+    renderSteering(page);
     const end = Math.min(page.offset + page.questions.length, page.total);
     const pager = h("div", { class: "pager" },
       h("button", { id: "prev-page", disabled: page.offset === 0, onclick: () => turn(-1), text: "‹ prev" }),
@@ -282,6 +296,9 @@
       if (q.group && q.group !== lastGroup) { lastGroup = q.group; rows.push(h("div", { class: "group-head", text: `group ${q.group}` })); }
       rows.push(h("div", { class: "row", "data-qid": q.id, "data-index": index, onclick: () => select(index) },
         h("span", { class: "qid", text: `#${q.id}` }), h("span", { class: "text", title: q.text, text: q.text }),
+        q.question_type ? h("span", { class: "badge style", title: "type", text: q.question_type }) : null,
+        q.difficulty ? h("span", { class: "badge style", title: "difficulty", text: q.difficulty }) : null,
+        q.audience ? h("span", { class: "badge style", title: "audience", text: q.audience }) : null,
         q.answered ? null : h("span", { class: "badge warn", text: "unanswered" }),
         q.rating ? h("span", { class: "badge", text: `★${q.rating}` }) : null,
         q.score !== null && q.score !== undefined ? h("span", { class: "badge" + (q.score < lowScore ? " bad" : ""), text: `score ${q.score}` }) : null,
@@ -294,13 +311,51 @@
       text: `Showing the first ${fmt(page.groups_listed)} of ${fmt(page.groups_found)} near-duplicate groups: ` +
         "delete some duplicates to see the rest." }) : null;
     // replaceChildren turns a null child into the text "null": the notice goes in only when there is one.
-    list.replaceChildren(h("div", { class: "filters" }, filter, below), ...(truncated ? [truncated] : []), pager,
+    list.replaceChildren(h("div", { class: "filters" }, filter, below, styleFilters), ...(truncated ? [truncated] : []), pager,
       h("div", { id: "rows" }, rows.length ? rows : h("p", { class: "muted", text: "No questions match." })));
     const count = page.questions.length;
     const index = keepSelection && state.sel >= 0 ? Math.min(state.sel, count - 1) : (count ? 0 : -1);
     if (index >= 0) select(index, !keepSelection); else { state.sel = -1; document.getElementById("detail").replaceChildren(); }
     resized();
   }
+  // The project's guidance, styles and effective prompts, built once per visit of a project's review.
+  function weights(mix) {
+    return Object.entries(mix || {}).map(([name, weight]) => `${name} ×${weight}`).join(", ") || "—";
+  }
+  function renderSteering(page) {
+    const body = document.getElementById("steering-body");
+    if (!body || state.steeringShown === page.project_id) return;
+    state.steeringShown = page.project_id;
+    const styles = page.question_styles || {};
+    const answerStyle = page.answer_style;
+    const facts = h("dl", { class: "steering-facts" },
+      h("dt", { text: "Guidance" }), h("dd", { id: "guidance", class: "text-block", text: page.guidance || "none" }),
+      h("dt", { text: "Question types" }), h("dd", { id: "style-types", text: weights(styles.types) }),
+      h("dt", { text: "Difficulties" }), h("dd", { id: "style-difficulties", text: weights(styles.difficulties) }),
+      h("dt", { text: "Audiences" }), h("dd", { id: "style-audiences", text: weights(styles.audiences) }),
+      h("dt", { text: "Answer style" }), h("dd", { id: "answer-style", text: answerStyle ? [
+        answerStyle.max_words ? `at most ${answerStyle.max_words} words` : null,
+        (answerStyle.formats || []).join(", ") || null, answerStyle.notes || null].filter(Boolean).join(" · ") : "none" }));
+    body.replaceChildren(facts);
+  }
+  // The effective prompts are asked for only when the section is opened (one call, once per visit).
+  async function loadPrompts() {
+    const pane = document.getElementById("prompts");
+    if (!pane || pane.dataset.project === String(state.project)) return;
+    pane.dataset.project = String(state.project);
+    pane.replaceChildren(h("p", { class: "muted", text: "Loading prompts…" }));
+    let result;
+    try { result = await call("get_prompts", { project_id: state.project }); }
+    catch (err) {  // the status line says why; opening the section again asks again
+      delete pane.dataset.project; pane.replaceChildren(h("p", { class: "muted", text: "Prompts could not be loaded." }));
+      return;
+    }
+    pane.replaceChildren(...result.prompts.map((prompt) => h("details", { class: "prompt", "data-kind": prompt.kind },
+      h("summary", { text: `${prompt.kind}: ${prompt.source} (${prompt.version})` }),
+      h("pre", { class: "text-block", text: prompt.template }))));
+    resized();
+  }
+
   function turn(direction) {
     const page = state.page;
     if (!page) return;
@@ -327,7 +382,8 @@
     const { question, answer } = state.answer;
     const pane = document.getElementById("detail");
     if (!pane) return;
-    const parts = [h("div", { class: "meta", text: `#${question.id} · ${question.tag_path}` }),
+    const asked = [question.question_type, question.difficulty, question.audience].filter(Boolean).join(" · ");
+    const parts = [h("div", { class: "meta", text: `#${question.id} · ${question.tag_path}` + (asked ? ` · ${asked}` : "") }),
       h("h2", { id: "question", class: "text-block", text: question.text })];
     if (!answer) {
       parts.push(h("p", { class: "muted", text: "Not answered yet." }),
