@@ -35,7 +35,7 @@ def push_folder(export_dir: Path, path: str | None, allow_any_path: bool) -> Pat
     last in `export_dir`."""
     export_dir = export_dir.resolve()
     if path and path.strip():
-        return confined_path(export_dir, path, "", allow_any_path)
+        return confined_path(export_dir, path, allow_any_path)
     layouts = [card.parent for card in export_dir.glob(f"*/{CARD}")] if export_dir.is_dir() else []
     if not layouts:
         raise InvalidInput("This project has no dataset layout to push yet: write one with export_dataset(layout='hf') "

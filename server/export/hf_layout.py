@@ -45,7 +45,7 @@ def layout_folder(export_dir: Path, project: Project, options: ExportOptions, al
     export_dir = export_dir.resolve()
     default = default_file_name(project, options).rsplit(".", 1)[0] + "-hf"
     path = options.path
-    folder = confined_path(export_dir, path, default, allow_any_path)
+    folder = confined_path(export_dir, path, allow_any_path, default_name=default)
     if folder == export_dir or folder.is_file():
         raise InvalidInput(f"The hf layout needs a folder name, e.g. 'sports-hf'; {path!r} is "
                            f"{'the export directory itself' if folder == export_dir else 'a file'}.")

@@ -23,7 +23,7 @@ SUFFIXES = (".jsonl", ".csv", ".parquet")
 def read_reference_files(export_dir: Path, names: list[str], field: str | None,
                          allow_any_path: bool) -> dict[str, list[str]]:
     """File name as given -> its records' texts, in file order. Raises InvalidInput."""
-    paths = {name: confined_path(export_dir, name, allow_any_path, "Benchmark file", "read elsewhere")
+    paths = {name: confined_path(export_dir, name, allow_any_path, what="Benchmark file", elsewhere="read elsewhere")
              for name in names}
     for name, path in paths.items():
         if path.suffix.lower() not in SUFFIXES:

@@ -443,6 +443,9 @@ def m012_steering() -> str:
         ALTER TABLE questions ADD COLUMN audience TEXT;
         ALTER TABLE answers ADD COLUMN prompt_version TEXT;
         CREATE INDEX questions_style ON questions(project_id, question_type, difficulty, audience);
+        DROP INDEX questions_report;
+        CREATE INDEX questions_report ON questions(project_id, tag_id, heldout, chars, question_type, difficulty,
+                                                   audience);
     """
 
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from treedistill.server.store.catalog import SUBTREE, Store
 
-# Per-question columns whose values the report counts ("mix"); another branch adds type and difficulty here.
-MIX_COLUMNS: tuple[str, ...] = ()
+# Per-question columns whose values the report counts ("mix"): the question style each was asked for. They end
+# the questions_report index (m012_steering), so the pass stays on the covering index.
+MIX_COLUMNS: tuple[str, ...] = ("question_type", "difficulty", "audience")
 
 
 class ReportQueries:
