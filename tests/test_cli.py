@@ -222,7 +222,7 @@ def test_every_command_and_option_has_help():
     parser = build_parser()
     commands = next(action for action in parser._actions if action.dest == "command")
     documented = {choice.dest: choice.help for choice in commands._choices_actions}
-    assert set(documented) == {"serve", "distill", "progress", "projects", "export", "doctor", "review"}
+    assert set(documented) == {"serve", "distill", "progress", "projects", "export", "doctor", "review", "report"}
     assert all(documented.values())
     for name, subparser in commands.choices.items():
         undocumented = [a.dest for a in subparser._actions if not a.help and a.dest != "help"]
