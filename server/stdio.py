@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import contextmanager
 from io import TextIOWrapper
@@ -174,6 +173,5 @@ def _claimed_stdin() -> Iterator[AsyncIterable[str]]:
     wire = os.fdopen(private, "rb", closefd=False)
     try:
         yield anyio.wrap_file(TextIOWrapper(wire, encoding="utf-8", errors="replace"))
-    finally:
+    finally:  # the private descriptor stays open: the thread reading it may still be blocked on it
         os.dup2(private, 0)
-        sys.stdin = sys.__stdin__
