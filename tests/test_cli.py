@@ -490,8 +490,9 @@ def test_project_names_are_whole_or_end_in_an_ellipsis():
 
 def test_a_mistyped_command_or_choice_gets_a_suggestion(capsys):
     code, _, err = run_main(capsys, "distil", "Chess")
-    assert code == 2 and err.strip().endswith("invalid choice: 'distil' (choose from 'serve', 'distill', 'progress', "
-                                               "'projects', 'export', 'doctor', 'review'); did you mean 'distill'?")
+    assert code == 2 and err.strip().endswith(
+        "invalid choice: 'distil' (choose from 'serve', 'distill', 'progress', 'projects', 'export', 'push', 'doctor', "
+        "'tree', 'review', 'report'); did you mean 'distill'?")
     code, _, err = run_main(capsys, "export", "1", "--format", "alpacca")
     assert code == 2 and err.strip().endswith("did you mean 'alpaca'?")
     code, _, err = run_main(capsys, "zzz")

@@ -50,7 +50,8 @@ Keys are read from the environment only; none is ever stored, logged or printed.
 EXAMPLES: dict[str, list[str]] = {
     "distill": ['treedistill distill "Traditional Chinese Medicine" --levels 2 --tags 10 --questions 10',
                 'treedistill distill "Chess" --estimate',
-                'treedistill distill "Chess" --batch --confirm-large'],
+                'treedistill distill "Chess" --batch --confirm-large',
+                'treedistill distill "Physics" --tree syllabus.md --guidance "High-school level, SI units"'],
     "progress": ["treedistill progress", "treedistill progress 3 --watch", "treedistill progress 3 --json"],
     "projects": ["treedistill projects", "treedistill projects --json"],
     "export": ['treedistill export "Chess" --format sharegpt --reasoning field',
@@ -58,6 +59,10 @@ EXAMPLES: dict[str, list[str]] = {
     "serve": ["treedistill serve", "treedistill serve --http --port 8765 --token SECRET"],
     "doctor": ["treedistill doctor", "treedistill doctor --model gpt-4o-mini"],
     "review": ["treedistill review", "treedistill review --project 1 --no-browser"],
+    "tree": ["treedistill tree import syllabus.md --project Physics --dry-run",
+             "treedistill tree export --project Physics --format markdown --out syllabus.md"],
+    "report": ["treedistill report Physics", "treedistill report 1 --tag 4 --near-duplicates --json"],
+    "push": ["treedistill push Physics alice/physics-qa", "treedistill push 1 alice/physics-qa --public"],
 }
 
 
