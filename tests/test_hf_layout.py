@@ -69,6 +69,17 @@ async def test_layout_loads_with_datasets_with_exact_splits_and_columns(one_clie
     assert "treedistill distill Sports --model standin --levels 2 --tags 2 --questions 3" in body
 
 
+async def test_the_card_states_the_guidance_and_styles_the_data_was_made_with(one_client):
+    pid = await distilled_project(one_client)
+    await call(one_client, "update_project", project_id=pid, guidance="Audience: coaches.\nNo history questions.",
+               question_styles={"types": {"scenario": 2, "comparison": 1}}, answer_style={"max_words": 150})
+    report = await call(one_client, "export_dataset", project_id=pid, layout="hf", path="steered-hf")
+    _, body = card_of(report["path"])
+    assert "- Guidance (in every prompt): Audience: coaches. No history questions.\n" in body
+    assert '- Question styles: `{"types":{"scenario":2.0,"comparison":1.0}}`' in body
+    assert '- Answer style: `{"max_words":150}`' in body
+
+
 async def test_every_format_loads_from_its_layout(one_client):
     pid = await distilled_project(one_client)
     columns = {"alpaca": ["instruction", "input", "output"], "sharegpt": ["conversations"], "openai": ["messages"]}

@@ -25,6 +25,7 @@ from treedistill.server.models import ModelSpec, Project
 from treedistill.server.store.card_facts import ProjectTotals, TreeSummary
 
 CARD_DESCRIPTION_LIMIT = 20_000  # characters of the user's description in a card
+GUIDANCE_SHOWN = 500  # characters of the project's guidance shown in a card
 LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,63}$")  # the Hub's license ids: apache-2.0, cc-by-4.0, other, ...
 PUBLIC_ENDPOINTS = {  # hosts named in a card; any other endpoint is described, never named
     "api.openai.com": "OpenAI", "api.anthropic.com": "Anthropic", "api.deepseek.com": "DeepSeek",
@@ -88,7 +89,7 @@ def model_line(spec: ModelSpec) -> str:
 
 
 def generation_facts(project: Project, totals: ProjectTotals) -> dict[str, str]:
-    """The card's "How it was made" list. New facts (prompt versions, guidance, styles) go here."""
+    """The card's "How it was made" list. New facts (e.g. prompt versions) go here."""
     facts = {"Question model (tags and questions)": model_line(project.question_model),
              "Teacher model (answers)": model_line(project.answer_model)}
     others = [model for model in totals.answer_models if model != project.answer_model.model]
@@ -98,7 +99,18 @@ def generation_facts(project: Project, totals: ProjectTotals) -> dict[str, str]:
         facts["Judge model (scores)"] = f"`{totals.judge_model}`"
     facts["Prompt language"] = project.language
     facts["Reasoning required"] = "yes" if project.require_reasoning else "no (answers without a trace are kept)"
+    if project.guidance:
+        facts["Guidance (in every prompt)"] = _one_line(project.guidance)
+    for label, style in (("Question styles", project.question_styles), ("Answer style", project.answer_style)):
+        if style is not None:
+            facts[label] = f"`{style.model_dump_json(exclude_defaults=True)}`"
     return facts
+
+
+def _one_line(text: str, limit: int = GUIDANCE_SHOWN) -> str:
+    """`text` on one line of a Markdown list, cut at `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 def size_category(records: int) -> str:
