@@ -18,14 +18,13 @@ import asyncio
 import json
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.export_100k import reset_peak_rss, rss_mib  # noqa: E402
+from benchmarks.export_100k import offline_engine, reset_peak_rss, rss_mib  # noqa: E402
 from treedistill.server.engine import Engine  # noqa: E402
 from treedistill.server.export.writer import project_export_dir  # noqa: E402
 
@@ -55,42 +54,37 @@ def fill(engine: Engine, questions: int, benchmark: list[str], planted: int, rng
 
 async def run(questions: int, benchmark_size: int, planted: int) -> None:
     rng = random.Random(21)
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-bench", "TREEDISTILL_MODEL": "x"}
-        engine = await Engine(Path(tmp) / "bench.db", env).start()
-        try:
-            bench_words = [f"b{n}" for n in range(VOCABULARY)]
-            benchmark = [sentence(rng, bench_words) for _ in range(benchmark_size)]
+    async with offline_engine() as engine:
+        bench_words = [f"b{n}" for n in range(VOCABULARY)]
+        benchmark = [sentence(rng, bench_words) for _ in range(benchmark_size)]
+        t0 = time.perf_counter()
+        pid, plants = fill(engine, questions, benchmark, planted, rng)
+        print(f"stored {questions:,} questions in {time.perf_counter() - t0:.1f} s")
+        export_dir = project_export_dir(engine.db_path, pid)
+        export_dir.mkdir(parents=True)
+        (export_dir / "benchmark.jsonl").write_text(
+            "".join(json.dumps({"question": text}) + "\n" for text in benchmark), encoding="utf-8")
+        held = engine.quality.hold_out(pid, 0.1)
+        training = {text for _, text in engine.quality.contamination.training_questions(pid)}
+        plants &= training  # a planted question that was held out is not a training question
+        print(f"held out {held.held_out:,} questions; {len(plants)} planted questions are training ones\n")
+        print("| check | training questions | references | matches | planted found | time | RSS before -> peak |")
+        print("|---|---|---|---|---|---|---|")
+        for name, files, against_eval in (("benchmark file", ["benchmark.jsonl"], False),
+                                          ("held-out questions", [], True),
+                                          ("both", ["benchmark.jsonl"], True)):
+            before = rss_mib("VmRSS:")
+            reset_peak_rss()
             t0 = time.perf_counter()
-            pid, plants = fill(engine, questions, benchmark, planted, rng)
-            print(f"stored {questions:,} questions in {time.perf_counter() - t0:.1f} s")
-            export_dir = project_export_dir(engine.db_path, pid)
-            export_dir.mkdir(parents=True)
-            (export_dir / "benchmark.jsonl").write_text(
-                "".join(json.dumps({"question": text}) + "\n" for text in benchmark), encoding="utf-8")
-            held = engine.quality.hold_out(pid, 0.1)
-            training = {text for _, text in engine.quality.contamination.training_questions(pid)}
-            plants &= training  # a planted question that was held out is not a training question
-            print(f"held out {held.held_out:,} questions; {len(plants)} planted questions are training ones\n")
-            print("| check | training questions | references | matches | planted found | time | RSS before -> peak |")
-            print("|---|---|---|---|---|---|---|")
-            for name, files, against_eval in (("benchmark file", ["benchmark.jsonl"], False),
-                                              ("held-out questions", [], True),
-                                              ("both", ["benchmark.jsonl"], True)):
-                before = rss_mib("VmRSS:")
-                reset_peak_rss()
-                t0 = time.perf_counter()
-                report = await engine.quality.decontaminate(pid, files, against_eval=against_eval, limit=500)
-                seconds = time.perf_counter() - t0
-                rss = f"{before:.0f} -> {rss_mib('VmHWM:'):.0f} MiB" if before else "n/a"
-                found = {match.question for match in report.listed if match.source in files}
-                matched = sum(source.matched_questions for source in report.sources)
-                assert found == (plants if files else set()) and matched == len(found), "not exactly the planted"
-                planted_found = f"{len(found)}/{len(plants)}" if files else "-"
-                print(f"| {name} | {report.checked:,} | {sum(s.references for s in report.sources):,} | "
-                      f"{matched:,} | {planted_found} | {seconds:.2f} s | {rss} |")
-        finally:
-            await engine.close()
+            report = await engine.quality.decontaminate(pid, files, against_eval=against_eval, limit=500)
+            seconds = time.perf_counter() - t0
+            rss = f"{before:.0f} -> {rss_mib('VmHWM:'):.0f} MiB" if before else "n/a"
+            found = {match.question for match in report.listed if match.source in files}
+            matched = sum(source.matched_questions for source in report.sources)
+            assert found == (plants if files else set()) and matched == len(found), "not exactly the planted"
+            planted_found = f"{len(found)}/{len(plants)}" if files else "-"
+            print(f"| {name} | {report.checked:,} | {sum(s.references for s in report.sources):,} | "
+                  f"{matched:,} | {planted_found} | {seconds:.2f} s | {rss} |")
 
 
 def main() -> None:

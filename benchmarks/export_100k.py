@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +73,18 @@ def text_pool(characters: int, seed: int = 7) -> list[str]:
     return [" ".join(rng.choices(vocabulary, k=characters // 6))[:characters] for _ in range(POOL)]
 
 
+@asynccontextmanager
+async def offline_engine() -> AsyncIterator[Engine]:
+    """An engine on a fresh temporary database whose endpoint is never called (benchmarks of the store alone)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-bench", "TREEDISTILL_MODEL": "x"}
+        engine = await Engine(Path(tmp) / "bench.db", env).start()
+        try:
+            yield engine
+        finally:
+            await engine.close()
+
+
 def fill(engine: Engine, records: int) -> int:
     """A project of TAGS leaf tags (fewer for a small run) with `records` answered questions; returns its id."""
     project = engine.create_project("Export bench")
@@ -88,37 +102,32 @@ def fill(engine: Engine, records: int) -> int:
 
 
 async def run(records: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-bench", "TREEDISTILL_MODEL": "x"}
-        engine = await Engine(Path(tmp) / "bench.db", env).start()
-        try:
+    async with offline_engine() as engine:
+        t0 = time.perf_counter()
+        pid = fill(engine, records)
+        print(f"stored {records:,} records in {time.perf_counter() - t0:.1f} s\n")
+        print("| export | records | file size | time | records/s | RSS before -> peak | peak Python allocations |")
+        print("|---|---|---|---|---|---|---|")
+        for name, settings in SCENARIOS.items():
+            options = ExportOptions(path="bench-hf" if settings.get("layout") == "hf" else "bench", **settings)
+            export = engine.publisher.export_layout if options.layout == "hf" else engine.curator.export_dataset
+            before = rss_mib("VmRSS:")
+            reset_peak_rss()
             t0 = time.perf_counter()
-            pid = fill(engine, records)
-            print(f"stored {records:,} records in {time.perf_counter() - t0:.1f} s\n")
-            print("| export | records | file size | time | records/s | RSS before -> peak | peak Python allocations |")
-            print("|---|---|---|---|---|---|---|")
-            for name, settings in SCENARIOS.items():
-                options = ExportOptions(path="bench-hf" if settings.get("layout") == "hf" else "bench", **settings)
-                export = engine.publisher.export_layout if options.layout == "hf" else engine.curator.export_dataset
-                before = rss_mib("VmRSS:")
-                reset_peak_rss()
-                t0 = time.perf_counter()
-                report = await export(pid, options)
-                seconds = time.perf_counter() - t0
-                rss = f"{before:.0f} -> {rss_mib('VmHWM:'):.0f} MiB" if before else "n/a"
-                size = sum(f.bytes for f in report.files)
-                tracemalloc.start()
-                await export(pid, options)
-                peak = tracemalloc.get_traced_memory()[1]
-                tracemalloc.stop()
-                if report.layout == "hf":
-                    shutil.rmtree(report.path)
-                for exported in report.files:
-                    Path(exported.path).unlink(missing_ok=True)
-                print(f"| {name} | {report.record_count:,} | {size / 2**20:,.1f} MiB | {seconds:.2f} s | "
-                      f"{report.record_count / seconds:,.0f} | {rss} | {peak / 2**20:.2f} MiB |")
-        finally:
-            await engine.close()
+            report = await export(pid, options)
+            seconds = time.perf_counter() - t0
+            rss = f"{before:.0f} -> {rss_mib('VmHWM:'):.0f} MiB" if before else "n/a"
+            size = sum(f.bytes for f in report.files)
+            tracemalloc.start()
+            await export(pid, options)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            if report.layout == "hf":
+                shutil.rmtree(report.path)
+            for exported in report.files:
+                Path(exported.path).unlink(missing_ok=True)
+            print(f"| {name} | {report.record_count:,} | {size / 2**20:,.1f} MiB | {seconds:.2f} s | "
+                  f"{report.record_count / seconds:,.0f} | {rss} | {peak / 2**20:.2f} MiB |")
 
 
 def main() -> None:

@@ -15,15 +15,13 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.export_100k import fill  # noqa: E402
-from treedistill.server.engine import Engine  # noqa: E402
+from benchmarks.export_100k import fill, offline_engine  # noqa: E402
 
 RUNS = 5
 
@@ -38,27 +36,22 @@ async def timed(call) -> tuple[float, object]:
 
 
 async def run(records: int, near_duplicates: bool) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-bench", "TREEDISTILL_MODEL": "x"}
-        engine = await Engine(Path(tmp) / "bench.db", env).start()
-        try:
-            t0 = time.perf_counter()
-            pid = fill(engine, records)
-            engine.quality.hold_out(pid, 0.1)
-            with engine.store.transaction():
-                engine.store.db.execute("UPDATE answers SET score = 1 + question_id % 10 WHERE question_id % 10 = 0")
-            print(f"stored {records:,} answered questions in {time.perf_counter() - t0:.1f} s\n")
-            first_tag = engine.store.children(pid, None)[0].id
-            print("| report | questions | tag rows | time (median of 5) |")
-            print("|---|---|---|---|")
-            cases = [("whole project", None, False), ("one tag", first_tag, False)]
-            if near_duplicates:
-                cases.append(("whole project, with the near-duplicate rate", None, True))
-            for name, tag_id, near in cases:
-                seconds, report = await timed(lambda: engine.quality.dataset_report(pid, tag_id, near))
-                print(f"| {name} | {report.overall.questions:,} | {len(report.tags):,} | {seconds * 1000:,.0f} ms |")
-        finally:
-            await engine.close()
+    async with offline_engine() as engine:
+        t0 = time.perf_counter()
+        pid = fill(engine, records)
+        engine.quality.hold_out(pid, 0.1)
+        with engine.store.transaction():
+            engine.store.db.execute("UPDATE answers SET score = 1 + question_id % 10 WHERE question_id % 10 = 0")
+        print(f"stored {records:,} answered questions in {time.perf_counter() - t0:.1f} s\n")
+        first_tag = engine.store.children(pid, None)[0].id
+        print("| report | questions | tag rows | time (median of 5) |")
+        print("|---|---|---|---|")
+        cases = [("whole project", None, False), ("one tag", first_tag, False)]
+        if near_duplicates:
+            cases.append(("whole project, with the near-duplicate rate", None, True))
+        for name, tag_id, near in cases:
+            seconds, report = await timed(lambda: engine.quality.dataset_report(pid, tag_id, near))
+            print(f"| {name} | {report.overall.questions:,} | {len(report.tags):,} | {seconds * 1000:,.0f} ms |")
 
 
 def main() -> None:
