@@ -70,20 +70,13 @@ class ParquetRecordFile(RecordFile):
         self._writer.write_table(pa.Table.from_pylist(self._chunk, schema=self._writer.schema))
         self._chunk = []
 
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        try:
-            if exc_type is None:
-                if not self.records:
-                    raise InvalidInput(f"No record to write to {self.path.name}: a Parquet file takes its columns "
-                                       "from its records. Loosen the filters or the split. Nothing was written.")
-                if self._chunk:
-                    self._flush()
-                self._writer.close()
-        except BaseException:
-            self.discard()
-            raise
-        if exc_type is not None:
-            self.discard()
+    def _complete(self) -> None:
+        if not self.records:
+            raise InvalidInput(f"No record to write to {self.path.name}: a Parquet file takes its columns "
+                               "from its records. Loosen the filters or the split. Nothing was written.")
+        if self._chunk:
+            self._flush()
+        self._writer.close()
 
     def discard(self) -> None:
         if self._writer is not None:

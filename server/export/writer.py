@@ -316,14 +316,19 @@ class RecordFile:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         try:
-            if exc_type is None and self.json_array:
-                self._file.write("\n]\n")
-            self._file.close()
+            if exc_type is None:
+                self._complete()
         except BaseException:
             self.discard()
             raise
         if exc_type is not None:
             self.discard()
+
+    def _complete(self) -> None:
+        """Finish the file after its last record (a failure here discards it)."""
+        if self.json_array:
+            self._file.write("\n]\n")
+        self._file.close()
 
     @property
     def size(self) -> int:
