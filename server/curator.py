@@ -14,7 +14,6 @@ from treedistill.server.store.curation import CuratedAnswer, CurationStore, Dele
 from treedistill.server.store.holdout import HoldoutStore
 from treedistill.server.text.dedup import normalize, unique_new
 from treedistill.server.errors import InvalidInput, NotFound, ProviderError
-from treedistill.server.export.writer import ExportOptions, ExportReport, export_target, project_export_dir, write_export
 from treedistill.server.text.judge import JudgedAnswer, ScoreReport
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.models import ModelSpec, Question, Tag
@@ -70,15 +69,6 @@ class Curator:
         self.curation = CurationStore(store)
         self._duplicate_search = asyncio.Lock()  # one at a time: each holds every question's tokens in memory
         self._progress_tasks: set[asyncio.Future] = set()
-
-    async def export_dataset(self, project_id: int, options: ExportOptions) -> ExportReport:
-        """Stream the selected records into fine-tuning file(s); see treedistill.server.export.writer for the formats."""
-        project = self.store.get_project(project_id)
-        if options.tag_id is not None:
-            self.store.get_tag(project_id, options.tag_id)
-        target = export_target(project_export_dir(self.db_path, project_id), project, options,
-                               self.allow_any_export_path)
-        return await asyncio.to_thread(write_export, self.db_path, project, options, target)
 
     def _known_questions(self, project_id: int, question_ids: list[int], answered: bool = False) -> list[int]:
         """The ids without repeats; raises unless all are questions of the project (and answered)."""

@@ -14,8 +14,10 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        MAX_TOPIC_CHARS, batch_poll_seconds, default_model_spec, heartbeat_timeout,
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
+from treedistill.server.exporter import Exporter
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
+from treedistill.server.export.writer import ExportOptions, ExportReport
 from treedistill.server.quality import DatasetQuality
 from treedistill.server.publish import Publisher
 from treedistill.server.scheduling.calls import LLMCaller
@@ -91,6 +93,7 @@ class Engine:
         self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
+        self.exporter = Exporter(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.trees = TreeEditor(self.store, self.db_path)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.publisher = Publisher(self.store, self.db_path, self.environ,
@@ -283,6 +286,14 @@ class Engine:
         """A page of questions with their review state, filtered server-side (see treedistill.server.review)."""
         return await review_page(self.store, self.curator, project_id, tag_id, kind, score_below, limit, offset,
                                  self.duplicate_groups, styles)
+
+    # -- export ----------------------------------------------------------------------------
+
+    async def export_dataset(self, project_id: int, options: ExportOptions) -> ExportReport:
+        """Write the project's records as a fine-tuning file, or (layout='hf') a Hugging Face datasets folder."""
+        if options.layout == "hf":
+            return await self.publisher.export_layout(project_id, options)
+        return await self.exporter.export_file(project_id, options)
 
     # -- jobs --------------------------------------------------------------------------------
 
