@@ -10,7 +10,8 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from treedistill.server.store.curation import CuratedAnswer, CurationStore, DeletionCounts
+from treedistill.server.answer_edits import known_questions
+from treedistill.server.store.curation import CurationStore, DeletionCounts
 from treedistill.server.store.holdout import HoldoutStore
 from treedistill.server.text.dedup import normalize, unique_new
 from treedistill.server.errors import InvalidInput, NotFound, ProviderError
@@ -70,55 +71,6 @@ class Curator:
         self._duplicate_search = asyncio.Lock()  # one at a time: each holds every question's tokens in memory
         self._progress_tasks: set[asyncio.Future] = set()
 
-    def _known_questions(self, project_id: int, question_ids: list[int], answered: bool = False) -> list[int]:
-        """The ids without repeats; raises unless all are questions of the project (and answered)."""
-        self.store.get_project(project_id)
-        ids = list(dict.fromkeys(question_ids))
-        missing = self.curation.missing_questions(project_id, ids)
-        if missing:
-            raise NotFound(f"No question with id {', '.join(map(str, missing))} in project {project_id}; "
-                           "call list_questions to see the ids. Nothing was changed.")
-        unanswered = self.curation.unanswered(project_id, ids) if answered else []
-        if unanswered:
-            raise InvalidInput(f"Question {', '.join(map(str, unanswered))} has no answer yet: call answer_question "
-                               "first, or leave it out. Nothing was changed.")
-        return ids
-
-    def get_question_with_answer(self, project_id: int, question_id: int) -> tuple[Question, CuratedAnswer | None]:
-        return self.store.get_question(project_id, question_id), self.curation.get_answer(project_id, question_id)
-
-    def get_curated_answer(self, project_id: int, question_id: int) -> CuratedAnswer:
-        self._known_questions(project_id, [question_id], answered=True)
-        return self.curation.get_answer(project_id, question_id)
-
-    def update_answer(self, project_id: int, question_id: int, answer: str | None = None,
-                      reasoning: str | None = None) -> CuratedAnswer:
-        """Replace an answer's text and/or reasoning; its judge score is cleared, rating and confirmation kept."""
-        given = {name: text.strip() for name, text in (("answer", answer), ("reasoning", reasoning))
-                 if text is not None}
-        if not given or not all(given.values()):
-            raise InvalidInput("Give the new text in answer and/or reasoning (not empty). Nothing was changed.")
-        self.get_curated_answer(project_id, question_id)
-        with self.store.transaction():
-            self.curation.edit_answer(question_id, given.get("answer"), given.get("reasoning"))
-        return self.curation.get_answer(project_id, question_id)
-
-    def rate_item(self, project_id: int, question_id: int, rating: int | None) -> CuratedAnswer:
-        """Set (or clear, with None) the 1-5 human rating of an answered question."""
-        if rating is not None and not 1 <= rating <= 5:
-            raise InvalidInput(f"rating must be 1 to 5 (or null to clear it), not {rating}.")
-        self.get_curated_answer(project_id, question_id)
-        with self.store.transaction():
-            self.curation.set_rating(question_id, rating)
-        return self.curation.get_answer(project_id, question_id)
-
-    def confirm_items(self, project_id: int, question_ids: list[int], confirmed: bool = True) -> list[int]:
-        """Mark answered questions as reviewed and confirmed (or take the mark back)."""
-        ids = self._known_questions(project_id, question_ids, answered=True)
-        with self.store.transaction():
-            self.curation.set_confirmed(ids, confirmed)
-        return ids
-
     def delete_tag(self, project_id: int, tag_id: int, confirm: bool = False) -> tuple[Tag, DeletionCounts, bool]:
         """What deleting a tag's subtree removes; deletes it only with confirm. Returns (tag, counts, deleted)."""
         tag = self.store.get_tag(project_id, tag_id)
@@ -130,7 +82,7 @@ class Curator:
 
     def delete_questions(self, project_id: int, question_ids: list[int]) -> DeletionCounts:
         """Delete questions with their answers."""
-        ids = self._known_questions(project_id, question_ids)
+        ids = known_questions(self.curation, project_id, question_ids)
         refuse_open_work(self.curation.open_work_on_questions(ids), "these questions")
         counts = self.curation.question_counts(project_id, ids)
         self.curation.delete_questions(ids)
@@ -204,7 +156,7 @@ class Curator:
         if tag_id is not None:
             self.store.get_tag(project_id, tag_id)
         if question_ids is not None:
-            question_ids = self._known_questions(project_id, question_ids, answered=True)
+            question_ids = known_questions(self.curation, project_id, question_ids, answered=True)
         spec = judge_model or self.curation.judge_model(project_id) or project.answer_model
         self.caller.provider(spec)  # raises MissingAPIKey before anything is queued
         targets = self.curation.answers_to_judge(project_id, question_ids, tag_id, rescore, limit)

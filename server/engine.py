@@ -13,6 +13,7 @@ from typing import Any
 from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, LARGE_PLAN_CALLS, MAX_NAME_CHARS,
                                        MAX_TOPIC_CHARS, batch_poll_seconds, default_model_spec, heartbeat_timeout,
                                        confirm_cost_above as confirm_cost_above_from)
+from treedistill.server.answer_edits import AnswerEdits
 from treedistill.server.curator import Curator
 from treedistill.server.exporter import Exporter
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
@@ -25,6 +26,7 @@ from treedistill.server.review import DuplicateGroups, ReviewPage, review_page
 from treedistill.server.models import (
     GUIDANCE_LIMIT,
     Answer,
+    CuratedAnswer,
     AnswerStyle,
     BatchOptions,
     BatchProgress,
@@ -93,6 +95,7 @@ class Engine:
         self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
+        self.edits = AnswerEdits(self.store)
         self.exporter = Exporter(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.trees = TreeEditor(self.store, self.db_path)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
@@ -286,6 +289,22 @@ class Engine:
         """A page of questions with their review state, filtered server-side (see treedistill.server.review)."""
         return await review_page(self.store, self.curator, project_id, tag_id, kind, score_below, limit, offset,
                                  self.duplicate_groups, styles)
+
+    # -- review ----------------------------------------------------------------------------
+
+    def get_question_with_answer(self, project_id: int, question_id: int) -> tuple[Question, CuratedAnswer | None]:
+        """A question and its answer with the review state (None while it is unanswered)."""
+        return self.edits.get_question_with_answer(project_id, question_id)
+
+    def update_answer(self, project_id: int, question_id: int, answer: str | None = None,
+                      reasoning: str | None = None) -> CuratedAnswer:
+        return self.edits.update_answer(project_id, question_id, answer, reasoning)
+
+    def rate_item(self, project_id: int, question_id: int, rating: int | None) -> CuratedAnswer:
+        return self.edits.rate_item(project_id, question_id, rating)
+
+    def confirm_items(self, project_id: int, question_ids: list[int], confirmed: bool = True) -> list[int]:
+        return self.edits.confirm_items(project_id, question_ids, confirmed)
 
     # -- export ----------------------------------------------------------------------------
 

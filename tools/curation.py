@@ -65,7 +65,7 @@ async def update_answer(
 ) -> CuratedAnswer:
     """Edit an answer and/or its reasoning by hand. The judge score of the old text is cleared; the rating
     and confirmation are kept."""
-    return engine_of(ctx).curator.update_answer(project_id, question_id, answer, reasoning)
+    return engine_of(ctx).update_answer(project_id, question_id, answer, reasoning)
 
 
 @tool_errors
@@ -76,7 +76,7 @@ async def rate_item(
     rating: Annotated[int | None, Field(ge=1, le=5, description="1 (bad) to 5 (excellent); null clears it")],
 ) -> CuratedAnswer:
     """Give an answered question a human rating, for export_dataset(min_rating=...)."""
-    return engine_of(ctx).curator.rate_item(project_id, question_id, rating)
+    return engine_of(ctx).rate_item(project_id, question_id, rating)
 
 
 @tool_errors
@@ -87,7 +87,7 @@ async def confirm_item(
     confirmed: Annotated[bool, Field(description="false takes the confirmation back")] = True,
 ) -> ConfirmResult:
     """Mark answered questions as reviewed and good, for export_dataset(confirmed_only=true)."""
-    ids = engine_of(ctx).curator.confirm_items(project_id, question_ids, confirmed)
+    ids = engine_of(ctx).confirm_items(project_id, question_ids, confirmed)
     return ConfirmResult(project_id=project_id, confirmed=confirmed, question_ids=ids)
 
 

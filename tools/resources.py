@@ -73,7 +73,7 @@ async def tree_resource(ctx: Context, project_id: str) -> str:
 @resource_errors
 async def question_resource(ctx: Context, project_id: str, question_id: str) -> str:
     """A question with its answer, reasoning, rating, confirmation and judge score (answer null if unanswered)."""
-    question, answer = engine_of(ctx).curator.get_question_with_answer(_number(project_id, "project_id"),
+    question, answer = engine_of(ctx).get_question_with_answer(_number(project_id, "project_id"),
                                                                 _number(question_id, "question_id"))
     return QuestionWithAnswer(question=question, answer=answer).model_dump_json()
 

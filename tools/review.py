@@ -48,7 +48,7 @@ async def review_dataset(
 async def get_answer(ctx: Context, project_id: ProjectId, question_id: QuestionId) -> QuestionWithAnswer:
     """One question with its answer, reasoning, model, tokens, rating, confirmation and judge score and rationale
     (answer is null while the question is unanswered). Never calls a model."""
-    question, answer = engine_of(ctx).curator.get_question_with_answer(project_id, question_id)
+    question, answer = engine_of(ctx).get_question_with_answer(project_id, question_id)
     return QuestionWithAnswer(question=question, answer=answer)
 
 
