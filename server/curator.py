@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from treedistill.server.answer_edits import known_questions
-from treedistill.server.store.curation import CurationStore, DeletionCounts
+from treedistill.server.store.curation import CurationStore
 from treedistill.server.store.holdout import HoldoutStore
 from treedistill.server.text.dedup import normalize, unique_new
 from treedistill.server.errors import InvalidInput, NotFound, ProviderError
@@ -47,14 +47,6 @@ async def _short_gil_turns() -> AsyncIterator[None]:
             sys.setswitchinterval(previous)
 
 
-def refuse_open_work(count: int, where: str, outcome: str = "Nothing was deleted.") -> None:
-    """InvalidInput when `count` work items are queued or running on `where`: a tag with work in flight is
-    neither deleted nor edited (its results would land on a tag that changed or is gone)."""
-    if count:
-        raise InvalidInput(f"{count} model call(s) are queued or running on {where}; wait for them "
-                           f"(get_progress) or cancel_job first. {outcome}")
-
-
 class Curator:
     """Review, judge, dedupe and export a project's data; judge calls go through the shared scheduler."""
 
@@ -70,23 +62,6 @@ class Curator:
         self.curation = CurationStore(store)
         self._duplicate_search = asyncio.Lock()  # one at a time: each holds every question's tokens in memory
         self._progress_tasks: set[asyncio.Future] = set()
-
-    def delete_tag(self, project_id: int, tag_id: int, confirm: bool = False) -> tuple[Tag, DeletionCounts, bool]:
-        """What deleting a tag's subtree removes; deletes it only with confirm. Returns (tag, counts, deleted)."""
-        tag = self.store.get_tag(project_id, tag_id)
-        refuse_open_work(self.curation.open_work_in_subtree(tag_id), f"tag {tag_id} or below it")
-        counts = self.curation.subtree_counts(tag_id)
-        if confirm:
-            self.curation.delete_tag(tag_id)
-        return tag, counts, confirm
-
-    def delete_questions(self, project_id: int, question_ids: list[int]) -> DeletionCounts:
-        """Delete questions with their answers."""
-        ids = known_questions(self.curation, project_id, question_ids)
-        refuse_open_work(self.curation.open_work_on_questions(ids), "these questions")
-        counts = self.curation.question_counts(project_id, ids)
-        self.curation.delete_questions(ids)
-        return counts
 
     def add_questions(self, project_id: int, tag_id: int, texts: list[str],
                       allow_near_duplicates: bool = False) -> tuple[Tag, list[Question], list[str], list[str]]:

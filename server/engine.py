@@ -15,6 +15,7 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.answer_edits import AnswerEdits
 from treedistill.server.curator import Curator
+from treedistill.server.deletion import Deletion
 from treedistill.server.exporter import Exporter
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
@@ -50,6 +51,7 @@ from treedistill.server.text.prompts.templates import KINDS, prompt_kind, templa
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database, open_reader
+from treedistill.server.store.curation import DeletionCounts
 from treedistill.server.store.workers import WorkerRegistry
 from treedistill.server.tree_editor import TreeEditor
 from treedistill.server.scheduling.work import WorkContext
@@ -96,6 +98,7 @@ class Engine:
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
         self.edits = AnswerEdits(self.store)
+        self.deletion = Deletion(self.store)
         self.exporter = Exporter(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.trees = TreeEditor(self.store, self.db_path)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
@@ -305,6 +308,13 @@ class Engine:
 
     def confirm_items(self, project_id: int, question_ids: list[int], confirmed: bool = True) -> list[int]:
         return self.edits.confirm_items(project_id, question_ids, confirmed)
+
+    def delete_tag(self, project_id: int, tag_id: int, confirm: bool = False) -> tuple[Tag, DeletionCounts, bool]:
+        """What deleting a tag's subtree removes; deletes it only with confirm. Returns (tag, counts, deleted)."""
+        return self.deletion.delete_tag(project_id, tag_id, confirm)
+
+    def delete_questions(self, project_id: int, question_ids: list[int]) -> DeletionCounts:
+        return self.deletion.delete_questions(project_id, question_ids)
 
     # -- export ----------------------------------------------------------------------------
 

@@ -100,7 +100,7 @@ async def ask_to_delete(ctx: Context, project_id: int, tag_id: int) -> Elicit[Ap
     """delete_tag's question to the person, when their client can ask: the tag's path and what goes with it."""
     if not can_ask(ctx):
         return NOT_ASKED
-    tag, counts, _ = engine_of(ctx).curator.delete_tag(project_id, tag_id, confirm=False)
+    tag, counts, _ = engine_of(ctx).delete_tag(project_id, tag_id, confirm=False)
     return ask(f"Delete the tag '{tag.path}' of project {project_id} with everything below it: {_subtree(counts)}? "
                "This cannot be undone.")
 
@@ -119,7 +119,7 @@ async def delete_tag(
     confirm=true it deletes nothing and reports the counts; call again with confirm=true to delete."""
     approved = verdict(approval)
     go = confirm if approved is None else approved  # asked, only the person's answer decides
-    tag, counts, deleted = engine_of(ctx).curator.delete_tag(project_id, tag_id, go)
+    tag, counts, deleted = engine_of(ctx).delete_tag(project_id, tag_id, go)
     what = _subtree(counts)
     message = (f"Deleted '{tag.path}': {what}." if deleted else
                f"The person did not approve deleting '{tag.path}' ({what}): nothing was deleted." if approved is False
@@ -131,7 +131,7 @@ async def delete_tag(
 @tool_errors
 async def delete_question(ctx: Context, project_id: ProjectId, question_ids: QuestionIds) -> DeletionResult:
     """Delete questions with their answers (e.g. the removable_question_ids of find_duplicates)."""
-    counts = engine_of(ctx).curator.delete_questions(project_id, question_ids)
+    counts = engine_of(ctx).delete_questions(project_id, question_ids)
     return DeletionResult(project_id=project_id, deleted=True, **counts.model_dump(),
                           message=f"Deleted {counts.questions} question(s) and {counts.answers} answer(s).")
 
