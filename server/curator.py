@@ -7,18 +7,15 @@ import contextlib
 import logging
 import sys
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from treedistill.server.answer_edits import known_questions
 from treedistill.server.store.curation import CurationStore
-from treedistill.server.store.holdout import HoldoutStore
-from treedistill.server.text.dedup import normalize, unique_new
 from treedistill.server.errors import InvalidInput, NotFound, ProviderError
 from treedistill.server.text.judge import JudgedAnswer, ScoreReport
 from treedistill.server.scheduling.calls import LLMCaller
-from treedistill.server.models import ModelSpec, Question, Tag
-from treedistill.server.text.near_dup import DuplicateReport, drop_near_duplicates, report_duplicates
+from treedistill.server.models import ModelSpec
+from treedistill.server.text.near_dup import DuplicateReport, report_duplicates
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store
@@ -62,24 +59,6 @@ class Curator:
         self.curation = CurationStore(store)
         self._duplicate_search = asyncio.Lock()  # one at a time: each holds every question's tokens in memory
         self._progress_tasks: set[asyncio.Future] = set()
-
-    def add_questions(self, project_id: int, tag_id: int, texts: list[str],
-                      allow_near_duplicates: bool = False) -> tuple[Tag, list[Question], list[str], list[str]]:
-        """Store hand-written questions; returns (tag, added, exact duplicates, near-duplicates) - skipped ones."""
-        tag = self.store.get_tag(project_id, tag_id)
-        texts = [" ".join(text.split()) for text in texts]
-        if not all(texts):
-            raise InvalidInput("Questions must not be empty. Nothing was added.")
-        taken = self.store.existing_question_norms(project_id, [normalize(text) for text in texts])
-        unique = unique_new(texts, taken, len(texts))
-        kept = unique if allow_near_duplicates else drop_near_duplicates(
-            unique, [question.text for question in self.store.questions_of_tag(tag_id)])
-        with self.store.transaction():
-            added = self.store.insert_questions(project_id, tag, kept)
-            HoldoutStore(self.store).assign_new(project_id, added)
-        fresh = Counter(unique)
-        exact = [text for text in texts if not fresh.pop(text, 0)]
-        return tag, added, exact, [text for text in unique if text not in kept]
 
     async def find_duplicates(self, project_id: int, tag_id: int | None, threshold: float, limit: int,
                               progress: Progress | None = None) -> DuplicateReport:

@@ -17,6 +17,7 @@ from treedistill.server.answer_edits import AnswerEdits
 from treedistill.server.curator import Curator
 from treedistill.server.deletion import Deletion
 from treedistill.server.exporter import Exporter
+from treedistill.server.handwritten import HandwrittenQuestions
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.export.writer import ExportOptions, ExportReport
@@ -99,6 +100,7 @@ class Engine:
                                heartbeat_seconds=self.heartbeat_seconds)
         self.edits = AnswerEdits(self.store)
         self.deletion = Deletion(self.store)
+        self.handwritten = HandwrittenQuestions(self.store)
         self.exporter = Exporter(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.trees = TreeEditor(self.store, self.db_path)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
@@ -315,6 +317,11 @@ class Engine:
 
     def delete_questions(self, project_id: int, question_ids: list[int]) -> DeletionCounts:
         return self.deletion.delete_questions(project_id, question_ids)
+
+    def add_questions(self, project_id: int, tag_id: int, texts: list[str],
+                      allow_near_duplicates: bool = False) -> tuple[Tag, list[Question], list[str], list[str]]:
+        """Store hand-written questions; returns (tag, added, exact duplicates, near-duplicates) - skipped ones."""
+        return self.handwritten.add_questions(project_id, tag_id, texts, allow_near_duplicates)
 
     # -- export ----------------------------------------------------------------------------
 

@@ -192,7 +192,7 @@ async def add_questions(
 ) -> AddedQuestions:
     """Add your own questions to a tag. Exact duplicates in the project are always skipped, near-duplicates of
     the tag's questions unless allow_near_duplicates=true; the result says what was skipped and why."""
-    tag, added, exact, near = engine_of(ctx).curator.add_questions(project_id, tag_id, questions, allow_near_duplicates)
+    tag, added, exact, near = engine_of(ctx).add_questions(project_id, tag_id, questions, allow_near_duplicates)
     skipped = ([SkippedQuestion(text=text, reason="duplicate of a question in the project") for text in exact]
                + [SkippedQuestion(text=text, reason="near-duplicate of a question of this tag") for text in near])
     return AddedQuestions(project_id=project_id, tag_id=tag.id, tag_path=tag.path, added=added, skipped=skipped)
