@@ -16,6 +16,7 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
 from treedistill.server.answer_edits import AnswerEdits
 from treedistill.server.curator import Curator
 from treedistill.server.deletion import Deletion
+from treedistill.server.duplicate_search import DuplicateSearch, Progress
 from treedistill.server.exporter import Exporter
 from treedistill.server.handwritten import HandwrittenQuestions
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
@@ -47,6 +48,7 @@ from treedistill.server.scheduling.planner import plan_job
 from treedistill.server.scheduling.progress import stored_job_progress
 from treedistill.server.scheduling.rate_gate import pacing_state
 from treedistill.server.store.prompts import PromptStore
+from treedistill.server.text.near_dup import DuplicateReport
 from treedistill.server.text.prompts import LANGUAGES, Steering, template_of
 from treedistill.server.text.prompts.templates import KINDS, prompt_kind, template_version, validate_template
 from treedistill.server.store.queue import WorkItem, WorkQueue
@@ -101,6 +103,7 @@ class Engine:
         self.edits = AnswerEdits(self.store)
         self.deletion = Deletion(self.store)
         self.handwritten = HandwrittenQuestions(self.store)
+        self.duplicate_search = DuplicateSearch(self.store, self.db_path)
         self.exporter = Exporter(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.trees = TreeEditor(self.store, self.db_path)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
@@ -292,7 +295,7 @@ class Engine:
                           score_below: int | None = None, limit: int = 200, offset: int = 0,
                           styles: dict[str, str | None] | None = None) -> ReviewPage:
         """A page of questions with their review state, filtered server-side (see treedistill.server.review)."""
-        return await review_page(self.store, self.curator, project_id, tag_id, kind, score_below, limit, offset,
+        return await review_page(self.store, self.duplicate_search, project_id, tag_id, kind, score_below, limit, offset,
                                  self.duplicate_groups, styles)
 
     # -- review ----------------------------------------------------------------------------
@@ -322,6 +325,11 @@ class Engine:
                       allow_near_duplicates: bool = False) -> tuple[Tag, list[Question], list[str], list[str]]:
         """Store hand-written questions; returns (tag, added, exact duplicates, near-duplicates) - skipped ones."""
         return self.handwritten.add_questions(project_id, tag_id, texts, allow_near_duplicates)
+
+    async def find_duplicates(self, project_id: int, tag_id: int | None, threshold: float, limit: int,
+                              progress: Progress | None = None) -> DuplicateReport:
+        """Groups of near-duplicate questions across the project (or a subtree), searched off the event loop."""
+        return await self.duplicate_search.find_duplicates(project_id, tag_id, threshold, limit, progress)
 
     # -- export ----------------------------------------------------------------------------
 

@@ -177,7 +177,7 @@ async def find_duplicates(
     async def progress(done: int, total: int) -> None:
         await ctx.report_progress(done, total, f"find_duplicates: {done}/{total} steps")
 
-    return await engine_of(ctx).curator.find_duplicates(project_id, tag_id, threshold, limit, progress)
+    return await engine_of(ctx).find_duplicates(project_id, tag_id, threshold, limit, progress)
 
 
 @tool_errors
