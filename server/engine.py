@@ -14,11 +14,11 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        MAX_TOPIC_CHARS, batch_poll_seconds, default_model_spec, heartbeat_timeout,
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.answer_edits import AnswerEdits
-from treedistill.server.curator import Curator
 from treedistill.server.deletion import Deletion
 from treedistill.server.duplicate_search import DuplicateSearch, Progress
 from treedistill.server.exporter import Exporter
 from treedistill.server.handwritten import HandwrittenQuestions
+from treedistill.server.judging import Judging
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.export.writer import ExportOptions, ExportReport
@@ -48,6 +48,7 @@ from treedistill.server.scheduling.planner import plan_job
 from treedistill.server.scheduling.progress import stored_job_progress
 from treedistill.server.scheduling.rate_gate import pacing_state
 from treedistill.server.store.prompts import PromptStore
+from treedistill.server.text.judge import ScoreReport
 from treedistill.server.text.near_dup import DuplicateReport
 from treedistill.server.text.prompts import LANGUAGES, Steering, template_of
 from treedistill.server.text.prompts.templates import KINDS, prompt_kind, template_version, validate_template
@@ -97,8 +98,7 @@ class Engine:
                                    max_attempts=self._options["max_attempts"],
                                    retry_base_delay=self._options["retry_base_delay"],
                                    batch_poll_seconds=self._options["batch_poll_seconds"])
-        self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
-                               allow_any_export_path=self.allow_any_export_path,
+        self.judging = Judging(self.store, self.queue, self.scheduler, self.caller,
                                heartbeat_seconds=self.heartbeat_seconds)
         self.edits = AnswerEdits(self.store)
         self.deletion = Deletion(self.store)
@@ -330,6 +330,13 @@ class Engine:
                               progress: Progress | None = None) -> DuplicateReport:
         """Groups of near-duplicate questions across the project (or a subtree), searched off the event loop."""
         return await self.duplicate_search.find_duplicates(project_id, tag_id, threshold, limit, progress)
+
+    async def score_answers(self, project_id: int, question_ids: list[int] | None = None, tag_id: int | None = None,
+                            rescore: bool = False, limit: int = 100, judge_model: ModelSpec | None = None,
+                            progress: Progress | None = None, batch: bool = False) -> ScoreReport:
+        """The judge model's 1-10 scores of up to `limit` answers (with `batch`, once its calls are queued)."""
+        return await self.judging.score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
+                                                progress, batch)
 
     # -- export ----------------------------------------------------------------------------
 

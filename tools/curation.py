@@ -157,7 +157,7 @@ async def score_answers(
     async def progress(done: int, total: int) -> None:
         await ctx.report_progress(done, total, f"score_answers: {done}/{total} judged")
 
-    return await engine_of(ctx).curator.score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
+    return await engine_of(ctx).score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
                                                       progress, batch)
 
 

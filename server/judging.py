@@ -1,14 +1,11 @@
-"""Export and curation: the fine-tuning files, human review, the LLM judge and near-duplicates."""
+"""Judging: the judge model scores answers 1-10, its calls queued as work items and run by the scheduler."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
-
 from treedistill.server.answer_edits import known_questions
+from treedistill.server.duplicate_search import Progress
 from treedistill.server.store.curation import CurationStore
-from treedistill.server.errors import InvalidInput, NotFound, ProviderError
+from treedistill.server.errors import ProviderError
 from treedistill.server.text.judge import JudgedAnswer, ScoreReport
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.models import ModelSpec
@@ -16,21 +13,16 @@ from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store
 
-Progress = Callable[[int, int], Awaitable[None]]  # (done, total)
-log = logging.getLogger(__name__)
 
+class Judging:
+    """Scores answers with the judge model for the engine; judge calls go through the shared scheduler."""
 
-class Curator:
-    """Review, judge, dedupe and export a project's data; judge calls go through the shared scheduler."""
-
-    def __init__(self, store: Store, queue: WorkQueue, scheduler: Scheduler, caller: LLMCaller, db_path: str, *,
-                 allow_any_export_path: bool, heartbeat_seconds: float):
+    def __init__(self, store: Store, queue: WorkQueue, scheduler: Scheduler, caller: LLMCaller, *,
+                 heartbeat_seconds: float):
         self.store = store
         self.queue = queue
         self.scheduler = scheduler
         self.caller = caller
-        self.db_path = db_path
-        self.allow_any_export_path = allow_any_export_path
         self.heartbeat_seconds = heartbeat_seconds
         self.curation = CurationStore(store)
 
