@@ -443,7 +443,7 @@ class Engine:
         states = (pacing_state(self.caller.pacing.get(self.caller.endpoint(spec)))
                   for spec in (project.question_model, project.answer_model))
         progress.pacing = next((state for state in states if state), None)
-        batches = self.caller.batches.job_summary(job_id)
+        batches = self.caller.batch_store.job_summary(job_id)
         progress.batches = None if batches is None else BatchProgress(**batches)
         progress = with_job_prices(progress, project, self.environ)
         progress.waiting_for = self._waiting_for(progress)
@@ -481,7 +481,7 @@ class Engine:
         job = self.queue.get_job(job_id)
         if job["status"] in ("queued", "running", "failed"):
             self.queue.set_job_status(job_id, "cancelled")
-            self.scheduler.batches.wake()  # its batches in flight are cancelled at the provider
+            self.scheduler.batch_runner.wake()  # its batches in flight are cancelled at the provider
             log.info("job %s cancelled", job_id)
         return self.get_progress(job_id)
 
