@@ -118,7 +118,7 @@ class Engine:
     async def close(self) -> None:
         await self.scheduler.close()
         await self.caller.aclose()
-        self.store.db.conn.close()
+        self.store.close()
 
     # -- projects --------------------------------------------------------------------------
 
@@ -580,7 +580,7 @@ def estimate_top_up(db_path: str | Path, project: Project, params: dict[str, Any
         except _Undo:
             return estimate
     finally:
-        db.conn.close()
+        store.close()
 
 
 def _batch_specs(project: Project, batch: BatchOptions, answer: bool) -> list[ModelSpec]:
@@ -643,7 +643,7 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: 
         for start in range(0, len(plan.items), PLAN_CHUNK):
             with store.transaction():
                 queue.add_job_items(project_id, job_id, plan.items[start:start + PLAN_CHUNK])
-        store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in the event loop's next write
+        store.checkpoint()  # here, not in the event loop's next write
         return job_id, estimate
     finally:
-        store.db.conn.close()
+        store.close()

@@ -65,7 +65,7 @@ class TreeEditor:
             try:
                 return TreeEditor(store).import_tree(project_id, content, fmt, parent_tag_id, dry_run)
             finally:
-                store.db.conn.close()
+                store.close()
 
         return await asyncio.to_thread(run)
 

@@ -74,6 +74,19 @@ class Store:
     def __init__(self, db: Database):
         self.db = db
 
+    @classmethod
+    def reader(cls, path: str | Path) -> Store:
+        """A read-only store on a connection of its own (open it in the thread that uses it)."""
+        return cls(open_reader(path))
+
+    def close(self) -> None:
+        """Close the connection; the store is not used afterwards."""
+        self.db.conn.close()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file now, without waiting for readers."""
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Commit everything inside the block at once, or nothing (a real BEGIN ... COMMIT; nested blocks

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from treedistill.server.models import CuratedAnswer, ModelSpec
-from treedistill.server.store.catalog import SUBTREE, Store, now_iso, open_reader, style_conditions
+from treedistill.server.store.catalog import SUBTREE, Store, now_iso, style_conditions
 
 OPEN = "('pending', 'running', 'batched')"
 # Which questions each split holds: training leaves out held-out questions and decontamination matches the
@@ -72,10 +72,10 @@ class CurationStore:
     @classmethod
     def open_reader(cls, db_path: str | Path) -> CurationStore:
         """A read-only store on its own connection, for long reads in a worker thread."""
-        return cls(Store(open_reader(db_path)))
+        return cls(Store.reader(db_path))
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.store.close()
 
     def _stream(self, sql: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         cursor = self.db.execute(sql, params)
