@@ -98,3 +98,4 @@ MAX_IMPORT_TAGS = 20_000
 MAX_TAG_NAME_CHARS = 200
 MAX_IMPORT_CHARS = 4_000_000
 MAX_TAG_DEPTH = 12
+MAX_HOLD_OUT_RATIO = 0.5  # the largest share of a project's questions hold_out sets aside

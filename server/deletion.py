@@ -6,7 +6,8 @@ from treedistill.server.answer_edits import known_questions
 from treedistill.server.errors import InvalidInput
 from treedistill.server.models import Tag
 from treedistill.server.store.catalog import Store
-from treedistill.server.store.curation import CurationStore, DeletionCounts
+from treedistill.server.models import DeletionCounts
+from treedistill.server.store.curation import CurationStore
 
 
 def refuse_open_work(count: int, where: str, outcome: str = "Nothing was deleted.") -> None:

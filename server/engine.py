@@ -55,7 +55,7 @@ from treedistill.server.text.prompts.templates import KINDS, prompt_kind, templa
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database, open_reader
-from treedistill.server.store.curation import DeletionCounts
+from treedistill.server.models import DeletionCounts
 from treedistill.server.store.workers import WorkerRegistry
 from treedistill.server.tree_editor import TreeEditor
 from treedistill.server.scheduling.work import WorkContext

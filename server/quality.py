@@ -7,13 +7,14 @@ import asyncio
 from pydantic import BaseModel, Field
 
 from treedistill.server.dataset_report import DatasetReport, build_report
+from treedistill.server.config import MAX_HOLD_OUT_RATIO
 from treedistill.server.errors import InvalidInput, NotFound
 from treedistill.server.export.reference_files import read_reference_files
 from treedistill.server.export.writer import project_export_dir
 from treedistill.server.store.catalog import Store
 from treedistill.server.store.contamination import EVAL_SOURCE, ContaminationStore
 from treedistill.server.store.curation import CurationStore
-from treedistill.server.store.holdout import HOLD_OUT_BY, MAX_HOLD_OUT_RATIO, HoldOutRule, HoldoutStore
+from treedistill.server.store.holdout import HOLD_OUT_BY, HoldOutRule, HoldoutStore
 from treedistill.server.text.ngrams import DEFAULT_NGRAM, MIN_WORDS, NgramIndex, words
 
 MAX_NGRAM = 50

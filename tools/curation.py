@@ -12,8 +12,7 @@ from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
 from treedistill.server.text.judge import ScoreReport
-from treedistill.server.models import CuratedAnswer, ModelSpec, Question
-from treedistill.server.store.curation import DeletionCounts
+from treedistill.server.models import CuratedAnswer, DeletionCounts, ModelSpec, Question
 from treedistill.server.text.near_dup import DEFAULT_THRESHOLD, DuplicateReport
 from treedistill.tools.common import (DESTRUCTIVE, GENERATES, LOCAL_WRITE, READ_ONLY, ProjectId, QuestionId, TagId,
                                       engine_of, strict_tool, tool_errors)

@@ -8,8 +8,8 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
+from treedistill.server.models import ReviewFilter
 from treedistill.server.review import ReviewPage
-from treedistill.server.store.review import ReviewFilter
 from treedistill.server.ui import REVIEW_URI, link_ui
 from treedistill.tools.common import (MAX_ID, READ_ONLY, AudienceFilter, DifficultyFilter, ProjectId, QuestionId,
                                       QuestionTypeFilter, TagId, engine_of, strict_tool, tool_errors)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from treedistill.server.models import CuratedAnswer, ModelSpec
+from treedistill.server.models import CuratedAnswer, DeletionCounts, ModelSpec
 from treedistill.server.store.catalog import SUBTREE, Store, now_iso, style_conditions
 
 OPEN = "('pending', 'running', 'batched')"
@@ -30,12 +30,6 @@ EXPORT_COLUMNS = (
     " a.prompt_version AS answer_prompt_version FROM questions q JOIN tags t ON t.id = q.tag_id"
     " LEFT JOIN answers a ON a.question_id = q.id"
 )
-
-
-class DeletionCounts(BaseModel):
-    tags: int = 0
-    questions: int = 0
-    answers: int = 0
 
 
 class ExportFilter(BaseModel):
