@@ -57,7 +57,7 @@ from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database, open_reader
 from treedistill.server.models import DeletionCounts
 from treedistill.server.store.workers import WorkerRegistry
-from treedistill.server.tree_editor import TreeEditor
+from treedistill.server.tree_editor import TreeEditor, TreeMerge
 from treedistill.server.scheduling.work import WorkContext
 
 log = logging.getLogger("treedistill.engine")
@@ -297,6 +297,25 @@ class Engine:
         """A page of questions with their review state, filtered server-side (see treedistill.server.review)."""
         return await review_page(self.store, self.duplicate_search, project_id, tag_id, kind, score_below, limit, offset,
                                  self.duplicate_groups, styles)
+
+    # -- trees people bring and edit (no model call) -------------------------------------------
+
+    async def import_tree(self, project_id: int, content: str, fmt: str, parent_tag_id: int | None = None,
+                          dry_run: bool = False) -> TreeMerge:
+        """Merge an outline (markdown, text or json) under a tag, in a worker thread with its own connection."""
+        return await self.trees.import_off_loop(project_id, content, fmt, parent_tag_id, dry_run)
+
+    def export_tree(self, project_id: int, fmt: str, tag_id: int | None = None) -> tuple[str, int]:
+        return self.trees.export_tree(project_id, fmt, tag_id)
+
+    def add_tags(self, project_id: int, parent_tag_id: int | None, names: list[str]) -> TreeMerge:
+        return self.trees.add_tags(project_id, parent_tag_id, names)
+
+    def rename_tag(self, project_id: int, tag_id: int, name: str) -> Tag:
+        return self.trees.rename_tag(project_id, tag_id, name)
+
+    def move_tag(self, project_id: int, tag_id: int, new_parent_tag_id: int | None) -> Tag:
+        return self.trees.move_tag(project_id, tag_id, new_parent_tag_id)
 
     # -- review ----------------------------------------------------------------------------
 

@@ -199,7 +199,7 @@ async def run_distill(engine: Engine, request: DistillRequest, view: ProgressVie
         with view:
             project = find_or_create_project(engine, request, view.note)
             if request.tree is not None:
-                merged = engine.trees.import_tree(project.id, *request.tree)
+                merged = await engine.import_tree(project.id, *request.tree)
                 view.note(f"Tree: added {merged.added} tag(s), {merged.skipped} already there.")
             job_id = await start_or_resume(engine, project, request, view.note)
             if job_id is None:
