@@ -22,6 +22,7 @@ from treedistill.server.judging import Judging
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.export.writer import ExportOptions, ExportReport
+from treedistill.server.dataset_report import DatasetReport
 from treedistill.server.quality import DatasetQuality
 from treedistill.server.publish import Publisher
 from treedistill.server.scheduling.calls import LLMCaller
@@ -89,8 +90,7 @@ class Engine:
     async def start(self) -> Engine:
         """Open the database, join the processes working on it, and take up unfinished work (other
         treedistill processes may share the database: limits and jobs hold across all of them)."""
-        self.store = Store(open_database(self.db_path))
-        self.queue = WorkQueue(self.store, self._options["heartbeat_timeout"])
+        self._open_parts(Store(open_database(self.db_path)))
         self.caller = LLMCaller(self.queue, self.environ, self._options["requests_per_minute"],
                                 self._options["tokens_per_minute"])
         self.workers = WorkerRegistry(self.store, self.role, self._options["heartbeat_timeout"])
@@ -100,20 +100,34 @@ class Engine:
                                    batch_poll_seconds=self._options["batch_poll_seconds"])
         self.judging = Judging(self.store, self.queue, self.scheduler, self.caller,
                                heartbeat_seconds=self.heartbeat_seconds)
-        self.edits = AnswerEdits(self.store)
-        self.deletion = Deletion(self.store)
-        self.handwritten = HandwrittenQuestions(self.store)
-        self.duplicate_search = DuplicateSearch(self.store, self.db_path)
-        self.exporter = Exporter(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
-        self.trees = TreeEditor(self.store, self.db_path)
-        self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
-        self.publisher = Publisher(self.store, self.db_path, self.environ,
-                                   allow_any_export_path=self.allow_any_export_path)
         self.scheduler.start()
         # The price table, off the event loop, before a job's planning needs it; a moment later, so that its half a
         # second of CPU does not slow the answer to `initialize`.
         asyncio.get_running_loop().call_later(PRICE_PRELOAD_DELAY, preload_in_background)
         return self
+
+    def open_local(self, *, write: bool = False) -> Engine:
+        """Open the database for a command that calls no model: no scheduler, no LLM client, no worker registered
+        (the CLI's projects, progress, report, export, push and tree). Read-only unless `write` (tree import);
+        safe while a server or a distill works on the same database. Close it with close_local()."""
+        self._open_parts(Store(open_database(self.db_path)) if write else Store.reader(self.db_path))
+        return self
+
+    def close_local(self) -> None:
+        self.store.close()
+
+    def _open_parts(self, store: Store) -> None:
+        """The parts that need the database only."""
+        self.store = store
+        self.queue = WorkQueue(store, self._options["heartbeat_timeout"])
+        self.edits = AnswerEdits(store)
+        self.deletion = Deletion(store)
+        self.handwritten = HandwrittenQuestions(store)
+        self.duplicate_search = DuplicateSearch(store, self.db_path)
+        self.exporter = Exporter(store, self.db_path, allow_any_export_path=self.allow_any_export_path)
+        self.trees = TreeEditor(store, self.db_path)
+        self.quality = DatasetQuality(store, self.db_path, allow_any_export_path=self.allow_any_export_path)
+        self.publisher = Publisher(store, self.db_path, self.environ, allow_any_export_path=self.allow_any_export_path)
 
     async def close(self) -> None:
         await self.scheduler.close()
@@ -217,6 +231,15 @@ class Engine:
 
     def get_project(self, project_id: int) -> Project:
         return self.store.get_project(project_id)
+
+    def get_tag(self, project_id: int, tag_id: int) -> Tag:
+        return self.store.get_tag(project_id, tag_id)
+
+    def project_named(self, name: str) -> Project | None:
+        """The project with this name (names are unique, case-insensitively), if any."""
+        wanted = name.strip().casefold()
+        summary = next((p for p in self.store.list_projects() if p.name.casefold() == wanted), None)
+        return None if summary is None else self.store.get_project(summary.id)
 
     # -- manual steps ------------------------------------------------------------------------
 
@@ -357,6 +380,11 @@ class Engine:
         return await self.judging.score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
                                                 progress, batch)
 
+    async def dataset_report(self, project_id: int, tag_id: int | None = None,
+                             near_duplicates: bool = False) -> DatasetReport:
+        """The dataset report of the project (or a tag's subtree), built off the event loop on a reader."""
+        return await self.quality.dataset_report(project_id, tag_id, near_duplicates)
+
     # -- export ----------------------------------------------------------------------------
 
     async def export_dataset(self, project_id: int, options: ExportOptions) -> ExportReport:
@@ -471,6 +499,16 @@ class Engine:
             progress = progress.model_copy(update={"status": "failed", "stage": "failed",
                                                    "recent_errors": [fault, *progress.recent_errors]})
         return progress
+
+    def stored_progress(self, job_id: int) -> JobProgress:
+        """A job's progress as the database holds it, priced: what any process sees (a local engine's progress;
+        get_progress adds what this process knows: pacing, batches, faults)."""
+        progress = stored_job_progress(self.queue, job_id)
+        return with_job_prices(progress, self.store.get_project(progress.project_id), self.environ)
+
+    def stored_jobs(self, last: int) -> list[JobProgress]:
+        """The stored progress of the `last` jobs started, oldest first."""
+        return [self.stored_progress(job["id"]) for job in self.queue.list_jobs()[-last:]]
 
     def _waiting_for(self, progress: JobProgress) -> str | None:
         """Why a running job with nothing in flight makes no progress here: an endpoint it is pinned to that this

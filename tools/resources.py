@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from treedistill.server.engine import Engine
 from treedistill.server.errors import NotFound, TreedistillError
 from treedistill.server.models import CuratedAnswer, Question
-from treedistill.tools.common import engine_of
+from treedistill.tools.common import engine_of, words
 from treedistill.tools.projects import ProjectList
 from treedistill.tools.tree import get_tree
 
@@ -39,7 +39,7 @@ def resource_errors(fn: Callable[P, Awaitable[str]]) -> Callable[P, Awaitable[st
         try:
             return await fn(*args, **kwargs)
         except NotFound as exc:
-            raise ResourceNotFoundError(str(exc)) from exc
+            raise ResourceNotFoundError(words(exc)) from exc
         except (TreedistillError, ToolError) as exc:
             cause = exc.__cause__
             raise (ResourceNotFoundError if isinstance(cause, NotFound) else ResourceError)(str(exc)) from exc

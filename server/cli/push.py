@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from treedistill.server.cli.export import find_project
-from treedistill.server.cli.reports import existing_database
+from treedistill.server.cli.reports import local_engine
 from treedistill.server.export.writer import project_export_dir
 from treedistill.server.hub import PushRegistry, PushState
 from treedistill.server.publish import push_folder, start_push
@@ -21,8 +21,8 @@ POLL_SECONDS = 0.5
 def run_push(db_path: Path, reference: str, repo_id: str, private: bool, path: str | None,
              commit_message: str | None, environ: Mapping[str, str], say: Callable[[str], None]) -> PushState:
     """Push and follow it, saying each stage; returns the final state."""
-    with existing_database(db_path) as queue:
-        project = find_project(queue.store, reference)
+    with local_engine(db_path, environ) as engine:
+        project = find_project(engine, reference)
     folder = push_folder(project_export_dir(db_path, project.id),
                          str(Path(path).expanduser().resolve()) if path else None, allow_any_path=True)
     pushes = PushRegistry()

@@ -260,7 +260,7 @@ class WorkQueue:
     def get_job(self, job_id: int) -> dict[str, Any]:
         row = self.store.row("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if row is None:
-            raise NotFound(f"No job with id {job_id}; auto_distill returns the job_id, list_jobs lists them.")
+            raise NotFound(kind="job", ident=job_id)
         row["params"] = json.loads(row["params"])
         return row
 
@@ -268,7 +268,7 @@ class WorkQueue:
         """A job's status alone (cheap: checked before every paid call)."""
         row = self.db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
-            raise NotFound(f"No job with id {job_id}.")
+            raise NotFound(kind="job", ident=job_id)
         return row[0]
 
     def list_jobs(self, project_id: int | None = None) -> list[dict[str, Any]]:
