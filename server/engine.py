@@ -10,8 +10,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, LARGE_PLAN_CALLS, MAX_NAME_CHARS,
-                                       MAX_TOPIC_CHARS, batch_poll_seconds, default_model_spec, heartbeat_timeout,
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_LEVELS, DEFAULT_MAX_CONCURRENCY,
+                                       DEFAULT_QUESTIONS_PER_TAG, DEFAULT_TAGS_PER_LEVEL, LARGE_PLAN_CALLS,
+                                       MAX_NAME_CHARS, MAX_TOPIC_CHARS, batch_poll_seconds, default_model_spec,
+                                       heartbeat_timeout,
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.answer_edits import AnswerEdits
 from treedistill.server.deletion import Deletion
@@ -318,8 +320,8 @@ class Engine:
                           score_below: int | None = None, limit: int = 200, offset: int = 0,
                           styles: dict[str, str | None] | None = None) -> ReviewPage:
         """A page of questions with their review state, filtered server-side (see treedistill.server.review)."""
-        return await review_page(self.store, self.duplicate_search, project_id, tag_id, kind, score_below, limit, offset,
-                                 self.duplicate_groups, styles)
+        return await review_page(self.store, self.duplicate_search, project_id, tag_id, kind, score_below, limit,
+                                 offset, self.duplicate_groups, styles)
 
     # -- trees people bring and edit (no model call) -------------------------------------------
 
@@ -395,8 +397,9 @@ class Engine:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    async def auto_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
-                           questions_per_tag: int = 10, answer: bool = True,
+    async def auto_distill(self, project_id: int, levels: int = DEFAULT_LEVELS,
+                           tags_per_level: int = DEFAULT_TAGS_PER_LEVEL,
+                           questions_per_tag: int = DEFAULT_QUESTIONS_PER_TAG, answer: bool = True,
                            confirm_large: bool = False, batch: BatchOptions | None = None, *,
                            tag_id: int | None = None, grow: bool = True,
                            guidance: str | None = None, question_styles: QuestionStyles | None = None,
@@ -449,8 +452,9 @@ class Engine:
                  job["planned_answers"])
         return job, True
 
-    async def estimate_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
-                               questions_per_tag: int = 10, answer: bool = True,
+    async def estimate_distill(self, project_id: int, levels: int = DEFAULT_LEVELS,
+                               tags_per_level: int = DEFAULT_TAGS_PER_LEVEL,
+                               questions_per_tag: int = DEFAULT_QUESTIONS_PER_TAG, answer: bool = True,
                                batch: BatchOptions | None = None, *, tag_id: int | None = None,
                                grow: bool = True) -> PlanEstimate:
         """What auto_distill with these arguments would plan and is expected to cost; calls no model and writes
@@ -462,8 +466,9 @@ class Engine:
         params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
 
-    async def plan_confirmation(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
-                                questions_per_tag: int = 10, answer: bool = True,
+    async def plan_confirmation(self, project_id: int, levels: int = DEFAULT_LEVELS,
+                                tags_per_level: int = DEFAULT_TAGS_PER_LEVEL,
+                                questions_per_tag: int = DEFAULT_QUESTIONS_PER_TAG, answer: bool = True,
                                 batch: BatchOptions | None = None, *, tag_id: int | None = None,
                                 grow: bool = True) -> tuple[PlanEstimate, ConfirmationRequired | None]:
         """The plan auto_distill would start with these arguments, and why it needs a yes first (None when it
