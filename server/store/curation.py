@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from treedistill.server.models import CuratedAnswer, DeletionCounts, ModelSpec
 from treedistill.server.store.catalog import SUBTREE, Store, now_iso, style_conditions
+from treedistill.server.store.queue import OPEN
 
-OPEN = "('pending', 'running', 'batched')"
 # Which questions each split holds: training leaves out held-out questions and decontamination matches the
 # user did not keep (a question overlapping a benchmark or an evaluation record must not be trained on).
 SPLIT_SQL = {

@@ -15,6 +15,8 @@ from treedistill.server.models import ModelSpec
 from treedistill.server.store.catalog import Store, now_iso
 
 # Manual calls jump the queue; within a job, expanding the tree comes first so the window stays full.
+OPEN_STATUSES = ("pending", "running", "batched")  # an item not settled yet: queued, running or in a provider batch
+OPEN = "(" + ", ".join(f"'{status}'" for status in OPEN_STATUSES) + ")"  # as an SQL list: status IN {OPEN}
 PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3}
 KIND_COLUMN = {"tags": "tags", "questions": "questions", "answer": "answers"}
 
@@ -130,7 +132,7 @@ class WorkQueue:
         row = self.store.row(
             "SELECT * FROM work_items WHERE project_id = ? AND job_id IS NULL AND kind = ? AND tag_id IS ?"
             " AND question_id IS ? AND requested IS ? AND regenerate = 0"
-            " AND (status IN ('pending', 'running', 'batched') OR (status = 'done' AND delivered = 0))"
+            f" AND (status IN {OPEN} OR (status = 'done' AND delivered = 0))"
             " ORDER BY id DESC LIMIT 1",
             (project_id, kind, tag_id, question_id, requested),
         )
@@ -310,13 +312,13 @@ class WorkQueue:
     def job_open_kinds(self, job_id: int) -> set[str]:
         """The kinds of which the job still has queued, running or batched items (index seeks, not a count)."""
         return {kind for kind in PRIORITY if kind != "manual" and self.db.execute(
-            "SELECT 1 FROM work_items WHERE job_id = ? AND status IN ('pending', 'running', 'batched') AND kind = ?"
+            f"SELECT 1 FROM work_items WHERE job_id = ? AND status IN {OPEN} AND kind = ?"
             " LIMIT 1",
             (job_id, kind)).fetchone()}
 
     def job_has_open_items(self, job_id: int) -> bool:
         return self.db.execute(
-            "SELECT 1 FROM work_items WHERE job_id = ? AND status IN ('pending', 'running', 'batched') LIMIT 1",
+            f"SELECT 1 FROM work_items WHERE job_id = ? AND status IN {OPEN} LIMIT 1",
             (job_id,)
         ).fetchone() is not None
 
@@ -329,7 +331,7 @@ class WorkQueue:
     def recent_errors(self, job_id: int, limit: int = 5) -> list[str]:
         rows = self.db.execute(
             "SELECT kind, COALESCE(tag_id, question_id), error FROM work_items WHERE job_id = ? AND error IS NOT NULL"
-            " AND status IN ('failed', 'pending', 'running', 'batched') ORDER BY updated_at DESC LIMIT ?",
+            f" AND (status = 'failed' OR status IN {OPEN}) ORDER BY updated_at DESC LIMIT ?",
             (job_id, limit),
         ).fetchall()
         return [f"{kind} {'of the topic root' if target is None else f'#{target}'}: {error}"
