@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from treedistill.server.export.writer import ExportOptions, ExportReport, export_target, project_export_dir, write_export
+from treedistill.server.export.writer import (ExportOptions, ExportReport, export_target, project_export_dir,
+                                              write_export)
 from treedistill.server.store.catalog import Store
 
 
@@ -21,7 +22,7 @@ class Exporter:
         self.allow_any_export_path = allow_any_export_path
 
     async def export_file(self, project_id: int, options: ExportOptions) -> ExportReport:
-        """Stream the selected records into fine-tuning file(s); see treedistill.server.export.writer for the formats."""
+        """Stream the selected records into fine-tuning file(s) (the formats: treedistill.server.export.writer)."""
         project = self.store.get_project(project_id)
         if options.tag_id is not None:
             self.store.get_tag(project_id, options.tag_id)
