@@ -13,9 +13,9 @@ import sqlite3
 import pytest
 from mcp import Client
 
-from tests.test_auto_distill import stored
+from tests.drive import stored
 from tests.test_engine_truth import settle
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
 from treedistill.server.app import create_server
 from treedistill.server.engine import Engine
 from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, ModelSpec

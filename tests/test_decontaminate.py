@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 
 from tests.test_holdout import exported_questions
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
 from treedistill.server.export.writer import project_export_dir
 
 pytestmark = pytest.mark.anyio

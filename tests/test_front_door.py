@@ -9,7 +9,7 @@ import pytest
 
 from treedistill.server.cli.main import main
 from treedistill.server.engine import Engine
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,8 @@ from datasets import load_dataset
 from mcp import Client
 
 from tests.conftest import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY
-from tests.test_export import distilled_project
-from tests.test_manual_tools import call, call_error
+from tests.drive import distilled_project
+from tests.drive import call, call_error
 from treedistill.server.export.card import endpoint_label
 from treedistill.server.models import ModelSpec
 

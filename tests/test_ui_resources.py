@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
 from treedistill.server.ui import DASHBOARD_URI, REVIEW_URI, app_html
 
 pytestmark = pytest.mark.anyio
