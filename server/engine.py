@@ -24,7 +24,6 @@ from treedistill.server.judging import Judging
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.export.writer import ExportOptions, ExportReport
-from treedistill.server.dataset_report import DatasetReport
 from treedistill.server.quality import DatasetQuality
 from treedistill.server.publish import Publisher
 from treedistill.server.scheduling.calls import LLMCaller
@@ -381,11 +380,6 @@ class Engine:
         """The judge model's 1-10 scores of up to `limit` answers (with `batch`, once its calls are queued)."""
         return await self.judging.score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
                                                 progress, batch)
-
-    async def dataset_report(self, project_id: int, tag_id: int | None = None,
-                             near_duplicates: bool = False) -> DatasetReport:
-        """The dataset report of the project (or a tag's subtree), built off the event loop on a reader."""
-        return await self.quality.dataset_report(project_id, tag_id, near_duplicates)
 
     # -- export ----------------------------------------------------------------------------
 

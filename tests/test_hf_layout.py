@@ -152,7 +152,7 @@ async def test_a_new_export_replaces_the_layout_but_never_a_foreign_folder(one_c
 
 
 def test_cli_writes_the_layout(env, db_path, tmp_path):
-    from tests.test_cli import cli
+    from tests.drive import cli
 
     made = cli(env, db_path, "distill", "Chess", "--levels", "1", "--tags", "1", "--questions", "4")
     assert made.returncode == 0, made.stderr

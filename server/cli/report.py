@@ -6,7 +6,6 @@ safe while a server or a distill works on the same database."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from treedistill.server.cli.export import find_project
 from treedistill.server.cli.reports import local_engine
 from treedistill.server.config import database_path
 from treedistill.server.dataset_report import DatasetReport, LengthDistribution, ScopeFigures
+from treedistill.server.quality import report_from_database
 
 
 def add_report_command(command: Any) -> argparse.ArgumentParser:
@@ -31,9 +31,10 @@ def add_report_command(command: Any) -> argparse.ArgumentParser:
 
 
 def run_report(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    with local_engine(database_path(args.db, environ), environ) as engine:
+    db_path = database_path(args.db, environ)
+    with local_engine(db_path, environ) as engine:
         project = find_project(engine, args.project)
-        report = asyncio.run(engine.dataset_report(project.id, args.tag, args.near_duplicates))
+    report = report_from_database(str(db_path), project.id, args.tag, args.near_duplicates)  # what the tool runs
     print(report.model_dump_json(indent=2) if args.json else "\n".join(report_lines(project.name, report)))
     return 0
 
