@@ -62,7 +62,7 @@ class CardFactsQuery:
             " unpriced_calls, judge_model FROM projects p WHERE id = ?", (project_id,)).fetchone()
         answers = self.db.execute("SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM answers WHERE project_id = ?",
                                   (project_id,)).fetchone()
-        job = self.db.execute("SELECT params FROM jobs WHERE project_id = ? ORDER BY id DESC LIMIT 1",
+        job = self.db.execute("SELECT params FROM jobs WHERE project_id = ? AND kind = 'distill' ORDER BY id DESC LIMIT 1",
                               (project_id,)).fetchone()
         judge = json.loads(project[5])["model"] if project[5] else None
         return ProjectTotals(
