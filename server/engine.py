@@ -97,12 +97,15 @@ class Engine:
                                    allow_any_export_path=self.allow_any_export_path)
         self.scheduler.start()
         self.publisher.resume_orphans()  # after the scheduler's start has forgotten the dead workers
+        self._push_watch = asyncio.create_task(self.publisher.watch(self.workers.interval), name="push-watch")
         # The price table, off the event loop, before a job's planning needs it; a moment later, so that its half a
         # second of CPU does not slow the answer to `initialize`.
         asyncio.get_running_loop().call_later(PRICE_PRELOAD_DELAY, preload_in_background)
         return self
 
     async def close(self) -> None:
+        self._push_watch.cancel()
+        await asyncio.gather(self._push_watch, return_exceptions=True)
         await self.scheduler.close()
         await self.caller.aclose()
         self.store.db.conn.close()

@@ -8,8 +8,9 @@ A push is a job (kind 'push') with its state in SQLite (server/store/pushes.py; 
 it), run in a thread of the process that owns it: check the token (whoami), create the dataset repository if
 needed, upload the files the Hub wants as LFS, then one commit with every file of the layout. A cancel is seen
 between those steps and always before the commit, so the Hub either has the whole commit or nothing of it.
-A push whose process died is taken over by the next process that starts on the database (or by resume_job): it
-looks for its own commit on the Hub first, so a commit made just before the crash is never made twice.
+A push whose process died is taken over by a server running on the database or the next one started (or by
+resume_job): it looks for its own commit on the Hub first, so a commit made just before the crash is never made
+twice. Every stage is entered only by the push's current owner, so a process taken for dead stops at its next step.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class PushCancelled(TreedistillError):
 
 class HubRefused(TreedistillError):
     """The Hub refused the push; the message says what to fix."""
+
+
+class PushTakenOver(Exception):
+    """Another process took the push over (this one had been taken for dead): this run stops and records nothing."""
 
 
 def check_repo_id(repo_id: str) -> None:
@@ -95,8 +100,10 @@ def run_push(job_id: int, pushes: PushStore, folder: Path, environ: Mapping[str,
     token = hub_token(environ)
     api = HfApi(endpoint=environ.get(HF_ENDPOINT_ENV) or None, token=token)
 
-    def step(stage: PushStage, **recorded: str | None) -> None:
-        if not pushes.enter(job_id, stage, **recorded):
+    def step(stage: PushStage) -> None:
+        if not pushes.enter(job_id, stage, row["owner"]):
+            if pushes.row(job_id)["owner"] != row["owner"]:
+                raise PushTakenOver(f"push {job_id} was taken over by another process")
             raise PushCancelled(CANCELLED)
 
     try:
@@ -181,6 +188,9 @@ class PushRunner:
         try:
             try:
                 status, message, error = "completed", run_push(job_id, pushes, folder, self.environ), None
+            except PushTakenOver as exc:
+                log.warning("%s; this run stops", exc)
+                return
             except PushCancelled as exc:
                 status, message, error = "cancelled", str(exc), None
             except TreedistillError as exc:

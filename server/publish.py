@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,6 +89,15 @@ class Publisher:
             log.info("push %s resumed: the process that ran it stopped", job_id)
             self.runner.start(job_id, Path(self.pushes.row(job_id)["folder"]))
         return adopted
+
+    async def watch(self, interval: float) -> None:
+        """Take up, every `interval` seconds, the pushes of processes that died while this one runs."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.resume_orphans()
+            except sqlite3.Error as exc:  # a busy database must not end the watch
+                log.warning("pushes: %s", exc)
 
     async def export_layout(self, project_id: int, options: ExportOptions) -> ExportReport:
         """Write the project's hf datasets layout (Parquet splits and a dataset card) into its folder."""

@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 
 from tests.standin_hub import StandinHub
-from tests.test_manual_tools import call
+from tests.test_manual_tools import call, call_error
 from tests.test_push import HF_TOKEN, connected, hub, hub_client, hub_env, layout, local_files  # noqa: F401 (fixtures)
 from tests.test_stdio_and_crash import server_pids, stdio_server
 
@@ -64,6 +64,10 @@ async def test_killed_after_the_hub_committed_the_restart_finds_the_commit_and_n
     assert push["commit_url"] == f"{hub.url}/datasets/alice/sports-qa/commit/{commit['oid']}"
     routes = [r["route"] for r in hub.requests]
     assert routes.count("commit") == 1 and routes[-3:] == ["whoami", "create", "commits"]
+    async for client in connected(db_path, hub_env):  # the push, the project's latest job, is not its distillation
+        card = await call(client, "export_dataset", project_id=pid, layout="hf", path="after-push-hf")
+    assert "treedistill distill Sports --model standin --levels 2 --tags 2 --questions 3" in Path(
+        card["card_path"]).read_text(encoding="utf-8")
 
 
 async def test_killed_mid_upload_the_restart_says_what_is_missing_then_resumes_into_one_commit(
@@ -91,17 +95,34 @@ async def test_killed_mid_upload_the_restart_says_what_is_missing_then_resumes_i
     assert commit["files"] == local_files(folder) and HF_TOKEN not in str(done)
 
 
-async def test_a_push_is_a_job_cancel_job_stops_it_and_a_second_push_joins_the_running_one(hub_client, hub):
+async def test_a_server_already_running_takes_up_the_push_of_a_process_that_dies(env, db_path, hub, hub_env, llm):
+    async for client in connected(db_path, hub_env):  # running before, during and after the other one's death
+        pid, folder = await layout(client)
+        push_id = await push_then_kill(hub, db_path, hub_env, pid, "preupload")
+        done = await call(client, "get_progress", job_id=push_id, wait_seconds=30)
+        assert done["status"] == "completed" and done["push"]["attempts"] == 2, done
+    (commit,) = hub.commits("alice/sports-qa")
+    assert commit["files"] == local_files(folder)
+
+
+async def test_a_push_is_a_job_beside_the_distillation_cancel_job_stops_it_a_second_push_joins_it(hub_client, hub):
     pid, _ = await layout(hub_client)
     hub.hold_preupload()
     first = await call(hub_client, "push_to_hub", project_id=pid, repo_id="alice/sports-qa")
     again = await call(hub_client, "push_to_hub", project_id=pid, repo_id="alice/sports-qa")
     assert again["push_id"] == first["push_id"]
+    other = await call_error(hub_client, "push_to_hub", project_id=pid, repo_id="alice/other")
+    assert f"Push {first['push_id']} of this project to 'alice/sports-qa' is still running" in other
     assert await anyio.to_thread.run_sync(hub.preupload_waiting.wait, 10)
+    # The running push does not stop the project's distillation from growing, nor counts as its latest job.
+    grown = await call(hub_client, "auto_distill", project_id=pid, levels=2, tags_per_level=2, questions_per_tag=4)
+    assert grown["created"] is True and grown["planned_questions"] == 4
+    assert (await call(hub_client, "get_progress", job_id=grown["job_id"], wait_seconds=30))["status"] == "completed"
     cancelled = await call(hub_client, "cancel_job", job_id=first["push_id"])
     assert cancelled["status"] == "cancelled" and cancelled["push"]["repo_id"] == "alice/sports-qa"
     hub.release()
     assert hub.commits("alice/sports-qa") == []
-    # The project's distillation is untouched by the push job: its card still reads the distill job.
     assert [job["kind"] for job in (await call(hub_client, "list_jobs", project_id=pid))["jobs"]] == [
-        "distill", "push"]
+        "distill", "push", "distill"]
+    card = await call(hub_client, "export_dataset", project_id=pid, layout="hf", path="grown-hf")
+    assert "--levels 2 --tags 2 --questions 4" in Path(card["card_path"]).read_text(encoding="utf-8")

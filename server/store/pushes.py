@@ -84,13 +84,13 @@ class PushStore:
                               (project_id,)).fetchone()
         return None if row is None else self.state(row[0])
 
-    def enter(self, job_id: int, stage: PushStage, **recorded: str | None) -> bool:
-        """Move a running push to `stage` (recording `recorded` columns); False when it was cancelled meanwhile."""
-        sets = "".join(f", {column} = :{column}" for column in recorded)
+    def enter(self, job_id: int, stage: PushStage, owner: str) -> bool:
+        """Move a running push of `owner` to `stage`; False when it was cancelled, or taken over by another process
+        (this one was taken for dead), meanwhile."""
         return self.db.execute(
-            f"UPDATE push_jobs SET stage = :stage{sets} WHERE job_id = :job_id"
+            "UPDATE push_jobs SET stage = :stage WHERE job_id = :job_id AND owner = :owner"
             " AND (SELECT status FROM jobs WHERE id = :job_id) = 'running'",
-            {"stage": stage, "job_id": job_id, **recorded}).rowcount == 1
+            {"stage": stage, "job_id": job_id, "owner": owner}).rowcount == 1
 
     def record(self, job_id: int, **recorded: str | None) -> None:
         sets = ", ".join(f"{column} = :{column}" for column in recorded)
