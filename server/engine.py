@@ -93,15 +93,19 @@ class Engine:
                                heartbeat_seconds=self.heartbeat_seconds)
         self.trees = TreeEditor(self.store, self.db_path)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
-        self.publisher = Publisher(self.store, self.db_path, self.environ,
+        self.publisher = Publisher(self.store, self.db_path, self.environ, self.workers.id,
                                    allow_any_export_path=self.allow_any_export_path)
         self.scheduler.start()
+        self.publisher.resume_orphans()  # after the scheduler's start has forgotten the dead workers
+        self._push_watch = asyncio.create_task(self.publisher.watch(self.workers.interval), name="push-watch")
         # The price table, off the event loop, before a job's planning needs it; a moment later, so that its half a
         # second of CPU does not slow the answer to `initialize`.
         asyncio.get_running_loop().call_later(PRICE_PRELOAD_DELAY, preload_in_background)
         return self
 
     async def close(self) -> None:
+        self._push_watch.cancel()
+        await asyncio.gather(self._push_watch, return_exceptions=True)
         await self.scheduler.close()
         await self.caller.aclose()
         self.store.db.conn.close()
@@ -416,6 +420,9 @@ class Engine:
 
         Constant time at any job size: a stopped job's queued items are simply never claimed.
         """
+        if self.publisher.is_push(job_id):
+            self.publisher.cancel_push(job_id)
+            return self.get_progress(job_id)
         job = self.queue.get_job(job_id)
         if job["status"] in ("queued", "running", "failed"):
             self.queue.set_job_status(job_id, "cancelled")
@@ -425,6 +432,9 @@ class Engine:
 
     def resume_job(self, job_id: int) -> JobProgress:
         """Run a cancelled or failed job again, failed items included; completed work is never redone."""
+        if self.publisher.is_push(job_id):
+            self.publisher.resume_push(job_id)
+            return self.get_progress(job_id)
         job = self.queue.get_job(job_id)
         if job["status"] in ("queued", "running") and job_id not in self.scheduler.job_faults:
             return self.get_progress(job_id)
@@ -445,6 +455,8 @@ class Engine:
         job = self.queue.get_job(job_id)
         if job["status"] == "cancelled":
             raise InvalidInput(f"Job {job_id} was cancelled; call resume_job to run it again.")
+        if self.publisher.is_push(job_id):
+            return self.resume_job(job_id)
         return self.resume_job(job_id) if job["status"] != "running" else self._retry_running(job_id)
 
     def _retry_running(self, job_id: int) -> JobProgress:

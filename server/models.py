@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from treedistill.server.push_models import PushState
+
 Language = Literal["en", "zh"]
 JobStatus = Literal["queued", "running", "completed", "completed_with_failures", "cancelled", "failed"]
 TERMINAL_STATUSES = ("completed", "completed_with_failures", "cancelled", "failed")  # a job in one has ended
@@ -222,6 +224,8 @@ class BatchProgress(BaseModel):
 class JobProgress(BaseModel):
     job_id: int
     project_id: int
+    kind: Literal["distill", "push"] = Field("distill", description=(
+        "distill: auto_distill's tags, questions and answers; push: push_to_hub (its state in `push`)"))
     status: JobStatus
     stage: str = Field(..., description="What the job is mostly doing now")
     tags: KindProgress
@@ -253,6 +257,7 @@ class JobProgress(BaseModel):
         "the endpoint it waits for"))
     recent_errors: list[str]
     params: dict[str, Any]
+    push: PushState | None = Field(None, description="A push job's repository, stage, files and commit")
 
 
 class KindEstimate(BaseModel):

@@ -34,7 +34,7 @@ EXPECTED_COLUMNS = {
              "planned_tags", "planned_questions", "planned_answers", "planned_calls", "tags_done", "questions_done",
              "answers_done", "tags_failed", "questions_failed", "answers_failed", "calls_done", "calls_failed",
              "input_tokens", "output_tokens", "cost", "planned_by", "retries", "rate_limited", "active_seconds",
-             "active_since", "unpriced_calls", "question_endpoint", "answer_endpoint", "models"),
+             "active_since", "unpriced_calls", "question_endpoint", "answer_endpoint", "models", "kind"),
     "work_items": ("id", "project_id", "job_id", "kind", "tag_id", "question_id", "target", "regenerate",
                    "priority", "status", "attempts", "error", "result", "delivered", "updated_at", "requested",
                    "lease_owner", "not_before", "format_attempts", "rate_limited_attempts", "model", "batch",
@@ -53,6 +53,8 @@ EXPECTED_COLUMNS = {
     "prompt_templates": ("project_id", "kind", "version", "template", "created_at"),
     "prompt_overrides": ("project_id", "kind", "version", "updated_at"),
     "contamination": ("id", "project_id", "question_id", "source", "matched", "ngram", "kept", "created_at"),
+    "push_jobs": ("job_id", "repo_id", "private", "folder", "files", "bytes_total", "commit_message", "push_key",
+                  "stage", "owner", "attempts", "repo_url", "commit_url", "message"),
 }
 EXPECTED_INDEXES = {
     "answers_model", "answers_project", "answers_project_score", "answers_review", "batch_requests_job",

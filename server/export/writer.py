@@ -30,7 +30,6 @@ import errno
 import json
 import os
 import re
-import threading
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +40,7 @@ from treedistill.server.store.curation import CurationStore, ExportFilter
 from treedistill.server.text.dedup import normalize
 from treedistill.server.config import MAX_FILE_NAME_BYTES, MAX_PATH_BYTES
 from treedistill.server.errors import InvalidInput
+from treedistill.server.export.temps import discard, keep, remove_stale_temps, temp_path
 from treedistill.server.models import Project
 
 PREVIEW_TEXT_LIMIT = 300
@@ -240,54 +240,6 @@ def _shorten(value: Any) -> Any:
     return value
 
 
-TEMP_SUFFIX = ".treedistill-tmp"
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)-(\d+)" + re.escape(TEMP_SUFFIX) + "$")
-_open_temps: set[Path] = set()  # temporary files this process is writing right now
-_temps_lock = threading.Lock()
-
-
-def _temp_path(path: Path) -> Path:
-    temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}{TEMP_SUFFIX}")
-    with _temps_lock:
-        _open_temps.add(temp)
-    return temp
-
-
-def _discard(temp: Path) -> None:
-    temp.unlink(missing_ok=True)
-    with _temps_lock:
-        _open_temps.discard(temp)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temps(directory: Path) -> list[Path]:
-    """Delete our temporary files left in `directory` by exports that crashed: those of a process that is gone,
-    or of this process but no export running now. Returns what was removed."""
-    removed = []
-    if not directory.is_dir():
-        return removed
-    with _temps_lock:
-        running = set(_open_temps)
-    for entry in directory.iterdir():
-        match = _TEMP_NAME.match(entry.name)
-        if not match or entry in running or entry.is_dir():
-            continue
-        pid = int(match.group(1))
-        if pid == os.getpid() or not _process_alive(pid):
-            entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed
-
-
 class RecordFile:
     """A JSONL or JSON file written record by record into a temporary file; `commit` moves it into place."""
 
@@ -295,7 +247,7 @@ class RecordFile:
         self.path = path
         self.json_array = file_format == "json"
         self.records = 0
-        self.temp = _temp_path(path)
+        self.temp = temp_path(path)
         self._file = None
 
     def __enter__(self) -> RecordFile:
@@ -335,14 +287,12 @@ class RecordFile:
         return self.temp.stat().st_size
 
     def commit(self) -> None:
-        os.replace(self.temp, self.path)
-        with _temps_lock:
-            _open_temps.discard(self.temp)
+        keep(self.temp, self.path)
 
     def discard(self) -> None:
         if self._file is not None and not self._file.closed:
             self._file.close()
-        _discard(self.temp)
+        discard(self.temp)
 
 
 # -- LLaMA-Factory ----------------------------------------------------------------------------
@@ -389,13 +339,13 @@ def _read_dataset_info(path: Path) -> dict[str, Any]:
 def _write_dataset_info(path: Path, info: dict[str, Any]) -> None:
     """Write through a temporary file and os.replace, which replaces a link put there meanwhile instead of
     writing to where it points."""
-    temp = _temp_path(path)
+    temp = temp_path(path)
     try:
         with temp.open("x", encoding="utf-8") as file:
             file.write(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
-        os.replace(temp, path)
+        keep(temp, path)
     finally:
-        _discard(temp)
+        discard(temp)
 
 
 # -- the export -------------------------------------------------------------------------------

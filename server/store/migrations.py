@@ -449,6 +449,33 @@ def m012_steering() -> str:
     """
 
 
+@migration
+def m017_push_jobs() -> str:
+    # A push to the Hub is a job (kind 'push', read with get_progress) with its own state in push_jobs, so that a
+    # restart resumes it or says what happened. One live job of each kind per project.
+    return """
+        ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'distill';
+        DROP INDEX jobs_one_live;
+        CREATE UNIQUE INDEX jobs_one_live ON jobs(project_id, kind) WHERE status IN ('queued', 'running');
+        CREATE TABLE push_jobs (
+            job_id INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+            repo_id TEXT NOT NULL,
+            private INTEGER NOT NULL,
+            folder TEXT NOT NULL,
+            files TEXT NOT NULL,
+            bytes_total INTEGER NOT NULL,
+            commit_message TEXT NOT NULL,
+            push_key TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            owner TEXT,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            repo_url TEXT,
+            commit_url TEXT,
+            message TEXT NOT NULL DEFAULT ''
+        );
+    """
+
+
 def _sql(step: Step, db: Database) -> str:
     return step(db) if step.__code__.co_argcount else step()  # type: ignore[call-arg]
 

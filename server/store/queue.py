@@ -281,7 +281,8 @@ class WorkQueue:
 
     def jobs_with_status(self, *statuses: str) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(statuses))
-        return self.store.rows(f"SELECT id, project_id, status FROM jobs WHERE status IN ({marks})", statuses)
+        return self.store.rows(f"SELECT id, project_id, status FROM jobs WHERE status IN ({marks})"
+                               " AND kind = 'distill'", statuses)
 
     def set_job_status(self, job_id: int, status: str, *, error: str | None = None) -> None:
         """Move a job to `status`, stamping start and finish times and adding up the time it actually ran."""
