@@ -41,9 +41,9 @@ REASONING = "- first *think*\n- then answer\n\n<b onclick=\"window.__pwned = 5\"
 
 @pytest.fixture(scope="module")
 def report_db(standin, tmp_path_factory) -> tuple[dict[str, str], Path, int]:
-    """A project distilled by `treedistill distill` (2 x 2 leaves x 2 questions, answered) with judge scores set on
-    five answers and one answer (and its reasoning) in hostile Markdown; returns the environment, path and
-    project id."""
+    """A project distilled by `treedistill distill` (2 x 2 leaves x 2 questions, answered) plus one leaf without
+    questions, with judge scores set on five answers and one answer (and its reasoning) in hostile Markdown;
+    returns the environment, path and project id."""
     env = {"OPENAI_BASE_URL": standin.openai_base_url, "OPENAI_API_KEY": FAKE_OPENAI_KEY,
            "TREEDISTILL_MODEL": "standin"}
     db_path = tmp_path_factory.mktemp("report") / "treedistill.db"
@@ -59,6 +59,9 @@ def report_db(standin, tmp_path_factory) -> tuple[dict[str, str], Path, int]:
         conn.execute("UPDATE answers SET answer = ?, reasoning = ? WHERE question_id = ?",
                      (MARKDOWN, REASONING, answered[-1]))
         project_id = conn.execute("SELECT id FROM projects WHERE name = 'Chess'").fetchone()[0]
+        conn.execute("INSERT INTO tags (project_id, parent_id, name, norm, depth, path, created_at)"
+                     " SELECT project_id, id, 'Endgames', 'endgames', depth + 1, path || ' > Endgames', created_at"
+                     " FROM tags WHERE project_id = ? AND parent_id IS NULL ORDER BY id DESC LIMIT 1", (project_id,))
     return env, db_path, project_id
 
 
@@ -89,16 +92,17 @@ def test_the_treemap_shows_every_leaf_and_a_click_lists_its_questions(browser, r
 
     _, db_path, project_id = report_db
     expected = leaves(db_path, project_id)
-    assert len(expected) == 4
+    assert sorted(len(texts) for texts in expected.values()) == [0, 2, 2, 2, 2]
     page = new_page(browser)
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.goto(f"{report_server}/ui/#report/{project_id}")
     cells = page.locator("#treemap .cell.leaf")
-    expect(cells).to_have_count(4)
+    expect(cells).to_have_count(5)
     shown = {int(tag): int(questions) for tag, questions in cells.evaluate_all(
         "cells => cells.map(c => [c.dataset.tag, c.dataset.questions])")}
     assert shown == {tag: len(texts) for tag, texts in expected.items()}
+    expect(page.locator("#treemap .cell.leaf rect.empty")).to_have_count(1)  # the gap in the coverage shows
     expect(page.locator("#treemap .cell.group")).to_have_count(2)
     expect(page.locator('#report-facts [data-fact="questions"]')).to_have_text("questions8")
     expect(page.locator('#report-facts [data-fact="mean judge score"]')).to_have_text("mean judge score6.20")
@@ -118,16 +122,22 @@ def test_the_treemap_shows_every_leaf_and_a_click_lists_its_questions(browser, r
     expect(page.locator("#rows .row")).to_have_count(2)
     expect(page.locator(f'#tree button.tag.sel[data-tag="{leaf}"]')).to_have_count(1)
 
-    page.go_back()  # the report again; zoom into the first top-level tag: only its two leaves remain
-    group = page.locator("#treemap .cell.group").first
-    with sqlite3.connect(db_path) as conn:
-        name = conn.execute("SELECT name FROM tags WHERE id = ?", (int(group.get_attribute("data-tag")),)).fetchone()[0]
-    group.locator("rect").first.click(position={"x": 20, "y": 6})
-    expect(page.locator("#crumbs strong")).to_have_text(name)
-    expect(page.locator("#treemap .cell.leaf")).to_have_count(2)
-    expect(page.locator('#report-facts [data-fact="questions"]')).to_have_text("questions4")
-    page.locator("#crumbs button").click()
-    expect(page.locator("#treemap .cell.leaf")).to_have_count(4)
+    page.go_back()  # the report again; zoom into a top-level tag: only its leaves remain
+    for index in range(2):
+        group = page.locator("#treemap .cell.group").nth(index)
+        tag = int(group.get_attribute("data-tag"))
+        with sqlite3.connect(db_path) as conn:
+            name = conn.execute("SELECT name FROM tags WHERE id = ?", (tag,)).fetchone()[0]
+            below = [row[0] for row in conn.execute("SELECT id FROM tags WHERE parent_id = ?", (tag,))]
+        group.locator("rect").first.click(position={"x": 20, "y": 6})
+        expect(page.locator("#crumbs strong")).to_have_text(name)
+        expect(page.locator("#treemap .cell.leaf")).to_have_count(len(below))
+        assert sorted(map(int, page.locator("#treemap .cell.leaf").evaluate_all(
+            "cells => cells.map(c => c.dataset.tag)"))) == sorted(below)
+        questions = sum(len(expected[leaf]) for leaf in below)
+        expect(page.locator('#report-facts [data-fact="questions"]')).to_have_text(f"questions{questions}")
+        page.locator("#crumbs button").click()
+        expect(page.locator("#treemap .cell.leaf")).to_have_count(5)
     assert not [text for text in errors if "Content Security Policy" in text], errors
     page.context.close()
 
@@ -141,7 +151,7 @@ def test_near_duplicate_rates_per_tag_equal_the_reports(browser, report_server, 
     want = {t["tag_id"]: f"{100 * t['near_duplicate_rate']:.1f}%" for t in report["tags"] if t["questions"]}
     page = new_page(browser)
     page.goto(f"{report_server}/ui/#report/{project_id}")
-    expect(page.locator("#treemap .cell.leaf")).to_have_count(4)
+    expect(page.locator("#treemap .cell.leaf")).to_have_count(5)
     expect(page.locator("#dup-rates")).to_have_count(0)
     page.locator("#compute-duplicates").click()
     rows = page.locator("#dup-rates tr[data-tag]")
@@ -203,7 +213,7 @@ def test_the_report_renders_a_tool_result_inside_a_minimal_mcp_apps_host(browser
     recorded = {"review_dataset": call_tool(report_server, "review_dataset", project_id=project_id, tag_id=leaf,
                                             limit=50)}
     page, app = host_page(browser, "review", {"project_id": project_id, "breakdown": "tags"}, result, recorded)
-    expect(app.locator("#treemap .cell.leaf")).to_have_count(4)
+    expect(app.locator("#treemap .cell.leaf")).to_have_count(5)
     app.locator(f'#treemap .cell.leaf[data-tag="{leaf}"]').click()
     expect(app.locator("#report-rows .row")).to_have_count(2)
     assert sorted(app.locator("#report-rows .row .text").all_inner_texts()) == expected[leaf]

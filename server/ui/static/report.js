@@ -144,7 +144,7 @@ window.treedistillReport = function (app) {
       s("title", { text: describe(child, t) + (cell.own ? "\n(its own questions, not its children's)" : "") }));
       const good = goodness(t);
       const box = s("rect", { x: placed.x + 0.5, y: placed.y + 0.5, width: Math.max(placed.w - 1, 0), height: Math.max(placed.h - 1, 0),
-        rx: 2, class: good === null ? "nodata" : (t.questions ? "" : "empty"),
+        rx: 2, class: !t.questions ? "nodata empty" : good === null ? "nodata" : null,
         fill: good === null ? null : `hsl(${Math.round(good * 120)}, 55%, 62%)` });
       g.append(box);
       const name = (cell.own ? `${child.name} (itself)` : child.name) + ` · ${fmt(t.questions)}`;
