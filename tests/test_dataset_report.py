@@ -153,6 +153,10 @@ async def test_a_per_tag_breakdown_lists_every_tag_over_its_own_questions(one_cl
     await call(client, "score_answers", project_id=pid, limit=3)
     with sqlite3.connect(db_path) as conn:
         doomed = conn.execute("SELECT MIN(id) FROM questions WHERE project_id = ?", (pid,)).fetchone()[0]
+        edited = [row[0] for row in conn.execute("SELECT question_id FROM answers WHERE question_id != ?"
+                                                 " ORDER BY question_id LIMIT 4", (doomed,))]
+    for qid, tokens in zip(edited, (15, 16, 31, 32)):  # each side of two bin edges (4 characters a token)
+        await call(client, "update_answer", project_id=pid, question_id=qid, answer="x" * (4 * tokens))
     await call(client, "delete_question", project_id=pid, question_ids=[doomed])
 
     report = await call(client, "dataset_report", project_id=pid, breakdown="tags")
@@ -166,6 +170,8 @@ async def test_a_per_tag_breakdown_lists_every_tag_over_its_own_questions(one_cl
             assert {key: figures[key] for key in want} == want, figures["tag_path"]
         want = expected(conn, pid, [tag for tag, _, _ in tags])
     assert {key: report["overall"][key] for key in want} == want
+    # 15 tokens | 16 and 31 | 32 and the stand-in's longer answers
+    assert [report["overall"]["answer_tokens"]["histogram"][bin] for bin in ("0-15", "16-31")] == [1, 2]
     assert sum(t["questions"] for t in report["tags"]) == report["overall"]["questions"] == 8 + 1 - 1
     by_id = {t["tag_id"]: t for t in report["tags"]}
     assert by_id[inner]["questions"] == 1 and by_id[tree["roots"][1]["id"]]["questions"] == 0
