@@ -65,6 +65,7 @@ class ScopeFigures(BaseModel):
 
 class DatasetReport(BaseModel):
     project_id: int
+    project_name: str
     tag_id: int | None
     token_estimate: str
     overall: ScopeFigures
@@ -185,7 +186,7 @@ def build_report(store: Store, project_id: int, tag_id: int | None, near_duplica
     known_cost = cost if not unpriced else None
     project_answers = overall.answered if tag_id is None else None
     return DatasetReport(
-        project_id=project_id, tag_id=tag_id,
+        project_id=project_id, project_name=project.name, tag_id=tag_id,
         token_estimate=f"characters x {per_char} ({project.language}); an estimate, not a tokenizer's count",
         overall=overall.figures(per_char, None, near_duplicates),
         breakdown=breakdown,

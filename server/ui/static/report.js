@@ -227,7 +227,7 @@ window.treedistillReport = function (app) {
         ["decontamination matches", fmt(data.overall.contamination_matched)]);
     }
     const scoreEntries = SCORES.map((k) => [k, t.scores[k] || 0]).concat([["none", t.unscored]]);
-    show(...[h("h1", {}, `Report · project ${data.project_id}`, data.breakdown === "tags" ? null
+    show(...[h("h1", {}, `Report: ${data.project_name}`, data.breakdown === "tags" ? null
       : h("span", { class: "muted", text: " (top-level tags only: the tree is too large to draw whole)" })),
     trail, h("div", { id: "report-facts", class: "facts" }, facts.map(([k, v]) => h("div", { "data-fact": k }, h("span", { text: k }), v))),
     h("div", { class: "filters" }, colour, dupButton, h("span", { class: "legend" }, h("span", { class: "swatch bad" }), "worse",
