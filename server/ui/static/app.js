@@ -34,7 +34,8 @@
   }
   function show(...nodes) { main.replaceChildren(...nodes); resized(); }
   function say(text, error) { statusLine.textContent = text || ""; statusLine.className = error ? "error" : ""; }
-  const fmt = (n) => (typeof n === "number" ? n.toLocaleString("en-US", { maximumFractionDigits: 2 }) : String(n));
+  const NUMBER = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });  // toLocaleString builds one per call
+  const fmt = (n) => (typeof n === "number" ? NUMBER.format(n) : String(n));
   function duration(s) {
     if (s === null || s === undefined) return "–";
     s = Math.round(s); const m = Math.floor(s / 60), hrs = Math.floor(m / 60);
