@@ -13,7 +13,7 @@ window.treedistillReport = function (app) {
     ["reasoning_tokens", "Reasoning length (tokens)"]];
   const COLOURS = { score: "mean judge score", answered: "answered share", duplicates: "near-duplicate rate" };
   const MAX_SAMPLES = 600;  // dashboard samples kept per job (20 minutes at one poll every 2 s)
-  const view = { data: null, root: null, zoom: null, colour: "score", visit: 0 };
+  const view = { data: null, root: null, zoom: null, colour: "score" };
   const samples = new Map();
 
   function s(tag, attrs, ...children) {
