@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,9 @@ from tests.conftest import ROOT
      "get_progress while the job runs: p50"),
     ("decontaminate_bench.py", ["--questions", "2000", "--benchmark", "200", "--planted", "10"],
      "| both | 1,800 | 400 | 9 | 9/9 |"),
-    ("report_bench.py", ["--records", "2000", "--near-duplicates"], "| whole project | 2,000 | 1,000 |"),
+    ("report_bench.py", ["--records", "2000", "--near-duplicates"], "| whole project, per tag | 2,000 | 1,000 |"),
+    pytest.param("report_view_bench.py", ["--tags", "80"], "80 tags (40 leaves drawn)", marks=pytest.mark.skipif(
+        not Path("/usr/bin/chromium").exists(), reason="needs Chromium (apt-get install chromium)")),
     ("review_load_bench.py", ["--questions", "400", "--tags", "4", "--no-browser"],
      "| review_dataset, first page (200), all (400 match) |"),
     ("tree_import_bench.py", ["--tags", "300"], "| import_tree again (all skipped) | 0 added, 300 skipped |"),

@@ -38,6 +38,7 @@ UI_TOOLS: dict[str, frozenset[str]] = {name: frozenset(arguments) for name, argu
     "review_dataset": ("project_id", "tag_id", "filter", "score_below", "limit", "offset", "question_type",
                        "difficulty", "audience"),
     "get_prompts": ("project_id",),
+    "dataset_report": ("project_id", "tag_id", "near_duplicates", "breakdown"),
     "get_answer": ("project_id", "question_id"),
     "rate_item": ("project_id", "question_id", "rating"),
     "confirm_item": ("project_id", "question_ids", "confirmed"),

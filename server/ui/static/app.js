@@ -1,6 +1,7 @@
 // treedistill's review app and progress dashboard. One file for two hosts: inside an MCP Apps host it speaks
 // JSON-RPC over postMessage (tool calls go through the host); opened at /ui/ by `treedistill serve --http` it
-// calls the same tools through the server's JSON endpoint. Model text is only ever set as textContent.
+// calls the same tools through the server's JSON endpoint. Model text is only ever set as textContent, or rendered
+// as sanitised Markdown by markdown.js. The Report view and the dashboard's charts live in report.js.
 "use strict";
 (function () {
   const TERMINAL = ["completed", "completed_with_failures", "cancelled", "failed"];
@@ -33,7 +34,8 @@
   }
   function show(...nodes) { main.replaceChildren(...nodes); resized(); }
   function say(text, error) { statusLine.textContent = text || ""; statusLine.className = error ? "error" : ""; }
-  const fmt = (n) => (typeof n === "number" ? n.toLocaleString("en-US", { maximumFractionDigits: 2 }) : String(n));
+  const NUMBER = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });  // toLocaleString builds one per call
+  const fmt = (n) => (typeof n === "number" ? NUMBER.format(n) : String(n));
   function duration(s) {
     if (s === null || s === undefined) return "–";
     s = Math.round(s); const m = Math.floor(s / 60), hrs = Math.floor(m / 60);
@@ -137,6 +139,7 @@
     }
     if (result.isError || !data) { show(h("p", { class: "muted", text: "The tool returned no data to show." })); return; }
     if (Array.isArray(data.questions) && data.counts) { enterReview(data.project_id, data); return; }
+    if (data.overall && Array.isArray(data.tags)) { report.render(data); return; }
     if (data.job_id !== undefined && data.job_id !== null) {
       if (data.tags && typeof data.tags === "object") showDashboard(data); else openDashboard(data.job_id);
       return;
@@ -150,7 +153,7 @@
     const links = [h("a", { href: "#", text: "Projects" })];
     if (state.project) {
       links.push(h("a", { href: `#review/${state.project}`, text: "Review" }),
-        h("a", { href: `#jobs/${state.project}`, text: "Jobs" }));
+        h("a", { href: `#jobs/${state.project}`, text: "Jobs" }), h("a", { href: `#report/${state.project}`, text: "Report" }));
     }
     document.getElementById("nav").replaceChildren(...(state.hostMode ? [] : links));
   }
@@ -159,6 +162,7 @@
     const [view, id] = location.hash.replace(/^#/, "").split("/");
     const number = Number(id) || null;
     const shown = view === "review" && number ? enterReview(number)
+      : view === "report" && number ? report.open(number)
       : view === "dashboard" && number ? openDashboard(number)
         : view === "jobs" ? showJobs(number) : showProjects();
     shown.catch(() => {});  // the status line already says what failed
@@ -191,10 +195,10 @@
   }
 
   // -- review ----------------------------------------------------------------------------------------------
-  async function enterReview(projectId, firstPage) {
+  async function enterReview(projectId, firstPage, tagId) {
     const fresh = state.project !== projectId || state.view !== "review";
     state.view = "review"; state.project = projectId; nav();
-    if (fresh) { state.tag = null; state.offset = 0; state.limit = PAGE; state.sel = -1; state.answer = null; state.styles = {}; }
+    if (fresh) { state.tag = tagId || null; state.offset = 0; state.limit = PAGE; state.sel = -1; state.answer = null; state.styles = {}; }
     state.steeringShown = null;
     const layout = h("div", { class: "cols" }, h("nav", { id: "tree", "aria-label": "tag tree" }),
       h("section", { id: "list" }), h("article", { id: "detail" }));
@@ -422,8 +426,9 @@
       const reasoning = h("details", { id: "reasoning-box", open: state.reasoningOpen,
         ontoggle: (e) => { state.reasoningOpen = e.target.open; resized(); } },
         h("summary", { text: `Reasoning (${fmt(answer.reasoning.length)} characters)` }),
-        h("div", { id: "reasoning", class: "text-block", text: answer.reasoning }));
-      parts.push(h("h2", { text: "Answer" }), h("div", { id: "answer", class: "text-block", text: answer.answer }), reasoning,
+        h("div", { id: "reasoning", class: "text-block markdown" }, window.treedistillMarkdown(answer.reasoning)));
+      parts.push(h("h2", { text: "Answer" }),
+        h("div", { id: "answer", class: "text-block markdown" }, window.treedistillMarkdown(answer.answer)), reasoning,
         h("div", { class: "actions" },
           h("button", { id: "edit", onclick: () => { state.editing = true; renderDetail(); }, text: "Edit" }),
           h("button", { id: "regenerate", onclick: (event) => ask(event.currentTarget.parentElement,
@@ -555,7 +560,7 @@
     const errors = progress.recent_errors || [];
     show(h("h1", {}, `Job ${progress.job_id} `, h("span", { id: "job-status", class: `status-badge ${progress.status}`,
       text: progress.status }), h("span", { class: "muted", text: ` · ${progress.stage}` })),
-    h("div", { id: "stages" }, stages), buttons,
+    h("div", { id: "stages" }, stages), report.trend(progress), buttons,
     h("div", { id: "facts", class: "facts" }, facts.map(([k, v]) => h("div", {}, h("span", { text: k }), v))),
     h("h2", { text: "Recent errors" }), errors.length ? h("ul", { class: "errors", id: "errors" },
       errors.map((e) => h("li", { text: e }))) : h("p", { class: "muted", id: "errors", text: "None." }),
@@ -573,6 +578,13 @@
     const progress = await call(tool, { job_id: state.job });
     if (visit === state.visit) showDashboard(progress);
   }
+
+  // -- the Report view (report.js), given what it needs of the app -------------------------------------------
+  const report = window.treedistillReport({ h, call, show, fmt, state, nav,
+    openReview: (projectId, tagId) => {  // a tag's questions in the review view (no hashchange: pushState)
+      if (!state.hostMode) history.pushState(null, "", `#review/${projectId}`);
+      stopPolling(); state.visit++; state.view = null; enterReview(projectId, null, tagId).catch(() => {});
+    } });
 
   // -- start ----------------------------------------------------------------------------------------------
   async function start() {
