@@ -1,0 +1,128 @@
+"""Semantic near-duplicates: an embedding model per project, questions embedded as they arrive (paid once, counted),
+paraphrases that share no words caught at extraction and by find_duplicates(method=...), bad embedding replies
+refused, and the grouping itself against brute force. Against the stand-in's /v1/embeddings
+(tests/standin_embeddings.py), through the MCP client."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from tests.standin_embeddings import embed_text, paraphrase
+from tests.test_manual_tools import call, call_error
+from treedistill.server.text.near_dup import similarity
+from treedistill.server.text.semantic_dup import group_similar, lsh_shape
+
+pytestmark = pytest.mark.anyio
+
+EMBED = {"model": "embed"}
+# Paraphrases that share no content word (lexically unrelated), then an unrelated question.
+CAR = ["Why does a car need oil?", "What makes an automobile require lubricant?"]
+HOUSE = ["How do I buy a big house?", "Where can I purchase a large home?"]
+OTHER = ["How do bees produce honey?"]
+
+
+def embed_requests(llm) -> list[dict]:
+    return [entry for entry in llm.requests() if entry["task"] == "embed"]
+
+
+def vector_rows(db_path) -> list[tuple]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute("SELECT v.question_id, q.tag_id, v.model, length(v.vector) FROM question_vectors v"
+                            " JOIN questions q ON q.id = v.question_id ORDER BY v.question_id").fetchall()
+
+
+def question_texts(db_path, tag_id: int) -> list[str]:
+    with sqlite3.connect(db_path) as conn:
+        return [row[0] for row in conn.execute("SELECT text FROM questions WHERE tag_id = ? ORDER BY id", (tag_id,))]
+
+
+async def project_with_tags(client, count: int, **settings) -> tuple[int, list[int]]:
+    project = await call(client, "create_project", name="Semantic", **settings)
+    tags = (await call(client, "generate_tags", project_id=project["id"], count=count))["tags"]
+    return project["id"], [tag["id"] for tag in tags]
+
+
+def test_the_stand_in_makes_paraphrases_close_and_other_questions_far():
+    for a, b in (CAR, HOUSE):
+        assert similarity(a, b) == 0  # not one content word in common
+        assert np.dot(embed_text(a), embed_text(b)) == pytest.approx(1.0)
+    assert abs(np.dot(embed_text(CAR[0]), embed_text(OTHER[0]))) < 0.5
+
+
+async def test_paraphrases_sharing_no_words_are_grouped_by_meaning_only(client, llm, db_path):
+    pid, (a, b) = await project_with_tags(client, 2, embedding_model=EMBED)
+    await call(client, "add_questions", project_id=pid, tag_id=a, questions=[CAR[0], HOUSE[0], OTHER[0]])
+    await call(client, "add_questions", project_id=pid, tag_id=b, questions=[CAR[1], HOUSE[1]])
+
+    assert (await call(client, "find_duplicates", project_id=pid))["group_count"] == 0  # lexical: none
+    report = await call(client, "find_duplicates", project_id=pid, method="semantic")
+    assert (report["method"], report["questions_checked"], report["group_count"]) == ("semantic", 5, 2)
+    assert [sorted(q["question_id"] for q in g["questions"]) for g in report["groups"]] == [[1, 4], [2, 5]]
+    assert sorted(report["removable_question_ids"]) == [4, 5]
+    assert [g["similarity"] for g in report["groups"]] == [1.0, 1.0]
+    # The five questions were embedded once, by tag, and are not embedded again by the next search.
+    assert sorted(entry["inputs"] for entry in embed_requests(llm)) == [2, 3]
+    assert [row[0] for row in vector_rows(db_path)] == [1, 2, 3, 4, 5]
+    again = await call(client, "find_duplicates", project_id=pid, method="both")
+    assert again["group_count"] == 2 and len(embed_requests(llm)) == 2
+    assert (await call(client, "find_duplicates", project_id=pid, tag_id=a, method="semantic"))["group_count"] == 0
+
+
+async def test_extraction_drops_a_paraphrase_of_the_tags_question_and_asks_for_more(client, llm, db_path):
+    pid, (a, b) = await project_with_tags(client, 2, embedding_model=EMBED)
+    first = await call(client, "extract_questions", project_id=pid, tag_id=a, count=2)
+    assert len(first["questions"]) == 2
+    assert len(vector_rows(db_path)) == 2  # embedded as they arrived, in the extraction's transaction
+    await call(client, "update_project", project_id=pid, question_model={"model": "standin+paraphrase"})
+
+    second = await call(client, "extract_questions", project_id=pid, tag_id=a, count=2)
+    texts = question_texts(db_path, a)
+    reworded = paraphrase(texts[0])
+    assert reworded != texts[0] and similarity(reworded, texts[0]) < 0.7  # the lexical check lets it through
+    assert len(second["questions"]) == 2 and reworded not in texts
+    assert len(texts) == 4 and len(vector_rows(db_path)) == 4
+    assert [row[1] for row in vector_rows(db_path)] == [a] * 4
+
+
+async def test_without_an_embedding_model_the_paraphrase_is_kept(client, llm, db_path):
+    pid, (a,) = await project_with_tags(client, 1)
+    await call(client, "extract_questions", project_id=pid, tag_id=a, count=2)
+    await call(client, "update_project", project_id=pid, question_model={"model": "standin+paraphrase"})
+    await call(client, "extract_questions", project_id=pid, tag_id=a, count=2)
+    texts = question_texts(db_path, a)
+    assert paraphrase(texts[0]) in texts
+    assert embed_requests(llm) == [] and vector_rows(db_path) == []
+    error = await call_error(client, "find_duplicates", project_id=pid, method="semantic")
+    assert "no embedding_model" in error
+
+
+@pytest.mark.parametrize("scope", ["tag", "project"])
+async def test_the_scope_decides_whose_questions_a_new_one_is_checked_against(client, llm, db_path, scope):
+    pid = (await call(client, "create_project", name="Semantic", embedding_model=EMBED, semantic_scope=scope))["id"]
+    tags = (await call(client, "generate_tags", project_id=pid, count=2))["tags"]
+    (a, b), path = [tag["id"] for tag in tags], "Semantic > " + tags[1]["path"]
+    first_of_b = f"Question 1: how does {path.split(' > ')[-1]} work in the context of {path}?"
+    # In tag a, a rewording of the question the model will first write for tag b (lexically far from it).
+    await call(client, "add_questions", project_id=pid, tag_id=a, questions=[paraphrase(first_of_b)])
+    made = await call(client, "extract_questions", project_id=pid, tag_id=b, count=2)
+    texts = [question["text"] for question in made["questions"]]
+    assert (first_of_b in texts) == (scope == "tag")
+    assert len(texts) == 2 and len(question_texts(db_path, b)) == 2
+
+
+def test_grouping_finds_what_brute_force_finds():
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((2000, 48)).astype(np.float32)
+    for n in range(0, 200, 2):  # 100 planted pairs at cosine ~0.95-0.99
+        vectors[n + 1] = vectors[n] + rng.uniform(0.1, 0.3) * rng.standard_normal(48)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    gram = np.triu(vectors @ vectors.T, 1)
+    for threshold in (0.8, 0.9):
+        expected = {tuple(pair) for pair in np.argwhere(gram >= threshold).tolist()}
+        found = {(members[0], members[1]) for members, _ in group_similar(vectors, threshold)
+                 if len(members) == 2}
+        assert found == expected and len(expected) >= 90
+    assert lsh_shape(0.9)[0] <= 160
