@@ -153,8 +153,8 @@ class Engine:
                        semantic_scope: str | None = None) -> Project:
         """Change a project's concurrency, models, reasoning rule, guidance or styles; a new limit applies to running
         jobs at once, and new guidance or styles to every prompt sent from now on (stored items are kept as they are).
-        An empty guidance or style removes it. A new embedding model (or its removal) drops the stored vectors and
-        re-embeds every question in the background."""
+        An empty guidance or style removes it. An embedding model given (even the same one) or removed drops the
+        stored vectors, and every question is re-embedded in the background."""
         self.store.get_project(project_id)
         changes: dict[str, Any] = {key: value for key, value in (("max_concurrency", max_concurrency),
                                                                  ("question_model", question_model),
@@ -182,9 +182,8 @@ class Engine:
                 self.caller.provider(spec)  # a missing key is refused before anything is written
         if embedding_model is not None:
             self.caller.embeddings.provider(embedding_model)
-        before = self.store.get_project(project_id).embedding_model
         project = self.store.update_project(project_id, **changes)
-        if "embedding_model" in changes and project.embedding_model != before:
+        if "embedding_model" in changes:  # set again, changed or removed: the old vectors go, all are re-embedded
             self.semantic.model_changed(project)
         self.scheduler.notify(project_id)  # a higher limit lets more items start at once, in every process
         return project

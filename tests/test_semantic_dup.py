@@ -126,3 +126,84 @@ def test_grouping_finds_what_brute_force_finds():
                  if len(members) == 2}
         assert found == expected and len(expected) >= 90
     assert lsh_shape(0.9)[0] <= 160
+
+
+@pytest.mark.parametrize(("flag", "words"), [
+    ("nan", "NaN or infinite values"),
+    ("ragged", "varying dimension (63, 64)"),
+    ("short", "returned 1 embeddings for 2 texts"),
+])
+async def test_an_unusable_embeddings_reply_fails_the_search_and_stores_nothing(client, llm, db_path, flag, words):
+    pid, (a,) = await project_with_tags(client, 1, embedding_model={"model": f"embed+{flag}"})
+    await call(client, "add_questions", project_id=pid, tag_id=a, questions=CAR)
+    error = await call_error(client, "find_duplicates", project_id=pid, method="semantic")
+    assert words in error and "nothing was stored" in error
+    assert vector_rows(db_path) == []
+    assert len(embed_requests(llm)) == 1  # refused at once: not retried
+
+
+async def test_a_dimension_change_is_refused_and_a_new_model_re_embeds(client, llm, db_path):
+    pid, (a,) = await project_with_tags(client, 1, embedding_model=EMBED)
+    await call(client, "add_questions", project_id=pid, tag_id=a, questions=CAR)
+    await call(client, "find_duplicates", project_id=pid, method="semantic")
+    assert [row[2:] for row in vector_rows(db_path)] == [("embed@", 128)] * 2  # 64 float16 values each
+    # The endpoint starts answering the same model name with 32 dimensions (stand-in: the dim32 flag).
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE projects SET embedding_model = ? WHERE id = ?", ('{"model":"embed+dim32"}', pid))
+        conn.execute("UPDATE question_vectors SET model = 'embed+dim32@'")
+    await call(client, "add_questions", project_id=pid, tag_id=a, questions=OTHER)
+    error = await call_error(client, "find_duplicates", project_id=pid, method="semantic")
+    assert "32-dimensional vectors, but this project's vectors have 64 dimensions" in error
+    assert [row[0] for row in vector_rows(db_path)] == [1, 2]  # nothing mixed in
+
+    await call(client, "update_project", project_id=pid, embedding_model={"model": "embed+dim32"})  # re-embeds all
+    report = await call(client, "find_duplicates", project_id=pid, method="semantic")
+    assert report["group_count"] == 1
+    assert [row[2:] for row in vector_rows(db_path)] == [("embed+dim32@", 64)] * 3
+    await call(client, "update_project", project_id=pid, remove_embedding_model=True)
+    assert vector_rows(db_path) == []
+    assert "no embedding_model" in await call_error(client, "find_duplicates", project_id=pid, method="both")
+
+
+async def test_embedding_calls_are_counted_in_the_projects_usage(client, llm, db_path):
+    pid, (a,) = await project_with_tags(client, 1, embedding_model={
+        "model": "embed", "input_price_per_mtok": 100.0, "output_price_per_mtok": 0.0})
+    usage_sql = "SELECT input_tokens, output_tokens, COALESCE(cost, 0), unpriced_calls FROM projects"
+    with sqlite3.connect(db_path) as conn:
+        before = conn.execute(usage_sql).fetchone()
+    await call(client, "add_questions", project_id=pid, tag_id=a, questions=CAR + OTHER)
+    await call(client, "find_duplicates", project_id=pid, method="semantic")
+    with sqlite3.connect(db_path) as conn:
+        after = conn.execute(usage_sql).fetchone()
+    tokens = sum(len(text) // 4 + 1 for text in CAR + OTHER)
+    assert (after[0] - before[0], after[1] - before[1], after[3] - before[3]) == (tokens, 0, 0)
+    assert after[2] - before[2] == pytest.approx(tokens * 100 / 1e6)
+
+
+@pytest.mark.parametrize(("arguments", "words"), [
+    ({"embedding_model": {"provider": "anthropic", "model": "x"}}, "OpenAI-compatible /v1/embeddings"),
+    ({"embedding_model": {"model": "e", "base_url": "https://elsewhere.example/v1"}}, "elsewhere.example"),
+    ({"embedding_model": {"model": "e", "api_key_env": "OTHER_KEY"}}, "OTHER_KEY"),
+    ({"semantic_threshold": 0.2}, "semantic_threshold"),
+    ({"semantic_scope": "world"}, "semantic_scope"),
+])
+async def test_bad_semantic_settings_are_refused_and_nothing_is_written(client, llm, db_path, arguments, words):
+    error = await call_error(client, "create_project", name="Refused", **arguments)
+    assert words in error
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM projects").fetchone()[0] == 0
+
+
+async def test_an_embedding_endpoint_that_is_down_fails_clearly(server, llm, db_path, env):
+    from mcp import Client
+
+    from treedistill.server.app import create_server
+
+    down = {**env, "TREEDISTILL_ENDPOINTS": "http://127.0.0.1:9/v1"}
+    async with Client(create_server(db_path, down, retry_base_delay=0.01, heartbeat_seconds=0.2,
+                                    max_attempts=2)) as client:
+        pid, (a,) = await project_with_tags(client, 1, embedding_model={"model": "e", "base_url": "http://127.0.0.1:9/v1"})
+        await call(client, "add_questions", project_id=pid, tag_id=a, questions=CAR)
+        error = await call_error(client, "find_duplicates", project_id=pid, method="semantic")
+        assert "could not connect" in error
+        assert vector_rows(db_path) == []
