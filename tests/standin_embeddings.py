@@ -6,8 +6,8 @@ oil?" and "What makes an automobile require lubricant?" get the same vector alth
 questions about other things are nearly orthogonal. Like the real API: `input` is a string or a list of non-empty
 strings (else 400), the reply lists `{"object": "embedding", "index", "embedding"}` in input order with
 `usage.prompt_tokens` (characters / 4), and the stand-in's faults (`fail_next`, `rate_429`, `latency`, ...) apply.
-Each request is logged with task "embed" and `inputs` (how many texts). Model flags (`embed+flag`): `dimN` gives
-N dimensions (default 64), `nan` puts a NaN in the first vector, `ragged` makes the last vector one shorter,
+Each request is logged with task "embed", `inputs` (how many texts) and `first_input`. Model flags
+(`embed+flag`): `dimN` gives N dimensions (default 64), `nan` puts a NaN in the first vector, `ragged` makes the last vector one shorter,
 `short` returns one vector fewer than asked.
 
 `paraphrase(text)` rewrites the stand-in's own questions with synonyms: the `paraphrase` flag of a chat model puts
@@ -94,7 +94,8 @@ async def _embeddings(request: Request) -> Response:
     key = request.headers.get("authorization", "").removeprefix("Bearer ")
     digest = hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()
     entry = {"api": "openai", "api_key": key, "model": model, "task": "embed", "task_key": digest,
-             "prompt_key": digest, "inputs": len(texts) if isinstance(texts, list) else 0}
+             "prompt_key": digest, "inputs": len(texts) if isinstance(texts, list) else 0,
+             "first_input": texts[0][:200] if isinstance(texts, list) and texts else None}
     admission = state.admit(entry, invalid=invalid)
     try:
         if admission.delay:

@@ -207,3 +207,49 @@ async def test_an_embedding_endpoint_that_is_down_fails_clearly(server, llm, db_
         error = await call_error(client, "find_duplicates", project_id=pid, method="semantic")
         assert "could not connect" in error
         assert vector_rows(db_path) == []
+
+
+async def test_kill_9_during_embedding_pays_no_batch_twice(env, db_path, llm):
+    """A real `serve` subprocess embeds 2 tags x 5 batches of 64 questions and is killed mid-way; the restarted
+    one embeds the rest. No batch stored before the kill is asked again; at most the 2 in flight are."""
+    import contextlib
+    import os
+    import signal
+
+    import anyio
+    from mcp import Client
+
+    from tests.test_stdio_and_crash import server_pids, stdio_server
+
+    llm.configure(latency=0.4)
+    with contextlib.suppress(Exception):  # the client's exit fails once its server is gone
+        async with Client(stdio_server(env, db_path)) as client:
+            pid, tags = await project_with_tags(client, 2)
+            for tag_id in tags:
+                for start in range(0, 320, 100):
+                    await call(client, "add_questions", project_id=pid, tag_id=tag_id, allow_near_duplicates=True,
+                               questions=[f"Tag {tag_id} question number {n}?" for n in range(start, min(start + 100, 320))])
+            await call(client, "update_project", project_id=pid, embedding_model=EMBED)  # queues the embedding
+            with anyio.fail_after(30):
+                while len(vector_rows(db_path)) < 3 * 64:
+                    await anyio.sleep(0.05)
+            (server_pid,) = server_pids(db_path)
+            os.kill(server_pid, signal.SIGKILL)
+            with anyio.fail_after(10):
+                while server_pids(db_path):
+                    await anyio.sleep(0.05)
+    stored_at_kill = {row[0] for row in vector_rows(db_path)}
+    asked_at_kill = len(embed_requests(llm))
+    assert 3 * 64 <= len(stored_at_kill) < 640 and len(stored_at_kill) % 64 == 0
+    with sqlite3.connect(db_path) as conn:
+        text_of = dict(conn.execute("SELECT text, id FROM questions"))
+
+    async with Client(stdio_server(env, db_path)):  # the embed items resume by themselves
+        with anyio.fail_after(60):
+            while len(vector_rows(db_path)) < 640:
+                await anyio.sleep(0.1)
+    after = embed_requests(llm)[asked_at_kill:]
+    assert len(after) >= 10 - len(stored_at_kill) // 64  # the rest was asked for after the restart
+    assert not [entry for entry in after if text_of[entry["first_input"]] in stored_at_kill]
+    assert asked_at_kill + len(after) <= 10 + 2  # ten batches, and at most the two in flight paid again
+    assert [row[0] for row in vector_rows(db_path)] == sorted(text_of.values())
