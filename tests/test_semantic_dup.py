@@ -5,6 +5,7 @@ refused, and the grouping itself against brute force. Against the stand-in's /v1
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import numpy as np
@@ -253,3 +254,33 @@ async def test_kill_9_during_embedding_pays_no_batch_twice(env, db_path, llm):
     assert not [entry for entry in after if text_of[entry["first_input"]] in stored_at_kill]
     assert asked_at_kill + len(after) <= 10 + 2  # ten batches, and at most the two in flight paid again
     assert [row[0] for row in vector_rows(db_path)] == sorted(text_of.values())
+
+
+async def test_the_dataset_report_gives_the_semantic_near_duplicate_rate_per_tag(client, llm, db_path):
+    pid, (a, b) = await project_with_tags(client, 2, embedding_model=EMBED)
+    await call(client, "add_questions", project_id=pid, tag_id=a, questions=[CAR[0], HOUSE[0], OTHER[0]])
+    await call(client, "add_questions", project_id=pid, tag_id=b, questions=[CAR[1], HOUSE[1]])
+    report = await call(client, "dataset_report", project_id=pid, near_duplicates=True)
+    assert report["overall"]["embedded"] == 0 and report["overall"]["semantic_near_duplicate_rate"] is None
+    await call(client, "find_duplicates", project_id=pid, method="semantic")  # embeds them
+    report = await call(client, "dataset_report", project_id=pid, near_duplicates=True)
+    overall, (tag_a, tag_b) = report["overall"], report["tags"]
+    assert (overall["near_duplicate_rate"], overall["semantic_near_duplicate_rate"], overall["embedded"]) == (0, 0.4, 5)
+    assert [(t["tag_id"], t["semantic_near_duplicate_rate"], t["embedded"]) for t in (tag_a, tag_b)] == [
+        (a, 0.0, 3), (b, 1.0, 2)]
+    await call(client, "delete_question", project_id=pid, question_ids=[4])  # a deleted question counts nowhere
+    report = await call(client, "dataset_report", project_id=pid, near_duplicates=True)
+    assert (report["overall"]["semantic_near_duplicate_rate"], report["overall"]["embedded"]) == (0.25, 4)
+    assert (await call(client, "dataset_report", project_id=pid))["overall"]["semantic_near_duplicate_rate"] is None
+
+
+def test_distill_with_an_embedding_model_embeds_every_question(env, db_path, llm):
+    from tests.test_cli import cli as run
+
+    done = run(env, db_path, "distill", "Chess", "--levels", "1", "--tags", "2", "--questions", "3", "--no-answer",
+               "--embedding-model", "embed", "--plain")
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db_path) as conn:
+        assert json.loads(conn.execute("SELECT embedding_model FROM projects").fetchone()[0])["model"] == "embed"
+    assert [row[2] for row in vector_rows(db_path)] == ["embed@"] * 6
+    assert sorted(entry["inputs"] for entry in embed_requests(llm)) == [3, 3]
