@@ -60,13 +60,16 @@ class SemanticDuplicates:
             VectorStore(self.store).reset(project.id)
         return self.queue_embedding(project)
 
-    def queue_embedding(self, project: Project) -> list[int]:
-        """Queue one `embed` item per tag with questions that have no vector (an open one is reused)."""
+    def queue_embedding(self, project: Project, tag_ids: list[int] | None = None) -> list[int]:
+        """Queue one `embed` item per tag (default: each tag with questions that have no vector); an open one is
+        reused."""
         if project.embedding_model is None:
             return []
+        if tag_ids is None:
+            tag_ids = VectorStore(self.store).tags_missing(project.id, project.embedding_model)
         item_ids = []
         with self.store.transaction():
-            for tag_id in VectorStore(self.store).missing(project.id, project.embedding_model):
+            for tag_id in tag_ids:
                 open_item = self.queue.find_reusable_manual(project.id, "embed", tag_id, None, None)
                 item_ids.append(open_item.id if open_item is not None and open_item.status != "done" else
                                 self.queue.add_item(project.id, "embed", tag_id=tag_id))
@@ -111,8 +114,18 @@ class SemanticDuplicates:
         return await asyncio.to_thread(search)
 
     async def _embed_all(self, project: Project) -> None:
-        """Embed the project's questions that have no vector yet and wait; a failed item raises its error."""
-        item_ids = self.queue_embedding(project)
+        """Embed the project's questions that have no vector yet and wait; a failed item raises its error. Which
+        tags need it is read in a worker thread (a scan of every question)."""
+
+        def tags_missing() -> list[int]:
+            reader = CurationStore.open_reader(self.db_path)
+            try:
+                return VectorStore(reader.store).tags_missing(project.id, project.embedding_model)
+            finally:
+                reader.close()
+
+        missing = await asyncio.to_thread(tags_missing)
+        item_ids = self.queue_embedding(project, missing) if missing else []
         for item in await self.scheduler.wait_all(item_ids, self.heartbeat_seconds):
             if item.status != "done":
                 failure = self.scheduler.failure_of(item.id)

@@ -61,13 +61,18 @@ class VectorStore:
         if tag_id is not None:
             where += f" AND q.tag_id IN ({SUBTREE})" if subtree else " AND q.tag_id = :tag_id"
             params["tag_id"] = tag_id
-        rows = self.db.execute(f"SELECT v.question_id, v.vector FROM question_vectors v JOIN questions q ON"
-                               f" q.id = v.question_id WHERE {where} ORDER BY v.question_id", params).fetchall()
-        if not rows:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        ids = [row[0] for row in rows]
-        matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=VECTOR_DTYPE).reshape(len(rows), -1)
-        return ids, matrix.astype(np.float32)
+        dim = self.db.execute("SELECT embedding_dim FROM projects WHERE id = ?", (project_id,)).fetchone()[0]
+        count = self.db.execute(f"SELECT COUNT(*) FROM question_vectors v JOIN questions q ON q.id = v.question_id"
+                                f" WHERE {where}", params).fetchone()[0]
+        if not dim or not count:
+            return [], np.zeros((0, dim or 0), dtype=np.float32)
+        ids: list[int] = []
+        matrix = np.empty((count, dim), dtype=np.float32)  # filled row by row: no second copy of the blobs
+        for qid, blob in self.db.execute(f"SELECT v.question_id, v.vector FROM question_vectors v JOIN questions q"
+                                         f" ON q.id = v.question_id WHERE {where} ORDER BY v.question_id", params):
+            matrix[len(ids)] = np.frombuffer(blob, dtype=VECTOR_DTYPE)
+            ids.append(qid)
+        return ids, matrix[:len(ids)]
 
     def missing(self, project_id: int, spec: ModelSpec, tag_id: int | None = None) -> dict[int, list[tuple[int, str]]]:
         """Questions (of a tag, or of the project) without a vector of the model: {tag id: [(id, text), ...]}."""
@@ -80,6 +85,12 @@ class VectorStore:
                 f" AND v.model = :m WHERE {where} AND v.question_id IS NULL ORDER BY q.id", params):
             found.setdefault(tag, []).append((qid, text))
         return found
+
+    def tags_missing(self, project_id: int, spec: ModelSpec) -> list[int]:
+        """The tags with a question that has no vector of the model."""
+        return [row[0] for row in self.db.execute(
+            "SELECT DISTINCT q.tag_id FROM questions q LEFT JOIN question_vectors v ON v.question_id = q.id AND"
+            " v.model = ? WHERE q.project_id = ? AND v.question_id IS NULL", (model_key(spec), project_id))]
 
     def count(self, project_id: int, spec: ModelSpec) -> int:
         """How many of the project's questions have a vector of the model."""
