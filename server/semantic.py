@@ -7,7 +7,7 @@ runs in a worker thread on a read-only connection, off the event loop (numpy rel
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Hashable
 from typing import Any, Literal
 
 from treedistill.server.errors import InvalidInput, ProviderError
@@ -24,7 +24,6 @@ from treedistill.server.text.semantic_dup import MIN_THRESHOLD, group_similar
 Method = Literal["lexical", "semantic", "both"]
 METHODS = ("lexical", "semantic", "both")
 SCOPES = ("tag", "project")
-Progress = Callable[[int, int], Awaitable[None]]
 
 
 def checked_semantic_settings(embedding_model: ModelSpec | None, threshold: float | None,
