@@ -2,7 +2,8 @@
 
 Figures come from one pass over the scope's questions through covering indexes (lengths are stored as
 integers, so no text is read), the failed answer items, the decontamination matches and the project's cost;
-the lexical near-duplicate rate, which reads every question's text, only when asked for. Token counts are an
+the lexical near-duplicate rate, which reads every question's text, only when asked for, and with it the semantic
+one from the stored embeddings (no model is called: questions without a vector are left out of that rate). Token counts are an
 estimate from characters (TOKENS_PER_CHAR, per language), the same kind the cost estimate uses.
 """
 
@@ -21,7 +22,9 @@ from treedistill.server.errors import InvalidInput
 from treedistill.server.store.catalog import Store
 from treedistill.server.store.curation import CurationStore
 from treedistill.server.store.report import MIX_COLUMNS, ReportQueries
-from treedistill.server.text.near_dup import DEFAULT_THRESHOLD, report_duplicates
+from treedistill.server.store.vectors import VectorStore
+from treedistill.server.text.near_dup import DEFAULT_THRESHOLD, report_duplicates, report_groups
+from treedistill.server.text.semantic_dup import group_similar
 
 TOKENS_PER_CHAR = {"en": 0.25, "zh": 0.7}  # ~4 characters per token in English; a Chinese character ~0.7
 ALL_GROUPS = 10**9
@@ -51,6 +54,11 @@ class ScopeFigures(BaseModel):
     held_out: int = Field(..., description="Evaluation questions (hold_out)")
     near_duplicate_rate: float | None = Field(None, description=(
         "Lexical near-duplicates that could be removed, per question (null unless near_duplicates=true)"))
+    semantic_near_duplicate_rate: float | None = Field(None, description=(
+        "Semantic near-duplicates (cosine of stored embeddings >= the project's semantic_threshold) that could be "
+        "removed, per question with a vector (null unless near_duplicates=true and the project has an "
+        "embedding_model with vectors)"))
+    embedded: int | None = Field(None, description="Questions with a vector of the embedding model (with the rate)")
     question_tokens: LengthDistribution | None = None
     answer_tokens: LengthDistribution | None = None
     reasoning_tokens: LengthDistribution | None = None
@@ -84,6 +92,8 @@ class _Tally:
     failed: int = 0
     held_out: int = 0
     removable: int = 0
+    semantic_removable: int = 0
+    embedded: int = 0
     with_reasoning: int = 0
     matched: int = 0
     excluded: int = 0
@@ -114,12 +124,15 @@ class _Tally:
             self.reasoning_chars.append(r_chars)
         self.scores[score] += 1
 
-    def figures(self, per_char: float, tag: tuple[int, str, int | None] | None, near_duplicates: bool) -> ScopeFigures:
+    def figures(self, per_char: float, tag: tuple[int, str, int | None] | None, near_duplicates: bool,
+                semantic: bool = False) -> ScopeFigures:
         tag_id, tag_path, parent_id = tag or (None, None, None)
         return ScopeFigures(
             tag_id=tag_id, tag_path=tag_path, parent_id=parent_id, questions=self.questions,
             answered=self.answered, failed=self.failed, held_out=self.held_out,
             near_duplicate_rate=_share(self.removable, self.questions) if near_duplicates else None,
+            semantic_near_duplicate_rate=_share(self.semantic_removable, self.embedded) if semantic else None,
+            embedded=self.embedded if semantic else None,
             question_tokens=_distribution(self.question_chars, per_char),
             answer_tokens=_distribution(self.answer_chars, per_char),
             reasoning_tokens=_distribution(self.reasoning_chars, per_char),
@@ -174,13 +187,26 @@ def build_report(store: Store, project_id: int, tag_id: int | None, near_duplica
         under[question_id] = child
         for tally in (overall, per_child[child]) if child is not None else (overall,):
             tally.add(row, question_id in failed, contaminated.get(question_id))
+    semantic = near_duplicates and project.embedding_model is not None
     if near_duplicates:
-        rows = CurationStore(store).question_rows(project_id, tag_id)
+        rows = list(CurationStore(store).question_rows(project_id, tag_id))
         for group in report_duplicates(project_id, rows, DEFAULT_THRESHOLD, ALL_GROUPS).groups:
             for question_id in group.remove_question_ids:
                 overall.removable += 1
                 if under.get(question_id) is not None:
                     per_child[under[question_id]].removable += 1
+    if semantic:
+        ids, vectors = VectorStore(store).vectors(project_id, project.embedding_model, tag_id, subtree=True)
+        by_id = {row["id"]: row for row in rows}
+        found = [([ids[n] for n in members], score)
+                 for members, score in group_similar(vectors, project.semantic_threshold)]
+        for name, question_ids in (("embedded", ids), ("semantic_removable", [
+                qid for group in report_groups(project_id, by_id, found, project.semantic_threshold, ALL_GROUPS).groups
+                for qid in group.remove_question_ids])):
+            for question_id in question_ids:
+                for tally in (overall, per_child[under[question_id]]) if under.get(question_id) is not None \
+                        else (overall,):
+                    setattr(tally, name, getattr(tally, name) + 1)
     per_char = TOKENS_PER_CHAR.get(project.language, TOKENS_PER_CHAR["en"])
     cost, unpriced = queries.project_cost(project_id)
     known_cost = cost if not unpriced else None
@@ -188,9 +214,9 @@ def build_report(store: Store, project_id: int, tag_id: int | None, near_duplica
     return DatasetReport(
         project_id=project_id, project_name=project.name, tag_id=tag_id,
         token_estimate=f"characters x {per_char} ({project.language}); an estimate, not a tokenizer's count",
-        overall=overall.figures(per_char, None, near_duplicates),
+        overall=overall.figures(per_char, None, near_duplicates, semantic),
         breakdown=breakdown,
-        tags=[per_child[child].figures(per_char, (child, paths[child], parents[child]), near_duplicates)
+        tags=[per_child[child].figures(per_char, (child, paths[child], parents[child]), near_duplicates, semantic)
               for child in sorted(set(child_of.values()))],
         cost=known_cost,
         cost_per_1000_answers=(round(known_cost / project_answers * 1000, 4)

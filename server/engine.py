@@ -48,6 +48,8 @@ from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database, open_reader
 from treedistill.server.store.workers import WorkerRegistry
 from treedistill.server.tree_editor import TreeEditor
+from treedistill.server.semantic import SemanticDuplicates, checked_semantic_settings
+from treedistill.server.text.semantic_dup import DEFAULT_THRESHOLD as SEMANTIC_THRESHOLD
 from treedistill.server.scheduling.work import WorkContext
 
 log = logging.getLogger("treedistill.engine")
@@ -92,6 +94,8 @@ class Engine:
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
         self.trees = TreeEditor(self.store, self.db_path)
+        self.semantic = SemanticDuplicates(self.store, self.queue, self.scheduler, self.caller, self.db_path,
+                                           self.heartbeat_seconds)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.publisher = Publisher(self.store, self.db_path, self.environ, self.workers.id,
                                    allow_any_export_path=self.allow_any_export_path)
@@ -116,7 +120,8 @@ class Engine:
                        question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None,
                        max_concurrency: int = DEFAULT_MAX_CONCURRENCY, require_reasoning: bool = True,
                        guidance: str = "", question_styles: QuestionStyles | None = None,
-                       answer_style: AnswerStyle | None = None) -> Project:
+                       answer_style: AnswerStyle | None = None, embedding_model: ModelSpec | None = None,
+                       semantic_threshold: float = SEMANTIC_THRESHOLD, semantic_scope: str = "tag") -> Project:
         """Create a project; models default from the environment and their keys must be set."""
         name = name.strip()
         guidance = checked_guidance(guidance)
@@ -135,18 +140,25 @@ class Engine:
                             if self.environ.get("TREEDISTILL_MODEL") else question_model)
         for spec in (question_model, answer_model):
             self.caller.provider(spec)  # raises MissingAPIKey before anything is written
+        checked_semantic_settings(embedding_model, semantic_threshold, semantic_scope)
+        if embedding_model is not None:
+            self.caller.embeddings.provider(embedding_model)  # the same endpoint and key rules as chat models
         return self.store.insert_project(name, (topic or "").strip() or name, language, question_model,
                                          answer_model, max_concurrency, require_reasoning, guidance,
-                                         _unless_empty(question_styles), _unless_empty(answer_style))
+                                         _unless_empty(question_styles), _unless_empty(answer_style),
+                                         embedding_model, semantic_threshold, semantic_scope)
 
     def update_project(self, project_id: int, *, max_concurrency: int | None = None,
                        question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None,
                        require_reasoning: bool | None = None, guidance: str | None = None,
                        question_styles: QuestionStyles | None = None,
-                       answer_style: AnswerStyle | None = None) -> Project:
+                       answer_style: AnswerStyle | None = None, embedding_model: ModelSpec | None = None,
+                       remove_embedding_model: bool = False, semantic_threshold: float | None = None,
+                       semantic_scope: str | None = None) -> Project:
         """Change a project's concurrency, models, reasoning rule, guidance or styles; a new limit applies to running
         jobs at once, and new guidance or styles to every prompt sent from now on (stored items are kept as they are).
-        An empty guidance or style removes it."""
+        An empty guidance or style removes it. An embedding model given (even the same one) or removed drops the
+        stored vectors, and every question is re-embedded in the background."""
         self.store.get_project(project_id)
         changes: dict[str, Any] = {key: value for key, value in (("max_concurrency", max_concurrency),
                                                                  ("question_model", question_model),
@@ -158,13 +170,25 @@ class Engine:
         for key, style in (("question_styles", question_styles), ("answer_style", answer_style)):
             if style is not None:
                 changes[key] = _unless_empty(style)
+        if embedding_model is not None and remove_embedding_model:
+            raise InvalidInput("Pass embedding_model or remove_embedding_model=true, not both.")
+        checked_semantic_settings(embedding_model, semantic_threshold, semantic_scope)
+        changes.update({key: value for key, value in (("semantic_threshold", semantic_threshold),
+                                                      ("semantic_scope", semantic_scope)) if value is not None})
+        if embedding_model is not None or remove_embedding_model:
+            changes["embedding_model"] = embedding_model
         if not changes:
             raise InvalidInput("Nothing to change: pass max_concurrency, question_model, answer_model, "
-                               "require_reasoning, guidance, question_styles or answer_style.")
+                               "require_reasoning, guidance, question_styles, answer_style, embedding_model, "
+                               "remove_embedding_model, semantic_threshold or semantic_scope.")
         for spec in (question_model, answer_model):
             if spec is not None:
                 self.caller.provider(spec)  # a missing key is refused before anything is written
+        if embedding_model is not None:
+            self.caller.embeddings.provider(embedding_model)
         project = self.store.update_project(project_id, **changes)
+        if "embedding_model" in changes:  # set again, changed or removed: the old vectors go, all are re-embedded
+            self.semantic.model_changed(project)
         self.scheduler.notify(project_id)  # a higher limit lets more items start at once, in every process
         return project
 

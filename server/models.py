@@ -118,6 +118,12 @@ class Project(BaseModel):
         "Free text (scope, audience, what to avoid, tone) put in every tag, question, answer and judge prompt"))
     question_styles: QuestionStyles | None = Field(None, description="The question-style mix; null: default mix")
     answer_style: AnswerStyle | None = Field(None, description="How answers are written; null: no requirement")
+    embedding_model: ModelSpec | None = Field(None, description=(
+        "OpenAI-compatible /v1/embeddings model for semantic near-duplicates; null: lexical checks only"))
+    semantic_threshold: float = Field(0.9, description=(
+        "Cosine similarity at or above which a new question is a semantic near-duplicate (with embedding_model)"))
+    semantic_scope: Literal["tag", "project"] = Field("tag", description=(
+        "Where extraction looks for semantic near-duplicates: the question's tag, or the whole project"))
     created_at: str
 
 

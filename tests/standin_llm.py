@@ -10,7 +10,8 @@ one, the model reasons in `<think>` tags only when the prompt mentions `<think>`
 small model's slip: the opening reply is a lead-in naming `<think>`, then reasoning, never closed and
 no answer (finish_reason "stop"); after feedback it writes a closed block and the answer. How output
 misbehaves: `dupes` (lists repeat existing items and a case variant), `malformed` (fenced JSON with
-a trailing comma), `garbage` (prose instead of a list), `truncated` (every reply cut off half-way,
+a trailing comma), `paraphrase` (a questions reply starts with a synonym rewording of an existing question,
+tests/standin_embeddings.py, which also serves `/v1/embeddings`), `garbage` (prose instead of a list), `truncated` (every reply cut off half-way,
 like `truncate_rate=1`), `long` (answers of about 400 words), `content_filter` (OpenAI
 finish_reason "content_filter" with empty content; Anthropic stop_reason "refusal", no content),
 `no_choices` (OpenAI reply with an empty `choices`).
@@ -92,8 +93,10 @@ from starlette.routing import Route
 
 try:
     from tests.standin_batches import BatchStore, batch_routes
+    from tests.standin_embeddings import embedding_routes, paraphrase
 except ModuleNotFoundError:  # run as a script (`python tests/standin_llm.py`) without the repository on the path
     from standin_batches import BatchStore, batch_routes  # type: ignore[no-redef]
+    from standin_embeddings import embedding_routes, paraphrase  # type: ignore[no-redef]
 
 REASONING_FLAGS = ("reasoning_content", "reasoning_field", "think", "think_open_missing", "think_unclosed", "thinking",
                    "none")
@@ -353,7 +356,7 @@ def existing_items(text: str) -> list[str]:
     return items
 
 
-def _list_items(task: str, prompt: str, dupes: bool, echo: bool = False) -> list[str]:
+def _list_items(task: str, prompt: str, dupes: bool, echo: bool = False, reworded: bool = False) -> list[str]:
     count_match, path_match = _COUNT.search(prompt), _TAG_PATH.search(prompt)
     count = int(count_match.group(1)) if count_match else DEFAULT_COUNT
     path = path_match.group(1).strip() if path_match else "Topic"
@@ -377,6 +380,8 @@ def _list_items(task: str, prompt: str, dupes: bool, echo: bool = False) -> list
     if dupes:
         variants = [items[-1].upper().rstrip("?？!") + ("!" if task == "questions" else "?")] if items else []
         items = existing[:2] + items + variants
+    if reworded and task == "questions" and existing:  # a paraphrase of an existing question comes first
+        items = [paraphrase(existing[0]), *items]
     if echo:  # a small model copying the prompt's example and the parent tag
         example = ("子主题1" if chinese else "sub-topic 1") if task == "tags" else ("问题1" if chinese else "question 1")
         items = [example, segment, *items][:max(count, 2)]
@@ -395,7 +400,8 @@ def _build_reply(task: str, prompt: str, question: str, flags: set[str], admissi
         score = _SCORE.search(prompt)
         payload: dict[str, Any] = {"score": int(score.group(1)) if score else 7, "rationale": "Canned judgement."}
     else:
-        items: list[Any] = _list_items(task, prompt, "dupes" in flags, "echo" in flags and opening)
+        items: list[Any] = _list_items(task, prompt, "dupes" in flags, "echo" in flags and opening,
+                                       "paraphrase" in flags)
         if "objects" in flags and not constrained:
             items = [{"name" if task == "tags" else "question": item} for item in items]
         payload = {task: items}
@@ -841,6 +847,7 @@ def build_app(state: StandinState, ready: threading.Event | None = None) -> Star
             Route("/_stats", _stats, methods=["GET"]),
             Route("/_requests", _requests, methods=["GET"]),
             *batch_routes(),
+            *embedding_routes(),
         ],
         lifespan=lifespan,
     )

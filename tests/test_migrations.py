@@ -22,7 +22,8 @@ EXPECTED_COLUMNS = {
     MIGRATIONS_TABLE: ("name", "applied_at"),
     "projects": ("id", "name", "topic", "language", "question_model", "answer_model", "max_concurrency",
                  "created_at", "input_tokens", "output_tokens", "cost", "judge_model", "require_reasoning",
-                 "unpriced_calls", "holdout_rule", "guidance", "question_styles", "answer_style"),
+                 "unpriced_calls", "holdout_rule", "guidance", "question_styles", "answer_style", "embedding_model",
+                 "semantic_threshold", "semantic_scope", "embedding_dim"),
     "tags": ("id", "project_id", "parent_id", "name", "norm", "depth", "path", "created_at", "prompt_version"),
     "questions": ("id", "project_id", "tag_id", "text", "norm", "created_at", "heldout", "chars", "prompt_version",
                   "question_type", "difficulty", "audience"),
@@ -55,6 +56,7 @@ EXPECTED_COLUMNS = {
     "contamination": ("id", "project_id", "question_id", "source", "matched", "ngram", "kept", "created_at"),
     "push_jobs": ("job_id", "repo_id", "private", "folder", "files", "bytes_total", "commit_message", "push_key",
                   "stage", "owner", "attempts", "repo_url", "commit_url", "message"),
+    "question_vectors": ("question_id", "project_id", "model", "vector"),
 }
 EXPECTED_INDEXES = {
     "answers_model", "answers_project", "answers_project_score", "answers_review", "batch_requests_job",
@@ -63,7 +65,7 @@ EXPECTED_INDEXES = {
     "questions_project_norm", "questions_tag", "tags_parent", "tags_sibling_norm", "work_items_errors",
     "work_items_job", "work_items_project_kind", "work_items_question", "work_items_queue", "work_items_running",
     "work_items_tag", "answers_report", "contamination_project", "contamination_question", "holdout_units_project",
-    "questions_heldout", "questions_report", "questions_style",
+    "questions_heldout", "questions_report", "questions_style", "question_vectors_project",
 }
 
 

@@ -22,7 +22,7 @@ from treedistill.server.cli.reports import project_named
 from treedistill.server.engine import Engine, job_params
 from treedistill.server.errors import InvalidInput
 from treedistill.server.models import (TERMINAL_STATUSES, AnswerStyle, BatchOptions, JobProgress, PlanEstimate, Project,
-                                      QuestionStyles)
+                                      ModelSpec, QuestionStyles)
 from treedistill.server.store.catalog import Store, open_reader
 
 REFRESH_SECONDS = 0.5
@@ -49,6 +49,7 @@ class DistillRequest:
     guidance: str | None = None  # the project's guidance; None keeps what it has
     question_styles: QuestionStyles | None = None  # the project's question-style mix; None keeps it
     answer_style: AnswerStyle | None = None  # the project's answer style; None keeps it
+    embedding_model: str | None = None  # --embedding-model: the project's embedding model at the default endpoint
 
     @property
     def params(self) -> dict[str, Any]:
@@ -125,7 +126,9 @@ def find_or_create_project(engine: Engine, request: DistillRequest, say: Callabl
                                         max_concurrency=request.concurrency or DEFAULT_MAX_CONCURRENCY,
                                         require_reasoning=request.require_reasoning,
                                         guidance=request.guidance or "", question_styles=request.question_styles,
-                                        answer_style=request.answer_style)
+                                        answer_style=request.answer_style,
+                                        embedding_model=ModelSpec(model=request.embedding_model)
+                                        if request.embedding_model else None)
         say(f"Created project {project.id} '{project.name}' (max concurrency {project.max_concurrency}; "
             f"models {project.question_model.model} / {project.answer_model.model}).")
         return project
@@ -146,6 +149,11 @@ def find_or_create_project(engine: Engine, request: DistillRequest, say: Callabl
     if request.concurrency and request.concurrency != project.max_concurrency:
         project = engine.update_project(project.id, max_concurrency=request.concurrency)
         say(f"Project '{project.name}': max concurrency is now {project.max_concurrency}.")
+    current = project.embedding_model.model if project.embedding_model else None
+    if request.embedding_model and request.embedding_model != current:
+        project = engine.update_project(project.id, embedding_model=ModelSpec(model=request.embedding_model))
+        say(f"Project '{project.name}': embedding model is now {request.embedding_model}; its questions are "
+            "re-embedded and new ones checked for paraphrases.")
     question, teacher = wanted_models(request, engine.environ)
     changes = {role: getattr(project, role).model_copy(update={"model": name})
                for role, name in (("question_model", question), ("answer_model", teacher))

@@ -165,7 +165,7 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
                              require_reasoning=not args.plain_answers, batch=args.batch,
                              batch_size=args.batch_size, batch_wait=args.batch_wait, tree=tree_outline,
                              guidance=args.guidance, question_styles=args.question_styles,
-                             answer_style=args.answer_style)
+                             answer_style=args.answer_style, embedding_model=args.embedding_model)
     if args.estimate:
         from treedistill.server.cli.distill import estimate_lines, planned_project
         from treedistill.server.engine import estimate_top_up

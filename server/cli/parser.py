@@ -51,7 +51,8 @@ EXAMPLES: dict[str, list[str]] = {
     "distill": ['treedistill distill "Traditional Chinese Medicine" --levels 2 --tags 10 --questions 10',
                 'treedistill distill "Chess" --estimate',
                 'treedistill distill "Chess" --batch --confirm-large',
-                'treedistill distill "Physics" --tree syllabus.md --guidance "High-school level, SI units"'],
+                'treedistill distill "Physics" --tree syllabus.md --guidance "High-school level, SI units"',
+                'treedistill distill "Chess" --embedding-model text-embedding-3-small'],
     "progress": ["treedistill progress", "treedistill progress 3 --watch", "treedistill progress 3 --json"],
     "projects": ["treedistill projects", "treedistill projects --json"],
     "export": ['treedistill export "Chess" --format sharegpt --reasoning field',
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--plain-answers", action="store_true",
                      help="keep answers without a reasoning trace (for a teacher that writes none)")
     cmd.add_argument("--language", choices=("en", "zh"), default="en", help="language of prompts and data (en)")
+    cmd.add_argument("--embedding-model", metavar="NAME",
+                     help="embedding model at the OpenAI-compatible endpoint: new questions that are paraphrases of "
+                          "a tag's questions are dropped and more asked for (default: lexical checks only)")
     cmd.add_argument("--confirm-large", action="store_true",
                      help=f"allow plans above {LARGE_PLAN_CALLS:,} model calls or above the cost threshold "
                           "(--confirm-cost-above)")

@@ -60,6 +60,9 @@ class LLMCaller:
         self._gates: dict[tuple[str, str], RateGate] = {}
         self.calls_made = 0
         self.seconds_in_calls = 0.0  # summed round-trip time of the calls made, as seen from here
+        from treedistill.server.scheduling.embedding import EmbeddingCalls
+
+        self.embeddings = EmbeddingCalls(self)  # /v1/embeddings calls, through the same gates and cache
 
     def provider(self, spec: ModelSpec) -> Provider:
         """The (shared) client for a model spec; raises MissingAPIKey when its key is not set."""
@@ -232,6 +235,7 @@ class LLMCaller:
             await client.aclose()
         self._providers.clear()
         self._batch_apis.clear()
+        await self.embeddings.aclose()
 
 
 _BATCH_WORDS = {"rejected": "refused", "transient": "could not answer", "expired": "expired before answering"}

@@ -18,11 +18,13 @@ from treedistill.server.text.dedup import normalize, unique_new
 from treedistill.server.errors import MissingReasoning, NotFound, OutputFormatError
 from treedistill.server.text.judge import parse_verdict
 from treedistill.server.scheduling.calls import LLMCaller
+from treedistill.server.scheduling.embedding import drop_semantic_duplicates, run_embed_item
 from treedistill.server.scheduling.planner import grow_depth
 from treedistill.server.models import ModelSpec, Project, Tag
 from treedistill.server.text.near_dup import drop_near_duplicates
 from treedistill.server.providers.base import ChatMessage, ChatRequest
 from treedistill.server.store.queue import WorkItem, WorkQueue
+from treedistill.server.store.vectors import VectorStore
 from treedistill.server.store.catalog import PATH_SEPARATOR, Store
 from treedistill.server.scheduling.steering import question_styles, steering
 from treedistill.server.text.styles import StyleSlot, plan_styles
@@ -62,6 +64,8 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
         return await _extract_questions(ctx, item, project)
     if item.kind == "judge":
         return await _judge(ctx, item, project)
+    if item.kind == "embed":
+        return await run_embed_item(ctx, item, project)
     return await _answer(ctx, item, project)
 
 
@@ -165,6 +169,7 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
     steer, styles = steering(ctx.store, project, params), question_styles(project, params)
     version = prompts.prompt_version(project.language, "questions", steer)
     created: list[int] = []
+    rejected: list[str] = []  # paraphrases of questions elsewhere in the project: shown as "do not repeat" too
     for _ in range(TOPUP_ROUNDS):
         of_tag = [q.text for q in ctx.store.questions_of_tag(tag.id)]
         missing = item.target - len(of_tag)
@@ -173,10 +178,16 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
         # Seeded by the tag's state: the same work asks the same plan (a crash recovery finds its reply cached).
         plan = plan_styles(styles, missing, seed=f"{tag.id}:{len(of_tag)}")
         prompt = prompts.questions_prompt(project.language, prompt_path(project, tag), missing,
-                                          of_tag[-AVOID_LIST_LIMIT:], steer, plan)
+                                          (of_tag + rejected)[-AVOID_LIST_LIMIT:], steer, plan)
         texts = await _ask_list(ctx, item, project, prompt, QuestionList)
         taken = ctx.store.existing_question_norms(project.id, [normalize(text) for text in texts])
-        fresh = drop_near_duplicates(unique_new(texts, taken, len(texts)), of_tag)[:missing]
+        fresh = drop_near_duplicates(unique_new(texts, taken, len(texts)), of_tag)
+        vectors = None
+        if project.embedding_model is not None:  # paraphrases that share no words, by cosine of embeddings
+            candidates = fresh
+            fresh, vectors = await drop_semantic_duplicates(ctx, item, project, tag, candidates)
+            rejected += [text for text in candidates if text not in fresh]
+        fresh = fresh[:missing]
         asked: dict[str, StyleSlot] = {}  # the n-th question of the reply was asked to follow the n-th line of the plan
         for number, text in enumerate(texts):
             asked.setdefault(normalize(text), plan[number] if number < len(plan) else StyleSlot())
@@ -185,6 +196,9 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
             questions = ctx.store.insert_questions(project.id, tag, fresh, [asked[normalize(t)] for t in fresh],
                                                    version)
             HoldoutStore(ctx.store).assign_new(project.id, questions)
+            if vectors is not None and questions:
+                VectorStore(ctx.store).save(project.id, project.embedding_model, [q.id for q in questions],
+                                            vectors[[fresh.index(q.text) for q in questions]])
             if params is not None:
                 if params["answer"]:
                     for question in questions:

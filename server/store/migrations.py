@@ -450,6 +450,27 @@ def m012_steering() -> str:
 
 
 @migration
+def m016_embeddings() -> str:
+    # An optional embedding model per project (a ModelSpec as JSON), its cosine threshold and scope, and the
+    # dimension its vectors have (fixed by the first vector: one model and one dimension per project). A vector
+    # is stored unit-length as float16 bytes (768 bytes at 384 dimensions) with the model it came from; it goes
+    # with its question (cascade), and changing the model deletes the project's vectors.
+    return """
+        ALTER TABLE projects ADD COLUMN embedding_model TEXT;
+        ALTER TABLE projects ADD COLUMN semantic_threshold REAL NOT NULL DEFAULT 0.9;
+        ALTER TABLE projects ADD COLUMN semantic_scope TEXT NOT NULL DEFAULT 'tag';
+        ALTER TABLE projects ADD COLUMN embedding_dim INTEGER;
+        CREATE TABLE question_vectors (
+            question_id INTEGER PRIMARY KEY REFERENCES questions(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE INDEX question_vectors_project ON question_vectors(project_id);
+    """
+
+
+@migration
 def m017_push_jobs() -> str:
     # A push to the Hub is a job (kind 'push', read with get_progress) with its own state in push_jobs, so that a
     # restart resumes it or says what happened. One live job of each kind per project.
