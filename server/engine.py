@@ -15,6 +15,7 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
+from treedistill.server.preference import PairReport, PreferenceMaker, Progress as PairProgress
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.quality import DatasetQuality
 from treedistill.server.publish import Publisher
@@ -92,6 +93,7 @@ class Engine:
                                allow_any_export_path=self.allow_any_export_path,
                                heartbeat_seconds=self.heartbeat_seconds)
         self.trees = TreeEditor(self.store, self.db_path)
+        self.preference = PreferenceMaker(self.store, self.queue, self.scheduler, self.caller, self.heartbeat_seconds)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.publisher = Publisher(self.store, self.db_path, self.environ,
                                    allow_any_export_path=self.allow_any_export_path)
@@ -260,6 +262,14 @@ class Engine:
             raise failure if failure is not None else ProviderError(f"The model call failed: {item.error}")
         self.queue.mark_delivered(item_id)
         return item
+
+    async def make_preference_pairs(self, project_id: int, question_ids: list[int] | None = None,
+                                    rejected_model: ModelSpec | None = None, judge_model: ModelSpec | None = None,
+                                    margin: int = 2, limit: int = 100, redo: bool = False,
+                                    progress: PairProgress | None = None) -> PairReport:
+        """Rival responses judged against the teacher's answers (see treedistill.server.preference)."""
+        return await self.preference.make_pairs(project_id, question_ids, rejected_model, judge_model, margin, limit,
+                                                redo, progress)
 
     # -- browsing --------------------------------------------------------------------------
 
@@ -577,7 +587,7 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: 
         with store.transaction():
             job_id = queue.create_job(project_id, params, planned_by=worker_id)
             queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
-                                 planned_answers=plan.answers, planned_calls=plan.calls)
+                                 planned_answers=plan.answers, planned_pairs=plan.pairs, planned_calls=plan.calls)
         for start in range(0, len(plan.items), PLAN_CHUNK):
             with store.transaction():
                 queue.add_job_items(project_id, job_id, plan.items[start:start + PLAN_CHUNK])

@@ -227,6 +227,8 @@ class JobProgress(BaseModel):
     tags: KindProgress
     questions: KindProgress
     answers: KindProgress
+    pairs: KindProgress | None = Field(None, description=(
+        "Preference pairs (a job with preference=true): judged / planned / failed"))
     calls_done: int
     calls_failed: int
     calls_pending: int = Field(..., description="Calls of the plan not made yet")

@@ -449,6 +449,35 @@ def m012_steering() -> str:
     """
 
 
+@migration
+def m014_preference() -> str:
+    # A preference pair per answered question: a rival response (rejected_model) beside the teacher's answer, both
+    # scored by the judge. `chosen` says which side won by at least `margin` points; NULL while unjudged or within
+    # the margin (the pair is then not exported). Jobs count pairs like tags, questions and answers.
+    return """
+        CREATE TABLE preference_pairs (
+            question_id INTEGER PRIMARY KEY REFERENCES questions(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            rival_answer TEXT NOT NULL,
+            rival_reasoning TEXT NOT NULL DEFAULT '',
+            rival_model TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            teacher_score INTEGER,
+            rival_score INTEGER,
+            margin INTEGER,
+            chosen TEXT CHECK (chosen IN ('teacher', 'rival')),
+            judge_model TEXT,
+            teacher_rationale TEXT,
+            rival_rationale TEXT,
+            judged_at TEXT
+        );
+        CREATE INDEX preference_pairs_project ON preference_pairs(project_id, chosen);
+        ALTER TABLE jobs ADD COLUMN planned_pairs INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN pairs_done INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN pairs_failed INTEGER NOT NULL DEFAULT 0;
+    """
+
+
 def _sql(step: Step, db: Database) -> str:
     return step(db) if step.__code__.co_argcount else step()  # type: ignore[call-arg]
 
