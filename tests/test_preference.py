@@ -88,3 +88,65 @@ async def test_bad_preference_input_is_refused_and_changes_nothing(client, llm, 
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM work_items").fetchone()[0] == items + 1  # the extraction only
     assert [r["task"] for r in llm.requests()] == ["questions"]
+
+
+async def paired_project(client) -> tuple[int, list[int]]:
+    """12 answered questions: 4 pairs where the teacher wins, 2 where the rival does, 2 within the margin."""
+    pid = await distilled_project(client)
+    ids = await answered_ids(client, pid)
+    for model, chosen in ((WEAK, ids[:4]), (STRONG, ids[4:6]), (CLOSE, ids[6:8])):
+        await call(client, "make_preference_pairs", project_id=pid, rejected_model=model, question_ids=chosen)
+    return pid, ids
+
+
+def load_json(path: str, tmp_path) -> list[dict]:
+    from datasets import load_dataset
+
+    return list(load_dataset("json", data_files=path, split="train", cache_dir=str(tmp_path / "hf-cache")))
+
+
+async def test_dpo_exports_load_as_llamafactory_and_trl_read_them(client, llm, tmp_path):
+    import json
+    from pathlib import Path
+
+    pid, ids = await paired_project(client)
+    questions = {q["id"]: q["text"] for q in (await call(client, "list_questions", project_id=pid,
+                                                         limit=100))["questions"]}
+    factory = await call(client, "export_dataset", project_id=pid, format="dpo", dataset_info=True,
+                         path="pairs.jsonl")
+    assert factory["record_count"] == 6  # the 2 pairs within the margin are not exported
+    info = json.loads(Path(factory["dataset_info_path"]).read_text())["pairs"]
+    assert info == {"file_name": "pairs.jsonl", "formatting": "alpaca", "ranking": True,
+                    "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}}
+    rows = load_json(factory["path"], tmp_path)
+    assert len(rows) == 6 and all(set(info["columns"].values()) <= set(row) for row in rows)
+    by_question = {row["instruction"]: row for row in rows}
+    for qid in ids[:6]:
+        row = by_question[questions[qid]]
+        teacher, rival = (row["chosen"], row["rejected"]) if qid in ids[:4] else (row["rejected"], row["chosen"])
+        assert teacher.startswith("<think>\nReasoning about:") and teacher.endswith(f"Answer to: {questions[qid]}")
+        assert rival.endswith(f"Answer to: {questions[qid]} [score={3 if qid in ids[:4] else 9}]")
+        assert "<think>" in rival and row["input"] == ""
+
+    trl = await call(client, "export_dataset", project_id=pid, format="dpo", dpo_style="trl", reasoning="none",
+                     path="trl.jsonl")
+    rows = load_json(trl["path"], tmp_path)
+    assert len(rows) == 6 and all(set(row) == {"prompt", "chosen", "rejected"} for row in rows)
+    expected = {questions[qid]: (f"Answer to: {questions[qid]}", f"Answer to: {questions[qid]} [score=3]")
+                for qid in ids[:4]}
+    expected |= {questions[qid]: (f"Answer to: {questions[qid]} [score=9]", f"Answer to: {questions[qid]}")
+                 for qid in ids[4:6]}
+    assert {row["prompt"]: (row["chosen"], row["rejected"]) for row in rows} == expected
+
+    chat = await call(client, "export_dataset", project_id=pid, format="dpo", dpo_style="trl", system="Be brief.",
+                      path="trl-chat.jsonl")
+    rows = load_json(chat["path"], tmp_path)
+    assert len(rows) == 6 and all(
+        [m["role"] for m in row["prompt"]] == ["system", "user"] and row["chosen"][0]["role"] == "assistant"
+        and row["rejected"][0]["role"] == "assistant" for row in rows)
+
+    message = await call_error(client, "export_dataset", project_id=pid, format="dpo", reasoning="field")
+    assert "reasoning='think'" in message
+    message = await call_error(client, "export_dataset", project_id=pid, format="dpo", dpo_style="trl",
+                               system="Be brief.", dataset_info=True)
+    assert "dpo_style='llamafactory'" in message
