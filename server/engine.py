@@ -15,7 +15,7 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
-from treedistill.server.preference import PairReport, PreferenceMaker, Progress as PairProgress
+from treedistill.server.preference import PairOptions, PairReport, PreferenceMaker, Progress as PairProgress
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.quality import DatasetQuality
 from treedistill.server.publish import Publisher
@@ -301,7 +301,7 @@ class Engine:
                            confirm_large: bool = False, batch: BatchOptions | None = None, *,
                            tag_id: int | None = None, grow: bool = True,
                            guidance: str | None = None, question_styles: QuestionStyles | None = None,
-                           ) -> tuple[dict[str, Any] | None, bool]:
+                           pairs: PairOptions | None = None) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
         With `batch`, the answer calls (all calls with `batch.all_calls`) go through the endpoint's batch API;
@@ -312,7 +312,8 @@ class Engine:
         counted below it); grow=false (or levels=0) uses the tree as it is: questions for its leaves and their
         answers, no tag call. Plans above LARGE_PLAN_CALLS calls or expected to cost more
         than `confirm_cost_above` raise ConfirmationRequired unless `confirm_large`. `guidance` is added to the
-        project's for this job's prompts; `question_styles` replaces the project's mix for its questions.
+        project's for this job's prompts; `question_styles` replaces the project's mix for its questions. With `pairs`
+        every answer gets a preference pair (treedistill.server.preference), stored ones without one too.
         """
         project = self.store.get_project(project_id)
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
@@ -325,6 +326,8 @@ class Engine:
             self.caller.provider(project.answer_model)
         params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow,
                             guidance=guidance, question_styles=question_styles)
+        if pairs is not None:
+            params["preference"] = self.preference.job_params(project, pairs, answer)
         pins = self.caller.pins(project)  # an endpoint this process is not configured for: refused before planning
         if batch is not None:
             await self._check_batch_api(project, batch, answer)

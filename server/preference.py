@@ -42,10 +42,13 @@ class PairReport(BaseModel):
     remaining: int = Field(..., description="Answered questions still without a pair; call again to continue")
 
 
-def preference_params(rival: ModelSpec, judge: ModelSpec | None, margin: int) -> dict[str, Any]:
-    """How a job stores its preference settings (params['preference'])."""
-    return {"rival_model": rival.model_dump(exclude_none=True),
-            "judge_model": None if judge is None else judge.model_dump(exclude_none=True), "margin": margin}
+class PairOptions(BaseModel):
+    """A job's preference pairs (auto_distill(preference=true)): who makes the rival response, who judges, and the
+    margin a pair is kept at."""
+
+    rejected_model: ModelSpec | None = None
+    judge_model: ModelSpec | None = None
+    margin: int = DEFAULT_MARGIN
 
 
 def check_margin(margin: int) -> int:
@@ -76,6 +79,18 @@ class PreferenceMaker:
         for spec in (rival, judge):
             self.caller.provider(spec)
         return rival, judge
+
+    def job_params(self, project: Project, options: PairOptions, answer: bool) -> dict[str, Any]:
+        """How a job stores its preference settings (params['preference']), checked first: the margin, the
+        models' endpoints and keys, and answers to pair when the job makes none."""
+        check_margin(options.margin)
+        if not answer:
+            self.check_answers(project.id)
+        rival, _ = self.models(project, options.rejected_model, options.judge_model)
+        judge = options.judge_model
+        return {"rival_model": rival.model_dump(exclude_none=True),
+                "judge_model": None if judge is None else judge.model_dump(exclude_none=True),
+                "margin": options.margin}
 
     def check_answers(self, project_id: int) -> None:
         if not self.pairs.answered_count(project_id):

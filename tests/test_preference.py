@@ -150,3 +150,48 @@ async def test_dpo_exports_load_as_llamafactory_and_trl_read_them(client, llm, t
     message = await call_error(client, "export_dataset", project_id=pid, format="dpo", dpo_style="trl",
                                system="Be brief.", dataset_info=True)
     assert "dpo_style='llamafactory'" in message
+
+
+async def test_auto_distill_makes_a_pair_for_every_answer_and_counts_them(client, llm, db_path):
+    project = await call(client, "create_project", name="Sports", max_concurrency=4)
+    pid = project["id"]
+    started = await call(client, "auto_distill", project_id=pid, levels=2, tags_per_level=2, questions_per_tag=3,
+                         preference=True, rejected_model=WEAK)
+    assert (started["planned_answers"], started["planned_pairs"], started["planned_calls"]) == (12, 12, 3 + 4 + 12 + 24)
+    progress = await call(client, "get_progress", job_id=started["job_id"], wait_seconds=60)
+    assert progress["status"] == "completed"
+    assert progress["pairs"] == {"done": 12, "total": 12, "failed": 0, "in_flight": 0}
+    assert (progress["calls_done"], progress["calls_failed"]) == (43, 0)
+    rows = pair_rows(db_path)
+    assert len(rows) == 12 and {row[1:] for row in rows} == {("standin+score3", 7, 3, 2, "teacher")}
+    assert sorted(r["model"] for r in llm.requests() if r["task"] == "answer") == \
+        ["standin"] * 12 + ["standin+score3"] * 12
+    assert len([r for r in llm.requests() if r["task"] == "judge"]) == 24
+
+    # A second run tops up only what is missing: pairs for answers made without them.
+    plain = await call(client, "auto_distill", project_id=pid, levels=2, tags_per_level=2, questions_per_tag=4)
+    await call(client, "get_progress", job_id=plain["job_id"], wait_seconds=60)
+    calls = len(llm.requests())
+    topped = await call(client, "auto_distill", project_id=pid, levels=2, tags_per_level=2, questions_per_tag=4,
+                        preference=True, rejected_model=STRONG)
+    assert (topped["planned_answers"], topped["planned_pairs"], topped["planned_calls"]) == (0, 4, 8)
+    progress = await call(client, "get_progress", job_id=topped["job_id"], wait_seconds=60)
+    assert progress["status"] == "completed" and progress["pairs"]["done"] == 4
+    assert len(llm.requests()) == calls + 4 + 8
+    assert [row[5] for row in pair_rows(db_path)].count("rival") == 4
+    again = await call(client, "auto_distill", project_id=pid, levels=2, tags_per_level=2, questions_per_tag=4,
+                       preference=True, rejected_model=STRONG)
+    assert again["job_id"] is None
+
+
+async def test_a_preference_job_is_refused_without_answers_or_an_allowed_rival(client, llm, db_path):
+    project = await call(client, "create_project", name="Sports")
+    message = await call_error(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=2,
+                               questions_per_tag=2, answer=False, preference=True)
+    assert "no answered question" in message
+    message = await call_error(client, "auto_distill", project_id=project["id"], preference=True,
+                               rejected_model={"model": "x", "base_url": "https://elsewhere.example/v1"})
+    assert "not an endpoint this server is configured for" in message
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+    assert llm.requests() == []

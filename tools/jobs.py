@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field
 
 from treedistill.server.config import CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS
 from treedistill.server.errors import CostAboveThreshold
-from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate, QuestionStyles
+from treedistill.server.models import (TERMINAL_STATUSES, BatchOptions, JobProgress, ModelSpec, PlanEstimate,
+                                      QuestionStyles)
+from treedistill.server.preference import DEFAULT_MARGIN, MAX_MARGIN, PairOptions
 from treedistill.server.ui import DASHBOARD_URI, link_ui
 from treedistill.tools.consent import NOT_ASKED, Approval, ask, can_ask, verdict
 from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, Guidance, JobId, ProjectId, TagId,
@@ -26,6 +28,7 @@ class JobStarted(BaseModel):
     planned_tags: int
     planned_questions: int
     planned_answers: int
+    planned_pairs: int = Field(0, description="Preference pairs planned (preference=true)")
     planned_calls: int
     estimate: PlanEstimate | None = Field(None, description=(
         "Expected tokens and cost per kind of call (online and batch); with estimate_only, the only result"))
@@ -100,6 +103,15 @@ async def auto_distill(
         "Guidance for this job only, added to the project's in every prompt the job sends"))] = None,
     question_styles: Annotated[QuestionStyles | None, Field(description=(
         "Question-style mix for this job's questions instead of the project's (see create_project)"))] = None,
+    preference: Annotated[bool, Field(description=(
+        "Also make a preference pair for every answer (as make_preference_pairs does): a rival response from "
+        "rejected_model judged against the teacher's; export with format='dpo'"))] = False,
+    rejected_model: Annotated[ModelSpec | None, Field(description=(
+        "With preference: the model of the rival response (default: the project's question model)"))] = None,
+    judge_model: Annotated[ModelSpec | None, Field(description=(
+        "With preference: the judge (default: the project's judge model, else its answer model)"))] = None,
+    margin: Annotated[int, Field(ge=1, le=MAX_MARGIN, description=(
+        "With preference: points (of 10) by which one response must lead for the pair to be kept"))] = DEFAULT_MARGIN,
 ) -> JobStarted:
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
@@ -125,7 +137,9 @@ async def auto_distill(
     job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
                                              answer, confirm_large if approved is None else True, options,
                                              tag_id=tag_id, grow=grow, guidance=guidance,
-                                             question_styles=question_styles)
+                                             question_styles=question_styles,
+                                             pairs=PairOptions(rejected_model=rejected_model, judge_model=judge_model,
+                                                               margin=margin) if preference else None)
     if job is None:
         grows = grow and levels > 0
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
@@ -136,7 +150,8 @@ async def auto_distill(
                f"Job {job['id']} is already running on this project; it is returned instead of a new one.")
     return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],
                       planned_questions=job["planned_questions"], planned_answers=job["planned_answers"],
-                      planned_calls=job["planned_calls"], estimate=job.get("estimate"),
+                      planned_pairs=job["planned_pairs"], planned_calls=job["planned_calls"],
+                      estimate=job.get("estimate"),
                       message=message + " Poll get_progress(job_id).")
 
 

@@ -121,7 +121,7 @@ def plan_top_up(store: Store, project_id: int, levels: int, tags_per_level: int,
         plan.answers += len(unanswered)
         plan.calls += len(unanswered)
         _add_pairs(plan, len(unanswered) if pairs else 0)
-    if answer and pairs:
+    if pairs:
         unpaired = PreferenceStore(store).answered_without_pair(project_id, under=tag_id)
         plan.items += [{"kind": "rival", "question_id": question_id} for question_id in unpaired]
         _add_pairs(plan, len(unpaired))
