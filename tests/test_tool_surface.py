@@ -61,8 +61,8 @@ async def test_unknown_arguments_are_refused_naming_the_valid_ones(client, llm, 
     message = await call_error(client, "auto_distill", project_id=ids["project_id"], batch_count=100)
     assert "unknown argument 'batch_count'" in message
     assert ("this tool takes: answer, batch, batch_all_calls, batch_fallback_online, batch_size, batch_wait_seconds, "
-            "confirm_large, estimate_only, grow, guidance, levels, project_id, question_styles, questions_per_tag, "
-            "tag_id, tags_per_level" in message)
+            "confirm_large, estimate_only, grow, guidance, judge_model, levels, margin, preference, project_id, "
+            "question_styles, questions_per_tag, rejected_model, tag_id, tags_per_level" in message)
     assert table_counts(db_path) == before and llm.stats()["requests"] == requests  # no job was started
 
     for tool in (await client.list_tools()).tools:
