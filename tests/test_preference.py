@@ -195,3 +195,47 @@ async def test_a_preference_job_is_refused_without_answers_or_an_allowed_rival(c
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
     assert llm.requests() == []
+
+
+def test_distill_preference_survives_kill_9_without_paying_twice_and_exports_dpo(env, db_path, llm, tmp_path):
+    import json
+    from collections import Counter
+
+    from tests.test_cli import cli, start_cli, wait_until
+
+    command = ["distill", "Chess", "--levels", "1", "--tags", "2", "--questions", "3", "--concurrency", "2",
+               "--preference", "--rejected-model", "standin+score3", "--plain"]
+    calls = 1 + 2 + 6 + 6 + 12  # root tags, 2 question lists, 6 answers, 6 rival responses, 2 judge calls per pair
+    llm.configure(latency=0.15)
+
+    def paired() -> int:
+        try:
+            return len(pair_rows(db_path))
+        except sqlite3.OperationalError:  # the database or its tables are not made yet
+            return 0
+
+    process = start_cli(env, db_path, *command)
+    wait_until(lambda: paired() >= 2)
+    process.kill()
+    out, _ = process.communicate(timeout=30)
+    assert "Started job 1: up to 2 tags, 6 questions, 6 answers, 6 preference pairs (21 model calls" in out
+    assert paired() < 6
+
+    finished = cli(env, db_path, *command)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines()[0].startswith("Resuming job 1 (it was interrupted;")
+    assert "job 1 completed · tags 2/2 · questions 6/6 · answers 6/6 · pairs 6/6" in finished.stdout
+    assert {row[1:] for row in pair_rows(db_path)} == {("standin+score3", 7, 3, 2, "teacher")}
+    assert len(pair_rows(db_path)) == 6
+    paid = Counter((r["model"], r["prompt_key"]) for r in llm.requests())
+    assert calls <= sum(paid.values()) <= calls + 2  # at most the 2 calls in flight at the kill
+    assert sum(count - 1 for count in paid.values()) == sum(paid.values()) - calls
+
+    out_path = tmp_path / "chess-dpo.jsonl"
+    exported = cli(env, db_path, "export", "Chess", "--format", "dpo", "--dpo-style", "trl", "--out", str(out_path))
+    assert exported.returncode == 0, exported.stderr
+    records = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert len(records) == 6 and all(record["rejected"].endswith("[score=3]") for record in records)
+    again = cli(env, db_path, *command)
+    assert "Nothing to do" in again.stdout and sum(Counter(
+        (r["model"], r["prompt_key"]) for r in llm.requests()).values()) == sum(paid.values())
