@@ -15,7 +15,7 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
-from treedistill.server.preference import PairOptions, PairReport, PreferenceMaker, Progress as PairProgress
+from treedistill.server.preference import PairOptions, PairPage, PairReport, PreferenceMaker, Progress as PairProgress
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.quality import DatasetQuality
 from treedistill.server.publish import Publisher
@@ -270,6 +270,10 @@ class Engine:
         """Rival responses judged against the teacher's answers (see treedistill.server.preference)."""
         return await self.preference.make_pairs(project_id, question_ids, rejected_model, judge_model, margin, limit,
                                                 redo, progress)
+
+    def list_preference_pairs(self, project_id: int, which: str = "all", limit: int = 20,
+                              offset: int = 0) -> PairPage:
+        return self.preference.page(project_id, which, limit, offset)
 
     # -- browsing --------------------------------------------------------------------------
 

@@ -58,6 +58,15 @@ def check_margin(margin: int) -> int:
     return margin
 
 
+class PairPage(BaseModel):
+    project_id: int
+    filter: str
+    total: int = Field(..., description="Pairs matching the filter")
+    offset: int
+    pairs: list[PreferencePair]
+    counts: dict[str, int] = Field(..., description="The project's pairs: kept, within_margin, unjudged, rival_chosen")
+
+
 class PreferenceMaker:
     """Makes and judges preference pairs through the scheduler; see make_pairs."""
 
@@ -91,6 +100,13 @@ class PreferenceMaker:
         return {"rival_model": rival.model_dump(exclude_none=True),
                 "judge_model": None if judge is None else judge.model_dump(exclude_none=True),
                 "margin": options.margin}
+
+    def page(self, project_id: int, which: str = "all", limit: int = 20, offset: int = 0) -> PairPage:
+        """A page of the project's pairs (both responses, both scores, the chosen side); calls no model."""
+        self.store.get_project(project_id)
+        total, pairs = self.pairs.page(project_id, which, limit, offset)
+        return PairPage(project_id=project_id, filter=which, total=total, offset=offset, pairs=pairs,
+                        counts=self.pairs.summary(project_id))
 
     def check_answers(self, project_id: int) -> None:
         if not self.pairs.answered_count(project_id):

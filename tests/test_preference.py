@@ -51,6 +51,12 @@ async def test_pairs_are_judged_with_a_margin_and_the_preferred_side_is_chosen(c
                         margin=1)
     assert looser["kept"] == 1 and looser["pairs"][0]["chosen"] == "teacher"
 
+    page = await call(client, "list_preference_pairs", project_id=pid, filter="within_margin")
+    assert page["total"] == 2 and [p["question_id"] for p in page["pairs"]] == ids[6:8]
+    assert page["counts"] == {"kept": 7, "within_margin": 2, "unjudged": 0, "rival_chosen": 2}
+    page = await call(client, "list_preference_pairs", project_id=pid, filter="kept", limit=2, offset=5)
+    assert page["total"] == 7 and [p["question_id"] for p in page["pairs"]] == [ids[5], ids[8]]
+
     calls = len(llm.requests())
     again = await call(client, "make_preference_pairs", project_id=pid, rejected_model=WEAK, question_ids=ids[:9])
     assert (again["made"], again["judged"]) == (0, 0) and len(llm.requests()) == calls  # paid once

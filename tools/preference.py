@@ -1,16 +1,16 @@
-"""Tool: make_preference_pairs."""
+"""Tools: make_preference_pairs, list_preference_pairs."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
 from treedistill.server.models import ModelSpec
-from treedistill.server.preference import DEFAULT_MARGIN, MAX_MARGIN, PairReport
-from treedistill.tools.common import GENERATES, ProjectId, QuestionId, engine_of, strict_tool, tool_errors
+from treedistill.server.preference import DEFAULT_MARGIN, MAX_MARGIN, PairPage, PairReport
+from treedistill.tools.common import GENERATES, READ_ONLY, ProjectId, QuestionId, engine_of, strict_tool, tool_errors
 
 MAX_IDS = 1000
 
@@ -43,6 +43,23 @@ async def make_preference_pairs(
                                                       limit, redo, progress)
 
 
+@tool_errors
+async def list_preference_pairs(
+    ctx: Context,
+    project_id: ProjectId,
+    filter: Annotated[Literal["all", "kept", "rival_chosen", "within_margin", "unjudged"], Field(description=(
+        "kept: exported by format='dpo'; rival_chosen: kept pairs the rival won; within_margin: judged, not kept; "
+        "unjudged: rival response made, judge not done"))] = "all",
+    limit: Annotated[int, Field(ge=1, le=200, description="Pairs per page")] = 20,
+    offset: Annotated[int, Field(ge=0, le=10_000_000, description="Pairs to skip")] = 0,
+) -> PairPage:
+    """A page of the project's preference pairs: the question, the teacher's answer and the rival response with
+    their reasoning, both judge scores and rationales, the margin and the chosen side; and the project's counts.
+    Calls no model."""
+    return engine_of(ctx).list_preference_pairs(project_id, filter, limit, offset)
+
+
 def tools() -> list[Tool]:
     # Not destructive: without redo it only adds pairs (redo replaces a question's pair, as the description says).
-    return [strict_tool(make_preference_pairs, "Make preference pairs for DPO", GENERATES)]
+    return [strict_tool(make_preference_pairs, "Make preference pairs for DPO", GENERATES),
+            strict_tool(list_preference_pairs, "Browse preference pairs", READ_ONLY)]

@@ -17,6 +17,8 @@ PAIR_COLUMNS = (
     " p.teacher_score, p.rival_score, p.margin, p.chosen, p.judge_model, p.teacher_rationale, p.rival_rationale,"
     " p.created_at, p.judged_at"
 )
+PAIR_FILTERS = {"all": "1", "kept": "p.chosen IS NOT NULL", "rival_chosen": "p.chosen = 'rival'",
+                "within_margin": "p.chosen IS NULL AND p.judged_at IS NOT NULL", "unjudged": "p.judged_at IS NULL"}
 PAIR_FROM = ("FROM preference_pairs p JOIN questions q ON q.id = p.question_id JOIN tags t ON t.id = q.tag_id"
              " JOIN answers a ON a.question_id = p.question_id")
 
@@ -57,6 +59,14 @@ class PreferenceStore:
         row = self.store.row(f"SELECT {PAIR_COLUMNS} {PAIR_FROM} WHERE p.project_id = ? AND p.question_id = ?",
                              (project_id, question_id))
         return None if row is None else PreferencePair(**row)
+
+    def page(self, project_id: int, which: str, limit: int, offset: int) -> tuple[int, list[PreferencePair]]:
+        """(how many pairs match, a page of them by question id); `which` is a key of PAIR_FILTERS."""
+        where = f"p.project_id = ? AND {PAIR_FILTERS[which]}"
+        total = self.db.execute(f"SELECT COUNT(*) FROM preference_pairs p WHERE {where}", (project_id,)).fetchone()[0]
+        rows = self.store.rows(f"SELECT {PAIR_COLUMNS} {PAIR_FROM} WHERE {where} ORDER BY p.question_id LIMIT ?"
+                               " OFFSET ?", (project_id, limit, offset))
+        return total, [PreferencePair(**row) for row in rows]
 
     def pairs(self, project_id: int, question_ids: list[int]) -> list[PreferencePair]:
         """The pairs of these questions (those that have one), in the order of the ids."""
