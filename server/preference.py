@@ -137,7 +137,9 @@ class PreferenceMaker:
         rival, judge = self.models(project, rejected_model, judge_model)
         targets = self.pairs.questions_without_pairs(project_id, question_ids, limit, redo)
         made = await self._run(project_id, "rival", targets, rival, 0, redo, progress)
-        to_judge = [qid for qid in targets if (pair := self.pairs.get_pair(project_id, qid)) and not pair.judged_at]
+        # This call's new pairs, and any of the scope left unjudged (a judge that failed, a teacher answer changed).
+        to_judge = sorted(set(self.pairs.unjudged(project_id, question_ids, limit)) - set(targets)) + \
+            [qid for qid in targets if (pair := self.pairs.get_pair(project_id, qid)) and not pair.judged_at]
         judged = await self._run(project_id, "pair_judge", to_judge, judge_model, margin, False, progress)
         failed = [item for item in made + judged if item.status != "done"]
         if failed and len(failed) == len(made) + len(judged):

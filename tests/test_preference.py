@@ -245,3 +245,35 @@ def test_distill_preference_survives_kill_9_without_paying_twice_and_exports_dpo
     again = cli(env, db_path, *command)
     assert "Nothing to do" in again.stdout and sum(Counter(
         (r["model"], r["prompt_key"]) for r in llm.requests()).values()) == sum(paid.values())
+
+
+async def test_an_edited_teacher_answer_is_judged_again_before_its_pair_is_exported(client, llm):
+    pid, ids = await paired_project(client)
+    assert (await call(client, "export_dataset", project_id=pid, format="dpo"))["record_count"] == 6
+    await call(client, "update_answer", project_id=pid, question_id=ids[0], answer="Terse. [score=1]")
+    stale = await call(client, "list_preference_pairs", project_id=pid, filter="unjudged")
+    assert [(p["question_id"], p["teacher_score"], p["chosen"]) for p in stale["pairs"]] == [(ids[0], None, None)]
+    assert (await call(client, "export_dataset", project_id=pid, format="dpo"))["record_count"] == 5
+    llm.reset()
+    again = await call(client, "make_preference_pairs", project_id=pid, question_ids=ids[:8])
+    assert (again["made"], again["judged"], again["kept"]) == (0, 1, 1)
+    assert [(p["teacher_score"], p["rival_score"], p["chosen"]) for p in again["pairs"]] == [(1, 3, "rival")]
+    assert [r["task"] for r in llm.requests()] == ["judge", "judge"]
+    report = await call(client, "export_dataset", project_id=pid, format="dpo", reasoning="none", dpo_style="trl")
+    assert report["record_count"] == 6
+
+
+async def test_failed_rival_responses_are_counted_as_failed_pairs(client, llm):
+    pid = await distilled_project(client)
+    ids = await answered_ids(client, pid)
+    message = await call_error(client, "make_preference_pairs", project_id=pid, question_ids=ids[:2],
+                               rejected_model={"model": "standin+content_filter"})
+    assert "No preference pair could be made for 2 question(s)" in message
+    started = await call(client, "auto_distill", project_id=pid, levels=2, tags_per_level=2, questions_per_tag=3,
+                         preference=True, rejected_model={"model": "standin+content_filter"})
+    assert (started["planned_pairs"], started["planned_calls"]) == (12, 24)
+    progress = await call(client, "get_progress", job_id=started["job_id"], wait_seconds=60)
+    assert progress["status"] == "failed"  # nothing of the job worked
+    assert progress["pairs"] == {"done": 0, "total": 12, "failed": 12, "in_flight": 0}
+    assert (progress["calls_done"], progress["calls_failed"]) == (0, 24)
+    assert (await call(client, "list_preference_pairs", project_id=pid))["total"] == 0

@@ -110,6 +110,16 @@ class PreferenceStore:
             sql += f" LIMIT {int(limit)}"
         return [row[0] for row in self.db.execute(sql, params)]
 
+    def unjudged(self, project_id: int, question_ids: list[int] | None, limit: int) -> list[int]:
+        """Questions whose pair has no judgement (never judged, or its teacher answer changed since), ids
+        ascending."""
+        where, params = "project_id = :p AND judged_at IS NULL", {"p": project_id}
+        if question_ids is not None:
+            where += f" AND question_id IN ({','.join(f':q{n}' for n in range(len(question_ids)))})"
+            params.update({f"q{n}": qid for n, qid in enumerate(question_ids)})
+        return [row[0] for row in self.db.execute(
+            f"SELECT question_id FROM preference_pairs WHERE {where} ORDER BY question_id LIMIT {int(limit)}", params)]
+
     def answered_without_pair(self, project_id: int, under: int | None = None) -> list[int]:
         """Answered questions (of tag `under`'s subtree, when given) with no rival response, ids ascending."""
         branch = f" AND q.tag_id IN ({SUBTREE})" if under is not None else ""
