@@ -111,6 +111,12 @@ def load_json(path: str, tmp_path) -> list[dict]:
     return list(load_dataset("json", data_files=path, split="train", cache_dir=str(tmp_path / "hf-cache")))
 
 
+def load_parquet(path: str, tmp_path) -> list[dict]:
+    from datasets import load_dataset
+
+    return list(load_dataset("parquet", data_files=path, split="train", cache_dir=str(tmp_path / "hf-cache")))
+
+
 async def test_dpo_exports_load_as_llamafactory_and_trl_read_them(client, llm, tmp_path):
     import json
     from pathlib import Path
@@ -151,6 +157,10 @@ async def test_dpo_exports_load_as_llamafactory_and_trl_read_them(client, llm, t
         [m["role"] for m in row["prompt"]] == ["system", "user"] and row["chosen"][0]["role"] == "assistant"
         and row["rejected"][0]["role"] == "assistant" for row in rows)
 
+    parquet = await call(client, "export_dataset", project_id=pid, format="dpo", path="pairs.parquet")
+    assert len(load_parquet(parquet["path"], tmp_path)) == 6
+    message = await call_error(client, "export_dataset", project_id=pid, format="dpo", layout="hf")
+    assert "layout='file'" in message
     message = await call_error(client, "export_dataset", project_id=pid, format="dpo", reasoning="field")
     assert "reasoning='think'" in message
     message = await call_error(client, "export_dataset", project_id=pid, format="dpo", dpo_style="trl",
