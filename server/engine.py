@@ -360,7 +360,7 @@ class Engine:
     async def estimate_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                                questions_per_tag: int = 10, answer: bool = True,
                                batch: BatchOptions | None = None, *, tag_id: int | None = None,
-                               grow: bool = True) -> PlanEstimate:
+                               grow: bool = True, pairs: PairOptions | None = None) -> PlanEstimate:
         """What auto_distill with these arguments would plan and is expected to cost; calls no model and writes
         nothing (a read-only connection, in a worker thread)."""
         project = self.store.get_project(project_id)
@@ -368,6 +368,8 @@ class Engine:
         if batch is not None:
             _batch_specs(project, batch, answer)  # the same refusal auto_distill would give
         params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow)
+        if pairs is not None:
+            params["preference"] = self.preference.job_params(project, pairs, answer)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
 
     async def plan_confirmation(self, project_id: int, levels: int = 2, tags_per_level: int = 10,

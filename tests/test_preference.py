@@ -171,8 +171,19 @@ async def test_dpo_exports_load_as_llamafactory_and_trl_read_them(client, llm, t
 async def test_auto_distill_makes_a_pair_for_every_answer_and_counts_them(client, llm, db_path):
     project = await call(client, "create_project", name="Sports", max_concurrency=4)
     pid = project["id"]
-    started = await call(client, "auto_distill", project_id=pid, levels=2, tags_per_level=2, questions_per_tag=3,
-                         preference=True, rejected_model=WEAK)
+    shape = {"levels": 2, "tags_per_level": 2, "questions_per_tag": 3}
+    estimated = await call(client, "auto_distill", project_id=pid, **shape, preference=True, rejected_model=WEAK,
+                           estimate_only=True)
+    estimate = estimated["estimate"]
+    assert (estimated["planned_pairs"], estimate["calls"]) == (12, 43)
+    assert (estimate["rivals"]["calls"], estimate["rivals"]["model"]) == (12, "standin+score3")
+    assert (estimate["pair_judges"]["calls"], estimate["pair_judges"]["model"]) == (24, "standin")
+    assert estimate["input_tokens"] == sum(estimate[kind]["input_tokens"] for kind in (
+        "tags", "questions", "answers", "rivals", "pair_judges"))
+    assert (await call(client, "auto_distill", project_id=pid, **shape, estimate_only=True))["estimate"]["rivals"] \
+        is None
+    assert llm.requests() == []
+    started = await call(client, "auto_distill", project_id=pid, **shape, preference=True, rejected_model=WEAK)
     assert (started["planned_answers"], started["planned_pairs"], started["planned_calls"]) == (12, 12, 3 + 4 + 12 + 24)
     progress = await call(client, "get_progress", job_id=started["job_id"], wait_seconds=60)
     assert progress["status"] == "completed"

@@ -121,13 +121,14 @@ async def auto_distill(
     on their yes; other clients confirm it with confirm_large=true."""
     engine = engine_of(ctx)
     options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
+    pairs = PairOptions(rejected_model=rejected_model, judge_model=judge_model, margin=margin) if preference else None
     if estimate_only:
         estimate = await engine.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer,
-                                                 options, tag_id=tag_id, grow=grow)
+                                                 options, tag_id=tag_id, grow=grow, pairs=pairs)
         cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.4f}"
         return JobStarted(job_id=None, created=False, planned_tags=estimate.planned_tags,
                           planned_questions=estimate.planned_questions, planned_answers=estimate.planned_answers,
-                          planned_calls=estimate.calls, estimate=estimate,
+                          planned_pairs=estimate.planned_pairs, planned_calls=estimate.calls, estimate=estimate,
                           message=f"Estimate only (no job started): {estimate.calls} model calls, cost {cost}.")
     approved = verdict(approval)
     if approved is False:
@@ -137,9 +138,7 @@ async def auto_distill(
     job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
                                              answer, confirm_large if approved is None else True, options,
                                              tag_id=tag_id, grow=grow, guidance=guidance,
-                                             question_styles=question_styles,
-                                             pairs=PairOptions(rejected_model=rejected_model, judge_model=judge_model,
-                                                               margin=margin) if preference else None)
+                                             question_styles=question_styles, pairs=pairs)
     if job is None:
         grows = grow and levels > 0
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
