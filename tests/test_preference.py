@@ -298,3 +298,24 @@ async def test_failed_rival_responses_are_counted_as_failed_pairs(client, llm):
     assert progress["pairs"] == {"done": 0, "total": 12, "failed": 12, "in_flight": 0}
     assert (progress["calls_done"], progress["calls_failed"]) == (0, 24)
     assert (await call(client, "list_preference_pairs", project_id=pid))["total"] == 0
+
+
+async def test_in_a_batch_job_the_answers_go_by_batch_and_the_pairs_online(db_path, env, llm):
+    from mcp import Client
+
+    from treedistill.server.app import create_server
+
+    llm.configure(batch_turnaround=0.2)
+    async with Client(create_server(db_path, {**env, "TREEDISTILL_BATCH_POLL_SECONDS": "0.05"},
+                                    retry_base_delay=0.01)) as client:
+        project = await call(client, "create_project", name="Batch", max_concurrency=4)
+        job = await call(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=2,
+                         questions_per_tag=2, batch=True, batch_all_calls=True, batch_wait_seconds=0.1,
+                         preference=True, rejected_model=WEAK)
+        progress = await call(client, "get_progress", job_id=job["job_id"], wait_seconds=60)
+    assert progress["status"] == "completed", progress["recent_errors"]
+    assert progress["pairs"] == {"done": 4, "total": 4, "failed": 0, "in_flight": 0}
+    assert sorted(entry["task"] for entry in llm.batch_requests()) == ["answer"] * 4 + ["questions"] * 2 + ["tags"]
+    online = [entry for entry in llm.requests() if "batch_id" not in entry]
+    assert sorted((entry["task"], entry["model"]) for entry in online) == \
+        [("answer", "standin+score3")] * 4 + [("judge", "standin")] * 8
