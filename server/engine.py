@@ -375,11 +375,12 @@ class Engine:
     async def plan_confirmation(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                                 questions_per_tag: int = 10, answer: bool = True,
                                 batch: BatchOptions | None = None, *, tag_id: int | None = None,
-                                grow: bool = True) -> tuple[PlanEstimate, ConfirmationRequired | None]:
+                                grow: bool = True,
+                                pairs: PairOptions | None = None) -> tuple[PlanEstimate, ConfirmationRequired | None]:
         """The plan auto_distill would start with these arguments, and why it needs a yes first (None when it
         does not): what to show a person asked to approve it."""
         estimate = await self.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer, batch,
-                                               tag_id=tag_id, grow=grow)
+                                               tag_id=tag_id, grow=grow, pairs=pairs)
         return estimate, confirmation_needed(estimate, self.confirm_cost_above)
 
     async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:

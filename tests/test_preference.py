@@ -319,3 +319,28 @@ async def test_in_a_batch_job_the_answers_go_by_batch_and_the_pairs_online(db_pa
     online = [entry for entry in llm.requests() if "batch_id" not in entry]
     assert sorted((entry["task"], entry["model"]) for entry in online) == \
         [("answer", "standin+score3")] * 4 + [("judge", "standin")] * 8
+
+
+async def test_a_plan_made_costly_by_its_pairs_is_put_to_the_person(db_path, env, llm):
+    from mcp import Client
+    from mcp_types import ElicitResult
+
+    from treedistill.server.app import create_server
+
+    shown: list[str] = []
+
+    async def person(context, params) -> ElicitResult:
+        shown.append(params.message)
+        return ElicitResult(action="decline")
+
+    dear = {"model": "standin+score3", "input_price_per_mtok": 1000.0, "output_price_per_mtok": 1000.0}
+    server = create_server(db_path, {**env, "TREEDISTILL_CONFIRM_COST_ABOVE": "0.01"}, retry_base_delay=0.05)
+    async with Client(server, elicitation_callback=person) as client:
+        project = await call(client, "create_project", name="Cheap")  # its models have no known price
+        shape = {"project_id": project["id"], "levels": 1, "tags_per_level": 1, "questions_per_tag": 2}
+        declined = await call(client, "auto_distill", **shape, preference=True, rejected_model=dear)
+        assert declined["job_id"] is None and len(shown) == 1
+        assert "(1 tags, 2 questions, 2 answers, 2 preference pairs)" in shown[0] and "above the $0.01" in shown[0]
+        started = await call(client, "auto_distill", **shape)  # without the pairs: no price known, nothing to ask
+        await call(client, "get_progress", job_id=started["job_id"], wait_seconds=30)
+    assert len(shown) == 1 and started["created"] is True

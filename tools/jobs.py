@@ -50,14 +50,17 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_
                        questions_per_tag: int = 10, answer: bool = True, estimate_only: bool = False,
                        batch: bool = False, batch_size: int | None = None, batch_wait_seconds: float | None = None,
                        batch_all_calls: bool = False, batch_fallback_online: bool = False,
-                       tag_id: int | None = None, grow: bool = True) -> Elicit[Approval] | None:
+                       tag_id: int | None = None, grow: bool = True, preference: bool = False,
+                       rejected_model: ModelSpec | None = None, judge_model: ModelSpec | None = None,
+                       margin: int = DEFAULT_MARGIN) -> Elicit[Approval] | None:
     """auto_distill's question to the person, when their client can ask and the plan needs a yes (above the
     call bound or the cost threshold): the plan's calls, tokens and cost, and why it asks."""
     if estimate_only or not can_ask(ctx):
         return NOT_ASKED
     options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
+    pairs = PairOptions(rejected_model=rejected_model, judge_model=judge_model, margin=margin) if preference else None
     estimate, reason = await engine_of(ctx).plan_confirmation(project_id, levels, tags_per_level, questions_per_tag,
-                                                              answer, options, tag_id=tag_id, grow=grow)
+                                                              answer, options, tag_id=tag_id, grow=grow, pairs=pairs)
     if reason is None:
         return NOT_ASKED
     why = reason.summary if isinstance(reason, CostAboveThreshold) else (
@@ -65,7 +68,9 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_
     cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.2f}"
     return ask(f"{why}. Start a distillation job of project {project_id}: {estimate.calls:,} model calls "
                f"({estimate.planned_tags:,} tags, {estimate.planned_questions:,} questions, "
-               f"{estimate.planned_answers:,} answers), about {estimate.input_tokens:,} input and "
+               f"{estimate.planned_answers:,} answers"
+               + (f", {estimate.planned_pairs:,} preference pairs" if estimate.planned_pairs else "")
+               + f"), about {estimate.input_tokens:,} input and "
                f"{estimate.output_tokens:,} output tokens, expected cost {cost}?")
 
 
