@@ -282,6 +282,11 @@ async def test_an_edited_teacher_answer_is_judged_again_before_its_pair_is_expor
     assert [r["task"] for r in llm.requests()] == ["judge", "judge"]
     report = await call(client, "export_dataset", project_id=pid, format="dpo", reasoning="none", dpo_style="trl")
     assert report["record_count"] == 6
+    redone = await call(client, "make_preference_pairs", project_id=pid, question_ids=ids[1:2], redo=True,
+                        rejected_model=STRONG)
+    assert (redone["made"], redone["judged"]) == (1, 1)
+    assert [(p["rival_model"], p["rival_score"], p["chosen"]) for p in redone["pairs"]] == [("standin+score9", 9,
+                                                                                             "rival")]
 
 
 async def test_failed_rival_responses_are_counted_as_failed_pairs(client, llm):
