@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from treedistill.server.store.catalog import SUBTREE, Store, now_iso
-from treedistill.server.store.curation import OPEN, CurationStore, ExportFilter
+from treedistill.server.store.curation import EXPORT_CHUNK, OPEN, CurationStore, ExportFilter
 
 PAIR_KINDS = ("rival", "pair_judge")  # work item kinds: the rival response, then the judging of the pair
 PAIR_COLUMNS = (
@@ -158,9 +158,15 @@ class PreferenceStore:
         kept = {row[0] for row in self.db.execute(
             "SELECT question_id FROM preference_pairs WHERE project_id = ? AND chosen IS NOT NULL", (project_id,))}
         sql, params = CurationStore(self.store).export_order_sql(project_id, selection)
-        for (question_id,) in self.db.execute(sql, params).fetchall():
-            if question_id in kept:
-                yield self.store.row(f"SELECT {PAIR_COLUMNS} {PAIR_FROM} WHERE p.question_id = ?", (question_id,))
+        ordered = self.db.execute(sql, params)
+        # As CurationStore.export_rows: the order over ids alone, then the texts EXPORT_CHUNK pairs at a time.
+        while chunk := [row[0] for row in ordered.fetchmany(EXPORT_CHUNK)]:
+            chunk = [question_id for question_id in chunk if question_id in kept]
+            if not chunk:
+                continue
+            rows = {row["question_id"]: row for row in self.store.rows(
+                f"SELECT {PAIR_COLUMNS} {PAIR_FROM} WHERE p.question_id IN ({','.join('?' * len(chunk))})", chunk)}
+            yield from (rows[question_id] for question_id in chunk)
 
 
 def choose(teacher_score: int, rival_score: int, margin: int) -> str | None:
