@@ -1,10 +1,11 @@
 """The two work items of a preference pair: the rival response to an answered question, then the judging of both.
 
-A `rival` item asks the rival model (the item's own spec, or its job's) the teacher's exact prompt and stores its response; inside
-a job it queues the pair's `pair_judge` item in the same transaction. A `pair_judge` item has the judge score the
-teacher's answer and the rival response, each with the judge prompt of score_answers (1-10, the absolute scale of
-UltraFeedback, so neither response's place in a prompt sways it), and stores both scores and which side won by at
-least the item's margin (`target`, a whole number of points). Both are idempotent: what is stored is kept unless the item regenerates.
+A `rival` item asks the rival model (the item's own spec, or its job's) the teacher's exact prompt and stores its
+response; inside a job it queues the pair's `pair_judge` item in the same transaction. A `pair_judge` item has the
+judge score the teacher's answer and the rival response, each with the judge prompt of score_answers (1-10, the
+absolute scale of UltraFeedback, so neither response's place in a prompt sways it), and stores both scores and which
+side won by at least the item's margin (`target`, a whole number of points). Both are idempotent: what is stored is
+kept unless the item regenerates.
 """
 
 from __future__ import annotations

@@ -90,8 +90,8 @@ class PreferenceStore:
         the pair is not kept). Returns the chosen side. Call in a transaction."""
         chosen = choose(teacher[0], rival[0], margin)
         self.db.execute(
-            "UPDATE preference_pairs SET teacher_score = ?, teacher_rationale = ?, rival_score = ?, rival_rationale = ?,"
-            " margin = ?, chosen = ?, judge_model = ?, judged_at = ? WHERE question_id = ?",
+            "UPDATE preference_pairs SET teacher_score = ?, teacher_rationale = ?, rival_score = ?,"
+            " rival_rationale = ?, margin = ?, chosen = ?, judge_model = ?, judged_at = ? WHERE question_id = ?",
             (teacher[0], teacher[1], rival[0], rival[1], margin, chosen, judge_model, now_iso(), question_id))
         return chosen
 
