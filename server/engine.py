@@ -15,6 +15,7 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
+from treedistill.server.preference import PairOptions, PairPage, PairReport, PreferenceMaker, Progress as PairProgress
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.quality import DatasetQuality
 from treedistill.server.publish import Publisher
@@ -96,6 +97,7 @@ class Engine:
         self.trees = TreeEditor(self.store, self.db_path)
         self.semantic = SemanticDuplicates(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                            self.heartbeat_seconds)
+        self.preference = PreferenceMaker(self.store, self.queue, self.scheduler, self.caller, self.heartbeat_seconds)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.publisher = Publisher(self.store, self.db_path, self.environ, self.workers.id,
                                    allow_any_export_path=self.allow_any_export_path)
@@ -289,6 +291,18 @@ class Engine:
         self.queue.mark_delivered(item_id)
         return item
 
+    async def make_preference_pairs(self, project_id: int, question_ids: list[int] | None = None,
+                                    rejected_model: ModelSpec | None = None, judge_model: ModelSpec | None = None,
+                                    margin: int = 2, limit: int = 100, redo: bool = False,
+                                    progress: PairProgress | None = None) -> PairReport:
+        """Rival responses judged against the teacher's answers (see treedistill.server.preference)."""
+        return await self.preference.make_pairs(project_id, question_ids, rejected_model, judge_model, margin, limit,
+                                                redo, progress)
+
+    def list_preference_pairs(self, project_id: int, which: str = "all", limit: int = 20,
+                              offset: int = 0) -> PairPage:
+        return self.preference.page(project_id, which, limit, offset)
+
     # -- browsing --------------------------------------------------------------------------
 
     def get_tree(self, project_id: int) -> tuple[Project, list[Tag], dict[int, int]]:
@@ -319,7 +333,7 @@ class Engine:
                            confirm_large: bool = False, batch: BatchOptions | None = None, *,
                            tag_id: int | None = None, grow: bool = True,
                            guidance: str | None = None, question_styles: QuestionStyles | None = None,
-                           ) -> tuple[dict[str, Any] | None, bool]:
+                           pairs: PairOptions | None = None) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
         With `batch`, the answer calls (all calls with `batch.all_calls`) go through the endpoint's batch API;
@@ -330,7 +344,8 @@ class Engine:
         counted below it); grow=false (or levels=0) uses the tree as it is: questions for its leaves and their
         answers, no tag call. Plans above LARGE_PLAN_CALLS calls or expected to cost more
         than `confirm_cost_above` raise ConfirmationRequired unless `confirm_large`. `guidance` is added to the
-        project's for this job's prompts; `question_styles` replaces the project's mix for its questions.
+        project's for this job's prompts; `question_styles` replaces the project's mix for its questions. With `pairs`
+        every answer gets a preference pair (treedistill.server.preference), stored ones without one too.
         """
         project = self.store.get_project(project_id)
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
@@ -343,6 +358,8 @@ class Engine:
             self.caller.provider(project.answer_model)
         params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow,
                             guidance=guidance, question_styles=question_styles)
+        if pairs is not None:
+            params["preference"] = self.preference.job_params(project, pairs, answer)
         pins = self.caller.pins(project)  # an endpoint this process is not configured for: refused before planning
         if batch is not None:
             await self._check_batch_api(project, batch, answer)
@@ -371,7 +388,7 @@ class Engine:
     async def estimate_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                                questions_per_tag: int = 10, answer: bool = True,
                                batch: BatchOptions | None = None, *, tag_id: int | None = None,
-                               grow: bool = True) -> PlanEstimate:
+                               grow: bool = True, pairs: PairOptions | None = None) -> PlanEstimate:
         """What auto_distill with these arguments would plan and is expected to cost; calls no model and writes
         nothing (a read-only connection, in a worker thread)."""
         project = self.store.get_project(project_id)
@@ -379,16 +396,19 @@ class Engine:
         if batch is not None:
             _batch_specs(project, batch, answer)  # the same refusal auto_distill would give
         params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow)
+        if pairs is not None:
+            params["preference"] = self.preference.job_params(project, pairs, answer)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
 
     async def plan_confirmation(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                                 questions_per_tag: int = 10, answer: bool = True,
                                 batch: BatchOptions | None = None, *, tag_id: int | None = None,
-                                grow: bool = True) -> tuple[PlanEstimate, ConfirmationRequired | None]:
+                                grow: bool = True,
+                                pairs: PairOptions | None = None) -> tuple[PlanEstimate, ConfirmationRequired | None]:
         """The plan auto_distill would start with these arguments, and why it needs a yes first (None when it
         does not): what to show a person asked to approve it."""
         estimate = await self.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer, batch,
-                                               tag_id=tag_id, grow=grow)
+                                               tag_id=tag_id, grow=grow, pairs=pairs)
         return estimate, confirmation_needed(estimate, self.confirm_cost_above)
 
     async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:
@@ -613,7 +633,7 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: 
         with store.transaction():
             job_id = queue.create_job(project_id, params, planned_by=worker_id)
             queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
-                                 planned_answers=plan.answers, planned_calls=plan.calls)
+                                 planned_answers=plan.answers, planned_pairs=plan.pairs, planned_calls=plan.calls)
         for start in range(0, len(plan.items), PLAN_CHUNK):
             with store.transaction():
                 queue.add_job_items(project_id, job_id, plan.items[start:start + PLAN_CHUNK])

@@ -237,6 +237,8 @@ class JobProgress(BaseModel):
     tags: KindProgress
     questions: KindProgress
     answers: KindProgress
+    pairs: KindProgress | None = Field(None, description=(
+        "Preference pairs (a job with preference=true): judged / planned / failed"))
     calls_done: int
     calls_failed: int
     calls_pending: int = Field(..., description="Calls of the plan not made yet")
@@ -286,9 +288,12 @@ class PlanEstimate(BaseModel):
     planned_tags: int
     planned_questions: int
     planned_answers: int
+    planned_pairs: int = 0
     tags: KindEstimate = Field(..., description="Tag expansion calls (inner tags)")
     questions: KindEstimate = Field(..., description="Question extraction calls (leaf tags)")
     answers: KindEstimate = Field(..., description="Answer calls")
+    rivals: KindEstimate | None = Field(None, description="Rival responses of preference pairs (preference=true)")
+    pair_judges: KindEstimate | None = Field(None, description="Judge calls of preference pairs, two per pair")
     input_tokens: int
     output_tokens: int
     cost_online: float | None = Field(None, description="USD at online prices; null when a price is unknown")

@@ -31,6 +31,10 @@ def check_layout_options(options: ExportOptions) -> None:
     if options.dataset_info:
         raise InvalidInput("dataset_info describes single files for LLaMA-Factory; a layout='hf' folder is described "
                            "by its README.md card. Drop dataset_info, or export a file. Nothing was written.")
+    if options.format == "dpo":
+        raise InvalidInput("layout='hf' does not take format='dpo' yet: its dataset card describes question/answer "
+                           "records. Export the pairs as a file (layout='file', file_format='parquet' if you like). "
+                           "Nothing was written.")
 
 
 def layout_target(db_path: str | Path, project: Project, options: ExportOptions, allow_any_path: bool) -> Path:

@@ -14,7 +14,8 @@ a trailing comma), `paraphrase` (a questions reply starts with a synonym rewordi
 tests/standin_embeddings.py, which also serves `/v1/embeddings`), `garbage` (prose instead of a list), `truncated` (every reply cut off half-way,
 like `truncate_rate=1`), `long` (answers of about 400 words), `content_filter` (OpenAI
 finish_reason "content_filter" with empty content; Anthropic stop_reason "refusal", no content),
-`no_choices` (OpenAI reply with an empty `choices`).
+`no_choices` (OpenAI reply with an empty `choices`), `scoreN` (answers end with `[score=N]`, the mark the judge
+reads as its score: a rival model the judge ranks).
 
 Structured output (OpenAI): a server accepts every `response_format` unless a flag says otherwise;
 `only_json_object_schema` (llama-cpp-python's server: HTTP 500 "internal_server_error" quoting its
@@ -392,7 +393,9 @@ def _build_reply(task: str, prompt: str, question: str, flags: set[str], admissi
                  constrained: bool = False, opening: bool = True) -> str | dict[str, Any]:
     """The reply text; a dict when a forced tool carries it (`constrained`: a schema fixes the reply's shape)."""
     if task == "answer":
-        return _long_answer(question) if "long" in flags else f"Answer to: {question[:200]}"
+        answer = _long_answer(question) if "long" in flags else f"Answer to: {question[:200]}"
+        # `scoreN` (e.g. `weak+score3`): the answer carries the mark a judge of it reads as its score
+        return answer + "".join(f" [score={flag[5:]}]" for flag in sorted(flags) if re.fullmatch(r"score\d+", flag))
     # Garbage ignores any schema (a server that does not enforce it; for Anthropic, text instead of the tool call).
     if task != "judge" and ("garbage" in flags or admission.garbage or admission.unusable):
         return _GARBAGE

@@ -35,7 +35,8 @@ EXPECTED_COLUMNS = {
              "planned_tags", "planned_questions", "planned_answers", "planned_calls", "tags_done", "questions_done",
              "answers_done", "tags_failed", "questions_failed", "answers_failed", "calls_done", "calls_failed",
              "input_tokens", "output_tokens", "cost", "planned_by", "retries", "rate_limited", "active_seconds",
-             "active_since", "unpriced_calls", "question_endpoint", "answer_endpoint", "models", "kind"),
+             "active_since", "unpriced_calls", "question_endpoint", "answer_endpoint", "models", "kind", "planned_pairs",
+             "pairs_done", "pairs_failed"),
     "work_items": ("id", "project_id", "job_id", "kind", "tag_id", "question_id", "target", "regenerate",
                    "priority", "status", "attempts", "error", "result", "delivered", "updated_at", "requested",
                    "lease_owner", "not_before", "format_attempts", "rate_limited_attempts", "model", "batch",
@@ -57,6 +58,9 @@ EXPECTED_COLUMNS = {
     "push_jobs": ("job_id", "repo_id", "private", "folder", "files", "bytes_total", "commit_message", "push_key",
                   "stage", "owner", "attempts", "repo_url", "commit_url", "message"),
     "question_vectors": ("question_id", "project_id", "model", "vector"),
+    "preference_pairs": ("question_id", "project_id", "rival_answer", "rival_reasoning", "rival_model", "created_at",
+                         "teacher_score", "rival_score", "margin", "chosen", "judge_model", "teacher_rationale",
+                         "rival_rationale", "judged_at"),
 }
 EXPECTED_INDEXES = {
     "answers_model", "answers_project", "answers_project_score", "answers_review", "batch_requests_job",
@@ -65,7 +69,7 @@ EXPECTED_INDEXES = {
     "questions_project_norm", "questions_tag", "tags_parent", "tags_sibling_norm", "work_items_errors",
     "work_items_job", "work_items_project_kind", "work_items_question", "work_items_queue", "work_items_running",
     "work_items_tag", "answers_report", "contamination_project", "contamination_question", "holdout_units_project",
-    "questions_heldout", "questions_report", "questions_style", "question_vectors_project",
+    "questions_heldout", "questions_report", "questions_style", "question_vectors_project", "preference_pairs_project",
 }
 
 

@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field
 
 from treedistill.server.config import CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS
 from treedistill.server.errors import CostAboveThreshold
-from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate, QuestionStyles
+from treedistill.server.models import (TERMINAL_STATUSES, BatchOptions, JobProgress, ModelSpec, PlanEstimate,
+                                      QuestionStyles)
+from treedistill.server.preference import DEFAULT_MARGIN, MAX_MARGIN, PairOptions
 from treedistill.server.ui import DASHBOARD_URI, link_ui
 from treedistill.tools.consent import NOT_ASKED, Approval, ask, can_ask, verdict
 from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, Guidance, JobId, ProjectId, TagId,
@@ -26,6 +28,7 @@ class JobStarted(BaseModel):
     planned_tags: int
     planned_questions: int
     planned_answers: int
+    planned_pairs: int = Field(0, description="Preference pairs planned (preference=true)")
     planned_calls: int
     estimate: PlanEstimate | None = Field(None, description=(
         "Expected tokens and cost per kind of call (online and batch); with estimate_only, the only result"))
@@ -47,14 +50,17 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_
                        questions_per_tag: int = 10, answer: bool = True, estimate_only: bool = False,
                        batch: bool = False, batch_size: int | None = None, batch_wait_seconds: float | None = None,
                        batch_all_calls: bool = False, batch_fallback_online: bool = False,
-                       tag_id: int | None = None, grow: bool = True) -> Elicit[Approval] | None:
+                       tag_id: int | None = None, grow: bool = True, preference: bool = False,
+                       rejected_model: ModelSpec | None = None, judge_model: ModelSpec | None = None,
+                       margin: int = DEFAULT_MARGIN) -> Elicit[Approval] | None:
     """auto_distill's question to the person, when their client can ask and the plan needs a yes (above the
     call bound or the cost threshold): the plan's calls, tokens and cost, and why it asks."""
     if estimate_only or not can_ask(ctx):
         return NOT_ASKED
     options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
+    pairs = PairOptions(rejected_model=rejected_model, judge_model=judge_model, margin=margin) if preference else None
     estimate, reason = await engine_of(ctx).plan_confirmation(project_id, levels, tags_per_level, questions_per_tag,
-                                                              answer, options, tag_id=tag_id, grow=grow)
+                                                              answer, options, tag_id=tag_id, grow=grow, pairs=pairs)
     if reason is None:
         return NOT_ASKED
     why = reason.summary if isinstance(reason, CostAboveThreshold) else (
@@ -62,7 +68,9 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_
     cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.2f}"
     return ask(f"{why}. Start a distillation job of project {project_id}: {estimate.calls:,} model calls "
                f"({estimate.planned_tags:,} tags, {estimate.planned_questions:,} questions, "
-               f"{estimate.planned_answers:,} answers), about {estimate.input_tokens:,} input and "
+               f"{estimate.planned_answers:,} answers"
+               + (f", {estimate.planned_pairs:,} preference pairs" if estimate.planned_pairs else "")
+               + f"), about {estimate.input_tokens:,} input and "
                f"{estimate.output_tokens:,} output tokens, expected cost {cost}?")
 
 
@@ -100,6 +108,15 @@ async def auto_distill(
         "Guidance for this job only, added to the project's in every prompt the job sends"))] = None,
     question_styles: Annotated[QuestionStyles | None, Field(description=(
         "Question-style mix for this job's questions instead of the project's (see create_project)"))] = None,
+    preference: Annotated[bool, Field(description=(
+        "Also make a preference pair for every answer (as make_preference_pairs does): a rival response from "
+        "rejected_model judged against the teacher's; export with format='dpo'"))] = False,
+    rejected_model: Annotated[ModelSpec | None, Field(description=(
+        "With preference: the model of the rival response (default: the project's question model)"))] = None,
+    judge_model: Annotated[ModelSpec | None, Field(description=(
+        "With preference: the judge (default: the project's judge model, else its answer model)"))] = None,
+    margin: Annotated[int, Field(ge=1, le=MAX_MARGIN, description=(
+        "With preference: points (of 10) by which one response must lead for the pair to be kept"))] = DEFAULT_MARGIN,
 ) -> JobStarted:
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
@@ -109,13 +126,14 @@ async def auto_distill(
     on their yes; other clients confirm it with confirm_large=true."""
     engine = engine_of(ctx)
     options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
+    pairs = PairOptions(rejected_model=rejected_model, judge_model=judge_model, margin=margin) if preference else None
     if estimate_only:
         estimate = await engine.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer,
-                                                 options, tag_id=tag_id, grow=grow)
+                                                 options, tag_id=tag_id, grow=grow, pairs=pairs)
         cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.4f}"
         return JobStarted(job_id=None, created=False, planned_tags=estimate.planned_tags,
                           planned_questions=estimate.planned_questions, planned_answers=estimate.planned_answers,
-                          planned_calls=estimate.calls, estimate=estimate,
+                          planned_pairs=estimate.planned_pairs, planned_calls=estimate.calls, estimate=estimate,
                           message=f"Estimate only (no job started): {estimate.calls} model calls, cost {cost}.")
     approved = verdict(approval)
     if approved is False:
@@ -125,7 +143,7 @@ async def auto_distill(
     job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
                                              answer, confirm_large if approved is None else True, options,
                                              tag_id=tag_id, grow=grow, guidance=guidance,
-                                             question_styles=question_styles)
+                                             question_styles=question_styles, pairs=pairs)
     if job is None:
         grows = grow and levels > 0
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
@@ -136,7 +154,8 @@ async def auto_distill(
                f"Job {job['id']} is already running on this project; it is returned instead of a new one.")
     return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],
                       planned_questions=job["planned_questions"], planned_answers=job["planned_answers"],
-                      planned_calls=job["planned_calls"], estimate=job.get("estimate"),
+                      planned_pairs=job["planned_pairs"], planned_calls=job["planned_calls"],
+                      estimate=job.get("estimate"),
                       message=message + " Poll get_progress(job_id).")
 
 

@@ -21,6 +21,7 @@ from treedistill.server.cli.progress import ProgressView, cost_text, final_summa
 from treedistill.server.cli.reports import project_named
 from treedistill.server.engine import Engine, job_params
 from treedistill.server.errors import InvalidInput
+from treedistill.server.preference import PairOptions
 from treedistill.server.models import (TERMINAL_STATUSES, AnswerStyle, BatchOptions, JobProgress, PlanEstimate, Project,
                                       ModelSpec, QuestionStyles)
 from treedistill.server.store.catalog import Store, open_reader
@@ -50,6 +51,9 @@ class DistillRequest:
     question_styles: QuestionStyles | None = None  # the project's question-style mix; None keeps it
     answer_style: AnswerStyle | None = None  # the project's answer style; None keeps it
     embedding_model: str | None = None  # --embedding-model: the project's embedding model at the default endpoint
+    preference: bool = False  # --preference: a preference pair for every answer
+    rejected_model: str | None = None  # --rejected-model: the rival's model name (on the question model's endpoint)
+    margin: int = 2
 
     @property
     def params(self) -> dict[str, Any]:
@@ -61,6 +65,19 @@ class DistillRequest:
         """The styles the command line sets, as the project stores them (None: removed)."""
         return {key: None if value.is_empty() else value for key, value in
                 (("question_styles", self.question_styles), ("answer_style", self.answer_style)) if value is not None}
+
+    def pair_options(self, project: Project) -> PairOptions | None:
+        """--preference: the rival is the question model's spec, under --rejected-model's name when given."""
+        if not self.preference:
+            return None
+        rival = project.question_model.model_copy(update={"model": self.rejected_model}) if self.rejected_model \
+            else None
+        return PairOptions(rejected_model=rival, margin=self.margin)
+
+    def same_job(self, params: dict[str, Any]) -> bool:
+        """Whether a stored job's parameters are the ones this command asks for (pairs or not included)."""
+        own = {key: value for key, value in params.items() if key != "preference"}
+        return own == self.params and ("preference" in params) == self.preference
 
     @property
     def batch_options(self) -> BatchOptions | None:
@@ -177,7 +194,7 @@ async def start_or_resume(engine: Engine, project: Project, request: DistillRequ
     """Resume the project's unfinished job with these parameters, else start a job that tops the project up."""
     jobs = engine.list_jobs(project.id)
     latest = jobs[-1] if jobs else None
-    if latest is not None and latest.params == request.params and latest.status != "completed":
+    if latest is not None and request.same_job(latest.params) and latest.status != "completed":
         was = latest.status
         progress = engine.resume_job(latest.job_id)
         say(f"Resuming job {progress.job_id} (it was {'interrupted' if was == 'running' else was}; "
@@ -188,12 +205,13 @@ async def start_or_resume(engine: Engine, project: Project, request: DistillRequ
         say(f"Stopped job {latest.job_id} (other settings); a new job tops the project up to the new shape.")
     job, _ = await engine.auto_distill(project.id, request.levels, request.tags_per_level,
                                        request.questions_per_tag, request.answer, request.confirm_large,
-                                       request.batch_options)
+                                       request.batch_options, pairs=request.pair_options(project))
     if job is None:
         say(f"Nothing to do: project '{project.name}' already has this shape.")
         return None
     say(f"Started job {job['id']}: up to {job['planned_tags']} tags, {job['planned_questions']} questions, "
-        f"{job['planned_answers']} answers ({job['planned_calls']} model calls; expected cost "
+        f"{job['planned_answers']} answers{f', {pairs} preference pairs' if (pairs := job['planned_pairs']) else ''}"
+        f" ({job['planned_calls']} model calls; expected cost "
         f"{cost_text(job['estimate'].cost if job.get('estimate') else None)}).")
     return job["id"]
 

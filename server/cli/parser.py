@@ -52,11 +52,13 @@ EXAMPLES: dict[str, list[str]] = {
                 'treedistill distill "Chess" --estimate',
                 'treedistill distill "Chess" --batch --confirm-large',
                 'treedistill distill "Physics" --tree syllabus.md --guidance "High-school level, SI units"',
-                'treedistill distill "Chess" --embedding-model text-embedding-3-small'],
+                'treedistill distill "Chess" --embedding-model text-embedding-3-small',
+                'treedistill distill "Chess" --preference --rejected-model qwen2.5-0.5b-instruct --margin 3'],
     "progress": ["treedistill progress", "treedistill progress 3 --watch", "treedistill progress 3 --json"],
     "projects": ["treedistill projects", "treedistill projects --json"],
     "export": ['treedistill export "Chess" --format sharegpt --reasoning field',
-               "treedistill export 1 --min-score 7 --test-ratio 0.1 --out chess.jsonl"],
+               "treedistill export 1 --min-score 7 --test-ratio 0.1 --out chess.jsonl",
+               'treedistill export "Chess" --format dpo --dpo-style trl --reasoning none'],
     "serve": ["treedistill serve", "treedistill serve --http --port 8765 --token SECRET"],
     "doctor": ["treedistill doctor", "treedistill doctor --model gpt-4o-mini"],
     "review": ["treedistill review", "treedistill review --project 1 --no-browser"],
@@ -158,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--answer-style", type=_setting(AnswerStyle), metavar="JSON|@FILE",
                      help='the project\'s answer style, e.g. \'{"max_words": 200, "formats": ["worked_example"]}\' '
                           "({} removes it)")
+    cmd.add_argument("--preference", action="store_true",
+                     help="also make a preference pair for every answer: a rival response judged against the "
+                          "teacher's (export with --format dpo)")
+    cmd.add_argument("--rejected-model", metavar="NAME",
+                     help="with --preference: the rival's model on the question model's endpoint (default: the "
+                          "question model)")
+    cmd.add_argument("--margin", type=_bounded(1, 9), default=2,
+                     help="with --preference: points (of 10) by which one response must lead for the pair to be "
+                          "kept (2)")
     cmd.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
 
     cmd = command("progress", "show a job's progress, or the latest jobs",
@@ -174,10 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd = command("export", "write a project's answers as a fine-tuning file",
                   "Write a project's questions and answers as a fine-tuning file (alpaca, sharegpt, openai or "
-                  "raw). Reads the database only.")
+                  "raw), or its preference pairs (dpo). Reads the database only.")
     cmd.add_argument("project", help="project id or name")
-    cmd.add_argument("--format", choices=("alpaca", "sharegpt", "openai", "raw"), default="alpaca",
-                     help="record layout (alpaca)")
+    cmd.add_argument("--format", choices=("alpaca", "sharegpt", "openai", "raw", "dpo"), default="alpaca",
+                     help="record layout (alpaca); dpo: the kept preference pairs as chosen/rejected")
+    cmd.add_argument("--dpo-style", choices=("llamafactory", "trl"), default="llamafactory",
+                     help="with --format dpo: LLaMA-Factory's ranking layout or TRL's prompt/chosen/rejected "
+                          "(llamafactory)")
     cmd.add_argument("--reasoning", choices=("think", "field", "none"), default="think",
                      help="think: <think>…</think> before the answer; field: a separate field; none (think)")
     cmd.add_argument("--out", help="output file (default: <db name>-exports/<project id>/<name>-<format>.jsonl beside the db)")

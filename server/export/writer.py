@@ -8,6 +8,8 @@ Formats, one record per question (answered ones only, by default):
             {"role": "assistant", "content": answer}]}, the chat fine-tuning JSONL of OpenAI and most trainers
 - raw:      every stored field: ids, tag path, question, answer, reasoning and its source, models, tokens,
             timestamps, rating, confirmation, judge score and rationale (the reasoning option does not apply)
+- dpo:      one record per kept preference pair (make_preference_pairs), in LLaMA-Factory's ranking layout or TRL's
+            prompt/chosen/rejected (dpo_style): server/export/dpo.py
 
 Reasoning:
 - think: the output / gpt turn / assistant message is "<think>\\n{reasoning}\\n</think>\\n\\n{answer}", the
@@ -36,7 +38,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from treedistill.server.export import dpo
 from treedistill.server.store.curation import CurationStore, ExportFilter
+from treedistill.server.store.preference import PreferenceStore
 from treedistill.server.text.dedup import normalize
 from treedistill.server.config import MAX_FILE_NAME_BYTES, MAX_PATH_BYTES
 from treedistill.server.errors import InvalidInput
@@ -44,7 +48,7 @@ from treedistill.server.export.temps import discard, keep, remove_stale_temps, t
 from treedistill.server.models import Project
 
 PREVIEW_TEXT_LIMIT = 300
-Format = Literal["alpaca", "sharegpt", "openai", "raw"]
+Format = Literal["alpaca", "sharegpt", "openai", "raw", "dpo"]
 Reasoning = Literal["think", "field", "none"]
 FileFormat = Literal["jsonl", "json", "parquet"]
 SUFFIX_FORMATS: dict[str, FileFormat] = {".json": "json", ".parquet": "parquet"}  # else jsonl
@@ -53,6 +57,7 @@ SUFFIX_FORMATS: dict[str, FileFormat] = {".json": "json", ".parquet": "parquet"}
 class ExportOptions(ExportFilter):
     format: Format = "alpaca"
     reasoning: Reasoning = "think"
+    dpo_style: Literal["llamafactory", "trl"] = "llamafactory"  # format="dpo" only
     file_format: FileFormat | None = Field(None, description="Default: from the path's suffix, else jsonl")
     path: str | None = None
     system: str | None = None
@@ -133,6 +138,8 @@ def export_target(export_dir: Path, project: Project, options: ExportOptions, al
     if options.dataset_info and options.format == "raw":
         raise InvalidInput("dataset_info describes alpaca, sharegpt and openai files; LLaMA-Factory cannot "
                            "train on the raw format. Choose another format or set dataset_info=false.")
+    if options.format == "dpo":
+        dpo.check_dpo_options(options.reasoning, options.dpo_style, options.system, options.dataset_info)
     if options.dataset_info and options.reasoning == "field":
         # LLaMA-Factory's dataset_info columns are prompt, query, response, history, system, tools and media
         # (alpaca) or messages with role/content tags (sharegpt): none maps a separate reasoning field, and its
@@ -210,8 +217,11 @@ def build_record(row: dict[str, Any], options: ExportOptions, project: Project) 
     if options.format == "raw":
         return {"project": project.name, **row, "confirmed": bool(row["confirmed"]),
                 "question_model": project.question_model.model}
+    if options.format == "dpo":
+        return dpo.pair_record(row, options.dpo_style, lambda text, thought: with_reasoning(text, thought, options),
+                               options.system)
     question, answer, reasoning = row["question"], row["answer"] or "", row["reasoning"] or ""
-    output = f"<think>\n{reasoning}\n</think>\n\n{answer}" if options.reasoning == "think" and reasoning else answer
+    output = with_reasoning(answer, reasoning, options)
     field = {"reasoning_content": reasoning} if options.reasoning == "field" else {}
     system = options.system
     if options.format == "alpaca":
@@ -228,6 +238,11 @@ def build_record(row: dict[str, Any], options: ExportOptions, project: Project) 
     messages = [{"role": "system", "content": system}] if system else []
     return {"messages": [*messages, {"role": "user", "content": question},
                          {"role": "assistant", "content": output, **field}]}
+
+
+def with_reasoning(answer: str, reasoning: str, options: ExportOptions) -> str:
+    """A response as trained on: with reasoning="think", its reasoning in <think>...</think> before it."""
+    return f"<think>\n{reasoning}\n</think>\n\n{answer}" if options.reasoning == "think" and reasoning else answer
 
 
 def _shorten(value: Any) -> Any:
@@ -300,6 +315,8 @@ class RecordFile:
 
 def dataset_info_entry(file_name: str, options: ExportOptions) -> dict[str, Any]:
     """LLaMA-Factory's description of one exported file (its data/dataset_info.json format)."""
+    if options.format == "dpo":
+        return dpo.dataset_info_entry(file_name, options.dpo_style, options.system)
     if options.format == "alpaca":
         columns = {"prompt": "instruction", "query": "input", "response": "output"}
         return {"file_name": file_name, "formatting": "alpaca",
@@ -376,13 +393,14 @@ def _write_export(db_path: str | Path, project: Project, options: ExportOptions,
     remove_stale_temps(target.parent)
     info = _read_dataset_info(info_path) if info_path else {}
     reader = CurationStore.open_reader(db_path)
+    source = PreferenceStore(reader.store) if options.format == "dpo" else reader  # pairs, or one record per answer
     written: list[RecordFile] = []
     try:
-        count = reader.export_count(project.id, selection)
+        count = source.export_count(project.id, selection)
         test_size = round(count * options.test_ratio) if split else 0
         if file_format == "parquet":
             _check_parquet_parts(count, test_size, split)
-        rows = reader.export_rows(project.id, selection)
+        rows = source.export_rows(project.id, selection)
         preview: list[dict[str, Any]] = []
         for part in ("test", "train") if split else ("all",):
             with open_record_file(paths[part], file_format) as out:

@@ -40,6 +40,7 @@ UI_TOOLS: dict[str, frozenset[str]] = {name: frozenset(arguments) for name, argu
     "get_prompts": ("project_id",),
     "dataset_report": ("project_id", "tag_id", "near_duplicates", "breakdown"),
     "get_answer": ("project_id", "question_id"),
+    "list_preference_pairs": ("project_id", "filter", "limit", "offset"),
     "rate_item": ("project_id", "question_id", "rating"),
     "confirm_item": ("project_id", "question_ids", "confirmed"),
     "update_answer": ("project_id", "question_id", "answer", "reasoning"),

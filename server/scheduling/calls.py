@@ -80,11 +80,13 @@ class LLMCaller:
 
     def by_batch(self, item: WorkItem) -> bool:
         """Whether the item's calls go through the endpoint's batch API: a job's answers when the job was started
-        with batch=true (its tag and question calls too with batch_all), or an item queued to go by batch."""
+        with batch=true (its tag and question calls too with batch_all), or an item queued to go by batch. A job's
+        preference pairs go online: their models need not have a batch API."""
         if item.batch:
             return True
         params = self._params_of(item)
-        return bool(params.get("batch")) and (item.kind == "answer" or bool(params.get("batch_all")))
+        return bool(params.get("batch")) and (item.kind == "answer" or bool(params.get("batch_all"))
+                                              and item.kind in ("tags", "questions"))
 
     def _params_of(self, item: WorkItem) -> dict:
         """The parameters of the item's job ({} for a manual item)."""

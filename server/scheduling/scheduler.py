@@ -295,7 +295,8 @@ class Scheduler:
                 unmade = unmade_work(item.kind, self._depth(item), outputs_missing(self.ctx.store, item),
                                      self.ctx.queue.get_job(item.job_id)["params"])
                 self.ctx.queue.add_job_counts(item.job_id, calls_failed=unmade.calls, tags_failed=unmade.tags,
-                                              questions_failed=unmade.questions, answers_failed=unmade.answers)
+                                              questions_failed=unmade.questions, answers_failed=unmade.answers,
+                                              pairs_failed=unmade.pairs)
 
     def _depth(self, item: WorkItem) -> int:
         if item.kind != "tags" or item.tag_id is None:
@@ -363,7 +364,7 @@ class Scheduler:
         job = queue.get_job(job_id)
         if job["status"] != "running" or queue.job_has_open_items(job_id):
             return
-        short = any(job[f"{kind}_done"] < job[f"planned_{kind}"] for kind in ("tags", "questions", "answers"))
+        short = any(job[f"{kind}_done"] < job[f"planned_{kind}"] for kind in ("tags", "questions", "answers", "pairs"))
         if job["calls_failed"] and not job["calls_done"]:
             status = "failed"
             queue.set_job_status(job_id, status, error="no work item succeeded; see recent_errors")

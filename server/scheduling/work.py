@@ -12,15 +12,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from treedistill.server.text import prompts
+from treedistill.server.text.prompts import Steering
 from treedistill.server.store.curation import CurationStore
 from treedistill.server.store.holdout import HoldoutStore
+from treedistill.server.store.preference import PAIR_KINDS
 from treedistill.server.text.dedup import normalize, unique_new
 from treedistill.server.errors import MissingReasoning, NotFound, OutputFormatError
 from treedistill.server.text.judge import parse_verdict
+from treedistill.server.scheduling import preference_work
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.scheduling.embedding import drop_semantic_duplicates, run_embed_item
 from treedistill.server.scheduling.planner import grow_depth
-from treedistill.server.models import ModelSpec, Project, Tag
+from treedistill.server.models import ModelSpec, Project, Question, Tag
 from treedistill.server.text.near_dup import drop_near_duplicates
 from treedistill.server.providers.base import ChatMessage, ChatRequest
 from treedistill.server.store.queue import WorkItem, WorkQueue
@@ -66,6 +69,8 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
         return await _judge(ctx, item, project)
     if item.kind == "embed":
         return await run_embed_item(ctx, item, project)
+    if item.kind in PAIR_KINDS:
+        return await preference_work.execute(ctx, item, project)
     return await _answer(ctx, item, project)
 
 
@@ -94,11 +99,11 @@ async def _ask_list(ctx: WorkContext, item: WorkItem, project: Project, prompt: 
     path = (project.topic, *(tag.path.split(PATH_SEPARATOR) if tag is not None else ()))
     context = ListContext(language=project.language, path=path)
     count = outputs_missing(ctx.store, item) or None
-    return await _ask_json(ctx, item, ctx.caller.model_for(item, project, "question"), project.language, prompt,
+    return await ask_json(ctx, item, ctx.caller.model_for(item, project, "question"), project.language, prompt,
                            lambda raw: parse_list(raw, schema, context), json_schema=list_schema(schema, count))
 
 
-async def _ask_json(ctx: WorkContext, item: WorkItem, spec: ModelSpec, language: str, prompt: str,
+async def ask_json(ctx: WorkContext, item: WorkItem, spec: ModelSpec, language: str, prompt: str,
                     parse: Callable[[str], T], json_schema: dict[str, Any] | None = None) -> T:
     """Ask for JSON (of `json_schema` when given) and parse the reply, re-asking with the parse error shown
     up to FORMAT_ROUNDS times."""
@@ -216,12 +221,9 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
     if question.answered and not item.regenerate:
         return {"question_id": question.id}
     spec = ctx.caller.model_for(item, project, "answer")
-    steer = steering(ctx.store, project, _job_params(ctx, item))
-    messages = [
-        ChatMessage(role="system", content=prompts.answer_system(
-            project.language, f"{project.topic}{PATH_SEPARATOR}{question.tag_path}", steer)),
-        ChatMessage(role="user", content=question.text),
-    ]
+    params = _job_params(ctx, item)
+    steer = steering(ctx.store, project, params)
+    messages = answer_messages(project, question, steer)
     for round_number in range(1, ANSWER_ROUNDS + 1):
         reply = await ctx.caller.call(item, spec, ChatRequest(messages=messages))
         if reply.content.strip() and ((reply.reasoning or "").strip() or not project.require_reasoning):
@@ -242,7 +244,19 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
                               reply.model or spec.model,
                               reply.input_tokens, reply.output_tokens, replace=item.regenerate,
                               prompt_version=prompts.prompt_version(project.language, "answer", steer))
+        if params is not None and params.get("preference"):
+            preference_work.queue_rival(ctx.queue, item, question.id)
     return {"question_id": question.id}
+
+
+def answer_messages(project: Project, question: Question, steer: Steering) -> list[ChatMessage]:
+    """What the teacher (or a rival model) is sent to answer a question: the system prompt with the tag path, then
+    the question."""
+    return [
+        ChatMessage(role="system", content=prompts.answer_system(
+            project.language, f"{project.topic}{PATH_SEPARATOR}{question.tag_path}", steer)),
+        ChatMessage(role="user", content=question.text),
+    ]
 
 
 async def _judge(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
@@ -260,7 +274,7 @@ async def _judge(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str
                                   answer.question, answer.answer, steering(ctx.store, project))
     from treedistill.server.text.judge import verdict_schema
 
-    verdict = await _ask_json(ctx, item, spec, project.language, prompt, parse_verdict, json_schema=verdict_schema())
+    verdict = await ask_json(ctx, item, spec, project.language, prompt, parse_verdict, json_schema=verdict_schema())
     with ctx.store.transaction():
         ctx.queue.hold(item)
         curation.save_score(answer.question_id, verdict.score, verdict.rationale, spec.model)

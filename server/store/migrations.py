@@ -450,6 +450,48 @@ def m012_steering() -> str:
 
 
 @migration
+def m014_preference() -> str:
+    # A preference pair per answered question: a rival response (rejected_model) beside the teacher's answer, both
+    # scored by the judge. `chosen` says which side won by at least `margin` points; NULL while unjudged or within
+    # the margin (the pair is then not exported). A teacher answer replaced (regenerate) or edited makes its pair's
+    # judgement stale: the triggers clear it, so the pair is neither exported nor shown with scores of another
+    # text until make_preference_pairs judges it again. Jobs count pairs like tags, questions and answers.
+    return """
+        CREATE TABLE preference_pairs (
+            question_id INTEGER PRIMARY KEY REFERENCES questions(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            rival_answer TEXT NOT NULL,
+            rival_reasoning TEXT NOT NULL DEFAULT '',
+            rival_model TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            teacher_score INTEGER,
+            rival_score INTEGER,
+            margin INTEGER,
+            chosen TEXT CHECK (chosen IN ('teacher', 'rival')),
+            judge_model TEXT,
+            teacher_rationale TEXT,
+            rival_rationale TEXT,
+            judged_at TEXT
+        );
+        CREATE INDEX preference_pairs_project ON preference_pairs(project_id, chosen);
+        CREATE TRIGGER preference_pairs_answer_replaced AFTER INSERT ON answers BEGIN
+            UPDATE preference_pairs SET teacher_score = NULL, rival_score = NULL, margin = NULL, chosen = NULL,
+             judge_model = NULL, teacher_rationale = NULL, rival_rationale = NULL, judged_at = NULL
+             WHERE question_id = NEW.question_id;
+        END;
+        CREATE TRIGGER preference_pairs_answer_edited AFTER UPDATE OF answer ON answers
+         WHEN NEW.answer IS NOT OLD.answer BEGIN
+            UPDATE preference_pairs SET teacher_score = NULL, rival_score = NULL, margin = NULL, chosen = NULL,
+             judge_model = NULL, teacher_rationale = NULL, rival_rationale = NULL, judged_at = NULL
+             WHERE question_id = NEW.question_id;
+        END;
+        ALTER TABLE jobs ADD COLUMN planned_pairs INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN pairs_done INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN pairs_failed INTEGER NOT NULL DEFAULT 0;
+    """
+
+
+@migration
 def m016_embeddings() -> str:
     # An optional embedding model per project (a ModelSpec as JSON), its cosine threshold and scope, and the
     # dimension its vectors have (fixed by the first vector: one model and one dimension per project). A vector

@@ -15,8 +15,8 @@ from treedistill.server.models import ModelSpec
 from treedistill.server.store.catalog import Store, now_iso
 
 # Manual calls jump the queue; within a job, expanding the tree comes first so the window stays full.
-PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3}
-KIND_COLUMN = {"tags": "tags", "questions": "questions", "answer": "answers"}
+PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3, "rival": 4, "pair_judge": 4}
+KIND_COLUMN = {"tags": "tags", "questions": "questions", "answer": "answers", "rival": "pairs", "pair_judge": "pairs"}
 
 
 class WorkItem(BaseModel):
@@ -343,7 +343,8 @@ class WorkQueue:
                 "UPDATE work_items SET status = 'pending', attempts = 0, updated_at = ? WHERE job_id = ?"
                 " AND status = 'failed'", (time.time(), job_id)).rowcount
             self.db.execute(
-                "UPDATE jobs SET tags_failed = 0, questions_failed = 0, answers_failed = 0, calls_failed = 0,"
+                "UPDATE jobs SET tags_failed = 0, questions_failed = 0, answers_failed = 0, pairs_failed = 0,"
+                " calls_failed = 0,"
                 " finished_at = NULL, error = NULL WHERE id = ?", (job_id,))
             self.set_job_status(job_id, "running")
         return moved

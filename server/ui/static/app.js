@@ -153,6 +153,7 @@
     const links = [h("a", { href: "#", text: "Projects" })];
     if (state.project) {
       links.push(h("a", { href: `#review/${state.project}`, text: "Review" }),
+        h("a", { href: `#pairs/${state.project}`, text: "Pairs" }),
         h("a", { href: `#jobs/${state.project}`, text: "Jobs" }), h("a", { href: `#report/${state.project}`, text: "Report" }));
     }
     document.getElementById("nav").replaceChildren(...(state.hostMode ? [] : links));
@@ -163,6 +164,7 @@
     const number = Number(id) || null;
     const shown = view === "review" && number ? enterReview(number)
       : view === "report" && number ? report.open(number)
+      : view === "pairs" && number ? showPairs(number)
       : view === "dashboard" && number ? openDashboard(number)
         : view === "jobs" ? showJobs(number) : showProjects();
     shown.catch(() => {});  // the status line already says what failed
@@ -192,6 +194,57 @@
     show(h("h1", { text: "Jobs" }), rows.length ? h("table", {},
       h("tr", {}, ["job", "status", "stage", "calls", "elapsed"].map((t) => h("th", { text: t }))), rows)
       : h("p", { class: "muted", text: "No jobs for this project." }));
+  }
+
+  // -- preference pairs: the teacher's answer and the rival response side by side --------------------------
+  const PAIR_FILTERS = [["all", "all pairs"], ["kept", "kept (exported)"], ["rival_chosen", "rival chosen"],
+    ["within_margin", "within the margin"], ["unjudged", "not judged yet"]];
+  const PAIRS_PAGE = 20;
+  async function showPairs(projectId) {
+    if (state.view !== "pairs" || state.project !== projectId) { state.pairFilter = "all"; state.pairOffset = 0; }
+    state.view = "pairs"; state.project = projectId; nav();
+    const visit = state.visit;
+    const data = await call("list_preference_pairs", { project_id: projectId, filter: state.pairFilter,
+      limit: PAIRS_PAGE, offset: state.pairOffset });
+    if (visit !== state.visit) return;
+    const c = data.counts;
+    const filter = h("select", { id: "pair-filter", "aria-label": "filter", onchange: (e) => {
+      state.pairFilter = e.target.value; state.pairOffset = 0; showPairs(projectId); } },
+    PAIR_FILTERS.map(([value, label]) => h("option", { value, selected: value === state.pairFilter, text: label })));
+    const last = Math.min(data.offset + data.pairs.length, data.total);
+    const pager = h("div", { class: "pager" },
+      h("button", { id: "pairs-prev", disabled: data.offset === 0, text: "‹ previous", onclick: () => {
+        state.pairOffset = Math.max(0, data.offset - PAIRS_PAGE); showPairs(projectId); } }),
+      h("span", { id: "pairs-range", text: data.total ? `${data.offset + 1}–${last} of ${data.total}` : "none" }),
+      h("button", { id: "pairs-next", disabled: last >= data.total, text: "next ›", onclick: () => {
+        state.pairOffset = data.offset + PAIRS_PAGE; showPairs(projectId); } }));
+    show(h("h1", { text: "Preference pairs" }),
+      h("div", { id: "pairs-summary", class: "meta", text: `${fmt(c.kept)} kept (${fmt(c.rival_chosen)} with the rival ` +
+        `chosen) · ${fmt(c.within_margin)} within the margin · ${fmt(c.unjudged)} not judged yet` }),
+      h("div", { class: "filters" }, filter), pager,
+      data.pairs.length ? h("div", { id: "pairs" }, data.pairs.map(pairCard)) : h("p", { class: "muted", text:
+        "No pairs here. make_preference_pairs (or auto_distill with preference=true) makes them." }));
+  }
+  function pairCard(p) {
+    const side = (who, label, answer, reasoning, model, score, rationale) => {
+      const verdict = p.chosen === who ? h("span", { class: "badge ok verdict", text: "chosen" })
+        : p.chosen ? h("span", { class: "badge bad verdict", text: "rejected" }) : null;
+      return h("section", { class: `pair-side${p.chosen === who ? " chosen" : ""}`, "data-side": who },
+        h("div", { class: "pair-head" }, h("strong", { text: label }), h("span", { class: "meta", text: model }),
+          h("span", { class: "badge score", text: score === null ? "unscored" : `${score}/10` }), verdict),
+        h("div", { class: "text-block response", text: answer }),
+        reasoning ? h("details", { ontoggle: resized }, h("summary", { text: `Reasoning (${fmt(reasoning.length)} characters)` }),
+          h("div", { class: "text-block reasoning", text: reasoning })) : h("div", { class: "meta", text: "No reasoning." }),
+        rationale ? h("div", { class: "meta rationale", text: `Judge: ${rationale}` }) : null);
+    };
+    const judged = p.judged_at ? ` · judge ${p.judge_model} · margin ${p.margin}` +
+      (p.chosen ? "" : " · within the margin: not exported") : " · not judged yet";
+    return h("article", { class: "pair", "data-qid": p.question_id },
+      h("div", { class: "meta", text: `#${p.question_id} · ${p.tag_path}${judged}` }),
+      h("h2", { class: "text-block", text: p.question }),
+      h("div", { class: "pair-cols" },
+        side("teacher", "Teacher", p.teacher_answer, p.teacher_reasoning, p.teacher_model, p.teacher_score, p.teacher_rationale),
+        side("rival", "Rival", p.rival_answer, p.rival_reasoning, p.rival_model, p.rival_score, p.rival_rationale)));
   }
 
   // -- review ----------------------------------------------------------------------------------------------
