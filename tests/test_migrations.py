@@ -53,6 +53,10 @@ EXPECTED_COLUMNS = {
     "prompt_templates": ("project_id", "kind", "version", "template", "created_at"),
     "prompt_overrides": ("project_id", "kind", "version", "updated_at"),
     "contamination": ("id", "project_id", "question_id", "source", "matched", "ngram", "kept", "created_at"),
+    "eval_runs": ("id", "project_id", "job_id", "student_model", "judge_model", "split", "tag_id", "prompt_versions",
+                  "created_at"),
+    "eval_results": ("run_id", "question_id", "tag_id", "outcome", "student_answer", "score", "rationale",
+                     "judged_at"),
 }
 EXPECTED_INDEXES = {
     "answers_model", "answers_project", "answers_project_score", "answers_review", "batch_requests_job",
@@ -61,7 +65,8 @@ EXPECTED_INDEXES = {
     "questions_project_norm", "questions_tag", "tags_parent", "tags_sibling_norm", "work_items_errors",
     "work_items_job", "work_items_project_kind", "work_items_question", "work_items_queue", "work_items_running",
     "work_items_tag", "answers_report", "contamination_project", "contamination_question", "holdout_units_project",
-    "questions_heldout", "questions_report", "questions_style",
+    "questions_heldout", "questions_report", "questions_style", "eval_runs_project", "eval_runs_job",
+    "eval_results_tag",
 }
 
 

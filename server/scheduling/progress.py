@@ -9,7 +9,8 @@ from typing import Any
 from treedistill.server.models import JobProgress, KindProgress
 from treedistill.server.store.queue import WorkQueue
 
-STAGE_BY_KIND = {"tags": "expanding tags", "questions": "extracting questions", "answer": "answering"}
+STAGE_BY_KIND = {"tags": "expanding tags", "questions": "extracting questions", "answer": "answering",
+                 "student": "student answering", "eval_judge": "grading"}
 
 
 def stored_job_progress(queue: WorkQueue, job_id: int) -> JobProgress:
@@ -28,7 +29,7 @@ def job_progress(job: dict[str, Any], open_kinds: set[str], in_flight: Counter, 
     rate = calls_done / elapsed if elapsed > 0 else 0.0
     running = job["status"] == "running"
     eta = remaining / rate if running and rate > 0 else (0.0 if not running else None)
-    stage = next((STAGE_BY_KIND[kind] for kind in ("tags", "questions", "answer") if kind in open_kinds), None)
+    stage = next((stage for kind, stage in STAGE_BY_KIND.items() if kind in open_kinds), None)
     return JobProgress(
         job_id=job["id"], project_id=job["project_id"], status=job["status"],
         stage=stage if running and stage else job["status"],

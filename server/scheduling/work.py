@@ -62,6 +62,9 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
         return await _extract_questions(ctx, item, project)
     if item.kind == "judge":
         return await _judge(ctx, item, project)
+    if item.kind in ("student", "eval_judge"):  # an evaluation run's items (imported here: that module uses this one)
+        from treedistill.server.scheduling.evaluation_work import execute_evaluation
+        return await execute_evaluation(ctx, item, project)
     return await _answer(ctx, item, project)
 
 
@@ -184,7 +187,10 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
             ctx.queue.hold(item)
             questions = ctx.store.insert_questions(project.id, tag, fresh, [asked[normalize(t)] for t in fresh],
                                                    version)
-            HoldoutStore(ctx.store).assign_new(project.id, questions)
+            if params is not None and "focus" in params:
+                HoldoutStore(ctx.store).assign_train(project.id, questions)
+            else:
+                HoldoutStore(ctx.store).assign_new(project.id, questions)
             if params is not None:
                 if params["answer"]:
                     for question in questions:
