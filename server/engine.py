@@ -15,7 +15,7 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
 from treedistill.server.evaluation import EvalSplit, EvaluationStarted, Evaluations, FocusTag
-from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationReport
+from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationList, EvaluationReport
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.quality import DatasetQuality
@@ -398,6 +398,9 @@ class Engine:
     def get_evaluation(self, run_id: int, compare_to: int | None = None,
                        pass_mark: int = DEFAULT_PASS_MARK) -> EvaluationReport:
         return self.evaluations.report(run_id, compare_to=compare_to, pass_mark=pass_mark)
+
+    def list_evaluations(self, project_id: int) -> EvaluationList:
+        return self.evaluations.list_runs(project_id)
 
     def focus_plan(self, project_id: int, run_id: int, extra_questions: int) -> list[FocusTag]:
         return self.evaluations.focus_plan(project_id, run_id, extra_questions)

@@ -10,7 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from treedistill.server.errors import InvalidInput
-from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationReport, evaluation_report
+from treedistill.server.evaluation_report import (DEFAULT_PASS_MARK, EvaluationList, EvaluationReport, RunSummary,
+                                                   evaluation_report)
 from treedistill.server.models import ModelSpec
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.scheduling.evaluation_work import STUDENT
@@ -125,6 +126,11 @@ class Evaluations:
     def report(self, run_id: int, project_id: int | None = None, compare_to: int | None = None,
                pass_mark: int = DEFAULT_PASS_MARK) -> EvaluationReport:
         return evaluation_report(self.evaluation, run_id, project_id, compare_to, pass_mark)
+
+    def list_runs(self, project_id: int) -> EvaluationList:
+        self.store.get_project(project_id)
+        return EvaluationList(project_id=project_id, runs=[RunSummary(**run)
+                                                           for run in self.evaluation.list_runs(project_id)])
 
     def focus_plan(self, project_id: int, run_id: int, extra_questions: int) -> list[FocusTag]:
         """Share `extra_questions` over the run's graded tags in proportion to the student's shortfall there

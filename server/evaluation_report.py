@@ -89,6 +89,24 @@ class EvaluationReport(BaseModel):
     comparison: Comparison | None = None
 
 
+class RunSummary(BaseModel):
+    run_id: int
+    job_id: int | None
+    student_model: str = Field(..., description="The student's model name")
+    judge_model: str
+    split: str
+    tag_id: int | None
+    created_at: str
+    questions: int
+    graded: int
+    mean_score: float | None
+
+
+class EvaluationList(BaseModel):
+    project_id: int
+    runs: list[RunSummary]
+
+
 def _interval(n: int, total: float, squares: float, bound: float) -> Interval | None:
     """The 95% t interval of a mean from n values' sum and sum of squares, kept within [-bound, bound] and the
     grade scale (a mean grade lies in 1..10, a mean difference in -9..9)."""

@@ -74,7 +74,8 @@ def test_the_wheel_installs_only_the_treedistill_package(built: Built):
                    "treedistill/server/text/prompts/zh.py", "treedistill/tools/projects.py",
                    # the review app and dashboard: package data, no build step
                    "treedistill/server/ui/__init__.py", "treedistill/server/ui/static/app.html",
-                   "treedistill/server/ui/static/app.js", "treedistill/server/ui/static/app.css"):
+                   "treedistill/server/ui/static/app.js", "treedistill/server/ui/static/app.css",
+                   "treedistill/server/ui/static/eval.js"):
         assert module in names, module
     assert f"{NAME}-{VERSION}.dist-info/licenses/LICENSE" in names
     assert "treedistill = treedistill.server.cli.main:main" in entry_points

@@ -1,5 +1,5 @@
-"""Tools: evaluate_model (a student answers held-out questions, a judge grades them against the teacher) and
-get_evaluation (overall and per-tag results, the weakest tags, a two-run comparison)."""
+"""Tools: evaluate_model (a student answers held-out questions, a judge grades them against the teacher),
+get_evaluation (overall and per-tag results, the weakest tags, a two-run comparison) and list_evaluations."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
 from treedistill.server.evaluation import EvaluationStarted
-from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationReport
+from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationList, EvaluationReport
 from treedistill.server.models import ModelSpec
+from treedistill.server.ui import REVIEW_URI, link_ui
 from treedistill.tools.common import GENERATES, MAX_ID, READ_ONLY, ProjectId, TagId, engine_of, strict_tool, \
     tool_errors
 
@@ -57,9 +58,17 @@ async def get_evaluation(
     return engine_of(ctx).get_evaluation(run_id, compare_to, pass_mark)
 
 
+@tool_errors
+async def list_evaluations(ctx: Context, project_id: ProjectId) -> EvaluationList:
+    """A project's evaluation runs, oldest first: student and judge model, split, questions, graded, mean grade."""
+    return engine_of(ctx).list_evaluations(project_id)
+
+
 def tools() -> list[Tool]:
     return [
         # Calls the student and the judge: adds a run each time (not idempotent).
         strict_tool(evaluate_model, "Evaluate a student model on held-out questions", GENERATES),
-        strict_tool(get_evaluation, "Evaluation results per tag", READ_ONLY),
+        # The review app colours its tag tree by a run's grades (and a comparison's deltas).
+        link_ui(strict_tool(get_evaluation, "Evaluation results per tag", READ_ONLY), REVIEW_URI),
+        strict_tool(list_evaluations, "List evaluation runs", READ_ONLY),
     ]

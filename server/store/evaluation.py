@@ -68,9 +68,17 @@ class EvaluationStore:
         row = self.db.execute("SELECT id FROM eval_runs WHERE job_id = ?", (job_id,)).fetchone()
         return None if row is None else self.get_run(row[0])
 
-    def list_runs(self, project_id: int) -> list[int]:
-        return [row[0] for row in self.db.execute("SELECT id FROM eval_runs WHERE project_id = ? ORDER BY id",
-                                                  (project_id,))]
+    def list_runs(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's runs, oldest first, each with its question, graded and mean-grade figures."""
+        runs = self.store.rows(
+            "SELECT r.id AS run_id, r.job_id, r.student_model, r.judge_model, r.split, r.tag_id, r.created_at,"
+            " COUNT(e.question_id) AS questions, COUNT(e.score) AS graded, ROUND(AVG(e.score), 2) AS mean_score"
+            " FROM eval_runs r LEFT JOIN eval_results e ON e.run_id = r.id WHERE r.project_id = ? GROUP BY r.id"
+            " ORDER BY r.id", (project_id,))
+        for run in runs:
+            run["student_model"] = ModelSpec.model_validate_json(run["student_model"]).model
+            run["judge_model"] = ModelSpec.model_validate_json(run["judge_model"]).model
+        return runs
 
     # -- results --------------------------------------------------------------------------------
 

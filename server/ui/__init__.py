@@ -39,10 +39,15 @@ def content_security_policy(script: str, style: str) -> str:
               "object-src 'none'")
 
 
+def _script() -> str:
+    """The app's one inline script: the evaluation picture (eval.js, which app.js calls) and then app.js."""
+    return _asset("eval.js") + "\n" + _asset("app.js")
+
+
 @functools.cache
 def app_csp() -> str:
     """The app's Content-Security-Policy (its meta tag; /ui/ also sends it as a header)."""
-    return content_security_policy(_asset("app.js"), _asset("app.css"))
+    return content_security_policy(_script(), _asset("app.css"))
 
 
 @functools.cache
@@ -50,7 +55,7 @@ def app_html(view: View) -> str:
     """The whole app as one HTML document; `view` says what it shows before any data arrives."""
     page = _asset("app.html")
     for marker, value in (("{{CSP}}", app_csp()), ("{{VIEW}}", view), ("{{STYLE}}", _asset("app.css")),
-                          ("{{SCRIPT}}", _asset("app.js"))):
+                          ("{{SCRIPT}}", _script())):
         page = page.replace(marker, value, 1)
     return page
 
