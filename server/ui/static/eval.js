@@ -61,6 +61,7 @@ window.TreedistillEval = (function () {
     const compareSelect = h("select", { id: "eval-compare", "aria-label": "compare with run" },
       options("compare with: none"));
     runSelect.value = chosen.run; compareSelect.value = chosen.compare;
+    runSelect.style.maxWidth = compareSelect.style.maxWidth = "100%";
     const refresh = async () => {
       chosen.run = runSelect.value; chosen.compare = compareSelect.value;
       if (!chosen.run) { clear(pane); pane.querySelector("#eval-summary").textContent = ""; return; }
