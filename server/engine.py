@@ -319,7 +319,7 @@ class Engine:
         self.caller.provider(project.question_model)
         if answer:
             self.caller.provider(project.answer_model)
-        params = self._with_focus(project_id, job_params(
+        params, focus = self._with_focus(project_id, job_params(
             levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow, guidance=guidance,
             question_styles=question_styles), focus_run, extra_questions)
         pins = self.caller.pins(project)  # an endpoint this process is not configured for: refused before planning
@@ -341,7 +341,7 @@ class Engine:
         self.queue.pin_job(job_id, *pins)  # before it runs: only processes configured for its endpoints run it
         self.queue.set_job_status(job_id, "running")
         self.scheduler.notify(project_id)
-        job = {**self.queue.get_job(job_id), "estimate": estimate}
+        job = {**self.queue.get_job(job_id), "estimate": estimate, "focus": focus}
         log.info("job %s started on project %s: %s calls planned (%s tags, %s questions, %s answers)", job_id,
                  project_id, job["planned_calls"], job["planned_tags"], job["planned_questions"],
                  job["planned_answers"])
@@ -358,8 +358,8 @@ class Engine:
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
         if batch is not None:
             _batch_specs(project, batch, answer)  # the same refusal auto_distill would give
-        params = self._with_focus(project_id, job_params(levels, tags_per_level, questions_per_tag, answer, batch,
-                                                         branch=branch, grow=grow), focus_run, extra_questions)
+        params, _ = self._with_focus(project_id, job_params(levels, tags_per_level, questions_per_tag, answer, batch,
+                                                            branch=branch, grow=grow), focus_run, extra_questions)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
 
     async def plan_confirmation(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
@@ -375,19 +375,19 @@ class Engine:
         return estimate, confirmation_needed(estimate, self.confirm_cost_above)
 
     def _with_focus(self, project_id: int, params: dict[str, Any], focus_run: int | None,
-                    extra_questions: int) -> dict[str, Any]:
-        """A job's parameters with the per-tag plan of a focus run, if one is given."""
+                    extra_questions: int) -> tuple[dict[str, Any], list[FocusTag] | None]:
+        """A job's parameters with the per-tag plan of a focus run, if one is given, and that plan."""
         if focus_run is None:
             if extra_questions:
                 raise InvalidInput("extra_questions goes with focus_run (the evaluation run whose shortfall decides "
                                    "where they go). Nothing was started.")
-            return params
+            return params, None
         if extra_questions < 1:
             raise InvalidInput("focus_run needs extra_questions >= 1: how many new questions to spread over the "
                                "weak tags. Nothing was started.")
         focus = self.evaluations.focus_plan(project_id, focus_run, extra_questions)
         return {**params, "focus_run": focus_run,
-                "focus": [{"tag_id": tag.tag_id, "extra": tag.extra_questions} for tag in focus]}
+                "focus": [{"tag_id": tag.tag_id, "extra": tag.extra_questions} for tag in focus]}, focus
 
     # -- evaluation (server/evaluation.py) --------------------------------------------------------
 

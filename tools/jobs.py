@@ -130,7 +130,8 @@ async def auto_distill(
         return JobStarted(job_id=None, created=False, planned_tags=estimate.planned_tags,
                           planned_questions=estimate.planned_questions, planned_answers=estimate.planned_answers,
                           planned_calls=estimate.calls, estimate=estimate,
-                          focus=_focus(engine, project_id, focus_run, extra_questions), message=f"Estimate only (no job started): {estimate.calls} model calls, cost {cost}.")
+                          focus=_focus(engine, project_id, focus_run, extra_questions),
+                          message=f"Estimate only (no job started): {estimate.calls} model calls, cost {cost}.")
     approved = verdict(approval)
     if approved is False:
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
@@ -152,12 +153,12 @@ async def auto_distill(
     return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],
                       planned_questions=job["planned_questions"], planned_answers=job["planned_answers"],
                       planned_calls=job["planned_calls"], estimate=job.get("estimate"),
-                      focus=_focus(engine, project_id, focus_run, extra_questions) if created else None,
+                      focus=job.get("focus"),
                       message=message + " Poll get_progress(job_id).")
 
 
 def _focus(engine: Engine, project_id: int, focus_run: int | None, extra_questions: int) -> list[FocusTag] | None:
-    """The per-tag plan of a focus run (the same the job was planned from: the share-out is deterministic)."""
+    """The per-tag plan of a focus run, for an estimate (the share-out is deterministic)."""
     return None if focus_run is None else engine.focus_plan(project_id, focus_run, extra_questions)
 
 

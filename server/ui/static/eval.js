@@ -29,9 +29,10 @@ window.TreedistillEval = (function () {
       button.style.backgroundColor = colour(tag.mean_score);
       button.style.color = "#1d2125";
       const delta = deltas.get(tag.tag_id);
+      const sign = delta && delta.delta > 0 ? "+" : "";
       const badge = delta
         ? h("span", { class: "eval-badge count", "data-delta": delta.delta,
-          text: `${delta.delta > 0 ? "+" : ""}${delta.delta.toFixed(1)}${delta.significant ? "*" : ""} (${delta.questions})`,
+          text: `${sign}${delta.delta.toFixed(1)}${delta.significant ? "*" : ""} (${delta.questions})`,
           title: `${delta.before.toFixed(2)} → ${delta.after.toFixed(2)} on ${delta.questions} paired questions` +
             interval(delta.ci95) })
         : h("span", { class: "eval-badge count", "data-score": tag.mean_score,
