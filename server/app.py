@@ -41,6 +41,9 @@ score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
 (files go to the project's export directory); publish with export_dataset(layout="hf") then push_to_hub
 (poll get_push). Steer what is made with a project's guidance, question_styles and answer_style
 (create_project, update_project) and its own prompt templates (get_prompts, set_prompt, reset_prompt).
+Close the loop after a fine-tune: hold_out, evaluate_model (a student on the held-out questions, graded against
+the teacher), get_evaluation (per tag, weakest tags, compare_to another run), then
+auto_distill(focus_run=RUN, extra_questions=N) grows where the student is weak.
 Ids come from earlier results; API keys live in the server's
 environment only."""
 
