@@ -25,8 +25,8 @@ from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
 from treedistill.server.stdio import serve_stdio
 from treedistill.server.ui import apps_extension
-from treedistill.tools import answers, completions, curation, export, guides, hub, jobs, preference, projects, \
-    prompts, quality, questions, resources, review, tree, tree_edit
+from treedistill.tools import answers, completions, curation, evaluation, export, guides, hub, jobs, preference, \
+    projects, prompts, quality, questions, resources, review, tree, tree_edit
 from treedistill.tools.common import readable_validation_error
 from treedistill.tools.notifications import ClientChannels
 
@@ -42,12 +42,15 @@ for DPO data; then export_dataset
 (files go to the project's export directory); publish with export_dataset(layout="hf") then push_to_hub
 (poll get_push). Steer what is made with a project's guidance, question_styles and answer_style
 (create_project, update_project) and its own prompt templates (get_prompts, set_prompt, reset_prompt).
+Close the loop after a fine-tune: hold_out, evaluate_model (a student on the held-out questions, graded against
+the teacher), get_evaluation (per tag, weakest tags, compare_to another run), then
+auto_distill(focus_run=RUN, extra_questions=N) grows where the student is weak.
 Ids come from earlier results; API keys live in the server's
 environment only."""
 
 TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
 TOOL_MODULES = (projects, prompts, tree, tree_edit, questions, answers, jobs, curation, preference, export, hub, review,
-                quality)
+                quality, evaluation)
 
 
 class TreedistillServer(MCPServer[Engine]):

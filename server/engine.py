@@ -14,6 +14,8 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        MAX_TOPIC_CHARS, batch_poll_seconds, default_model_spec, heartbeat_timeout,
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
+from treedistill.server.evaluation import EvalSplit, EvaluationStarted, Evaluations, FocusTag
+from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationList, EvaluationReport
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.preference import PairOptions, PairPage, PairReport, PreferenceMaker, Progress as PairProgress
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
@@ -98,6 +100,7 @@ class Engine:
         self.semantic = SemanticDuplicates(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                            self.heartbeat_seconds)
         self.preference = PreferenceMaker(self.store, self.queue, self.scheduler, self.caller, self.heartbeat_seconds)
+        self.evaluations = Evaluations(self.store, self.queue, self.scheduler, self.caller)
         self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.publisher = Publisher(self.store, self.db_path, self.environ, self.workers.id,
                                    allow_any_export_path=self.allow_any_export_path)
@@ -333,7 +336,8 @@ class Engine:
                            confirm_large: bool = False, batch: BatchOptions | None = None, *,
                            tag_id: int | None = None, grow: bool = True,
                            guidance: str | None = None, question_styles: QuestionStyles | None = None,
-                           pairs: PairOptions | None = None) -> tuple[dict[str, Any] | None, bool]:
+                           pairs: PairOptions | None = None, focus_run: int | None = None,
+                           extra_questions: int = 0) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
         With `batch`, the answer calls (all calls with `batch.all_calls`) go through the endpoint's batch API;
@@ -346,6 +350,8 @@ class Engine:
         than `confirm_cost_above` raise ConfirmationRequired unless `confirm_large`. `guidance` is added to the
         project's for this job's prompts; `question_styles` replaces the project's mix for its questions. With `pairs`
         every answer gets a preference pair (treedistill.server.preference), stored ones without one too.
+        With `focus_run`, the job makes only `extra_questions` new training questions (and their answers), spread
+        over the tags in proportion to that evaluation run's shortfall (server/evaluation.py).
         """
         project = self.store.get_project(project_id)
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
@@ -356,8 +362,9 @@ class Engine:
         self.caller.provider(project.question_model)
         if answer:
             self.caller.provider(project.answer_model)
-        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow,
-                            guidance=guidance, question_styles=question_styles)
+        params, focus = self._with_focus(project_id, job_params(
+            levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow, guidance=guidance,
+            question_styles=question_styles), focus_run, extra_questions)
         if pairs is not None:
             params["preference"] = self.preference.job_params(project, pairs, answer)
         pins = self.caller.pins(project)  # an endpoint this process is not configured for: refused before planning
@@ -379,7 +386,7 @@ class Engine:
         self.queue.pin_job(job_id, *pins)  # before it runs: only processes configured for its endpoints run it
         self.queue.set_job_status(job_id, "running")
         self.scheduler.notify(project_id)
-        job = {**self.queue.get_job(job_id), "estimate": estimate}
+        job = {**self.queue.get_job(job_id), "estimate": estimate, "focus": focus}
         log.info("job %s started on project %s: %s calls planned (%s tags, %s questions, %s answers)", job_id,
                  project_id, job["planned_calls"], job["planned_tags"], job["planned_questions"],
                  job["planned_answers"])
@@ -388,14 +395,16 @@ class Engine:
     async def estimate_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                                questions_per_tag: int = 10, answer: bool = True,
                                batch: BatchOptions | None = None, *, tag_id: int | None = None,
-                               grow: bool = True, pairs: PairOptions | None = None) -> PlanEstimate:
+                               grow: bool = True, pairs: PairOptions | None = None, focus_run: int | None = None,
+                               extra_questions: int = 0) -> PlanEstimate:
         """What auto_distill with these arguments would plan and is expected to cost; calls no model and writes
         nothing (a read-only connection, in a worker thread)."""
         project = self.store.get_project(project_id)
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
         if batch is not None:
             _batch_specs(project, batch, answer)  # the same refusal auto_distill would give
-        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow)
+        params, _ = self._with_focus(project_id, job_params(levels, tags_per_level, questions_per_tag, answer, batch,
+                                                            branch=branch, grow=grow), focus_run, extra_questions)
         if pairs is not None:
             params["preference"] = self.preference.job_params(project, pairs, answer)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
@@ -403,13 +412,45 @@ class Engine:
     async def plan_confirmation(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                                 questions_per_tag: int = 10, answer: bool = True,
                                 batch: BatchOptions | None = None, *, tag_id: int | None = None,
-                                grow: bool = True,
-                                pairs: PairOptions | None = None) -> tuple[PlanEstimate, ConfirmationRequired | None]:
+                                grow: bool = True, pairs: PairOptions | None = None, focus_run: int | None = None,
+                                extra_questions: int = 0) -> tuple[PlanEstimate, ConfirmationRequired | None]:
         """The plan auto_distill would start with these arguments, and why it needs a yes first (None when it
         does not): what to show a person asked to approve it."""
         estimate = await self.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer, batch,
-                                               tag_id=tag_id, grow=grow, pairs=pairs)
+                                               tag_id=tag_id, grow=grow, pairs=pairs, focus_run=focus_run,
+                                               extra_questions=extra_questions)
         return estimate, confirmation_needed(estimate, self.confirm_cost_above)
+
+    def _with_focus(self, project_id: int, params: dict[str, Any], focus_run: int | None,
+                    extra_questions: int) -> tuple[dict[str, Any], list[FocusTag] | None]:
+        """A job's parameters with the per-tag plan of a focus run, if one is given, and that plan."""
+        if focus_run is None:
+            if extra_questions:
+                raise InvalidInput("extra_questions goes with focus_run (the evaluation run whose shortfall decides "
+                                   "where they go). Nothing was started.")
+            return params, None
+        if extra_questions < 1:
+            raise InvalidInput("focus_run needs extra_questions >= 1: how many new questions to spread over the "
+                               "weak tags. Nothing was started.")
+        focus = self.evaluations.focus_plan(project_id, focus_run, extra_questions)
+        return {**params, "focus_run": focus_run,
+                "focus": [{"tag_id": tag.tag_id, "extra": tag.extra_questions} for tag in focus]}, focus
+
+    # -- evaluation (server/evaluation.py) --------------------------------------------------------
+
+    def evaluate_model(self, project_id: int, model: ModelSpec, split: EvalSplit = "eval", tag_id: int | None = None,
+                       limit: int | None = None, judge_model: ModelSpec | None = None) -> EvaluationStarted:
+        return self.evaluations.start(project_id, model, split, tag_id, limit, judge_model)
+
+    def get_evaluation(self, run_id: int, compare_to: int | None = None,
+                       pass_mark: int = DEFAULT_PASS_MARK) -> EvaluationReport:
+        return self.evaluations.report(run_id, compare_to=compare_to, pass_mark=pass_mark)
+
+    def list_evaluations(self, project_id: int) -> EvaluationList:
+        return self.evaluations.list_runs(project_id)
+
+    def focus_plan(self, project_id: int, run_id: int, extra_questions: int) -> list[FocusTag]:
+        return self.evaluations.focus_plan(project_id, run_id, extra_questions)
 
     async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:
         """Refuse batch mode, with the reason, when an endpoint it would use has no batch API."""

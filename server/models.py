@@ -92,7 +92,7 @@ class AnswerStyle(BaseModel):
 class EffectivePrompt(BaseModel):
     """A kind of prompt as a project uses it now."""
 
-    kind: Literal["tags", "questions", "answer", "judge"]
+    kind: Literal["tags", "questions", "answer", "judge", "eval_judge"]
     purpose: str
     source: Literal["default", "custom"] = Field(..., description="custom: the project's own template (set_prompt)")
     version: str = Field(..., description=(

@@ -16,6 +16,9 @@ like `truncate_rate=1`), `long` (answers of about 400 words), `content_filter` (
 finish_reason "content_filter" with empty content; Anthropic stop_reason "refusal", no content),
 `no_choices` (OpenAI reply with an empty `choices`), `scoreN` (answers end with `[score=N]`, the mark the judge
 reads as its score: a rival model the judge ranks).
+A student under evaluation (`student`): answers "Answer to: <question> [score=9]", or "I am not sure ...
+[score=2]" when the question contains the word of a `poor:<word>` flag (case-insensitive), so the judge (which
+reads the first `[score=N` of its prompt) grades it well or badly; with `empty_answer` its reply is empty.
 
 Structured output (OpenAI): a server accepts every `response_format` unless a flag says otherwise;
 `only_json_object_schema` (llama-cpp-python's server: HTTP 500 "internal_server_error" quoting its
@@ -392,6 +395,13 @@ def _list_items(task: str, prompt: str, dupes: bool, echo: bool = False, reworde
 def _build_reply(task: str, prompt: str, question: str, flags: set[str], admission: Admission,
                  constrained: bool = False, opening: bool = True) -> str | dict[str, Any]:
     """The reply text; a dict when a forced tool carries it (`constrained`: a schema fixes the reply's shape)."""
+    if task == "answer" and "student" in flags:  # a student under evaluation: its grade is planted for the judge
+        if "empty_answer" in flags:
+            return ""
+        poor = [flag.split(":", 1)[1].casefold() for flag in flags if flag.startswith("poor:")]
+        if any(word in question.casefold() for word in poor):
+            return "I am not sure; it depends. [score=2]"
+        return f"Answer to: {question[:200]} [score=9]"
     if task == "answer":
         answer = _long_answer(question) if "long" in flags else f"Answer to: {question[:200]}"
         # `scoreN` (e.g. `weak+score3`): the answer carries the mark a judge of it reads as its score

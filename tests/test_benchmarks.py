@@ -30,6 +30,7 @@ from tests.conftest import ROOT
      "| review_dataset, first page (200), all (400 match) |"),
     ("tree_import_bench.py", ["--tags", "300"], "| import_tree again (all skipped) | 0 added, 300 skipped |"),
     ("semantic_dup_bench.py", ["--questions", "2000"], "| 2,000 | 384 |"),
+    ("real_model/eval_student.py", ["--smoke"], "| Optics | 1 | 2.00 | - | 0% |"),
 ])
 def test_benchmark_script_runs(script, args, expected):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,

@@ -61,6 +61,10 @@ EXPECTED_COLUMNS = {
     "preference_pairs": ("question_id", "project_id", "rival_answer", "rival_reasoning", "rival_model", "created_at",
                          "teacher_score", "rival_score", "margin", "chosen", "judge_model", "teacher_rationale",
                          "rival_rationale", "judged_at"),
+    "eval_runs": ("id", "project_id", "job_id", "student_model", "judge_model", "split", "tag_id", "prompt_versions",
+                  "created_at"),
+    "eval_results": ("run_id", "question_id", "tag_id", "outcome", "student_answer", "score", "rationale",
+                     "judged_at"),
 }
 EXPECTED_INDEXES = {
     "answers_model", "answers_project", "answers_project_score", "answers_review", "batch_requests_job",
@@ -70,6 +74,7 @@ EXPECTED_INDEXES = {
     "work_items_job", "work_items_project_kind", "work_items_question", "work_items_queue", "work_items_running",
     "work_items_tag", "answers_report", "contamination_project", "contamination_question", "holdout_units_project",
     "questions_heldout", "questions_report", "questions_style", "question_vectors_project", "preference_pairs_project",
+    "eval_runs_project", "eval_runs_job", "eval_results_tag",
 }
 
 

@@ -81,7 +81,8 @@ def test_the_wheel_installs_only_the_treedistill_package(built: Built):
                    "treedistill/server/ui/static/vendor/markdown-it.min.js",
                    "treedistill/server/ui/static/vendor/purify.min.js",
                    "treedistill/server/ui/static/vendor/LICENSE-markdown-it.txt",
-                   "treedistill/server/ui/static/vendor/LICENSE-dompurify.txt"):
+                   "treedistill/server/ui/static/vendor/LICENSE-dompurify.txt",
+                   "treedistill/server/ui/static/eval.js"):
         assert module in names, module
     assert f"{NAME}-{VERSION}.dist-info/licenses/LICENSE" in names
     assert "treedistill = treedistill.server.cli.main:main" in entry_points

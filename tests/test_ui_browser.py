@@ -314,7 +314,8 @@ def test_the_app_renders_tool_results_inside_a_minimal_mcp_apps_host(browser, op
     review = tool("review_dataset", project_id=1)
     first = review["structuredContent"]["questions"][0]["id"]
     recorded = {"get_tree": tool("get_tree", project_id=1, max_tags=400),
-                "get_answer": tool("get_answer", project_id=1, question_id=first)}
+                "get_answer": tool("get_answer", project_id=1, question_id=first),
+                "list_evaluations": tool("list_evaluations", project_id=1)}  # the tree's evaluation menus (none)
     page = new_page(browser)
     page.set_content((ROOT / "tests" / "ui_host.html").read_text())
     page.evaluate("([html, args, result, recorded]) => window.startHost(html, args, result, recorded)",
@@ -327,7 +328,7 @@ def test_the_app_renders_tool_results_inside_a_minimal_mcp_apps_host(browser, op
     methods = [message.get("method") for message in log]
     assert methods[:2] == ["ui/initialize", "ui/notifications/initialized"]
     called = [message["params"]["name"] for message in log if message.get("method") == "tools/call"]
-    assert sorted(called) == ["get_answer", "get_tree"]  # tools/call went through the host, each once
+    assert sorted(called) == ["get_answer", "get_tree", "list_evaluations"]  # through the host, each once
     assert "ui/notifications/size-changed" in methods
     page.context.close()
 

@@ -46,7 +46,7 @@ async def test_tools_link_to_the_apps_and_keep_their_text_results(client):
     linked = {name: (tool.meta or {}).get("ui", {}).get("resourceUri") for name, tool in tools.items()}
     assert {name: uri for name, uri in linked.items() if uri} == {
         "review_dataset": REVIEW_URI, "dataset_report": REVIEW_URI, "auto_distill": DASHBOARD_URI,
-        "get_progress": DASHBOARD_URI}
+        "get_progress": DASHBOARD_URI, "get_evaluation": REVIEW_URI}
     project_id = await distilled(client)
     result = await client.call_tool("review_dataset", {"project_id": project_id})
     assert not result.is_error and result.content[0].type == "text"  # text-only clients get the page as JSON

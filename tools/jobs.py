@@ -12,13 +12,15 @@ from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
 from treedistill.server.config import CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS
+from treedistill.server.engine import Engine
 from treedistill.server.errors import CostAboveThreshold
+from treedistill.server.evaluation import FocusTag
 from treedistill.server.models import (TERMINAL_STATUSES, BatchOptions, JobProgress, ModelSpec, PlanEstimate,
                                       QuestionStyles)
 from treedistill.server.preference import DEFAULT_MARGIN, MAX_MARGIN, PairOptions
 from treedistill.server.ui import DASHBOARD_URI, link_ui
 from treedistill.tools.consent import NOT_ASKED, Approval, ask, can_ask, verdict
-from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, Guidance, JobId, ProjectId, TagId,
+from treedistill.tools.common import (GENERATES, LOCAL_WRITE, MAX_ID, READ_ONLY, Guidance, JobId, ProjectId, TagId,
                                       engine_of, strict_tool, tool_errors)
 
 
@@ -32,6 +34,8 @@ class JobStarted(BaseModel):
     planned_calls: int
     estimate: PlanEstimate | None = Field(None, description=(
         "Expected tokens and cost per kind of call (online and batch); with estimate_only, the only result"))
+    focus: list[FocusTag] | None = Field(None, description=(
+        "With focus_run: per tag of the run, the student's mean score and the extra questions planned there"))
     message: str
 
 
@@ -52,7 +56,8 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_
                        batch_all_calls: bool = False, batch_fallback_online: bool = False,
                        tag_id: int | None = None, grow: bool = True, preference: bool = False,
                        rejected_model: ModelSpec | None = None, judge_model: ModelSpec | None = None,
-                       margin: int = DEFAULT_MARGIN) -> Elicit[Approval] | None:
+                       margin: int = DEFAULT_MARGIN, focus_run: int | None = None,
+                       extra_questions: int = 0) -> Elicit[Approval] | None:
     """auto_distill's question to the person, when their client can ask and the plan needs a yes (above the
     call bound or the cost threshold): the plan's calls, tokens and cost, and why it asks."""
     if estimate_only or not can_ask(ctx):
@@ -60,7 +65,8 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_
     options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
     pairs = PairOptions(rejected_model=rejected_model, judge_model=judge_model, margin=margin) if preference else None
     estimate, reason = await engine_of(ctx).plan_confirmation(project_id, levels, tags_per_level, questions_per_tag,
-                                                              answer, options, tag_id=tag_id, grow=grow, pairs=pairs)
+                                                              answer, options, tag_id=tag_id, grow=grow, pairs=pairs,
+                                                              focus_run=focus_run, extra_questions=extra_questions)
     if reason is None:
         return NOT_ASKED
     why = reason.summary if isinstance(reason, CostAboveThreshold) else (
@@ -117,6 +123,13 @@ async def auto_distill(
         "With preference: the judge (default: the project's judge model, else its answer model)"))] = None,
     margin: Annotated[int, Field(ge=1, le=MAX_MARGIN, description=(
         "With preference: points (of 10) by which one response must lead for the pair to be kept"))] = DEFAULT_MARGIN,
+    focus_run: Annotated[int | None, Field(ge=1, le=MAX_ID, description=(
+        "Grow where a student is weak: an evaluation run (evaluate_model) of this project. The job makes only "
+        "extra_questions new training questions (and answers), spread over that run's tags in proportion to the "
+        "student's shortfall (10 - mean score); levels, tags_per_level, questions_per_tag and tag_id are unused"))
+    ] = None,
+    extra_questions: Annotated[int, Field(ge=0, le=100_000, description="With focus_run: how many new questions")]
+    = 0,
 ) -> JobStarted:
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
@@ -129,11 +142,13 @@ async def auto_distill(
     pairs = PairOptions(rejected_model=rejected_model, judge_model=judge_model, margin=margin) if preference else None
     if estimate_only:
         estimate = await engine.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer,
-                                                 options, tag_id=tag_id, grow=grow, pairs=pairs)
+                                                 options, tag_id=tag_id, grow=grow, pairs=pairs, focus_run=focus_run,
+                                                 extra_questions=extra_questions)
         cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.4f}"
         return JobStarted(job_id=None, created=False, planned_tags=estimate.planned_tags,
                           planned_questions=estimate.planned_questions, planned_answers=estimate.planned_answers,
                           planned_pairs=estimate.planned_pairs, planned_calls=estimate.calls, estimate=estimate,
+                          focus=_focus(engine, project_id, focus_run, extra_questions),
                           message=f"Estimate only (no job started): {estimate.calls} model calls, cost {cost}.")
     approved = verdict(approval)
     if approved is False:
@@ -143,7 +158,8 @@ async def auto_distill(
     job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
                                              answer, confirm_large if approved is None else True, options,
                                              tag_id=tag_id, grow=grow, guidance=guidance,
-                                             question_styles=question_styles, pairs=pairs)
+                                             question_styles=question_styles, pairs=pairs, focus_run=focus_run,
+                                             extra_questions=extra_questions)
     if job is None:
         grows = grow and levels > 0
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
@@ -155,8 +171,13 @@ async def auto_distill(
     return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],
                       planned_questions=job["planned_questions"], planned_answers=job["planned_answers"],
                       planned_pairs=job["planned_pairs"], planned_calls=job["planned_calls"],
-                      estimate=job.get("estimate"),
+                      estimate=job.get("estimate"), focus=job.get("focus"),
                       message=message + " Poll get_progress(job_id).")
+
+
+def _focus(engine: Engine, project_id: int, focus_run: int | None, extra_questions: int) -> list[FocusTag] | None:
+    """The per-tag plan of a focus run, for an estimate (the share-out is deterministic)."""
+    return None if focus_run is None else engine.focus_plan(project_id, focus_run, extra_questions)
 
 
 @tool_errors

@@ -262,6 +262,12 @@ def report(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
     return run_report(args, environ)
 
 
+def evaluation(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
+    from treedistill.server.cli.evaluation import run_eval
+
+    return run_eval(args, environ)
+
+
 def push(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
     from treedistill.server.cli.push import run_push
 
@@ -278,7 +284,7 @@ def push(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) 
 
 COMMANDS: dict[str, Command] = {"serve": serve, "distill": distill, "progress": progress, "projects": projects,
                                 "export": export, "push": push, "doctor": doctor, "review": review, "tree": tree,
-                                "report": report}
+                                "report": report, "eval": evaluation}
 
 
 def with_models(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:

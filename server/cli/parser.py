@@ -66,6 +66,7 @@ EXAMPLES: dict[str, list[str]] = {
              "treedistill tree export --project Physics --format markdown --out syllabus.md"],
     "report": ["treedistill report Physics", "treedistill report 1 --tag 4 --near-duplicates --json"],
     "push": ["treedistill push Physics alice/physics-qa", "treedistill push 1 alice/physics-qa --public"],
+    "eval": ["treedistill eval 2", "treedistill eval 3 --compare 2 --pass-mark 8 --json"],
 }
 
 
@@ -240,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _engine_options(add_review_command(command))
     add_report_command(command)
+    from treedistill.server.cli.evaluation import add_eval_command
+
+    add_eval_command(command)
     return parser
 
 

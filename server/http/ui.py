@@ -49,6 +49,8 @@ UI_TOOLS: dict[str, frozenset[str]] = {name: frozenset(arguments) for name, argu
     "answer_question": ("project_id", "question_id", "regenerate"),
     "score_answers": ("project_id", "question_ids", "rescore"),
     "get_progress": ("job_id",),
+    "list_evaluations": ("project_id",),
+    "get_evaluation": ("run_id", "compare_to"),
     "cancel_job": ("job_id",),
     "resume_job": ("job_id",),
     "retry_failed": ("job_id",),

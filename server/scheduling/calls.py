@@ -100,12 +100,16 @@ class LLMCaller:
         """What a new job of the project is pinned to: (the question role's endpoint id, the answer role's, the
         model spec of each role with its endpoint and key variable resolved now). Raises InvalidInput when this
         process is not configured for an endpoint."""
-        question, answer = (resolve_endpoint(spec, self.environ) for spec in (project.question_model,
-                                                                               project.answer_model))
-        models = {role: spec.model_copy(update={"base_url": endpoint.url, "api_key_env": endpoint.key_env})
-                  for role, spec, endpoint in (("question", project.question_model, question),
-                                               ("answer", project.answer_model, answer))}
-        return endpoint_id(question), endpoint_id(answer), models
+        (question, question_spec), (answer, answer_spec) = (self.pin(spec) for spec in (project.question_model,
+                                                                                         project.answer_model))
+        return question, answer, {"question": question_spec, "answer": answer_spec}
+
+    def pin(self, spec: ModelSpec) -> tuple[str, ModelSpec]:
+        """(the endpoint id, the spec with its endpoint and key variable resolved now) a job pins a role to;
+        InvalidInput when this process is not configured for the spec's endpoint."""
+        endpoint = resolve_endpoint(spec, self.environ)
+        return endpoint_id(endpoint), spec.model_copy(update={"base_url": endpoint.url,
+                                                              "api_key_env": endpoint.key_env})
 
     def model_for(self, item: WorkItem, project: Project, role: str) -> ModelSpec:
         """The model an item's `role` ('question' or 'answer') calls: the one its job was pinned to, else (a manual

@@ -68,6 +68,9 @@ def unmade_work(kind: str, depth: int, missing: int, params: dict) -> Plan:
         plan.pairs, plan.calls = 1, PAIR_CALLS
     elif kind == "pair_judge":
         plan.pairs = 1
+    elif kind == "student":  # an evaluation's student answer: its judge call will not be made either
+        plan.answers = missing
+        plan.calls += 1
     return plan
 
 
@@ -128,8 +131,27 @@ def plan_top_up(store: Store, project_id: int, levels: int, tags_per_level: int,
     return plan
 
 
+def plan_focus(store: Store, project_id: int, focus: list[dict], answer: bool) -> Plan:
+    """Question items (and the answers they bring) for a focus plan, a list of {tag_id, extra}: each tag's target
+    is its question count now plus its extra questions."""
+    plan = Plan()
+    counts = store.question_counts(project_id)
+    for tag in focus:
+        if tag["extra"] > 0:
+            plan.items.append({"kind": "questions", "tag_id": tag["tag_id"],
+                               "target": counts.get(tag["tag_id"], 0) + tag["extra"]})
+            plan.questions += tag["extra"]
+            plan.answers += tag["extra"] if answer else 0
+            plan.question_calls += 1
+            plan.calls += 1 + (tag["extra"] if answer else 0)
+    return plan
+
+
 def plan_job(store: Store, project_id: int, params: dict) -> Plan:
-    """The top-up a job's stored parameters ask for (see engine.job_params)."""
+    """The top-up a job's stored parameters ask for (see engine.job_params); a job grown where a student is weak
+    (`focus`, see server/evaluation.py) plans only its extra questions."""
+    if "focus" in params:
+        return plan_focus(store, project_id, params["focus"], params["answer"])
     return plan_top_up(store, project_id, params["levels"], params["tags_per_level"], params["questions_per_tag"],
                        params["answer"], tag_id=params.get("tag_id"), grow=params.get("grow", True),
                        pairs="preference" in params)

@@ -11,7 +11,8 @@ from treedistill.server.store.pushes import PushStore
 from treedistill.server.store.queue import WorkQueue
 
 STAGE_BY_KIND = {"tags": "expanding tags", "questions": "extracting questions", "answer": "answering",
-                 "rival": "making preference pairs", "pair_judge": "judging preference pairs"}
+                 "rival": "making preference pairs", "pair_judge": "judging preference pairs",
+                 "student": "student answering", "eval_judge": "grading"}
 
 
 def stored_job_progress(queue: WorkQueue, job_id: int) -> JobProgress:
@@ -35,7 +36,7 @@ def job_progress(job: dict[str, Any], open_kinds: set[str], in_flight: Counter, 
     rate = calls_done / elapsed if elapsed > 0 else 0.0
     running = job["status"] == "running"
     eta = remaining / rate if running and rate > 0 else (0.0 if not running else None)
-    stage = next((STAGE_BY_KIND[kind] for kind in STAGE_BY_KIND if kind in open_kinds), None)
+    stage = next((stage for kind, stage in STAGE_BY_KIND.items() if kind in open_kinds), None)
     return JobProgress(
         job_id=job["id"], project_id=job["project_id"], kind=job.get("kind", "distill"), status=job["status"],
         stage=stage if running and stage else job["status"],

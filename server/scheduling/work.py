@@ -71,6 +71,9 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
         return await run_embed_item(ctx, item, project)
     if item.kind in PAIR_KINDS:
         return await preference_work.execute(ctx, item, project)
+    if item.kind in ("student", "eval_judge"):  # an evaluation run's items (imported here: that module uses this one)
+        from treedistill.server.scheduling.evaluation_work import execute_evaluation
+        return await execute_evaluation(ctx, item, project)
     return await _answer(ctx, item, project)
 
 
@@ -200,7 +203,10 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
             ctx.queue.hold(item)
             questions = ctx.store.insert_questions(project.id, tag, fresh, [asked[normalize(t)] for t in fresh],
                                                    version)
-            HoldoutStore(ctx.store).assign_new(project.id, questions)
+            if params is not None and "focus" in params:
+                HoldoutStore(ctx.store).assign_train(project.id, questions)
+            else:
+                HoldoutStore(ctx.store).assign_new(project.id, questions)
             if vectors is not None and questions:
                 VectorStore(ctx.store).save(project.id, project.embedding_model, [q.id for q in questions],
                                             vectors[[fresh.index(q.text) for q in questions]])

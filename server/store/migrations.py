@@ -492,6 +492,41 @@ def m014_preference() -> str:
 
 
 @migration
+def m015_evaluation() -> str:
+    # An evaluation run: a student model answers held-out questions and a judge grades each answer against the
+    # teacher's reference. eval_results holds one row per question of a run, made when the run is planned; its tag
+    # is copied so a run's per-tag figures stay readable after the tree is edited. eval_results_tag serves the
+    # per-tag aggregate of a run.
+    return """
+        CREATE TABLE eval_runs (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            job_id INTEGER,
+            student_model TEXT NOT NULL,
+            judge_model TEXT NOT NULL,
+            split TEXT NOT NULL,
+            tag_id INTEGER,
+            prompt_versions TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX eval_runs_project ON eval_runs(project_id);
+        CREATE UNIQUE INDEX eval_runs_job ON eval_runs(job_id);
+        CREATE TABLE eval_results (
+            run_id INTEGER NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+            question_id INTEGER NOT NULL,
+            tag_id INTEGER NOT NULL,
+            outcome TEXT NOT NULL DEFAULT 'pending',
+            student_answer TEXT,
+            score INTEGER,
+            rationale TEXT,
+            judged_at TEXT,
+            PRIMARY KEY (run_id, question_id)
+        );
+        CREATE INDEX eval_results_tag ON eval_results(run_id, tag_id, score);
+    """
+
+
+@migration
 def m016_embeddings() -> str:
     # An optional embedding model per project (a ModelSpec as JSON), its cosine threshold and scope, and the
     # dimension its vectors have (fixed by the first vector: one model and one dimension per project). A vector

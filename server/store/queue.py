@@ -15,7 +15,8 @@ from treedistill.server.models import ModelSpec
 from treedistill.server.store.catalog import Store, now_iso
 
 # Manual calls jump the queue; within a job, expanding the tree comes first so the window stays full.
-PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3, "rival": 4, "pair_judge": 4}
+PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3, "eval_judge": 3, "student": 4, "rival": 4,
+            "pair_judge": 4}
 KIND_COLUMN = {"tags": "tags", "questions": "questions", "answer": "answers", "rival": "pairs", "pair_judge": "pairs"}
 
 
@@ -97,7 +98,8 @@ class WorkQueue:
         write the item's outcome any more.
 
         Runnable: pending and due, of no job or of a running job pinned to one of `endpoints` (a JSON list of
-        the endpoint ids this process is configured for, see `endpoint_id`) for the item's role, no other item
+        the endpoint ids this process is configured for, see `endpoint_id`) for the item's role (an evaluation
+        job pins its student to the question role's column and its judge to the answer role's), no other item
         of the same kind running on the same tag or question (a manual call and a job never work on one target
         at once), and fewer items of the project running, in all processes together, than its max_concurrency.
         """
@@ -106,7 +108,7 @@ class WorkQueue:
             " updated_at = :now WHERE id = ("
             " SELECT w.id FROM work_items w LEFT JOIN jobs j ON j.id = w.job_id"
             " WHERE w.project_id = :project AND w.status = 'pending' AND (w.not_before IS NULL OR w.not_before <= :now)"
-            " AND (w.job_id IS NULL OR j.status = 'running' AND COALESCE(CASE w.kind WHEN 'answer'"
+            " AND (w.job_id IS NULL OR j.status = 'running' AND COALESCE(CASE WHEN w.kind IN ('answer', 'eval_judge')"
             "   THEN j.answer_endpoint ELSE j.question_endpoint END, '') IN (SELECT value FROM json_each(:endpoints)"
             "   UNION ALL SELECT ''))"
             " AND NOT EXISTS (SELECT 1 FROM work_items r WHERE r.status = 'running' AND r.kind = w.kind"

@@ -21,7 +21,7 @@ REVIEW_URI = "ui://treedistill/review"
 DASHBOARD_URI = "ui://treedistill/dashboard"
 View = Literal["review", "dashboard", "browser"]
 # In load order: each runs as its own inline <script>; app.js starts the app and uses what the others define.
-SCRIPTS = ("vendor/markdown-it.min.js", "vendor/purify.min.js", "markdown.js", "report.js", "app.js")
+SCRIPTS = ("vendor/markdown-it.min.js", "vendor/purify.min.js", "markdown.js", "report.js", "eval.js", "app.js")
 STYLES = ("app.css", "report.css")  # inlined as one <style> block
 __all__ = ["APP_MIME_TYPE", "DASHBOARD_URI", "REVIEW_URI", "app_csp", "app_html", "apps_extension", "content_security_policy",
            "link_ui"]

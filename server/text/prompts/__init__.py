@@ -131,6 +131,13 @@ def judge_prompt(language: str, path: str, question: str, answer: str, steer: St
     return _render(language, "judge", steer, {"path": path, "question": question, "answer": answer})
 
 
+def eval_judge_prompt(language: str, path: str, question: str, reference: str, answer: str,
+                      steer: Steering = NO_STEERING) -> str:
+    """Ask for a 1-10 grade of a student's `answer` against the teacher's `reference`, as JSON like judge_prompt."""
+    return _render(language, "eval_judge", steer, {"path": path, "question": question, "reference": reference,
+                                                   "answer": answer})
+
+
 def format_feedback(language: str, error: str) -> str:
     """Follow-up that shows the model why its reply could not be used."""
     return _SETS[language].FORMAT_FEEDBACK.format(error=error)

@@ -59,7 +59,25 @@ JUDGE = """你为领域专家语言模型的训练数据评分。
 请为答案打 1 到 10 分：10 = 正确、完整、清晰，本身即可完整回答问题；7 = 良好，有小的欠缺；4 = 部分错误、含糊或不完整；1 = 错误、离题或为空。
 请用中文写一两句评分理由。"""
 
-TEMPLATES = {"tags": TAGS, "questions": QUESTIONS, "answer": ANSWER, "judge": JUDGE}
+EVAL_JUDGE = """你对照强大的教师模型写出的参考答案，为学生模型的答案评分。
+
+{guidance}
+
+领域：{path}
+
+问题：
+{question}
+
+参考答案（视为正确）：
+{reference}
+
+待评分的学生答案：
+{answer}
+
+请按学生答案与参考答案相比的正确性和完整性打 1 到 10 分：10 = 与参考答案同样正确完整；7 = 正确但有小的欠缺；4 = 部分错误或缺少要点；1 = 错误、离题或为空。措辞和长度可以与参考答案不同。
+请用中文写一两句评分理由。"""
+
+TEMPLATES = {"tags": TAGS, "questions": QUESTIONS, "answer": ANSWER, "judge": JUDGE, "eval_judge": EVAL_JUDGE}
 
 # 无论模板如何，都附加在其后，使回复保持解析器和 JSON schema 所要求的形式。
 CONTRACTS = {
@@ -67,10 +85,11 @@ CONTRACTS = {
     "questions": """只回复一个 JSON 对象 {{"questions": [...]}}，其列表恰好包含 {count} 个字符串，每个字符串是关于{parent}的一个完整问题：不要写带编号的标签或占位符。""",
     "answer": """先在 <think> 和 </think> 之间逐步思考问题；然后在 </think> 之后写出给用户的最终答案，答案本身应完整。请用中文回答。""",
     "judge": """只回复如下形式的 JSON 对象：{{"score": 7, "rationale": "..."}}""",
+    "eval_judge": """只回复如下形式的 JSON 对象：{{"score": 7, "rationale": "..."}}""",
 }
 
 # 默认模板与其输出约定的衔接方式（自定义模板之后空一行）：与一直以来的提示词完全相同。
-CONTRACT_JOINS = {"tags": "", "questions": "", "answer": "\n", "judge": ""}
+CONTRACT_JOINS = {"tags": "", "questions": "", "answer": "\n", "judge": "", "eval_judge": "\n"}
 
 GUIDANCE = "数据集所有者的要求（请遵循）：\n{text}"
 ANSWER_STYLE = "答案风格（针对最终答案）：\n{text}"

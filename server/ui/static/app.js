@@ -139,6 +139,9 @@
     }
     if (result.isError || !data) { show(h("p", { class: "muted", text: "The tool returned no data to show." })); return; }
     if (Array.isArray(data.questions) && data.counts) { enterReview(data.project_id, data); return; }
+    if (window.TreedistillEval && window.TreedistillEval.isReport(data)) {  // get_evaluation: the tree by its grades
+      window.TreedistillEval.preselect(data); enterReview(data.project_id); return;
+    }
     if (data.overall && Array.isArray(data.tags)) { report.render(data); return; }
     if (data.job_id !== undefined && data.job_id !== null) {
       if (data.tags && typeof data.tags === "object") showDashboard(data); else openDashboard(data.job_id);
@@ -281,6 +284,7 @@
       "All questions", h("span", { class: "count", text: fmt(tree.question_count) }));
     const pane = document.getElementById("tree");
     if (pane) pane.replaceChildren(h("ul", {}, h("li", {}, all)), list);
+    if (pane && window.TreedistillEval) await window.TreedistillEval.attach(pane, state.project, call, h).catch(() => {});
     resized();
   }
   function subtreeCount(node) {
