@@ -37,6 +37,7 @@ from treedistill.server.errors import (
     TreedistillError,
 )
 from treedistill.server.config import DEFAULT_BATCH_POLL_SECONDS
+from treedistill.server.loop_share import take_turn
 from treedistill.server.scheduling.batching import BatchRunner
 from treedistill.server.scheduling.planner import unmade_work
 from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
@@ -177,6 +178,7 @@ class Scheduler:
         wake, queue = self._wake[project_id], self.ctx.queue
         while True:
             wake.clear()
+            await take_turn()
             try:
                 item = queue.claim_next(project_id, self.workers.id, self.ctx.caller.serves)
             except sqlite3.Error as exc:
@@ -217,6 +219,7 @@ class Scheduler:
                 log.warning("%s; its failure is not recorded", lost)
         finally:
             self._in_flight.pop(item.id, None)
+        await take_turn()
         try:
             self._settled(item)
         except sqlite3.Error as exc:
