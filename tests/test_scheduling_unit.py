@@ -105,7 +105,7 @@ def test_one_claim_leases_every_free_slot_most_urgent_first(store, queue):
 def test_one_claim_never_takes_two_items_on_one_target(store, queue):
     project_id = project_with_questions(store, 1, 2)
     first_q, second_q = store.unanswered_question_ids(project_id)
-    new_job(queue, project_id, [{"kind": "answer", "question_id": first_q}, {"kind": "answer", "question_id": second_q}])
+    new_job(queue, project_id, [{"kind": "answer", "question_id": qid} for qid in (first_q, second_q)])
     manual = queue.add_item(project_id, "answer", question_id=first_q)
     taken = queue.claim(project_id, "unit")
     assert [(item.id == manual, item.question_id) for item in taken] == [(True, first_q), (False, second_q)]
@@ -114,7 +114,8 @@ def test_one_claim_never_takes_two_items_on_one_target(store, queue):
 
 def test_a_claim_takes_at_most_what_it_asks_for(store, queue):
     project_id = project_with_questions(store, 1, 3)
-    new_job(queue, project_id, [{"kind": "answer", "question_id": q} for q in store.unanswered_question_ids(project_id)])
+    question_ids = store.unanswered_question_ids(project_id)
+    new_job(queue, project_id, [{"kind": "answer", "question_id": qid} for qid in question_ids])
     assert len(queue.claim(project_id, "unit", most=2)) == 2
     assert len(queue.claim(project_id, "unit", most=2)) == 1
 

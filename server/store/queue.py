@@ -112,7 +112,8 @@ class WorkQueue:
             " updated_at = :now WHERE id IN ("
             " WITH taken AS MATERIALIZED (SELECT w.id, w.kind, w.tag_id, w.question_id, w.priority"
             "  FROM work_items w LEFT JOIN jobs j ON j.id = w.job_id"
-            "  WHERE w.project_id = :project AND w.status = 'pending' AND (w.not_before IS NULL OR w.not_before <= :now)"
+            "  WHERE w.project_id = :project AND w.status = 'pending'"
+            "  AND (w.not_before IS NULL OR w.not_before <= :now)"
             "  AND (w.job_id IS NULL OR j.status = 'running' AND COALESCE(CASE w.kind WHEN 'answer'"
             "    THEN j.answer_endpoint ELSE j.question_endpoint END, '') IN (SELECT value FROM json_each(:endpoints)"
             "    UNION ALL SELECT ''))"
@@ -122,7 +123,8 @@ class WorkQueue:
             "  LIMIT MIN(:most, (SELECT max_concurrency FROM projects WHERE id = :project)"
             "    - (SELECT COUNT(*) FROM work_items r WHERE r.project_id = :project AND r.status = 'running')))"
             " SELECT id FROM taken t WHERE NOT EXISTS (SELECT 1 FROM taken u WHERE u.kind = t.kind"
-            "  AND u.tag_id IS t.tag_id AND u.question_id IS t.question_id AND (u.priority, u.id) < (t.priority, t.id)))"
+            "  AND u.tag_id IS t.tag_id AND u.question_id IS t.question_id"
+            "  AND (u.priority, u.id) < (t.priority, t.id)))"
             " RETURNING *",
             {"now": time.time(), "project": project_id, "worker": worker_id, "endpoints": endpoints, "most": most},
         )
