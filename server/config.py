@@ -24,6 +24,8 @@ DEFAULT_HEARTBEAT_TIMEOUT = 15.0  # seconds: a process silent this long is taken
 MAX_FILE_NAME_BYTES = 255  # one file or directory name, as most file systems allow (NAME_MAX)
 MAX_PATH_BYTES = 4096  # a whole path (PATH_MAX on Linux)
 HEARTBEAT_TIMEOUT_ENV = "TREEDISTILL_HEARTBEAT_TIMEOUT"
+CLAIM_BATCH = 32  # work items a lane leases in one statement, at most
+LOOP_SLICE_SECONDS = 0.005  # engine work between chances for MCP requests to be served when the loop is saturated
 
 
 def env_number(environ: Mapping[str, str], name: str, default: float, *, minimum: float, what: str) -> float:

@@ -1,7 +1,7 @@
 """A loopback stand-in LLM that speaks the OpenAI chat and Anthropic messages wire formats.
 
 In-process: `with StandinLLM() as llm: ...` serves on 127.0.0.1 from a background thread.
-Subprocess: `python tests/standin_llm.py --port 0 [--latency 0.2 --jitter 0.5]` prints `PORT <n>`
+Subprocess: `python tests/standin_llm.py --port 0 [--latency 0.2 --jitter 0.5 | --tail 1.0]` prints `PORT <n>`
 and serves until killed. Replies are canned, deterministic and depend on the prompt; latency and
 faults are set with `configure()` or POST /_control.
 
@@ -131,6 +131,7 @@ class Faults:
 
     latency: float = 0.0  # mean seconds per request
     jitter: float = 0.0  # fraction of latency, uniform +/-
+    tail: float = 0.0  # heavy tail instead of jitter: a log-normal sigma (1.0: p99 about 6x the mean), mean kept
     rate_429: float = 0.0
     rate_500: float = 0.0
     rate_malformed: float = 0.0
@@ -260,7 +261,7 @@ class StandinState:
                 status = 429
             elif faults.rate_500 and rng.random() < faults.rate_500:
                 status = 500
-            delay = faults.latency * (1 + faults.jitter * rng.uniform(-1, 1)) if faults.latency else 0.0
+            delay = _delay(faults, rng)
             malformed = json_task and bool(faults.rate_malformed) and rng.random() < faults.rate_malformed
             garbage = json_task and bool(faults.rate_garbage) and rng.random() < faults.rate_garbage
             truncate = bool(faults.truncate_rate) and rng.random() < faults.truncate_rate
@@ -290,6 +291,16 @@ class StandinState:
 
 
 # --- canned behaviour ---------------------------------------------------------------------------
+
+
+def _delay(faults: Faults, rng: random.Random) -> float:
+    """One request's latency: the mean, spread uniformly by `jitter` or, with `tail`, drawn from a log-normal
+    distribution of that sigma with the same mean (most replies quicker than the mean, a few many times it)."""
+    if not faults.latency:
+        return 0.0
+    if faults.tail:
+        return faults.latency * rng.lognormvariate(-faults.tail ** 2 / 2, faults.tail)
+    return faults.latency * (1 + faults.jitter * rng.uniform(-1, 1))
 
 
 def _chosen(seed: int, salt: str, task_key: str, rate: float) -> bool:
@@ -946,10 +957,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 = any free port")
     parser.add_argument("--latency", type=float, default=0.0, help="mean seconds per request")
     parser.add_argument("--jitter", type=float, default=0.0, help="fraction of latency, uniform +/-")
+    parser.add_argument("--tail", type=float, default=0.0,
+                        help="heavy-tailed latency instead: log-normal sigma (e.g. 1.0), the mean kept at --latency")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     state = StandinState()
-    state.configure(latency=args.latency, jitter=args.jitter, seed=args.seed)
+    state.configure(latency=args.latency, jitter=args.jitter, tail=args.tail, seed=args.seed)
     sock = _listening_socket(args.port)
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

@@ -37,3 +37,18 @@ def test_benchmark_script_runs(script, args, expected):
                           text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert expected in done.stdout
+
+
+def test_the_standins_heavy_tail_keeps_the_mean_and_stretches_the_tail():
+    import random
+    import statistics
+
+    from tests.standin_llm import Faults, _delay
+
+    rng = random.Random(7)
+    jittered = sorted(_delay(Faults(latency=0.1, jitter=0.5), rng) for _ in range(20_000))
+    tailed = sorted(_delay(Faults(latency=0.1, tail=1.0), rng) for _ in range(20_000))
+    assert statistics.mean(jittered) == pytest.approx(0.1, rel=0.02)
+    assert statistics.mean(tailed) == pytest.approx(0.1, rel=0.05)
+    assert jittered[-1] <= 0.15 and tailed[int(len(tailed) * 0.99)] > 0.4  # p99 about 6x the mean
+    assert statistics.median(tailed) < 0.07  # most replies come quicker than the mean

@@ -16,6 +16,7 @@ from treedistill.server.errors import (
     TransientProviderError,
     TruncatedOutput,
 )
+from treedistill.server.loop_share import take_turn
 from treedistill.server.models import ModelSpec, Project
 from treedistill.server.pricing import call_cost
 from treedistill.server.providers import (
@@ -154,6 +155,7 @@ class LLMCaller:
         Raises JobStopped, before paying, when the item's job is no longer running. For an item whose calls go
         by batch (`by_batch`), a call not answered yet is queued for the next batch and Batched is raised.
         """
+        await take_turn()
         key = hashlib.sha256(
             f"{item.id}\n{spec.model_dump_json()}\n{request.model_dump_json()}".encode()
         ).hexdigest()
@@ -165,6 +167,7 @@ class LLMCaller:
         else:
             result = await self._pay(item, spec, request, key)
         if not result.truncated:
+            await take_turn()  # the caller stores it next
             return result
         if request.max_tokens is None and spec.max_tokens is None:
             budget = max(2 * result.output_tokens, MIN_REASK_BUDGET)
@@ -220,6 +223,7 @@ class LLMCaller:
         finally:  # learned during the call, whether it worked or not: remembered for every process and restart
             if capabilities.model_dump() != known:
                 self.pacing.save_capabilities(self._capabilities_key(spec), capabilities.model_dump())
+        await take_turn()
         self.calls_made += 1
         self.seconds_in_calls += time.perf_counter() - started
         gate.observe(ticket, result.rate_limits, result.input_tokens + result.output_tokens)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from treedistill.server.config import DEFAULT_HEARTBEAT_TIMEOUT
+from treedistill.server.config import CLAIM_BATCH, DEFAULT_HEARTBEAT_TIMEOUT
 from treedistill.server.errors import LeaseLost, NotFound
 from treedistill.server.models import ModelSpec
 from treedistill.server.store.catalog import Store, now_iso
@@ -93,32 +93,44 @@ class WorkQueue:
         return self._item(row)
 
     def claim_next(self, project_id: int, worker_id: str, endpoints: str = "[]") -> WorkItem | None:
-        """Lease the most urgent runnable item of the project to `worker_id` and return it, in one statement
-        (atomic across processes). The lease's generation goes up by one: a holder of an older lease cannot
-        write the item's outcome any more.
+        """Lease the most urgent runnable item of the project to `worker_id` (see `claim`); None when there is none."""
+        items = self.claim(project_id, worker_id, endpoints, most=1)
+        return items[0] if items else None
+
+    def claim(self, project_id: int, worker_id: str, endpoints: str = "[]", most: int = CLAIM_BATCH) -> list[WorkItem]:
+        """Lease up to `most` of the project's most urgent runnable items to `worker_id` and return them, most urgent
+        first, in one statement (atomic across processes): the project's running items are counted once for them
+        all. Each item's lease generation goes up by one: a holder of an older lease cannot write its outcome.
 
         Runnable: pending and due, of no job or of a running job pinned to one of `endpoints` (a JSON list of
         the endpoint ids this process is configured for, see `endpoint_id`) for the item's role (an evaluation
         job pins its student to the question role's column and its judge to the answer role's), no other item
-        of the same kind running on the same tag or question (a manual call and a job never work on one target
-        at once), and fewer items of the project running, in all processes together, than its max_concurrency.
+        of the same kind running on the same tag or question (nor taken in the same claim: a manual call and a job
+        never work on one target at once), and no more, with the project's items running in all processes
+        together, than its max_concurrency.
         """
-        row = self.store.row(
+        rows = self.store.rows(
             "UPDATE work_items SET status = 'running', lease_owner = :worker, lease_gen = lease_gen + 1,"
-            " updated_at = :now WHERE id = ("
-            " SELECT w.id FROM work_items w LEFT JOIN jobs j ON j.id = w.job_id"
-            " WHERE w.project_id = :project AND w.status = 'pending' AND (w.not_before IS NULL OR w.not_before <= :now)"
-            " AND (w.job_id IS NULL OR j.status = 'running' AND COALESCE(CASE WHEN w.kind IN ('answer', 'eval_judge')"
-            "   THEN j.answer_endpoint ELSE j.question_endpoint END, '') IN (SELECT value FROM json_each(:endpoints)"
-            "   UNION ALL SELECT ''))"
-            " AND NOT EXISTS (SELECT 1 FROM work_items r WHERE r.status = 'running' AND r.kind = w.kind"
-            "   AND r.tag_id IS w.tag_id AND r.question_id IS w.question_id)"
-            " AND (SELECT COUNT(*) FROM work_items r WHERE r.project_id = :project AND r.status = 'running')"
-            "   < (SELECT max_concurrency FROM projects WHERE id = :project)"
-            " ORDER BY w.priority, w.id LIMIT 1) RETURNING *",
-            {"now": time.time(), "project": project_id, "worker": worker_id, "endpoints": endpoints},
+            " updated_at = :now WHERE id IN ("
+            " WITH taken AS MATERIALIZED (SELECT w.id, w.kind, w.tag_id, w.question_id, w.priority"
+            "  FROM work_items w LEFT JOIN jobs j ON j.id = w.job_id"
+            "  WHERE w.project_id = :project AND w.status = 'pending'"
+            "  AND (w.not_before IS NULL OR w.not_before <= :now)"
+            "  AND (w.job_id IS NULL OR j.status = 'running' AND COALESCE(CASE WHEN w.kind IN ('answer', 'eval_judge')"
+            "    THEN j.answer_endpoint ELSE j.question_endpoint END, '') IN (SELECT value FROM json_each(:endpoints)"
+            "    UNION ALL SELECT ''))"
+            "  AND NOT EXISTS (SELECT 1 FROM work_items r WHERE r.status = 'running' AND r.kind = w.kind"
+            "    AND r.tag_id IS w.tag_id AND r.question_id IS w.question_id)"
+            "  ORDER BY w.priority, w.id"
+            "  LIMIT MIN(:most, (SELECT max_concurrency FROM projects WHERE id = :project)"
+            "    - (SELECT COUNT(*) FROM work_items r WHERE r.project_id = :project AND r.status = 'running')))"
+            " SELECT id FROM taken t WHERE NOT EXISTS (SELECT 1 FROM taken u WHERE u.kind = t.kind"
+            "  AND u.tag_id IS t.tag_id AND u.question_id IS t.question_id"
+            "  AND (u.priority, u.id) < (t.priority, t.id)))"
+            " RETURNING *",
+            {"now": time.time(), "project": project_id, "worker": worker_id, "endpoints": endpoints, "most": most},
         )
-        return None if row is None else self._item(row)
+        return [self._item(row) for row in sorted(rows, key=lambda row: (row["priority"], row["id"]))]
 
     def next_due(self, project_id: int) -> float | None:
         """When the project's earliest item waiting to retry becomes due (None when none waits)."""
