@@ -98,3 +98,5 @@ MAX_IMPORT_TAGS = 20_000
 MAX_TAG_NAME_CHARS = 200
 MAX_IMPORT_CHARS = 4_000_000
 MAX_TAG_DEPTH = 12
+
+MAX_TURNS = 8  # a dialogue's turns (user message + assistant reply), the first included

@@ -14,6 +14,8 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        MAX_TOPIC_CHARS, batch_poll_seconds, default_model_spec, heartbeat_timeout,
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
+from treedistill.server.dialogue_models import Dialogue
+from treedistill.server.dialogues import check_turns, next_turn
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.quality import DatasetQuality
@@ -46,6 +48,7 @@ from treedistill.server.text.prompts.templates import KINDS, prompt_kind, templa
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database, open_reader
+from treedistill.server.store.dialogues import DialogueStore
 from treedistill.server.store.workers import WorkerRegistry
 from treedistill.server.tree_editor import TreeEditor
 from treedistill.server.scheduling.work import WorkContext
@@ -236,9 +239,25 @@ class Engine:
         await self._run_manual(project_id, "answer", heartbeat, question_id=question_id, regenerate=regenerate)
         return self.store.get_answer(project_id, question_id), True
 
+    async def continue_dialogue(self, project_id: int, question_id: int,
+                                heartbeat: Heartbeat | None = None) -> Dialogue:
+        """One more turn of an answered question's dialogue: a follow-up by the question model playing the user,
+        answered by the teacher with the whole history. Returns the dialogue."""
+        project = self.store.get_project(project_id)
+        number = next_turn(self.store, project_id, question_id)
+        self.caller.provider(project.question_model)
+        self.caller.provider(project.answer_model)
+        await self._run_manual(project_id, "turn", heartbeat, question_id=question_id, target=number)
+        return self.get_dialogue(project_id, question_id)
+
+    def get_dialogue(self, project_id: int, question_id: int) -> Dialogue:
+        """A question's dialogue: its complete turns, and why it ended early when a turn failed."""
+        self.store.get_project(project_id)
+        return DialogueStore(self.store).dialogue(project_id, question_id)
+
     async def _run_manual(self, project_id: int, kind: str, heartbeat: Heartbeat | None, *, count: int | None = None,
                           tag_id: int | None = None, question_id: int | None = None,
-                          regenerate: bool = False) -> WorkItem:
+                          regenerate: bool = False, target: int = 0) -> WorkItem:
         """Queue (or join) a manual work item and wait for it; the call itself never depends on this wait.
 
         `count` new tags or questions are made when the item runs, after any job item on the same tag.
@@ -251,7 +270,7 @@ class Engine:
         else:
             with self.store.transaction():
                 item_id = self.queue.add_item(project_id, kind, tag_id=tag_id, question_id=question_id,
-                                              regenerate=regenerate, requested=count)
+                                              regenerate=regenerate, requested=count, target=target)
             self.scheduler.notify(project_id)
         beat = None if heartbeat is None else lambda _settled, _total, elapsed: heartbeat(elapsed)
         (item,) = await self.scheduler.wait_all([item_id], self.heartbeat_seconds, beat)
@@ -291,7 +310,7 @@ class Engine:
                            confirm_large: bool = False, batch: BatchOptions | None = None, *,
                            tag_id: int | None = None, grow: bool = True,
                            guidance: str | None = None, question_styles: QuestionStyles | None = None,
-                           ) -> tuple[dict[str, Any] | None, bool]:
+                           turns: int = 1) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
         With `batch`, the answer calls (all calls with `batch.all_calls`) go through the endpoint's batch API;
@@ -303,8 +322,10 @@ class Engine:
         answers, no tag call. Plans above LARGE_PLAN_CALLS calls or expected to cost more
         than `confirm_cost_above` raise ConfirmationRequired unless `confirm_large`. `guidance` is added to the
         project's for this job's prompts; `question_styles` replaces the project's mix for its questions.
+        `turns` > 1 makes every answer the first turn of a dialogue of that many turns (treedistill.server.dialogues).
         """
         project = self.store.get_project(project_id)
+        check_turns(turns, answer)
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
         guidance = checked_guidance(guidance or "")
         live = self._live_job(project_id)
@@ -314,7 +335,7 @@ class Engine:
         if answer:
             self.caller.provider(project.answer_model)
         params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow,
-                            guidance=guidance, question_styles=question_styles)
+                            guidance=guidance, question_styles=question_styles, turns=turns)
         pins = self.caller.pins(project)  # an endpoint this process is not configured for: refused before planning
         if batch is not None:
             await self._check_batch_api(project, batch, answer)
@@ -455,7 +476,7 @@ class Engine:
 
 def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer: bool,
                batch: BatchOptions | None = None, *, branch: Tag | None = None, grow: bool = True,
-               guidance: str = "", question_styles: QuestionStyles | None = None) -> dict[str, Any]:
+               guidance: str = "", question_styles: QuestionStyles | None = None, turns: int = 1) -> dict[str, Any]:
     """A job's parameters as they are stored (`batch` and its options only for a batch job; `tag_id` and the
     tag's `base_depth` only for a job on one branch; `grow` only when false: levels=0 means it too; the job's
     guidance and question styles only when it has them)."""
@@ -469,6 +490,8 @@ def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer:
         params["guidance"] = guidance.strip()
     if question_styles is not None and not question_styles.is_empty():
         params["question_styles"] = question_styles.model_dump()
+    if turns > 1:
+        params["turns"] = turns
     return params if batch is None else {**params, **batch.job_params()}
 
 
@@ -577,7 +600,7 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: 
         with store.transaction():
             job_id = queue.create_job(project_id, params, planned_by=worker_id)
             queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
-                                 planned_answers=plan.answers, planned_calls=plan.calls)
+                                 planned_answers=plan.answers, planned_turns=plan.turns, planned_calls=plan.calls)
         for start in range(0, len(plan.items), PLAN_CHUNK):
             with store.transaction():
                 queue.add_job_items(project_id, job_id, plan.items[start:start + PLAN_CHUNK])

@@ -227,6 +227,9 @@ class JobProgress(BaseModel):
     tags: KindProgress
     questions: KindProgress
     answers: KindProgress
+    turns: KindProgress = Field(default_factory=KindProgress, description=(
+        "Dialogue turns after the first (auto_distill turns > 1): a failed turn ends its dialogue, the turns it "
+        "leaves undone count as failed"))
     calls_done: int
     calls_failed: int
     calls_pending: int = Field(..., description="Calls of the plan not made yet")

@@ -34,7 +34,8 @@ EXPECTED_COLUMNS = {
              "planned_tags", "planned_questions", "planned_answers", "planned_calls", "tags_done", "questions_done",
              "answers_done", "tags_failed", "questions_failed", "answers_failed", "calls_done", "calls_failed",
              "input_tokens", "output_tokens", "cost", "planned_by", "retries", "rate_limited", "active_seconds",
-             "active_since", "unpriced_calls", "question_endpoint", "answer_endpoint", "models"),
+             "active_since", "unpriced_calls", "question_endpoint", "answer_endpoint", "models", "planned_turns",
+             "turns_done", "turns_failed"),
     "work_items": ("id", "project_id", "job_id", "kind", "tag_id", "question_id", "target", "regenerate",
                    "priority", "status", "attempts", "error", "result", "delivered", "updated_at", "requested",
                    "lease_owner", "not_before", "format_attempts", "rate_limited_attempts", "model", "batch",
@@ -53,6 +54,8 @@ EXPECTED_COLUMNS = {
     "prompt_templates": ("project_id", "kind", "version", "template", "created_at"),
     "prompt_overrides": ("project_id", "kind", "version", "updated_at"),
     "contamination": ("id", "project_id", "question_id", "source", "matched", "ngram", "kept", "created_at"),
+    "dialogue_turns": ("id", "question_id", "project_id", "number", "user_text", "user_model", "answer", "reasoning",
+                       "reasoning_source", "model", "input_tokens", "output_tokens", "created_at", "answered_at"),
 }
 EXPECTED_INDEXES = {
     "answers_model", "answers_project", "answers_project_score", "answers_review", "batch_requests_job",
@@ -61,7 +64,7 @@ EXPECTED_INDEXES = {
     "questions_project_norm", "questions_tag", "tags_parent", "tags_sibling_norm", "work_items_errors",
     "work_items_job", "work_items_project_kind", "work_items_question", "work_items_queue", "work_items_running",
     "work_items_tag", "answers_report", "contamination_project", "contamination_question", "holdout_units_project",
-    "questions_heldout", "questions_report", "questions_style",
+    "questions_heldout", "questions_report", "questions_style", "dialogue_turns_number", "dialogue_turns_project",
 }
 
 

@@ -11,7 +11,7 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
-from treedistill.server.config import CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS
+from treedistill.server.config import CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS, MAX_TURNS
 from treedistill.server.errors import CostAboveThreshold
 from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate, QuestionStyles
 from treedistill.server.ui import DASHBOARD_URI, link_ui
@@ -26,6 +26,7 @@ class JobStarted(BaseModel):
     planned_tags: int
     planned_questions: int
     planned_answers: int
+    planned_turns: int = Field(0, description="Dialogue turns after the first (turns > 1)")
     planned_calls: int
     estimate: PlanEstimate | None = Field(None, description=(
         "Expected tokens and cost per kind of call (online and batch); with estimate_only, the only result"))
@@ -100,6 +101,9 @@ async def auto_distill(
         "Guidance for this job only, added to the project's in every prompt the job sends"))] = None,
     question_styles: Annotated[QuestionStyles | None, Field(description=(
         "Question-style mix for this job's questions instead of the project's (see create_project)"))] = None,
+    turns: Annotated[int, Field(ge=1, le=MAX_TURNS, description=(
+        "Turns per dialogue: 1 is a question and its answer; N continues every answer with N-1 follow-ups written "
+        "by the question model playing the user, each answered by the teacher with the whole history"))] = 1,
 ) -> JobStarted:
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
@@ -125,7 +129,7 @@ async def auto_distill(
     job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
                                              answer, confirm_large if approved is None else True, options,
                                              tag_id=tag_id, grow=grow, guidance=guidance,
-                                             question_styles=question_styles)
+                                             question_styles=question_styles, turns=turns)
     if job is None:
         grows = grow and levels > 0
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
@@ -136,7 +140,8 @@ async def auto_distill(
                f"Job {job['id']} is already running on this project; it is returned instead of a new one.")
     return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],
                       planned_questions=job["planned_questions"], planned_answers=job["planned_answers"],
-                      planned_calls=job["planned_calls"], estimate=job.get("estimate"),
+                      planned_turns=job["planned_turns"], planned_calls=job["planned_calls"],
+                      estimate=job.get("estimate"),
                       message=message + " Poll get_progress(job_id).")
 
 
@@ -152,8 +157,8 @@ async def get_progress(
     progress = engine.get_progress(job_id)
     deadline = time.monotonic() + wait_seconds
     while progress.status not in TERMINAL_STATUSES and (left := deadline - time.monotonic()) > 0:
-        done = progress.tags.done + progress.questions.done + progress.answers.done
-        total = progress.tags.total + progress.questions.total + progress.answers.total
+        done = progress.tags.done + progress.questions.done + progress.answers.done + progress.turns.done
+        total = progress.tags.total + progress.questions.total + progress.answers.total + progress.turns.total
         await ctx.report_progress(done, total or None, f"{progress.stage}: {progress.calls_done} calls done")
         await engine.wait_for_job_change(job_id, min(1.0, left))
         progress = engine.get_progress(job_id)

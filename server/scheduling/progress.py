@@ -9,7 +9,8 @@ from typing import Any
 from treedistill.server.models import JobProgress, KindProgress
 from treedistill.server.store.queue import WorkQueue
 
-STAGE_BY_KIND = {"tags": "expanding tags", "questions": "extracting questions", "answer": "answering"}
+STAGE_BY_KIND = {"tags": "expanding tags", "questions": "extracting questions", "answer": "answering",
+                 "turn": "continuing dialogues"}
 
 
 def stored_job_progress(queue: WorkQueue, job_id: int) -> JobProgress:
@@ -28,12 +29,12 @@ def job_progress(job: dict[str, Any], open_kinds: set[str], in_flight: Counter, 
     rate = calls_done / elapsed if elapsed > 0 else 0.0
     running = job["status"] == "running"
     eta = remaining / rate if running and rate > 0 else (0.0 if not running else None)
-    stage = next((STAGE_BY_KIND[kind] for kind in ("tags", "questions", "answer") if kind in open_kinds), None)
+    stage = next((STAGE_BY_KIND[kind] for kind in ("tags", "questions", "answer", "turn") if kind in open_kinds), None)
     return JobProgress(
         job_id=job["id"], project_id=job["project_id"], status=job["status"],
         stage=stage if running and stage else job["status"],
         tags=_kind(job, "tags", in_flight), questions=_kind(job, "questions", in_flight),
-        answers=_kind(job, "answers", in_flight),
+        answers=_kind(job, "answers", in_flight), turns=_kind(job, "turns", in_flight),
         calls_done=calls_done, calls_failed=calls_failed, calls_pending=remaining,
         input_tokens=job["input_tokens"], output_tokens=job["output_tokens"], cost=job["cost"],
         elapsed_seconds=round(elapsed, 3), eta_seconds=None if eta is None else round(eta, 1),
