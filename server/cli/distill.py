@@ -49,11 +49,13 @@ class DistillRequest:
     guidance: str | None = None  # the project's guidance; None keeps what it has
     question_styles: QuestionStyles | None = None  # the project's question-style mix; None keeps it
     answer_style: AnswerStyle | None = None  # the project's answer style; None keeps it
+    turns: int = 1  # turns per dialogue (--turns)
 
     @property
     def params(self) -> dict[str, Any]:
         """The job parameters, as the engine stores them."""
-        return job_params(self.levels, self.tags_per_level, self.questions_per_tag, self.answer, self.batch_options)
+        return job_params(self.levels, self.tags_per_level, self.questions_per_tag, self.answer, self.batch_options,
+                          turns=self.turns)
 
     @property
     def styles(self) -> dict[str, QuestionStyles | AnswerStyle | None]:
@@ -180,7 +182,7 @@ async def start_or_resume(engine: Engine, project: Project, request: DistillRequ
         say(f"Stopped job {latest.job_id} (other settings); a new job tops the project up to the new shape.")
     job, _ = await engine.auto_distill(project.id, request.levels, request.tags_per_level,
                                        request.questions_per_tag, request.answer, request.confirm_large,
-                                       request.batch_options)
+                                       request.batch_options, turns=request.turns)
     if job is None:
         say(f"Nothing to do: project '{project.name}' already has this shape.")
         return None

@@ -165,7 +165,7 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
                              require_reasoning=not args.plain_answers, batch=args.batch,
                              batch_size=args.batch_size, batch_wait=args.batch_wait, tree=tree_outline,
                              guidance=args.guidance, question_styles=args.question_styles,
-                             answer_style=args.answer_style)
+                             answer_style=args.answer_style, turns=args.turns)
     if args.estimate:
         from treedistill.server.cli.distill import estimate_lines, planned_project
         from treedistill.server.engine import estimate_top_up
@@ -213,7 +213,8 @@ def export(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
     from treedistill.server.cli.export import empty_export_warning, export_project, report_lines
     from treedistill.server.export.writer import ExportOptions
 
-    options = ExportOptions(format=args.format, reasoning=args.reasoning, file_format=args.file_format,
+    options = ExportOptions(format=args.format, reasoning=args.reasoning, reasoning_turns=args.reasoning_turns,
+                            file_format=args.file_format,
                             system=args.system, answered_only=not args.include_unanswered,
                             confirmed_only=args.confirmed_only, min_rating=args.min_rating,
                             min_score=args.min_score, per_tag_cap=args.per_tag_cap, seed=args.seed,
