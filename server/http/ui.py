@@ -39,6 +39,7 @@ UI_TOOLS: dict[str, frozenset[str]] = {name: frozenset(arguments) for name, argu
                        "difficulty", "audience"),
     "get_prompts": ("project_id",),
     "get_answer": ("project_id", "question_id"),
+    "get_dialogue": ("project_id", "question_id"),
     "rate_item": ("project_id", "question_id", "rating"),
     "confirm_item": ("project_id", "question_ids", "confirmed"),
     "update_answer": ("project_id", "question_id", "answer", "reasoning"),
