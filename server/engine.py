@@ -364,24 +364,26 @@ class Engine:
     async def estimate_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                                questions_per_tag: int = 10, answer: bool = True,
                                batch: BatchOptions | None = None, *, tag_id: int | None = None,
-                               grow: bool = True) -> PlanEstimate:
+                               grow: bool = True, turns: int = 1) -> PlanEstimate:
         """What auto_distill with these arguments would plan and is expected to cost; calls no model and writes
         nothing (a read-only connection, in a worker thread)."""
         project = self.store.get_project(project_id)
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
         if batch is not None:
             _batch_specs(project, batch, answer)  # the same refusal auto_distill would give
-        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow)
+        check_turns(turns, answer)
+        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow,
+                            turns=turns)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
 
     async def plan_confirmation(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
                                 questions_per_tag: int = 10, answer: bool = True,
                                 batch: BatchOptions | None = None, *, tag_id: int | None = None,
-                                grow: bool = True) -> tuple[PlanEstimate, ConfirmationRequired | None]:
+                                grow: bool = True, turns: int = 1) -> tuple[PlanEstimate, ConfirmationRequired | None]:
         """The plan auto_distill would start with these arguments, and why it needs a yes first (None when it
         does not): what to show a person asked to approve it."""
         estimate = await self.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer, batch,
-                                               tag_id=tag_id, grow=grow)
+                                               tag_id=tag_id, grow=grow, turns=turns)
         return estimate, confirmation_needed(estimate, self.confirm_cost_above)
 
     async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:

@@ -281,6 +281,9 @@ class PlanEstimate(BaseModel):
     tags: KindEstimate = Field(..., description="Tag expansion calls (inner tags)")
     questions: KindEstimate = Field(..., description="Question extraction calls (leaf tags)")
     answers: KindEstimate = Field(..., description="Answer calls")
+    planned_turns: int = Field(0, description="Dialogue turns after the first (turns > 1)")
+    followups: KindEstimate | None = Field(None, description="Dialogues: the user's follow-ups (question model)")
+    turns: KindEstimate | None = Field(None, description="Dialogues: the teacher's replies, with the history")
     input_tokens: int
     output_tokens: int
     cost_online: float | None = Field(None, description="USD at online prices; null when a price is unknown")

@@ -116,3 +116,20 @@ async def test_an_unusable_follow_up_is_re_asked_then_ends_the_dialogue(client, 
     question = (await call(client, "list_questions", project_id=project["id"]))["questions"][0]
     dialogue = await call(client, "get_dialogue", project_id=project["id"], question_id=question["id"])
     assert len(dialogue["turns"]) == 1 and reason in dialogue["ended"] and dialogue["ended"].startswith("turn 2")
+
+
+async def test_the_estimate_prices_the_turns_and_writes_nothing(client, llm, db_path):
+    project = await call(client, "create_project", name="Priced", question_model={
+        "model": "standin", "input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0}, answer_model={
+        "model": "standin", "input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0})
+    one = await call(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=2,
+                     questions_per_tag=2, estimate_only=True)
+    three = await call(client, "auto_distill", project_id=project["id"], levels=1, tags_per_level=2,
+                       questions_per_tag=2, turns=3, estimate_only=True)
+    assert three["planned_calls"] == one["planned_calls"] + 8 * 2
+    estimate = three["estimate"]
+    assert estimate["planned_turns"] == 8 and estimate["followups"]["calls"] == estimate["turns"]["calls"] == 8
+    # A reply sees the history: its prompt is longer than the first answer's.
+    assert estimate["turns"]["input_tokens"] > estimate["answers"]["input_tokens"] * 2
+    assert estimate["cost"] > one["estimate"]["cost"] and one["estimate"]["followups"] is None
+    assert table_counts(db_path)["work_items"] == 0 and llm.stats()["requests"] == 0

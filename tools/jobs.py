@@ -48,14 +48,15 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_
                        questions_per_tag: int = 10, answer: bool = True, estimate_only: bool = False,
                        batch: bool = False, batch_size: int | None = None, batch_wait_seconds: float | None = None,
                        batch_all_calls: bool = False, batch_fallback_online: bool = False,
-                       tag_id: int | None = None, grow: bool = True) -> Elicit[Approval] | None:
+                       tag_id: int | None = None, grow: bool = True, turns: int = 1) -> Elicit[Approval] | None:
     """auto_distill's question to the person, when their client can ask and the plan needs a yes (above the
     call bound or the cost threshold): the plan's calls, tokens and cost, and why it asks."""
     if estimate_only or not can_ask(ctx):
         return NOT_ASKED
     options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
     estimate, reason = await engine_of(ctx).plan_confirmation(project_id, levels, tags_per_level, questions_per_tag,
-                                                              answer, options, tag_id=tag_id, grow=grow)
+                                                              answer, options, tag_id=tag_id, grow=grow,
+                                                              turns=turns)
     if reason is None:
         return NOT_ASKED
     why = reason.summary if isinstance(reason, CostAboveThreshold) else (
@@ -115,7 +116,7 @@ async def auto_distill(
     options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
     if estimate_only:
         estimate = await engine.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer,
-                                                 options, tag_id=tag_id, grow=grow)
+                                                 options, tag_id=tag_id, grow=grow, turns=turns)
         cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.4f}"
         return JobStarted(job_id=None, created=False, planned_tags=estimate.planned_tags,
                           planned_questions=estimate.planned_questions, planned_answers=estimate.planned_answers,
