@@ -133,3 +133,21 @@ async def test_the_estimate_prices_the_turns_and_writes_nothing(client, llm, db_
     assert estimate["turns"]["input_tokens"] > estimate["answers"]["input_tokens"] * 2
     assert estimate["cost"] > one["estimate"]["cost"] and one["estimate"]["followups"] is None
     assert table_counts(db_path)["work_items"] == 0 and llm.stats()["requests"] == 0
+
+
+async def test_the_user_is_played_as_the_questions_audience_and_in_the_projects_language(client, llm, db_path):
+    project, _, progress = await dialogue_job(client, llm, turns=2, question_styles={"audiences": {"nurse": 1}})
+    assert progress["turns"]["done"] == 4
+    followups = [r for r in llm.requests() if r["task"] == "followup"]
+    assert len(followups) == 4 and all("The user is: nurse." in r["user"] for r in followups)
+    llm.reset()
+    llm.configure(record_prompts=True)
+    zh = await call(client, "create_project", name="潮汐", language="zh")
+    started = await call(client, "auto_distill", project_id=zh["id"], levels=1, tags_per_level=1,
+                         questions_per_tag=1, turns=2)
+    assert (await call(client, "get_progress", job_id=started["job_id"], wait_seconds=60))["status"] == "completed"
+    (followup,) = [r for r in llm.requests() if r["task"] == "followup"]
+    assert "用户的下一条消息" in followup["user"] and "用户: " in followup["user"]
+    question = (await call(client, "list_questions", project_id=zh["id"]))["questions"][0]
+    turns = (await call(client, "get_dialogue", project_id=zh["id"], question_id=question["id"]))["turns"]
+    assert turns[1]["user"].startswith("追问2：") and turns[1]["assistant"] == f"Answer to: {turns[1]['user']}"
