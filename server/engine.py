@@ -255,6 +255,10 @@ class Engine:
         self.store.get_project(project_id)
         return DialogueStore(self.store).dialogue(project_id, question_id)
 
+    def dialogue_turns(self, question_id: int) -> int:
+        """How many turns of a question's dialogue are complete (0 without an answer)."""
+        return DialogueStore(self.store).complete_turns(question_id)
+
     async def _run_manual(self, project_id: int, kind: str, heartbeat: Heartbeat | None, *, count: int | None = None,
                           tag_id: int | None = None, question_id: int | None = None,
                           regenerate: bool = False, target: int = 0) -> WorkItem:

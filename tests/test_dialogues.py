@@ -43,6 +43,8 @@ async def test_a_three_turn_job_makes_exactly_three_turns_per_question(client, l
     for question in questions:
         dialogue = await call(client, "get_dialogue", project_id=project["id"], question_id=question["id"])
         assert [turn["number"] for turn in dialogue["turns"]] == [1, 2, 3] and dialogue["ended"] is None
+        shown = await call(client, "get_answer", project_id=project["id"], question_id=question["id"])
+        assert shown["dialogue_turns"] == 3
         assert dialogue["turns"][0]["user"] == question["text"]
         # Each follow-up depends on the conversation: numbered after it and quoting the reply before it.
         for before, turn in zip(dialogue["turns"], dialogue["turns"][1:]):

@@ -373,7 +373,8 @@
     if (row && scroll !== false) row.scrollIntoView({ block: "nearest" });
     const q = page.questions[index];
     const data = await call("get_answer", { project_id: state.project, question_id: q.id });
-    const dialogue = data.answer ? await call("get_dialogue", { project_id: state.project, question_id: q.id }) : null;
+    const dialogue = data.dialogue_turns > 1 ?
+      await call("get_dialogue", { project_id: state.project, question_id: q.id }) : null;
     if (state.sel !== index) return;  // another question was chosen meanwhile
     state.answer = data; state.dialogue = dialogue;
     renderDetail();
