@@ -117,3 +117,14 @@ async def test_dataset_info_names_columns_every_record_has_and_datasets_loads_th
             assert sorted(len(history) for history in data["history"]) == [0, 2, 2, 2]
         else:
             assert sorted(len(messages) for messages in data[columns[fmt][0]]) == [2, 6, 6, 6]
+
+
+async def test_dialogues_export_to_parquet_in_every_format(one_client, dialogues, tmp_path):
+    pid, _ = dialogues
+    for fmt, column in (("alpaca", "history"), ("sharegpt", "conversations"), ("openai", "messages"),
+                        ("raw", "turns")):
+        report = await call(one_client, "export_dataset", project_id=pid, format=fmt, path=f"{fmt}.parquet")
+        data = load_dataset("parquet", data_files=report["path"], split="train", cache_dir=str(tmp_path / fmt))
+        assert data.num_rows == 4
+        lengths = sorted(len(value) for value in data[column])
+        assert lengths == {"alpaca": [0, 2, 2, 2], "raw": [0, 2, 2, 2]}.get(fmt, [2, 6, 6, 6])
