@@ -25,8 +25,8 @@ from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
 from treedistill.server.stdio import serve_stdio
 from treedistill.server.ui import apps_extension
-from treedistill.tools import answers, completions, curation, evaluation, export, guides, hub, jobs, preference, \
-    projects, prompts, quality, questions, resources, review, tree, tree_edit
+from treedistill.tools import answers, completions, curation, dialogues, evaluation, export, guides, hub, jobs, \
+    preference, projects, prompts, quality, questions, resources, review, tree, tree_edit
 from treedistill.tools.common import readable_validation_error
 from treedistill.tools.notifications import ClientChannels
 
@@ -49,8 +49,8 @@ Ids come from earlier results; API keys live in the server's
 environment only."""
 
 TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
-TOOL_MODULES = (projects, prompts, tree, tree_edit, questions, answers, jobs, curation, preference, export, hub, review,
-                quality, evaluation)
+TOOL_MODULES = (projects, prompts, tree, tree_edit, questions, answers, dialogues, jobs, curation, preference, export,
+                hub, review, quality, evaluation)
 
 
 class TreedistillServer(MCPServer[Engine]):

@@ -102,3 +102,5 @@ MAX_IMPORT_CHARS = 4_000_000
 MAX_TAG_DEPTH = 12
 # dataset_report(breakdown="tags") lists every tag of its scope: at most this many (the Report view's treemap).
 MAX_REPORT_TAGS = 2_000  # about 1 KB of JSON a tag; more cells than a treemap can show
+
+MAX_TURNS = 8  # a dialogue's turns (user message + assistant reply), the first included

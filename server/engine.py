@@ -14,6 +14,8 @@ from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY
                                        MAX_TOPIC_CHARS, batch_poll_seconds, default_model_spec, heartbeat_timeout,
                                        confirm_cost_above as confirm_cost_above_from)
 from treedistill.server.curator import Curator
+from treedistill.server.dialogue_models import Dialogue
+from treedistill.server.dialogues import check_turns, next_turn
 from treedistill.server.evaluation import EvalSplit, EvaluationStarted, Evaluations, FocusTag
 from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationList, EvaluationReport
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
@@ -49,6 +51,7 @@ from treedistill.server.text.prompts.templates import KINDS, prompt_kind, templa
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database, open_reader
+from treedistill.server.store.dialogues import DialogueStore
 from treedistill.server.store.workers import WorkerRegistry
 from treedistill.server.tree_editor import TreeEditor
 from treedistill.server.semantic import SemanticDuplicates, checked_semantic_settings
@@ -269,9 +272,29 @@ class Engine:
         await self._run_manual(project_id, "answer", heartbeat, question_id=question_id, regenerate=regenerate)
         return self.store.get_answer(project_id, question_id), True
 
+    async def continue_dialogue(self, project_id: int, question_id: int,
+                                heartbeat: Heartbeat | None = None) -> Dialogue:
+        """One more turn of an answered question's dialogue: a follow-up by the question model playing the user,
+        answered by the teacher with the whole history. Returns the dialogue."""
+        project = self.store.get_project(project_id)
+        number = next_turn(self.store, project_id, question_id)
+        self.caller.provider(project.question_model)
+        self.caller.provider(project.answer_model)
+        await self._run_manual(project_id, "turn", heartbeat, question_id=question_id, target=number)
+        return self.get_dialogue(project_id, question_id)
+
+    def get_dialogue(self, project_id: int, question_id: int) -> Dialogue:
+        """A question's dialogue: its complete turns, and why it ended early when a turn failed."""
+        self.store.get_project(project_id)
+        return DialogueStore(self.store).dialogue(project_id, question_id)
+
+    def dialogue_turns(self, question_id: int) -> int:
+        """How many turns of a question's dialogue are complete (0 without an answer)."""
+        return DialogueStore(self.store).complete_turns(question_id)
+
     async def _run_manual(self, project_id: int, kind: str, heartbeat: Heartbeat | None, *, count: int | None = None,
                           tag_id: int | None = None, question_id: int | None = None,
-                          regenerate: bool = False) -> WorkItem:
+                          regenerate: bool = False, target: int = 0) -> WorkItem:
         """Queue (or join) a manual work item and wait for it; the call itself never depends on this wait.
 
         `count` new tags or questions are made when the item runs, after any job item on the same tag.
@@ -284,7 +307,7 @@ class Engine:
         else:
             with self.store.transaction():
                 item_id = self.queue.add_item(project_id, kind, tag_id=tag_id, question_id=question_id,
-                                              regenerate=regenerate, requested=count)
+                                              regenerate=regenerate, requested=count, target=target)
             self.scheduler.notify(project_id)
         beat = None if heartbeat is None else lambda _settled, _total, elapsed: heartbeat(elapsed)
         (item,) = await self.scheduler.wait_all([item_id], self.heartbeat_seconds, beat)
@@ -337,7 +360,7 @@ class Engine:
                            tag_id: int | None = None, grow: bool = True,
                            guidance: str | None = None, question_styles: QuestionStyles | None = None,
                            pairs: PairOptions | None = None, focus_run: int | None = None,
-                           extra_questions: int = 0) -> tuple[dict[str, Any] | None, bool]:
+                           extra_questions: int = 0, turns: int = 1) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
         With `batch`, the answer calls (all calls with `batch.all_calls`) go through the endpoint's batch API;
@@ -352,8 +375,10 @@ class Engine:
         every answer gets a preference pair (treedistill.server.preference), stored ones without one too.
         With `focus_run`, the job makes only `extra_questions` new training questions (and their answers), spread
         over the tags in proportion to that evaluation run's shortfall (server/evaluation.py).
+        `turns` > 1 makes every answer the first turn of a dialogue of that many turns (treedistill.server.dialogues).
         """
         project = self.store.get_project(project_id)
+        check_turns(turns, answer)
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
         guidance = checked_guidance(guidance or "")
         live = self._live_job(project_id)
@@ -364,7 +389,7 @@ class Engine:
             self.caller.provider(project.answer_model)
         params, focus = self._with_focus(project_id, job_params(
             levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow, guidance=guidance,
-            question_styles=question_styles), focus_run, extra_questions)
+            question_styles=question_styles, turns=turns), focus_run, extra_questions)
         if pairs is not None:
             params["preference"] = self.preference.job_params(project, pairs, answer)
         pins = self.caller.pins(project)  # an endpoint this process is not configured for: refused before planning
@@ -396,15 +421,17 @@ class Engine:
                                questions_per_tag: int = 10, answer: bool = True,
                                batch: BatchOptions | None = None, *, tag_id: int | None = None,
                                grow: bool = True, pairs: PairOptions | None = None, focus_run: int | None = None,
-                               extra_questions: int = 0) -> PlanEstimate:
+                               extra_questions: int = 0, turns: int = 1) -> PlanEstimate:
         """What auto_distill with these arguments would plan and is expected to cost; calls no model and writes
         nothing (a read-only connection, in a worker thread)."""
         project = self.store.get_project(project_id)
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
         if batch is not None:
             _batch_specs(project, batch, answer)  # the same refusal auto_distill would give
+        check_turns(turns, answer)
         params, _ = self._with_focus(project_id, job_params(levels, tags_per_level, questions_per_tag, answer, batch,
-                                                            branch=branch, grow=grow), focus_run, extra_questions)
+                                                            branch=branch, grow=grow, turns=turns),
+                                     focus_run, extra_questions)
         if pairs is not None:
             params["preference"] = self.preference.job_params(project, pairs, answer)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
@@ -413,12 +440,13 @@ class Engine:
                                 questions_per_tag: int = 10, answer: bool = True,
                                 batch: BatchOptions | None = None, *, tag_id: int | None = None,
                                 grow: bool = True, pairs: PairOptions | None = None, focus_run: int | None = None,
-                                extra_questions: int = 0) -> tuple[PlanEstimate, ConfirmationRequired | None]:
+                                extra_questions: int = 0,
+                                turns: int = 1) -> tuple[PlanEstimate, ConfirmationRequired | None]:
         """The plan auto_distill would start with these arguments, and why it needs a yes first (None when it
         does not): what to show a person asked to approve it."""
         estimate = await self.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer, batch,
                                                tag_id=tag_id, grow=grow, pairs=pairs, focus_run=focus_run,
-                                               extra_questions=extra_questions)
+                                               extra_questions=extra_questions, turns=turns)
         return estimate, confirmation_needed(estimate, self.confirm_cost_above)
 
     def _with_focus(self, project_id: int, params: dict[str, Any], focus_run: int | None,
@@ -552,7 +580,7 @@ class Engine:
 
 def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer: bool,
                batch: BatchOptions | None = None, *, branch: Tag | None = None, grow: bool = True,
-               guidance: str = "", question_styles: QuestionStyles | None = None) -> dict[str, Any]:
+               guidance: str = "", question_styles: QuestionStyles | None = None, turns: int = 1) -> dict[str, Any]:
     """A job's parameters as they are stored (`batch` and its options only for a batch job; `tag_id` and the
     tag's `base_depth` only for a job on one branch; `grow` only when false: levels=0 means it too; the job's
     guidance and question styles only when it has them)."""
@@ -566,6 +594,8 @@ def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer:
         params["guidance"] = guidance.strip()
     if question_styles is not None and not question_styles.is_empty():
         params["question_styles"] = question_styles.model_dump()
+    if turns > 1:
+        params["turns"] = turns
     return params if batch is None else {**params, **batch.job_params()}
 
 
@@ -674,7 +704,8 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: 
         with store.transaction():
             job_id = queue.create_job(project_id, params, planned_by=worker_id)
             queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
-                                 planned_answers=plan.answers, planned_pairs=plan.pairs, planned_calls=plan.calls)
+                                 planned_answers=plan.answers, planned_pairs=plan.pairs, planned_turns=plan.turns,
+                                 planned_calls=plan.calls)
         for start in range(0, len(plan.items), PLAN_CHUNK):
             with store.transaction():
                 queue.add_job_items(project_id, job_id, plan.items[start:start + PLAN_CHUNK])

@@ -239,6 +239,9 @@ class JobProgress(BaseModel):
     answers: KindProgress
     pairs: KindProgress | None = Field(None, description=(
         "Preference pairs (a job with preference=true): judged / planned / failed"))
+    turns: KindProgress = Field(default_factory=KindProgress, description=(
+        "Dialogue turns after the first (auto_distill turns > 1): a failed turn ends its dialogue, the turns it "
+        "leaves undone count as failed"))
     calls_done: int
     calls_failed: int
     calls_pending: int = Field(..., description="Calls of the plan not made yet")
@@ -294,6 +297,9 @@ class PlanEstimate(BaseModel):
     answers: KindEstimate = Field(..., description="Answer calls")
     rivals: KindEstimate | None = Field(None, description="Rival responses of preference pairs (preference=true)")
     pair_judges: KindEstimate | None = Field(None, description="Judge calls of preference pairs, two per pair")
+    planned_turns: int = Field(0, description="Dialogue turns after the first (turns > 1)")
+    followups: KindEstimate | None = Field(None, description="Dialogues: the user's follow-ups (question model)")
+    turns: KindEstimate | None = Field(None, description="Dialogues: the teacher's replies, with the history")
     input_tokens: int
     output_tokens: int
     cost_online: float | None = Field(None, description="USD at online prices; null when a price is unknown")

@@ -62,8 +62,11 @@ work are chosen the same way every time):
 Faults per request, random (drawn from the seeded generator): `rate_429`, `rate_500`,
 `rate_malformed`, `rate_garbage`, and `truncate_rate` (the reply is cut off half-way: mid-JSON for
 JSON tasks, mid-sentence for answers, with the length finish reason and non-zero usage).
-With `record_prompts`, each logged request also keeps its whole system prompt (`system`) and first user
-message (`user`), so tests can compare exactly what a model was asked.
+With `record_prompts`, each logged request also keeps its whole system prompt (`system`), first user
+message (`user`) and every message (`messages`, role and text), so tests can compare exactly what a model was asked.
+Dialogues: a prompt asking for "the user's next message" is the task `followup`; the reply is numbered after the
+"User:" lines of the transcript it shows and quotes the "Expert:" line before it (`followup_repeat`: the first user
+message again; `followup_empty`: nothing), and the teacher answers the latest such follow-up of its messages.
 Each logged request (`requests()`) records `api_key` (the key it carried: the fake keys tests pass, so
 tests can check which key went where), `task`, `task_key`, `prompt_key`, `status` and, once
 answered, `outcome` ("ok", "truncated", "unusable", "content_filter", "broken"); `stats()` counts `rejected`
@@ -245,7 +248,7 @@ class StandinState:
     def admit(self, entry: dict[str, Any], invalid: bool, invalid_status: int = 400) -> Admission:
         """Log a request and draw its fate: status (400 if `invalid`), delay, and output faults."""
         task, task_key = entry["task"], entry["task_key"]
-        json_task = task != "answer"
+        json_task = task not in ("answer", "followup")
         with self._lock:
             faults, rng = self.faults, self._rng
             status = 200
@@ -346,7 +349,10 @@ def _text_of(content: Any) -> str:
 
 
 def detect_task(text: str) -> str:
-    """'tags', 'questions', 'judge' or 'answer', from the JSON shape the prompt asks for."""
+    """'tags', 'questions', 'judge', 'followup' (playing the user of a dialogue) or 'answer', from the JSON shape
+    or the message the prompt asks for."""
+    if "user's next message" in text or "用户的下一条消息" in text:
+        return "followup"
     if '{"tags"' in text:
         return "tags"
     if '{"questions"' in text:
@@ -403,6 +409,22 @@ def _list_items(task: str, prompt: str, dupes: bool, echo: bool = False, reworde
     return items
 
 
+def _followup(prompt: str, flags: set[str]) -> str:
+    """The user's next message in a dialogue whose transcript ("User: ..." / "Expert: ..." blocks, or 用户/专家) the
+    prompt shows: numbered after the user turns so far and quoting the expert's last reply, so it depends on the
+    history. `followup_repeat` repeats the first user message; `followup_empty` says nothing."""
+    users = re.findall(r"^(?:User|用户): (.*)$", prompt, re.M)
+    replies = re.findall(r"^(?:Expert|专家): (.*)$", prompt, re.M)
+    if "followup_empty" in flags:
+        return ""
+    if "followup_repeat" in flags and users:
+        return users[0]
+    quoted = " ".join((replies[-1] if replies else "").split()[:12])
+    if "用户的下一条消息" in prompt:
+        return f"追问{len(users) + 1}：你说“{quoted}”，能举一个具体的例子吗？"
+    return f'Follow-up {len(users) + 1}: you said "{quoted}"; can you give a concrete example?'
+
+
 def _build_reply(task: str, prompt: str, question: str, flags: set[str], admission: Admission,
                  constrained: bool = False, opening: bool = True) -> str | dict[str, Any]:
     """The reply text; a dict when a forced tool carries it (`constrained`: a schema fixes the reply's shape)."""
@@ -413,6 +435,8 @@ def _build_reply(task: str, prompt: str, question: str, flags: set[str], admissi
         if any(word in question.casefold() for word in poor):
             return "I am not sure; it depends. [score=2]"
         return f"Answer to: {question[:200]} [score=9]"
+    if task == "followup":
+        return _followup(prompt, flags)
     if task == "answer":
         answer = _long_answer(question) if "long" in flags else f"Answer to: {question[:200]}"
         # `scoreN` (e.g. `weak+score3`): the answer carries the mark a judge of it reads as its score
@@ -633,7 +657,7 @@ def _prepare(state: StandinState, api: str, body: dict[str, Any], key: str,
         **(log_fields or {}),
     }
     if state.faults.record_prompts:
-        entry.update(system=system, user=question)
+        entry.update(system=system, user=question, messages=messages)
     if forced_status is not None:
         admission = state.admit(entry, invalid=True, invalid_status=forced_status)
     else:
@@ -649,13 +673,17 @@ def _produce(state: StandinState, p: Prepared) -> tuple[int, dict[str, Any], dic
     if admission.status != 200:
         return _error_body(api, admission.status, admission.retry_after, p.key, admission.rejected,
                            refusal=p.refusal) + (False,)
-    reasoning = f"Reasoning about: {p.question[:100]}"
+    # In a dialogue the teacher answers the latest follow-up (one this stand-in wrote playing the user).
+    focus = next((m["content"] for m in reversed(p.messages) if m["role"] == "user"
+                  and m["content"].startswith(("Follow-up", "追问"))), p.question)
+    reasoning = f"Reasoning about: {focus[:100]}"
     placement = _placement(p.flags, api, p.all_text, p.thinking.get("type") == "enabled")
     constrained = p.forced_tool is not None or p.response_format in ("json_schema", "json_object_schema")
     opening = not any(m["role"] == "assistant" for m in p.messages)
     if placement == "think_unclosed" and not opening:
         placement = "think"  # after the feedback, the block is closed and the answer follows it
-    built = _build_reply(p.task, p.prompt, p.question, p.flags, admission, constrained=constrained, opening=opening)
+    built = _build_reply(p.task, p.prompt, focus if p.task == "answer" else p.question, p.flags, admission,
+                         constrained=constrained, opening=opening)
     tool_input = built if isinstance(built, dict) and p.forced_tool else None
     answer = "" if tool_input is not None else built if isinstance(built, str) else json.dumps(
         built, ensure_ascii=False)

@@ -35,8 +35,8 @@ EXPECTED_COLUMNS = {
              "planned_tags", "planned_questions", "planned_answers", "planned_calls", "tags_done", "questions_done",
              "answers_done", "tags_failed", "questions_failed", "answers_failed", "calls_done", "calls_failed",
              "input_tokens", "output_tokens", "cost", "planned_by", "retries", "rate_limited", "active_seconds",
-             "active_since", "unpriced_calls", "question_endpoint", "answer_endpoint", "models", "kind", "planned_pairs",
-             "pairs_done", "pairs_failed"),
+             "active_since", "unpriced_calls", "question_endpoint", "answer_endpoint", "models", "kind",
+             "planned_pairs", "pairs_done", "pairs_failed", "planned_turns", "turns_done", "turns_failed"),
     "work_items": ("id", "project_id", "job_id", "kind", "tag_id", "question_id", "target", "regenerate",
                    "priority", "status", "attempts", "error", "result", "delivered", "updated_at", "requested",
                    "lease_owner", "not_before", "format_attempts", "rate_limited_attempts", "model", "batch",
@@ -65,6 +65,8 @@ EXPECTED_COLUMNS = {
                   "created_at"),
     "eval_results": ("run_id", "question_id", "tag_id", "outcome", "student_answer", "score", "rationale",
                      "judged_at"),
+    "dialogue_turns": ("id", "question_id", "project_id", "number", "user_text", "user_model", "answer", "reasoning",
+                       "reasoning_source", "model", "input_tokens", "output_tokens", "created_at", "answered_at"),
 }
 EXPECTED_INDEXES = {
     "answers_model", "answers_project", "answers_project_score", "answers_review", "batch_requests_job",
@@ -75,6 +77,7 @@ EXPECTED_INDEXES = {
     "work_items_tag", "answers_report", "contamination_project", "contamination_question", "holdout_units_project",
     "questions_heldout", "questions_report", "questions_style", "question_vectors_project", "preference_pairs_project",
     "eval_runs_project", "eval_runs_job", "eval_results_tag",
+    "dialogue_turns_number", "dialogue_turns_project",
 }
 
 

@@ -164,7 +164,7 @@ async def test_every_tool_has_a_title_descriptions_and_true_annotations(client):
     assert {name for name, tool in tools.items() if tool.annotations.read_only_hint} == {
         "list_projects", "get_tree", "list_questions", "get_progress", "list_jobs",
         "review_dataset", "get_answer", "export_tree", "dataset_report", "get_push", "get_prompts",
-        "list_preference_pairs", "get_evaluation", "list_evaluations"}
+        "list_preference_pairs", "get_evaluation", "list_evaluations", "get_dialogue"}
     assert all(not tool.annotations.open_world_hint for tool in tools.values() if tool.annotations.read_only_hint)
 
 

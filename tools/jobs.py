@@ -11,7 +11,7 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
-from treedistill.server.config import CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS
+from treedistill.server.config import CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS, MAX_TURNS
 from treedistill.server.engine import Engine
 from treedistill.server.errors import CostAboveThreshold
 from treedistill.server.evaluation import FocusTag
@@ -31,6 +31,7 @@ class JobStarted(BaseModel):
     planned_questions: int
     planned_answers: int
     planned_pairs: int = Field(0, description="Preference pairs planned (preference=true)")
+    planned_turns: int = Field(0, description="Dialogue turns after the first (turns > 1)")
     planned_calls: int
     estimate: PlanEstimate | None = Field(None, description=(
         "Expected tokens and cost per kind of call (online and batch); with estimate_only, the only result"))
@@ -57,7 +58,7 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_
                        tag_id: int | None = None, grow: bool = True, preference: bool = False,
                        rejected_model: ModelSpec | None = None, judge_model: ModelSpec | None = None,
                        margin: int = DEFAULT_MARGIN, focus_run: int | None = None,
-                       extra_questions: int = 0) -> Elicit[Approval] | None:
+                       extra_questions: int = 0, turns: int = 1) -> Elicit[Approval] | None:
     """auto_distill's question to the person, when their client can ask and the plan needs a yes (above the
     call bound or the cost threshold): the plan's calls, tokens and cost, and why it asks."""
     if estimate_only or not can_ask(ctx):
@@ -66,7 +67,8 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_
     pairs = PairOptions(rejected_model=rejected_model, judge_model=judge_model, margin=margin) if preference else None
     estimate, reason = await engine_of(ctx).plan_confirmation(project_id, levels, tags_per_level, questions_per_tag,
                                                               answer, options, tag_id=tag_id, grow=grow, pairs=pairs,
-                                                              focus_run=focus_run, extra_questions=extra_questions)
+                                                              focus_run=focus_run, extra_questions=extra_questions,
+                                                              turns=turns)
     if reason is None:
         return NOT_ASKED
     why = reason.summary if isinstance(reason, CostAboveThreshold) else (
@@ -130,6 +132,9 @@ async def auto_distill(
     ] = None,
     extra_questions: Annotated[int, Field(ge=0, le=100_000, description="With focus_run: how many new questions")]
     = 0,
+    turns: Annotated[int, Field(ge=1, le=MAX_TURNS, description=(
+        "Turns per dialogue: 1 is a question and its answer; N continues every answer with N-1 follow-ups written "
+        "by the question model playing the user, each answered by the teacher with the whole history"))] = 1,
 ) -> JobStarted:
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
@@ -143,11 +148,12 @@ async def auto_distill(
     if estimate_only:
         estimate = await engine.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer,
                                                  options, tag_id=tag_id, grow=grow, pairs=pairs, focus_run=focus_run,
-                                                 extra_questions=extra_questions)
+                                                 extra_questions=extra_questions, turns=turns)
         cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.4f}"
         return JobStarted(job_id=None, created=False, planned_tags=estimate.planned_tags,
                           planned_questions=estimate.planned_questions, planned_answers=estimate.planned_answers,
-                          planned_pairs=estimate.planned_pairs, planned_calls=estimate.calls, estimate=estimate,
+                          planned_pairs=estimate.planned_pairs, planned_turns=estimate.planned_turns,
+                          planned_calls=estimate.calls, estimate=estimate,
                           focus=_focus(engine, project_id, focus_run, extra_questions),
                           message=f"Estimate only (no job started): {estimate.calls} model calls, cost {cost}.")
     approved = verdict(approval)
@@ -159,7 +165,7 @@ async def auto_distill(
                                              answer, confirm_large if approved is None else True, options,
                                              tag_id=tag_id, grow=grow, guidance=guidance,
                                              question_styles=question_styles, pairs=pairs, focus_run=focus_run,
-                                             extra_questions=extra_questions)
+                                             extra_questions=extra_questions, turns=turns)
     if job is None:
         grows = grow and levels > 0
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
@@ -170,8 +176,8 @@ async def auto_distill(
                f"Job {job['id']} is already running on this project; it is returned instead of a new one.")
     return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],
                       planned_questions=job["planned_questions"], planned_answers=job["planned_answers"],
-                      planned_pairs=job["planned_pairs"], planned_calls=job["planned_calls"],
-                      estimate=job.get("estimate"), focus=job.get("focus"),
+                      planned_pairs=job["planned_pairs"], planned_turns=job["planned_turns"],
+                      planned_calls=job["planned_calls"], estimate=job.get("estimate"), focus=job.get("focus"),
                       message=message + " Poll get_progress(job_id).")
 
 
@@ -192,8 +198,8 @@ async def get_progress(
     progress = engine.get_progress(job_id)
     deadline = time.monotonic() + wait_seconds
     while progress.status not in TERMINAL_STATUSES and (left := deadline - time.monotonic()) > 0:
-        done = progress.tags.done + progress.questions.done + progress.answers.done
-        total = progress.tags.total + progress.questions.total + progress.answers.total
+        done = progress.tags.done + progress.questions.done + progress.answers.done + progress.turns.done
+        total = progress.tags.total + progress.questions.total + progress.answers.total + progress.turns.total
         await ctx.report_progress(done, total or None, f"{progress.stage}: {progress.calls_done} calls done")
         await engine.wait_for_job_change(job_id, min(1.0, left))
         progress = engine.get_progress(job_id)

@@ -54,11 +54,13 @@ class DistillRequest:
     preference: bool = False  # --preference: a preference pair for every answer
     rejected_model: str | None = None  # --rejected-model: the rival's model name (on the question model's endpoint)
     margin: int = 2
+    turns: int = 1  # turns per dialogue (--turns)
 
     @property
     def params(self) -> dict[str, Any]:
         """The job parameters, as the engine stores them."""
-        return job_params(self.levels, self.tags_per_level, self.questions_per_tag, self.answer, self.batch_options)
+        return job_params(self.levels, self.tags_per_level, self.questions_per_tag, self.answer, self.batch_options,
+                          turns=self.turns)
 
     @property
     def styles(self) -> dict[str, QuestionStyles | AnswerStyle | None]:
@@ -205,7 +207,8 @@ async def start_or_resume(engine: Engine, project: Project, request: DistillRequ
         say(f"Stopped job {latest.job_id} (other settings); a new job tops the project up to the new shape.")
     job, _ = await engine.auto_distill(project.id, request.levels, request.tags_per_level,
                                        request.questions_per_tag, request.answer, request.confirm_large,
-                                       request.batch_options, pairs=request.pair_options(project))
+                                       request.batch_options, pairs=request.pair_options(project),
+                                       turns=request.turns)
     if job is None:
         say(f"Nothing to do: project '{project.name}' already has this shape.")
         return None

@@ -166,7 +166,8 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
                              batch_size=args.batch_size, batch_wait=args.batch_wait, tree=tree_outline,
                              guidance=args.guidance, question_styles=args.question_styles,
                              answer_style=args.answer_style, embedding_model=args.embedding_model,
-                             preference=args.preference, rejected_model=args.rejected_model, margin=args.margin)
+                             preference=args.preference, rejected_model=args.rejected_model, margin=args.margin,
+                             turns=args.turns)
     if args.estimate:
         from treedistill.server.cli.distill import estimate_lines, planned_project
         from treedistill.server.engine import estimate_top_up
@@ -215,6 +216,7 @@ def export(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
     from treedistill.server.export.writer import ExportOptions
 
     options = ExportOptions(format=args.format, reasoning=args.reasoning, dpo_style=args.dpo_style,
+                            reasoning_turns=args.reasoning_turns,
                             file_format=args.file_format,
                             system=args.system, answered_only=not args.include_unanswered,
                             confirmed_only=args.confirmed_only, min_rating=args.min_rating,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from treedistill import __version__
 from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_MAX_CONCURRENCY,
-                                       LARGE_PLAN_CALLS, MAX_CONCURRENCY_LIMIT)
+                                       LARGE_PLAN_CALLS, MAX_CONCURRENCY_LIMIT, MAX_TURNS)
 from treedistill.server.models import AnswerStyle, QuestionStyles
 
 DEFAULT_HTTP_PORT = 8765
@@ -53,12 +53,14 @@ EXAMPLES: dict[str, list[str]] = {
                 'treedistill distill "Chess" --batch --confirm-large',
                 'treedistill distill "Physics" --tree syllabus.md --guidance "High-school level, SI units"',
                 'treedistill distill "Chess" --embedding-model text-embedding-3-small',
-                'treedistill distill "Chess" --preference --rejected-model qwen2.5-0.5b-instruct --margin 3'],
+                'treedistill distill "Chess" --preference --rejected-model qwen2.5-0.5b-instruct --margin 3',
+                'treedistill distill "Tides" --levels 1 --turns 3'],
     "progress": ["treedistill progress", "treedistill progress 3 --watch", "treedistill progress 3 --json"],
     "projects": ["treedistill projects", "treedistill projects --json"],
     "export": ['treedistill export "Chess" --format sharegpt --reasoning field',
                "treedistill export 1 --min-score 7 --test-ratio 0.1 --out chess.jsonl",
-               'treedistill export "Chess" --format dpo --dpo-style trl --reasoning none'],
+               'treedistill export "Chess" --format dpo --dpo-style trl --reasoning none',
+               'treedistill export "Tides" --format openai --reasoning-turns last'],
     "serve": ["treedistill serve", "treedistill serve --http --port 8765 --token SECRET"],
     "doctor": ["treedistill doctor", "treedistill doctor --model gpt-4o-mini"],
     "review": ["treedistill review", "treedistill review --project 1 --no-browser"],
@@ -134,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--concurrency", type=_bounded(1, MAX_CONCURRENCY_LIMIT),
                      help=f"model calls in flight, for a new project ({DEFAULT_MAX_CONCURRENCY})")
     cmd.add_argument("--no-answer", action="store_true", help="stop after the questions")
+    cmd.add_argument("--turns", type=_bounded(1, MAX_TURNS), default=1,
+                     help="turns per dialogue (1): N continues every answer with N-1 follow-ups written by the "
+                          "question model playing the user, each answered by the teacher with the whole history")
     cmd.add_argument("--plain-answers", action="store_true",
                      help="keep answers without a reasoning trace (for a teacher that writes none)")
     cmd.add_argument("--language", choices=("en", "zh"), default="en", help="language of prompts and data (en)")
@@ -195,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(llamafactory)")
     cmd.add_argument("--reasoning", choices=("think", "field", "none"), default="think",
                      help="think: <think>…</think> before the answer; field: a separate field; none (think)")
+    cmd.add_argument("--reasoning-turns", choices=("all", "last"), default="all",
+                     help="dialogues: reasoning in every assistant turn, or only the last (all)")
     cmd.add_argument("--out", help="output file (default: <db name>-exports/<project id>/<name>-<format>.jsonl beside the db)")
     cmd.add_argument("--file-format", choices=("jsonl", "json", "parquet"),
                      help="default: from --out's suffix (.json, .parquet), else jsonl")

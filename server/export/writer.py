@@ -11,12 +11,19 @@ Formats, one record per question (answered ones only, by default):
 - dpo:      one record per kept preference pair (make_preference_pairs), in LLaMA-Factory's ranking layout or TRL's
             prompt/chosen/rejected (dpo_style): server/export/dpo.py
 
+Dialogues (auto_distill turns > 1, continue_dialogue): a question's complete later turns follow its answer as
+alternating human/gpt turns (sharegpt) or user/assistant messages (openai), the last turn the assistant's; alpaca
+records hold the last exchange and every record of a file with dialogues carries LLaMA-Factory's `history` (the
+earlier [instruction, response] pairs, [] for one turn); raw records carry `turns`.
+
 Reasoning:
 - think: the output / gpt turn / assistant message is "<think>\\n{reasoning}\\n</think>\\n\\n{answer}", the
   DeepSeek-R1 / Qwen3 layout that LLaMA-Factory and most SFT trainers expect for reasoning models;
 - field: alpaca records get a "reasoning" key; the gpt turn and the assistant message get "reasoning_content",
   the field DeepSeek's API returns and Qwen3-style chat templates read;
 - none: the answer alone.
+In a dialogue, reasoning_turns="all" puts each turn's reasoning in that turn, "last" only in the last assistant
+turn (the layout of chat templates that drop earlier thinking).
 
 Files are JSONL (one record a line), JSON (an array, one record a line) or Parquet (server/export/parquet.py,
 row groups of a thousand records; a path's suffix that contradicts Parquet is refused). Records are streamed from a
@@ -32,6 +39,7 @@ import errno
 import json
 import os
 import re
+from collections.abc import Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +48,7 @@ from pydantic import BaseModel, Field
 
 from treedistill.server.export import dpo
 from treedistill.server.store.curation import CurationStore, ExportFilter
+from treedistill.server.store.dialogues import DialogueStore
 from treedistill.server.store.preference import PreferenceStore
 from treedistill.server.text.dedup import normalize
 from treedistill.server.config import MAX_FILE_NAME_BYTES, MAX_PATH_BYTES
@@ -58,6 +67,7 @@ class ExportOptions(ExportFilter):
     format: Format = "alpaca"
     reasoning: Reasoning = "think"
     dpo_style: Literal["llamafactory", "trl"] = "llamafactory"  # format="dpo" only
+    reasoning_turns: Literal["all", "last"] = "all"  # dialogues: reasoning in every assistant turn, or the last only
     file_format: FileFormat | None = Field(None, description="Default: from the path's suffix, else jsonl")
     path: str | None = None
     system: str | None = None
@@ -212,32 +222,61 @@ def _split_paths(target: Path, split: bool) -> dict[str, Path]:
 # -- records ----------------------------------------------------------------------------------
 
 
-def build_record(row: dict[str, Any], options: ExportOptions, project: Project) -> dict[str, Any]:
-    """One export record in the options' format and reasoning mode, from a row of CurationStore.export_rows."""
+def build_record(row: dict[str, Any], options: ExportOptions, project: Project,
+                 later_turns: Sequence[dict[str, Any]] = (), multi_turn: bool = False) -> dict[str, Any]:
+    """One export record in the options' format and reasoning mode, from a row of CurationStore.export_rows and the
+    question's complete later dialogue turns (DialogueStore.complete_later_turns). `multi_turn`: the file holds
+    dialogues, so alpaca records carry `history` (empty for a single turn) and raw records `turns`."""
     if options.format == "raw":
-        return {"project": project.name, **row, "confirmed": bool(row["confirmed"]),
-                "question_model": project.question_model.model}
+        record = {"project": project.name, **row, "confirmed": bool(row["confirmed"]),
+                  "question_model": project.question_model.model}
+        return {**record, "turns": [_raw_turn(turn) for turn in later_turns]} if multi_turn else record
     if options.format == "dpo":
         return dpo.pair_record(row, options.dpo_style, lambda text, thought: with_reasoning(text, thought, options),
                                options.system)
-    question, answer, reasoning = row["question"], row["answer"] or "", row["reasoning"] or ""
-    output = with_reasoning(answer, reasoning, options)
-    field = {"reasoning_content": reasoning} if options.reasoning == "field" else {}
+    exchanges = [(row["question"], row["answer"] or "", row["reasoning"] or ""),
+                 *((turn["user_text"], turn["answer"], turn["reasoning"] or "") for turn in later_turns)]
+    last = len(exchanges) - 1
+
+    def shows_reasoning(number: int) -> bool:  # "last": the layout of chat templates that drop earlier thinking
+        return options.reasoning_turns == "all" or number == last
+
+    def output(number: int) -> str:
+        _, answer, reasoning = exchanges[number]
+        return with_reasoning(answer, reasoning if shows_reasoning(number) else "", options)
+
+    def field(number: int) -> dict[str, str]:
+        return {"reasoning_content": exchanges[number][2]} if options.reasoning == "field" and shows_reasoning(
+            number) else {}
+
     system = options.system
     if options.format == "alpaca":
-        record = {"instruction": question, "input": "", "output": output}
+        record = {"instruction": exchanges[last][0], "input": "", "output": output(last)}
         if system:
             record["system"] = system
         if options.reasoning == "field":
-            record["reasoning"] = reasoning
+            record["reasoning"] = exchanges[last][2]
+        if multi_turn:  # LLaMA-Factory's alpaca `history`: the earlier [instruction, response] pairs, in order
+            record["history"] = [[exchanges[number][0], output(number)] for number in range(last)]
         return record
     if options.format == "sharegpt":
         turns = [{"from": "system", "value": system}] if system else []
-        return {"conversations": [*turns, {"from": "human", "value": question},
-                                  {"from": "gpt", "value": output, **field}]}
+        for number, (user, _, _) in enumerate(exchanges):
+            turns += [{"from": "human", "value": user}, {"from": "gpt", "value": output(number), **field(number)}]
+        return {"conversations": turns}
     messages = [{"role": "system", "content": system}] if system else []
-    return {"messages": [*messages, {"role": "user", "content": question},
-                         {"role": "assistant", "content": output, **field}]}
+    for number, (user, _, _) in enumerate(exchanges):
+        messages += [{"role": "user", "content": user},
+                     {"role": "assistant", "content": output(number), **field(number)}]
+    return {"messages": messages}
+
+
+def _raw_turn(turn: dict[str, Any]) -> dict[str, Any]:
+    return {"number": turn["number"], "user": turn["user_text"], "user_model": turn["user_model"],
+            "answer": turn["answer"], "reasoning": turn["reasoning"] or "",
+            "reasoning_source": turn["reasoning_source"], "answer_model": turn["model"],
+            "input_tokens": turn["input_tokens"], "output_tokens": turn["output_tokens"],
+            "answered_at": turn["answered_at"]}
 
 
 def with_reasoning(answer: str, reasoning: str, options: ExportOptions) -> str:
@@ -313,14 +352,18 @@ class RecordFile:
 # -- LLaMA-Factory ----------------------------------------------------------------------------
 
 
-def dataset_info_entry(file_name: str, options: ExportOptions) -> dict[str, Any]:
-    """LLaMA-Factory's description of one exported file (its data/dataset_info.json format)."""
+def dataset_info_entry(file_name: str, options: ExportOptions, multi_turn: bool = False) -> dict[str, Any]:
+    """LLaMA-Factory's description of one exported file (its data/dataset_info.json format); `multi_turn`: the
+    alpaca file's records carry the earlier turns in `history`."""
     if options.format == "dpo":
         return dpo.dataset_info_entry(file_name, options.dpo_style, options.system)
     if options.format == "alpaca":
         columns = {"prompt": "instruction", "query": "input", "response": "output"}
-        return {"file_name": file_name, "formatting": "alpaca",
-                "columns": {**columns, "system": "system"} if options.system else columns}
+        if options.system:
+            columns["system"] = "system"
+        if multi_turn:
+            columns["history"] = "history"
+        return {"file_name": file_name, "formatting": "alpaca", "columns": columns}
     if options.format == "sharegpt":
         return {"file_name": file_name, "formatting": "sharegpt", "columns": {"messages": "conversations"},
                 "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
@@ -394,8 +437,10 @@ def _write_export(db_path: str | Path, project: Project, options: ExportOptions,
     info = _read_dataset_info(info_path) if info_path else {}
     reader = CurationStore.open_reader(db_path)
     source = PreferenceStore(reader.store) if options.format == "dpo" else reader  # pairs, or one record per answer
+    dialogues = DialogueStore(reader.store)
     written: list[RecordFile] = []
     try:
+        multi_turn = options.format != "dpo" and dialogues.has_dialogues(project.id)
         count = source.export_count(project.id, selection)
         test_size = round(count * options.test_ratio) if split else 0
         if file_format == "parquet":
@@ -406,7 +451,8 @@ def _write_export(db_path: str | Path, project: Project, options: ExportOptions,
             with open_record_file(paths[part], file_format) as out:
                 written.append(out)
                 for row in islice(rows, test_size if part == "test" else None):
-                    record = build_record(row, options, project)
+                    later = dialogues.complete_later_turns(row["question_id"]) if multi_turn else []
+                    record = build_record(row, options, project, later, multi_turn)
                     out.write(record)
                     if part != "test" and len(preview) < options.preview:
                         preview.append(_shorten(record))
@@ -423,7 +469,7 @@ def _write_export(db_path: str | Path, project: Project, options: ExportOptions,
             out.discard()
     if info_path:
         for path in paths.values():
-            info[path.stem] = dataset_info_entry(path.name, options)
+            info[path.stem] = dataset_info_entry(path.name, options, multi_turn)
         _write_dataset_info(info_path, info)
     main = files[-1]
     return ExportReport(

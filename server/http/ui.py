@@ -41,6 +41,7 @@ UI_TOOLS: dict[str, frozenset[str]] = {name: frozenset(arguments) for name, argu
     "dataset_report": ("project_id", "tag_id", "near_duplicates", "breakdown"),
     "get_answer": ("project_id", "question_id"),
     "list_preference_pairs": ("project_id", "filter", "limit", "offset"),
+    "get_dialogue": ("project_id", "question_id"),
     "rate_item": ("project_id", "question_id", "rating"),
     "confirm_item": ("project_id", "question_ids", "confirmed"),
     "update_answer": ("project_id", "question_id", "answer", "reasoning"),

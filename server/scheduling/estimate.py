@@ -82,10 +82,19 @@ def estimate_plan(store: Store, project: Project, plan: Plan, params: dict[str, 
     if plan.pairs:
         kinds.update(_pair_kinds(store, project, plan, params["preference"], environ,
                                  tokens(*answer_messages), question_chars, per_answer, path(levels)))
+    if plan.turns:  # a later turn shows, on average, half a dialogue's turns of history
+        shown = [("x" * round(question_chars), "x" * round(per_answer * CHARS_PER_TOKEN))] * max(
+            params.get("turns", 1) // 2, 1)
+        followup_prompt = prompts.followup_prompt(lang, path(levels), shown, None, steer)
+        kinds["followups"] = _kind(project.question_model, environ, plan.turns, tokens(followup_prompt),
+                                   round(question_chars / CHARS_PER_TOKEN * plan.turns), list_basis)
+        kinds["turns"] = _kind(project.answer_model, environ, plan.turns,
+                               tokens(*answer_messages, *(text for pair in shown for text in pair)),
+                               round(per_answer * plan.turns), answer_basis)
     online = _total(kind.cost_online for kind in kinds.values())
     batch = _total(kind.cost_batch for kind in kinds.values())
     # A batch job sends its answers by batch, and its tag and question calls too with batch_all.
-    by_batch = {"answers"} | ({"tags", "questions"} if params.get("batch_all") else set())
+    by_batch = {"answers"} | ({"tags", "questions", "followups", "turns"} if params.get("batch_all") else set())
     asked = [(kind.cost_batch if name in by_batch and params.get("batch") else kind.cost_online)
              for name, kind in kinds.items()]
     specs = [project.question_model, *([project.answer_model] if answer_calls else []),
@@ -93,7 +102,8 @@ def estimate_plan(store: Store, project: Project, plan: Plan, params: dict[str, 
     notes = [note for spec in specs if (note := price_of(spec, resolve_base_url(spec, environ)).note)]
     return PlanEstimate(
         calls=plan.calls, planned_tags=plan.tags, planned_questions=plan.questions, planned_answers=plan.answers,
-        planned_pairs=plan.pairs, **kinds, input_tokens=sum(k.input_tokens for k in kinds.values()),
+        planned_pairs=plan.pairs, planned_turns=plan.turns,
+        **kinds, input_tokens=sum(k.input_tokens for k in kinds.values()),
         output_tokens=sum(k.output_tokens for k in kinds.values()), cost_online=online, cost_batch=batch,
         batch=bool(params.get("batch")), cost=_total(asked), cost_at_least=sum(cost or 0.0 for cost in asked),
         cost_known=online is not None, input_basis=INPUT_BASIS, price_notes=list(dict.fromkeys(notes)))

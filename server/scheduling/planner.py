@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from treedistill.server.store.catalog import Store
+from treedistill.server.store.dialogues import DialogueStore
 from treedistill.server.store.preference import PreferenceStore
+
+
+TURN_CALLS = 2  # a dialogue turn: the user's follow-up (question model), then the teacher's reply
+
+
+def item_calls(kind: str) -> int:
+    """The model calls one work item of `kind` makes when nothing needs re-asking."""
+    return TURN_CALLS if kind == "turn" else 1
 
 
 @dataclass
@@ -14,6 +23,7 @@ class Plan:
     questions: int = 0
     answers: int = 0
     pairs: int = 0  # preference pairs: a rival response and a judging item each (two calls)
+    turns: int = 0  # dialogue turns after the first (TURN_CALLS calls each)
     calls: int = 0
     tag_calls: int = 0  # of the calls, tag expansions (inner tags) and question extractions (leaf tags)
     question_calls: int = 0
@@ -46,11 +56,16 @@ def _add_pairs(plan: Plan, count: int) -> None:
     plan.calls += count * PAIR_CALLS
 
 
-def unmade_work(kind: str, depth: int, missing: int, params: dict) -> Plan:
+def unmade_work(kind: str, depth: int, missing: int, params: dict, turn: int = 0) -> Plan:
     """What a job item that failed with `missing` outputs still to make leaves undone: the outputs themselves
     and all the planned work beneath them, with the item's own call. `depth` is the depth of the item's tag
-    (0 for the topic root); an answer item's one missing output is its answer."""
+    (0 for the topic root); an answer item's one missing output is its answer; a failed turn (number `turn`) ends
+    its dialogue, so that turn and the ones after it are undone."""
     plan = Plan(calls=1)
+    if kind == "turn":
+        plan.turns = params.get("turns", 1) - turn + 1
+        plan.calls = plan.turns * TURN_CALLS
+        return plan
     pairs = "preference" in params
     if kind == "tags":
         _new_subtree(plan, depth + 1, missing, grow_depth(params), params["tags_per_level"],
@@ -71,7 +86,14 @@ def unmade_work(kind: str, depth: int, missing: int, params: dict) -> Plan:
     elif kind == "student":  # an evaluation's student answer: its judge call will not be made either
         plan.answers = missing
         plan.calls += 1
+    _add_turns(plan, params.get("turns", 1))
     return plan
+
+
+def _add_turns(plan: Plan, turns: int) -> None:
+    """Each answer of the plan opens a dialogue of `turns` turns: its later turns are TURN_CALLS calls each."""
+    plan.turns += plan.answers * (turns - 1)
+    plan.calls += plan.answers * (turns - 1) * TURN_CALLS
 
 
 def grow_depth(params: dict) -> int:
@@ -81,12 +103,15 @@ def grow_depth(params: dict) -> int:
 
 
 def plan_top_up(store: Store, project_id: int, levels: int, tags_per_level: int, questions_per_tag: int,
-                answer: bool, *, tag_id: int | None = None, grow: bool = True, pairs: bool = False) -> Plan:
+                answer: bool, *, tag_id: int | None = None, grow: bool = True, pairs: bool = False,
+                turns: int = 1) -> Plan:
     """Work items (not yet inserted) that bring the project up to the requested shape, with totals.
 
     With `tag_id`, only that tag's branch is planned (`levels` counted below it); with grow=false (or levels=0)
     the tree stays as it is: questions for its leaves (of the branch) and answers for those, no tag call. With
     `pairs`, every answer (new or stored without one) also gets a preference pair (a rival item, then its judging).
+    With `turns` > 1 every answer opens a dialogue of that many turns: answered questions with fewer get their
+    next turn queued (each turn queues the one after it), new answers count their later turns.
     """
     plan = Plan()
     question_counts = store.question_counts(project_id)
@@ -124,6 +149,11 @@ def plan_top_up(store: Store, project_id: int, levels: int, tags_per_level: int,
         plan.answers += len(unanswered)
         plan.calls += len(unanswered)
         _add_pairs(plan, len(unanswered) if pairs else 0)
+        _add_turns(plan, turns)
+        for question_id, done in DialogueStore(store).short_dialogues(project_id, turns, under=tag_id):
+            plan.items.append({"kind": "turn", "question_id": question_id, "target": done + 1})
+            plan.turns += turns - done
+            plan.calls += (turns - done) * TURN_CALLS
     if pairs:
         unpaired = PreferenceStore(store).answered_without_pair(project_id, under=tag_id)
         plan.items += [{"kind": "rival", "question_id": question_id} for question_id in unpaired]
@@ -154,4 +184,4 @@ def plan_job(store: Store, project_id: int, params: dict) -> Plan:
         return plan_focus(store, project_id, params["focus"], params["answer"])
     return plan_top_up(store, project_id, params["levels"], params["tags_per_level"], params["questions_per_tag"],
                        params["answer"], tag_id=params.get("tag_id"), grow=params.get("grow", True),
-                       pairs="preference" in params)
+                       pairs="preference" in params, turns=params.get("turns", 1))

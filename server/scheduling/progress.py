@@ -12,7 +12,7 @@ from treedistill.server.store.queue import WorkQueue
 
 STAGE_BY_KIND = {"tags": "expanding tags", "questions": "extracting questions", "answer": "answering",
                  "rival": "making preference pairs", "pair_judge": "judging preference pairs",
-                 "student": "student answering", "eval_judge": "grading"}
+                 "student": "student answering", "eval_judge": "grading", "turn": "continuing dialogues"}
 
 
 def stored_job_progress(queue: WorkQueue, job_id: int) -> JobProgress:
@@ -41,7 +41,7 @@ def job_progress(job: dict[str, Any], open_kinds: set[str], in_flight: Counter, 
         job_id=job["id"], project_id=job["project_id"], kind=job.get("kind", "distill"), status=job["status"],
         stage=stage if running and stage else job["status"],
         tags=_kind(job, "tags", in_flight), questions=_kind(job, "questions", in_flight),
-        answers=_kind(job, "answers", in_flight),
+        answers=_kind(job, "answers", in_flight), turns=_kind(job, "turns", in_flight),
         pairs=_kind(job, "pairs", in_flight) if "preference" in job["params"] else None,
         calls_done=calls_done, calls_failed=calls_failed, calls_pending=remaining,
         input_tokens=job["input_tokens"], output_tokens=job["output_tokens"], cost=job["cost"],

@@ -39,7 +39,7 @@ from treedistill.server.errors import (
 from treedistill.server.config import DEFAULT_BATCH_POLL_SECONDS
 from treedistill.server.loop_share import take_turn
 from treedistill.server.scheduling.batching import BatchRunner
-from treedistill.server.scheduling.planner import unmade_work
+from treedistill.server.scheduling.planner import item_calls, unmade_work
 from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
 from treedistill.server.store.catalog import is_busy
 from treedistill.server.store.queue import WorkItem
@@ -251,7 +251,9 @@ class Scheduler:
         with self.ctx.store.transaction():
             self.ctx.queue.finish_item(item, "done", result=result)
             if item.job_id is not None:  # an answer counts here, with its item's completion (see work._answer)
-                self.ctx.queue.add_job_counts(item.job_id, calls_done=1, answers_done=int(item.kind == "answer"))
+                self.ctx.queue.add_job_counts(item.job_id, calls_done=item_calls(item.kind),
+                                              answers_done=int(item.kind == "answer"),
+                                              turns_done=int(item.kind == "turn"))
 
     def _retry(self, exc: TreedistillError, item: WorkItem) -> tuple[float, str] | None:
         """(seconds before the next attempt, the attempt counter it spends), or None to give up."""
@@ -297,10 +299,10 @@ class Scheduler:
             self.ctx.queue.finish_item(item, "failed", error=error)
             if item.job_id is not None:
                 unmade = unmade_work(item.kind, self._depth(item), outputs_missing(self.ctx.store, item),
-                                     self.ctx.queue.get_job(item.job_id)["params"])
+                                     self.ctx.queue.get_job(item.job_id)["params"], turn=item.target)
                 self.ctx.queue.add_job_counts(item.job_id, calls_failed=unmade.calls, tags_failed=unmade.tags,
                                               questions_failed=unmade.questions, answers_failed=unmade.answers,
-                                              pairs_failed=unmade.pairs)
+                                              pairs_failed=unmade.pairs, turns_failed=unmade.turns)
 
     def _depth(self, item: WorkItem) -> int:
         if item.kind != "tags" or item.tag_id is None:
@@ -368,7 +370,8 @@ class Scheduler:
         job = queue.get_job(job_id)
         if job["status"] != "running" or queue.job_has_open_items(job_id):
             return
-        short = any(job[f"{kind}_done"] < job[f"planned_{kind}"] for kind in ("tags", "questions", "answers", "pairs"))
+        short = any(job[f"{kind}_done"] < job[f"planned_{kind}"]
+                    for kind in ("tags", "questions", "answers", "pairs", "turns"))
         if job["calls_failed"] and not job["calls_done"]:
             status = "failed"
             queue.set_job_status(job_id, status, error="no work item succeeded; see recent_errors")

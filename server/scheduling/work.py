@@ -1,4 +1,5 @@
-"""What each kind of work item does: expand a tag, extract questions, answer a question, judge an answer.
+"""What each kind of work item does: expand a tag, extract questions, answer a question, judge an answer
+(and continue a dialogue: server/scheduling/dialogue_work.py).
 
 Every executor is idempotent: it first looks at what is already stored and asks the model only
 for what is missing, and it commits each reply's results the moment they are parsed. Inside a
@@ -17,11 +18,12 @@ from treedistill.server.store.curation import CurationStore
 from treedistill.server.store.holdout import HoldoutStore
 from treedistill.server.store.preference import PAIR_KINDS
 from treedistill.server.text.dedup import normalize, unique_new
-from treedistill.server.errors import MissingReasoning, NotFound, OutputFormatError
+from treedistill.server.errors import NotFound, OutputFormatError
 from treedistill.server.text.judge import parse_verdict
-from treedistill.server.scheduling import preference_work
+from treedistill.server.scheduling import dialogue_work, preference_work
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.scheduling.embedding import drop_semantic_duplicates, run_embed_item
+from treedistill.server.scheduling.teacher import RAW_ECHO_LIMIT, ask_teacher, reasoning_source
 from treedistill.server.scheduling.planner import grow_depth
 from treedistill.server.models import ModelSpec, Project, Question, Tag
 from treedistill.server.text.near_dup import drop_near_duplicates
@@ -34,10 +36,8 @@ from treedistill.server.text.styles import StyleSlot, plan_styles
 from treedistill.server.text.parsing import ListContext, QuestionList, TagList, list_schema, parse_list
 
 FORMAT_ROUNDS = 3  # replies per call that may be re-asked with the parse error shown
-ANSWER_ROUNDS = 2  # an answer without the reasoning the project requires is asked for once more
 TOPUP_ROUNDS = 4  # calls per item to fill the count when the model repeats existing items
 AVOID_LIST_LIMIT = 60  # existing questions shown as "do not repeat"
-RAW_ECHO_LIMIT = 2000
 T = TypeVar("T")
 
 
@@ -74,6 +74,8 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
     if item.kind in ("student", "eval_judge"):  # an evaluation run's items (imported here: that module uses this one)
         from treedistill.server.scheduling.evaluation_work import execute_evaluation
         return await execute_evaluation(ctx, item, project)
+    if item.kind == "turn":
+        return await dialogue_work.continue_turn(ctx, item, project)
     return await _answer(ctx, item, project)
 
 
@@ -225,31 +227,22 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
     # An answer item is counted when it is finished (Scheduler._attempt), in that transaction: one answered
     # meanwhile (by hand, or by this item before a crash kept it from finishing) is counted once.
     if question.answered and not item.regenerate:
+        with ctx.store.transaction():
+            ctx.queue.hold(item)
+            dialogue_work.queue_next_turn(ctx, item, question.id, 2)
         return {"question_id": question.id}
     spec = ctx.caller.model_for(item, project, "answer")
     params = _job_params(ctx, item)
     steer = steering(ctx.store, project, params)
-    messages = answer_messages(project, question, steer)
-    for round_number in range(1, ANSWER_ROUNDS + 1):
-        reply = await ctx.caller.call(item, spec, ChatRequest(messages=messages))
-        if reply.content.strip() and ((reply.reasoning or "").strip() or not project.require_reasoning):
-            break
-        if round_number == ANSWER_ROUNDS:
-            if not reply.content.strip():
-                raise OutputFormatError(f"the teacher gave an empty answer {ANSWER_ROUNDS} times", raw=reply.content)
-            raise MissingReasoning(f"the teacher gave no reasoning section {ANSWER_ROUNDS} times; for a teacher "
-                                   "that writes none, set require_reasoning=false on the project (update_project) "
-                                   "to keep plain answers", raw=reply.content)
-        messages = [*messages, ChatMessage(role="assistant", content=reply.content[:RAW_ECHO_LIMIT] or "(empty)"),
-                    ChatMessage(role="user", content=prompts.reasoning_feedback(project.language))]
+    reply = await ask_teacher(ctx.caller, item, project, spec, answer_messages(project, question, steer))
     with ctx.store.transaction():
         ctx.queue.hold(item)
         # Without regenerate, an answer stored meanwhile (and perhaps reviewed) is kept, never overwritten.
         ctx.store.save_answer(project.id, question.id, reply.content.strip(), (reply.reasoning or "").strip(),
-                              reply.reasoning_source or ("think_tags" if (reply.reasoning or "").strip() else "none"),
-                              reply.model or spec.model,
+                              reasoning_source(reply), reply.model or spec.model,
                               reply.input_tokens, reply.output_tokens, replace=item.regenerate,
                               prompt_version=prompts.prompt_version(project.language, "answer", steer))
+        dialogue_work.queue_next_turn(ctx, item, question.id, 2)
         if params is not None and params.get("preference"):
             preference_work.queue_rival(ctx.queue, item, question.id)
     return {"question_id": question.id}

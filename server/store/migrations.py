@@ -450,6 +450,35 @@ def m012_steering() -> str:
 
 
 @migration
+def m013_dialogues() -> str:
+    # Turn 1 of a dialogue is the question and its answer; a `dialogue_turns` row is a later turn: the user's
+    # follow-up (stored first, so a crash between the two calls never pays for it again) and the teacher's reply.
+    return """
+        CREATE TABLE dialogue_turns (
+            id INTEGER PRIMARY KEY,
+            question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            user_text TEXT NOT NULL,
+            user_model TEXT,
+            answer TEXT,
+            reasoning TEXT,
+            reasoning_source TEXT,
+            model TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            answered_at TEXT
+        );
+        CREATE UNIQUE INDEX dialogue_turns_number ON dialogue_turns(question_id, number);
+        CREATE INDEX dialogue_turns_project ON dialogue_turns(project_id);
+        ALTER TABLE jobs ADD COLUMN planned_turns INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN turns_done INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN turns_failed INTEGER NOT NULL DEFAULT 0;
+    """
+
+
+@migration
 def m014_preference() -> str:
     # A preference pair per answered question: a rival response (rejected_model) beside the teacher's answer, both
     # scored by the judge. `chosen` says which side won by at least `margin` points; NULL while unjudged or within

@@ -15,9 +15,10 @@ from treedistill.server.models import ModelSpec
 from treedistill.server.store.catalog import Store, now_iso
 
 # Manual calls jump the queue; within a job, expanding the tree comes first so the window stays full.
-PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3, "eval_judge": 3, "student": 4, "rival": 4,
+PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3, "turn": 3, "eval_judge": 3, "student": 4, "rival": 4,
             "pair_judge": 4}
-KIND_COLUMN = {"tags": "tags", "questions": "questions", "answer": "answers", "rival": "pairs", "pair_judge": "pairs"}
+KIND_COLUMN = {"tags": "tags", "questions": "questions", "answer": "answers", "turn": "turns", "rival": "pairs",
+               "pair_judge": "pairs"}
 
 
 class WorkItem(BaseModel):
@@ -131,6 +132,11 @@ class WorkQueue:
             {"now": time.time(), "project": project_id, "worker": worker_id, "endpoints": endpoints, "most": most},
         )
         return [self._item(row) for row in sorted(rows, key=lambda row: (row["priority"], row["id"]))]
+
+    def has_job_turn(self, job_id: int, question_id: int, number: int) -> bool:
+        """Whether the job has an item (in any state) for turn `number` of the question's dialogue."""
+        return self.db.execute("SELECT 1 FROM work_items WHERE job_id = ? AND kind = 'turn' AND question_id = ?"
+                               " AND target = ? LIMIT 1", (job_id, question_id, number)).fetchone() is not None
 
     def next_due(self, project_id: int) -> float | None:
         """When the project's earliest item waiting to retry becomes due (None when none waits)."""
@@ -358,7 +364,7 @@ class WorkQueue:
                 " AND status = 'failed'", (time.time(), job_id)).rowcount
             self.db.execute(
                 "UPDATE jobs SET tags_failed = 0, questions_failed = 0, answers_failed = 0, pairs_failed = 0,"
-                " calls_failed = 0,"
+                " turns_failed = 0, calls_failed = 0,"
                 " finished_at = NULL, error = NULL WHERE id = ?", (job_id,))
             self.set_job_status(job_id, "running")
         return moved

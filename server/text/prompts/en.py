@@ -111,3 +111,19 @@ FORMAT_FEEDBACK = """Your reply could not be used: {error}
 Reply again with only the JSON object in the requested form, with the requested number of new items."""
 
 REASONING_FEEDBACK = """Your reply had no reasoning section. Reply again: first your step-by-step reasoning inside <think> and </think>, then the final answer."""
+
+FOLLOWUP = """You play the user in a conversation with an expert in {path}, to generate training data for a chat model.
+{persona}
+{guidance}
+
+The conversation so far:
+{transcript}
+
+Write the user's next message: one natural follow-up that depends on what was said, for example asking to clarify a point, going deeper, raising a counter-example or applying the answer to a concrete case. Do not repeat an earlier message and do not answer it yourself.
+Reply with the user's next message only, in English, with no label and no quotes."""
+FOLLOWUP_PERSONA = "The user is: {audience}."
+FOLLOWUP_USER = "User"
+FOLLOWUP_ASSISTANT = "Expert"
+FOLLOWUP_FEEDBACK = """That reply cannot be used: {error}. Write the user's next message again: a new follow-up, only the message."""
+FOLLOWUP_EMPTY = "it is empty"
+FOLLOWUP_REPEATED = "it repeats an earlier user message"

@@ -110,3 +110,19 @@ FORMAT_FEEDBACK = """你的回复无法使用：{error}
 请重新回复，只给出所要求形式的 JSON 对象，并包含所要求数量的新条目。"""
 
 REASONING_FEEDBACK = """你的回复缺少推理部分。请重新回复：先在 <think> 和 </think> 之间写出逐步推理，再给出最终答案。"""
+
+FOLLOWUP = """你扮演与一位{path}领域专家对话的用户，用于生成对话模型的训练数据。
+{persona}
+{guidance}
+
+目前的对话：
+{transcript}
+
+请写出用户的下一条消息：一个自然的追问，要依赖于已经说过的内容，例如请对方澄清某一点、深入探讨、提出反例，或把回答应用到具体情境中。不要重复之前的消息，也不要自己回答。
+只回复用户的下一条消息，使用中文，不加标签，不加引号。"""
+FOLLOWUP_PERSONA = "这位用户是：{audience}。"
+FOLLOWUP_USER = "用户"
+FOLLOWUP_ASSISTANT = "专家"
+FOLLOWUP_FEEDBACK = """这条回复无法使用：{error}。请重新写出用户的下一条消息：一个新的追问，只写消息本身。"""
+FOLLOWUP_EMPTY = "内容为空"
+FOLLOWUP_REPEATED = "它重复了之前的用户消息"

@@ -434,8 +434,10 @@
     if (row && scroll !== false) row.scrollIntoView({ block: "nearest" });
     const q = page.questions[index];
     const data = await call("get_answer", { project_id: state.project, question_id: q.id });
+    const dialogue = data.dialogue_turns > 1 ?
+      await call("get_dialogue", { project_id: state.project, question_id: q.id }) : null;
     if (state.sel !== index) return;  // another question was chosen meanwhile
-    state.answer = data;
+    state.answer = data; state.dialogue = dialogue;
     renderDetail();
   }
 
@@ -496,9 +498,26 @@
             question_ids: [question.id], rescore: true }), text: "Score with judge" }),
           deleteButton(question)));
     }
+    if (!state.editing) parts.push(...dialogueTurns(state.dialogue));
     if (state.tag) parts.push(tagDeletion());
     pane.replaceChildren(...parts);
     resized();
+  }
+
+  // The later turns of a dialogue (turn 1 is the answer above), each reply's reasoning collapsed.
+  function dialogueTurns(dialogue) {
+    if (!dialogue || (dialogue.turns.length < 2 && !dialogue.ended)) return [];
+    const parts = [h("h2", { id: "dialogue", text: `Dialogue (${dialogue.turns.length} turns)` })];
+    dialogue.turns.slice(1).forEach((turn) => parts.push(h("section", { class: "turn", "data-turn": turn.number },
+      h("div", { class: "meta", text: `Turn ${turn.number} · user` }),
+      h("div", { class: "text-block turn-user", text: turn.user }),
+      h("div", { class: "meta", text: `Turn ${turn.number} · ${turn.model || "assistant"}` }),
+      h("div", { class: "text-block turn-assistant", text: turn.assistant }),
+      h("details", { class: "turn-reasoning", ontoggle: resized },
+        h("summary", { text: `Reasoning (${fmt(turn.reasoning.length)} characters)` }),
+        h("div", { class: "text-block", text: turn.reasoning })))));
+    if (dialogue.ended) parts.push(h("p", { id: "dialogue-ended", class: "muted", text: dialogue.ended }));
+    return parts;
   }
   function deleteButton(question) {
     return h("button", { id: "delete-question", class: "danger", onclick: (event) => ask(
