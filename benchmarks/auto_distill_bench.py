@@ -4,6 +4,7 @@
     python benchmarks/auto_distill_bench.py --quick      # latency run only
     python benchmarks/auto_distill_bench.py --processes  # the 1,111-call job by 1 and by 3 processes
     python benchmarks/auto_distill_bench.py --auto457 5  # 5 runs of the 457-call job (C=16, 0.1 s +-50%)
+    python benchmarks/auto_distill_bench.py --auto457 5 --tail 1  # the same, heavy-tailed latency (same mean)
 
 Run 1: levels=2, tags_per_level=10, questions_per_tag=10 (1,111 calls), concurrency 16, mean latency
 0.2 s +-50%: prints wall time, the ideal max(critical path, calls x latency / concurrency) and their ratio.
@@ -40,11 +41,12 @@ from treedistill.server.models import TERMINAL_STATUSES  # noqa: E402
 
 
 @contextlib.contextmanager
-def standin_process(latency: float, jitter: float) -> Iterator[str]:
-    """The stand-in LLM in a process of its own (so it does not share this one's CPU); yields its URL."""
+def standin_process(latency: float, jitter: float, tail: float = 0.0) -> Iterator[str]:
+    """The stand-in LLM in a process of its own (so it does not share this one's CPU); yields its URL. `tail`: a
+    log-normal sigma for heavy-tailed latency instead of the uniform jitter (same mean)."""
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "standin_llm.py"), "--port", "0", "--latency", str(latency),
-         "--jitter", str(jitter)], stdout=subprocess.PIPE, text=True)
+         "--jitter", str(jitter), "--tail", str(tail)], stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline().split()
         assert line and line[0] == "PORT", f"stand-in did not start: {line}"
@@ -141,8 +143,8 @@ def peak_rss_mib() -> float:
 
 
 def bench(label: str, latency: float, jitter: float, concurrency: int, levels: int, tags: int,
-          questions: int) -> dict:
-    with standin_process(latency, jitter) as url, tempfile.TemporaryDirectory() as tmp:
+          questions: int, tail: float = 0.0) -> dict:
+    with standin_process(latency, jitter, tail) as url, tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(run_job(url, Path(tmp) / "bench.db", concurrency, levels, tags, questions))
         report(result, url, label, latency, jitter, concurrency, levels, tags, questions)
     return result
@@ -204,10 +206,14 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a 7-call run that only checks the script works")
     parser.add_argument("--auto457", type=int, metavar="RUNS", default=0,
                         help="issue 19's target: RUNS runs of the 457-call job at C=16, 0.1 s +-50%%")
+    parser.add_argument("--tail", type=float, metavar="SHAPE", default=0.0,
+                        help="with --auto457: heavy-tailed latency (log-normal sigma, e.g. 1; mean 0.1 s), not +-50%%")
     args = parser.parse_args()
     if args.auto457:
+        spread = f"log-normal sigma {args.tail}" if args.tail else "+-50%"
         for run in range(args.auto457):
-            bench(f"run {run + 1}: 457 calls, latency 0.1 s +-50%, concurrency 16", 0.1, 0.5, 16, 2, 8, 6)
+            bench(f"run {run + 1}: 457 calls, latency 0.1 s {spread}, concurrency 16", 0.1, 0.5, 16, 2, 8, 6,
+                  tail=args.tail)
         return
     if args.smoke:
         bench("smoke: 7 calls, latency 0.01 s", 0.01, 0.5, 4, 1, 2, 2)

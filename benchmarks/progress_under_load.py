@@ -6,13 +6,16 @@
 The stand-in runs in its own process with no latency, so the engine is the bottleneck. Every 50 ms a probe asks
 for the job's progress the way an MCP request reaches the engine: it is due at a moment, waits for the event loop
 to get to it, then runs get_progress. Prints the probe's p50 / p99 / max (due -> answered; target p99 < 50 ms),
-the same figures with the engine idle, and the job's calls/s (target 330) and CPU per call.
+the same figures with the engine idle, and the job's calls/s (target 330) and CPU per call. On a shared machine
+the process gets only part of a core: the share it got is printed, with the probe's figures scaled by it (what they
+would be on a core of its own, an estimate), and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -41,8 +44,8 @@ async def probe(engine: Engine, job_id: int, stop: asyncio.Event) -> list[float]
     return delays
 
 
-def percentiles(delays: list[float]) -> str:
-    ordered = sorted(delays)
+def percentiles(delays: list[float], scale: float = 1.0) -> str:
+    ordered = [delay * scale for delay in sorted(delays)]
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return (f"p50 {statistics.median(ordered) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
             f"max {ordered[-1] * 1000:.1f} ms ({len(ordered)} probes)")
@@ -67,10 +70,12 @@ async def measure(url: str, db: Path, concurrency: int, levels: int, tags: int, 
         idle = await probe(engine, job["id"], idle_stop)
     finally:
         await engine.close()
-    calls = progress.calls_done
+    calls, share = progress.calls_done, cpu / wall
+    print(f"load average {os.getloadavg()[0]:.1f}; this process got {share:.0%} of a core during the job")
     print(f"job: {progress.status}, {calls} calls in {wall:.1f} s: {calls / wall:.0f} calls/s; "
           f"CPU {cpu * 1000 / max(calls, 1):.2f} ms per call")
     print(f"get_progress while the job runs: {percentiles(busy)}")
+    print(f"  scaled to a core of its own: {percentiles(busy, share)}")
     print(f"get_progress idle: {percentiles(idle)}")
 
 

@@ -25,8 +25,8 @@ from treedistill.server.engine import Engine
 from treedistill.server.http.auth import bearer_auth_options
 from treedistill.server.stdio import serve_stdio
 from treedistill.server.ui import apps_extension
-from treedistill.tools import answers, completions, curation, export, guides, hub, jobs, projects, prompts, \
-    quality, questions, resources, review, tree, tree_edit
+from treedistill.tools import answers, completions, curation, dialogues, evaluation, export, guides, hub, jobs, \
+    preference, projects, prompts, quality, questions, resources, review, tree, tree_edit
 from treedistill.tools.common import readable_validation_error
 from treedistill.tools.notifications import ClientChannels
 
@@ -37,15 +37,20 @@ until the status is completed (or completed_with_failures, then retry_failed). B
 table of contents) with import_tree, then auto_distill(grow=false) distills its leaves; edit the tree with
 add_tags, rename_tag, move_tag; auto_distill(tag_id=...) works on one branch. Browse with get_tree and
 list_questions, or review_dataset (an interactive review page in clients that render MCP Apps). Curate with
-score_answers, find_duplicates, rate_item and confirm_item, then export_dataset
+score_answers, find_duplicates, rate_item and confirm_item; make_preference_pairs (or auto_distill(preference=true))
+for DPO data; then export_dataset
 (files go to the project's export directory); publish with export_dataset(layout="hf") then push_to_hub
 (poll get_push). Steer what is made with a project's guidance, question_styles and answer_style
 (create_project, update_project) and its own prompt templates (get_prompts, set_prompt, reset_prompt).
+Close the loop after a fine-tune: hold_out, evaluate_model (a student on the held-out questions, graded against
+the teacher), get_evaluation (per tag, weakest tags, compare_to another run), then
+auto_distill(focus_run=RUN, extra_questions=N) grows where the student is weak.
 Ids come from earlier results; API keys live in the server's
 environment only."""
 
 TITLE = "treedistill: distill fine-tuning datasets from a teacher model"
-TOOL_MODULES = (projects, prompts, tree, tree_edit, questions, answers, jobs, curation, export, hub, review, quality)
+TOOL_MODULES = (projects, prompts, tree, tree_edit, questions, answers, dialogues, jobs, curation, preference, export,
+                hub, review, quality, evaluation)
 
 
 class TreedistillServer(MCPServer[Engine]):

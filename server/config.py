@@ -24,6 +24,8 @@ DEFAULT_HEARTBEAT_TIMEOUT = 15.0  # seconds: a process silent this long is taken
 MAX_FILE_NAME_BYTES = 255  # one file or directory name, as most file systems allow (NAME_MAX)
 MAX_PATH_BYTES = 4096  # a whole path (PATH_MAX on Linux)
 HEARTBEAT_TIMEOUT_ENV = "TREEDISTILL_HEARTBEAT_TIMEOUT"
+CLAIM_BATCH = 32  # work items a lane leases in one statement, at most
+LOOP_SLICE_SECONDS = 0.005  # engine work between chances for MCP requests to be served when the loop is saturated
 
 
 def env_number(environ: Mapping[str, str], name: str, default: float, *, minimum: float, what: str) -> float:
@@ -107,3 +109,8 @@ MAX_TAG_NAME_CHARS = 200
 MAX_IMPORT_CHARS = 4_000_000
 MAX_TAG_DEPTH = 12
 MAX_HOLD_OUT_RATIO = 0.5  # the largest share of a project's questions hold_out sets aside
+
+# dataset_report(breakdown="tags") lists every tag of its scope: at most this many (the Report view's treemap).
+MAX_REPORT_TAGS = 2_000  # about 1 KB of JSON a tag; more cells than a treemap can show
+
+MAX_TURNS = 8  # a dialogue's turns (user message + assistant reply), the first included

@@ -21,11 +21,18 @@ from treedistill.server.duplicate_search import DuplicateSearch, Progress
 from treedistill.server.exporter import Exporter
 from treedistill.server.handwritten import HandwrittenQuestions
 from treedistill.server.judging import Judging
+from treedistill.server.dialogue_models import Dialogue
+from treedistill.server.dialogues import check_turns, next_turn
+from treedistill.server.evaluation import EvalSplit, EvaluationStarted, Evaluations, FocusTag
+from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationList, EvaluationReport, evaluation_report
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
+from treedistill.server.preference import PairOptions, PairPage, PairReport, PreferenceMaker, Progress as PairProgress
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.export.writer import ExportOptions, ExportReport
 from treedistill.server.quality import DatasetQuality
 from treedistill.server.publish import Publisher
+from treedistill.server.push_follow import push_and_follow
+from treedistill.server.push_models import PushState
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.review import DuplicateGroups, ReviewPage, review_page
 from treedistill.server.models import (
@@ -58,7 +65,11 @@ from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database, open_reader
 from treedistill.server.models import DeletionCounts
+from treedistill.server.semantic import SemanticDuplicates, checked_semantic_settings
+from treedistill.server.store.dialogues import DialogueStore
+from treedistill.server.store.evaluation import EvaluationStore
 from treedistill.server.store.workers import WorkerRegistry
+from treedistill.server.text.semantic_dup import DEFAULT_THRESHOLD as SEMANTIC_THRESHOLD
 from treedistill.server.tree_editor import TreeEditor, TreeMerge
 from treedistill.server.scheduling.work import WorkContext
 
@@ -101,7 +112,14 @@ class Engine:
                                    batch_poll_seconds=self._options["batch_poll_seconds"])
         self.judging = Judging(self.store, self.queue, self.scheduler, self.caller,
                                heartbeat_seconds=self.heartbeat_seconds)
+        self.semantic = SemanticDuplicates(self.store, self.queue, self.scheduler, self.caller, self.db_path,
+                                           self.heartbeat_seconds)
+        self.preference = PreferenceMaker(self.store, self.queue, self.scheduler, self.caller, self.heartbeat_seconds)
+        self.evaluations = Evaluations(self.store, self.queue, self.scheduler, self.caller)
+        self.publisher = self._publisher(self.workers.id)
         self.scheduler.start()
+        self.publisher.resume_orphans()  # after the scheduler's start has forgotten the dead workers
+        self._push_watch = asyncio.create_task(self.publisher.watch(self.workers.interval), name="push-watch")
         # The price table, off the event loop, before a job's planning needs it; a moment later, so that its half a
         # second of CPU does not slow the answer to `initialize`.
         asyncio.get_running_loop().call_later(PRICE_PRELOAD_DELAY, preload_in_background)
@@ -112,6 +130,7 @@ class Engine:
         (the CLI's projects, progress, report, export, push and tree). Read-only unless `write` (tree import);
         safe while a server or a distill works on the same database. Close it with close_local()."""
         self._open_parts(Store(open_database(self.db_path)) if write else Store.reader(self.db_path))
+        self.publisher = self._publisher("local")  # exports a layout; a push from the CLI runs as its own worker
         return self
 
     def close_local(self) -> None:
@@ -128,9 +147,19 @@ class Engine:
         self.exporter = Exporter(store, self.db_path, allow_any_export_path=self.allow_any_export_path)
         self.trees = TreeEditor(store, self.db_path)
         self.quality = DatasetQuality(store, self.db_path, allow_any_export_path=self.allow_any_export_path)
-        self.publisher = Publisher(store, self.db_path, self.environ, allow_any_export_path=self.allow_any_export_path)
+
+    def push_and_follow(self, project: Project, repo_id: str, private: bool, folder: Path,
+                        commit_message: str | None, say: Callable[[str], None]) -> PushState:
+        """A push run by this (local, serverless) process as a worker of its own, followed to its end."""
+        return push_and_follow(self.store, self.db_path, self.environ, project, repo_id, private, folder,
+                               commit_message, say)
+
+    def _publisher(self, owner: str) -> Publisher:
+        return Publisher(self.store, self.db_path, self.environ, owner, allow_any_export_path=self.allow_any_export_path)
 
     async def close(self) -> None:
+        self._push_watch.cancel()
+        await asyncio.gather(self._push_watch, return_exceptions=True)
         await self.scheduler.close()
         await self.caller.aclose()
         self.store.close()
@@ -141,7 +170,8 @@ class Engine:
                        question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None,
                        max_concurrency: int = DEFAULT_MAX_CONCURRENCY, require_reasoning: bool = True,
                        guidance: str = "", question_styles: QuestionStyles | None = None,
-                       answer_style: AnswerStyle | None = None) -> Project:
+                       answer_style: AnswerStyle | None = None, embedding_model: ModelSpec | None = None,
+                       semantic_threshold: float = SEMANTIC_THRESHOLD, semantic_scope: str = "tag") -> Project:
         """Create a project; models default from the environment and their keys must be set."""
         name = name.strip()
         guidance = checked_guidance(guidance)
@@ -160,18 +190,25 @@ class Engine:
                             if self.environ.get("TREEDISTILL_MODEL") else question_model)
         for spec in (question_model, answer_model):
             self.caller.provider(spec)  # raises MissingAPIKey before anything is written
+        checked_semantic_settings(embedding_model, semantic_threshold, semantic_scope)
+        if embedding_model is not None:
+            self.caller.embeddings.provider(embedding_model)  # the same endpoint and key rules as chat models
         return self.store.insert_project(name, (topic or "").strip() or name, language, question_model,
                                          answer_model, max_concurrency, require_reasoning, guidance,
-                                         _unless_empty(question_styles), _unless_empty(answer_style))
+                                         _unless_empty(question_styles), _unless_empty(answer_style),
+                                         embedding_model, semantic_threshold, semantic_scope)
 
     def update_project(self, project_id: int, *, max_concurrency: int | None = None,
                        question_model: ModelSpec | None = None, answer_model: ModelSpec | None = None,
                        require_reasoning: bool | None = None, guidance: str | None = None,
                        question_styles: QuestionStyles | None = None,
-                       answer_style: AnswerStyle | None = None) -> Project:
+                       answer_style: AnswerStyle | None = None, embedding_model: ModelSpec | None = None,
+                       remove_embedding_model: bool = False, semantic_threshold: float | None = None,
+                       semantic_scope: str | None = None) -> Project:
         """Change a project's concurrency, models, reasoning rule, guidance or styles; a new limit applies to running
         jobs at once, and new guidance or styles to every prompt sent from now on (stored items are kept as they are).
-        An empty guidance or style removes it."""
+        An empty guidance or style removes it. An embedding model given (even the same one) or removed drops the
+        stored vectors, and every question is re-embedded in the background."""
         self.store.get_project(project_id)
         changes: dict[str, Any] = {key: value for key, value in (("max_concurrency", max_concurrency),
                                                                  ("question_model", question_model),
@@ -183,13 +220,25 @@ class Engine:
         for key, style in (("question_styles", question_styles), ("answer_style", answer_style)):
             if style is not None:
                 changes[key] = _unless_empty(style)
+        if embedding_model is not None and remove_embedding_model:
+            raise InvalidInput("Pass embedding_model or remove_embedding_model=true, not both.")
+        checked_semantic_settings(embedding_model, semantic_threshold, semantic_scope)
+        changes.update({key: value for key, value in (("semantic_threshold", semantic_threshold),
+                                                      ("semantic_scope", semantic_scope)) if value is not None})
+        if embedding_model is not None or remove_embedding_model:
+            changes["embedding_model"] = embedding_model
         if not changes:
             raise InvalidInput("Nothing to change: pass max_concurrency, question_model, answer_model, "
-                               "require_reasoning, guidance, question_styles or answer_style.")
+                               "require_reasoning, guidance, question_styles, answer_style, embedding_model, "
+                               "remove_embedding_model, semantic_threshold or semantic_scope.")
         for spec in (question_model, answer_model):
             if spec is not None:
                 self.caller.provider(spec)  # a missing key is refused before anything is written
+        if embedding_model is not None:
+            self.caller.embeddings.provider(embedding_model)
         project = self.store.update_project(project_id, **changes)
+        if "embedding_model" in changes:  # set again, changed or removed: the old vectors go, all are re-embedded
+            self.semantic.model_changed(project)
         self.scheduler.notify(project_id)  # a higher limit lets more items start at once, in every process
         return project
 
@@ -274,9 +323,29 @@ class Engine:
         await self._run_manual(project_id, "answer", heartbeat, question_id=question_id, regenerate=regenerate)
         return self.store.get_answer(project_id, question_id), True
 
+    async def continue_dialogue(self, project_id: int, question_id: int,
+                                heartbeat: Heartbeat | None = None) -> Dialogue:
+        """One more turn of an answered question's dialogue: a follow-up by the question model playing the user,
+        answered by the teacher with the whole history. Returns the dialogue."""
+        project = self.store.get_project(project_id)
+        number = next_turn(self.store, project_id, question_id)
+        self.caller.provider(project.question_model)
+        self.caller.provider(project.answer_model)
+        await self._run_manual(project_id, "turn", heartbeat, question_id=question_id, target=number)
+        return self.get_dialogue(project_id, question_id)
+
+    def get_dialogue(self, project_id: int, question_id: int) -> Dialogue:
+        """A question's dialogue: its complete turns, and why it ended early when a turn failed."""
+        self.store.get_project(project_id)
+        return DialogueStore(self.store).dialogue(project_id, question_id)
+
+    def dialogue_turns(self, question_id: int) -> int:
+        """How many turns of a question's dialogue are complete (0 without an answer)."""
+        return DialogueStore(self.store).complete_turns(question_id)
+
     async def _run_manual(self, project_id: int, kind: str, heartbeat: Heartbeat | None, *, count: int | None = None,
                           tag_id: int | None = None, question_id: int | None = None,
-                          regenerate: bool = False) -> WorkItem:
+                          regenerate: bool = False, target: int = 0) -> WorkItem:
         """Queue (or join) a manual work item and wait for it; the call itself never depends on this wait.
 
         `count` new tags or questions are made when the item runs, after any job item on the same tag.
@@ -289,7 +358,7 @@ class Engine:
         else:
             with self.store.transaction():
                 item_id = self.queue.add_item(project_id, kind, tag_id=tag_id, question_id=question_id,
-                                              regenerate=regenerate, requested=count)
+                                              regenerate=regenerate, requested=count, target=target)
             self.scheduler.notify(project_id)
         beat = None if heartbeat is None else lambda _settled, _total, elapsed: heartbeat(elapsed)
         (item,) = await self.scheduler.wait_all([item_id], self.heartbeat_seconds, beat)
@@ -298,6 +367,18 @@ class Engine:
             raise failure if failure is not None else ProviderError(f"The model call failed: {item.error}")
         self.queue.mark_delivered(item_id)
         return item
+
+    async def make_preference_pairs(self, project_id: int, question_ids: list[int] | None = None,
+                                    rejected_model: ModelSpec | None = None, judge_model: ModelSpec | None = None,
+                                    margin: int = 2, limit: int = 100, redo: bool = False,
+                                    progress: PairProgress | None = None) -> PairReport:
+        """Rival responses judged against the teacher's answers (see treedistill.server.preference)."""
+        return await self.preference.make_pairs(project_id, question_ids, rejected_model, judge_model, margin, limit,
+                                                redo, progress)
+
+    def list_preference_pairs(self, project_id: int, which: str = "all", limit: int = 20,
+                              offset: int = 0) -> PairPage:
+        return self.preference.page(project_id, which, limit, offset)
 
     # -- browsing --------------------------------------------------------------------------
 
@@ -370,9 +451,13 @@ class Engine:
         return self.handwritten.add_questions(project_id, tag_id, texts, allow_near_duplicates)
 
     async def find_duplicates(self, project_id: int, tag_id: int | None, threshold: float, limit: int,
-                              progress: Progress | None = None) -> DuplicateReport:
-        """Groups of near-duplicate questions across the project (or a subtree), searched off the event loop."""
-        return await self.duplicate_search.find_duplicates(project_id, tag_id, threshold, limit, progress)
+                              progress: Progress | None = None, method: str = "lexical",
+                              semantic_threshold: float | None = None) -> DuplicateReport:
+        """Groups of near-duplicate questions across the project (or a subtree), searched off the event loop:
+        by shared words (lexical), by embedding (semantic, with the project's embedding model) or both."""
+        if method == "lexical":
+            return await self.duplicate_search.find_duplicates(project_id, tag_id, threshold, limit, progress)
+        return await self.semantic.find_duplicates(project_id, tag_id, method, threshold, semantic_threshold, limit)
 
     async def score_answers(self, project_id: int, question_ids: list[int] | None = None, tag_id: int | None = None,
                             rescore: bool = False, limit: int = 100, judge_model: ModelSpec | None = None,
@@ -397,7 +482,8 @@ class Engine:
                            confirm_large: bool = False, batch: BatchOptions | None = None, *,
                            tag_id: int | None = None, grow: bool = True,
                            guidance: str | None = None, question_styles: QuestionStyles | None = None,
-                           ) -> tuple[dict[str, Any] | None, bool]:
+                           pairs: PairOptions | None = None, focus_run: int | None = None,
+                           extra_questions: int = 0, turns: int = 1) -> tuple[dict[str, Any] | None, bool]:
         """Start a background job that tops the project up to the requested shape.
 
         With `batch`, the answer calls (all calls with `batch.all_calls`) go through the endpoint's batch API;
@@ -408,9 +494,14 @@ class Engine:
         counted below it); grow=false (or levels=0) uses the tree as it is: questions for its leaves and their
         answers, no tag call. Plans above LARGE_PLAN_CALLS calls or expected to cost more
         than `confirm_cost_above` raise ConfirmationRequired unless `confirm_large`. `guidance` is added to the
-        project's for this job's prompts; `question_styles` replaces the project's mix for its questions.
+        project's for this job's prompts; `question_styles` replaces the project's mix for its questions. With `pairs`
+        every answer gets a preference pair (treedistill.server.preference), stored ones without one too.
+        With `focus_run`, the job makes only `extra_questions` new training questions (and their answers), spread
+        over the tags in proportion to that evaluation run's shortfall (server/evaluation.py).
+        `turns` > 1 makes every answer the first turn of a dialogue of that many turns (treedistill.server.dialogues).
         """
         project = self.store.get_project(project_id)
+        check_turns(turns, answer)
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
         guidance = checked_guidance(guidance or "")
         live = self._live_job(project_id)
@@ -419,8 +510,11 @@ class Engine:
         self.caller.provider(project.question_model)
         if answer:
             self.caller.provider(project.answer_model)
-        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow,
-                            guidance=guidance, question_styles=question_styles)
+        params, focus = self._with_focus(project_id, job_params(
+            levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow, guidance=guidance,
+            question_styles=question_styles, turns=turns), focus_run, extra_questions)
+        if pairs is not None:
+            params["preference"] = self.preference.job_params(project, pairs, answer)
         pins = self.caller.pins(project)  # an endpoint this process is not configured for: refused before planning
         if batch is not None:
             await self._check_batch_api(project, batch, answer)
@@ -440,7 +534,7 @@ class Engine:
         self.queue.pin_job(job_id, *pins)  # before it runs: only processes configured for its endpoints run it
         self.queue.set_job_status(job_id, "running")
         self.scheduler.notify(project_id)
-        job = {**self.queue.get_job(job_id), "estimate": estimate}
+        job = {**self.queue.get_job(job_id), "estimate": estimate, "focus": focus}
         log.info("job %s started on project %s: %s calls planned (%s tags, %s questions, %s answers)", job_id,
                  project_id, job["planned_calls"], job["planned_tags"], job["planned_questions"],
                  job["planned_answers"])
@@ -450,26 +544,67 @@ class Engine:
                                tags_per_level: int = DEFAULT_TAGS_PER_LEVEL,
                                questions_per_tag: int = DEFAULT_QUESTIONS_PER_TAG, answer: bool = True,
                                batch: BatchOptions | None = None, *, tag_id: int | None = None,
-                               grow: bool = True) -> PlanEstimate:
+                               grow: bool = True, pairs: PairOptions | None = None, focus_run: int | None = None,
+                               extra_questions: int = 0, turns: int = 1) -> PlanEstimate:
         """What auto_distill with these arguments would plan and is expected to cost; calls no model and writes
         nothing (a read-only connection, in a worker thread)."""
         project = self.store.get_project(project_id)
         branch = self.store.get_tag(project_id, tag_id) if tag_id is not None else None
         if batch is not None:
             _batch_specs(project, batch, answer)  # the same refusal auto_distill would give
-        params = job_params(levels, tags_per_level, questions_per_tag, answer, batch, branch=branch, grow=grow)
+        check_turns(turns, answer)
+        params, _ = self._with_focus(project_id, job_params(levels, tags_per_level, questions_per_tag, answer, batch,
+                                                            branch=branch, grow=grow, turns=turns),
+                                     focus_run, extra_questions)
+        if pairs is not None:
+            params["preference"] = self.preference.job_params(project, pairs, answer)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
 
     async def plan_confirmation(self, project_id: int, levels: int = DEFAULT_LEVELS,
                                 tags_per_level: int = DEFAULT_TAGS_PER_LEVEL,
                                 questions_per_tag: int = DEFAULT_QUESTIONS_PER_TAG, answer: bool = True,
                                 batch: BatchOptions | None = None, *, tag_id: int | None = None,
-                                grow: bool = True) -> tuple[PlanEstimate, ConfirmationRequired | None]:
+                                grow: bool = True, pairs: PairOptions | None = None, focus_run: int | None = None,
+                                extra_questions: int = 0,
+                                turns: int = 1) -> tuple[PlanEstimate, ConfirmationRequired | None]:
         """The plan auto_distill would start with these arguments, and why it needs a yes first (None when it
         does not): what to show a person asked to approve it."""
         estimate = await self.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer, batch,
-                                               tag_id=tag_id, grow=grow)
+                                               tag_id=tag_id, grow=grow, pairs=pairs, focus_run=focus_run,
+                                               extra_questions=extra_questions, turns=turns)
         return estimate, confirmation_needed(estimate, self.confirm_cost_above)
+
+    def _with_focus(self, project_id: int, params: dict[str, Any], focus_run: int | None,
+                    extra_questions: int) -> tuple[dict[str, Any], list[FocusTag] | None]:
+        """A job's parameters with the per-tag plan of a focus run, if one is given, and that plan."""
+        if focus_run is None:
+            if extra_questions:
+                raise InvalidInput("extra_questions goes with focus_run (the evaluation run whose shortfall decides "
+                                   "where they go). Nothing was started.")
+            return params, None
+        if extra_questions < 1:
+            raise InvalidInput("focus_run needs extra_questions >= 1: how many new questions to spread over the "
+                               "weak tags. Nothing was started.")
+        focus = self.evaluations.focus_plan(project_id, focus_run, extra_questions)
+        return {**params, "focus_run": focus_run,
+                "focus": [{"tag_id": tag.tag_id, "extra": tag.extra_questions} for tag in focus]}, focus
+
+    # -- evaluation (server/evaluation.py) --------------------------------------------------------
+
+    def evaluate_model(self, project_id: int, model: ModelSpec, split: EvalSplit = "eval", tag_id: int | None = None,
+                       limit: int | None = None, judge_model: ModelSpec | None = None) -> EvaluationStarted:
+        return self.evaluations.start(project_id, model, split, tag_id, limit, judge_model)
+
+    def get_evaluation(self, run_id: int, compare_to: int | None = None,
+                       pass_mark: int = DEFAULT_PASS_MARK) -> EvaluationReport:
+        """An evaluation run's results, overall and per tag (and against `compare_to`); reads the database only."""
+        return evaluation_report(EvaluationStore(self.store), run_id, compare_to=compare_to, pass_mark=pass_mark)
+
+    def list_evaluations(self, project_id: int) -> EvaluationList:
+        return self.evaluations.list_runs(project_id)
+
+    def focus_plan(self, project_id: int, run_id: int, extra_questions: int) -> list[FocusTag]:
+        return self.evaluations.focus_plan(project_id, run_id, extra_questions)
 
     async def _check_batch_api(self, project: Project, batch: BatchOptions, answer: bool) -> None:
         """Refuse batch mode, with the reason, when an endpoint it would use has no batch API."""
@@ -534,6 +669,9 @@ class Engine:
 
         Constant time at any job size: a stopped job's queued items are simply never claimed.
         """
+        if self.publisher.is_push(job_id):
+            self.publisher.cancel_push(job_id)
+            return self.get_progress(job_id)
         job = self.queue.get_job(job_id)
         if job["status"] in ("queued", "running", "failed"):
             self.queue.set_job_status(job_id, "cancelled")
@@ -543,6 +681,9 @@ class Engine:
 
     def resume_job(self, job_id: int) -> JobProgress:
         """Run a cancelled or failed job again, failed items included; completed work is never redone."""
+        if self.publisher.is_push(job_id):
+            self.publisher.resume_push(job_id)
+            return self.get_progress(job_id)
         job = self.queue.get_job(job_id)
         if job["status"] in ("queued", "running") and job_id not in self.scheduler.job_faults:
             return self.get_progress(job_id)
@@ -563,6 +704,8 @@ class Engine:
         job = self.queue.get_job(job_id)
         if job["status"] == "cancelled":
             raise InvalidInput(f"Job {job_id} was cancelled; call resume_job to run it again.")
+        if self.publisher.is_push(job_id):
+            return self.resume_job(job_id)
         return self.resume_job(job_id) if job["status"] != "running" else self._retry_running(job_id)
 
     def _retry_running(self, job_id: int) -> JobProgress:
@@ -573,7 +716,7 @@ class Engine:
 
 def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer: bool,
                batch: BatchOptions | None = None, *, branch: Tag | None = None, grow: bool = True,
-               guidance: str = "", question_styles: QuestionStyles | None = None) -> dict[str, Any]:
+               guidance: str = "", question_styles: QuestionStyles | None = None, turns: int = 1) -> dict[str, Any]:
     """A job's parameters as they are stored (`batch` and its options only for a batch job; `tag_id` and the
     tag's `base_depth` only for a job on one branch; `grow` only when false: levels=0 means it too; the job's
     guidance and question styles only when it has them)."""
@@ -587,6 +730,8 @@ def job_params(levels: int, tags_per_level: int, questions_per_tag: int, answer:
         params["guidance"] = guidance.strip()
     if question_styles is not None and not question_styles.is_empty():
         params["question_styles"] = question_styles.model_dump()
+    if turns > 1:
+        params["turns"] = turns
     return params if batch is None else {**params, **batch.job_params()}
 
 
@@ -695,7 +840,8 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: 
         with store.transaction():
             job_id = queue.create_job(project_id, params, planned_by=worker_id)
             queue.add_job_counts(job_id, planned_tags=plan.tags, planned_questions=plan.questions,
-                                 planned_answers=plan.answers, planned_calls=plan.calls)
+                                 planned_answers=plan.answers, planned_pairs=plan.pairs, planned_turns=plan.turns,
+                                 planned_calls=plan.calls)
         for start in range(0, len(plan.items), PLAN_CHUNK):
             with store.transaction():
                 queue.add_job_items(project_id, job_id, plan.items[start:start + PLAN_CHUNK])

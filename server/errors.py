@@ -117,6 +117,11 @@ class RequestRejected(ProviderError):
     retryable = False
 
 
+class BadEmbeddings(RequestRejected):
+    """An embeddings reply that cannot be used: the wrong number of vectors, vectors of varying dimension, NaN or
+    infinite values, a zero vector, or a dimension other than the project's. Fails its item; nothing is stored."""
+
+
 class JobStopped(TreedistillError):
     """The item's job was cancelled or stopped before a paid call could start; no call was made."""
 

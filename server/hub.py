@@ -4,35 +4,36 @@ The token is read from HF_TOKEN in the operator's environment (the engine's `env
 passed to `HfApi` only; it is never a tool argument, never stored, logged or returned. HF_ENDPOINT, when set
 there, is the Hub to push to.
 
-A push is a background task of this process with its state in memory (`PushState`, read with `get_push`):
-check the token (whoami), create the dataset repository if needed, upload the files the Hub wants as LFS,
-then one commit with every file of the layout. A cancel is seen between those steps and always before the
-commit, so the Hub either has the whole commit or nothing of it. Pushing again resumes: the repository
-already exists, files the Hub already holds are not sent again, and an unchanged layout makes no new commit.
+A push is a job (kind 'push') with its state in SQLite (server/store/pushes.py; get_progress and get_push read
+it), run in a thread of the process that owns it: check the token (whoami), create the dataset repository if
+needed, upload the files the Hub wants as LFS, then one commit with every file of the layout. A cancel is seen
+between those steps and always before the commit, so the Hub either has the whole commit or nothing of it.
+A push whose process died is taken over by a server running on the database or the next one started (or by
+resume_job): it looks for its own commit on the Hub first, so a commit made just before the crash is never made
+twice. Every stage is entered only by the push's current owner, so a process taken for dead stops at its next step.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
-
-from treedistill.server.errors import InvalidInput, NotFound, TreedistillError
+from treedistill.server.errors import InvalidInput, TreedistillError
 from treedistill.server.export.hf_layout import layout_files
+from treedistill.server.push_models import PushStage
+from treedistill.server.store.pushes import CANCELLED, COMMITTING, PushStore
 
 log = logging.getLogger(__name__)
 HF_TOKEN_ENV = "HF_TOKEN"
 HF_ENDPOINT_ENV = "HF_ENDPOINT"
+HF_DISABLE_XET_ENV = "HF_HUB_DISABLE_XET"
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
-PushStatus = Literal["running", "completed", "failed", "cancelled"]
-PushStage = Literal["checking the token", "creating the repository", "uploading", "committing", "completed",
-                    "failed", "cancelled"]
+PUSH_KEY_LINE = "treedistill push "  # the commit description: this, then the push's key (found again on resume)
 
 
 class PushCancelled(TreedistillError):
@@ -43,20 +44,8 @@ class HubRefused(TreedistillError):
     """The Hub refused the push; the message says what to fix."""
 
 
-class PushState(BaseModel):
-    push_id: int
-    project_id: int
-    repo_id: str
-    private: bool
-    status: PushStatus = "running"
-    stage: PushStage = "checking the token"
-    files: list[str] = Field(..., description="The layout's files, as they are named in the repository")
-    bytes_total: int
-    repo_url: str | None = None
-    commit_url: str | None = Field(None, description="The commit holding the layout (when completed)")
-    error: str | None = None
-    elapsed_seconds: float = 0.0
-    message: str = ""
+class PushTakenOver(Exception):
+    """Another process took the push over (this one had been taken for dead): this run stops and records nothing."""
 
 
 def check_repo_id(repo_id: str) -> None:
@@ -84,50 +73,76 @@ def layout_to_push(folder: Path) -> list[str]:
     return files
 
 
-def run_push(state: PushState, folder: Path, environ: Mapping[str, str], cancelled: threading.Event,
-             commit_message: str) -> None:
-    """Push `folder` as `state` describes, updating it as the push goes; blocking, for a worker thread.
+def run_push(job_id: int, pushes: PushStore, folder: Path, environ: Mapping[str, str]) -> str:
+    """Run push `job_id` as its row describes, recording each stage; blocking, for the push's own thread.
+    Returns what happened, in words.
 
-    Raises PushCancelled, HubRefused (with what to fix) or InvalidInput; the state is left for the caller to close.
+    A resumed push (attempts > 1) first looks for its commit on the Hub (the commit's description carries the
+    push's key): when the process that ran it had made the commit before it stopped, it is not made again.
+    Raises PushCancelled, HubRefused (with what to fix) or InvalidInput.
     """
     import httpx2
     from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # a server's log, not a terminal: the push's stage is in get_progress
 
     # Its telemetry would fetch a registry from huggingface.co while building request headers, even when the
     # operator points HF_ENDPOINT at another Hub: a push talks to the configured Hub only.
     constants.HF_HUB_DISABLE_TELEMETRY = True
+    # The library reads HF_HUB_DISABLE_XET at import; the operator's setting here (the engine's environment) decides
+    # whether LFS files go through Xet storage (hf_xet) or the classic LFS batch API.
+    constants.HF_HUB_DISABLE_XET = environ.get(HF_DISABLE_XET_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
+    row = pushes.row(job_id)
+    files, marker = json.loads(row["files"]), f"{PUSH_KEY_LINE}{row['push_key']}"
     token = hub_token(environ)
     api = HfApi(endpoint=environ.get(HF_ENDPOINT_ENV) or None, token=token)
 
     def step(stage: PushStage) -> None:
-        if cancelled.is_set():
-            raise PushCancelled("The push was cancelled before its commit; nothing was committed.")
-        state.stage = stage
+        if not pushes.enter(job_id, stage, row["owner"]):
+            if pushes.row(job_id)["owner"] != row["owner"]:
+                raise PushTakenOver(f"push {job_id} was taken over by another process")
+            raise PushCancelled(CANCELLED)
 
     try:
         step("checking the token")
         api.whoami()
         step("creating the repository")
-        state.repo_url = str(api.create_repo(state.repo_id, repo_type="dataset", private=state.private,
-                                             exist_ok=True))
+        repo_url = str(api.create_repo(row["repo_id"], repo_type="dataset", private=bool(row["private"]),
+                                       exist_ok=True))
+        pushes.record(job_id, repo_url=repo_url)
+        if row["attempts"] > 1 and (made := _commit_with(api, row["repo_id"], marker)) is not None:
+            pushes.record(job_id, commit_url=f"{repo_url.rstrip('/')}/commit/{made}")
+            return (f"Pushed {len(files)} files in one commit: the commit had been made before the process that "
+                    f"ran this push stopped (found on the Hub); it was not made again.")
         step("uploading")
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name))
-                      for name in state.files]
-        api.preupload_lfs_files(state.repo_id, operations, repo_type="dataset")
-        step("committing")
-        commit = api.create_commit(state.repo_id, operations, commit_message=commit_message, repo_type="dataset")
-        state.commit_url = commit.commit_url
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
+        api.preupload_lfs_files(row["repo_id"], operations, repo_type="dataset")
+        step(COMMITTING)
+        commit = api.create_commit(row["repo_id"], operations, commit_message=row["commit_message"],
+                                   commit_description=marker, repo_type="dataset")
+        pushes.record(job_id, commit_url=commit.commit_url)
+        return f"Pushed {len(files)} files in one commit."
     except HfHubHTTPError as exc:
         raise HubRefused(what_to_fix(exc.response.status_code if exc.response is not None else None,
-                                     state.repo_id)) from None
+                                     row["repo_id"])) from None
     except httpx2.TransportError as exc:
         raise HubRefused(f"Could not reach the Hub ({type(exc).__name__}); check the network or HF_ENDPOINT and push "
                          "again. Nothing of this push was committed.") from None
     except ValueError as exc:  # the card's YAML refused by the Hub's validate-yaml
         raise HubRefused(f"The Hub refused the dataset card: {exc}. Fix the card (export_dataset(layout='hf') "
                          "writes it) and push again.") from None
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"A file of the layout is gone ({Path(exc.filename or '').name}): write the layout again "
+                           "(export_dataset(layout='hf')) and push again. Nothing of this push was committed.") from None
+
+
+def _commit_with(api: Any, repo_id: str, marker: str) -> str | None:
+    """The id of the repository's commit whose description is `marker` (a push's own commit), if any."""
+    return next((commit.commit_id for commit in api.list_repo_commits(repo_id, repo_type="dataset")
+                 if marker in (commit.message or "")), None)
 
 
 def what_to_fix(status: int | None, repo_id: str) -> str:
@@ -149,68 +164,47 @@ def what_to_fix(status: int | None, repo_id: str) -> str:
     return f"The Hub refused the push ({status or 'no answer'}); try again later. Nothing of this push was committed."
 
 
-class PushRegistry:
-    """The pushes of this process: started as background threads, read and cancelled by id."""
+class PushRunner:
+    """Runs pushes of one process in background threads, each with its own database connection; the pushes' state
+    is in SQLite (server/store/pushes.py), so any process can read and cancel them and a restart resumes them."""
 
-    def __init__(self) -> None:
-        self._pushes: dict[int, tuple[PushState, threading.Event, threading.Thread]] = {}
+    def __init__(self, db_path: str | Path, environ: Mapping[str, str]):
+        self.db_path = db_path
+        self.environ = environ
+        self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
 
-    def start(self, state_of: Callable[[int], PushState], folder: Path, environ: Mapping[str, str],
-              commit_message: str) -> PushState:
+    def start(self, job_id: int, folder: Path) -> None:
         with self._lock:
-            state = state_of(len(self._pushes) + 1)
-            cancelled = threading.Event()
-            thread = threading.Thread(target=self._run, args=(state, folder, environ, cancelled, commit_message),
-                                      name=f"treedistill-push-{state.push_id}", daemon=True)
-            self._pushes[state.push_id] = (state, cancelled, thread)
+            if job_id in self._threads and self._threads[job_id].is_alive():
+                return
+            thread = threading.Thread(target=self._run, args=(job_id, folder), name=f"treedistill-push-{job_id}",
+                                      daemon=True)
+            self._threads[job_id] = thread
         thread.start()
-        return state
 
-    def _run(self, state: PushState, folder: Path, environ: Mapping[str, str], cancelled: threading.Event,
-             commit_message: str) -> None:
-        started = time.monotonic()
+    def _run(self, job_id: int, folder: Path) -> None:
+        pushes = PushStore.open(self.db_path)
         try:
-            run_push(state, folder, environ, cancelled, commit_message)
-            status, stage, message = "completed", "completed", f"Pushed {len(state.files)} files in one commit."
-        except PushCancelled as exc:
-            status, stage, message = "cancelled", "cancelled", str(exc)
-        except TreedistillError as exc:
-            status, stage, message = "failed", "failed", str(exc)
-            state.error = str(exc)
-        except Exception:  # noqa: BLE001 - a bug must still end the push's state, or get_push says running forever
-            log.exception("push %s failed unexpectedly", state.push_id)
-            status, stage, message = "failed", "failed", "The push failed unexpectedly (see the server's log)."
-            state.error = message
-        with self._changed:
-            state.status, state.stage, state.message = status, stage, message
-            state.elapsed_seconds = round(time.monotonic() - started, 3)
-            self._changed.notify_all()
+            try:
+                status, message, error = "completed", run_push(job_id, pushes, folder, self.environ), None
+            except PushTakenOver as exc:
+                log.warning("%s; this run stops", exc)
+                return
+            except PushCancelled as exc:
+                status, message, error = "cancelled", str(exc), None
+            except TreedistillError as exc:
+                status, message, error = "failed", str(exc), str(exc)
+            except Exception:  # noqa: BLE001 - a bug must still end the push, or it says running forever
+                log.exception("push %s failed unexpectedly", job_id)
+                status, message = "failed", "The push failed unexpectedly (see the server's log)."
+                error = message
+            pushes.finish(job_id, status, message, error)
+            log.info("push %s ended %s", job_id, status)
+        finally:
+            pushes.close()
 
-    def get(self, push_id: int) -> PushState:
-        with self._lock:
-            if push_id not in self._pushes:
-                raise NotFound(f"No push {push_id} in this server process (pushes are kept in memory until the "
-                                   "server stops); push_to_hub again to push.")
-            return self._pushes[push_id][0].model_copy()
-
-    def live(self, project_id: int, repo_id: str) -> PushState | None:
-        """A push of the project to the repository still running, if any (a second one joins it)."""
-        with self._lock:
-            return next((state.model_copy() for state, _, _ in self._pushes.values()
-                         if state.project_id == project_id and state.repo_id == repo_id
-                         and state.status == "running"), None)
-
-    def cancel(self, push_id: int) -> None:
-        self.get(push_id)
-        self._pushes[push_id][1].set()
-
-    def wait(self, push_id: int, timeout: float) -> PushState:
-        """The push's state once it has ended, or after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            state = self._pushes[push_id][0]
-            while state.status == "running" and (left := deadline - time.monotonic()) > 0:
-                self._changed.wait(left)
-        return self.get(push_id)
+    def join(self, job_id: int, timeout: float) -> None:
+        thread = self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from treedistill.server.push_models import PushState
+
 Language = Literal["en", "zh"]
 JobStatus = Literal["queued", "running", "completed", "completed_with_failures", "cancelled", "failed"]
 TERMINAL_STATUSES = ("completed", "completed_with_failures", "cancelled", "failed")  # a job in one has ended
@@ -90,7 +92,7 @@ class AnswerStyle(BaseModel):
 class EffectivePrompt(BaseModel):
     """A kind of prompt as a project uses it now."""
 
-    kind: Literal["tags", "questions", "answer", "judge"]
+    kind: Literal["tags", "questions", "answer", "judge", "eval_judge"]
     purpose: str
     source: Literal["default", "custom"] = Field(..., description="custom: the project's own template (set_prompt)")
     version: str = Field(..., description=(
@@ -116,6 +118,12 @@ class Project(BaseModel):
         "Free text (scope, audience, what to avoid, tone) put in every tag, question, answer and judge prompt"))
     question_styles: QuestionStyles | None = Field(None, description="The question-style mix; null: default mix")
     answer_style: AnswerStyle | None = Field(None, description="How answers are written; null: no requirement")
+    embedding_model: ModelSpec | None = Field(None, description=(
+        "OpenAI-compatible /v1/embeddings model for semantic near-duplicates; null: lexical checks only"))
+    semantic_threshold: float = Field(0.9, description=(
+        "Cosine similarity at or above which a new question is a semantic near-duplicate (with embedding_model)"))
+    semantic_scope: Literal["tag", "project"] = Field("tag", description=(
+        "Where extraction looks for semantic near-duplicates: the question's tag, or the whole project"))
     created_at: str
 
 
@@ -233,11 +241,18 @@ class BatchProgress(BaseModel):
 class JobProgress(BaseModel):
     job_id: int
     project_id: int
+    kind: Literal["distill", "push"] = Field("distill", description=(
+        "distill: auto_distill's tags, questions and answers; push: push_to_hub (its state in `push`)"))
     status: JobStatus
     stage: str = Field(..., description="What the job is mostly doing now")
     tags: KindProgress
     questions: KindProgress
     answers: KindProgress
+    pairs: KindProgress | None = Field(None, description=(
+        "Preference pairs (a job with preference=true): judged / planned / failed"))
+    turns: KindProgress = Field(default_factory=KindProgress, description=(
+        "Dialogue turns after the first (auto_distill turns > 1): a failed turn ends its dialogue, the turns it "
+        "leaves undone count as failed"))
     calls_done: int
     calls_failed: int
     calls_pending: int = Field(..., description="Calls of the plan not made yet")
@@ -264,6 +279,7 @@ class JobProgress(BaseModel):
         "the endpoint it waits for"))
     recent_errors: list[str]
     params: dict[str, Any]
+    push: PushState | None = Field(None, description="A push job's repository, stage, files and commit")
 
 
 class KindEstimate(BaseModel):
@@ -286,9 +302,15 @@ class PlanEstimate(BaseModel):
     planned_tags: int
     planned_questions: int
     planned_answers: int
+    planned_pairs: int = 0
     tags: KindEstimate = Field(..., description="Tag expansion calls (inner tags)")
     questions: KindEstimate = Field(..., description="Question extraction calls (leaf tags)")
     answers: KindEstimate = Field(..., description="Answer calls")
+    rivals: KindEstimate | None = Field(None, description="Rival responses of preference pairs (preference=true)")
+    pair_judges: KindEstimate | None = Field(None, description="Judge calls of preference pairs, two per pair")
+    planned_turns: int = Field(0, description="Dialogue turns after the first (turns > 1)")
+    followups: KindEstimate | None = Field(None, description="Dialogues: the user's follow-ups (question model)")
+    turns: KindEstimate | None = Field(None, description="Dialogues: the teacher's replies, with the history")
     input_tokens: int
     output_tokens: int
     cost_online: float | None = Field(None, description="USD at online prices; null when a price is unknown")

@@ -6,7 +6,7 @@ import asyncio
 
 from pydantic import BaseModel, Field
 
-from treedistill.server.dataset_report import DatasetReport, build_report
+from treedistill.server.dataset_report import Breakdown, DatasetReport, build_report
 from treedistill.server.config import MAX_HOLD_OUT_RATIO
 from treedistill.server.errors import InvalidInput, NotFound
 from treedistill.server.export.reference_files import read_reference_files
@@ -121,21 +121,23 @@ class DatasetQuality:
             excluded_questions=counts["excluded_questions"],
             listed=[ContaminationMatch(**row) for row in self.contamination.matches(project_id, limit)])
 
-    async def dataset_report(self, project_id: int, tag_id: int | None = None,
-                             near_duplicates: bool = False) -> DatasetReport:
+    async def dataset_report(self, project_id: int, tag_id: int | None = None, near_duplicates: bool = False,
+                             breakdown: Breakdown = "children") -> DatasetReport:
         """The dataset report (see treedistill.server.dataset_report), built in a worker thread on its own
         read-only connection."""
-        return await asyncio.to_thread(report_from_database, self.db_path, project_id, tag_id, near_duplicates)
+        return await asyncio.to_thread(report_from_database, self.db_path, project_id, tag_id, near_duplicates,
+                                       breakdown)
 
 
-def report_from_database(db_path: str, project_id: int, tag_id: int | None, near_duplicates: bool) -> DatasetReport:
+def report_from_database(db_path: str, project_id: int, tag_id: int | None, near_duplicates: bool,
+                         breakdown: Breakdown = "children") -> DatasetReport:
     """The dataset report on a read-only connection of its own (the CLI's and the tool's). Raises NotFound."""
     reader = Store.reader(db_path)
     try:
         reader.get_project(project_id)
         if tag_id is not None:
             reader.get_tag(project_id, tag_id)
-        return build_report(reader, project_id, tag_id, near_duplicates)
+        return build_report(reader, project_id, tag_id, near_duplicates, breakdown)
     finally:
         reader.close()
 

@@ -1,7 +1,7 @@
 """A loopback stand-in LLM that speaks the OpenAI chat and Anthropic messages wire formats.
 
 In-process: `with StandinLLM() as llm: ...` serves on 127.0.0.1 from a background thread.
-Subprocess: `python tests/standin_llm.py --port 0 [--latency 0.2 --jitter 0.5]` prints `PORT <n>`
+Subprocess: `python tests/standin_llm.py --port 0 [--latency 0.2 --jitter 0.5 | --tail 1.0]` prints `PORT <n>`
 and serves until killed. Replies are canned, deterministic and depend on the prompt; latency and
 faults are set with `configure()` or POST /_control.
 
@@ -10,10 +10,15 @@ one, the model reasons in `<think>` tags only when the prompt mentions `<think>`
 small model's slip: the opening reply is a lead-in naming `<think>`, then reasoning, never closed and
 no answer (finish_reason "stop"); after feedback it writes a closed block and the answer. How output
 misbehaves: `dupes` (lists repeat existing items and a case variant), `malformed` (fenced JSON with
-a trailing comma), `garbage` (prose instead of a list), `truncated` (every reply cut off half-way,
+a trailing comma), `paraphrase` (a questions reply starts with a synonym rewording of an existing question,
+tests/standin_embeddings.py, which also serves `/v1/embeddings`), `garbage` (prose instead of a list), `truncated` (every reply cut off half-way,
 like `truncate_rate=1`), `long` (answers of about 400 words), `content_filter` (OpenAI
 finish_reason "content_filter" with empty content; Anthropic stop_reason "refusal", no content),
-`no_choices` (OpenAI reply with an empty `choices`).
+`no_choices` (OpenAI reply with an empty `choices`), `scoreN` (answers end with `[score=N]`, the mark the judge
+reads as its score: a rival model the judge ranks).
+A student under evaluation (`student`): answers "Answer to: <question> [score=9]", or "I am not sure ...
+[score=2]" when the question contains the word of a `poor:<word>` flag (case-insensitive), so the judge (which
+reads the first `[score=N` of its prompt) grades it well or badly; with `empty_answer` its reply is empty.
 
 Structured output (OpenAI): a server accepts every `response_format` unless a flag says otherwise;
 `only_json_object_schema` (llama-cpp-python's server: HTTP 500 "internal_server_error" quoting its
@@ -57,8 +62,11 @@ work are chosen the same way every time):
 Faults per request, random (drawn from the seeded generator): `rate_429`, `rate_500`,
 `rate_malformed`, `rate_garbage`, and `truncate_rate` (the reply is cut off half-way: mid-JSON for
 JSON tasks, mid-sentence for answers, with the length finish reason and non-zero usage).
-With `record_prompts`, each logged request also keeps its whole system prompt (`system`) and first user
-message (`user`), so tests can compare exactly what a model was asked.
+With `record_prompts`, each logged request also keeps its whole system prompt (`system`), first user
+message (`user`) and every message (`messages`, role and text), so tests can compare exactly what a model was asked.
+Dialogues: a prompt asking for "the user's next message" is the task `followup`; the reply is numbered after the
+"User:" lines of the transcript it shows and quotes the "Expert:" line before it (`followup_repeat`: the first user
+message again; `followup_empty`: nothing), and the teacher answers the latest such follow-up of its messages.
 Each logged request (`requests()`) records `api_key` (the key it carried: the fake keys tests pass, so
 tests can check which key went where), `task`, `task_key`, `prompt_key`, `status` and, once
 answered, `outcome` ("ok", "truncated", "unusable", "content_filter", "broken"); `stats()` counts `rejected`
@@ -92,8 +100,10 @@ from starlette.routing import Route
 
 try:
     from tests.standin_batches import BatchStore, batch_routes
+    from tests.standin_embeddings import embedding_routes, paraphrase
 except ModuleNotFoundError:  # run as a script (`python tests/standin_llm.py`) without the repository on the path
     from standin_batches import BatchStore, batch_routes  # type: ignore[no-redef]
+    from standin_embeddings import embedding_routes, paraphrase  # type: ignore[no-redef]
 
 REASONING_FLAGS = ("reasoning_content", "reasoning_field", "think", "think_open_missing", "think_unclosed", "thinking",
                    "none")
@@ -124,6 +134,7 @@ class Faults:
 
     latency: float = 0.0  # mean seconds per request
     jitter: float = 0.0  # fraction of latency, uniform +/-
+    tail: float = 0.0  # heavy tail instead of jitter: a log-normal sigma (1.0: p99 about 6x the mean), mean kept
     rate_429: float = 0.0
     rate_500: float = 0.0
     rate_malformed: float = 0.0
@@ -237,7 +248,7 @@ class StandinState:
     def admit(self, entry: dict[str, Any], invalid: bool, invalid_status: int = 400) -> Admission:
         """Log a request and draw its fate: status (400 if `invalid`), delay, and output faults."""
         task, task_key = entry["task"], entry["task_key"]
-        json_task = task != "answer"
+        json_task = task not in ("answer", "followup")
         with self._lock:
             faults, rng = self.faults, self._rng
             status = 200
@@ -253,7 +264,7 @@ class StandinState:
                 status = 429
             elif faults.rate_500 and rng.random() < faults.rate_500:
                 status = 500
-            delay = faults.latency * (1 + faults.jitter * rng.uniform(-1, 1)) if faults.latency else 0.0
+            delay = _delay(faults, rng)
             malformed = json_task and bool(faults.rate_malformed) and rng.random() < faults.rate_malformed
             garbage = json_task and bool(faults.rate_garbage) and rng.random() < faults.rate_garbage
             truncate = bool(faults.truncate_rate) and rng.random() < faults.truncate_rate
@@ -283,6 +294,16 @@ class StandinState:
 
 
 # --- canned behaviour ---------------------------------------------------------------------------
+
+
+def _delay(faults: Faults, rng: random.Random) -> float:
+    """One request's latency: the mean, spread uniformly by `jitter` or, with `tail`, drawn from a log-normal
+    distribution of that sigma with the same mean (most replies quicker than the mean, a few many times it)."""
+    if not faults.latency:
+        return 0.0
+    if faults.tail:
+        return faults.latency * rng.lognormvariate(-faults.tail ** 2 / 2, faults.tail)
+    return faults.latency * (1 + faults.jitter * rng.uniform(-1, 1))
 
 
 def _chosen(seed: int, salt: str, task_key: str, rate: float) -> bool:
@@ -328,7 +349,10 @@ def _text_of(content: Any) -> str:
 
 
 def detect_task(text: str) -> str:
-    """'tags', 'questions', 'judge' or 'answer', from the JSON shape the prompt asks for."""
+    """'tags', 'questions', 'judge', 'followup' (playing the user of a dialogue) or 'answer', from the JSON shape
+    or the message the prompt asks for."""
+    if "user's next message" in text or "用户的下一条消息" in text:
+        return "followup"
     if '{"tags"' in text:
         return "tags"
     if '{"questions"' in text:
@@ -353,7 +377,7 @@ def existing_items(text: str) -> list[str]:
     return items
 
 
-def _list_items(task: str, prompt: str, dupes: bool, echo: bool = False) -> list[str]:
+def _list_items(task: str, prompt: str, dupes: bool, echo: bool = False, reworded: bool = False) -> list[str]:
     count_match, path_match = _COUNT.search(prompt), _TAG_PATH.search(prompt)
     count = int(count_match.group(1)) if count_match else DEFAULT_COUNT
     path = path_match.group(1).strip() if path_match else "Topic"
@@ -377,17 +401,46 @@ def _list_items(task: str, prompt: str, dupes: bool, echo: bool = False) -> list
     if dupes:
         variants = [items[-1].upper().rstrip("?？!") + ("!" if task == "questions" else "?")] if items else []
         items = existing[:2] + items + variants
+    if reworded and task == "questions" and existing:  # a paraphrase of an existing question comes first
+        items = [paraphrase(existing[0]), *items]
     if echo:  # a small model copying the prompt's example and the parent tag
         example = ("子主题1" if chinese else "sub-topic 1") if task == "tags" else ("问题1" if chinese else "question 1")
         items = [example, segment, *items][:max(count, 2)]
     return items
 
 
+def _followup(prompt: str, flags: set[str]) -> str:
+    """The user's next message in a dialogue whose transcript ("User: ..." / "Expert: ..." blocks, or 用户/专家) the
+    prompt shows: numbered after the user turns so far and quoting the expert's last reply, so it depends on the
+    history. `followup_repeat` repeats the first user message; `followup_empty` says nothing."""
+    users = re.findall(r"^(?:User|用户): (.*)$", prompt, re.M)
+    replies = re.findall(r"^(?:Expert|专家): (.*)$", prompt, re.M)
+    if "followup_empty" in flags:
+        return ""
+    if "followup_repeat" in flags and users:
+        return users[0]
+    quoted = " ".join((replies[-1] if replies else "").split()[:12])
+    if "用户的下一条消息" in prompt:
+        return f"追问{len(users) + 1}：你说“{quoted}”，能举一个具体的例子吗？"
+    return f'Follow-up {len(users) + 1}: you said "{quoted}"; can you give a concrete example?'
+
+
 def _build_reply(task: str, prompt: str, question: str, flags: set[str], admission: Admission,
                  constrained: bool = False, opening: bool = True) -> str | dict[str, Any]:
     """The reply text; a dict when a forced tool carries it (`constrained`: a schema fixes the reply's shape)."""
+    if task == "answer" and "student" in flags:  # a student under evaluation: its grade is planted for the judge
+        if "empty_answer" in flags:
+            return ""
+        poor = [flag.split(":", 1)[1].casefold() for flag in flags if flag.startswith("poor:")]
+        if any(word in question.casefold() for word in poor):
+            return "I am not sure; it depends. [score=2]"
+        return f"Answer to: {question[:200]} [score=9]"
+    if task == "followup":
+        return _followup(prompt, flags)
     if task == "answer":
-        return _long_answer(question) if "long" in flags else f"Answer to: {question[:200]}"
+        answer = _long_answer(question) if "long" in flags else f"Answer to: {question[:200]}"
+        # `scoreN` (e.g. `weak+score3`): the answer carries the mark a judge of it reads as its score
+        return answer + "".join(f" [score={flag[5:]}]" for flag in sorted(flags) if re.fullmatch(r"score\d+", flag))
     # Garbage ignores any schema (a server that does not enforce it; for Anthropic, text instead of the tool call).
     if task != "judge" and ("garbage" in flags or admission.garbage or admission.unusable):
         return _GARBAGE
@@ -395,7 +448,8 @@ def _build_reply(task: str, prompt: str, question: str, flags: set[str], admissi
         score = _SCORE.search(prompt)
         payload: dict[str, Any] = {"score": int(score.group(1)) if score else 7, "rationale": "Canned judgement."}
     else:
-        items: list[Any] = _list_items(task, prompt, "dupes" in flags, "echo" in flags and opening)
+        items: list[Any] = _list_items(task, prompt, "dupes" in flags, "echo" in flags and opening,
+                                       "paraphrase" in flags)
         if "objects" in flags and not constrained:
             items = [{"name" if task == "tags" else "question": item} for item in items]
         payload = {task: items}
@@ -603,7 +657,7 @@ def _prepare(state: StandinState, api: str, body: dict[str, Any], key: str,
         **(log_fields or {}),
     }
     if state.faults.record_prompts:
-        entry.update(system=system, user=question)
+        entry.update(system=system, user=question, messages=messages)
     if forced_status is not None:
         admission = state.admit(entry, invalid=True, invalid_status=forced_status)
     else:
@@ -619,13 +673,17 @@ def _produce(state: StandinState, p: Prepared) -> tuple[int, dict[str, Any], dic
     if admission.status != 200:
         return _error_body(api, admission.status, admission.retry_after, p.key, admission.rejected,
                            refusal=p.refusal) + (False,)
-    reasoning = f"Reasoning about: {p.question[:100]}"
+    # In a dialogue the teacher answers the latest follow-up (one this stand-in wrote playing the user).
+    focus = next((m["content"] for m in reversed(p.messages) if m["role"] == "user"
+                  and m["content"].startswith(("Follow-up", "追问"))), p.question)
+    reasoning = f"Reasoning about: {focus[:100]}"
     placement = _placement(p.flags, api, p.all_text, p.thinking.get("type") == "enabled")
     constrained = p.forced_tool is not None or p.response_format in ("json_schema", "json_object_schema")
     opening = not any(m["role"] == "assistant" for m in p.messages)
     if placement == "think_unclosed" and not opening:
         placement = "think"  # after the feedback, the block is closed and the answer follows it
-    built = _build_reply(p.task, p.prompt, p.question, p.flags, admission, constrained=constrained, opening=opening)
+    built = _build_reply(p.task, p.prompt, focus if p.task == "answer" else p.question, p.flags, admission,
+                         constrained=constrained, opening=opening)
     tool_input = built if isinstance(built, dict) and p.forced_tool else None
     answer = "" if tool_input is not None else built if isinstance(built, str) else json.dumps(
         built, ensure_ascii=False)
@@ -841,6 +899,7 @@ def build_app(state: StandinState, ready: threading.Event | None = None) -> Star
             Route("/_stats", _stats, methods=["GET"]),
             Route("/_requests", _requests, methods=["GET"]),
             *batch_routes(),
+            *embedding_routes(),
         ],
         lifespan=lifespan,
     )
@@ -926,10 +985,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 = any free port")
     parser.add_argument("--latency", type=float, default=0.0, help="mean seconds per request")
     parser.add_argument("--jitter", type=float, default=0.0, help="fraction of latency, uniform +/-")
+    parser.add_argument("--tail", type=float, default=0.0,
+                        help="heavy-tailed latency instead: log-normal sigma (e.g. 1.0), the mean kept at --latency")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     state = StandinState()
-    state.configure(latency=args.latency, jitter=args.jitter, seed=args.seed)
+    state.configure(latency=args.latency, jitter=args.jitter, tail=args.tail, seed=args.seed)
     sock = _listening_socket(args.port)
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

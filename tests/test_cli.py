@@ -198,7 +198,7 @@ def test_every_command_and_option_has_help():
     commands = next(action for action in parser._actions if action.dest == "command")
     documented = {choice.dest: choice.help for choice in commands._choices_actions}
     assert set(documented) == {"serve", "distill", "progress", "projects", "export", "push", "doctor", "review", "tree",
-                               "report"}
+                               "report", "eval"}
     assert all(documented.values())
     for name, subparser in commands.choices.items():
         undocumented = [a.dest for a in subparser._actions if not a.help and a.dest != "help"]
@@ -467,7 +467,7 @@ def test_a_mistyped_command_or_choice_gets_a_suggestion(capsys):
     code, _, err = run_main(capsys, "distil", "Chess")
     assert code == 2 and err.strip().endswith(
         "invalid choice: 'distil' (choose from 'serve', 'distill', 'progress', 'projects', 'export', 'push', 'doctor', "
-        "'tree', 'review', 'report'); did you mean 'distill'?")
+        "'tree', 'review', 'report', 'eval'); did you mean 'distill'?")
     code, _, err = run_main(capsys, "export", "1", "--format", "alpacca")
     assert code == 2 and err.strip().endswith("did you mean 'alpaca'?")
     code, _, err = run_main(capsys, "zzz")

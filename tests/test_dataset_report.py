@@ -33,6 +33,14 @@ def p(values: list[int], pct: int) -> int:
     return math.ceil(ordered[max(math.ceil(pct / 100 * len(ordered)) - 1, 0)] * 0.25)
 
 
+def histogram(values: list[int]) -> dict[str, int]:
+    """Estimated tokens (characters / 4, rounded up) per bin: 0-15, 16-31, ... doubling, 8192+."""
+    edges = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
+    tokens = [math.ceil(v * 0.25) for v in values]
+    bins = {f"{low}-{high - 1}": sum(1 for t in tokens if low <= t < high) for low, high in zip(edges, edges[1:])}
+    return {**bins, "8192+": sum(1 for t in tokens if t >= 8192)}
+
+
 def expected(conn: sqlite3.Connection, project_id: int, tag_ids: list[int]) -> dict:
     """The report's figures for questions of `tag_ids`, recomputed from the rows with plain SQL and Python."""
     marks = ",".join("?" * len(tag_ids))
@@ -56,7 +64,7 @@ def expected(conn: sqlite3.Connection, project_id: int, tag_ids: list[int]) -> d
     for name, values in (("question_tokens", [len(r[1]) for r in rows]), ("answer_tokens", [len(r[3]) for r in answered]),
                          ("reasoning_tokens", [len(r[4]) for r in answered if r[4]])):
         figures[name] = {"count": len(values), "p10": p(values, 10), "p50": p(values, 50),
-                         "p90": p(values, 90)} if values else None
+                         "p90": p(values, 90), "histogram": histogram(values)} if values else None
     return figures
 
 
@@ -130,6 +138,60 @@ async def test_report_figures_equal_counts_recomputed_from_the_database(one_clie
     report = await call(client, "dataset_report", project_id=pid, near_duplicates=True)
     assert report["overall"]["near_duplicate_rate"] == round(duplicates["duplicate_count"] / 8, 4)
     assert await call_error(client, "dataset_report", project_id=pid, tag_id=10**6)
+
+
+async def test_a_per_tag_breakdown_lists_every_tag_over_its_own_questions(one_client, db_path):
+    """breakdown="tags" (the review app's treemap): every tag of the scope once, leaves without questions too,
+    each with its parent and the figures of its own questions; the questions of a tag with children count there,
+    not in its children; a deleted question counts nowhere."""
+    client = one_client
+    pid = await distill(client, "Sailing", levels=2, tags=2, questions=2)  # 2 x 2 leaves x 2 questions
+    tree = await call(client, "get_tree", project_id=pid)
+    inner = tree["roots"][0]["id"]
+    await call(client, "add_questions", project_id=pid, tag_id=inner, questions=["What does a jib do upwind?"])
+    empty = (await call(client, "add_tags", project_id=pid, parent_tag_id=inner, names=["Knots"]))
+    await call(client, "score_answers", project_id=pid, limit=3)
+    with sqlite3.connect(db_path) as conn:
+        doomed = conn.execute("SELECT MIN(id) FROM questions WHERE project_id = ?", (pid,)).fetchone()[0]
+        edited = [row[0] for row in conn.execute("SELECT question_id FROM answers WHERE question_id != ?"
+                                                 " ORDER BY question_id LIMIT 4", (doomed,))]
+    for qid, tokens in zip(edited, (15, 16, 31, 32)):  # each side of two bin edges (4 characters a token)
+        await call(client, "update_answer", project_id=pid, question_id=qid, answer="x" * (4 * tokens))
+    await call(client, "delete_question", project_id=pid, question_ids=[doomed])
+
+    report = await call(client, "dataset_report", project_id=pid, breakdown="tags")
+    assert report["breakdown"] == "tags"
+    with sqlite3.connect(db_path) as conn:
+        tags = conn.execute("SELECT id, parent_id, path FROM tags WHERE project_id = ? ORDER BY id", (pid,)).fetchall()
+        assert [(t["tag_id"], t["parent_id"], t["tag_path"]) for t in report["tags"]] == tags
+        assert len(tags) == 2 + 4 + 1
+        for figures in report["tags"]:
+            want = expected(conn, pid, [figures["tag_id"]])
+            assert {key: figures[key] for key in want} == want, figures["tag_path"]
+        want = expected(conn, pid, [tag for tag, _, _ in tags])
+    assert {key: report["overall"][key] for key in want} == want
+    # 15 tokens | 16 and 31 | 32 and the stand-in's longer answers
+    assert [report["overall"]["answer_tokens"]["histogram"][bin] for bin in ("0-15", "16-31")] == [1, 2]
+    assert sum(t["questions"] for t in report["tags"]) == report["overall"]["questions"] == 8 + 1 - 1
+    by_id = {t["tag_id"]: t for t in report["tags"]}
+    assert by_id[inner]["questions"] == 1 and by_id[tree["roots"][1]["id"]]["questions"] == 0
+    knots = next(t for t in report["tags"] if t["tag_path"].endswith("Knots"))
+    assert knots["questions"] == 0 and knots["question_tokens"] is None and empty
+
+    scoped = await call(client, "dataset_report", project_id=pid, tag_id=inner, breakdown="tags")
+    children = [child["id"] for child in tree["roots"][0]["children"]]
+    assert [t["tag_id"] for t in scoped["tags"]] == [inner, *children, knots["tag_id"]]
+    assert scoped["overall"]["questions"] == 1 + 1 + 2  # its own, the first leaf (one deleted), the second
+
+
+async def test_a_per_tag_breakdown_is_bounded(one_client, db_path, monkeypatch):
+    import treedistill.server.dataset_report as dataset_report
+
+    pid = await distill(one_client, "Rugby", levels=1, tags=3, questions=1)
+    monkeypatch.setattr(dataset_report, "MAX_REPORT_TAGS", 2)
+    message = await call_error(one_client, "dataset_report", project_id=pid, breakdown="tags")
+    assert "That scope has 3 tags; a per-tag report lists at most 2" in message
+    assert len((await call(one_client, "dataset_report", project_id=pid))["tags"]) == 3
 
 
 async def test_lengths_are_read_from_indexes_not_texts(db_path, one_client):

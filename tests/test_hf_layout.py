@@ -80,6 +80,31 @@ async def test_the_card_states_the_guidance_and_styles_the_data_was_made_with(on
     assert '- Answer style: `{"max_words":150}`' in body
 
 
+async def test_the_card_states_the_prompt_versions_each_row_was_made_with(one_client):
+    pid = await distilled_project(one_client)
+    default = {p["kind"]: p["version"] for p in (await call(one_client, "get_prompts", project_id=pid))["prompts"]}
+    custom = await call(one_client, "set_prompt", project_id=pid, kind="answer", template="You teach {path}. Be brief.")
+    question = (await call(one_client, "list_questions", project_id=pid))["questions"][0]
+    await call(one_client, "answer_question", project_id=pid, question_id=question["id"], regenerate=True)
+    report = await call(one_client, "export_dataset", project_id=pid, layout="hf", path="versions-hf")
+    _, body = card_of(report["path"])
+    assert (f"- Prompt versions: tags: `{default['tags']}` (6); questions: `{default['questions']}` (12); "
+            f"answers: `{default['answer']}` (11), `{custom['version']}` (1)\n") in body
+    assert custom["version"].startswith("custom:") and default["answer"].startswith("default:")
+
+
+async def test_a_crashed_layout_export_leaves_nothing_the_next_one_keeps(one_client, db_path):
+    pid = await distilled_project(one_client)
+    export_dir = db_path.parent / f"{db_path.stem}-exports" / str(pid)
+    crashed = export_dir / ".ds.999999999-1.treedistill-tmp"  # the staging folder of a process that is gone
+    (crashed / "data").mkdir(parents=True)
+    (crashed / "data" / "train-00000-of-00001.parquet").write_bytes(b"PAR1 half")
+    lookalike = export_dir / ".ds-notes"
+    lookalike.mkdir()
+    await call(one_client, "export_dataset", project_id=pid, layout="hf", path="ds")
+    assert sorted(p.name for p in export_dir.iterdir()) == [".ds-notes", "ds"]
+
+
 async def test_every_format_loads_from_its_layout(one_client):
     pid = await distilled_project(one_client)
     columns = {"alpaca": ["instruction", "input", "output"], "sharegpt": ["conversations"], "openai": ["messages"]}

@@ -74,7 +74,15 @@ def test_the_wheel_installs_only_the_treedistill_package(built: Built):
                    "treedistill/server/text/prompts/zh.py", "treedistill/tools/projects.py",
                    # the review app and dashboard: package data, no build step
                    "treedistill/server/ui/__init__.py", "treedistill/server/ui/static/app.html",
-                   "treedistill/server/ui/static/app.js", "treedistill/server/ui/static/app.css"):
+                   "treedistill/server/ui/static/app.js", "treedistill/server/ui/static/app.css",
+                   "treedistill/server/ui/static/report.js", "treedistill/server/ui/static/report.css",
+                   "treedistill/server/ui/static/markdown.js",
+                   # vendored, with their licences
+                   "treedistill/server/ui/static/vendor/markdown-it.min.js",
+                   "treedistill/server/ui/static/vendor/purify.min.js",
+                   "treedistill/server/ui/static/vendor/LICENSE-markdown-it.txt",
+                   "treedistill/server/ui/static/vendor/LICENSE-dompurify.txt",
+                   "treedistill/server/ui/static/eval.js"):
         assert module in names, module
     assert f"{NAME}-{VERSION}.dist-info/licenses/LICENSE" in names
     assert "treedistill = treedistill.server.cli.main:main" in entry_points
@@ -95,7 +103,8 @@ def test_the_sdist_carries_a_runnable_test_suite(built: Built):
     for needed in ("pyproject.toml", "README.md", "LICENSE", "server.json", "tests/conftest.py",
                    "tests/standin_llm.py", "tests/test_cli.py", "client_examples/README.md",
                    "docs/architecture.md", "benchmarks/__init__.py", "server/cli/main.py", "tools/projects.py",
-                   "server/ui/static/app.js", "tests/ui_host.html"):
+                   "server/ui/static/app.js", "server/ui/static/vendor/purify.min.js",
+                   "server/ui/static/vendor/LICENSE-dompurify.txt", "tests/ui_host.html"):
         assert needed in names, needed
     assert not [name for name in names if "__pycache__" in name or name.endswith((".pyc", ".db"))]
 

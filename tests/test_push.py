@@ -114,10 +114,14 @@ async def test_a_cancelled_push_commits_nothing(hub_client, hub):
     started = await call(hub_client, "push_to_hub", project_id=pid, repo_id="alice/sports-qa")
     assert await anyio.to_thread.run_sync(hub.preupload_waiting.wait, 10)
     cancelling = await call(hub_client, "cancel_push", push_id=started["push_id"])
-    assert cancelling["status"] == "running" and cancelling["stage"] == "uploading"
+    assert cancelling["status"] == "cancelled" and cancelling["stage"] == "uploading"  # stops at its next step
     hub.release()
-    ended = await call(hub_client, "get_push", push_id=started["push_id"], wait_seconds=30)
-    assert ended["status"] == "cancelled" and "nothing was committed" in ended["message"]
+    for _ in range(100):
+        ended = await call(hub_client, "get_progress", job_id=started["push_id"])
+        if ended["stage"] == "cancelled":
+            break
+        await anyio.sleep(0.1)
+    assert ended["status"] == "cancelled" and "nothing was committed" in ended["push"]["message"]
     assert hub.commits("alice/sports-qa") == [] and "commit" not in [r["route"] for r in hub.requests]
     resumed = await call(hub_client, "push_to_hub", project_id=pid, repo_id="alice/sports-qa", wait_seconds=30)
     assert resumed["status"] == "completed" and len(hub.commits("alice/sports-qa")) == 1
@@ -156,3 +160,26 @@ def test_cli_push(env, db_path, tmp_path, hub):
     assert set(hub.commits("alice/chess")[0]["files"]) == {"README.md", "data/train-00000-of-00001.parquet"}
     unset = cli(env, db_path, "push", "Chess", "alice/chess", "--path", str(tmp_path / "chess-hf"))
     assert unset.returncode == 2 and "HF_TOKEN is not set" in unset.stderr
+
+
+async def test_parquet_files_go_by_the_lfs_batch_api_and_the_commit_points_at_them(db_path, env):
+    with StandinHub(token=HF_TOKEN, lfs=True) as hub:
+        environ = {**env, "HF_TOKEN": HF_TOKEN, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"}
+        async for client in connected(db_path, environ):
+            pid, folder = await layout(client)
+            done = await call(client, "push_to_hub", project_id=pid, repo_id="alice/sports-qa", wait_seconds=30)
+            assert done["status"] == "completed", done
+            routes = [r["route"] for r in hub.requests]
+            assert routes[:4] == ["whoami", "create", "preupload", "lfs-batch"]
+            assert sorted(routes[4:8]) == ["lfs-upload", "lfs-upload", "lfs-verify", "lfs-verify"]  # two in parallel
+            assert routes[8:] == ["validate-yaml", "commit"]
+            (commit,) = hub.commits("alice/sports-qa")
+            assert commit["lfs"] == ["data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"]
+            assert commit["files"] == local_files(folder) and commit["other_lines"] == []
+            # The storage URL gets the bytes, never the token; every Hub route gets the token.
+            assert {r["authorization"] for r in hub.requests if r["route"] == "lfs-upload"} == {None}
+            assert {r["authorization"] for r in hub.requests if r["route"] != "lfs-upload"} == {f"Bearer {HF_TOKEN}"}
+
+            again = await call(client, "push_to_hub", project_id=pid, repo_id="alice/sports-qa", wait_seconds=30)
+            assert again["status"] == "completed" and len(hub.commits("alice/sports-qa")) == 2
+            assert [r["route"] for r in hub.requests].count("lfs-upload") == 2  # stored objects are not sent again

@@ -82,6 +82,44 @@ def test_claim_next_never_runs_two_items_on_one_target(store, queue):
     assert queue.claim_next(project_id, "unit").job_id is not None
 
 
+def test_one_claim_leases_every_free_slot_most_urgent_first(store, queue):
+    project_id = project_with_questions(store, 2, 3)  # max_concurrency 4
+    question_ids = store.unanswered_question_ids(project_id)
+    job_id = new_job(queue, project_id, [{"kind": "answer", "question_id": qid} for qid in question_ids])
+    manual = queue.add_item(project_id, "answer", question_id=question_ids[5])
+    statements = []
+    store.db.conn.set_trace_callback(statements.append)
+    taken = queue.claim(project_id, "unit")
+    store.db.conn.set_trace_callback(None)
+    assert len(statements) == 1  # one statement for the whole batch, the running count included
+    assert [item.id for item in taken][0] == manual  # manual calls first, then the job's in order
+    assert [item.question_id for item in taken] == [question_ids[5], *question_ids[:3]]
+    assert all(item.status == "running" and item.lease_owner == "unit" and item.lease_gen == 1 for item in taken)
+    assert queue.claim(project_id, "unit") == []  # 4 running: the window is full in every process
+    with store.transaction():
+        queue.finish_item(taken[1], "done")
+    (next_one,) = queue.claim(project_id, "other-process")
+    assert (next_one.job_id, next_one.question_id, next_one.lease_owner) == (job_id, question_ids[3], "other-process")
+
+
+def test_one_claim_never_takes_two_items_on_one_target(store, queue):
+    project_id = project_with_questions(store, 1, 2)
+    first_q, second_q = store.unanswered_question_ids(project_id)
+    new_job(queue, project_id, [{"kind": "answer", "question_id": qid} for qid in (first_q, second_q)])
+    manual = queue.add_item(project_id, "answer", question_id=first_q)
+    taken = queue.claim(project_id, "unit")
+    assert [(item.id == manual, item.question_id) for item in taken] == [(True, first_q), (False, second_q)]
+    assert queue.claim(project_id, "unit") == []  # the job's item on first_q waits for the manual one
+
+
+def test_a_claim_takes_at_most_what_it_asks_for(store, queue):
+    project_id = project_with_questions(store, 1, 3)
+    question_ids = store.unanswered_question_ids(project_id)
+    new_job(queue, project_id, [{"kind": "answer", "question_id": qid} for qid in question_ids])
+    assert len(queue.claim(project_id, "unit", most=2)) == 2
+    assert len(queue.claim(project_id, "unit", most=2)) == 1
+
+
 def test_planner_counts_no_answers_when_answer_is_off(store):
     project_id = project_with_questions(store, 2, 1)
     without = plan_top_up(store, project_id, levels=1, tags_per_level=3, questions_per_tag=2, answer=False)

@@ -117,7 +117,7 @@ async def test_bad_templates_are_refused_naming_the_problem_and_nothing_is_saved
     error = await call_error(client, "set_prompt", project_id=project["id"], kind=kind, template=template)
     assert named in error
     prompts = (await call(client, "get_prompts", project_id=project["id"]))["prompts"]
-    assert [prompt["source"] for prompt in prompts] == ["default"] * 4
+    assert [prompt["source"] for prompt in prompts] == ["default"] * 5  # tags, questions, answer, judge, eval_judge
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM prompt_templates").fetchone()[0] == 0
 
@@ -135,7 +135,7 @@ async def test_versions_are_recorded_exported_and_never_rewritten(client, llm, t
     project = await call(client, "create_project", name="Versions")
     pid = project["id"]
     before = {p["kind"]: p for p in (await call(client, "get_prompts", project_id=pid))["prompts"]}
-    assert set(before) == {"tags", "questions", "answer", "judge"}
+    assert set(before) == {"tags", "questions", "answer", "judge", "eval_judge"}
     assert all(p["source"] == "default" and p["version"].startswith("default:") for p in before.values())
     assert before["questions"]["required"] == ["count", "existing"] and "style" in before["questions"]["placeholders"]
     tag, first = await distill_one_leaf(client, pid, questions=1)

@@ -173,7 +173,9 @@ def test_model_html_in_an_answer_is_shown_as_text(browser, open_server, distille
     page = new_page(browser)
     page.goto(f"{open_server}/ui/#review/1")
     page.locator(f'#rows .row[data-qid="{hostile_id}"]').click()
-    expect(page.locator("#answer")).to_have_text(HOSTILE)
+    # Rendered as Markdown (tests/test_report_view.py has the rest): the tags stay text, the emphasis is markup.
+    expect(page.locator("#answer")).to_have_text(HOSTILE.replace("**bold?**", "bold?"))
+    expect(page.locator("#answer strong")).to_have_text("bold?")
     assert page.locator("#answer script, #answer img").count() == 0
     assert page.evaluate("window.__pwned") is None
     page.context.close()
@@ -223,6 +225,12 @@ def test_dashboard_shows_a_finished_job(browser, open_server):
     expect(page.locator('#stages [data-stage="answers"]')).to_contain_text("6 / 6")
     expect(page.locator("#facts")).to_contain_text("input tokens")
     expect(page.locator("#cancel-job")).to_be_disabled()
+    # One sample of an ended job: its calls per minute over the whole run; the stand-in has no price.
+    progress = call_tool(open_server, "get_progress", job_id=1)["structuredContent"]
+    rate = round(progress["calls_done"] / progress["elapsed_seconds"] * 60)
+    expect(page.locator("#trend-calls")).to_have_attribute("data-points", "2")  # one step: start to now
+    expect(page.locator("#trend figcaption").first).to_have_text(f"Calls per minute · now {rate:,}")
+    expect(page.locator("#trend figcaption").last).to_have_text("Cost over time (no known price)")
     screenshot(page, "dashboard.png")
     page.context.close()
 
@@ -248,6 +256,10 @@ def test_dashboard_follows_a_running_job_and_its_buttons_cancel_and_resume_it(br
         expect(page.locator("#job-status")).to_have_text("running")
         expect(page.locator("#job-status")).to_have_text("completed", timeout=30_000)  # by polling alone
         expect(page.locator('#stages [data-stage="answers"]')).to_contain_text("6 / 6")
+        # Each poll added a sample: one step of calls per minute per sample, on one line.
+        samples = int(page.locator("#trend").get_attribute("data-samples"))
+        assert samples >= 2
+        assert len(page.locator("#trend-calls polyline").get_attribute("points").split()) == 2 * samples
         page.context.close()
     finally:
         llm.reset()
@@ -302,7 +314,8 @@ def test_the_app_renders_tool_results_inside_a_minimal_mcp_apps_host(browser, op
     review = tool("review_dataset", project_id=1)
     first = review["structuredContent"]["questions"][0]["id"]
     recorded = {"get_tree": tool("get_tree", project_id=1, max_tags=400),
-                "get_answer": tool("get_answer", project_id=1, question_id=first)}
+                "get_answer": tool("get_answer", project_id=1, question_id=first),
+                "list_evaluations": tool("list_evaluations", project_id=1)}  # the tree's evaluation menus (none)
     page = new_page(browser)
     page.set_content((ROOT / "tests" / "ui_host.html").read_text())
     page.evaluate("([html, args, result, recorded]) => window.startHost(html, args, result, recorded)",
@@ -315,7 +328,7 @@ def test_the_app_renders_tool_results_inside_a_minimal_mcp_apps_host(browser, op
     methods = [message.get("method") for message in log]
     assert methods[:2] == ["ui/initialize", "ui/notifications/initialized"]
     called = [message["params"]["name"] for message in log if message.get("method") == "tools/call"]
-    assert sorted(called) == ["get_answer", "get_tree"]  # tools/call went through the host, each once
+    assert sorted(called) == ["get_answer", "get_tree", "list_evaluations"]  # through the host, each once
     assert "ui/notifications/size-changed" in methods
     page.context.close()
 

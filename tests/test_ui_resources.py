@@ -8,11 +8,13 @@ import base64
 import hashlib
 import re
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from tests.drive import call, call_error
-from treedistill.server.ui import DASHBOARD_URI, REVIEW_URI, app_html
+from treedistill.server import ui
+from treedistill.server.ui import DASHBOARD_URI, REVIEW_URI, SCRIPTS, app_html
 
 pytestmark = pytest.mark.anyio
 APP_MIME = "text/html;profile=mcp-app"
@@ -43,7 +45,8 @@ async def test_tools_link_to_the_apps_and_keep_their_text_results(client):
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     linked = {name: (tool.meta or {}).get("ui", {}).get("resourceUri") for name, tool in tools.items()}
     assert {name: uri for name, uri in linked.items() if uri} == {
-        "review_dataset": REVIEW_URI, "auto_distill": DASHBOARD_URI, "get_progress": DASHBOARD_URI}
+        "review_dataset": REVIEW_URI, "dataset_report": REVIEW_URI, "auto_distill": DASHBOARD_URI,
+        "get_progress": DASHBOARD_URI, "get_evaluation": REVIEW_URI}
     project_id = await distilled(client)
     result = await client.call_tool("review_dataset", {"project_id": project_id})
     assert not result.is_error and result.content[0].type == "text"  # text-only clients get the page as JSON
@@ -104,17 +107,32 @@ async def test_near_duplicate_groups_and_get_answer(client):
 def test_the_page_allows_only_its_own_script_and_style_and_no_other_origin():
     html = app_html("browser")
     csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
-    script = re.search(r"<script>(.*)</script>", html, re.S).group(1)
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
     style = re.search(r"<style>(.*)</style>", html, re.S).group(1)
 
     def digest(text: str) -> str:
         return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
-    assert f"script-src {digest(script)};" in csp and f"style-src {digest(style)};" in csp
+    assert len(scripts) == len(SCRIPTS) == 5
+    assert f"script-src {' '.join(map(digest, scripts))};" in csp and f"style-src {digest(style)};" in csp
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "unsafe" not in csp
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", html)  # nothing loaded from elsewhere
-    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script
-    assert "eval(" not in script and "new Function" not in script
+    for name, script in zip(SCRIPTS, scripts):
+        assert "eval(" not in script and "new Function" not in script, name
+        if not name.startswith("vendor/"):  # ours: model text never goes through an HTML string
+            assert "innerHTML" not in script and "insertAdjacentHTML" not in script, name
+            assert "document.write" not in script and "DOMParser" not in script, name
+
+
+def test_the_vendored_libraries_are_the_published_files_with_their_licences():
+    """The vendored files are byte for byte the npm tarballs' files whose checksums vendor/README.md records."""
+    vendor = Path(ui.__file__).parent / "static" / "vendor"
+    readme = (vendor / "README.md").read_text()
+    for name in ("markdown-it.min.js", "purify.min.js"):
+        recorded = re.search(rf"`{re.escape(name)}` .*`([0-9a-f]{{64}})`", readme).group(1)
+        assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == recorded, name
+    assert "Copyright (c) 2014 Vitaly Puzrin" in (vendor / "LICENSE-markdown-it.txt").read_text()
+    assert "Apache License" in (vendor / "LICENSE-dompurify.txt").read_text()
 
 
 async def test_review_pages_use_the_project_index(client, db_path):

@@ -3,21 +3,25 @@ find_duplicates, add_questions."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.tools import Tool
+from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from treedistill.server.text.judge import ScoreReport
 from treedistill.server.models import CuratedAnswer, DeletionCounts, ModelSpec, Question
 from treedistill.server.text.near_dup import DEFAULT_THRESHOLD, DuplicateReport
-from treedistill.tools.common import (DESTRUCTIVE, GENERATES, LOCAL_WRITE, READ_ONLY, ProjectId, QuestionId, TagId,
+from treedistill.server.text.semantic_dup import MIN_THRESHOLD
+from treedistill.tools.common import (DESTRUCTIVE, GENERATES, LOCAL_WRITE, ProjectId, QuestionId, TagId,
                                       engine_of, strict_tool, tool_errors)
 from treedistill.tools.consent import NOT_ASKED, Approval, ask, can_ask, verdict
 from treedistill.tools.tree import MAX_PER_CALL
+
+EMBEDS = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True)
 
 MAX_IDS = 1000
 QuestionIds = Annotated[list[QuestionId], Field(min_length=1, max_length=MAX_IDS, description=(
@@ -169,14 +173,22 @@ async def find_duplicates(
         "Jaccard similarity of content words at or above which two questions are near-duplicates; lower finds "
         "looser rewordings and more false matches"))] = DEFAULT_THRESHOLD,
     limit: Annotated[int, Field(ge=1, le=500, description="Most groups to list")] = 50,
+    method: Annotated[Literal["lexical", "semantic", "both"], Field(description=(
+        "lexical: shared content words and numbers; semantic: cosine of embeddings (paraphrases that share no "
+        "words; needs the project's embedding_model; questions without a vector are embedded first); both: "
+        "groups of either joined"))] = "lexical",
+    semantic_threshold: Annotated[float | None, Field(ge=MIN_THRESHOLD, le=1.0, description=(
+        "Cosine similarity for semantic and both (default: the project's semantic_threshold)"))] = None,
 ) -> DuplicateReport:
-    """Find groups of near-duplicate questions across the project (rewordings with the same content words and
-    numbers). Each group names the question to keep; delete_question(removable_question_ids) removes the rest."""
+    """Find groups of near-duplicate questions across the project: rewordings with the same content words and
+    numbers (lexical), paraphrases by embedding (semantic), or both. Each group names the question to keep;
+    delete_question(removable_question_ids) removes the rest."""
 
     async def progress(done: int, total: int) -> None:
         await ctx.report_progress(done, total, f"find_duplicates: {done}/{total} steps")
 
-    return await engine_of(ctx).find_duplicates(project_id, tag_id, threshold, limit, progress)
+    return await engine_of(ctx).find_duplicates(project_id, tag_id, threshold, limit, progress, method,
+                                                semantic_threshold)
 
 
 @tool_errors
@@ -205,6 +217,8 @@ def tools() -> list[Tool]:
         strict_tool(delete_tag, "Delete a tag and its subtree", DESTRUCTIVE),
         strict_tool(delete_question, "Delete questions", DESTRUCTIVE),
         strict_tool(score_answers, "Score answers with an LLM judge", GENERATES),
-        strict_tool(find_duplicates, "Find near-duplicate questions", READ_ONLY),
+        # semantic/both may call the embedding model for questions without a vector and store it (paid once):
+        # not read-only, but the same groups on a repeat.
+        strict_tool(find_duplicates, "Find near-duplicate questions", EMBEDS),
         strict_tool(add_questions, "Add hand-written questions", LOCAL_WRITE),  # a repeat is skipped as a duplicate
     ]

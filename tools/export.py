@@ -18,13 +18,20 @@ from treedistill.tools.common import (DESTRUCTIVE, MAX_ID, AudienceFilter, Diffi
 async def export_dataset(
     ctx: Context,
     project_id: ProjectId,
-    format: Annotated[Literal["alpaca", "sharegpt", "openai", "raw"], Field(
+    format: Annotated[Literal["alpaca", "sharegpt", "openai", "raw", "dpo"], Field(
         description="alpaca: instruction/input/output; sharegpt: conversations of from/value; openai: chat "
                     "messages; raw: every stored field (tag path, models, tokens, ratings, scores, question type, "
-                    "difficulty, audience, prompt versions)")] = "alpaca",
+                    "difficulty, audience, prompt versions); dpo: the kept preference pairs "
+                    "(make_preference_pairs) as chosen/rejected, see dpo_style")] = "alpaca",
+    dpo_style: Annotated[Literal["llamafactory", "trl"], Field(description=(
+        "format='dpo': llamafactory: instruction/input/chosen/rejected (LLaMA-Factory's ranking layout, "
+        "dataset_info with \"ranking\": true); trl: prompt/chosen/rejected (TRL's DPOTrainer)"))] = "llamafactory",
     reasoning: Annotated[Literal["think", "field", "none"], Field(
         description="think: '<think>reasoning</think>' before the answer; field: a separate 'reasoning' "
                     "(alpaca) / 'reasoning_content' (sharegpt, openai) field; none: answer only")] = "think",
+    reasoning_turns: Annotated[Literal["all", "last"], Field(
+        description="Dialogues (auto_distill turns > 1): reasoning in every assistant turn, or only in the last "
+                    "(the layout of chat templates that drop earlier thinking)")] = "all",
     path: Annotated[str | None, Field(
         description="File name or path relative to the project's export directory (default "
                     "'<project>-<format>.jsonl'); other locations need the server's permission")] = None,
@@ -68,12 +75,14 @@ async def export_dataset(
     difficulty: DifficultyFilter = None,
     audience: AudienceFilter = None,
 ) -> ExportReport:
-    """Write the project's question/answer records as a fine-tuning dataset file (or, with layout='hf', a
+    """Write the project's question/answer records (a dialogue as one multi-turn record: alternating turns in
+    sharegpt/openai, earlier turns in alpaca's `history`) as a fine-tuning dataset file (or, with layout='hf', a
     Hugging Face datasets folder with a dataset card), streamed, and return its path, record count and a
     preview. Files go to the project's export directory unless the server allows
     other paths. Writing the same path again replaces the file."""
     options = ExportOptions(
-        format=format, reasoning=reasoning, path=path, file_format=file_format, system=system,
+        format=format, reasoning=reasoning, dpo_style=dpo_style, reasoning_turns=reasoning_turns, path=path,
+        file_format=file_format, system=system,
         answered_only=answered_only, confirmed_only=confirmed_only, min_rating=min_rating, min_score=min_score,
         tag_id=tag_id, per_tag_cap=per_tag_cap, seed=seed, test_ratio=test_ratio, dataset_info=dataset_info,
         preview=preview, split=split, layout=layout, license=license, description=description,

@@ -9,10 +9,10 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from treedistill.server.hub import PushState
+from treedistill.server.push_models import PushState
 from treedistill.tools.common import LOCAL_WRITE, MAX_ID, READ_ONLY, ProjectId, engine_of, strict_tool, tool_errors
 
-PushId = Annotated[int, Field(ge=1, le=MAX_ID, description="Push id, from push_to_hub")]
+PushId = Annotated[int, Field(ge=1, le=MAX_ID, description="Push id, from push_to_hub (the push's job id)")]
 WaitSeconds = Annotated[float, Field(ge=0, le=300, description=(
     "Block up to this long until the push ends; 0 returns at once"))]
 # Publishes outside this machine (open world); pushing the same layout again makes no new commit (idempotent);
@@ -36,8 +36,9 @@ async def push_to_hub(
     wait_seconds: WaitSeconds = 0,
 ) -> PushState:
     """Push a dataset layout (README.md card and data/*.parquet) to the Hugging Face Hub in one commit, with the
-    token from HF_TOKEN in the server's environment. Runs in the background: poll get_push(push_id); cancel_push
-    stops it before its commit. Pushing again resumes (an unchanged layout makes no new commit)."""
+    token from HF_TOKEN in the server's environment. Runs in the background as a job: poll get_progress(push_id)
+    or get_push(push_id); cancel_push (or cancel_job) stops it before its commit; resume_job runs a failed one
+    again. A push interrupted by a restart resumes by itself, and never commits twice."""
     engine = engine_of(ctx)
     state = engine.publisher.push_to_hub(project_id, repo_id, private, path, commit_message)
     return await engine.publisher.wait_for_push(state.push_id, wait_seconds) if wait_seconds else state

@@ -13,12 +13,16 @@ from pydantic import BaseModel, Field
 
 from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_LEVELS,
                                        DEFAULT_QUESTIONS_PER_TAG, DEFAULT_TAGS_PER_LEVEL, LARGE_PLAN_CALLS, MAX_LEVELS,
-                                       MAX_PER_LEVEL)
+                                       MAX_PER_LEVEL, MAX_TURNS)
+from treedistill.server.engine import Engine
 from treedistill.server.errors import CostAboveThreshold
-from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, JobProgress, PlanEstimate, QuestionStyles
+from treedistill.server.evaluation import FocusTag
+from treedistill.server.models import (TERMINAL_STATUSES, BatchOptions, JobProgress, ModelSpec, PlanEstimate,
+                                      QuestionStyles)
+from treedistill.server.preference import DEFAULT_MARGIN, MAX_MARGIN, PairOptions
 from treedistill.server.ui import DASHBOARD_URI, link_ui
 from treedistill.tools.consent import NOT_ASKED, Approval, ask, can_ask, verdict
-from treedistill.tools.common import (GENERATES, LOCAL_WRITE, READ_ONLY, Guidance, JobId, ProjectId, TagId,
+from treedistill.tools.common import (GENERATES, LOCAL_WRITE, MAX_ID, READ_ONLY, Guidance, JobId, ProjectId, TagId,
                                       engine_of, strict_tool, tool_errors)
 
 
@@ -28,9 +32,13 @@ class JobStarted(BaseModel):
     planned_tags: int
     planned_questions: int
     planned_answers: int
+    planned_pairs: int = Field(0, description="Preference pairs planned (preference=true)")
+    planned_turns: int = Field(0, description="Dialogue turns after the first (turns > 1)")
     planned_calls: int
     estimate: PlanEstimate | None = Field(None, description=(
         "Expected tokens and cost per kind of call (online and batch); with estimate_only, the only result"))
+    focus: list[FocusTag] | None = Field(None, description=(
+        "With focus_run: per tag of the run, the student's mean score and the extra questions planned there"))
     message: str
 
 
@@ -50,14 +58,20 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = DEFAULT_LEVE
                        answer: bool = True, estimate_only: bool = False,
                        batch: bool = False, batch_size: int | None = None, batch_wait_seconds: float | None = None,
                        batch_all_calls: bool = False, batch_fallback_online: bool = False,
-                       tag_id: int | None = None, grow: bool = True) -> Elicit[Approval] | None:
+                       tag_id: int | None = None, grow: bool = True, preference: bool = False,
+                       rejected_model: ModelSpec | None = None, judge_model: ModelSpec | None = None,
+                       margin: int = DEFAULT_MARGIN, focus_run: int | None = None,
+                       extra_questions: int = 0, turns: int = 1) -> Elicit[Approval] | None:
     """auto_distill's question to the person, when their client can ask and the plan needs a yes (above the
     call bound or the cost threshold): the plan's calls, tokens and cost, and why it asks."""
     if estimate_only or not can_ask(ctx):
         return NOT_ASKED
     options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
+    pairs = PairOptions(rejected_model=rejected_model, judge_model=judge_model, margin=margin) if preference else None
     estimate, reason = await engine_of(ctx).plan_confirmation(project_id, levels, tags_per_level, questions_per_tag,
-                                                              answer, options, tag_id=tag_id, grow=grow)
+                                                              answer, options, tag_id=tag_id, grow=grow, pairs=pairs,
+                                                              focus_run=focus_run, extra_questions=extra_questions,
+                                                              turns=turns)
     if reason is None:
         return NOT_ASKED
     why = reason.summary if isinstance(reason, CostAboveThreshold) else (
@@ -65,7 +79,9 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = DEFAULT_LEVE
     cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.2f}"
     return ask(f"{why}. Start a distillation job of project {project_id}: {estimate.calls:,} model calls "
                f"({estimate.planned_tags:,} tags, {estimate.planned_questions:,} questions, "
-               f"{estimate.planned_answers:,} answers), about {estimate.input_tokens:,} input and "
+               f"{estimate.planned_answers:,} answers"
+               + (f", {estimate.planned_pairs:,} preference pairs" if estimate.planned_pairs else "")
+               + f"), about {estimate.input_tokens:,} input and "
                f"{estimate.output_tokens:,} output tokens, expected cost {cost}?")
 
 
@@ -105,6 +121,25 @@ async def auto_distill(
         "Guidance for this job only, added to the project's in every prompt the job sends"))] = None,
     question_styles: Annotated[QuestionStyles | None, Field(description=(
         "Question-style mix for this job's questions instead of the project's (see create_project)"))] = None,
+    preference: Annotated[bool, Field(description=(
+        "Also make a preference pair for every answer (as make_preference_pairs does): a rival response from "
+        "rejected_model judged against the teacher's; export with format='dpo'"))] = False,
+    rejected_model: Annotated[ModelSpec | None, Field(description=(
+        "With preference: the model of the rival response (default: the project's question model)"))] = None,
+    judge_model: Annotated[ModelSpec | None, Field(description=(
+        "With preference: the judge (default: the project's judge model, else its answer model)"))] = None,
+    margin: Annotated[int, Field(ge=1, le=MAX_MARGIN, description=(
+        "With preference: points (of 10) by which one response must lead for the pair to be kept"))] = DEFAULT_MARGIN,
+    focus_run: Annotated[int | None, Field(ge=1, le=MAX_ID, description=(
+        "Grow where a student is weak: an evaluation run (evaluate_model) of this project. The job makes only "
+        "extra_questions new training questions (and answers), spread over that run's tags in proportion to the "
+        "student's shortfall (10 - mean score); levels, tags_per_level, questions_per_tag and tag_id are unused"))
+    ] = None,
+    extra_questions: Annotated[int, Field(ge=0, le=100_000, description="With focus_run: how many new questions")]
+    = 0,
+    turns: Annotated[int, Field(ge=1, le=MAX_TURNS, description=(
+        "Turns per dialogue: 1 is a question and its answer; N continues every answer with N-1 follow-ups written "
+        "by the question model playing the user, each answered by the teacher with the whole history"))] = 1,
 ) -> JobStarted:
     """Start a background job that grows the tag tree, extracts questions for every leaf and answers them,
     pipelined within the project's max_concurrency. Returns at once; poll get_progress(job_id).
@@ -114,13 +149,17 @@ async def auto_distill(
     on their yes; other clients confirm it with confirm_large=true."""
     engine = engine_of(ctx)
     options = _batch_options(batch, batch_size, batch_wait_seconds, batch_all_calls, batch_fallback_online)
+    pairs = PairOptions(rejected_model=rejected_model, judge_model=judge_model, margin=margin) if preference else None
     if estimate_only:
         estimate = await engine.estimate_distill(project_id, levels, tags_per_level, questions_per_tag, answer,
-                                                 options, tag_id=tag_id, grow=grow)
+                                                 options, tag_id=tag_id, grow=grow, pairs=pairs, focus_run=focus_run,
+                                                 extra_questions=extra_questions, turns=turns)
         cost = "unknown (a model's price is unknown)" if estimate.cost is None else f"about ${estimate.cost:,.4f}"
         return JobStarted(job_id=None, created=False, planned_tags=estimate.planned_tags,
                           planned_questions=estimate.planned_questions, planned_answers=estimate.planned_answers,
+                          planned_pairs=estimate.planned_pairs, planned_turns=estimate.planned_turns,
                           planned_calls=estimate.calls, estimate=estimate,
+                          focus=_focus(engine, project_id, focus_run, extra_questions),
                           message=f"Estimate only (no job started): {estimate.calls} model calls, cost {cost}.")
     approved = verdict(approval)
     if approved is False:
@@ -130,7 +169,8 @@ async def auto_distill(
     job, created = await engine.auto_distill(project_id, levels, tags_per_level, questions_per_tag,
                                              answer, confirm_large if approved is None else True, options,
                                              tag_id=tag_id, grow=grow, guidance=guidance,
-                                             question_styles=question_styles)
+                                             question_styles=question_styles, pairs=pairs, focus_run=focus_run,
+                                             extra_questions=extra_questions, turns=turns)
     if job is None:
         grows = grow and levels > 0
         return JobStarted(job_id=None, created=False, planned_tags=0, planned_questions=0, planned_answers=0,
@@ -141,8 +181,14 @@ async def auto_distill(
                f"Job {job['id']} is already running on this project; it is returned instead of a new one.")
     return JobStarted(job_id=job["id"], created=created, planned_tags=job["planned_tags"],
                       planned_questions=job["planned_questions"], planned_answers=job["planned_answers"],
-                      planned_calls=job["planned_calls"], estimate=job.get("estimate"),
+                      planned_pairs=job["planned_pairs"], planned_turns=job["planned_turns"],
+                      planned_calls=job["planned_calls"], estimate=job.get("estimate"), focus=job.get("focus"),
                       message=message + " Poll get_progress(job_id).")
+
+
+def _focus(engine: Engine, project_id: int, focus_run: int | None, extra_questions: int) -> list[FocusTag] | None:
+    """The per-tag plan of a focus run, for an estimate (the share-out is deterministic)."""
+    return None if focus_run is None else engine.focus_plan(project_id, focus_run, extra_questions)
 
 
 @tool_errors
@@ -157,8 +203,8 @@ async def get_progress(
     progress = engine.get_progress(job_id)
     deadline = time.monotonic() + wait_seconds
     while progress.status not in TERMINAL_STATUSES and (left := deadline - time.monotonic()) > 0:
-        done = progress.tags.done + progress.questions.done + progress.answers.done
-        total = progress.tags.total + progress.questions.total + progress.answers.total
+        done = progress.tags.done + progress.questions.done + progress.answers.done + progress.turns.done
+        total = progress.tags.total + progress.questions.total + progress.answers.total + progress.turns.total
         await ctx.report_progress(done, total or None, f"{progress.stage}: {progress.calls_done} calls done")
         await engine.wait_for_job_change(job_id, min(1.0, left))
         progress = engine.get_progress(job_id)

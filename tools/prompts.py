@@ -12,9 +12,10 @@ from treedistill.server.models import EffectivePrompt
 from treedistill.server.text.prompts.templates import TEMPLATE_LIMIT
 from treedistill.tools.common import LOCAL_WRITE, READ_ONLY, ProjectId, engine_of, strict_tool, tool_errors
 
-PromptKindName = Annotated[Literal["tags", "questions", "answer", "judge"], Field(description=(
+PromptKindName = Annotated[Literal["tags", "questions", "answer", "judge", "eval_judge"], Field(description=(
     "tags: sub-topics of a tag; questions: questions about a leaf tag; answer: the teacher's system prompt; "
-    "judge: the 1-10 grading prompt"))]
+    "judge: the 1-10 grading prompt; eval_judge: grading a student's answer against the teacher's "
+    "(evaluate_model)"))]
 
 
 class PromptList(BaseModel):

@@ -9,9 +9,11 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
-from treedistill.server.dataset_report import DatasetReport
+from treedistill.server.config import MAX_REPORT_TAGS
+from treedistill.server.dataset_report import Breakdown, DatasetReport
 from treedistill.server.quality import MAX_NGRAM, DecontaminationReport, HoldOutReport
 from treedistill.server.config import MAX_HOLD_OUT_RATIO
+from treedistill.server.ui import REVIEW_URI, link_ui
 from treedistill.server.text.ngrams import DEFAULT_NGRAM, MIN_WORDS
 from treedistill.tools.common import (DESTRUCTIVE, LOCAL_WRITE, MAX_ID, READ_ONLY, ProjectId, QuestionId, TagId,
                                       engine_of, strict_tool, tool_errors)
@@ -72,12 +74,16 @@ async def dataset_report(
     tag_id: Annotated[TagId | None, Field(description="Only this tag's subtree, broken down by its children")] = None,
     near_duplicates: Annotated[bool, Field(description=(
         "Also the lexical near-duplicate rate (reads every question's text: seconds at 100,000)"))] = False,
+    breakdown: Annotated[Breakdown, Field(description=(
+        "children: per child of the scope, over its subtree; tags: per tag of the scope's subtree over its own "
+        f"questions, with parent_id (at most {MAX_REPORT_TAGS:,} tags; what the review app's treemap draws)"))
+    ] = "children",
 ) -> DatasetReport:
     """What the dataset holds, overall and per top-level tag (or per child of tag_id): questions, answered,
     failed, held out; question/answer/reasoning length p10/p50/p90 (estimated tokens); judge score histogram;
     share with reasoning; decontamination matches; cost per 1,000 answers; optionally the near-duplicate rate.
-    Reads stored counts only, never calls a model."""
-    return await engine_of(ctx).quality.dataset_report(project_id, tag_id, near_duplicates)
+    Reads stored counts only, never calls a model. Hosts that render MCP Apps show it as the Report view."""
+    return await engine_of(ctx).quality.dataset_report(project_id, tag_id, near_duplicates, breakdown)
 
 
 def tools() -> list[Tool]:
@@ -87,5 +93,5 @@ def tools() -> list[Tool]:
         # Local and repeatable: the same files give the same matches; stored data is only marked, never removed.
         strict_tool(decontaminate, "Check the training data against evaluation and benchmark questions",
                     LOCAL_WRITE),
-        strict_tool(dataset_report, "Report on the dataset's quality", READ_ONLY),
+        link_ui(strict_tool(dataset_report, "Report on the dataset's quality", READ_ONLY), REVIEW_URI),
     ]

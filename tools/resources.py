@@ -11,7 +11,7 @@ from typing import ParamSpec
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp_types import Resource
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from treedistill.server.engine import Engine
 from treedistill.server.errors import NotFound, TreedistillError
@@ -29,6 +29,8 @@ TREE_URI = "treedistill://projects/{project_id}/tree"
 class QuestionWithAnswer(BaseModel):
     question: Question
     answer: CuratedAnswer | None = None
+    dialogue_turns: int = Field(0, description=(
+        "Complete turns of the question's dialogue (1: the answer alone, 0: unanswered); get_dialogue shows them"))
 
 
 def resource_errors(fn: Callable[P, Awaitable[str]]) -> Callable[P, Awaitable[str]]:

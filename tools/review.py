@@ -47,9 +47,11 @@ async def review_dataset(
 @tool_errors
 async def get_answer(ctx: Context, project_id: ProjectId, question_id: QuestionId) -> QuestionWithAnswer:
     """One question with its answer, reasoning, model, tokens, rating, confirmation and judge score and rationale
-    (answer is null while the question is unanswered). Never calls a model."""
-    question, answer = engine_of(ctx).get_question_with_answer(project_id, question_id)
-    return QuestionWithAnswer(question=question, answer=answer)
+    (answer is null while the question is unanswered), and how many turns its dialogue has. Never calls a model."""
+    engine = engine_of(ctx)
+    question, answer = engine.get_question_with_answer(project_id, question_id)
+    return QuestionWithAnswer(question=question, answer=answer,
+                              dialogue_turns=engine.dialogue_turns(question_id) if answer else 0)
 
 
 def tools() -> list[Tool]:

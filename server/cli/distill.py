@@ -21,8 +21,9 @@ from treedistill.server.cli.progress import ProgressView, cost_text, final_summa
 from treedistill.server.cli.reports import local_engine
 from treedistill.server.engine import Engine, job_params
 from treedistill.server.errors import InvalidInput
+from treedistill.server.preference import PairOptions
 from treedistill.server.models import (TERMINAL_STATUSES, AnswerStyle, BatchOptions, JobProgress, PlanEstimate, Project,
-                                      QuestionStyles)
+                                      ModelSpec, QuestionStyles)
 
 REFRESH_SECONDS = 0.5
 
@@ -48,17 +49,36 @@ class DistillRequest:
     guidance: str | None = None  # the project's guidance; None keeps what it has
     question_styles: QuestionStyles | None = None  # the project's question-style mix; None keeps it
     answer_style: AnswerStyle | None = None  # the project's answer style; None keeps it
+    embedding_model: str | None = None  # --embedding-model: the project's embedding model at the default endpoint
+    preference: bool = False  # --preference: a preference pair for every answer
+    rejected_model: str | None = None  # --rejected-model: the rival's model name (on the question model's endpoint)
+    margin: int = 2
+    turns: int = 1  # turns per dialogue (--turns)
 
     @property
     def params(self) -> dict[str, Any]:
         """The job parameters, as the engine stores them."""
-        return job_params(self.levels, self.tags_per_level, self.questions_per_tag, self.answer, self.batch_options)
+        return job_params(self.levels, self.tags_per_level, self.questions_per_tag, self.answer, self.batch_options,
+                          turns=self.turns)
 
     @property
     def styles(self) -> dict[str, QuestionStyles | AnswerStyle | None]:
         """The styles the command line sets, as the project stores them (None: removed)."""
         return {key: None if value.is_empty() else value for key, value in
                 (("question_styles", self.question_styles), ("answer_style", self.answer_style)) if value is not None}
+
+    def pair_options(self, project: Project) -> PairOptions | None:
+        """--preference: the rival is the question model's spec, under --rejected-model's name when given."""
+        if not self.preference:
+            return None
+        rival = project.question_model.model_copy(update={"model": self.rejected_model}) if self.rejected_model \
+            else None
+        return PairOptions(rejected_model=rival, margin=self.margin)
+
+    def same_job(self, params: dict[str, Any]) -> bool:
+        """Whether a stored job's parameters are the ones this command asks for (pairs or not included)."""
+        own = {key: value for key, value in params.items() if key != "preference"}
+        return own == self.params and ("preference" in params) == self.preference
 
     @property
     def batch_options(self) -> BatchOptions | None:
@@ -121,7 +141,9 @@ def find_or_create_project(engine: Engine, request: DistillRequest, say: Callabl
                                         max_concurrency=request.concurrency or DEFAULT_MAX_CONCURRENCY,
                                         require_reasoning=request.require_reasoning,
                                         guidance=request.guidance or "", question_styles=request.question_styles,
-                                        answer_style=request.answer_style)
+                                        answer_style=request.answer_style,
+                                        embedding_model=ModelSpec(model=request.embedding_model)
+                                        if request.embedding_model else None)
         say(f"Created project {project.id} '{project.name}' (max concurrency {project.max_concurrency}; "
             f"models {project.question_model.model} / {project.answer_model.model}).")
         return project
@@ -142,6 +164,11 @@ def find_or_create_project(engine: Engine, request: DistillRequest, say: Callabl
     if request.concurrency and request.concurrency != project.max_concurrency:
         project = engine.update_project(project.id, max_concurrency=request.concurrency)
         say(f"Project '{project.name}': max concurrency is now {project.max_concurrency}.")
+    current = project.embedding_model.model if project.embedding_model else None
+    if request.embedding_model and request.embedding_model != current:
+        project = engine.update_project(project.id, embedding_model=ModelSpec(model=request.embedding_model))
+        say(f"Project '{project.name}': embedding model is now {request.embedding_model}; its questions are "
+            "re-embedded and new ones checked for paraphrases.")
     question, teacher = wanted_models(request, engine.environ)
     changes = {role: getattr(project, role).model_copy(update={"model": name})
                for role, name in (("question_model", question), ("answer_model", teacher))
@@ -165,7 +192,7 @@ async def start_or_resume(engine: Engine, project: Project, request: DistillRequ
     """Resume the project's unfinished job with these parameters, else start a job that tops the project up."""
     jobs = engine.list_jobs(project.id)
     latest = jobs[-1] if jobs else None
-    if latest is not None and latest.params == request.params and latest.status != "completed":
+    if latest is not None and request.same_job(latest.params) and latest.status != "completed":
         was = latest.status
         progress = engine.resume_job(latest.job_id)
         say(f"Resuming job {progress.job_id} (it was {'interrupted' if was == 'running' else was}; "
@@ -176,12 +203,14 @@ async def start_or_resume(engine: Engine, project: Project, request: DistillRequ
         say(f"Stopped job {latest.job_id} (other settings); a new job tops the project up to the new shape.")
     job, _ = await engine.auto_distill(project.id, request.levels, request.tags_per_level,
                                        request.questions_per_tag, request.answer, request.confirm_large,
-                                       request.batch_options)
+                                       request.batch_options, pairs=request.pair_options(project),
+                                       turns=request.turns)
     if job is None:
         say(f"Nothing to do: project '{project.name}' already has this shape.")
         return None
     say(f"Started job {job['id']}: up to {job['planned_tags']} tags, {job['planned_questions']} questions, "
-        f"{job['planned_answers']} answers ({job['planned_calls']} model calls; expected cost "
+        f"{job['planned_answers']} answers{f', {pairs} preference pairs' if (pairs := job['planned_pairs']) else ''}"
+        f" ({job['planned_calls']} model calls; expected cost "
         f"{cost_text(job['estimate'].cost if job.get('estimate') else None)}).")
     return job["id"]
 

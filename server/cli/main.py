@@ -174,7 +174,9 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
                              require_reasoning=not args.plain_answers, batch=args.batch,
                              batch_size=args.batch_size, batch_wait=args.batch_wait, tree=tree_outline,
                              guidance=args.guidance, question_styles=args.question_styles,
-                             answer_style=args.answer_style)
+                             answer_style=args.answer_style, embedding_model=args.embedding_model,
+                             preference=args.preference, rejected_model=args.rejected_model, margin=args.margin,
+                             turns=args.turns)
     if args.estimate:
         from treedistill.server.cli.distill import estimate_lines, planned_project
         from treedistill.server.engine import estimate_top_up
@@ -222,7 +224,9 @@ def export(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
     from treedistill.server.cli.export import empty_export_warning, export_project, report_lines
     from treedistill.server.export.writer import ExportOptions
 
-    options = ExportOptions(format=args.format, reasoning=args.reasoning, file_format=args.file_format,
+    options = ExportOptions(format=args.format, reasoning=args.reasoning, dpo_style=args.dpo_style,
+                            reasoning_turns=args.reasoning_turns,
+                            file_format=args.file_format,
                             system=args.system, answered_only=not args.include_unanswered,
                             confirmed_only=args.confirmed_only, min_rating=args.min_rating,
                             min_score=args.min_score, per_tag_cap=args.per_tag_cap, seed=args.seed,
@@ -269,6 +273,12 @@ def report(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
     return run_report(args, environ)
 
 
+def evaluation(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
+    from treedistill.server.cli.evaluation import run_eval
+
+    return run_eval(args, environ)
+
+
 def push(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
     from treedistill.server.cli.push import run_push
 
@@ -285,7 +295,7 @@ def push(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) 
 
 COMMANDS: dict[str, Command] = {"serve": serve, "distill": distill, "progress": progress, "projects": projects,
                                 "export": export, "push": push, "doctor": doctor, "review": review, "tree": tree,
-                                "report": report}
+                                "report": report, "eval": evaluation}
 
 
 def with_models(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:

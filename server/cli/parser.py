@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from treedistill import __version__
 from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_LEVELS,
                                        DEFAULT_MAX_CONCURRENCY, DEFAULT_QUESTIONS_PER_TAG, DEFAULT_TAGS_PER_LEVEL,
-                                       LARGE_PLAN_CALLS, MAX_CONCURRENCY_LIMIT, MAX_LEVELS, MAX_PER_LEVEL)
+                                       LARGE_PLAN_CALLS, MAX_CONCURRENCY_LIMIT, MAX_LEVELS, MAX_PER_LEVEL, MAX_TURNS)
 from treedistill.server.models import AnswerStyle, QuestionStyles
 
 DEFAULT_HTTP_PORT = 8765
@@ -52,11 +52,16 @@ EXAMPLES: dict[str, list[str]] = {
     "distill": ['treedistill distill "Traditional Chinese Medicine" --levels 2 --tags 10 --questions 10',
                 'treedistill distill "Chess" --estimate',
                 'treedistill distill "Chess" --batch --confirm-large',
-                'treedistill distill "Physics" --tree syllabus.md --guidance "High-school level, SI units"'],
+                'treedistill distill "Physics" --tree syllabus.md --guidance "High-school level, SI units"',
+                'treedistill distill "Chess" --embedding-model text-embedding-3-small',
+                'treedistill distill "Chess" --preference --rejected-model qwen2.5-0.5b-instruct --margin 3',
+                'treedistill distill "Tides" --levels 1 --turns 3'],
     "progress": ["treedistill progress", "treedistill progress 3 --watch", "treedistill progress 3 --json"],
     "projects": ["treedistill projects", "treedistill projects --json"],
     "export": ['treedistill export "Chess" --format sharegpt --reasoning field',
-               "treedistill export 1 --min-score 7 --test-ratio 0.1 --out chess.jsonl"],
+               "treedistill export 1 --min-score 7 --test-ratio 0.1 --out chess.jsonl",
+               'treedistill export "Chess" --format dpo --dpo-style trl --reasoning none',
+               'treedistill export "Tides" --format openai --reasoning-turns last'],
     "serve": ["treedistill serve", "treedistill serve --http --port 8765 --token SECRET"],
     "doctor": ["treedistill doctor", "treedistill doctor --model gpt-4o-mini"],
     "review": ["treedistill review", "treedistill review --project 1 --no-browser"],
@@ -64,6 +69,7 @@ EXAMPLES: dict[str, list[str]] = {
              "treedistill tree export --project Physics --format markdown --out syllabus.md"],
     "report": ["treedistill report Physics", "treedistill report 1 --tag 4 --near-duplicates --json"],
     "push": ["treedistill push Physics alice/physics-qa", "treedistill push 1 alice/physics-qa --public"],
+    "eval": ["treedistill eval 2", "treedistill eval 3 --compare 2 --pass-mark 8 --json"],
 }
 
 
@@ -134,9 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--concurrency", type=_bounded(1, MAX_CONCURRENCY_LIMIT),
                      help=f"model calls in flight, for a new project ({DEFAULT_MAX_CONCURRENCY})")
     cmd.add_argument("--no-answer", action="store_true", help="stop after the questions")
+    cmd.add_argument("--turns", type=_bounded(1, MAX_TURNS), default=1,
+                     help="turns per dialogue (1): N continues every answer with N-1 follow-ups written by the "
+                          "question model playing the user, each answered by the teacher with the whole history")
     cmd.add_argument("--plain-answers", action="store_true",
                      help="keep answers without a reasoning trace (for a teacher that writes none)")
     cmd.add_argument("--language", choices=("en", "zh"), default="en", help="language of prompts and data (en)")
+    cmd.add_argument("--embedding-model", metavar="NAME",
+                     help="embedding model at the OpenAI-compatible endpoint: new questions that are paraphrases of "
+                          "a tag's questions are dropped and more asked for (default: lexical checks only)")
     cmd.add_argument("--confirm-large", action="store_true",
                      help=f"allow plans above {LARGE_PLAN_CALLS:,} model calls or above the cost threshold "
                           "(--confirm-cost-above)")
@@ -158,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--answer-style", type=_setting(AnswerStyle), metavar="JSON|@FILE",
                      help='the project\'s answer style, e.g. \'{"max_words": 200, "formats": ["worked_example"]}\' '
                           "({} removes it)")
+    cmd.add_argument("--preference", action="store_true",
+                     help="also make a preference pair for every answer: a rival response judged against the "
+                          "teacher's (export with --format dpo)")
+    cmd.add_argument("--rejected-model", metavar="NAME",
+                     help="with --preference: the rival's model on the question model's endpoint (default: the "
+                          "question model)")
+    cmd.add_argument("--margin", type=_bounded(1, 9), default=2,
+                     help="with --preference: points (of 10) by which one response must lead for the pair to be "
+                          "kept (2)")
     cmd.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
 
     cmd = command("progress", "show a job's progress, or the latest jobs",
@@ -174,12 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd = command("export", "write a project's answers as a fine-tuning file",
                   "Write a project's questions and answers as a fine-tuning file (alpaca, sharegpt, openai or "
-                  "raw). Reads the database only.")
+                  "raw), or its preference pairs (dpo). Reads the database only.")
     cmd.add_argument("project", help="project id or name")
-    cmd.add_argument("--format", choices=("alpaca", "sharegpt", "openai", "raw"), default="alpaca",
-                     help="record layout (alpaca)")
+    cmd.add_argument("--format", choices=("alpaca", "sharegpt", "openai", "raw", "dpo"), default="alpaca",
+                     help="record layout (alpaca); dpo: the kept preference pairs as chosen/rejected")
+    cmd.add_argument("--dpo-style", choices=("llamafactory", "trl"), default="llamafactory",
+                     help="with --format dpo: LLaMA-Factory's ranking layout or TRL's prompt/chosen/rejected "
+                          "(llamafactory)")
     cmd.add_argument("--reasoning", choices=("think", "field", "none"), default="think",
                      help="think: <think>…</think> before the answer; field: a separate field; none (think)")
+    cmd.add_argument("--reasoning-turns", choices=("all", "last"), default="all",
+                     help="dialogues: reasoning in every assistant turn, or only the last (all)")
     cmd.add_argument("--out", help="output file (default: <db name>-exports/<project id>/<name>-<format>.jsonl beside the db)")
     cmd.add_argument("--file-format", choices=("jsonl", "json", "parquet"),
                      help="default: from --out's suffix (.json, .parquet), else jsonl")
@@ -226,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _engine_options(add_review_command(command))
     add_report_command(command)
+    from treedistill.server.cli.evaluation import add_eval_command
+
+    add_eval_command(command)
     return parser
 
 

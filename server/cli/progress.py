@@ -75,17 +75,22 @@ def batch_summary(batches: BatchProgress) -> str:
     return text
 
 
+def job_kinds(progress: JobProgress) -> list[tuple[str, KindProgress]]:
+    """The job's kinds of output with their counts: tags, questions, answers, and pairs for a preference job."""
+    return [(name, kind) for name in (*STAGES, "pairs") if (kind := getattr(progress, name)) is not None]
+
+
 def progress_line(progress: JobProgress) -> str:
     """One line with everything: status, stage, per-kind counts, rate, tokens, ETA."""
     stage = f" ({progress.stage})" if progress.stage != progress.status else ""
-    kinds = " · ".join(kind_summary(name, getattr(progress, name)) for name in STAGES)
+    kinds = " · ".join(kind_summary(name, kind) for name, kind in job_kinds(progress))
     return f"job {progress.job_id} {progress.status}{stage} · {kinds} · {totals(progress)}"
 
 
 def final_summary(progress: JobProgress) -> list[str]:
     """What a finished (or stopped) job made, and its errors."""
     lines = [f"Job {progress.job_id} {progress.status} after {duration(progress.elapsed_seconds)}: "
-             f"{progress.tags.done} tags, {progress.questions.done} questions, {progress.answers.done} answers; "
+             + ", ".join(f"{kind.done} {name}" for name, kind in job_kinds(progress)) + "; "
              f"{progress.calls_done} calls done, {progress.calls_failed} failed; "
              f"tokens {progress.input_tokens:,} in / {progress.output_tokens:,} out; cost {cost_text(progress.cost)}."]
     lines += [f"  error: {error}" for error in progress.recent_errors]
@@ -132,7 +137,7 @@ class PlainProgress:
 def _settled_state(progress: JobProgress) -> tuple:
     """What changes only when work settles (not elapsed time or ETA)."""
     return (progress.status, progress.stage,
-            *((kind.done, kind.total, kind.failed) for kind in (progress.tags, progress.questions, progress.answers)))
+            *((kind.done, kind.total, kind.failed) for _, kind in job_kinds(progress)))
 
 
 class _StageProgress(Progress):
@@ -169,8 +174,7 @@ class LiveProgress:
         self._bars.console.print(text)
 
     def update(self, progress: JobProgress, *, now: bool = False) -> None:
-        for name in STAGES:
-            kind: KindProgress = getattr(progress, name)
+        for name, kind in job_kinds(progress):
             extra = kind_extras(kind)
             if name not in self._tasks and not kind.total:
                 continue  # nothing of this kind planned (e.g. --no-answer): no empty bar

@@ -2,7 +2,7 @@
 read (configs, splits, features, license, language, task categories, size category), then how the data was
 made, from what the project knows.
 
-Everything in the card comes from `CardFacts`; a new fact (prompt versions, guidance, question styles) is one
+Everything in the card comes from `CardFacts`; a new fact (like the prompt versions, guidance, question styles) is one
 entry in `CardFacts.generation`, filled where the facts are gathered (`card_facts`). Nothing secret enters it:
 endpoints are named only when they are well-known public APIs, and `check_no_secrets` refuses a card that
 holds a secret value of the operator's environment, a URL with credentials or a local path.
@@ -89,7 +89,8 @@ def model_line(spec: ModelSpec) -> str:
 
 
 def generation_facts(project: Project, totals: ProjectTotals) -> dict[str, str]:
-    """The card's "How it was made" list. New facts (e.g. prompt versions) go here."""
+    """The card's "How it was made" list: models, rules, steering and the prompt versions used (`default:` or
+    `custom:` plus the template's digest, with the rows each made). New facts go here."""
     facts = {"Question model (tags and questions)": model_line(project.question_model),
              "Teacher model (answers)": model_line(project.answer_model)}
     others = [model for model in totals.answer_models if model != project.answer_model.model]
@@ -104,6 +105,10 @@ def generation_facts(project: Project, totals: ProjectTotals) -> dict[str, str]:
     for label, style in (("Question styles", project.question_styles), ("Answer style", project.answer_style)):
         if style is not None:
             facts[label] = f"`{style.model_dump_json(exclude_defaults=True)}`"
+    if totals.prompt_versions:
+        facts["Prompt versions"] = "; ".join(
+            f"{kind}: " + ", ".join(f"`{version}` ({count})" for version, count in used.items())
+            for kind, used in totals.prompt_versions.items())
     return facts
 
 

@@ -3,15 +3,14 @@
     <folder>/README.md                          the dataset card (server/export/card.py)
     <folder>/data/train-00000-of-00001.parquet  the records (and test-00000-of-00001.parquet with test_ratio)
 
-The folder is built under a temporary name beside its target and swapped into place only when complete (a
-failed export leaves the previous folder as it was). An existing folder is replaced only when it is a layout
+The folder is built under a temporary name beside its target (server/export/temps.py) and swapped into place only
+when complete (a failed export leaves the previous folder as it was; one of a crashed export is removed by the next). An existing folder is replaced only when it is a layout
 (it has a README.md); an unrelated folder is never overwritten.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +18,9 @@ from pathlib import Path
 from treedistill.server.errors import InvalidInput
 from treedistill.server.export.card import (CardFacts, SplitFile, check_card_text, check_no_secrets,
                                             generation_facts, render_card, yaml_features)
-from treedistill.server.export.writer import (ExportedFile, ExportFilter, ExportOptions, ExportReport, _discard,
-                                              _temp_path, confined_path, default_file_name, write_export)
+from treedistill.server.export.temps import discard, keep, remove_stale_temps, temp_path
+from treedistill.server.export.writer import (ExportedFile, ExportFilter, ExportOptions, ExportReport, confined_path,
+                                              default_file_name, write_export)
 from treedistill.server.models import Project
 from treedistill.server.store.card_facts import CardFactsQuery
 from treedistill.server.store.catalog import Store
@@ -59,7 +59,8 @@ def write_hf_layout(db_path: str | Path, project: Project, options: ExportOption
                     environ: Mapping[str, str]) -> ExportReport:
     """Write the layout into `folder`; blocking, meant for a worker thread. Raises InvalidInput."""
     check_card_text(options.license, options.description)
-    staging = _temp_path(folder)
+    remove_stale_temps(folder.parent)
+    staging = temp_path(folder)
     try:
         staging.mkdir(parents=True)
         parts = ("test", "train") if options.test_ratio > 0 else ("all",)
@@ -77,8 +78,7 @@ def write_hf_layout(db_path: str | Path, project: Project, options: ExportOption
         raise InvalidInput(f"Could not write the dataset layout to {folder}: {exc.strerror or exc}. Nothing was "
                            "written.") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        _discard(staging)
+        discard(staging)
     files = [ExportedFile(path=str(folder / split.path_in_repo), split=split.split, records=split.records,
                           bytes=split.bytes) for split in splits]
     return report.model_copy(update={"path": str(folder), "files": files, "layout": "hf", "file_format": "parquet",
@@ -117,15 +117,14 @@ def _local_paths(db_path: str | Path, folder: Path) -> list[str]:
 def _swap_into_place(staging: Path, folder: Path) -> None:
     """Replace `folder` by `staging`: the old layout is moved aside, the new one renamed in, the old removed."""
     if not folder.exists():
-        os.replace(staging, folder)
+        keep(staging, folder)
         return
-    old = _temp_path(folder.with_name(folder.name + ".old"))
+    old = temp_path(folder.with_name(folder.name + ".old"))
     os.replace(folder, old)
     try:
-        os.replace(staging, folder)
+        keep(staging, folder)
     except BaseException:
         os.replace(old, folder)
-        _discard(old)
+        discard(old)
         raise
-    shutil.rmtree(old, ignore_errors=True)
-    _discard(old)
+    discard(old)

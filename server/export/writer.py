@@ -8,6 +8,13 @@ Formats, one record per question (answered ones only, by default):
             {"role": "assistant", "content": answer}]}, the chat fine-tuning JSONL of OpenAI and most trainers
 - raw:      every stored field: ids, tag path, question, answer, reasoning and its source, models, tokens,
             timestamps, rating, confirmation, judge score and rationale (the reasoning option does not apply)
+- dpo:      one record per kept preference pair (make_preference_pairs), in LLaMA-Factory's ranking layout or TRL's
+            prompt/chosen/rejected (dpo_style): server/export/dpo.py
+
+Dialogues (auto_distill turns > 1, continue_dialogue): a question's complete later turns follow its answer as
+alternating human/gpt turns (sharegpt) or user/assistant messages (openai), the last turn the assistant's; alpaca
+records hold the last exchange and every record of a file with dialogues carries LLaMA-Factory's `history` (the
+earlier [instruction, response] pairs, [] for one turn); raw records carry `turns`.
 
 Reasoning:
 - think: the output / gpt turn / assistant message is "<think>\\n{reasoning}\\n</think>\\n\\n{answer}", the
@@ -15,6 +22,8 @@ Reasoning:
 - field: alpaca records get a "reasoning" key; the gpt turn and the assistant message get "reasoning_content",
   the field DeepSeek's API returns and Qwen3-style chat templates read;
 - none: the answer alone.
+In a dialogue, reasoning_turns="all" puts each turn's reasoning in that turn, "last" only in the last assistant
+turn (the layout of chat templates that drop earlier thinking).
 
 Files are JSONL (one record a line), JSON (an array, one record a line) or Parquet (server/export/parquet.py,
 row groups of a thousand records; a path's suffix that contradicts Parquet is refused). Records are streamed from a
@@ -30,21 +39,25 @@ import errno
 import json
 import os
 import re
-import threading
+from collections.abc import Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from treedistill.server.export import dpo
 from treedistill.server.store.curation import CurationStore, ExportFilter
+from treedistill.server.store.dialogues import DialogueStore
+from treedistill.server.store.preference import PreferenceStore
 from treedistill.server.text.dedup import normalize
 from treedistill.server.config import MAX_FILE_NAME_BYTES, MAX_PATH_BYTES
 from treedistill.server.errors import InvalidInput
+from treedistill.server.export.temps import discard, keep, remove_stale_temps, temp_path
 from treedistill.server.models import Project
 
 PREVIEW_TEXT_LIMIT = 300
-Format = Literal["alpaca", "sharegpt", "openai", "raw"]
+Format = Literal["alpaca", "sharegpt", "openai", "raw", "dpo"]
 Reasoning = Literal["think", "field", "none"]
 FileFormat = Literal["jsonl", "json", "parquet"]
 SUFFIX_FORMATS: dict[str, FileFormat] = {".json": "json", ".parquet": "parquet"}  # else jsonl
@@ -53,6 +66,8 @@ SUFFIX_FORMATS: dict[str, FileFormat] = {".json": "json", ".parquet": "parquet"}
 class ExportOptions(ExportFilter):
     format: Format = "alpaca"
     reasoning: Reasoning = "think"
+    dpo_style: Literal["llamafactory", "trl"] = "llamafactory"  # format="dpo" only
+    reasoning_turns: Literal["all", "last"] = "all"  # dialogues: reasoning in every assistant turn, or the last only
     file_format: FileFormat | None = Field(None, description="Default: from the path's suffix, else jsonl")
     path: str | None = None
     system: str | None = None
@@ -133,6 +148,8 @@ def export_target(export_dir: Path, project: Project, options: ExportOptions, al
     if options.dataset_info and options.format == "raw":
         raise InvalidInput("dataset_info describes alpaca, sharegpt and openai files; LLaMA-Factory cannot "
                            "train on the raw format. Choose another format or set dataset_info=false.")
+    if options.format == "dpo":
+        dpo.check_dpo_options(options.reasoning, options.dpo_style, options.system, options.dataset_info)
     if options.dataset_info and options.reasoning == "field":
         # LLaMA-Factory's dataset_info columns are prompt, query, response, history, system, tools and media
         # (alpaca) or messages with role/content tags (sharegpt): none maps a separate reasoning field, and its
@@ -205,29 +222,66 @@ def _split_paths(target: Path, split: bool) -> dict[str, Path]:
 # -- records ----------------------------------------------------------------------------------
 
 
-def build_record(row: dict[str, Any], options: ExportOptions, project: Project) -> dict[str, Any]:
-    """One export record in the options' format and reasoning mode, from a row of CurationStore.export_rows."""
+def build_record(row: dict[str, Any], options: ExportOptions, project: Project,
+                 later_turns: Sequence[dict[str, Any]] = (), multi_turn: bool = False) -> dict[str, Any]:
+    """One export record in the options' format and reasoning mode, from a row of CurationStore.export_rows and the
+    question's complete later dialogue turns (DialogueStore.complete_later_turns). `multi_turn`: the file holds
+    dialogues, so alpaca records carry `history` (empty for a single turn) and raw records `turns`."""
     if options.format == "raw":
-        return {"project": project.name, **row, "confirmed": bool(row["confirmed"]),
-                "question_model": project.question_model.model}
-    question, answer, reasoning = row["question"], row["answer"] or "", row["reasoning"] or ""
-    output = f"<think>\n{reasoning}\n</think>\n\n{answer}" if options.reasoning == "think" and reasoning else answer
-    field = {"reasoning_content": reasoning} if options.reasoning == "field" else {}
+        record = {"project": project.name, **row, "confirmed": bool(row["confirmed"]),
+                  "question_model": project.question_model.model}
+        return {**record, "turns": [_raw_turn(turn) for turn in later_turns]} if multi_turn else record
+    if options.format == "dpo":
+        return dpo.pair_record(row, options.dpo_style, lambda text, thought: with_reasoning(text, thought, options),
+                               options.system)
+    exchanges = [(row["question"], row["answer"] or "", row["reasoning"] or ""),
+                 *((turn["user_text"], turn["answer"], turn["reasoning"] or "") for turn in later_turns)]
+    last = len(exchanges) - 1
+
+    def shows_reasoning(number: int) -> bool:  # "last": the layout of chat templates that drop earlier thinking
+        return options.reasoning_turns == "all" or number == last
+
+    def output(number: int) -> str:
+        _, answer, reasoning = exchanges[number]
+        return with_reasoning(answer, reasoning if shows_reasoning(number) else "", options)
+
+    def field(number: int) -> dict[str, str]:
+        return {"reasoning_content": exchanges[number][2]} if options.reasoning == "field" and shows_reasoning(
+            number) else {}
+
     system = options.system
     if options.format == "alpaca":
-        record = {"instruction": question, "input": "", "output": output}
+        record = {"instruction": exchanges[last][0], "input": "", "output": output(last)}
         if system:
             record["system"] = system
         if options.reasoning == "field":
-            record["reasoning"] = reasoning
+            record["reasoning"] = exchanges[last][2]
+        if multi_turn:  # LLaMA-Factory's alpaca `history`: the earlier [instruction, response] pairs, in order
+            record["history"] = [[exchanges[number][0], output(number)] for number in range(last)]
         return record
     if options.format == "sharegpt":
         turns = [{"from": "system", "value": system}] if system else []
-        return {"conversations": [*turns, {"from": "human", "value": question},
-                                  {"from": "gpt", "value": output, **field}]}
+        for number, (user, _, _) in enumerate(exchanges):
+            turns += [{"from": "human", "value": user}, {"from": "gpt", "value": output(number), **field(number)}]
+        return {"conversations": turns}
     messages = [{"role": "system", "content": system}] if system else []
-    return {"messages": [*messages, {"role": "user", "content": question},
-                         {"role": "assistant", "content": output, **field}]}
+    for number, (user, _, _) in enumerate(exchanges):
+        messages += [{"role": "user", "content": user},
+                     {"role": "assistant", "content": output(number), **field(number)}]
+    return {"messages": messages}
+
+
+def _raw_turn(turn: dict[str, Any]) -> dict[str, Any]:
+    return {"number": turn["number"], "user": turn["user_text"], "user_model": turn["user_model"],
+            "answer": turn["answer"], "reasoning": turn["reasoning"] or "",
+            "reasoning_source": turn["reasoning_source"], "answer_model": turn["model"],
+            "input_tokens": turn["input_tokens"], "output_tokens": turn["output_tokens"],
+            "answered_at": turn["answered_at"]}
+
+
+def with_reasoning(answer: str, reasoning: str, options: ExportOptions) -> str:
+    """A response as trained on: with reasoning="think", its reasoning in <think>...</think> before it."""
+    return f"<think>\n{reasoning}\n</think>\n\n{answer}" if options.reasoning == "think" and reasoning else answer
 
 
 def _shorten(value: Any) -> Any:
@@ -240,54 +294,6 @@ def _shorten(value: Any) -> Any:
     return value
 
 
-TEMP_SUFFIX = ".treedistill-tmp"
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)-(\d+)" + re.escape(TEMP_SUFFIX) + "$")
-_open_temps: set[Path] = set()  # temporary files this process is writing right now
-_temps_lock = threading.Lock()
-
-
-def _temp_path(path: Path) -> Path:
-    temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}{TEMP_SUFFIX}")
-    with _temps_lock:
-        _open_temps.add(temp)
-    return temp
-
-
-def _discard(temp: Path) -> None:
-    temp.unlink(missing_ok=True)
-    with _temps_lock:
-        _open_temps.discard(temp)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temps(directory: Path) -> list[Path]:
-    """Delete our temporary files left in `directory` by exports that crashed: those of a process that is gone,
-    or of this process but no export running now. Returns what was removed."""
-    removed = []
-    if not directory.is_dir():
-        return removed
-    with _temps_lock:
-        running = set(_open_temps)
-    for entry in directory.iterdir():
-        match = _TEMP_NAME.match(entry.name)
-        if not match or entry in running or entry.is_dir():
-            continue
-        pid = int(match.group(1))
-        if pid == os.getpid() or not _process_alive(pid):
-            entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed
-
-
 class RecordFile:
     """A JSONL or JSON file written record by record into a temporary file; `commit` moves it into place."""
 
@@ -295,7 +301,7 @@ class RecordFile:
         self.path = path
         self.json_array = file_format == "json"
         self.records = 0
-        self.temp = _temp_path(path)
+        self.temp = temp_path(path)
         self._file = None
 
     def __enter__(self) -> RecordFile:
@@ -335,25 +341,29 @@ class RecordFile:
         return self.temp.stat().st_size
 
     def commit(self) -> None:
-        os.replace(self.temp, self.path)
-        with _temps_lock:
-            _open_temps.discard(self.temp)
+        keep(self.temp, self.path)
 
     def discard(self) -> None:
         if self._file is not None and not self._file.closed:
             self._file.close()
-        _discard(self.temp)
+        discard(self.temp)
 
 
 # -- LLaMA-Factory ----------------------------------------------------------------------------
 
 
-def dataset_info_entry(file_name: str, options: ExportOptions) -> dict[str, Any]:
-    """LLaMA-Factory's description of one exported file (its data/dataset_info.json format)."""
+def dataset_info_entry(file_name: str, options: ExportOptions, multi_turn: bool = False) -> dict[str, Any]:
+    """LLaMA-Factory's description of one exported file (its data/dataset_info.json format); `multi_turn`: the
+    alpaca file's records carry the earlier turns in `history`."""
+    if options.format == "dpo":
+        return dpo.dataset_info_entry(file_name, options.dpo_style, options.system)
     if options.format == "alpaca":
         columns = {"prompt": "instruction", "query": "input", "response": "output"}
-        return {"file_name": file_name, "formatting": "alpaca",
-                "columns": {**columns, "system": "system"} if options.system else columns}
+        if options.system:
+            columns["system"] = "system"
+        if multi_turn:
+            columns["history"] = "history"
+        return {"file_name": file_name, "formatting": "alpaca", "columns": columns}
     if options.format == "sharegpt":
         return {"file_name": file_name, "formatting": "sharegpt", "columns": {"messages": "conversations"},
                 "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
@@ -389,13 +399,13 @@ def _read_dataset_info(path: Path) -> dict[str, Any]:
 def _write_dataset_info(path: Path, info: dict[str, Any]) -> None:
     """Write through a temporary file and os.replace, which replaces a link put there meanwhile instead of
     writing to where it points."""
-    temp = _temp_path(path)
+    temp = temp_path(path)
     try:
         with temp.open("x", encoding="utf-8") as file:
             file.write(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
-        os.replace(temp, path)
+        keep(temp, path)
     finally:
-        _discard(temp)
+        discard(temp)
 
 
 # -- the export -------------------------------------------------------------------------------
@@ -426,19 +436,23 @@ def _write_export(db_path: str | Path, project: Project, options: ExportOptions,
     remove_stale_temps(target.parent)
     info = _read_dataset_info(info_path) if info_path else {}
     reader = CurationStore.open_reader(db_path)
+    source = PreferenceStore(reader.store) if options.format == "dpo" else reader  # pairs, or one record per answer
+    dialogues = DialogueStore(reader.store)
     written: list[RecordFile] = []
     try:
-        count = reader.export_count(project.id, selection)
+        multi_turn = options.format != "dpo" and dialogues.has_dialogues(project.id)
+        count = source.export_count(project.id, selection)
         test_size = round(count * options.test_ratio) if split else 0
         if file_format == "parquet":
             _check_parquet_parts(count, test_size, split)
-        rows = reader.export_rows(project.id, selection)
+        rows = source.export_rows(project.id, selection)
         preview: list[dict[str, Any]] = []
         for part in ("test", "train") if split else ("all",):
             with open_record_file(paths[part], file_format) as out:
                 written.append(out)
                 for row in islice(rows, test_size if part == "test" else None):
-                    record = build_record(row, options, project)
+                    later = dialogues.complete_later_turns(row["question_id"]) if multi_turn else []
+                    record = build_record(row, options, project, later, multi_turn)
                     out.write(record)
                     if part != "test" and len(preview) < options.preview:
                         preview.append(_shorten(record))
@@ -455,7 +469,7 @@ def _write_export(db_path: str | Path, project: Project, options: ExportOptions,
             out.discard()
     if info_path:
         for path in paths.values():
-            info[path.stem] = dataset_info_entry(path.name, options)
+            info[path.stem] = dataset_info_entry(path.name, options, multi_turn)
         _write_dataset_info(info_path, info)
     main = files[-1]
     return ExportReport(

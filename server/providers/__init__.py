@@ -6,6 +6,7 @@ The SDK modules (`openai`, `anthropic`; seconds to import) load only when a prov
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from treedistill.server.errors import InvalidInput, MissingAPIKey
@@ -34,6 +35,9 @@ from treedistill.server.providers.endpoints import (
     served_endpoint_ids,
 )
 
+if TYPE_CHECKING:
+    from treedistill.server.providers.openai_embeddings import OpenAIEmbeddingProvider
+
 __all__ = [
     "ENDPOINTS_ENV",
     "BatchAPI",
@@ -46,6 +50,7 @@ __all__ = [
     "EndpointCapabilities",
     "Provider",
     "build_batch_api",
+    "build_embedder",
     "build_provider",
     "configured_endpoints",
     "describe_endpoint",
@@ -103,6 +108,18 @@ def build_batch_api(spec: ModelSpec, environ: Mapping[str, str],
     else:
         from treedistill.server.providers.openai_batches import OpenAIBatchAPI as batch_class
     return batch_class(provider, key_env=key_env, secret=api_key)
+
+
+def build_embedder(spec: ModelSpec, environ: Mapping[str, str]) -> OpenAIEmbeddingProvider:
+    """Build the embeddings client for `spec`; makes no request. The same endpoint and key rules (and errors) as
+    `build_provider`; only OpenAI-compatible endpoints serve /v1/embeddings."""
+    if spec.provider != "openai":
+        raise InvalidInput("An embedding model needs an OpenAI-compatible /v1/embeddings endpoint (provider "
+                           f"'openai'); {spec.provider!r} has none.")
+    from treedistill.server.providers.openai_embeddings import OpenAIEmbeddingProvider
+
+    url, api_key, key_env = _credentials(spec, environ)
+    return OpenAIEmbeddingProvider(spec, api_key=api_key, base_url=url, key_env=key_env)
 
 
 def _credentials(spec: ModelSpec, environ: Mapping[str, str]) -> tuple[str, str, str]:

@@ -13,6 +13,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from treedistill.server.loop_share import take_turn
+
 
 class StreamError(Exception):
     """The server sent an error event, or data that is not JSON, inside a 200 stream."""
@@ -38,6 +40,7 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | Non
                 async for _ in lines:
                     pass
                 return
+            await take_turn()  # a long stream already buffered is read in one go otherwise
             yield event, _parse(event, text)
             event, data = None, []
         elif not line:

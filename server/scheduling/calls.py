@@ -16,6 +16,7 @@ from treedistill.server.errors import (
     TransientProviderError,
     TruncatedOutput,
 )
+from treedistill.server.loop_share import take_turn
 from treedistill.server.models import ModelSpec, Project
 from treedistill.server.pricing import call_cost
 from treedistill.server.providers import (
@@ -60,6 +61,9 @@ class LLMCaller:
         self._gates: dict[tuple[str, str], RateGate] = {}
         self.calls_made = 0
         self.seconds_in_calls = 0.0  # summed round-trip time of the calls made, as seen from here
+        from treedistill.server.scheduling.embedding import EmbeddingCalls
+
+        self.embeddings = EmbeddingCalls(self)  # /v1/embeddings calls, through the same gates and cache
 
     def provider(self, spec: ModelSpec) -> Provider:
         """The (shared) client for a model spec; raises MissingAPIKey when its key is not set."""
@@ -77,11 +81,13 @@ class LLMCaller:
 
     def by_batch(self, item: WorkItem) -> bool:
         """Whether the item's calls go through the endpoint's batch API: a job's answers when the job was started
-        with batch=true (its tag and question calls too with batch_all), or an item queued to go by batch."""
+        with batch=true (its tag and question calls too with batch_all), or an item queued to go by batch. A job's
+        preference pairs go online: their models need not have a batch API."""
         if item.batch:
             return True
         params = self._params_of(item)
-        return bool(params.get("batch")) and (item.kind == "answer" or bool(params.get("batch_all")))
+        return bool(params.get("batch")) and (item.kind == "answer" or bool(params.get("batch_all"))
+                                              and item.kind in ("tags", "questions"))
 
     def _params_of(self, item: WorkItem) -> dict:
         """The parameters of the item's job ({} for a manual item)."""
@@ -95,12 +101,16 @@ class LLMCaller:
         """What a new job of the project is pinned to: (the question role's endpoint id, the answer role's, the
         model spec of each role with its endpoint and key variable resolved now). Raises InvalidInput when this
         process is not configured for an endpoint."""
-        question, answer = (resolve_endpoint(spec, self.environ) for spec in (project.question_model,
-                                                                               project.answer_model))
-        models = {role: spec.model_copy(update={"base_url": endpoint.url, "api_key_env": endpoint.key_env})
-                  for role, spec, endpoint in (("question", project.question_model, question),
-                                               ("answer", project.answer_model, answer))}
-        return endpoint_id(question), endpoint_id(answer), models
+        (question, question_spec), (answer, answer_spec) = (self.pin(spec) for spec in (project.question_model,
+                                                                                         project.answer_model))
+        return question, answer, {"question": question_spec, "answer": answer_spec}
+
+    def pin(self, spec: ModelSpec) -> tuple[str, ModelSpec]:
+        """(the endpoint id, the spec with its endpoint and key variable resolved now) a job pins a role to;
+        InvalidInput when this process is not configured for the spec's endpoint."""
+        endpoint = resolve_endpoint(spec, self.environ)
+        return endpoint_id(endpoint), spec.model_copy(update={"base_url": endpoint.url,
+                                                              "api_key_env": endpoint.key_env})
 
     def model_for(self, item: WorkItem, project: Project, role: str) -> ModelSpec:
         """The model an item's `role` ('question' or 'answer') calls: the one its job was pinned to, else (a manual
@@ -145,6 +155,7 @@ class LLMCaller:
         Raises JobStopped, before paying, when the item's job is no longer running. For an item whose calls go
         by batch (`by_batch`), a call not answered yet is queued for the next batch and Batched is raised.
         """
+        await take_turn()
         key = hashlib.sha256(
             f"{item.id}\n{spec.model_dump_json()}\n{request.model_dump_json()}".encode()
         ).hexdigest()
@@ -156,6 +167,7 @@ class LLMCaller:
         else:
             result = await self._pay(item, spec, request, key)
         if not result.truncated:
+            await take_turn()  # the caller stores it next
             return result
         if request.max_tokens is None and spec.max_tokens is None:
             budget = max(2 * result.output_tokens, MIN_REASK_BUDGET)
@@ -211,6 +223,7 @@ class LLMCaller:
         finally:  # learned during the call, whether it worked or not: remembered for every process and restart
             if capabilities.model_dump() != known:
                 self.pacing.save_capabilities(self._capabilities_key(spec), capabilities.model_dump())
+        await take_turn()
         self.calls_made += 1
         self.seconds_in_calls += time.perf_counter() - started
         gate.observe(ticket, result.rate_limits, result.input_tokens + result.output_tokens)
@@ -232,6 +245,7 @@ class LLMCaller:
             await client.aclose()
         self._providers.clear()
         self._batch_apis.clear()
+        await self.embeddings.aclose()
 
 
 _BATCH_WORDS = {"rejected": "refused", "transient": "could not answer", "expired": "expired before answering"}

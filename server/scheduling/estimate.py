@@ -18,6 +18,7 @@ from treedistill.server.providers.endpoints import resolve_base_url
 from treedistill.server.scheduling.planner import Plan, grow_depth
 from treedistill.server.scheduling.steering import question_styles, steering
 from treedistill.server.store.catalog import PATH_SEPARATOR, Store
+from treedistill.server.store.curation import CurationStore
 from treedistill.server.store.history import UsageHistory
 from treedistill.server.text import prompts
 from treedistill.server.text.styles import plan_styles
@@ -26,6 +27,7 @@ CHARS_PER_TOKEN = 4
 DEFAULT_OUTPUT_PER_TAG = 10  # tokens per tag name listed (JSON quoting included)
 DEFAULT_OUTPUT_PER_QUESTION = 35  # tokens per question listed
 DEFAULT_OUTPUT_PER_ANSWER = 700  # tokens per answer, reasoning included
+DEFAULT_OUTPUT_PER_VERDICT = 60  # tokens of a judge's score and rationale
 DEFAULT_TAG_CHARS = 24  # characters of a tag name, when the database has none yet
 DEFAULT_QUESTION_CHARS = 120  # characters of a question, when the database has none yet
 INPUT_BASIS = ("the real prompt of each kind (server/text/prompts) for a representative tag path and question, "
@@ -77,20 +79,59 @@ def estimate_plan(store: Store, project: Project, plan: Plan, params: dict[str, 
         "answers": _kind(project.answer_model, environ, answer_calls, tokens(*answer_messages),
                          round(per_answer * answer_calls), answer_basis),
     }
+    if plan.pairs:
+        kinds.update(_pair_kinds(store, project, plan, params["preference"], environ,
+                                 tokens(*answer_messages), question_chars, per_answer, path(levels)))
+    if plan.turns:  # a later turn shows, on average, half a dialogue's turns of history
+        shown = [("x" * round(question_chars), "x" * round(per_answer * CHARS_PER_TOKEN))] * max(
+            params.get("turns", 1) // 2, 1)
+        followup_prompt = prompts.followup_prompt(lang, path(levels), shown, None, steer)
+        kinds["followups"] = _kind(project.question_model, environ, plan.turns, tokens(followup_prompt),
+                                   round(question_chars / CHARS_PER_TOKEN * plan.turns), list_basis)
+        kinds["turns"] = _kind(project.answer_model, environ, plan.turns,
+                               tokens(*answer_messages, *(text for pair in shown for text in pair)),
+                               round(per_answer * plan.turns), answer_basis)
     online = _total(kind.cost_online for kind in kinds.values())
     batch = _total(kind.cost_batch for kind in kinds.values())
     # A batch job sends its answers by batch, and its tag and question calls too with batch_all.
-    by_batch = {"answers"} | ({"tags", "questions"} if params.get("batch_all") else set())
+    by_batch = {"answers"} | ({"tags", "questions", "followups", "turns"} if params.get("batch_all") else set())
     asked = [(kind.cost_batch if name in by_batch and params.get("batch") else kind.cost_online)
              for name, kind in kinds.items()]
-    specs = [project.question_model, *([project.answer_model] if answer_calls else [])]
+    specs = [project.question_model, *([project.answer_model] if answer_calls else []),
+             *(pair_specs(store, project, params["preference"]) if plan.pairs else ())]
     notes = [note for spec in specs if (note := price_of(spec, resolve_base_url(spec, environ)).note)]
     return PlanEstimate(
         calls=plan.calls, planned_tags=plan.tags, planned_questions=plan.questions, planned_answers=plan.answers,
+        planned_pairs=plan.pairs, planned_turns=plan.turns,
         **kinds, input_tokens=sum(k.input_tokens for k in kinds.values()),
         output_tokens=sum(k.output_tokens for k in kinds.values()), cost_online=online, cost_batch=batch,
         batch=bool(params.get("batch")), cost=_total(asked), cost_at_least=sum(cost or 0.0 for cost in asked),
         cost_known=online is not None, input_basis=INPUT_BASIS, price_notes=list(dict.fromkeys(notes)))
+
+
+def pair_specs(store: Store, project: Project, preference: dict[str, Any]) -> tuple[ModelSpec, ModelSpec]:
+    """(rival, judge) models of a job's preference pairs."""
+    judge = preference.get("judge_model")
+    return (ModelSpec.model_validate(preference["rival_model"]),
+            ModelSpec.model_validate(judge) if judge else CurationStore(store).judge_model(project.id)
+            or project.answer_model)
+
+
+def _pair_kinds(store: Store, project: Project, plan: Plan, preference: dict[str, Any], environ: Mapping[str, str],
+                answer_input: int, question_chars: float, teacher_output: float,
+                path: str) -> dict[str, KindEstimate]:
+    """The rival responses (the answer prompt, to the rival model) and the judge calls (two per pair) of a plan's
+    preference pairs."""
+    rival, judge = pair_specs(store, project, preference)
+    history = UsageHistory(store).answer_output(rival.model)
+    per_rival = history.value if history is not None else DEFAULT_OUTPUT_PER_ANSWER
+    rival_basis = (f"history: mean of the latest {history.samples} answer(s) of {rival.model} on this database"
+                   if history is not None else f"default: {DEFAULT_OUTPUT_PER_ANSWER} tokens per response")
+    judge_input = tokens(prompts.judge_prompt(project.language, path, "x" * round(question_chars),
+                                              "x" * round(max(teacher_output, per_rival) * CHARS_PER_TOKEN)))
+    return {"rivals": _kind(rival, environ, plan.pairs, answer_input, round(per_rival * plan.pairs), rival_basis),
+            "pair_judges": _kind(judge, environ, plan.pairs * 2, judge_input, DEFAULT_OUTPUT_PER_VERDICT * plan.pairs
+                                 * 2, f"default: {DEFAULT_OUTPUT_PER_VERDICT} tokens per verdict")}
 
 
 def tokens(*texts: str) -> int:

@@ -1,8 +1,8 @@
 """The scheduler of a process: a sliding window of work items per project, fed from SQLite.
 
-Each project has a lane: a loop that leases the most urgent runnable item from the database and runs
-it in its own task, while the project has fewer items running (in every process on the database
-together) than its max_concurrency. Only items in flight exist as coroutines; everything pending is a
+Each project has a lane: a loop that leases the most urgent runnable items from the database (several
+in one statement) and runs each in its own task, while the project has fewer items running (in every
+process on the database together) than its max_concurrency. Only items in flight exist as coroutines; everything pending is a
 row, so a 100,000-item job costs no more memory than a 10-item one. Items run in tasks owned by the
 scheduler, never by the MCP request that asked for them, so a client that gives up waiting never
 cancels a paid call. A retry goes back to the queue with a due time, its slot free meanwhile.
@@ -37,8 +37,9 @@ from treedistill.server.errors import (
     TreedistillError,
 )
 from treedistill.server.config import DEFAULT_BATCH_POLL_SECONDS
+from treedistill.server.loop_share import take_turn
 from treedistill.server.scheduling.batching import BatchRunner
-from treedistill.server.scheduling.planner import unmade_work
+from treedistill.server.scheduling.planner import item_calls, unmade_work
 from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
 from treedistill.server.store.catalog import is_busy
 from treedistill.server.store.queue import WorkItem
@@ -177,8 +178,9 @@ class Scheduler:
         wake, queue = self._wake[project_id], self.ctx.queue
         while True:
             wake.clear()
+            await take_turn()
             try:
-                item = queue.claim_next(project_id, self.workers.id, self.ctx.caller.serves)
+                items = queue.claim(project_id, self.workers.id, self.ctx.caller.serves)
             except sqlite3.Error as exc:
                 if is_busy(exc):  # another process is writing: try again soon
                     await asyncio.sleep(0.05)
@@ -186,11 +188,12 @@ class Scheduler:
                 self._storage_fault(project_id, exc)  # e.g. disk full: stop the project's jobs, wait
                 await wake.wait()
                 continue
-            if item is not None:
+            for item in items:
                 self._in_flight[item.id] = item
                 task = asyncio.create_task(self._run(item), name=f"item-{item.id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            if items:
                 continue
             due = queue.next_due(project_id)
             timeout = POLL_SECONDS if due is None else min(POLL_SECONDS, max(due - time.time(), 0.0) + 0.001)
@@ -217,6 +220,7 @@ class Scheduler:
                 log.warning("%s; its failure is not recorded", lost)
         finally:
             self._in_flight.pop(item.id, None)
+        await take_turn()
         try:
             self._settled(item)
         except sqlite3.Error as exc:
@@ -247,7 +251,9 @@ class Scheduler:
         with self.ctx.store.transaction():
             self.ctx.queue.finish_item(item, "done", result=result)
             if item.job_id is not None:  # an answer counts here, with its item's completion (see work._answer)
-                self.ctx.queue.add_job_counts(item.job_id, calls_done=1, answers_done=int(item.kind == "answer"))
+                self.ctx.queue.add_job_counts(item.job_id, calls_done=item_calls(item.kind),
+                                              answers_done=int(item.kind == "answer"),
+                                              turns_done=int(item.kind == "turn"))
 
     def _retry(self, exc: TreedistillError, item: WorkItem) -> tuple[float, str] | None:
         """(seconds before the next attempt, the attempt counter it spends), or None to give up."""
@@ -293,9 +299,10 @@ class Scheduler:
             self.ctx.queue.finish_item(item, "failed", error=error)
             if item.job_id is not None:
                 unmade = unmade_work(item.kind, self._depth(item), outputs_missing(self.ctx.store, item),
-                                     self.ctx.queue.get_job(item.job_id)["params"])
+                                     self.ctx.queue.get_job(item.job_id)["params"], turn=item.target)
                 self.ctx.queue.add_job_counts(item.job_id, calls_failed=unmade.calls, tags_failed=unmade.tags,
-                                              questions_failed=unmade.questions, answers_failed=unmade.answers)
+                                              questions_failed=unmade.questions, answers_failed=unmade.answers,
+                                              pairs_failed=unmade.pairs, turns_failed=unmade.turns)
 
     def _depth(self, item: WorkItem) -> int:
         if item.kind != "tags" or item.tag_id is None:
@@ -363,7 +370,8 @@ class Scheduler:
         job = queue.get_job(job_id)
         if job["status"] != "running" or queue.job_has_open_items(job_id):
             return
-        short = any(job[f"{kind}_done"] < job[f"planned_{kind}"] for kind in ("tags", "questions", "answers"))
+        short = any(job[f"{kind}_done"] < job[f"planned_{kind}"]
+                    for kind in ("tags", "questions", "answers", "pairs", "turns"))
         if job["calls_failed"] and not job["calls_done"]:
             status = "failed"
             queue.set_job_status(job_id, status, error="no work item succeeded; see recent_errors")

@@ -1,4 +1,5 @@
-"""What each kind of work item does: expand a tag, extract questions, answer a question, judge an answer.
+"""What each kind of work item does: expand a tag, extract questions, answer a question, judge an answer
+(and continue a dialogue: server/scheduling/dialogue_work.py).
 
 Every executor is idempotent: it first looks at what is already stored and asks the model only
 for what is missing, and it commits each reply's results the moment they are parsed. Inside a
@@ -12,27 +13,31 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from treedistill.server.text import prompts
+from treedistill.server.text.prompts import Steering
 from treedistill.server.store.curation import CurationStore
 from treedistill.server.store.holdout import HoldoutStore
+from treedistill.server.store.preference import PAIR_KINDS
 from treedistill.server.text.dedup import normalize, unique_new
-from treedistill.server.errors import MissingReasoning, NotFound, OutputFormatError
+from treedistill.server.errors import NotFound, OutputFormatError
 from treedistill.server.text.judge import parse_verdict
+from treedistill.server.scheduling import dialogue_work, preference_work
 from treedistill.server.scheduling.calls import LLMCaller
+from treedistill.server.scheduling.embedding import drop_semantic_duplicates, run_embed_item
+from treedistill.server.scheduling.teacher import RAW_ECHO_LIMIT, ask_teacher, reasoning_source
 from treedistill.server.scheduling.planner import grow_depth
-from treedistill.server.models import ModelSpec, Project, Tag
+from treedistill.server.models import ModelSpec, Project, Question, Tag
 from treedistill.server.text.near_dup import drop_near_duplicates
 from treedistill.server.providers.base import ChatMessage, ChatRequest
 from treedistill.server.store.queue import WorkItem, WorkQueue
+from treedistill.server.store.vectors import VectorStore
 from treedistill.server.store.catalog import PATH_SEPARATOR, Store
 from treedistill.server.scheduling.steering import question_styles, steering
 from treedistill.server.text.styles import StyleSlot, plan_styles
 from treedistill.server.text.parsing import ListContext, QuestionList, TagList, list_schema, parse_list
 
 FORMAT_ROUNDS = 3  # replies per call that may be re-asked with the parse error shown
-ANSWER_ROUNDS = 2  # an answer without the reasoning the project requires is asked for once more
 TOPUP_ROUNDS = 4  # calls per item to fill the count when the model repeats existing items
 AVOID_LIST_LIMIT = 60  # existing questions shown as "do not repeat"
-RAW_ECHO_LIMIT = 2000
 T = TypeVar("T")
 
 
@@ -62,6 +67,15 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
         return await _extract_questions(ctx, item, project)
     if item.kind == "judge":
         return await _judge(ctx, item, project)
+    if item.kind == "embed":
+        return await run_embed_item(ctx, item, project)
+    if item.kind in PAIR_KINDS:
+        return await preference_work.run_pair_item(ctx, item, project)
+    if item.kind in ("student", "eval_judge"):  # an evaluation run's items (imported here: that module uses this one)
+        from treedistill.server.scheduling.evaluation_work import execute_evaluation
+        return await execute_evaluation(ctx, item, project)
+    if item.kind == "turn":
+        return await dialogue_work.continue_turn(ctx, item, project)
     return await _answer(ctx, item, project)
 
 
@@ -90,11 +104,11 @@ async def _ask_list(ctx: WorkContext, item: WorkItem, project: Project, prompt: 
     path = (project.topic, *(tag.path.split(PATH_SEPARATOR) if tag is not None else ()))
     context = ListContext(language=project.language, path=path)
     count = outputs_missing(ctx.store, item) or None
-    return await _ask_json(ctx, item, ctx.caller.model_for(item, project, "question"), project.language, prompt,
+    return await ask_json(ctx, item, ctx.caller.model_for(item, project, "question"), project.language, prompt,
                            lambda raw: parse_list(raw, schema, context), json_schema=list_schema(schema, count))
 
 
-async def _ask_json(ctx: WorkContext, item: WorkItem, spec: ModelSpec, language: str, prompt: str,
+async def ask_json(ctx: WorkContext, item: WorkItem, spec: ModelSpec, language: str, prompt: str,
                     parse: Callable[[str], T], json_schema: dict[str, Any] | None = None) -> T:
     """Ask for JSON (of `json_schema` when given) and parse the reply, re-asking with the parse error shown
     up to FORMAT_ROUNDS times."""
@@ -165,6 +179,7 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
     steer, styles = steering(ctx.store, project, params), question_styles(project, params)
     version = prompts.prompt_version(project.language, "questions", steer)
     created: list[int] = []
+    rejected: list[str] = []  # paraphrases of questions elsewhere in the project: shown as "do not repeat" too
     for _ in range(TOPUP_ROUNDS):
         of_tag = [q.text for q in ctx.store.questions_of_tag(tag.id)]
         missing = item.target - len(of_tag)
@@ -173,10 +188,16 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
         # Seeded by the tag's state: the same work asks the same plan (a crash recovery finds its reply cached).
         plan = plan_styles(styles, missing, seed=f"{tag.id}:{len(of_tag)}")
         prompt = prompts.questions_prompt(project.language, prompt_path(project, tag), missing,
-                                          of_tag[-AVOID_LIST_LIMIT:], steer, plan)
+                                          (of_tag + rejected)[-AVOID_LIST_LIMIT:], steer, plan)
         texts = await _ask_list(ctx, item, project, prompt, QuestionList)
         taken = ctx.store.existing_question_norms(project.id, [normalize(text) for text in texts])
-        fresh = drop_near_duplicates(unique_new(texts, taken, len(texts)), of_tag)[:missing]
+        fresh = drop_near_duplicates(unique_new(texts, taken, len(texts)), of_tag)
+        vectors = None
+        if project.embedding_model is not None:  # paraphrases that share no words, by cosine of embeddings
+            candidates = fresh
+            fresh, vectors = await drop_semantic_duplicates(ctx, item, project, tag, candidates)
+            rejected += [text for text in candidates if text not in fresh]
+        fresh = fresh[:missing]
         asked: dict[str, StyleSlot] = {}  # the n-th question of the reply was asked to follow the n-th line of the plan
         for number, text in enumerate(texts):
             asked.setdefault(normalize(text), plan[number] if number < len(plan) else StyleSlot())
@@ -184,7 +205,13 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
             ctx.queue.hold(item)
             questions = ctx.store.insert_questions(project.id, tag, fresh, [asked[normalize(t)] for t in fresh],
                                                    version)
-            HoldoutStore(ctx.store).assign_new(project.id, questions)
+            if params is not None and "focus" in params:
+                HoldoutStore(ctx.store).assign_train(project.id, questions)
+            else:
+                HoldoutStore(ctx.store).assign_new(project.id, questions)
+            if vectors is not None and questions:
+                VectorStore(ctx.store).save(project.id, project.embedding_model, [q.id for q in questions],
+                                            vectors[[fresh.index(q.text) for q in questions]])
             if params is not None:
                 if params["answer"]:
                     for question in questions:
@@ -200,35 +227,35 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
     # An answer item is counted when it is finished (Scheduler._attempt), in that transaction: one answered
     # meanwhile (by hand, or by this item before a crash kept it from finishing) is counted once.
     if question.answered and not item.regenerate:
+        with ctx.store.transaction():
+            ctx.queue.hold(item)
+            dialogue_work.queue_next_turn(ctx, item, question.id, 2)
         return {"question_id": question.id}
     spec = ctx.caller.model_for(item, project, "answer")
-    steer = steering(ctx.store, project, _job_params(ctx, item))
-    messages = [
-        ChatMessage(role="system", content=prompts.answer_system(
-            project.language, f"{project.topic}{PATH_SEPARATOR}{question.tag_path}", steer)),
-        ChatMessage(role="user", content=question.text),
-    ]
-    for round_number in range(1, ANSWER_ROUNDS + 1):
-        reply = await ctx.caller.call(item, spec, ChatRequest(messages=messages))
-        if reply.content.strip() and ((reply.reasoning or "").strip() or not project.require_reasoning):
-            break
-        if round_number == ANSWER_ROUNDS:
-            if not reply.content.strip():
-                raise OutputFormatError(f"the teacher gave an empty answer {ANSWER_ROUNDS} times", raw=reply.content)
-            raise MissingReasoning(f"the teacher gave no reasoning section {ANSWER_ROUNDS} times; for a teacher "
-                                   "that writes none, set require_reasoning=false on the project (update_project) "
-                                   "to keep plain answers", raw=reply.content)
-        messages = [*messages, ChatMessage(role="assistant", content=reply.content[:RAW_ECHO_LIMIT] or "(empty)"),
-                    ChatMessage(role="user", content=prompts.reasoning_feedback(project.language))]
+    params = _job_params(ctx, item)
+    steer = steering(ctx.store, project, params)
+    reply = await ask_teacher(ctx.caller, item, project, spec, answer_messages(project, question, steer))
     with ctx.store.transaction():
         ctx.queue.hold(item)
         # Without regenerate, an answer stored meanwhile (and perhaps reviewed) is kept, never overwritten.
         ctx.store.save_answer(project.id, question.id, reply.content.strip(), (reply.reasoning or "").strip(),
-                              reply.reasoning_source or ("think_tags" if (reply.reasoning or "").strip() else "none"),
-                              reply.model or spec.model,
+                              reasoning_source(reply), reply.model or spec.model,
                               reply.input_tokens, reply.output_tokens, replace=item.regenerate,
                               prompt_version=prompts.prompt_version(project.language, "answer", steer))
+        dialogue_work.queue_next_turn(ctx, item, question.id, 2)
+        if params is not None and params.get("preference"):
+            preference_work.queue_rival(ctx.queue, item, question.id)
     return {"question_id": question.id}
+
+
+def answer_messages(project: Project, question: Question, steer: Steering) -> list[ChatMessage]:
+    """What the teacher (or a rival model) is sent to answer a question: the system prompt with the tag path, then
+    the question."""
+    return [
+        ChatMessage(role="system", content=prompts.answer_system(
+            project.language, f"{project.topic}{PATH_SEPARATOR}{question.tag_path}", steer)),
+        ChatMessage(role="user", content=question.text),
+    ]
 
 
 async def _judge(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
@@ -246,7 +273,7 @@ async def _judge(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str
                                   answer.question, answer.answer, steering(ctx.store, project))
     from treedistill.server.text.judge import verdict_schema
 
-    verdict = await _ask_json(ctx, item, spec, project.language, prompt, parse_verdict, json_schema=verdict_schema())
+    verdict = await ask_json(ctx, item, spec, project.language, prompt, parse_verdict, json_schema=verdict_schema())
     with ctx.store.transaction():
         ctx.queue.hold(item)
         curation.save_score(answer.question_id, verdict.score, verdict.rationale, spec.model)

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from treedistill.server.store.catalog import Store
 
 OUTLINE_TAGS = 12  # top-level tags named in a card's outline
+PROMPTED_TABLES = ("tags", "questions", "answers")  # rows that record the version of the prompt that made them
 
 
 class TreeSummary(BaseModel):
@@ -34,6 +35,7 @@ class ProjectTotals(BaseModel):
     unpriced_calls: int
     judge_model: str | None
     last_job: dict[str, Any] | None  # the parameters of the project's latest auto_distill job
+    prompt_versions: dict[str, dict[str, int]]  # tags / questions / answers -> prompt version -> rows made with it
 
 
 class CardFactsQuery:
@@ -60,7 +62,7 @@ class CardFactsQuery:
             " unpriced_calls, judge_model FROM projects p WHERE id = ?", (project_id,)).fetchone()
         answers = self.db.execute("SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM answers WHERE project_id = ?",
                                   (project_id,)).fetchone()
-        job = self.db.execute("SELECT params FROM jobs WHERE project_id = ? ORDER BY id DESC LIMIT 1",
+        job = self.db.execute("SELECT params FROM jobs WHERE project_id = ? AND kind = 'distill' ORDER BY id DESC LIMIT 1",
                               (project_id,)).fetchone()
         judge = json.loads(project[5])["model"] if project[5] else None
         return ProjectTotals(
@@ -75,4 +77,17 @@ class CardFactsQuery:
                                " GROUP BY score ORDER BY score", project_id),
             input_tokens=project[1], output_tokens=project[2], cost=project[3], unpriced_calls=project[4],
             judge_model=judge, last_job=json.loads(job[0]) if job else None,
+            prompt_versions=self.prompt_versions(project_id),
         )
+
+    def prompt_versions(self, project_id: int) -> dict[str, dict[str, int]]:
+        """The prompt versions (`default:` or `custom:` plus a digest) the project's rows were made with, per kind,
+        most used first. Rows made by no prompt (imported tags) or before versions were recorded are left out."""
+        versions: dict[str, dict[str, int]] = {}
+        for table in PROMPTED_TABLES:
+            used = self._pairs(f"SELECT prompt_version, COUNT(*) FROM {table} WHERE project_id = ? AND prompt_version"
+                               " IS NOT NULL GROUP BY prompt_version ORDER BY COUNT(*) DESC, prompt_version",
+                               project_id)
+            if used:
+                versions[table] = used
+        return versions

@@ -130,6 +130,7 @@ class Store:
         self, name: str, topic: str, language: str, question_model: ModelSpec, answer_model: ModelSpec,
         max_concurrency: int, require_reasoning: bool = True, guidance: str = "",
         question_styles: QuestionStyles | None = None, answer_style: AnswerStyle | None = None,
+        embedding_model: ModelSpec | None = None, semantic_threshold: float = 0.9, semantic_scope: str = "tag",
     ) -> Project:
         existing = self.row("SELECT id FROM projects WHERE name = ? COLLATE NOCASE", (name,))
         if existing:
@@ -140,11 +141,12 @@ class Store:
         with self.transaction():
             cursor = self.db.execute(
                 "INSERT INTO projects (name, topic, language, question_model, answer_model, max_concurrency,"
-                " require_reasoning, guidance, question_styles, answer_style, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " require_reasoning, guidance, question_styles, answer_style, embedding_model, semantic_threshold,"
+                " semantic_scope, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, topic, language, question_model.model_dump_json(exclude_none=True),
                  answer_model.model_dump_json(exclude_none=True), max_concurrency, int(require_reasoning),
-                 guidance, _setting_json(question_styles), _setting_json(answer_style), now_iso()),
+                 guidance, _setting_json(question_styles), _setting_json(answer_style),
+                 _setting_json(embedding_model), semantic_threshold, semantic_scope, now_iso()),
             )
         return self.get_project(cursor.lastrowid)
 
@@ -159,6 +161,8 @@ class Store:
             question_styles=QuestionStyles.model_validate_json(row["question_styles"]) if row["question_styles"]
             else None,
             answer_style=AnswerStyle.model_validate_json(row["answer_style"]) if row["answer_style"] else None,
+            embedding_model=ModelSpec.model_validate_json(row["embedding_model"]) if row["embedding_model"] else None,
+            semantic_threshold=row["semantic_threshold"], semantic_scope=row["semantic_scope"],
             created_at=row["created_at"],
         )
 

@@ -217,7 +217,7 @@ class CurationStore:
             " COALESCE(a.confirmed, 0) AS confirmed, a.rating, a.score FROM questions q JOIN tags t ON t.id ="
             f" q.tag_id LEFT JOIN answers a ON a.question_id = q.id WHERE {where} ORDER BY q.id", params)
 
-    def _export_order_sql(self, project_id: int, selection: ExportFilter) -> tuple[str, dict[str, Any]]:
+    def export_order_sql(self, project_id: int, selection: ExportFilter) -> tuple[str, dict[str, Any]]:
         """SQL for the selected question ids in export order: narrow rows, so sorting never moves the texts."""
         where, params = ["q.project_id = :p"], {"p": project_id, **selection.model_dump()}
         if selection.tag_id is not None:
@@ -246,7 +246,7 @@ class CurationStore:
         return f"SELECT question_id FROM ({ranked}) WHERE tag_rank <= :per_tag_cap ORDER BY sort_key", params
 
     def export_count(self, project_id: int, selection: ExportFilter) -> int:
-        sql, params = self._export_order_sql(project_id, selection)
+        sql, params = self.export_order_sql(project_id, selection)
         return self.db.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0]
 
     def export_rows(self, project_id: int, selection: ExportFilter) -> Iterator[dict[str, Any]]:
@@ -255,7 +255,7 @@ class CurationStore:
         The order is computed over ids alone; the full rows are then read EXPORT_CHUNK at a time, so
         neither SQLite nor Python ever sorts or holds more than a chunk of record texts.
         """
-        sql, params = self._export_order_sql(project_id, selection)
+        sql, params = self.export_order_sql(project_id, selection)
         ordered = self.db.execute(sql, params)
         while chunk := [row[0] for row in ordered.fetchmany(EXPORT_CHUNK)]:
             marks = ",".join("?" * len(chunk))

@@ -108,6 +108,12 @@ class HoldoutStore:
         if row[0]:
             self._mark(ids)
 
+    def assign_train(self, project_id: int, questions: Sequence[Question]) -> None:
+        """Give questions just inserted the training split when the project has a rule (a job grown where a student
+        is weak adds training data, never evaluation items). Call in the transaction that inserted them."""
+        if questions and self.rule(project_id) is not None:
+            self.db.conn.executemany("UPDATE questions SET heldout = 0 WHERE id = ?", [(q.id,) for q in questions])
+
     def _mark(self, question_ids: list[int]) -> None:
         self.db.conn.executemany("UPDATE questions SET heldout = 1 WHERE id = ?", [(qid,) for qid in question_ids])
 

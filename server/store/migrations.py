@@ -449,6 +449,160 @@ def m012_steering() -> str:
     """
 
 
+@migration
+def m013_dialogues() -> str:
+    # Turn 1 of a dialogue is the question and its answer; a `dialogue_turns` row is a later turn: the user's
+    # follow-up (stored first, so a crash between the two calls never pays for it again) and the teacher's reply.
+    return """
+        CREATE TABLE dialogue_turns (
+            id INTEGER PRIMARY KEY,
+            question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            user_text TEXT NOT NULL,
+            user_model TEXT,
+            answer TEXT,
+            reasoning TEXT,
+            reasoning_source TEXT,
+            model TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            answered_at TEXT
+        );
+        CREATE UNIQUE INDEX dialogue_turns_number ON dialogue_turns(question_id, number);
+        CREATE INDEX dialogue_turns_project ON dialogue_turns(project_id);
+        ALTER TABLE jobs ADD COLUMN planned_turns INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN turns_done INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN turns_failed INTEGER NOT NULL DEFAULT 0;
+    """
+
+
+@migration
+def m014_preference() -> str:
+    # A preference pair per answered question: a rival response (rejected_model) beside the teacher's answer, both
+    # scored by the judge. `chosen` says which side won by at least `margin` points; NULL while unjudged or within
+    # the margin (the pair is then not exported). A teacher answer replaced (regenerate) or edited makes its pair's
+    # judgement stale: the triggers clear it, so the pair is neither exported nor shown with scores of another
+    # text until make_preference_pairs judges it again. Jobs count pairs like tags, questions and answers.
+    return """
+        CREATE TABLE preference_pairs (
+            question_id INTEGER PRIMARY KEY REFERENCES questions(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            rival_answer TEXT NOT NULL,
+            rival_reasoning TEXT NOT NULL DEFAULT '',
+            rival_model TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            teacher_score INTEGER,
+            rival_score INTEGER,
+            margin INTEGER,
+            chosen TEXT CHECK (chosen IN ('teacher', 'rival')),
+            judge_model TEXT,
+            teacher_rationale TEXT,
+            rival_rationale TEXT,
+            judged_at TEXT
+        );
+        CREATE INDEX preference_pairs_project ON preference_pairs(project_id, chosen);
+        CREATE TRIGGER preference_pairs_answer_replaced AFTER INSERT ON answers BEGIN
+            UPDATE preference_pairs SET teacher_score = NULL, rival_score = NULL, margin = NULL, chosen = NULL,
+             judge_model = NULL, teacher_rationale = NULL, rival_rationale = NULL, judged_at = NULL
+             WHERE question_id = NEW.question_id;
+        END;
+        CREATE TRIGGER preference_pairs_answer_edited AFTER UPDATE OF answer ON answers
+         WHEN NEW.answer IS NOT OLD.answer BEGIN
+            UPDATE preference_pairs SET teacher_score = NULL, rival_score = NULL, margin = NULL, chosen = NULL,
+             judge_model = NULL, teacher_rationale = NULL, rival_rationale = NULL, judged_at = NULL
+             WHERE question_id = NEW.question_id;
+        END;
+        ALTER TABLE jobs ADD COLUMN planned_pairs INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN pairs_done INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN pairs_failed INTEGER NOT NULL DEFAULT 0;
+    """
+
+
+@migration
+def m015_evaluation() -> str:
+    # An evaluation run: a student model answers held-out questions and a judge grades each answer against the
+    # teacher's reference. eval_results holds one row per question of a run, made when the run is planned; its tag
+    # is copied so a run's per-tag figures stay readable after the tree is edited. eval_results_tag serves the
+    # per-tag aggregate of a run.
+    return """
+        CREATE TABLE eval_runs (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            job_id INTEGER,
+            student_model TEXT NOT NULL,
+            judge_model TEXT NOT NULL,
+            split TEXT NOT NULL,
+            tag_id INTEGER,
+            prompt_versions TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX eval_runs_project ON eval_runs(project_id);
+        CREATE UNIQUE INDEX eval_runs_job ON eval_runs(job_id);
+        CREATE TABLE eval_results (
+            run_id INTEGER NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+            question_id INTEGER NOT NULL,
+            tag_id INTEGER NOT NULL,
+            outcome TEXT NOT NULL DEFAULT 'pending',
+            student_answer TEXT,
+            score INTEGER,
+            rationale TEXT,
+            judged_at TEXT,
+            PRIMARY KEY (run_id, question_id)
+        );
+        CREATE INDEX eval_results_tag ON eval_results(run_id, tag_id, score);
+    """
+
+
+@migration
+def m016_embeddings() -> str:
+    # An optional embedding model per project (a ModelSpec as JSON), its cosine threshold and scope, and the
+    # dimension its vectors have (fixed by the first vector: one model and one dimension per project). A vector
+    # is stored unit-length as float16 bytes (768 bytes at 384 dimensions) with the model it came from; it goes
+    # with its question (cascade), and changing the model deletes the project's vectors.
+    return """
+        ALTER TABLE projects ADD COLUMN embedding_model TEXT;
+        ALTER TABLE projects ADD COLUMN semantic_threshold REAL NOT NULL DEFAULT 0.9;
+        ALTER TABLE projects ADD COLUMN semantic_scope TEXT NOT NULL DEFAULT 'tag';
+        ALTER TABLE projects ADD COLUMN embedding_dim INTEGER;
+        CREATE TABLE question_vectors (
+            question_id INTEGER PRIMARY KEY REFERENCES questions(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE INDEX question_vectors_project ON question_vectors(project_id);
+    """
+
+
+@migration
+def m017_push_jobs() -> str:
+    # A push to the Hub is a job (kind 'push', read with get_progress) with its own state in push_jobs, so that a
+    # restart resumes it or says what happened. One live job of each kind per project.
+    return """
+        ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'distill';
+        DROP INDEX jobs_one_live;
+        CREATE UNIQUE INDEX jobs_one_live ON jobs(project_id, kind) WHERE status IN ('queued', 'running');
+        CREATE TABLE push_jobs (
+            job_id INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+            repo_id TEXT NOT NULL,
+            private INTEGER NOT NULL,
+            folder TEXT NOT NULL,
+            files TEXT NOT NULL,
+            bytes_total INTEGER NOT NULL,
+            commit_message TEXT NOT NULL,
+            push_key TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            owner TEXT,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            repo_url TEXT,
+            commit_url TEXT,
+            message TEXT NOT NULL DEFAULT ''
+        );
+    """
+
+
 def _sql(step: Step, db: Database) -> str:
     return step(db) if step.__code__.co_argcount else step()  # type: ignore[call-arg]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from treedistill.server.config import DEFAULT_HEARTBEAT_TIMEOUT
+from treedistill.server.config import CLAIM_BATCH, DEFAULT_HEARTBEAT_TIMEOUT
 from treedistill.server.errors import LeaseLost, NotFound
 from treedistill.server.models import ModelSpec
 from treedistill.server.store.catalog import Store, now_iso
@@ -17,8 +17,10 @@ from treedistill.server.store.catalog import Store, now_iso
 # Manual calls jump the queue; within a job, expanding the tree comes first so the window stays full.
 OPEN_STATUSES = ("pending", "running", "batched")  # an item not settled yet: queued, running or in a provider batch
 OPEN = "(" + ", ".join(f"'{status}'" for status in OPEN_STATUSES) + ")"  # as an SQL list: status IN {OPEN}
-PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3}
-KIND_COLUMN = {"tags": "tags", "questions": "questions", "answer": "answers"}
+PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3, "turn": 3, "eval_judge": 3, "student": 4, "rival": 4,
+            "pair_judge": 4}
+KIND_COLUMN = {"tags": "tags", "questions": "questions", "answer": "answers", "turn": "turns", "rival": "pairs",
+               "pair_judge": "pairs"}
 
 
 class WorkItem(BaseModel):
@@ -94,31 +96,49 @@ class WorkQueue:
         return self._item(row)
 
     def claim_next(self, project_id: int, worker_id: str, endpoints: str = "[]") -> WorkItem | None:
-        """Lease the most urgent runnable item of the project to `worker_id` and return it, in one statement
-        (atomic across processes). The lease's generation goes up by one: a holder of an older lease cannot
-        write the item's outcome any more.
+        """Lease the most urgent runnable item of the project to `worker_id` (see `claim`); None when there is none."""
+        items = self.claim(project_id, worker_id, endpoints, most=1)
+        return items[0] if items else None
+
+    def claim(self, project_id: int, worker_id: str, endpoints: str = "[]", most: int = CLAIM_BATCH) -> list[WorkItem]:
+        """Lease up to `most` of the project's most urgent runnable items to `worker_id` and return them, most urgent
+        first, in one statement (atomic across processes): the project's running items are counted once for them
+        all. Each item's lease generation goes up by one: a holder of an older lease cannot write its outcome.
 
         Runnable: pending and due, of no job or of a running job pinned to one of `endpoints` (a JSON list of
-        the endpoint ids this process is configured for, see `endpoint_id`) for the item's role, no other item
-        of the same kind running on the same tag or question (a manual call and a job never work on one target
-        at once), and fewer items of the project running, in all processes together, than its max_concurrency.
+        the endpoint ids this process is configured for, see `endpoint_id`) for the item's role (an evaluation
+        job pins its student to the question role's column and its judge to the answer role's), no other item
+        of the same kind running on the same tag or question (nor taken in the same claim: a manual call and a job
+        never work on one target at once), and no more, with the project's items running in all processes
+        together, than its max_concurrency.
         """
-        row = self.store.row(
+        rows = self.store.rows(
             "UPDATE work_items SET status = 'running', lease_owner = :worker, lease_gen = lease_gen + 1,"
-            " updated_at = :now WHERE id = ("
-            " SELECT w.id FROM work_items w LEFT JOIN jobs j ON j.id = w.job_id"
-            " WHERE w.project_id = :project AND w.status = 'pending' AND (w.not_before IS NULL OR w.not_before <= :now)"
-            " AND (w.job_id IS NULL OR j.status = 'running' AND COALESCE(CASE w.kind WHEN 'answer'"
-            "   THEN j.answer_endpoint ELSE j.question_endpoint END, '') IN (SELECT value FROM json_each(:endpoints)"
-            "   UNION ALL SELECT ''))"
-            " AND NOT EXISTS (SELECT 1 FROM work_items r WHERE r.status = 'running' AND r.kind = w.kind"
-            "   AND r.tag_id IS w.tag_id AND r.question_id IS w.question_id)"
-            " AND (SELECT COUNT(*) FROM work_items r WHERE r.project_id = :project AND r.status = 'running')"
-            "   < (SELECT max_concurrency FROM projects WHERE id = :project)"
-            " ORDER BY w.priority, w.id LIMIT 1) RETURNING *",
-            {"now": time.time(), "project": project_id, "worker": worker_id, "endpoints": endpoints},
+            " updated_at = :now WHERE id IN ("
+            " WITH taken AS MATERIALIZED (SELECT w.id, w.kind, w.tag_id, w.question_id, w.priority"
+            "  FROM work_items w LEFT JOIN jobs j ON j.id = w.job_id"
+            "  WHERE w.project_id = :project AND w.status = 'pending'"
+            "  AND (w.not_before IS NULL OR w.not_before <= :now)"
+            "  AND (w.job_id IS NULL OR j.status = 'running' AND COALESCE(CASE WHEN w.kind IN ('answer', 'eval_judge')"
+            "    THEN j.answer_endpoint ELSE j.question_endpoint END, '') IN (SELECT value FROM json_each(:endpoints)"
+            "    UNION ALL SELECT ''))"
+            "  AND NOT EXISTS (SELECT 1 FROM work_items r WHERE r.status = 'running' AND r.kind = w.kind"
+            "    AND r.tag_id IS w.tag_id AND r.question_id IS w.question_id)"
+            "  ORDER BY w.priority, w.id"
+            "  LIMIT MIN(:most, (SELECT max_concurrency FROM projects WHERE id = :project)"
+            "    - (SELECT COUNT(*) FROM work_items r WHERE r.project_id = :project AND r.status = 'running')))"
+            " SELECT id FROM taken t WHERE NOT EXISTS (SELECT 1 FROM taken u WHERE u.kind = t.kind"
+            "  AND u.tag_id IS t.tag_id AND u.question_id IS t.question_id"
+            "  AND (u.priority, u.id) < (t.priority, t.id)))"
+            " RETURNING *",
+            {"now": time.time(), "project": project_id, "worker": worker_id, "endpoints": endpoints, "most": most},
         )
-        return None if row is None else self._item(row)
+        return [self._item(row) for row in sorted(rows, key=lambda row: (row["priority"], row["id"]))]
+
+    def has_job_turn(self, job_id: int, question_id: int, number: int) -> bool:
+        """Whether the job has an item (in any state) for turn `number` of the question's dialogue."""
+        return self.db.execute("SELECT 1 FROM work_items WHERE job_id = ? AND kind = 'turn' AND question_id = ?"
+                               " AND target = ? LIMIT 1", (job_id, question_id, number)).fetchone() is not None
 
     def next_due(self, project_id: int) -> float | None:
         """When the project's earliest item waiting to retry becomes due (None when none waits)."""
@@ -283,7 +303,8 @@ class WorkQueue:
 
     def jobs_with_status(self, *statuses: str) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(statuses))
-        return self.store.rows(f"SELECT id, project_id, status FROM jobs WHERE status IN ({marks})", statuses)
+        return self.store.rows(f"SELECT id, project_id, status FROM jobs WHERE status IN ({marks})"
+                               " AND kind = 'distill'", statuses)
 
     def set_job_status(self, job_id: int, status: str, *, error: str | None = None) -> None:
         """Move a job to `status`, stamping start and finish times and adding up the time it actually ran."""
@@ -344,7 +365,8 @@ class WorkQueue:
                 "UPDATE work_items SET status = 'pending', attempts = 0, updated_at = ? WHERE job_id = ?"
                 " AND status = 'failed'", (time.time(), job_id)).rowcount
             self.db.execute(
-                "UPDATE jobs SET tags_failed = 0, questions_failed = 0, answers_failed = 0, calls_failed = 0,"
+                "UPDATE jobs SET tags_failed = 0, questions_failed = 0, answers_failed = 0, pairs_failed = 0,"
+                " turns_failed = 0, calls_failed = 0,"
                 " finished_at = NULL, error = NULL WHERE id = ?", (job_id,))
             self.set_job_status(job_id, "running")
         return moved

@@ -250,7 +250,8 @@ class DuplicateMember(BaseModel):
 
 
 class DuplicateGroup(BaseModel):
-    similarity: float = Field(..., description="Highest Jaccard similarity between two members")
+    similarity: float = Field(..., description=(
+        "Highest similarity between two members: Jaccard of content words (lexical), cosine (semantic)"))
     keep_question_id: int = Field(..., description="The member to keep: confirmed, best rated, answered, oldest")
     remove_question_ids: list[int]
     questions: list[DuplicateMember]
@@ -258,7 +259,9 @@ class DuplicateGroup(BaseModel):
 
 class DuplicateReport(BaseModel):
     project_id: int
-    threshold: float
+    method: str = Field("lexical", description="lexical (content words), semantic (embeddings) or both")
+    threshold: float = Field(..., description="The method's threshold: Jaccard (lexical, both) or cosine (semantic)")
+    semantic_threshold: float | None = Field(None, description="The cosine threshold (semantic, both)")
     questions_checked: int
     group_count: int = Field(..., description="Groups found; only the first `limit` are listed")
     duplicate_count: int = Field(..., description="Questions that could be removed, over all groups")
@@ -277,6 +280,13 @@ def report_duplicates(project_id: int, rows: Iterable[dict[str, Any]], threshold
     """Group near-duplicate questions (rows of CurationStore.question_rows) and pick the one to keep in each."""
     by_id = {row["id"]: row for row in rows}
     found = group_near_duplicates(((qid, row["text"]) for qid, row in by_id.items()), threshold, progress)
+    return report_groups(project_id, by_id, found, threshold, limit)
+
+
+def report_groups(project_id: int, by_id: dict[int, dict[str, Any]], found: list[tuple[list[Hashable], float]],
+                  threshold: float, limit: int, method: str = "lexical",
+                  semantic_threshold: float | None = None) -> DuplicateReport:
+    """The report of groups of question ids (with their highest similarity), picking the one to keep in each."""
     groups = []
     for members, score in found[:limit]:
         rows_of = [by_id[qid] for qid in members]
@@ -288,7 +298,9 @@ def report_duplicates(project_id: int, rows: Iterable[dict[str, Any]], threshold
                                        answered=bool(r["answered"]), confirmed=bool(r["confirmed"])) for r in rows_of],
         ))
     return DuplicateReport(
-        project_id=project_id, threshold=threshold, questions_checked=len(by_id), group_count=len(found),
+        project_id=project_id, method=method, threshold=threshold, semantic_threshold=semantic_threshold,
+        questions_checked=len(by_id),
+        group_count=len(found),
         duplicate_count=sum(len(members) - 1 for members, _ in found), groups=groups,
         removable_question_ids=[qid for group in groups for qid in group.remove_question_ids],
     )

@@ -131,6 +131,13 @@ def judge_prompt(language: str, path: str, question: str, answer: str, steer: St
     return _render(language, "judge", steer, {"path": path, "question": question, "answer": answer})
 
 
+def eval_judge_prompt(language: str, path: str, question: str, reference: str, answer: str,
+                      steer: Steering = NO_STEERING) -> str:
+    """Ask for a 1-10 grade of a student's `answer` against the teacher's `reference`, as JSON like judge_prompt."""
+    return _render(language, "eval_judge", steer, {"path": path, "question": question, "reference": reference,
+                                                   "answer": answer})
+
+
 def format_feedback(language: str, error: str) -> str:
     """Follow-up that shows the model why its reply could not be used."""
     return _SETS[language].FORMAT_FEEDBACK.format(error=error)
@@ -138,3 +145,22 @@ def format_feedback(language: str, error: str) -> str:
 
 def reasoning_feedback(language: str) -> str:
     return _SETS[language].REASONING_FEEDBACK
+
+
+def followup_prompt(language: str, path: str, exchanges: Sequence[tuple[str, str]], audience: str | None,
+                    steer: Steering = NO_STEERING) -> str:
+    """Ask the question model, playing the user (the question's audience when it has one), for the next message
+    of a conversation; `exchanges` is every (user, assistant) pair so far, shown in full."""
+    texts = _SETS[language]
+    transcript = "\n\n".join(f"{texts.FOLLOWUP_USER}: {user}\n\n{texts.FOLLOWUP_ASSISTANT}: {assistant}"
+                             for user, assistant in exchanges)
+    persona = texts.FOLLOWUP_PERSONA.format(audience=audience) if audience else ""
+    prompt = texts.FOLLOWUP.format(path=path, persona=persona, guidance=_guidance_block(texts, steer.guidance),
+                                   transcript=transcript)
+    return re.sub(r"\n{3,}", "\n\n", prompt)
+
+
+def followup_feedback(language: str, repeated: bool) -> str:
+    """Why a follow-up could not be used (empty, or a repeat of an earlier user message), and the ask again."""
+    texts = _SETS[language]
+    return texts.FOLLOWUP_FEEDBACK.format(error=texts.FOLLOWUP_REPEATED if repeated else texts.FOLLOWUP_EMPTY)

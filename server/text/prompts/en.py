@@ -59,7 +59,25 @@ Answer to grade:
 Score the answer from 1 to 10: 10 = correct, complete, clear and fully answers the question on its own; 7 = good with minor gaps; 4 = partly wrong, vague or incomplete; 1 = wrong, off-topic or empty.
 Write a one- or two-sentence rationale in English."""
 
-TEMPLATES = {"tags": TAGS, "questions": QUESTIONS, "answer": ANSWER, "judge": JUDGE}
+EVAL_JUDGE = """You grade a student model's answer against a reference answer written by a strong teacher model.
+
+{guidance}
+
+Domain: {path}
+
+Question:
+{question}
+
+Reference answer (treat it as correct):
+{reference}
+
+Student's answer to grade:
+{answer}
+
+Score the student's answer from 1 to 10 by how well it matches the reference in correctness and completeness: 10 = as correct and complete as the reference; 7 = correct with minor gaps; 4 = partly wrong or missing key points; 1 = wrong, off-topic or empty. Wording and length may differ from the reference.
+Write a one- or two-sentence rationale in English."""
+
+TEMPLATES = {"tags": TAGS, "questions": QUESTIONS, "answer": ANSWER, "judge": JUDGE, "eval_judge": EVAL_JUDGE}
 
 # Added after every template, default or custom, so the reply keeps the form the parser and the JSON schema expect.
 CONTRACTS = {
@@ -67,11 +85,12 @@ CONTRACTS = {
     "questions": """Reply with only a JSON object {{"questions": [...]}} whose list holds exactly {count} strings, each one complete question about {parent}: never a numbered label or placeholder.""",
     "answer": """First think the problem through step by step inside <think> and </think>; then, after </think>, write the final answer for the user, complete on its own. Answer in English.""",
     "judge": """Reply with only a JSON object of this form: {{"score": 7, "rationale": "..."}}""",
+    "eval_judge": """Reply with only a JSON object of this form: {{"score": 7, "rationale": "..."}}""",
 }
 
 # How the default templates meet their contract (a custom template is followed by a blank line): as the prompts
 # always read, so a project that sets nothing sends exactly what it did before templates existed.
-CONTRACT_JOINS = {"tags": " ", "questions": " ", "answer": "\n", "judge": " "}
+CONTRACT_JOINS = {"tags": " ", "questions": " ", "answer": "\n", "judge": " ", "eval_judge": "\n"}
 
 GUIDANCE = "Guidance from the dataset's owner (follow it):\n{text}"
 ANSWER_STYLE = "Answer style (for the final answer):\n{text}"
@@ -92,3 +111,19 @@ FORMAT_FEEDBACK = """Your reply could not be used: {error}
 Reply again with only the JSON object in the requested form, with the requested number of new items."""
 
 REASONING_FEEDBACK = """Your reply had no reasoning section. Reply again: first your step-by-step reasoning inside <think> and </think>, then the final answer."""
+
+FOLLOWUP = """You play the user in a conversation with an expert in {path}, to generate training data for a chat model.
+{persona}
+{guidance}
+
+The conversation so far:
+{transcript}
+
+Write the user's next message: one natural follow-up that depends on what was said, for example asking to clarify a point, going deeper, raising a counter-example or applying the answer to a concrete case. Do not repeat an earlier message and do not answer it yourself.
+Reply with the user's next message only, in English, with no label and no quotes."""
+FOLLOWUP_PERSONA = "The user is: {audience}."
+FOLLOWUP_USER = "User"
+FOLLOWUP_ASSISTANT = "Expert"
+FOLLOWUP_FEEDBACK = """That reply cannot be used: {error}. Write the user's next message again: a new follow-up, only the message."""
+FOLLOWUP_EMPTY = "it is empty"
+FOLLOWUP_REPEATED = "it repeats an earlier user message"

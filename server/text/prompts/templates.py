@@ -48,6 +48,10 @@ KINDS: dict[str, PromptKind] = {kind.name: kind for kind in (
     PromptKind("judge", "ask the judge model to score an answer 1-10", {
         "path": _PATH, "question": "the question", "answer": "the answer to grade", "guidance": _GUIDANCE,
         "answer_style": _ANSWER_STYLE}, frozenset({"question", "answer"})),
+    PromptKind("eval_judge", "ask the judge to grade a student model's answer 1-10 against the teacher's reference", {
+        "path": _PATH, "question": "the held-out question", "reference": "the teacher's reference answer",
+        "answer": "the student model's answer to grade", "guidance": _GUIDANCE},
+        frozenset({"question", "reference", "answer"})),
 )}
 # Placeholders that are added after the template when it leaves them out, so what they carry always reaches the
 # model: guidance and styles steer every prompt whatever a custom template says.

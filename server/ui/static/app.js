@@ -1,6 +1,7 @@
 // treedistill's review app and progress dashboard. One file for two hosts: inside an MCP Apps host it speaks
 // JSON-RPC over postMessage (tool calls go through the host); opened at /ui/ by `treedistill serve --http` it
-// calls the same tools through the server's JSON endpoint. Model text is only ever set as textContent.
+// calls the same tools through the server's JSON endpoint. Model text is only ever set as textContent, or rendered
+// as sanitised Markdown by markdown.js. The Report view and the dashboard's charts live in report.js.
 "use strict";
 (function () {
   const TERMINAL = ["completed", "completed_with_failures", "cancelled", "failed"];
@@ -33,7 +34,8 @@
   }
   function show(...nodes) { main.replaceChildren(...nodes); resized(); }
   function say(text, error) { statusLine.textContent = text || ""; statusLine.className = error ? "error" : ""; }
-  const fmt = (n) => (typeof n === "number" ? n.toLocaleString("en-US", { maximumFractionDigits: 2 }) : String(n));
+  const NUMBER = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });  // toLocaleString builds one per call
+  const fmt = (n) => (typeof n === "number" ? NUMBER.format(n) : String(n));
   function duration(s) {
     if (s === null || s === undefined) return "–";
     s = Math.round(s); const m = Math.floor(s / 60), hrs = Math.floor(m / 60);
@@ -137,6 +139,10 @@
     }
     if (result.isError || !data) { show(h("p", { class: "muted", text: "The tool returned no data to show." })); return; }
     if (Array.isArray(data.questions) && data.counts) { enterReview(data.project_id, data); return; }
+    if (window.TreedistillEval && window.TreedistillEval.isReport(data)) {  // get_evaluation: the tree by its grades
+      window.TreedistillEval.preselect(data); enterReview(data.project_id); return;
+    }
+    if (data.overall && Array.isArray(data.tags)) { report.render(data); return; }
     if (data.job_id !== undefined && data.job_id !== null) {
       if (data.tags && typeof data.tags === "object") showDashboard(data); else openDashboard(data.job_id);
       return;
@@ -150,7 +156,8 @@
     const links = [h("a", { href: "#", text: "Projects" })];
     if (state.project) {
       links.push(h("a", { href: `#review/${state.project}`, text: "Review" }),
-        h("a", { href: `#jobs/${state.project}`, text: "Jobs" }));
+        h("a", { href: `#pairs/${state.project}`, text: "Pairs" }),
+        h("a", { href: `#jobs/${state.project}`, text: "Jobs" }), h("a", { href: `#report/${state.project}`, text: "Report" }));
     }
     document.getElementById("nav").replaceChildren(...(state.hostMode ? [] : links));
   }
@@ -159,6 +166,8 @@
     const [view, id] = location.hash.replace(/^#/, "").split("/");
     const number = Number(id) || null;
     const shown = view === "review" && number ? enterReview(number)
+      : view === "report" && number ? report.open(number)
+      : view === "pairs" && number ? showPairs(number)
       : view === "dashboard" && number ? openDashboard(number)
         : view === "jobs" ? showJobs(number) : showProjects();
     shown.catch(() => {});  // the status line already says what failed
@@ -190,11 +199,62 @@
       : h("p", { class: "muted", text: "No jobs for this project." }));
   }
 
+  // -- preference pairs: the teacher's answer and the rival response side by side --------------------------
+  const PAIR_FILTERS = [["all", "all pairs"], ["kept", "kept (exported)"], ["rival_chosen", "rival chosen"],
+    ["within_margin", "within the margin"], ["unjudged", "not judged yet"]];
+  const PAIRS_PAGE = 20;
+  async function showPairs(projectId) {
+    if (state.view !== "pairs" || state.project !== projectId) { state.pairFilter = "all"; state.pairOffset = 0; }
+    state.view = "pairs"; state.project = projectId; nav();
+    const visit = state.visit;
+    const data = await call("list_preference_pairs", { project_id: projectId, filter: state.pairFilter,
+      limit: PAIRS_PAGE, offset: state.pairOffset });
+    if (visit !== state.visit) return;
+    const c = data.counts;
+    const filter = h("select", { id: "pair-filter", "aria-label": "filter", onchange: (e) => {
+      state.pairFilter = e.target.value; state.pairOffset = 0; showPairs(projectId); } },
+    PAIR_FILTERS.map(([value, label]) => h("option", { value, selected: value === state.pairFilter, text: label })));
+    const last = Math.min(data.offset + data.pairs.length, data.total);
+    const pager = h("div", { class: "pager" },
+      h("button", { id: "pairs-prev", disabled: data.offset === 0, text: "‹ previous", onclick: () => {
+        state.pairOffset = Math.max(0, data.offset - PAIRS_PAGE); showPairs(projectId); } }),
+      h("span", { id: "pairs-range", text: data.total ? `${data.offset + 1}–${last} of ${data.total}` : "none" }),
+      h("button", { id: "pairs-next", disabled: last >= data.total, text: "next ›", onclick: () => {
+        state.pairOffset = data.offset + PAIRS_PAGE; showPairs(projectId); } }));
+    show(h("h1", { text: "Preference pairs" }),
+      h("div", { id: "pairs-summary", class: "meta", text: `${fmt(c.kept)} kept (${fmt(c.rival_chosen)} with the rival ` +
+        `chosen) · ${fmt(c.within_margin)} within the margin · ${fmt(c.unjudged)} not judged yet` }),
+      h("div", { class: "filters" }, filter), pager,
+      data.pairs.length ? h("div", { id: "pairs" }, data.pairs.map(pairCard)) : h("p", { class: "muted", text:
+        "No pairs here. make_preference_pairs (or auto_distill with preference=true) makes them." }));
+  }
+  function pairCard(p) {
+    const side = (who, label, answer, reasoning, model, score, rationale) => {
+      const verdict = p.chosen === who ? h("span", { class: "badge ok verdict", text: "chosen" })
+        : p.chosen ? h("span", { class: "badge bad verdict", text: "rejected" }) : null;
+      return h("section", { class: `pair-side${p.chosen === who ? " chosen" : ""}`, "data-side": who },
+        h("div", { class: "pair-head" }, h("strong", { text: label }), h("span", { class: "meta", text: model }),
+          h("span", { class: "badge score", text: score === null ? "unscored" : `${score}/10` }), verdict),
+        h("div", { class: "text-block response", text: answer }),
+        reasoning ? h("details", { ontoggle: resized }, h("summary", { text: `Reasoning (${fmt(reasoning.length)} characters)` }),
+          h("div", { class: "text-block reasoning", text: reasoning })) : h("div", { class: "meta", text: "No reasoning." }),
+        rationale ? h("div", { class: "meta rationale", text: `Judge: ${rationale}` }) : null);
+    };
+    const judged = p.judged_at ? ` · judge ${p.judge_model} · margin ${p.margin}` +
+      (p.chosen ? "" : " · within the margin: not exported") : " · not judged yet";
+    return h("article", { class: "pair", "data-qid": p.question_id },
+      h("div", { class: "meta", text: `#${p.question_id} · ${p.tag_path}${judged}` }),
+      h("h2", { class: "text-block", text: p.question }),
+      h("div", { class: "pair-cols" },
+        side("teacher", "Teacher", p.teacher_answer, p.teacher_reasoning, p.teacher_model, p.teacher_score, p.teacher_rationale),
+        side("rival", "Rival", p.rival_answer, p.rival_reasoning, p.rival_model, p.rival_score, p.rival_rationale)));
+  }
+
   // -- review ----------------------------------------------------------------------------------------------
-  async function enterReview(projectId, firstPage) {
+  async function enterReview(projectId, firstPage, tagId) {
     const fresh = state.project !== projectId || state.view !== "review";
     state.view = "review"; state.project = projectId; nav();
-    if (fresh) { state.tag = null; state.offset = 0; state.limit = PAGE; state.sel = -1; state.answer = null; state.styles = {}; }
+    if (fresh) { state.tag = tagId || null; state.offset = 0; state.limit = PAGE; state.sel = -1; state.answer = null; state.styles = {}; }
     state.steeringShown = null;
     const layout = h("div", { class: "cols" }, h("nav", { id: "tree", "aria-label": "tag tree" }),
       h("section", { id: "list" }), h("article", { id: "detail" }));
@@ -224,6 +284,7 @@
       "All questions", h("span", { class: "count", text: fmt(tree.question_count) }));
     const pane = document.getElementById("tree");
     if (pane) pane.replaceChildren(h("ul", {}, h("li", {}, all)), list);
+    if (pane && window.TreedistillEval) await window.TreedistillEval.attach(pane, state.project, call, h).catch(() => {});
     resized();
   }
   function subtreeCount(node) {
@@ -373,8 +434,10 @@
     if (row && scroll !== false) row.scrollIntoView({ block: "nearest" });
     const q = page.questions[index];
     const data = await call("get_answer", { project_id: state.project, question_id: q.id });
+    const dialogue = data.dialogue_turns > 1 ?
+      await call("get_dialogue", { project_id: state.project, question_id: q.id }) : null;
     if (state.sel !== index) return;  // another question was chosen meanwhile
-    state.answer = data;
+    state.answer = data; state.dialogue = dialogue;
     renderDetail();
   }
 
@@ -422,8 +485,9 @@
       const reasoning = h("details", { id: "reasoning-box", open: state.reasoningOpen,
         ontoggle: (e) => { state.reasoningOpen = e.target.open; resized(); } },
         h("summary", { text: `Reasoning (${fmt(answer.reasoning.length)} characters)` }),
-        h("div", { id: "reasoning", class: "text-block", text: answer.reasoning }));
-      parts.push(h("h2", { text: "Answer" }), h("div", { id: "answer", class: "text-block", text: answer.answer }), reasoning,
+        h("div", { id: "reasoning", class: "text-block markdown" }, window.treedistillMarkdown(answer.reasoning)));
+      parts.push(h("h2", { text: "Answer" }),
+        h("div", { id: "answer", class: "text-block markdown" }, window.treedistillMarkdown(answer.answer)), reasoning,
         h("div", { class: "actions" },
           h("button", { id: "edit", onclick: () => { state.editing = true; renderDetail(); }, text: "Edit" }),
           h("button", { id: "regenerate", onclick: (event) => ask(event.currentTarget.parentElement,
@@ -434,9 +498,26 @@
             question_ids: [question.id], rescore: true }), text: "Score with judge" }),
           deleteButton(question)));
     }
+    if (!state.editing) parts.push(...dialogueTurns(state.dialogue));
     if (state.tag) parts.push(tagDeletion());
     pane.replaceChildren(...parts);
     resized();
+  }
+
+  // The later turns of a dialogue (turn 1 is the answer above), each reply's reasoning collapsed.
+  function dialogueTurns(dialogue) {
+    if (!dialogue || (dialogue.turns.length < 2 && !dialogue.ended)) return [];
+    const parts = [h("h2", { id: "dialogue", text: `Dialogue (${dialogue.turns.length} turns)` })];
+    dialogue.turns.slice(1).forEach((turn) => parts.push(h("section", { class: "turn", "data-turn": turn.number },
+      h("div", { class: "meta", text: `Turn ${turn.number} · user` }),
+      h("div", { class: "text-block turn-user", text: turn.user }),
+      h("div", { class: "meta", text: `Turn ${turn.number} · ${turn.model || "assistant"}` }),
+      h("div", { class: "text-block turn-assistant", text: turn.assistant }),
+      h("details", { class: "turn-reasoning", ontoggle: resized },
+        h("summary", { text: `Reasoning (${fmt(turn.reasoning.length)} characters)` }),
+        h("div", { class: "text-block", text: turn.reasoning })))));
+    if (dialogue.ended) parts.push(h("p", { id: "dialogue-ended", class: "muted", text: dialogue.ended }));
+    return parts;
   }
   function deleteButton(question) {
     return h("button", { id: "delete-question", class: "danger", onclick: (event) => ask(
@@ -555,7 +636,7 @@
     const errors = progress.recent_errors || [];
     show(h("h1", {}, `Job ${progress.job_id} `, h("span", { id: "job-status", class: `status-badge ${progress.status}`,
       text: progress.status }), h("span", { class: "muted", text: ` · ${progress.stage}` })),
-    h("div", { id: "stages" }, stages), buttons,
+    h("div", { id: "stages" }, stages), report.trend(progress), buttons,
     h("div", { id: "facts", class: "facts" }, facts.map(([k, v]) => h("div", {}, h("span", { text: k }), v))),
     h("h2", { text: "Recent errors" }), errors.length ? h("ul", { class: "errors", id: "errors" },
       errors.map((e) => h("li", { text: e }))) : h("p", { class: "muted", id: "errors", text: "None." }),
@@ -573,6 +654,13 @@
     const progress = await call(tool, { job_id: state.job });
     if (visit === state.visit) showDashboard(progress);
   }
+
+  // -- the Report view (report.js), given what it needs of the app -------------------------------------------
+  const report = window.treedistillReport({ h, call, show, fmt, state, nav,
+    openReview: (projectId, tagId) => {  // a tag's questions in the review view (no hashchange: pushState)
+      if (!state.hostMode) history.pushState(null, "", `#review/${projectId}`);
+      stopPolling(); state.visit++; state.view = null; enterReview(projectId, null, tagId).catch(() => {});
+    } });
 
   // -- start ----------------------------------------------------------------------------------------------
   async function start() {
