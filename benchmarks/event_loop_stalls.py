@@ -5,7 +5,7 @@
     python benchmarks/event_loop_stalls.py --threshold 0.3 # the loosest threshold the tool accepts
 
 For each size a project gets that many synthetic questions straight through the store (100 per tag, with
-rewordings planted among them). Then engine.curator.find_duplicates runs while, on the same event loop, a
+rewordings planted among them). Then engine.find_duplicates runs while, on the same event loop, a
 ticker coroutine sleeps 5 ms at a time and records how late it wakes up (the longest stall of the loop) and
 get_progress is timed every 20 ms: what every other MCP client of the server would feel. Memory is the
 process's RSS, sampled by the ticker, above what it was before the search.
@@ -120,7 +120,7 @@ class Ticker:
 
 async def find_duplicates(engine: Engine, project_id: int, threshold: float) -> Any:
     """The engine call the find_duplicates tool makes (awaited when it is a coroutine, as it is now)."""
-    result = engine.curator.find_duplicates(project_id, None, threshold, 50)
+    result = engine.find_duplicates(project_id, None, threshold, 50)
     return await result if inspect.isawaitable(result) else result
 
 

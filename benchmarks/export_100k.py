@@ -7,7 +7,7 @@ tags x 100 answered questions, each answer about 800 characters with 1,600 chara
 from a pool of 5,000 texts of seeded random words each (so compressed sizes are not those of one repeated
 sentence).
 Parquet files and the Hugging Face datasets layout (`layout="hf"`: Parquet splits and the dataset card,
-through Engine.publisher.export_layout) are measured beside the JSONL/JSON files.
+through Engine.export_dataset) are measured beside the JSONL/JSON files.
 Each export runs twice through the engine: once timed, with the process's peak resident
 memory (VmHWM, reset before each export on Linux), and once under tracemalloc for the peak Python memory
 it allocates in all threads, which is what would grow if records were collected instead of streamed
@@ -110,16 +110,15 @@ async def run(records: int) -> None:
         print("|---|---|---|---|---|---|---|")
         for name, settings in SCENARIOS.items():
             options = ExportOptions(path="bench-hf" if settings.get("layout") == "hf" else "bench", **settings)
-            export = engine.publisher.export_layout if options.layout == "hf" else engine.curator.export_dataset
             before = rss_mib("VmRSS:")
             reset_peak_rss()
             t0 = time.perf_counter()
-            report = await export(pid, options)
+            report = await engine.export_dataset(pid, options)
             seconds = time.perf_counter() - t0
             rss = f"{before:.0f} -> {rss_mib('VmHWM:'):.0f} MiB" if before else "n/a"
             size = sum(f.bytes for f in report.files)
             tracemalloc.start()
-            await export(pid, options)
+            await engine.export_dataset(pid, options)
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             if report.layout == "hf":

@@ -94,12 +94,22 @@ def default_model_spec(environ: Mapping[str, str], *, teacher: bool = False) -> 
         raise InvalidInput(f"TREEDISTILL_PROVIDER must be 'openai' or 'anthropic', not {provider!r}.")
     return ModelSpec(provider=provider, model=model)
 
+# A job's shape (auto_distill, distill, the auto_distillation prompt): levels of tags grown below the root (or the
+# branch), sub-tags per tag and questions per leaf; bounds and defaults, for every surface.
+MAX_LEVELS = 5
+MAX_PER_LEVEL = 100  # sub-tags per tag, and questions per leaf
+DEFAULT_LEVELS = 2
+DEFAULT_TAGS_PER_LEVEL = 10
+DEFAULT_QUESTIONS_PER_TAG = 10
+
 # Trees people bring (import_tree, add_tags, rename_tag): at most this many tags per import, this many characters
-# per name and per outline, and this depth counted from the topic root (auto_distill grows at most 5 levels).
+# per name and per outline, and this depth counted from the topic root (auto_distill grows at most MAX_LEVELS).
 MAX_IMPORT_TAGS = 20_000
 MAX_TAG_NAME_CHARS = 200
 MAX_IMPORT_CHARS = 4_000_000
 MAX_TAG_DEPTH = 12
+MAX_HOLD_OUT_RATIO = 0.5  # the largest share of a project's questions hold_out sets aside
+
 # dataset_report(breakdown="tags") lists every tag of its scope: at most this many (the Report view's treemap).
 MAX_REPORT_TAGS = 2_000  # about 1 KB of JSON a tag; more cells than a treemap can show
 

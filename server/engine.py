@@ -10,24 +10,35 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_MAX_CONCURRENCY, LARGE_PLAN_CALLS, MAX_NAME_CHARS,
-                                       MAX_TOPIC_CHARS, batch_poll_seconds, default_model_spec, heartbeat_timeout,
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_LEVELS, DEFAULT_MAX_CONCURRENCY,
+                                       DEFAULT_QUESTIONS_PER_TAG, DEFAULT_TAGS_PER_LEVEL, LARGE_PLAN_CALLS,
+                                       MAX_NAME_CHARS, MAX_TOPIC_CHARS, batch_poll_seconds, default_model_spec,
+                                       heartbeat_timeout,
                                        confirm_cost_above as confirm_cost_above_from)
-from treedistill.server.curator import Curator
+from treedistill.server.answer_edits import AnswerEdits
+from treedistill.server.deletion import Deletion
+from treedistill.server.duplicate_search import DuplicateSearch, Progress
+from treedistill.server.exporter import Exporter
+from treedistill.server.handwritten import HandwrittenQuestions
+from treedistill.server.judging import Judging
 from treedistill.server.dialogue_models import Dialogue
 from treedistill.server.dialogues import check_turns, next_turn
 from treedistill.server.evaluation import EvalSplit, EvaluationStarted, Evaluations, FocusTag
-from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationList, EvaluationReport
+from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationList, EvaluationReport, evaluation_report
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
 from treedistill.server.preference import PairOptions, PairPage, PairReport, PreferenceMaker, Progress as PairProgress
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
+from treedistill.server.export.writer import ExportOptions, ExportReport
 from treedistill.server.quality import DatasetQuality
 from treedistill.server.publish import Publisher
+from treedistill.server.push_follow import push_and_follow
+from treedistill.server.push_models import PushState
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.review import DuplicateGroups, ReviewPage, review_page
 from treedistill.server.models import (
     GUIDANCE_LIMIT,
     Answer,
+    CuratedAnswer,
     AnswerStyle,
     BatchOptions,
     BatchProgress,
@@ -46,16 +57,20 @@ from treedistill.server.scheduling.planner import plan_job
 from treedistill.server.scheduling.progress import stored_job_progress
 from treedistill.server.scheduling.rate_gate import pacing_state
 from treedistill.server.store.prompts import PromptStore
+from treedistill.server.text.judge import ScoreReport
+from treedistill.server.text.near_dup import DuplicateReport
 from treedistill.server.text.prompts import LANGUAGES, Steering, template_of
 from treedistill.server.text.prompts.templates import KINDS, prompt_kind, template_version, validate_template
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database, open_reader
-from treedistill.server.store.dialogues import DialogueStore
-from treedistill.server.store.workers import WorkerRegistry
-from treedistill.server.tree_editor import TreeEditor
+from treedistill.server.models import DeletionCounts
 from treedistill.server.semantic import SemanticDuplicates, checked_semantic_settings
+from treedistill.server.store.dialogues import DialogueStore
+from treedistill.server.store.evaluation import EvaluationStore
+from treedistill.server.store.workers import WorkerRegistry
 from treedistill.server.text.semantic_dup import DEFAULT_THRESHOLD as SEMANTIC_THRESHOLD
+from treedistill.server.tree_editor import TreeEditor, TreeMerge
 from treedistill.server.scheduling.work import WorkContext
 
 log = logging.getLogger("treedistill.engine")
@@ -87,8 +102,7 @@ class Engine:
     async def start(self) -> Engine:
         """Open the database, join the processes working on it, and take up unfinished work (other
         treedistill processes may share the database: limits and jobs hold across all of them)."""
-        self.store = Store(open_database(self.db_path))
-        self.queue = WorkQueue(self.store, self._options["heartbeat_timeout"])
+        self._open_parts(Store(open_database(self.db_path)))
         self.caller = LLMCaller(self.queue, self.environ, self._options["requests_per_minute"],
                                 self._options["tokens_per_minute"])
         self.workers = WorkerRegistry(self.store, self.role, self._options["heartbeat_timeout"])
@@ -96,17 +110,13 @@ class Engine:
                                    max_attempts=self._options["max_attempts"],
                                    retry_base_delay=self._options["retry_base_delay"],
                                    batch_poll_seconds=self._options["batch_poll_seconds"])
-        self.curator = Curator(self.store, self.queue, self.scheduler, self.caller, self.db_path,
-                               allow_any_export_path=self.allow_any_export_path,
+        self.judging = Judging(self.store, self.queue, self.scheduler, self.caller,
                                heartbeat_seconds=self.heartbeat_seconds)
-        self.trees = TreeEditor(self.store, self.db_path)
         self.semantic = SemanticDuplicates(self.store, self.queue, self.scheduler, self.caller, self.db_path,
                                            self.heartbeat_seconds)
         self.preference = PreferenceMaker(self.store, self.queue, self.scheduler, self.caller, self.heartbeat_seconds)
         self.evaluations = Evaluations(self.store, self.queue, self.scheduler, self.caller)
-        self.quality = DatasetQuality(self.store, self.db_path, allow_any_export_path=self.allow_any_export_path)
-        self.publisher = Publisher(self.store, self.db_path, self.environ, self.workers.id,
-                                   allow_any_export_path=self.allow_any_export_path)
+        self.publisher = self._publisher(self.workers.id)
         self.scheduler.start()
         self.publisher.resume_orphans()  # after the scheduler's start has forgotten the dead workers
         self._push_watch = asyncio.create_task(self.publisher.watch(self.workers.interval), name="push-watch")
@@ -115,12 +125,44 @@ class Engine:
         asyncio.get_running_loop().call_later(PRICE_PRELOAD_DELAY, preload_in_background)
         return self
 
+    def open_local(self, *, write: bool = False) -> Engine:
+        """Open the database for a command that calls no model: no scheduler, no LLM client, no worker registered
+        (the CLI's projects, progress, report, export, push and tree). Read-only unless `write` (tree import);
+        safe while a server or a distill works on the same database. Close it with close_local()."""
+        self._open_parts(Store(open_database(self.db_path)) if write else Store.reader(self.db_path))
+        self.publisher = self._publisher("local")  # exports a layout; a push from the CLI runs as its own worker
+        return self
+
+    def close_local(self) -> None:
+        self.store.close()
+
+    def _open_parts(self, store: Store) -> None:
+        """The parts that need the database only."""
+        self.store = store
+        self.queue = WorkQueue(store, self._options["heartbeat_timeout"])
+        self.edits = AnswerEdits(store)
+        self.deletion = Deletion(store)
+        self.handwritten = HandwrittenQuestions(store)
+        self.duplicate_search = DuplicateSearch(store, self.db_path)
+        self.exporter = Exporter(store, self.db_path, allow_any_export_path=self.allow_any_export_path)
+        self.trees = TreeEditor(store, self.db_path)
+        self.quality = DatasetQuality(store, self.db_path, allow_any_export_path=self.allow_any_export_path)
+
+    def push_and_follow(self, project: Project, repo_id: str, private: bool, folder: Path,
+                        commit_message: str | None, say: Callable[[str], None]) -> PushState:
+        """A push run by this (local, serverless) process as a worker of its own, followed to its end."""
+        return push_and_follow(self.store, self.db_path, self.environ, project, repo_id, private, folder,
+                               commit_message, say)
+
+    def _publisher(self, owner: str) -> Publisher:
+        return Publisher(self.store, self.db_path, self.environ, owner, allow_any_export_path=self.allow_any_export_path)
+
     async def close(self) -> None:
         self._push_watch.cancel()
         await asyncio.gather(self._push_watch, return_exceptions=True)
         await self.scheduler.close()
         await self.caller.aclose()
-        self.store.db.conn.close()
+        self.store.close()
 
     # -- projects --------------------------------------------------------------------------
 
@@ -240,6 +282,15 @@ class Engine:
     def get_project(self, project_id: int) -> Project:
         return self.store.get_project(project_id)
 
+    def get_tag(self, project_id: int, tag_id: int) -> Tag:
+        return self.store.get_tag(project_id, tag_id)
+
+    def project_named(self, name: str) -> Project | None:
+        """The project with this name (names are unique, case-insensitively), if any."""
+        wanted = name.strip().casefold()
+        summary = next((p for p in self.store.list_projects() if p.name.casefold() == wanted), None)
+        return None if summary is None else self.store.get_project(summary.id)
+
     # -- manual steps ------------------------------------------------------------------------
 
     async def generate_tags(self, project_id: int, parent_tag_id: int | None, count: int,
@@ -349,13 +400,85 @@ class Engine:
                           score_below: int | None = None, limit: int = 200, offset: int = 0,
                           styles: dict[str, str | None] | None = None) -> ReviewPage:
         """A page of questions with their review state, filtered server-side (see treedistill.server.review)."""
-        return await review_page(self.store, self.curator, project_id, tag_id, kind, score_below, limit, offset,
-                                 self.duplicate_groups, styles)
+        return await review_page(self.store, self.duplicate_search, project_id, tag_id, kind, score_below, limit,
+                                 offset, self.duplicate_groups, styles)
+
+    # -- trees people bring and edit (no model call) -------------------------------------------
+
+    async def import_tree(self, project_id: int, content: str, fmt: str, parent_tag_id: int | None = None,
+                          dry_run: bool = False) -> TreeMerge:
+        """Merge an outline (markdown, text or json) under a tag, in a worker thread with its own connection."""
+        return await self.trees.import_off_loop(project_id, content, fmt, parent_tag_id, dry_run)
+
+    def export_tree(self, project_id: int, fmt: str, tag_id: int | None = None) -> tuple[str, int]:
+        return self.trees.export_tree(project_id, fmt, tag_id)
+
+    def add_tags(self, project_id: int, parent_tag_id: int | None, names: list[str]) -> TreeMerge:
+        return self.trees.add_tags(project_id, parent_tag_id, names)
+
+    def rename_tag(self, project_id: int, tag_id: int, name: str) -> Tag:
+        return self.trees.rename_tag(project_id, tag_id, name)
+
+    def move_tag(self, project_id: int, tag_id: int, new_parent_tag_id: int | None) -> Tag:
+        return self.trees.move_tag(project_id, tag_id, new_parent_tag_id)
+
+    # -- review ----------------------------------------------------------------------------
+
+    def get_question_with_answer(self, project_id: int, question_id: int) -> tuple[Question, CuratedAnswer | None]:
+        """A question and its answer with the review state (None while it is unanswered)."""
+        return self.edits.get_question_with_answer(project_id, question_id)
+
+    def update_answer(self, project_id: int, question_id: int, answer: str | None = None,
+                      reasoning: str | None = None) -> CuratedAnswer:
+        return self.edits.update_answer(project_id, question_id, answer, reasoning)
+
+    def rate_item(self, project_id: int, question_id: int, rating: int | None) -> CuratedAnswer:
+        return self.edits.rate_item(project_id, question_id, rating)
+
+    def confirm_items(self, project_id: int, question_ids: list[int], confirmed: bool = True) -> list[int]:
+        return self.edits.confirm_items(project_id, question_ids, confirmed)
+
+    def delete_tag(self, project_id: int, tag_id: int, confirm: bool = False) -> tuple[Tag, DeletionCounts, bool]:
+        """What deleting a tag's subtree removes; deletes it only with confirm. Returns (tag, counts, deleted)."""
+        return self.deletion.delete_tag(project_id, tag_id, confirm)
+
+    def delete_questions(self, project_id: int, question_ids: list[int]) -> DeletionCounts:
+        return self.deletion.delete_questions(project_id, question_ids)
+
+    def add_questions(self, project_id: int, tag_id: int, texts: list[str],
+                      allow_near_duplicates: bool = False) -> tuple[Tag, list[Question], list[str], list[str]]:
+        """Store hand-written questions; returns (tag, added, exact duplicates, near-duplicates) - skipped ones."""
+        return self.handwritten.add_questions(project_id, tag_id, texts, allow_near_duplicates)
+
+    async def find_duplicates(self, project_id: int, tag_id: int | None, threshold: float, limit: int,
+                              progress: Progress | None = None, method: str = "lexical",
+                              semantic_threshold: float | None = None) -> DuplicateReport:
+        """Groups of near-duplicate questions across the project (or a subtree), searched off the event loop:
+        by shared words (lexical), by embedding (semantic, with the project's embedding model) or both."""
+        if method == "lexical":
+            return await self.duplicate_search.find_duplicates(project_id, tag_id, threshold, limit, progress)
+        return await self.semantic.find_duplicates(project_id, tag_id, method, threshold, semantic_threshold, limit)
+
+    async def score_answers(self, project_id: int, question_ids: list[int] | None = None, tag_id: int | None = None,
+                            rescore: bool = False, limit: int = 100, judge_model: ModelSpec | None = None,
+                            progress: Progress | None = None, batch: bool = False) -> ScoreReport:
+        """The judge model's 1-10 scores of up to `limit` answers (with `batch`, once its calls are queued)."""
+        return await self.judging.score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
+                                                progress, batch)
+
+    # -- export ----------------------------------------------------------------------------
+
+    async def export_dataset(self, project_id: int, options: ExportOptions) -> ExportReport:
+        """Write the project's records as a fine-tuning file, or (layout='hf') a Hugging Face datasets folder."""
+        if options.layout == "hf":
+            return await self.publisher.export_layout(project_id, options)
+        return await self.exporter.export_file(project_id, options)
 
     # -- jobs --------------------------------------------------------------------------------
 
-    async def auto_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
-                           questions_per_tag: int = 10, answer: bool = True,
+    async def auto_distill(self, project_id: int, levels: int = DEFAULT_LEVELS,
+                           tags_per_level: int = DEFAULT_TAGS_PER_LEVEL,
+                           questions_per_tag: int = DEFAULT_QUESTIONS_PER_TAG, answer: bool = True,
                            confirm_large: bool = False, batch: BatchOptions | None = None, *,
                            tag_id: int | None = None, grow: bool = True,
                            guidance: str | None = None, question_styles: QuestionStyles | None = None,
@@ -417,8 +540,9 @@ class Engine:
                  job["planned_answers"])
         return job, True
 
-    async def estimate_distill(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
-                               questions_per_tag: int = 10, answer: bool = True,
+    async def estimate_distill(self, project_id: int, levels: int = DEFAULT_LEVELS,
+                               tags_per_level: int = DEFAULT_TAGS_PER_LEVEL,
+                               questions_per_tag: int = DEFAULT_QUESTIONS_PER_TAG, answer: bool = True,
                                batch: BatchOptions | None = None, *, tag_id: int | None = None,
                                grow: bool = True, pairs: PairOptions | None = None, focus_run: int | None = None,
                                extra_questions: int = 0, turns: int = 1) -> PlanEstimate:
@@ -436,8 +560,9 @@ class Engine:
             params["preference"] = self.preference.job_params(project, pairs, answer)
         return await asyncio.to_thread(estimate_top_up, self.db_path, project, params, self.environ)
 
-    async def plan_confirmation(self, project_id: int, levels: int = 2, tags_per_level: int = 10,
-                                questions_per_tag: int = 10, answer: bool = True,
+    async def plan_confirmation(self, project_id: int, levels: int = DEFAULT_LEVELS,
+                                tags_per_level: int = DEFAULT_TAGS_PER_LEVEL,
+                                questions_per_tag: int = DEFAULT_QUESTIONS_PER_TAG, answer: bool = True,
                                 batch: BatchOptions | None = None, *, tag_id: int | None = None,
                                 grow: bool = True, pairs: PairOptions | None = None, focus_run: int | None = None,
                                 extra_questions: int = 0,
@@ -472,7 +597,8 @@ class Engine:
 
     def get_evaluation(self, run_id: int, compare_to: int | None = None,
                        pass_mark: int = DEFAULT_PASS_MARK) -> EvaluationReport:
-        return self.evaluations.report(run_id, compare_to=compare_to, pass_mark=pass_mark)
+        """An evaluation run's results, overall and per tag (and against `compare_to`); reads the database only."""
+        return evaluation_report(EvaluationStore(self.store), run_id, compare_to=compare_to, pass_mark=pass_mark)
 
     def list_evaluations(self, project_id: int) -> EvaluationList:
         return self.evaluations.list_runs(project_id)
@@ -498,7 +624,7 @@ class Engine:
         states = (pacing_state(self.caller.pacing.get(self.caller.endpoint(spec)))
                   for spec in (project.question_model, project.answer_model))
         progress.pacing = next((state for state in states if state), None)
-        batches = self.caller.batches.job_summary(job_id)
+        batches = self.caller.batch_store.job_summary(job_id)
         progress.batches = None if batches is None else BatchProgress(**batches)
         progress = with_job_prices(progress, project, self.environ)
         progress.waiting_for = self._waiting_for(progress)
@@ -507,6 +633,16 @@ class Engine:
             progress = progress.model_copy(update={"status": "failed", "stage": "failed",
                                                    "recent_errors": [fault, *progress.recent_errors]})
         return progress
+
+    def stored_progress(self, job_id: int) -> JobProgress:
+        """A job's progress as the database holds it, priced: what any process sees (a local engine's progress;
+        get_progress adds what this process knows: pacing, batches, faults)."""
+        progress = stored_job_progress(self.queue, job_id)
+        return with_job_prices(progress, self.store.get_project(progress.project_id), self.environ)
+
+    def stored_jobs(self, last: int) -> list[JobProgress]:
+        """The stored progress of the `last` jobs started, oldest first."""
+        return [self.stored_progress(job["id"]) for job in self.queue.list_jobs()[-last:]]
 
     def _waiting_for(self, progress: JobProgress) -> str | None:
         """Why a running job with nothing in flight makes no progress here: an endpoint it is pinned to that this
@@ -539,7 +675,7 @@ class Engine:
         job = self.queue.get_job(job_id)
         if job["status"] in ("queued", "running", "failed"):
             self.queue.set_job_status(job_id, "cancelled")
-            self.scheduler.batches.wake()  # its batches in flight are cancelled at the provider
+            self.scheduler.batch_runner.wake()  # its batches in flight are cancelled at the provider
             log.info("job %s cancelled", job_id)
         return self.get_progress(job_id)
 
@@ -645,7 +781,7 @@ def estimate_top_up(db_path: str | Path, project: Project, params: dict[str, Any
         except _Undo:
             return estimate
     finally:
-        db.conn.close()
+        store.close()
 
 
 def _batch_specs(project: Project, batch: BatchOptions, answer: bool) -> list[ModelSpec]:
@@ -709,7 +845,7 @@ def _plan_job(db_path: str, project_id: int, params: dict[str, Any], worker_id: 
         for start in range(0, len(plan.items), PLAN_CHUNK):
             with store.transaction():
                 queue.add_job_items(project_id, job_id, plan.items[start:start + PLAN_CHUNK])
-        store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in the event loop's next write
+        store.checkpoint()  # here, not in the event loop's next write
         return job_id, estimate
     finally:
-        store.db.conn.close()
+        store.close()

@@ -18,7 +18,25 @@ class TreedistillError(Exception):
 
 
 class NotFound(TreedistillError):
-    """A project, tag, question or job that does not exist."""
+    """A project, tag, question or job that does not exist.
+
+    Raised with `kind` and `ident` (and `project_id` where the id is looked up in a project), the message is the
+    bare fact and each edge adds how its user finds the right id (tools/common.py, server/cli/main.py)."""
+
+    def __init__(self, message: str | None = None, *, kind: str | None = None, ident: object = None,
+                 project_id: int | None = None) -> None:
+        self.kind = kind
+        self.ident = ident
+        self.project_id = project_id
+        if message is None:
+            where = "" if project_id is None else f" in project {project_id}"
+            message = f"No {kind} with id {ident}{where}."
+        super().__init__(message)
+
+    def with_next_step(self, steps: dict[str, str]) -> str:
+        """The message with the edge's next step for this kind of id (`steps`: kind -> words), when it has one."""
+        step = steps.get(self.kind or "")
+        return f"{str(self).removesuffix('.')}; {step}." if step else str(self)
 
 
 class InvalidInput(TreedistillError):

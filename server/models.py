@@ -188,6 +188,17 @@ class CuratedAnswer(Answer):
     edited_at: str | None = Field(None, description="When a reviewer last edited the answer or reasoning")
 
 
+class DeletionCounts(BaseModel):
+    """What a deletion removes (or would remove)."""
+
+    tags: int = 0
+    questions: int = 0
+    answers: int = 0
+
+
+ReviewFilter = Literal["all", "unanswered", "answered", "unrated", "unconfirmed", "score_below", "near_duplicates"]
+
+
 class KindProgress(BaseModel):
     done: int = 0
     total: int = 0

@@ -7,13 +7,14 @@ import asyncio
 from pydantic import BaseModel, Field
 
 from treedistill.server.dataset_report import Breakdown, DatasetReport, build_report
+from treedistill.server.config import MAX_HOLD_OUT_RATIO
 from treedistill.server.errors import InvalidInput, NotFound
 from treedistill.server.export.reference_files import read_reference_files
 from treedistill.server.export.writer import project_export_dir
-from treedistill.server.store.catalog import Store, open_reader
+from treedistill.server.store.catalog import Store
 from treedistill.server.store.contamination import EVAL_SOURCE, ContaminationStore
 from treedistill.server.store.curation import CurationStore
-from treedistill.server.store.holdout import HOLD_OUT_BY, MAX_HOLD_OUT_RATIO, HoldOutRule, HoldoutStore
+from treedistill.server.store.holdout import HOLD_OUT_BY, HoldOutRule, HoldoutStore
 from treedistill.server.text.ngrams import DEFAULT_NGRAM, MIN_WORDS, NgramIndex, words
 
 MAX_NGRAM = 50
@@ -103,13 +104,13 @@ class DatasetQuality:
 
         def search() -> tuple[list[SourceChecked], list[tuple[int, str, str, str]], int]:
             references = read_reference_files(export_dir, files or [], field, self.allow_any_export_path)
-            reader = ContaminationStore(Store(open_reader(self.db_path)))
+            reader = ContaminationStore(Store.reader(self.db_path))
             try:
                 if against_eval:
                     references = {EVAL_SOURCE: reader.eval_questions(project_id), **references}
                 return _search(reader, project_id, references, ngram)
             finally:
-                reader.db.conn.close()
+                reader.store.close()
 
         sources, found, checked = await asyncio.to_thread(search)
         with self.store.transaction():
@@ -131,14 +132,14 @@ class DatasetQuality:
 def report_from_database(db_path: str, project_id: int, tag_id: int | None, near_duplicates: bool,
                          breakdown: Breakdown = "children") -> DatasetReport:
     """The dataset report on a read-only connection of its own (the CLI's and the tool's). Raises NotFound."""
-    reader = Store(open_reader(db_path))
+    reader = Store.reader(db_path)
     try:
         reader.get_project(project_id)
         if tag_id is not None:
             reader.get_tag(project_id, tag_id)
         return build_report(reader, project_id, tag_id, near_duplicates, breakdown)
     finally:
-        reader.db.conn.close()
+        reader.close()
 
 
 def _search(reader: ContaminationStore, project_id: int, references: dict[str, list[str]],

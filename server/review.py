@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from treedistill.server.curator import Curator
+from treedistill.server.duplicate_search import DuplicateSearch
 from treedistill.server.errors import InvalidInput
 from treedistill.server.models import AnswerStyle, QuestionStyles
 from treedistill.server.store.catalog import Store
@@ -79,14 +79,14 @@ class DuplicateGroups:
         self.size = size
         self._reports: dict[tuple[int, int | None, float], tuple[tuple[int, int], list[list[int]], int]] = {}
 
-    async def groups(self, queries: ReviewQueries, curator: Curator, project_id: int, tag_id: int | None,
+    async def groups(self, queries: ReviewQueries, search: DuplicateSearch, project_id: int, tag_id: int | None,
                      threshold: float) -> tuple[list[list[int]], int]:
         """(member ids of the listed groups, groups found)."""
         key, version = (project_id, tag_id, threshold), queries.question_version(project_id, tag_id)
         cached = self._reports.get(key)
         if cached is not None and cached[0] == version:
             return cached[1], cached[2]
-        report = await curator.find_duplicates(project_id, tag_id, threshold, MAX_DUPLICATE_GROUPS)
+        report = await search.find_duplicates(project_id, tag_id, threshold, MAX_DUPLICATE_GROUPS)
         listed = [[member.question_id for member in group.questions] for group in report.groups]
         self._reports.pop(key, None)
         while len(self._reports) >= self.size:
@@ -95,7 +95,7 @@ class DuplicateGroups:
         return listed, report.group_count
 
 
-async def review_page(store: Store, curator: Curator, project_id: int, tag_id: int | None = None,
+async def review_page(store: Store, search: DuplicateSearch, project_id: int, tag_id: int | None = None,
                       kind: str = "all", score_below: int | None = None, limit: int = 200,
                       offset: int = 0, duplicates: DuplicateGroups | None = None,
                       styles: dict[str, str | None] | None = None) -> ReviewPage:
@@ -111,7 +111,7 @@ async def review_page(store: Store, curator: Curator, project_id: int, tag_id: i
     counts = queries.counts(project_id, tag_id, score_below)
     groups_found = groups_listed = None
     if kind == "near_duplicates":
-        groups, groups_found = await (duplicates or DuplicateGroups()).groups(queries, curator, project_id, tag_id,
+        groups, groups_found = await (duplicates or DuplicateGroups()).groups(queries, search, project_id, tag_id,
                                                                               DEFAULT_THRESHOLD)
         groups_listed = len(groups)
         total, rows = _duplicate_rows(queries, project_id, groups, limit, offset)

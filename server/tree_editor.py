@@ -1,7 +1,7 @@
 """Trees people bring and edit: import an outline, export the tree, add, rename and move tags.
 
 The same duplicate rule as generated tags holds everywhere: siblings never share a name after normalisation
-(`text/dedup.py`). A tag with work queued or running below it is not edited (`curator.refuse_open_work`, the
+(`text/dedup.py`). A tag with work queued or running below it is not edited (`deletion.refuse_open_work`, the
 check delete_tag makes). An import is one transaction: all of it or nothing.
 """
 
@@ -13,7 +13,7 @@ import sqlite3
 from pydantic import BaseModel, Field
 
 from treedistill.server.config import MAX_TAG_DEPTH
-from treedistill.server.curator import refuse_open_work
+from treedistill.server.deletion import refuse_open_work
 from treedistill.server.errors import InvalidInput
 from treedistill.server.models import Tag
 from treedistill.server.store.catalog import PATH_SEPARATOR, Store, connect
@@ -65,7 +65,7 @@ class TreeEditor:
             try:
                 return TreeEditor(store).import_tree(project_id, content, fmt, parent_tag_id, dry_run)
             finally:
-                store.db.conn.close()
+                store.close()
 
         return await asyncio.to_thread(run)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from mcp import Client
 
 from treedistill.server.app import create_server
+from treedistill.server.engine import Engine
 from tests.standin_llm import StandinLLM
 
 FAKE_OPENAI_KEY = "sk-FAKE-SECRET-openai-7f3a9c"
@@ -62,6 +63,22 @@ async def client(request: pytest.FixtureRequest, server) -> AsyncIterator[Client
     """An SDK client connected in-process, once per protocol era."""
     async with Client(server, mode=request.param) as connected:
         yield connected
+
+
+@pytest.fixture
+async def started(db_path: Path, env: dict[str, str]) -> AsyncIterator[Callable[..., Awaitable[Engine]]]:
+    """Start engines on the test's database and environment (Engine options as keywords); all are closed after
+    the test, last started first."""
+    engines: list[Engine] = []
+
+    async def start(**options: object) -> Engine:
+        engine = await Engine(db_path, env, **options).start()
+        engines.append(engine)
+        return engine
+
+    yield start
+    for engine in reversed(engines):
+        await engine.close()
 
 
 def subprocess_env(env: dict[str, str], db_path: Path) -> dict[str, str]:

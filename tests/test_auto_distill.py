@@ -8,25 +8,10 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
+from tests.drive import stored
 
 pytestmark = pytest.mark.anyio
-
-
-def stored(db_path) -> dict[str, int]:
-    """Counts of what the database holds, and duplicate checks."""
-    with sqlite3.connect(db_path) as conn:
-        one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
-        return {
-            "tags": one("SELECT COUNT(*) FROM tags"),
-            "leaves": one("SELECT COUNT(*) FROM tags t WHERE NOT EXISTS (SELECT 1 FROM tags c WHERE c.parent_id = t.id)"),
-            "questions": one("SELECT COUNT(*) FROM questions"),
-            "answers": one("SELECT COUNT(*) FROM answers"),
-            "distinct_questions": one("SELECT COUNT(DISTINCT lower(text)) FROM questions"),
-            "sibling_dupes": one("SELECT COUNT(*) FROM (SELECT 1 FROM tags GROUP BY parent_id, lower(name)"
-                                 " HAVING COUNT(*) > 1)"),
-            "empty_reasoning": one("SELECT COUNT(*) FROM answers WHERE reasoning = ''"),
-        }
 
 
 async def run_job(client: Client, project_id: int, **plan) -> dict:

@@ -13,9 +13,9 @@ import sqlite3
 import pytest
 from mcp import Client
 
-from tests.test_auto_distill import stored
+from tests.drive import stored
 from tests.test_engine_truth import settle
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
 from treedistill.server.app import create_server
 from treedistill.server.engine import Engine
 from treedistill.server.models import TERMINAL_STATUSES, BatchOptions, ModelSpec
@@ -247,7 +247,7 @@ def submitted_batches(db_path) -> int:
 def test_kill_9_right_after_a_submission_then_restart_never_submits_again(db_path, batch_env, llm):
     """`treedistill distill --batch` killed with SIGKILL while its batch is in flight; the same command picks the
     batch up from the database, polls it and finishes: every answer submitted once and paid once."""
-    from tests.test_cli import cli, start_cli, wait_until
+    from tests.drive import cli, start_cli, wait_until
 
     llm.configure(batch_turnaround=2.0)
     command = ["distill", "Chess", "--levels", "1", "--tags", "2", "--questions", "2", "--batch", "--batch-wait", "0.1"]

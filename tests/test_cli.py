@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,19 +18,10 @@ from treedistill.server.cli.doctor import run_doctor
 from treedistill.server.cli.progress import LiveProgress
 from treedistill.server.models import JobProgress, KindProgress
 from tests.conftest import FAKE_OPENAI_KEY, ROOT, subprocess_env, treedistill_command
+from tests.drive import cli, one_error_line, start_cli, wait_until
 
 CHESS = ["distill", "Chess", "--levels", "2", "--tags", "4", "--questions", "1", "--concurrency", "2"]
 CHESS_CALLS = 1 + 4 + 16 + 16  # root and 4 inner expansions, 16 leaf question calls, 16 answers
-
-
-def cli(env: dict[str, str], db_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([*treedistill_command(), *args], env=subprocess_env(env, db_path), capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def start_cli(env: dict[str, str], db_path: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([*treedistill_command(), *args], env=subprocess_env(env, db_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def stored(db_path: Path) -> dict[str, int]:
@@ -44,21 +34,6 @@ def stored(db_path: Path) -> dict[str, int]:
             except sqlite3.OperationalError:  # not migrated yet
                 counts[table] = 0
     return counts
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
-def one_error_line(stderr: str) -> str:
-    assert "Traceback" not in stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("treedistill: error: ")
-    return lines[0]
 
 
 def test_distill_resumes_after_ctrl_c_and_after_a_crash(env, db_path, llm):

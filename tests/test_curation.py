@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
-from tests.test_auto_distill import stored
-from tests.test_export import distilled_project
-from tests.test_manual_tools import call, call_error
+from tests.drive import stored
+from tests.drive import distilled_project
+from tests.drive import call, call_error
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 
 from tests.test_holdout import distill
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
 from treedistill.server.export.writer import project_export_dir
 from treedistill.server.store.catalog import Store, open_reader
 from treedistill.server.store.report import ReportQueries

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 
 from tests.test_holdout import exported_questions
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
 from treedistill.server.export.writer import project_export_dir
 
 pytestmark = pytest.mark.anyio
@@ -48,14 +48,14 @@ def make_project(engine, rng: random.Random) -> tuple[int, list[int], list[int]]
         leaf_a, leaf_b = store.insert_tags(project.id, None, ["Leaf A", "Leaf B"])
     ids = []
     for leaf in (leaf_a, leaf_b):
-        _, added, _, _ = engine.curator.add_questions(project.id, leaf.id, [distinct_question(rng) for _ in range(20)])
+        _, added, _, _ = engine.add_questions(project.id, leaf.id, [distinct_question(rng) for _ in range(20)])
         ids.append([question.id for question in added])
     return project.id, ids[0], ids[1]
 
 
 def add(engine, project_id: int, tag_path: str, texts: list[str]) -> list[int]:
     tag = next(tag for tag in engine.store.all_tags(project_id) if tag.path == tag_path)
-    _, added, _, _ = engine.curator.add_questions(project_id, tag.id, texts, allow_near_duplicates=True)
+    _, added, _, _ = engine.add_questions(project_id, tag.id, texts, allow_near_duplicates=True)
     assert len(added) == len(texts)
     return [question.id for question in added]
 
@@ -161,7 +161,7 @@ async def test_chinese_text_is_matched_by_characters(started, db_path):
     with engine.store.transaction():
         (leaf,) = engine.store.insert_tags(project.id, None, ["光合作用"])
     bench = "光合作用中叶绿素主要吸收哪些波长的光，为什么植物看起来是绿色的？"
-    _, added, _, _ = engine.curator.add_questions(project.id, leaf.id, [f"请解释：{bench[:-1]}", "什么是卡尔文循环？"])
+    _, added, _, _ = engine.add_questions(project.id, leaf.id, [f"请解释：{bench[:-1]}", "什么是卡尔文循环？"])
     export_dir = project_export_dir(db_path, project.id)
     export_dir.mkdir(parents=True, exist_ok=True)
     (export_dir / "zh.jsonl").write_text(json.dumps(bench, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -12,7 +12,7 @@ from mcp import Client
 from mcp_types import ElicitRequestParams, ElicitResult
 
 from treedistill.server.app import create_server
-from tests.test_manual_tools import call, call_error, table_counts
+from tests.drive import call, call_error, table_counts
 
 pytestmark = pytest.mark.anyio
 

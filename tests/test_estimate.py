@@ -9,8 +9,8 @@ import pytest
 from mcp import Client
 
 from tests.test_auto_distill import run_job
-from tests.test_cli import cli, one_error_line
-from tests.test_manual_tools import call, call_error
+from tests.drive import cli, one_error_line
+from tests.drive import call, call_error
 from treedistill.server.app import create_server
 
 pytestmark = pytest.mark.anyio

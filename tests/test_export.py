@@ -11,29 +11,12 @@ import pytest
 from mcp import Client
 
 from treedistill.server.app import create_server
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
+from tests.drive import distilled_project, read_records
 
 pytestmark = pytest.mark.anyio
 
 SYSTEM = "You are a sports expert."
-
-
-async def distilled_project(client: Client, name: str = "Sports") -> int:
-    """A project of 2 top tags x 2 leaves x 3 answered questions (12 records in 4 leaf tags)."""
-    project = await call(client, "create_project", name=name, max_concurrency=4)
-    started = await call(client, "auto_distill", project_id=project["id"], levels=2, tags_per_level=2,
-                         questions_per_tag=3)
-    progress = await call(client, "get_progress", job_id=started["job_id"], wait_seconds=30)
-    assert progress["status"] == "completed" and progress["answers"]["done"] == 12
-    return project["id"]
-
-
-def read_records(path: str | Path) -> list[dict]:
-    """Parse an exported file back: JSONL, or a JSON array."""
-    text = Path(path).read_text(encoding="utf-8")
-    if Path(path).suffix == ".json":
-        return json.loads(text)
-    return [json.loads(line) for line in text.splitlines()]
 
 
 async def export(client: Client, project_id: int, **options) -> tuple[dict, list[dict]]:

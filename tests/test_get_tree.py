@@ -8,7 +8,7 @@ import json
 import pytest
 from mcp import Client
 
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,8 @@ from datasets import load_dataset
 from mcp import Client
 
 from tests.conftest import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY
-from tests.test_export import distilled_project
-from tests.test_manual_tools import call, call_error
+from tests.drive import distilled_project
+from tests.drive import call, call_error
 from treedistill.server.export.card import endpoint_label
 from treedistill.server.models import ModelSpec
 
@@ -177,7 +177,7 @@ async def test_a_new_export_replaces_the_layout_but_never_a_foreign_folder(one_c
 
 
 def test_cli_writes_the_layout(env, db_path, tmp_path):
-    from tests.test_cli import cli
+    from tests.drive import cli
 
     made = cli(env, db_path, "distill", "Chess", "--levels", "1", "--tags", "1", "--questions", "4")
     assert made.returncode == 0, made.stderr

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from tests.test_export import read_records
-from tests.test_manual_tools import call, call_error
+from tests.drive import read_records
+from tests.drive import call, call_error
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.test_curation import answered_ids
-from tests.test_export import distilled_project
-from tests.test_manual_tools import call, call_error
+from tests.drive import distilled_project
+from tests.drive import call, call_error
 
 pytestmark = pytest.mark.anyio
 

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY
+from tests.drive import call, call_error, table_counts
 
 pytestmark = pytest.mark.anyio
-
-
-async def call(client: Client, tool: str, **arguments):
-    """Call a tool that must succeed; return its structured result."""
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
-
-
-async def call_error(client: Client, tool: str, **arguments) -> str:
-    """Call a tool that must fail; return the error text the calling model reads."""
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error, result.structured_content
-    return result.content[0].text
-
-
-def table_counts(db_path) -> dict[str, int]:
-    with sqlite3.connect(db_path) as conn:
-        return {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                for table in ("projects", "tags", "questions", "answers", "work_items")}
 
 
 async def test_manual_distillation_end_to_end(client, llm):

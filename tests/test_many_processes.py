@@ -14,8 +14,8 @@ import pytest
 from mcp import Client
 
 from tests.conftest import subprocess_env, treedistill_command
-from tests.test_auto_distill import stored
-from tests.test_manual_tools import call
+from tests.drive import stored
+from tests.drive import call
 from tests.test_stdio_and_crash import server_pids, stdio_server
 from treedistill.server.store.workers import HEARTBEAT_TIMEOUT
 

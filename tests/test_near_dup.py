@@ -26,8 +26,8 @@ from treedistill.server.text.near_dup import (
     similarity,
     tokens,
 )
-from tests.test_auto_distill import stored
-from tests.test_manual_tools import call, call_error
+from tests.drive import stored
+from tests.drive import call, call_error
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 from mcp_types import LoggingMessageNotificationParams, ResourceUpdatedNotification
 
-from tests.test_manual_tools import call
+from tests.drive import call
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::UserWarning")]  # the SDK's deprecations
 

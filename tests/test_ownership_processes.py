@@ -15,9 +15,9 @@ from mcp import Client, StdioServerParameters
 
 from tests.conftest import subprocess_env, treedistill_command
 from tests.standin_llm import StandinLLM
-from tests.test_auto_distill import stored
+from tests.drive import stored
 from tests.test_many_processes import wait_until
-from tests.test_manual_tools import call
+from tests.drive import call
 from tests.test_stdio_and_crash import server_pids
 
 pytestmark = pytest.mark.anyio

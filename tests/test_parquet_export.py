@@ -12,9 +12,9 @@ import pytest
 from datasets import load_dataset
 from mcp import Client
 
-from tests.test_cli import cli
-from tests.test_export import distilled_project
-from tests.test_manual_tools import call, call_error
+from tests.drive import cli
+from tests.drive import distilled_project
+from tests.drive import call, call_error
 from treedistill.server.export import parquet
 
 pytestmark = pytest.mark.anyio

@@ -6,8 +6,8 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from tests.test_auto_distill import run_job
-from tests.test_cli import cli
-from tests.test_manual_tools import call
+from tests.drive import cli
+from tests.drive import call
 from treedistill.server.models import ModelSpec
 from treedistill.server.pricing import call_cost, price_of
 

@@ -14,9 +14,9 @@ import pytest
 from mcp import Client
 
 from tests.standin_hub import StandinHub
-from tests.test_cli import cli
-from tests.test_export import distilled_project
-from tests.test_manual_tools import call, call_error
+from tests.drive import cli
+from tests.drive import distilled_project
+from tests.drive import call, call_error
 from treedistill.server.app import create_server
 
 pytestmark = pytest.mark.anyio

@@ -8,8 +8,8 @@ import json
 import pytest
 from mcp import MCPError
 
-from tests.test_export import distilled_project
-from tests.test_manual_tools import call
+from tests.drive import distilled_project
+from tests.drive import call
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ import pytest
 
 from treedistill.server.engine import Engine
 from tests.test_engine_truth import adds_up, settle
-from tests.test_manual_tools import call, table_counts
+from tests.drive import call, table_counts
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,9 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.conftest import subprocess_env, treedistill_command
-from tests.test_auto_distill import stored, wait_for_answers
-from tests.test_manual_tools import call
+from tests.drive import stored
+from tests.test_auto_distill import wait_for_answers
+from tests.drive import call
 
 pytestmark = pytest.mark.anyio
 

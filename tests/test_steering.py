@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
 from treedistill.server.text.prompts import en, zh
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 
 import treedistill
-from tests.test_manual_tools import call, call_error, table_counts
+from tests.drive import call, call_error, table_counts
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from tests.test_cli import cli, one_error_line, stored
+from tests.drive import cli, one_error_line
+from tests.test_cli import stored
 
 SYLLABUS = "# Mechanics\nThe first term.\n## Kinematics\n- Velocity\n- Acceleration\n# Optics\n"
 

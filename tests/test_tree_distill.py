@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
 from tests.test_tree_edit import LEAVES, MARKDOWN, leaf_paths
 
 pytestmark = pytest.mark.anyio

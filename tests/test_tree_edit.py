@@ -9,7 +9,7 @@ import sqlite3
 import anyio
 import pytest
 
-from tests.test_manual_tools import call, call_error, table_counts
+from tests.drive import call, call_error, table_counts
 
 pytestmark = pytest.mark.anyio
 

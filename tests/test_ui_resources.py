@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_manual_tools import call, call_error
+from tests.drive import call, call_error
 from treedistill.server import ui
 from treedistill.server.ui import DASHBOARD_URI, REVIEW_URI, SCRIPTS, app_html
 
@@ -154,15 +154,15 @@ async def test_near_duplicate_groups_are_searched_again_only_when_questions_chan
     pair = (await call(client, "add_questions", project_id=project_id, tag_id=tag_id, allow_near_duplicates=True,
                        questions=["How does the offside rule work in football matches?",
                                   "How does the offside rule work in football?"]))["added"]
-    curator = server.engine.curator
+    duplicate_search = server.engine.duplicate_search
     searches: list[int] = []
-    search = curator.find_duplicates
+    search = duplicate_search.find_duplicates
 
     async def counted(*args, **kwargs):
         searches.append(args[0])
         return await search(*args, **kwargs)
 
-    monkeypatch.setattr(curator, "find_duplicates", counted)
+    monkeypatch.setattr(duplicate_search, "find_duplicates", counted)
     page = await call(client, "review_dataset", project_id=project_id, filter="near_duplicates")
     assert searches == [project_id] and page["groups_found"] == page["groups_listed"] == 1
     keep = {row["id"] for row in page["questions"] if row["keep"]}

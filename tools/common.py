@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from treedistill.server.engine import Engine, Heartbeat
-from treedistill.server.errors import TreedistillError
+from treedistill.server.errors import NotFound, TreedistillError
 from treedistill.server.models import GUIDANCE_LIMIT, STYLE_NAME_LIMIT
 
 P = ParamSpec("P")
@@ -70,9 +70,22 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await fn(*args, **kwargs)
         except TreedistillError as exc:
-            raise ToolError(str(exc)) from exc
+            raise ToolError(words(exc)) from exc
 
     return wrapper
+
+
+NEXT_STEP = {  # how a calling model finds the right id, added to a NotFound raised with the id alone
+    "project": "call list_projects to see the ids",
+    "tag": "call get_tree to see the tag ids",
+    "question": "call list_questions to see the ids",
+    "job": "auto_distill returns the job_id, list_jobs lists them",
+}
+
+
+def words(exc: TreedistillError) -> str:
+    """Our error as the calling model reads it."""
+    return exc.with_next_step(NEXT_STEP) if isinstance(exc, NotFound) else str(exc)
 
 
 def readable_validation_error(name: str, error: ValidationError) -> str:

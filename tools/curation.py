@@ -13,8 +13,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from treedistill.server.text.judge import ScoreReport
-from treedistill.server.models import CuratedAnswer, ModelSpec, Question
-from treedistill.server.store.curation import DeletionCounts
+from treedistill.server.models import CuratedAnswer, DeletionCounts, ModelSpec, Question
 from treedistill.server.text.near_dup import DEFAULT_THRESHOLD, DuplicateReport
 from treedistill.server.text.semantic_dup import MIN_THRESHOLD
 from treedistill.tools.common import (DESTRUCTIVE, GENERATES, LOCAL_WRITE, ProjectId, QuestionId, TagId,
@@ -69,7 +68,7 @@ async def update_answer(
 ) -> CuratedAnswer:
     """Edit an answer and/or its reasoning by hand. The judge score of the old text is cleared; the rating
     and confirmation are kept."""
-    return engine_of(ctx).curator.update_answer(project_id, question_id, answer, reasoning)
+    return engine_of(ctx).update_answer(project_id, question_id, answer, reasoning)
 
 
 @tool_errors
@@ -80,7 +79,7 @@ async def rate_item(
     rating: Annotated[int | None, Field(ge=1, le=5, description="1 (bad) to 5 (excellent); null clears it")],
 ) -> CuratedAnswer:
     """Give an answered question a human rating, for export_dataset(min_rating=...)."""
-    return engine_of(ctx).curator.rate_item(project_id, question_id, rating)
+    return engine_of(ctx).rate_item(project_id, question_id, rating)
 
 
 @tool_errors
@@ -91,7 +90,7 @@ async def confirm_item(
     confirmed: Annotated[bool, Field(description="false takes the confirmation back")] = True,
 ) -> ConfirmResult:
     """Mark answered questions as reviewed and good, for export_dataset(confirmed_only=true)."""
-    ids = engine_of(ctx).curator.confirm_items(project_id, question_ids, confirmed)
+    ids = engine_of(ctx).confirm_items(project_id, question_ids, confirmed)
     return ConfirmResult(project_id=project_id, confirmed=confirmed, question_ids=ids)
 
 
@@ -104,7 +103,7 @@ async def ask_to_delete(ctx: Context, project_id: int, tag_id: int) -> Elicit[Ap
     """delete_tag's question to the person, when their client can ask: the tag's path and what goes with it."""
     if not can_ask(ctx):
         return NOT_ASKED
-    tag, counts, _ = engine_of(ctx).curator.delete_tag(project_id, tag_id, confirm=False)
+    tag, counts, _ = engine_of(ctx).delete_tag(project_id, tag_id, confirm=False)
     return ask(f"Delete the tag '{tag.path}' of project {project_id} with everything below it: {_subtree(counts)}? "
                "This cannot be undone.")
 
@@ -123,7 +122,7 @@ async def delete_tag(
     confirm=true it deletes nothing and reports the counts; call again with confirm=true to delete."""
     approved = verdict(approval)
     go = confirm if approved is None else approved  # asked, only the person's answer decides
-    tag, counts, deleted = engine_of(ctx).curator.delete_tag(project_id, tag_id, go)
+    tag, counts, deleted = engine_of(ctx).delete_tag(project_id, tag_id, go)
     what = _subtree(counts)
     message = (f"Deleted '{tag.path}': {what}." if deleted else
                f"The person did not approve deleting '{tag.path}' ({what}): nothing was deleted." if approved is False
@@ -135,7 +134,7 @@ async def delete_tag(
 @tool_errors
 async def delete_question(ctx: Context, project_id: ProjectId, question_ids: QuestionIds) -> DeletionResult:
     """Delete questions with their answers (e.g. the removable_question_ids of find_duplicates)."""
-    counts = engine_of(ctx).curator.delete_questions(project_id, question_ids)
+    counts = engine_of(ctx).delete_questions(project_id, question_ids)
     return DeletionResult(project_id=project_id, deleted=True, **counts.model_dump(),
                           message=f"Deleted {counts.questions} question(s) and {counts.answers} answer(s).")
 
@@ -161,7 +160,7 @@ async def score_answers(
     async def progress(done: int, total: int) -> None:
         await ctx.report_progress(done, total, f"score_answers: {done}/{total} judged")
 
-    return await engine_of(ctx).curator.score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
+    return await engine_of(ctx).score_answers(project_id, question_ids, tag_id, rescore, limit, judge_model,
                                                       progress, batch)
 
 
@@ -188,10 +187,8 @@ async def find_duplicates(
     async def progress(done: int, total: int) -> None:
         await ctx.report_progress(done, total, f"find_duplicates: {done}/{total} steps")
 
-    engine = engine_of(ctx)
-    if method == "lexical":
-        return await engine.curator.find_duplicates(project_id, tag_id, threshold, limit, progress)
-    return await engine.semantic.find_duplicates(project_id, tag_id, method, threshold, semantic_threshold, limit)
+    return await engine_of(ctx).find_duplicates(project_id, tag_id, threshold, limit, progress, method,
+                                                semantic_threshold)
 
 
 @tool_errors
@@ -206,7 +203,7 @@ async def add_questions(
 ) -> AddedQuestions:
     """Add your own questions to a tag. Exact duplicates in the project are always skipped, near-duplicates of
     the tag's questions unless allow_near_duplicates=true; the result says what was skipped and why."""
-    tag, added, exact, near = engine_of(ctx).curator.add_questions(project_id, tag_id, questions, allow_near_duplicates)
+    tag, added, exact, near = engine_of(ctx).add_questions(project_id, tag_id, questions, allow_near_duplicates)
     skipped = ([SkippedQuestion(text=text, reason="duplicate of a question in the project") for text in exact]
                + [SkippedQuestion(text=text, reason="near-duplicate of a question of this tag") for text in near])
     return AddedQuestions(project_id=project_id, tag_id=tag.id, tag_path=tag.path, added=added, skipped=skipped)

@@ -88,10 +88,7 @@ async def export_dataset(
         preview=preview, split=split, layout=layout, license=license, description=description,
         question_type=question_type, difficulty=difficulty, audience=audience,
     )
-    engine = engine_of(ctx)
-    if layout == "hf":
-        return await engine.publisher.export_layout(project_id, options)
-    return await engine.curator.export_dataset(project_id, options)
+    return await engine_of(ctx).export_dataset(project_id, options)
 
 
 def tools() -> list[Tool]:

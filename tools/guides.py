@@ -7,18 +7,21 @@ from typing import Annotated, Literal
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
-from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY_LIMIT
+from treedistill.server.config import (DEFAULT_LEVELS, DEFAULT_MAX_CONCURRENCY, DEFAULT_QUESTIONS_PER_TAG,
+                                       DEFAULT_TAGS_PER_LEVEL, MAX_CONCURRENCY_LIMIT, MAX_LEVELS, MAX_PER_LEVEL)
 
 Topic = Annotated[str, Field(min_length=1, max_length=500,
                              description="Top-level topic, e.g. 'Traditional Chinese Medicine'")]
 Language = Annotated[Literal["en", "zh"], Field(description="Language of the prompts and the generated data: en or zh")]
-Levels = Annotated[int, Field(ge=1, le=5, description="Depth of the tag tree")]
-PerLevel = Annotated[int, Field(ge=1, le=100, description="Sub-tags per tag")]
-PerTag = Annotated[int, Field(ge=1, le=100, description="Questions per leaf tag")]
+Levels = Annotated[int, Field(ge=1, le=MAX_LEVELS, description="Depth of the tag tree")]
+PerLevel = Annotated[int, Field(ge=1, le=MAX_PER_LEVEL, description="Sub-tags per tag")]
+PerTag = Annotated[int, Field(ge=1, le=MAX_PER_LEVEL, description="Questions per leaf tag")]
+MANUAL_PER_LEVEL = 5  # by hand, each tag and question is shown to the person: a smaller tree than a job's
 
 
-def manual_distillation(topic: Topic, language: Language = "en", levels: Levels = 2, tags_per_level: PerLevel = 5,
-                        questions_per_tag: PerTag = 5) -> str:
+def manual_distillation(topic: Topic, language: Language = "en", levels: Levels = DEFAULT_LEVELS,
+                        tags_per_level: PerLevel = MANUAL_PER_LEVEL,
+                        questions_per_tag: PerTag = MANUAL_PER_LEVEL) -> str:
     """Guide an assistant through a manual distillation, one tool call at a time, with the user reviewing each step."""
     return f"""Help me build a distilled fine-tuning dataset about "{topic}" step by step with the treedistill tools.
 Work one step at a time, show me what each step produced, and wait for my go-ahead before paying for the next.
@@ -45,8 +48,9 @@ tell me the cause in one sentence and what to change; do not retry a failing cal
 For a large tree ({tags_per_level}^{levels} leaves or more), suggest the auto_distillation prompt instead."""
 
 
-def auto_distillation(topic: Topic, language: Language = "en", levels: Levels = 2, tags_per_level: PerLevel = 10,
-                      questions_per_tag: PerTag = 10,
+def auto_distillation(topic: Topic, language: Language = "en", levels: Levels = DEFAULT_LEVELS,
+                      tags_per_level: PerLevel = DEFAULT_TAGS_PER_LEVEL,
+                      questions_per_tag: PerTag = DEFAULT_QUESTIONS_PER_TAG,
                       max_concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY_LIMIT,
                                                             description="Model calls in flight")] = DEFAULT_MAX_CONCURRENCY,
                       ) -> str:

@@ -11,7 +11,9 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
-from treedistill.server.config import CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, LARGE_PLAN_CALLS, MAX_TURNS
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_LEVELS,
+                                       DEFAULT_QUESTIONS_PER_TAG, DEFAULT_TAGS_PER_LEVEL, LARGE_PLAN_CALLS, MAX_LEVELS,
+                                       MAX_PER_LEVEL, MAX_TURNS)
 from treedistill.server.engine import Engine
 from treedistill.server.errors import CostAboveThreshold
 from treedistill.server.evaluation import FocusTag
@@ -51,8 +53,9 @@ def _batch_options(batch: bool, size: int | None, wait_seconds: float | None, al
 
 
 @tool_errors
-async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_level: int = 10,
-                       questions_per_tag: int = 10, answer: bool = True, estimate_only: bool = False,
+async def ask_to_start(ctx: Context, project_id: int, levels: int = DEFAULT_LEVELS,
+                       tags_per_level: int = DEFAULT_TAGS_PER_LEVEL, questions_per_tag: int = DEFAULT_QUESTIONS_PER_TAG,
+                       answer: bool = True, estimate_only: bool = False,
                        batch: bool = False, batch_size: int | None = None, batch_wait_seconds: float | None = None,
                        batch_all_calls: bool = False, batch_fallback_online: bool = False,
                        tag_id: int | None = None, grow: bool = True, preference: bool = False,
@@ -86,10 +89,12 @@ async def ask_to_start(ctx: Context, project_id: int, levels: int = 2, tags_per_
 async def auto_distill(
     ctx: Context,
     project_id: ProjectId,
-    levels: Annotated[int, Field(ge=0, le=5, description=(
-        "Depth of the tag tree (below tag_id when given); 0: grow nothing, like grow=false"))] = 2,
-    tags_per_level: Annotated[int, Field(ge=1, le=100, description="Sub-tags per tag")] = 10,
-    questions_per_tag: Annotated[int, Field(ge=1, le=100, description="Questions per leaf tag")] = 10,
+    levels: Annotated[int, Field(ge=0, le=MAX_LEVELS, description=(
+        "Depth of the tag tree (below tag_id when given); 0: grow nothing, like grow=false"))] = DEFAULT_LEVELS,
+    tags_per_level: Annotated[int, Field(ge=1, le=MAX_PER_LEVEL, description="Sub-tags per tag")] = (
+        DEFAULT_TAGS_PER_LEVEL),
+    questions_per_tag: Annotated[int, Field(ge=1, le=MAX_PER_LEVEL, description="Questions per leaf tag")] = (
+        DEFAULT_QUESTIONS_PER_TAG),
     answer: Annotated[bool, Field(description="Also have the teacher answer every question")] = True,
     confirm_large: Annotated[bool, Field(description=(
         f"Required for plans above {LARGE_PLAN_CALLS:,} model calls or expected to cost more than the server's "

@@ -12,7 +12,7 @@ from pydantic import Field
 from treedistill.server.config import MAX_REPORT_TAGS
 from treedistill.server.dataset_report import Breakdown, DatasetReport
 from treedistill.server.quality import MAX_NGRAM, DecontaminationReport, HoldOutReport
-from treedistill.server.store.holdout import MAX_HOLD_OUT_RATIO
+from treedistill.server.config import MAX_HOLD_OUT_RATIO
 from treedistill.server.ui import REVIEW_URI, link_ui
 from treedistill.server.text.ngrams import DEFAULT_NGRAM, MIN_WORDS
 from treedistill.tools.common import (DESTRUCTIVE, LOCAL_WRITE, MAX_ID, READ_ONLY, ProjectId, QuestionId, TagId,

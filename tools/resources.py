@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from treedistill.server.engine import Engine
 from treedistill.server.errors import NotFound, TreedistillError
 from treedistill.server.models import CuratedAnswer, Question
-from treedistill.tools.common import engine_of
+from treedistill.tools.common import engine_of, words
 from treedistill.tools.projects import ProjectList
 from treedistill.tools.tree import get_tree
 
@@ -41,7 +41,7 @@ def resource_errors(fn: Callable[P, Awaitable[str]]) -> Callable[P, Awaitable[st
         try:
             return await fn(*args, **kwargs)
         except NotFound as exc:
-            raise ResourceNotFoundError(str(exc)) from exc
+            raise ResourceNotFoundError(words(exc)) from exc
         except (TreedistillError, ToolError) as exc:
             cause = exc.__cause__
             raise (ResourceNotFoundError if isinstance(cause, NotFound) else ResourceError)(str(exc)) from exc
@@ -75,7 +75,7 @@ async def tree_resource(ctx: Context, project_id: str) -> str:
 @resource_errors
 async def question_resource(ctx: Context, project_id: str, question_id: str) -> str:
     """A question with its answer, reasoning, rating, confirmation and judge score (answer null if unanswered)."""
-    question, answer = engine_of(ctx).curator.get_question_with_answer(_number(project_id, "project_id"),
+    question, answer = engine_of(ctx).get_question_with_answer(_number(project_id, "project_id"),
                                                                 _number(question_id, "question_id"))
     return QuestionWithAnswer(question=question, answer=answer).model_dump_json()
 

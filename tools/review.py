@@ -8,8 +8,8 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
+from treedistill.server.models import ReviewFilter
 from treedistill.server.review import ReviewPage
-from treedistill.server.store.review import ReviewFilter
 from treedistill.server.ui import REVIEW_URI, link_ui
 from treedistill.tools.common import (MAX_ID, READ_ONLY, AudienceFilter, DifficultyFilter, ProjectId, QuestionId,
                                       QuestionTypeFilter, TagId, engine_of, strict_tool, tool_errors)
@@ -49,7 +49,7 @@ async def get_answer(ctx: Context, project_id: ProjectId, question_id: QuestionI
     """One question with its answer, reasoning, model, tokens, rating, confirmation and judge score and rationale
     (answer is null while the question is unanswered), and how many turns its dialogue has. Never calls a model."""
     engine = engine_of(ctx)
-    question, answer = engine.curator.get_question_with_answer(project_id, question_id)
+    question, answer = engine.get_question_with_answer(project_id, question_id)
     return QuestionWithAnswer(question=question, answer=answer,
                               dialogue_turns=engine.dialogue_turns(question_id) if answer else 0)
 

@@ -45,7 +45,7 @@ async def import_tree(
     after normalisation) are skipped and merged into, so importing the same outline twice adds nothing. All or
     nothing: a bad line (inconsistent indentation, an empty or overlong name, a name repeating its ancestor)
     is reported by its line and nothing is written. Then auto_distill(grow=false) distills the tree as it is."""
-    return await engine_of(ctx).trees.import_off_loop(project_id, content, format, parent_tag_id, dry_run)
+    return await engine_of(ctx).import_tree(project_id, content, format, parent_tag_id, dry_run)
 
 
 @tool_errors
@@ -58,7 +58,7 @@ async def export_tree(
 ) -> ExportedTree:
     """The tag tree as an outline (markdown bullets, an indented text outline or json) that import_tree reads
     back to the same tree, e.g. to edit it elsewhere or seed another project."""
-    content, count = engine_of(ctx).trees.export_tree(project_id, format, tag_id)
+    content, count = engine_of(ctx).export_tree(project_id, format, tag_id)
     return ExportedTree(project_id=project_id, tag_id=tag_id, format=format, tags=count, content=content)
 
 
@@ -73,7 +73,7 @@ async def add_tags(
 ) -> TreeMerge:
     """Add tags by hand under a tag (or at the top level); a name a sibling already has (after normalisation)
     is skipped, not repeated."""
-    return engine_of(ctx).trees.add_tags(project_id, parent_tag_id, names)
+    return engine_of(ctx).add_tags(project_id, parent_tag_id, names)
 
 
 @tool_errors
@@ -85,7 +85,7 @@ async def rename_tag(
 ) -> Tag:
     """Rename a tag; the paths of its whole subtree (and of their questions) follow. Refused when a sibling has
     the name, or while model calls are queued or running on the tag or below it."""
-    return engine_of(ctx).trees.rename_tag(project_id, tag_id, name)
+    return engine_of(ctx).rename_tag(project_id, tag_id, name)
 
 
 @tool_errors
@@ -98,7 +98,7 @@ async def move_tag(
 ) -> Tag:
     """Move a tag with its subtree under another tag (never into its own subtree); paths and depths follow.
     Refused when a sibling there has its name, or while model calls are queued or running on the tag or below."""
-    return engine_of(ctx).trees.move_tag(project_id, tag_id, new_parent_tag_id)
+    return engine_of(ctx).move_tag(project_id, tag_id, new_parent_tag_id)
 
 
 def tools() -> list[Tool]:

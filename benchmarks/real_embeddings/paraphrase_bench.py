@@ -69,7 +69,7 @@ async def main() -> None:
                 if threshold == args.thresholds[0]:
                     embedded = time.perf_counter() - started
                 print(f"| semantic | {threshold} | {scores(predicted_pairs(report, text_of), truth)} |")
-            lexical = await engine.curator.find_duplicates(project.id, None, 0.7, 500)
+            lexical = await engine.find_duplicates(project.id, None, 0.7, 500)
             print(f"| lexical | 0.7 (Jaccard) | {scores(predicted_pairs(lexical, text_of), truth)} |")
             print(f"\nembedding {len(texts)} questions and the first search: {embedded:.1f} s")
         finally:

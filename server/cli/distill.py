@@ -18,13 +18,12 @@ from typing import Any
 from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, default_model_spec
 from treedistill.server.cli.doctor import NO_MODEL
 from treedistill.server.cli.progress import ProgressView, cost_text, final_summary
-from treedistill.server.cli.reports import project_named
+from treedistill.server.cli.reports import local_engine
 from treedistill.server.engine import Engine, job_params
 from treedistill.server.errors import InvalidInput
 from treedistill.server.preference import PairOptions
 from treedistill.server.models import (TERMINAL_STATUSES, AnswerStyle, BatchOptions, JobProgress, PlanEstimate, Project,
                                       ModelSpec, QuestionStyles)
-from treedistill.server.store.catalog import Store, open_reader
 
 REFRESH_SECONDS = 0.5
 
@@ -92,11 +91,8 @@ def planned_project(db_path: Path, request: DistillRequest, environ: Mapping[str
     (a project not stored yet has id 0)."""
     project = None
     if db_path.exists():
-        db = open_reader(db_path)
-        try:
-            project = project_named(Store(db).list_projects(), request.topic)
-        finally:
-            db.conn.close()
+        with local_engine(db_path, environ) as engine:
+            project = engine.project_named(request.topic)
     if project is None:
         if not environ.get("TREEDISTILL_MODEL"):
             raise InvalidInput(NO_MODEL)
@@ -137,7 +133,7 @@ def estimate_lines(estimate: PlanEstimate) -> list[str]:
 
 def find_or_create_project(engine: Engine, request: DistillRequest, say: Callable[[str], None]) -> Project:
     """The project named after the topic, created on first use; --model / --answer-model update its models."""
-    project = project_named(engine.list_projects(), request.topic)
+    project = engine.project_named(request.topic)
     if project is None:
         if not engine.environ.get("TREEDISTILL_MODEL"):
             raise InvalidInput(NO_MODEL)
@@ -228,7 +224,7 @@ async def run_distill(engine: Engine, request: DistillRequest, view: ProgressVie
         with view:
             project = find_or_create_project(engine, request, view.note)
             if request.tree is not None:
-                merged = engine.trees.import_tree(project.id, *request.tree)
+                merged = await engine.import_tree(project.id, *request.tree)
                 view.note(f"Tree: added {merged.added} tag(s), {merged.skipped} already there.")
             job_id = await start_or_resume(engine, project, request, view.note)
             if job_id is None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from treedistill.server.config import default_model_spec
+from treedistill.server.endpoint_check import PING, endpoint_of, ping
 from treedistill.server.errors import (
     MissingAPIKey,
     OutputFormatError,
@@ -17,18 +17,6 @@ from treedistill.server.errors import (
 )
 from treedistill.server.http.auth import MIN_TOKEN_LENGTH
 from treedistill.server.models import ModelSpec
-from treedistill.server.providers import (
-    ChatMessage,
-    ChatRequest,
-    build_provider,
-    describe_endpoint,
-    resolve_api_key_env,
-    resolve_base_url,
-)
-from treedistill.server.providers.base import Provider
-
-PING = ChatRequest(messages=[ChatMessage(role="user", content="Reply with the single word OK.")], max_tokens=16)
-PING_TIMEOUT = 30.0
 Report = Callable[[bool, str], None]
 NO_MODEL = "No model configured: set TREEDISTILL_MODEL or pass --model NAME (e.g. --model gpt-4o-mini)."
 
@@ -42,9 +30,9 @@ def setup_summary(db_path: Path, environ: Mapping[str, str]) -> str:
         teacher = default_model_spec(environ, teacher=True)
     except TreedistillError as exc:
         return f"database {db_path} · {exc}"
-    models = describe_endpoint(question, environ)
+    models = endpoint_of(question, environ).where
     if teacher != question:
-        models += f" · teacher {describe_endpoint(teacher, environ)}"
+        models += f" · teacher {endpoint_of(teacher, environ).where}"
     return f"database {db_path} · {models}"
 
 
@@ -85,26 +73,16 @@ def _check_database(db_path: Path, report: Report) -> bool:
 
 
 async def _check_model(role: str, spec: ModelSpec, environ: Mapping[str, str], report: Report) -> bool:
-    where = describe_endpoint(spec, environ)
-    key_env = resolve_api_key_env(spec)
-    key_note = f"key from {key_env}" if environ.get(key_env) else f"{key_env} not set; local server, no key sent"
+    endpoint = endpoint_of(spec, environ)
+    where, key_env = endpoint.where, endpoint.key_env
+    key_note = f"key from {key_env}" if endpoint.key_set else f"{key_env} not set; local server, no key sent"
+    started = time.monotonic()
     try:
-        provider = build_provider(spec.model_copy(update={"timeout": PING_TIMEOUT}), environ)
+        input_tokens, output_tokens = await ping(spec, environ)
     except MissingAPIKey:
         report(False, f"{role}: {where}: the environment variable {key_env} is not set (it must hold the API key "
                       f"for this endpoint).")
         return False
-    try:
-        return await _ping(role, where, key_note, spec, provider, environ, report)
-    finally:
-        await provider.aclose()
-
-
-async def _ping(role: str, where: str, key_note: str, spec: ModelSpec, provider: Provider,
-                environ: Mapping[str, str], report: Report) -> bool:
-    started = time.monotonic()
-    try:
-        result = await provider.complete(PING)
     except RateLimited as exc:
         report(True, f"{role}: {where} ({key_note}): reachable and the key works, but rate limited right now: {exc}")
         return True
@@ -112,20 +90,19 @@ async def _ping(role: str, where: str, key_note: str, spec: ModelSpec, provider:
         report(True, f"{role}: {where} ({key_note}): answered (cut off at {PING.max_tokens} tokens, which is fine)")
         return True
     except ProviderError as exc:
-        report(False, f"{role}: {exc}{_hint(exc, spec, environ)}")
+        report(False, f"{role}: {exc}{_hint(exc, spec, endpoint.url_path)}")
         return False
     seconds = time.monotonic() - started
     report(True, f"{role}: {where} ({key_note}): answered in {seconds:.2f} s "
-                 f"({result.input_tokens} + {result.output_tokens} tokens)")
+                 f"({input_tokens} + {output_tokens} tokens)")
     return True
 
 
-def _hint(exc: ProviderError, spec: ModelSpec, environ: Mapping[str, str]) -> str:
+def _hint(exc: ProviderError, spec: ModelSpec, path: str) -> str:
     """What to change, where the provider's own message does not already say."""
     url_variable = "OPENAI_BASE_URL" if spec.provider == "openai" else "ANTHROPIC_BASE_URL"
     if exc.status is None:
         return f". Check the URL (base_url or {url_variable}) and that the server is running and reachable."
-    path = urlsplit(resolve_base_url(spec, environ)).path.rstrip("/")
     if exc.status == 404 and spec.provider == "openai" and not path.endswith("/v1"):
         return " OpenAI-compatible base URLs usually end in /v1."
     if exc.status >= 500:

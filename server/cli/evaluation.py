@@ -8,11 +8,9 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from treedistill.server.cli.reports import local_engine
 from treedistill.server.config import database_path
-from treedistill.server.errors import NotFound
-from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationReport, Interval, evaluation_report
-from treedistill.server.store.catalog import Store, open_reader
-from treedistill.server.store.evaluation import EvaluationStore
+from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationReport, Interval
 
 
 def add_eval_command(command: Any) -> argparse.ArgumentParser:
@@ -30,15 +28,8 @@ def add_eval_command(command: Any) -> argparse.ArgumentParser:
 
 
 def run_eval(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    db_path = database_path(args.db, environ)
-    if not db_path.exists():
-        raise NotFound(f"No database at {db_path} yet (or pass --db).")
-    reader = Store(open_reader(db_path))
-    try:
-        report = evaluation_report(EvaluationStore(reader), args.run, compare_to=args.compare,
-                                   pass_mark=args.pass_mark)
-    finally:
-        reader.db.conn.close()
+    with local_engine(database_path(args.db, environ), environ) as engine:
+        report = engine.get_evaluation(args.run, compare_to=args.compare, pass_mark=args.pass_mark)
     print(report.model_dump_json(indent=2) if args.json else "\n".join(eval_lines(report)))
     return 0
 

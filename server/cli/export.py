@@ -1,40 +1,32 @@
 """`treedistill export`: write a project's records as a fine-tuning file from the terminal.
 
-Like the read-only commands it never starts the scheduler. Unlike the MCP tool, the person at the terminal
-owns the filesystem: --out may be any path, and a relative one is relative to the current directory.
+Like the read-only commands it goes through a local engine (read-only, no scheduler), and the export itself is
+the engine's (Engine.export_dataset, as for the MCP tool). Unlike the tool, the person at the terminal owns the
+filesystem: --out may be any path, and a relative one is relative to the current directory.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-from treedistill.server.cli.reports import existing_database, project_named
+from treedistill.server.cli.reports import local_engine
+from treedistill.server.engine import Engine
 from treedistill.server.errors import InvalidInput, NotFound
-from treedistill.server.export.writer import (
-    ExportOptions,
-    ExportReport,
-    export_target,
-    project_export_dir,
-    write_export,
-)
-from treedistill.server.export.hf_layout import write_hf_layout
+from treedistill.server.export.writer import ExportOptions, ExportReport, export_target, project_export_dir
 from treedistill.server.models import Project, ProjectSummary
-from treedistill.server.publish import layout_target
-from treedistill.server.store.catalog import Store
 
 
-def find_project(store: Store, reference: str) -> Project:
+def find_project(engine: Engine, reference: str) -> Project:
     """A project by id, or by name (case-insensitive)."""
-    projects = store.list_projects()
     if reference.isdigit():
-        by_id = next((p for p in projects if p.id == int(reference)), None)
-        if by_id is not None:
-            return store.get_project(by_id.id)
-    project = project_named(projects, reference)
+        try:
+            return engine.get_project(int(reference))
+        except NotFound:
+            pass
+    project = engine.project_named(reference)
     if project is not None:
         return project
     kind = "id or name" if reference.isdigit() else "named"
@@ -44,22 +36,18 @@ def find_project(store: Store, reference: str) -> Project:
 async def export_project(db_path: Path, reference: str, options: ExportOptions, out: str | None,
                          environ: Mapping[str, str]) -> tuple[ExportReport, ProjectSummary]:
     """Write the export; returns its report and the project with its counts (to explain an empty file)."""
-    with existing_database(db_path) as queue:
-        project = find_project(queue.store, reference)
-        summary = next(p for p in queue.store.list_projects() if p.id == project.id)
     if out:
         options = options.model_copy(update={"path": str(Path(out).expanduser().resolve())})
     if options.dataset_info and options.format == "raw":
         raise InvalidInput("--dataset-info describes alpaca, sharegpt and openai files; LLaMA-Factory cannot train "
                            "on --format raw. Choose another --format or drop --dataset-info.")
-    if options.layout == "hf":
-        folder = layout_target(db_path, project, options, allow_any_path=True)
-        return await asyncio.to_thread(write_hf_layout, db_path, project, options, folder, environ), summary
-    target = export_target(project_export_dir(db_path, project.id), project, options, allow_any_path=True)
-    if options.dataset_info:
-        check_dataset_info(target.with_name("dataset_info.json"))
-    report = await asyncio.to_thread(write_export, db_path, project, options, target)
-    return report, summary
+    with local_engine(db_path, environ) as engine:
+        project = find_project(engine, reference)
+        summary = next(p for p in engine.list_projects() if p.id == project.id)
+        if options.layout != "hf" and options.dataset_info:
+            target = export_target(project_export_dir(db_path, project.id), project, options, allow_any_path=True)
+            check_dataset_info(target.with_name("dataset_info.json"))
+        return await engine.export_dataset(project.id, options), summary
 
 
 def check_dataset_info(info_path: Path) -> None:

@@ -60,6 +60,13 @@ def _innermost(exc: BaseException) -> BaseException:
     return exc
 
 
+NEXT_STEP = {  # how a person at the terminal finds the right id, added to a NotFound raised with the id alone
+    "project": "`treedistill projects` lists them",
+    "job": "`treedistill progress` lists the latest jobs",
+    "tag": "`treedistill tree export` shows the tree",
+}
+
+
 def _report(exc: BaseException, args: argparse.Namespace) -> int:
     """Say what went wrong in one line and return the exit code."""
     if isinstance(exc, KeyboardInterrupt):
@@ -73,7 +80,9 @@ def _report(exc: BaseException, args: argparse.Namespace) -> int:
         # The engine's message names the MCP argument (confirm_large=true); say it the command line's way.
         return _fail(f"This plan makes more than {LARGE_PLAN_CALLS:,} model calls: rerun with --confirm-large to "
                      "start it, or ask for less (--levels, --tags, --questions).", EXIT_USAGE)
-    if isinstance(exc, (InvalidInput, NotFound)):
+    if isinstance(exc, NotFound):
+        return _fail(exc.with_next_step(NEXT_STEP), EXIT_USAGE)
+    if isinstance(exc, InvalidInput):
         return _fail(str(exc), EXIT_USAGE)
     if isinstance(exc, TreedistillError):
         return _fail(str(exc), EXIT_FAILED)
@@ -253,7 +262,7 @@ def review(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]
 def tree(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
     from treedistill.server.cli.tree import run_tree
 
-    for line in run_tree(args, database_path(args.db, environ)):
+    for line in run_tree(args, database_path(args.db, environ), environ):
         print(line)
     return EXIT_OK
 

@@ -12,8 +12,9 @@ from typing import NoReturn
 from pydantic import BaseModel, ValidationError
 
 from treedistill import __version__
-from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_MAX_CONCURRENCY,
-                                       LARGE_PLAN_CALLS, MAX_CONCURRENCY_LIMIT, MAX_TURNS)
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_LEVELS,
+                                       DEFAULT_MAX_CONCURRENCY, DEFAULT_QUESTIONS_PER_TAG, DEFAULT_TAGS_PER_LEVEL,
+                                       LARGE_PLAN_CALLS, MAX_CONCURRENCY_LIMIT, MAX_LEVELS, MAX_PER_LEVEL, MAX_TURNS)
 from treedistill.server.models import AnswerStyle, QuestionStyles
 
 DEFAULT_HTTP_PORT = 8765
@@ -126,13 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_options(cmd)
     _model_options(cmd)
     cmd.add_argument("topic", help="top-level topic; also the project name (an existing project is reused)")
-    cmd.add_argument("--levels", type=_bounded(0, 5), default=2,
-                     help="depth of the tag tree (2); 0 grows nothing: questions for the tree's leaves as they are")
+    cmd.add_argument("--levels", type=_bounded(0, MAX_LEVELS), default=DEFAULT_LEVELS,
+                     help=f"depth of the tag tree ({DEFAULT_LEVELS}); 0 grows nothing: questions for the tree's leaves "
+                          "as they are")
     cmd.add_argument("--tree", metavar="FILE",
                      help="import this outline (markdown, text or json; see `tree import`) into the project, then "
                           "distill that tree as it is (like --levels 0)")
-    cmd.add_argument("--tags", type=_bounded(1, 100), default=10, help="sub-tags per tag (10)")
-    cmd.add_argument("--questions", type=_bounded(1, 100), default=10, help="questions per leaf tag (10)")
+    cmd.add_argument("--tags", type=_bounded(1, MAX_PER_LEVEL), default=DEFAULT_TAGS_PER_LEVEL,
+                     help=f"sub-tags per tag ({DEFAULT_TAGS_PER_LEVEL})")
+    cmd.add_argument("--questions", type=_bounded(1, MAX_PER_LEVEL), default=DEFAULT_QUESTIONS_PER_TAG,
+                     help=f"questions per leaf tag ({DEFAULT_QUESTIONS_PER_TAG})")
     cmd.add_argument("--concurrency", type=_bounded(1, MAX_CONCURRENCY_LIMIT),
                      help=f"model calls in flight, for a new project ({DEFAULT_MAX_CONCURRENCY})")
     cmd.add_argument("--no-answer", action="store_true", help="stop after the questions")

@@ -1,7 +1,7 @@
 """`treedistill report`: the dataset report of a project (or a tag's subtree) in the terminal.
 
-Read-only like `projects` and `progress`: it reads the database on a read-only connection and never starts
-the scheduler, so it is safe while a server or a distill works on the same database."""
+Read-only like `projects` and `progress`: a local engine reads the database and starts no scheduler, so it is
+safe while a server or a distill works on the same database."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from treedistill.server.cli.export import find_project
+from treedistill.server.cli.reports import local_engine
 from treedistill.server.config import database_path
 from treedistill.server.dataset_report import DatasetReport, LengthDistribution, ScopeFigures
-from treedistill.server.errors import NotFound
 from treedistill.server.quality import report_from_database
-from treedistill.server.store.catalog import Store, open_reader
 
 
 def add_report_command(command: Any) -> argparse.ArgumentParser:
@@ -33,15 +32,9 @@ def add_report_command(command: Any) -> argparse.ArgumentParser:
 
 def run_report(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     db_path = database_path(args.db, environ)
-    if not db_path.exists():
-        raise NotFound(f"No database at {db_path} yet: run `treedistill distill \"<topic>\"` or create a project "
-                       "through the MCP server first (or pass --db).")
-    reader = Store(open_reader(db_path))
-    try:
-        project = find_project(reader, args.project)
-    finally:
-        reader.db.conn.close()
-    report = report_from_database(str(db_path), project.id, args.tag, args.near_duplicates)
+    with local_engine(db_path, environ) as engine:
+        project = find_project(engine, args.project)
+    report = report_from_database(str(db_path), project.id, args.tag, args.near_duplicates)  # what the tool runs
     print(report.model_dump_json(indent=2) if args.json else "\n".join(report_lines(project.name, report)))
     return 0
 

@@ -1,4 +1,4 @@
-"""Read-only CLI commands (`projects`, `progress`): they read the database and never start the scheduler,
+"""Read-only CLI commands (`projects`, `progress`): a local engine reads the database and starts no scheduler,
 so they are safe to run while a server or a `distill` works on the same database."""
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from treedistill.server.cli.progress import ProgressView, cost_text, progress_line
+from treedistill.server.engine import Engine
 from treedistill.server.errors import NotFound
-from treedistill.server.pricing import with_job_prices, with_project_prices
-from treedistill.server.models import JobProgress, Project, ProjectSummary, TERMINAL_STATUSES
-from treedistill.server.scheduling.progress import stored_job_progress
-from treedistill.server.store.queue import WorkQueue
-from treedistill.server.store.catalog import Store, open_database
+from treedistill.server.models import JobProgress, ProjectSummary, TERMINAL_STATUSES
 
 WATCH_SECONDS = 1.0
 RECENT_JOBS = 20
@@ -25,35 +22,17 @@ MIN_NAME_WIDTH = 12  # on a narrow terminal a name keeps this much; the line wra
 
 
 @contextmanager
-def existing_database(db_path: Path) -> Iterator[WorkQueue]:
+def local_engine(db_path: Path, environ: Mapping[str, str], *, write: bool = False) -> Iterator[Engine]:
+    """An engine on an existing database that calls no model and starts no scheduler (read-only unless `write`);
+    the person at the terminal owns the filesystem, so exports may go to any path."""
     if not db_path.exists():
         raise NotFound(f"No database at {db_path} yet: run `treedistill distill \"<topic>\"` or create a project "
                        "through the MCP server first (or pass --db).")
-    db = open_database(db_path)
+    engine = Engine(db_path, environ, allow_any_export_path=True).open_local(write=write)
     try:
-        yield WorkQueue(Store(db))
+        yield engine
     finally:
-        db.conn.close()
-
-
-def job_report(queue: WorkQueue, job_id: int, environ: Mapping[str, str]) -> JobProgress:
-    """A job's stored progress with its price status (prices resolved with this command's environment)."""
-    progress = stored_job_progress(queue, job_id)
-    return with_job_prices(progress, queue.store.get_project(progress.project_id), environ)
-
-
-def known_job(queue: WorkQueue, job_id: int) -> int:
-    """The job id, or NotFound in the command line's words (the store's message names MCP tools)."""
-    if not any(job["id"] == job_id for job in queue.list_jobs()):
-        raise NotFound(f"No job with id {job_id}; `treedistill progress` lists the latest jobs.")
-    return job_id
-
-
-def project_named(projects: list[ProjectSummary], name: str) -> Project | None:
-    """The project with this name (names are unique, case-insensitively), if any."""
-    wanted = name.strip().casefold()
-    return next((Project(**p.model_dump(include=set(Project.model_fields))) for p in projects
-                 if p.name.casefold() == wanted), None)
+        engine.close_local()
 
 
 def project_lines(projects: list[ProjectSummary], width: int | None = None) -> list[str]:
@@ -77,8 +56,8 @@ def project_lines(projects: list[ProjectSummary], width: int | None = None) -> l
 
 
 def show_projects(db_path: Path, as_json: bool, environ: Mapping[str, str]) -> None:
-    with existing_database(db_path) as queue:
-        projects = [with_project_prices(p, environ) for p in queue.store.list_projects()]
+    with local_engine(db_path, environ) as engine:
+        projects = engine.list_projects()
     if as_json:
         print(json.dumps([p.model_dump() for p in projects], indent=2))
     else:
@@ -89,12 +68,8 @@ def show_projects(db_path: Path, as_json: bool, environ: Mapping[str, str]) -> N
 
 def show_progress(db_path: Path, job_id: int | None, as_json: bool, environ: Mapping[str, str]) -> None:
     """One job in detail, or the latest jobs one line each."""
-    with existing_database(db_path) as queue:
-        if job_id is None:
-            ids = [job["id"] for job in queue.list_jobs()][-RECENT_JOBS:]
-            reports = [job_report(queue, job, environ) for job in ids]
-        else:
-            reports = [job_report(queue, known_job(queue, job_id), environ)]
+    with local_engine(db_path, environ) as engine:
+        reports = engine.stored_jobs(RECENT_JOBS) if job_id is None else [engine.stored_progress(job_id)]
     if as_json:
         payload = [r.model_dump() for r in reports]
         print(json.dumps(payload if job_id is None else payload[0], indent=2))
@@ -111,12 +86,12 @@ def show_progress(db_path: Path, job_id: int | None, as_json: bool, environ: Map
 
 def watch_progress(db_path: Path, job_id: int, view: ProgressView, environ: Mapping[str, str]) -> JobProgress:
     """Follow a job that runs in another process (a server, or `distill`) until it ends."""
-    with existing_database(db_path) as queue, view:
-        progress = job_report(queue, known_job(queue, job_id), environ)
+    with local_engine(db_path, environ) as engine, view:
+        progress = engine.stored_progress(job_id)
         view.update(progress, now=True)
         while progress.status not in TERMINAL_STATUSES:
             time.sleep(WATCH_SECONDS)  # another process does the work: polling the database is all we can do
-            progress = job_report(queue, job_id, environ)
+            progress = engine.stored_progress(job_id)
             view.update(progress)
         view.update(progress, now=True)
     return progress

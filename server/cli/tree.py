@@ -1,23 +1,25 @@
 """`treedistill tree import|export`: bring a tag tree (a syllabus, a book's table of contents) or take one out.
 
-Like `export`, it never starts the scheduler: an import is one transaction on the database, safe while a
+Like `export`, it goes through a local engine that starts no scheduler: an import is one transaction, safe while a
 server or a `distill` works on it (tags with work in flight below them are refused, as in the MCP tools).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from treedistill.server.cli.export import find_project
-from treedistill.server.cli.reports import existing_database
+from treedistill.server.cli.reports import local_engine
+from treedistill.server.engine import Engine
 from treedistill.server.errors import InvalidInput, NotFound
 from treedistill.server.models import Project, Tag
-from treedistill.server.store.catalog import Store
 from treedistill.server.config import MAX_TAG_DEPTH
 from treedistill.server.text.outline import FORMATS, parse_outline
-from treedistill.server.tree_editor import TreeEditor, TreeMerge
+from treedistill.server.tree_editor import TreeMerge
 
 SUFFIX_FORMATS = {".md": "markdown", ".markdown": "markdown", ".json": "json"}  # anything else: text
 
@@ -88,45 +90,45 @@ def import_lines(report: TreeMerge, project: Project, under: Tag | None) -> list
     return lines
 
 
-def run_tree(args: argparse.Namespace, db_path: Path) -> list[str]:
+def run_tree(args: argparse.Namespace, db_path: Path, environ: Mapping[str, str]) -> list[str]:
     """Run `tree import` or `tree export`; returns the lines to print."""
-    with existing_database(db_path) as queue:
-        store = queue.store
-        project = _project(store, args.project)
-        under = _tag(store, project, args.under)
-        editor = TreeEditor(store)
+    with local_engine(db_path, environ, write=args.tree_command == "import") as engine:
+        project = _project(engine, args.project)
+        under = _tag(engine, project, args.under)
         if args.tree_command == "import":
             content, fmt = read_outline(args.file, args.format)
-            report = editor.import_tree(project.id, content, fmt, under.id if under else None, args.dry_run)
+            report = asyncio.run(engine.import_tree(project.id, content, fmt, under.id if under else None,
+                                                    args.dry_run))
             return import_lines(report, project, under)
-        text, _ = editor.export_tree(project.id, args.format, under.id if under else None)
+        text, _ = engine.export_tree(project.id, args.format, under.id if under else None)
     if args.out:
         Path(args.out).expanduser().write_text(text, encoding="utf-8")
         return []
     return [text.rstrip("\n")]
 
 
-def _project(store: Store, reference: str | None) -> Project:
+def _project(engine: Engine, reference: str | None) -> Project:
     if reference is not None:
-        return find_project(store, reference)
-    projects = store.list_projects()
+        return find_project(engine, reference)
+    projects = engine.list_projects()
     if len(projects) != 1:
         raise InvalidInput(f"The database has {len(projects)} projects: say which with --project (id or name); "
                            "`treedistill projects` lists them.")
-    return store.get_project(projects[0].id)
+    return engine.get_project(projects[0].id)
 
 
-def _tag(store: Store, project: Project, reference: str | None) -> Tag | None:
+def _tag(engine: Engine, project: Project, reference: str | None) -> Tag | None:
     """The tag --under names, by id or by full path."""
     if reference is None:
         return None
     if reference.strip().isdigit():
         try:
-            return store.get_tag(project.id, int(reference))
+            return engine.get_tag(project.id, int(reference))
         except NotFound:
             pass
     wanted = " > ".join(part.strip() for part in reference.split(">"))
-    tag = next((tag for tag in store.all_tags(project.id) if tag.path == wanted), None)
+    _, tags, _ = engine.get_tree(project.id)
+    tag = next((tag for tag in tags if tag.path == wanted), None)
     if tag is None:
         raise NotFound(f"No tag {reference!r} in project '{project.name}' (give an id or a full path such as "
                        "'Mechanics > Kinematics'); `treedistill tree export` shows the tree.")

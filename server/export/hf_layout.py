@@ -23,7 +23,7 @@ from treedistill.server.export.writer import (ExportedFile, ExportFilter, Export
                                               default_file_name, write_export)
 from treedistill.server.models import Project
 from treedistill.server.store.card_facts import CardFactsQuery
-from treedistill.server.store.catalog import Store, open_reader
+from treedistill.server.store.catalog import Store
 
 CARD = "README.md"
 DATA = "data"
@@ -89,12 +89,12 @@ def _facts(db_path: str | Path, project: Project, options: ExportOptions, splits
            train: Path) -> CardFacts:
     import pyarrow.parquet as pq
 
-    reader = Store(open_reader(db_path))
+    reader = Store.reader(db_path)
     try:
         query = CardFactsQuery(reader)
         tree, totals = query.tree(project.id), query.totals(project.id)
     finally:
-        reader.db.conn.close()
+        reader.close()
     filters = options.model_dump(include=set(ExportFilter.model_fields), exclude_defaults=True)
     if options.test_ratio:
         filters["test_ratio"] = options.test_ratio

@@ -28,7 +28,7 @@ from treedistill.server.models import ModelSpec
 from treedistill.server.pricing import Price, price_of
 from treedistill.server.providers import BatchEntry, BatchOutcome, ChatRequest, resolve_base_url
 from treedistill.server.scheduling.calls import LLMCaller
-from treedistill.server.store.batches import BatchStore, Outcome, Submission, WaitingGroup
+from treedistill.server.store.batches import Outcome, Submission, WaitingGroup
 from treedistill.server.store.queue import WorkQueue
 from treedistill.server.store.workers import WorkerRegistry
 
@@ -44,7 +44,7 @@ class BatchRunner:
     def __init__(self, queue: WorkQueue, caller: LLMCaller, workers: WorkerRegistry,
                  notify: Callable[[int], None], poll_seconds: float = DEFAULT_BATCH_POLL_SECONDS):
         self.queue = queue
-        self.batches = BatchStore(queue.store, queue)
+        self.batch_store = caller.batch_store  # the caller's: one BatchStore per process
         self.caller = caller
         self.workers = workers
         self.notify = notify
@@ -83,18 +83,18 @@ class BatchRunner:
     async def tick(self) -> None:
         """One round: drop stopped jobs' waiting requests, settle orphaned submissions, cancel stopped jobs'
         batches, submit the groups that are ready, collect the batches that ended."""
-        released = self.batches.release_stopped()
+        released = self.batch_store.release_stopped()
         if released:
             log.info("%d batch request(s) of stopped jobs wait for their job to resume", released)
-        for submission in self.batches.orphaned(self.workers.id):
+        for submission in self.batch_store.orphaned(self.workers.id):
             await self._settle_orphan(submission)
-        for submission in self.batches.to_cancel():
+        for submission in self.batch_store.to_cancel():
             await self._cancel(submission)
-        for group in self.batches.waiting_groups():
+        for group in self.batch_store.waiting_groups():
             if self._ready(group):
                 await self._submit(group)
         now = time.monotonic()
-        for submission in self.batches.in_progress():
+        for submission in self.batch_store.in_progress():
             # A tick woken by a queued call looks at the batches no more often than every poll_seconds.
             if now - self._polled.get(submission.id, -math.inf) >= self.poll_seconds:
                 self._polled[submission.id] = now
@@ -114,7 +114,7 @@ class BatchRunner:
 
     async def _submit(self, group: WaitingGroup) -> None:
         size, _ = self._limits(group.job_id)
-        while (claimed := self.batches.claim(group, size, self.workers.id)) is not None:
+        while (claimed := self.batch_store.claim(group, size, self.workers.id)) is not None:
             submission, requests = claimed
             if not await self._send(submission, requests) or len(requests) < size:
                 return
@@ -127,13 +127,13 @@ class BatchRunner:
         try:
             batch_id = await self.caller.batch_api(spec).submit(entries, submission.label)
         except (FatalProviderError, RequestRejected, InvalidInput) as exc:  # refused: no batch was made
-            self.batches.abandon(submission.id)
+            self.batch_store.abandon(submission.id)
             self._stop_job(submission, f"the endpoint refused a batch: {exc}")
             return False
         except TreedistillError as exc:  # a timeout or a dropped connection: the batch may exist
             log.warning("submitting batch %s: %s; looking it up by its label next", submission.label, exc)
             return False  # left 'submitting': settled as an orphan on the next tick
-        self.batches.record_submitted(submission.id, batch_id)
+        self.batch_store.record_submitted(submission.id, batch_id)
         log.info("batch %s submitted: %d request(s) of project %s", batch_id, len(entries), submission.project_id)
         return True
 
@@ -142,15 +142,15 @@ class BatchRunner:
         try:
             batch_id = await self.caller.batch_api(spec).find(submission.label, submission.created_at,
                                                               count=submission.requests,
-                                                              exclude=self.batches.recorded_batch_ids())
+                                                              exclude=self.batch_store.recorded_batch_ids())
         except TreedistillError as exc:  # the provider's fault, translated; a bug goes up to the tick's log
             log.warning("looking up batch %s: %s; trying again on the next tick", submission.label, exc)
             return
         if batch_id is None:
-            self.batches.abandon(submission.id)
+            self.batch_store.abandon(submission.id)
             log.info("submission %s never became a batch: its requests wait for the next one", submission.label)
         else:
-            self.batches.record_submitted(submission.id, batch_id)
+            self.batch_store.record_submitted(submission.id, batch_id)
             log.info("adopted batch %s, made for submission %s before a crash", batch_id, submission.label)
 
     def _stop_job(self, submission: Submission, message: str) -> None:
@@ -166,7 +166,7 @@ class BatchRunner:
         except TreedistillError as exc:
             log.warning("cancelling batch %s: %s", submission.batch_id, exc)
             return
-        self.batches.mark_cancel_requested(submission.id)
+        self.batch_store.mark_cancel_requested(submission.id)
         log.info("batch %s cancelled (its job stopped); what it finished is kept", submission.batch_id)
 
     async def _poll(self, submission: Submission) -> None:
@@ -175,7 +175,7 @@ class BatchRunner:
         try:
             state = await api.state(submission.batch_id)
             if not state.ended:
-                self.batches.note_status(submission.id, state.status)
+                self.batch_store.note_status(submission.id, state.status)
                 return
             outcomes = await api.outcomes(submission.batch_id)
         except TreedistillError as exc:
@@ -183,7 +183,7 @@ class BatchRunner:
             return
         price = price_of(spec, resolve_base_url(spec, self.caller.environ))
         stored = [_outcome(price, outcome) for outcome in outcomes]
-        requeued = self.batches.collect(submission, state.status, stored)
+        requeued = self.batch_store.collect(submission, state.status, stored)
         self._polled.pop(submission.id, None)
         if requeued:
             log.info("batch %s ended (%s): %d result(s) collected", submission.batch_id, state.status, len(requeued))

@@ -50,7 +50,7 @@ class LLMCaller:
         self.environ = environ
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
-        self.batches = BatchStore(queue.store, queue)
+        self.batch_store = BatchStore(queue.store, queue)
         self._providers: dict[str, Provider] = {}
         self._batch_apis: dict[str, BatchAPI] = {}
         self._job_params: dict[int, dict] = {}  # a job's parameters never change: read once per job
@@ -182,7 +182,7 @@ class LLMCaller:
         """Queue the call for a batch (raising Batched), or act on what its batch said when it brought no reply:
         a refused request fails the item; an error or expiry is retried, by the next batch or, when the job allows
         it (batch_fallback_online), online; a cancelled request simply goes in the next batch."""
-        outcome = self.batches.take_outcome(item.id)
+        outcome = self.batch_store.take_outcome(item.id)
         if outcome is not None and outcome[0] != "cancelled":
             kind, error = outcome
             message = f"the batch {_BATCH_WORDS.get(kind, 'failed')} this request: {error}"
@@ -194,7 +194,7 @@ class LLMCaller:
             raise TransientProviderError(message)
         if item.job_id is not None and self.queue.job_status(item.job_id) != "running":
             raise JobStopped(f"job {item.job_id} is no longer running")
-        self.batches.enqueue(item, key, spec.model_dump_json(), request.model_dump_json())
+        self.batch_store.enqueue(item, key, spec.model_dump_json(), request.model_dump_json())
         raise Batched(item.id)
 
     async def _pay(self, item: WorkItem, spec: ModelSpec, request: ChatRequest, key: str) -> ChatResult:

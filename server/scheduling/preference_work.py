@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from treedistill.server.scheduling.work import WorkContext
 
 
-async def execute(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
+async def run_pair_item(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
     """Run a `rival` or `pair_judge` item."""
     if item.kind == "rival":
         return await _rival(ctx, item, project)

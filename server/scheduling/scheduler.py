@@ -70,7 +70,7 @@ class Scheduler:
         self._errors: dict[int, TreedistillError] = {}  # why an item failed, for the manual call waiting on it
         self._tasks: set[asyncio.Task] = set()
         self._job_changed: dict[int, asyncio.Event] = {}
-        self.batches = BatchRunner(ctx.queue, ctx.caller, workers, self.notify, batch_poll_seconds)
+        self.batch_runner = BatchRunner(ctx.queue, ctx.caller, workers, self.notify, batch_poll_seconds)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -81,7 +81,7 @@ class Scheduler:
         log.info("worker %s (%s) joined the database", self.workers.id, self.workers.role)
         requeued = self._look_around()
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
-        self.batches.start()
+        self.batch_runner.start()
         return requeued
 
     async def close(self) -> None:
@@ -90,7 +90,7 @@ class Scheduler:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.batches.close()
+        await self.batch_runner.close()
         self._lanes.clear()
         self.workers.unregister()
 
@@ -237,7 +237,7 @@ class Scheduler:
             self.ctx.queue.park(item)
             return
         except Batched:  # the item waits for its batch, holding no slot
-            self.batches.wake()
+            self.batch_runner.wake()
             return
         except TreedistillError as exc:
             retry = self._retry(exc, item)

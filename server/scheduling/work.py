@@ -70,7 +70,7 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
     if item.kind == "embed":
         return await run_embed_item(ctx, item, project)
     if item.kind in PAIR_KINDS:
-        return await preference_work.execute(ctx, item, project)
+        return await preference_work.run_pair_item(ctx, item, project)
     if item.kind in ("student", "eval_judge"):  # an evaluation run's items (imported here: that module uses this one)
         from treedistill.server.scheduling.evaluation_work import execute_evaluation
         return await execute_evaluation(ctx, item, project)

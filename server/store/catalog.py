@@ -74,6 +74,19 @@ class Store:
     def __init__(self, db: Database):
         self.db = db
 
+    @classmethod
+    def reader(cls, path: str | Path) -> Store:
+        """A read-only store on a connection of its own (open it in the thread that uses it)."""
+        return cls(open_reader(path))
+
+    def close(self) -> None:
+        """Close the connection; the store is not used afterwards."""
+        self.db.conn.close()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file now, without waiting for readers."""
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Commit everything inside the block at once, or nothing (a real BEGIN ... COMMIT; nested blocks
@@ -156,7 +169,7 @@ class Store:
     def get_project(self, project_id: int) -> Project:
         row = self.row("SELECT * FROM projects WHERE id = ?", (project_id,))
         if row is None:
-            raise NotFound(f"No project with id {project_id}; call list_projects to see the ids.")
+            raise NotFound(kind="project", ident=project_id)
         return self._project(row)
 
     def list_projects(self) -> list[ProjectSummary]:
@@ -200,7 +213,7 @@ class Store:
     def get_tag(self, project_id: int, tag_id: int) -> Tag:
         row = self.row("SELECT * FROM tags WHERE id = ? AND project_id = ?", (tag_id, project_id))
         if row is None:
-            raise NotFound(f"No tag with id {tag_id} in project {project_id}; call get_tree to see the tag ids.")
+            raise NotFound(kind="tag", ident=tag_id, project_id=project_id)
         return Tag(**{k: row[k] for k in ("id", "name", "parent_id", "depth", "path")})
 
     def children(self, project_id: int, parent_id: int | None) -> list[Tag]:
@@ -275,9 +288,7 @@ class Store:
         row = self.row(f"{self._QUESTION_SELECT} WHERE q.id = ? AND q.project_id = ?", (question_id, project_id))
         if row is None:
             self.get_project(project_id)  # a missing project is the error to name, not its question
-            raise NotFound(
-                f"No question with id {question_id} in project {project_id}; call list_questions to see the ids."
-            )
+            raise NotFound(kind="question", ident=question_id, project_id=project_id)
         return self._question(row)
 
     def questions_of_tag(self, tag_id: int) -> list[Question]:

@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from treedistill.server.models import CuratedAnswer, ModelSpec
-from treedistill.server.store.catalog import SUBTREE, Store, now_iso, open_reader, style_conditions
+from treedistill.server.models import CuratedAnswer, DeletionCounts, ModelSpec
+from treedistill.server.store.catalog import SUBTREE, Store, now_iso, style_conditions
+from treedistill.server.store.queue import OPEN
 
-OPEN = "('pending', 'running', 'batched')"
 # Which questions each split holds: training leaves out held-out questions and decontamination matches the
 # user did not keep (a question overlapping a benchmark or an evaluation record must not be trained on).
 SPLIT_SQL = {
@@ -30,12 +30,6 @@ EXPORT_COLUMNS = (
     " a.prompt_version AS answer_prompt_version FROM questions q JOIN tags t ON t.id = q.tag_id"
     " LEFT JOIN answers a ON a.question_id = q.id"
 )
-
-
-class DeletionCounts(BaseModel):
-    tags: int = 0
-    questions: int = 0
-    answers: int = 0
 
 
 class ExportFilter(BaseModel):
@@ -72,10 +66,10 @@ class CurationStore:
     @classmethod
     def open_reader(cls, db_path: str | Path) -> CurationStore:
         """A read-only store on its own connection, for long reads in a worker thread."""
-        return cls(Store(open_reader(db_path)))
+        return cls(Store.reader(db_path))
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.store.close()
 
     def _stream(self, sql: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         cursor = self.db.execute(sql, params)

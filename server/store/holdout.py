@@ -17,13 +17,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from treedistill.server.config import MAX_HOLD_OUT_RATIO
 from treedistill.server.models import Question
 from treedistill.server.store.catalog import Store
 from treedistill.server.store.curation import shuffle_key
 
 HoldOutBy = Literal["question", "leaf", "subtree"]
 HOLD_OUT_BY: tuple[str, ...] = ("question", "leaf", "subtree")
-MAX_HOLD_OUT_RATIO = 0.5
 
 
 class HoldOutRule(BaseModel):

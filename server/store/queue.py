@@ -15,6 +15,8 @@ from treedistill.server.models import ModelSpec
 from treedistill.server.store.catalog import Store, now_iso
 
 # Manual calls jump the queue; within a job, expanding the tree comes first so the window stays full.
+OPEN_STATUSES = ("pending", "running", "batched")  # an item not settled yet: queued, running or in a provider batch
+OPEN = "(" + ", ".join(f"'{status}'" for status in OPEN_STATUSES) + ")"  # as an SQL list: status IN {OPEN}
 PRIORITY = {"manual": 0, "tags": 1, "questions": 2, "answer": 3, "turn": 3, "eval_judge": 3, "student": 4, "rival": 4,
             "pair_judge": 4}
 KIND_COLUMN = {"tags": "tags", "questions": "questions", "answer": "answers", "turn": "turns", "rival": "pairs",
@@ -150,7 +152,7 @@ class WorkQueue:
         row = self.store.row(
             "SELECT * FROM work_items WHERE project_id = ? AND job_id IS NULL AND kind = ? AND tag_id IS ?"
             " AND question_id IS ? AND requested IS ? AND regenerate = 0"
-            " AND (status IN ('pending', 'running', 'batched') OR (status = 'done' AND delivered = 0))"
+            f" AND (status IN {OPEN} OR (status = 'done' AND delivered = 0))"
             " ORDER BY id DESC LIMIT 1",
             (project_id, kind, tag_id, question_id, requested),
         )
@@ -280,7 +282,7 @@ class WorkQueue:
     def get_job(self, job_id: int) -> dict[str, Any]:
         row = self.store.row("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if row is None:
-            raise NotFound(f"No job with id {job_id}; auto_distill returns the job_id, list_jobs lists them.")
+            raise NotFound(kind="job", ident=job_id)
         row["params"] = json.loads(row["params"])
         return row
 
@@ -288,7 +290,7 @@ class WorkQueue:
         """A job's status alone (cheap: checked before every paid call)."""
         row = self.db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
-            raise NotFound(f"No job with id {job_id}.")
+            raise NotFound(kind="job", ident=job_id)
         return row[0]
 
     def list_jobs(self, project_id: int | None = None) -> list[dict[str, Any]]:
@@ -331,13 +333,13 @@ class WorkQueue:
     def job_open_kinds(self, job_id: int) -> set[str]:
         """The kinds of which the job still has queued, running or batched items (index seeks, not a count)."""
         return {kind for kind in PRIORITY if kind != "manual" and self.db.execute(
-            "SELECT 1 FROM work_items WHERE job_id = ? AND status IN ('pending', 'running', 'batched') AND kind = ?"
+            f"SELECT 1 FROM work_items WHERE job_id = ? AND status IN {OPEN} AND kind = ?"
             " LIMIT 1",
             (job_id, kind)).fetchone()}
 
     def job_has_open_items(self, job_id: int) -> bool:
         return self.db.execute(
-            "SELECT 1 FROM work_items WHERE job_id = ? AND status IN ('pending', 'running', 'batched') LIMIT 1",
+            f"SELECT 1 FROM work_items WHERE job_id = ? AND status IN {OPEN} LIMIT 1",
             (job_id,)
         ).fetchone() is not None
 
@@ -350,7 +352,7 @@ class WorkQueue:
     def recent_errors(self, job_id: int, limit: int = 5) -> list[str]:
         rows = self.db.execute(
             "SELECT kind, COALESCE(tag_id, question_id), error FROM work_items WHERE job_id = ? AND error IS NOT NULL"
-            " AND status IN ('failed', 'pending', 'running', 'batched') ORDER BY updated_at DESC LIMIT ?",
+            f" AND (status = 'failed' OR status IN {OPEN}) ORDER BY updated_at DESC LIMIT ?",
             (job_id, limit),
         ).fetchall()
         return [f"{kind} {'of the topic root' if target is None else f'#{target}'}: {error}"

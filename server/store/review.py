@@ -9,11 +9,10 @@ score) instead; SQLite would otherwise pick the primary key. The page's ids are 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from treedistill.server.store.catalog import STYLE_FILTERS, SUBTREE, Store, style_conditions
 
-ReviewFilter = Literal["all", "unanswered", "answered", "unrated", "unconfirmed", "score_below", "near_duplicates"]
 
 _CONDITIONS = {
     "all": "1",
