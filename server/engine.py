@@ -29,7 +29,9 @@ from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, 
 from treedistill.server.preference import PairOptions, PairPage, PairReport, PreferenceMaker, Progress as PairProgress
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.export.writer import ExportOptions, ExportReport
-from treedistill.server.quality import DatasetQuality
+from treedistill.server.dataset_report import Breakdown, DatasetReport
+from treedistill.server.quality import DatasetQuality, DecontaminationReport, HoldOutReport
+from treedistill.server.text.ngrams import DEFAULT_NGRAM
 from treedistill.server.publish import Publisher
 from treedistill.server.push_follow import push_and_follow
 from treedistill.server.push_models import PushState
@@ -473,6 +475,38 @@ class Engine:
         if options.layout == "hf":
             return await self.publisher.export_layout(project_id, options)
         return await self.exporter.export_file(project_id, options)
+
+    # -- quality and publishing ----------------------------------------------------------------
+
+    def hold_out(self, project_id: int, ratio: float | None = None, by: str = "question", seed: int = 0,
+                 clear: bool = False) -> HoldOutReport:
+        """Mark a share of the project's questions as evaluation items (server/quality.py)."""
+        return self.quality.hold_out(project_id, ratio, by, seed, clear)
+
+    async def decontaminate(self, project_id: int, files: list[str] | None = None, ngram: int = DEFAULT_NGRAM,
+                            field: str | None = None, against_eval: bool = True,
+                            keep_question_ids: list[int] | None = None, limit: int = 50) -> DecontaminationReport:
+        """Training questions sharing an n-gram run with a held-out question or a benchmark file's text."""
+        return await self.quality.decontaminate(project_id, files, ngram, field, against_eval, keep_question_ids,
+                                                limit)
+
+    async def dataset_report(self, project_id: int, tag_id: int | None = None, near_duplicates: bool = False,
+                             breakdown: Breakdown = "children") -> DatasetReport:
+        """What the dataset holds, overall and per tag, from stored counts (off the event loop)."""
+        return await self.quality.dataset_report(project_id, tag_id, near_duplicates, breakdown)
+
+    def push_to_hub(self, project_id: int, repo_id: str, private: bool = True, path: str | None = None,
+                    commit_message: str | None = None) -> PushState:
+        """Start pushing a layout folder of the project to a Hub dataset repository (a job; server/publish.py)."""
+        return self.publisher.push_to_hub(project_id, repo_id, private, path, commit_message)
+
+    async def wait_for_push(self, push_id: int, timeout: float) -> PushState:
+        """The push's state once it ended, or after `timeout` seconds."""
+        return await self.publisher.wait_for_push(push_id, timeout)
+
+    def cancel_push(self, push_id: int) -> PushState:
+        """Cancel a push before its commit."""
+        return self.publisher.cancel_push(push_id)
 
     # -- jobs --------------------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ class Evaluations:
         if split == "subtree" and tag_id is None:
             raise InvalidInput("split='subtree' evaluates the questions of a chosen subtree: give its tag_id. "
                                "Nothing was started.")
-        judge = judge_model or CurationStore(self.store).judge_model(project_id) or project.answer_model
+        judge = CurationStore(self.store).judge_for(project, judge_model)
         (student_endpoint, student), (judge_endpoint, judge) = self.caller.pin(model), self.caller.pin(judge)
         self.caller.provider(student)  # a missing key is refused before anything is written
         self.caller.provider(judge)

@@ -37,7 +37,7 @@ class Judging:
             self.store.get_tag(project_id, tag_id)
         if question_ids is not None:
             question_ids = known_questions(self.curation, project_id, question_ids, answered=True)
-        spec = judge_model or self.curation.judge_model(project_id) or project.answer_model
+        spec = self.curation.judge_for(project, judge_model)
         self.caller.provider(spec)  # raises MissingAPIKey before anything is queued
         targets = self.curation.answers_to_judge(project_id, question_ids, tag_id, rescore, limit)
         if batch:

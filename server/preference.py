@@ -84,7 +84,7 @@ class PreferenceMaker:
         """(rival, judge) specs, defaults filled in; each must be an allowed endpoint with its key set (raises
         InvalidInput or MissingAPIKey before anything is written)."""
         rival = rejected_model or project.question_model
-        judge = judge_model or CurationStore(self.store).judge_model(project.id) or project.answer_model
+        judge = CurationStore(self.store).judge_for(project, judge_model)
         for spec in (rival, judge):
             self.caller.provider(spec)
         return rival, judge

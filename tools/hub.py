@@ -40,20 +40,20 @@ async def push_to_hub(
     or get_push(push_id); cancel_push (or cancel_job) stops it before its commit; resume_job runs a failed one
     again. A push interrupted by a restart resumes by itself, and never commits twice."""
     engine = engine_of(ctx)
-    state = engine.publisher.push_to_hub(project_id, repo_id, private, path, commit_message)
-    return await engine.publisher.wait_for_push(state.push_id, wait_seconds) if wait_seconds else state
+    state = engine.push_to_hub(project_id, repo_id, private, path, commit_message)
+    return await engine.wait_for_push(state.push_id, wait_seconds) if wait_seconds else state
 
 
 @tool_errors
 async def get_push(ctx: Context, push_id: PushId, wait_seconds: WaitSeconds = 0) -> PushState:
     """A push's status, stage, files and, once completed, its commit URL; on failure, what to fix."""
-    return await engine_of(ctx).publisher.wait_for_push(push_id, wait_seconds)
+    return await engine_of(ctx).wait_for_push(push_id, wait_seconds)
 
 
 @tool_errors
 async def cancel_push(ctx: Context, push_id: PushId) -> PushState:
     """Stop a push before its commit: the Hub then has nothing of it (a commit already made stays)."""
-    return engine_of(ctx).publisher.cancel_push(push_id)
+    return engine_of(ctx).cancel_push(push_id)
 
 
 def tools() -> list[Tool]:

@@ -37,7 +37,7 @@ async def hold_out(
     """Mark questions as evaluation items: training exports leave them out, export_dataset(split='eval') writes
     them with the teacher's answers as references. The rule is kept: questions added later (a new job's too)
     are assigned by it. Calling again replaces the split."""
-    return engine_of(ctx).quality.hold_out(project_id, ratio, by, seed, clear)
+    return engine_of(ctx).hold_out(project_id, ratio, by, seed, clear)
 
 
 @tool_errors
@@ -63,8 +63,8 @@ async def decontaminate(
     """Find training questions that share a run of `ngram` words with a held-out evaluation question or a
     benchmark's question: they are listed and left out of training exports unless kept. Running it again
     replaces the matches of the sources it checks (kept ones stay kept)."""
-    return await engine_of(ctx).quality.decontaminate(project_id, files, ngram, field, against_eval,
-                                                      keep_question_ids, limit)
+    return await engine_of(ctx).decontaminate(project_id, files, ngram, field, against_eval, keep_question_ids,
+                                              limit)
 
 
 @tool_errors
@@ -83,7 +83,7 @@ async def dataset_report(
     failed, held out; question/answer/reasoning length p10/p50/p90 (estimated tokens); judge score histogram;
     share with reasoning; decontamination matches; cost per 1,000 answers; optionally the near-duplicate rate.
     Reads stored counts only, never calls a model. Hosts that render MCP Apps show it as the Report view."""
-    return await engine_of(ctx).quality.dataset_report(project_id, tag_id, near_duplicates, breakdown)
+    return await engine_of(ctx).dataset_report(project_id, tag_id, near_duplicates, breakdown)
 
 
 def tools() -> list[Tool]:

@@ -113,8 +113,7 @@ def pair_specs(store: Store, project: Project, preference: dict[str, Any]) -> tu
     """(rival, judge) models of a job's preference pairs."""
     judge = preference.get("judge_model")
     return (ModelSpec.model_validate(preference["rival_model"]),
-            ModelSpec.model_validate(judge) if judge else CurationStore(store).judge_model(project.id)
-            or project.answer_model)
+            CurationStore(store).judge_for(project, ModelSpec.model_validate(judge) if judge else None))
 
 
 def _pair_kinds(store: Store, project: Project, plan: Plan, preference: dict[str, Any], environ: Mapping[str, str],

@@ -83,8 +83,7 @@ async def _judge_pair(ctx: WorkContext, item: WorkItem, project: Project) -> dic
     if pair.judged_at is not None and not item.regenerate:
         return {"question_id": pair.question_id, "chosen": pair.chosen}
     curation = CurationStore(ctx.store)
-    spec = (ModelSpec.model_validate_json(item.model) if item.model else None) or curation.judge_model(project.id) \
-        or project.answer_model
+    spec = curation.judge_for(project, ModelSpec.model_validate_json(item.model) if item.model else None)
     path, steer = f"{project.topic}{PATH_SEPARATOR}{pair.tag_path}", steering(ctx.store, project)
 
     async def verdict(response: str) -> JudgeVerdict:

@@ -267,8 +267,7 @@ async def _judge(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str
     if answer.score is not None and not item.regenerate:
         return {"question_id": answer.question_id, "score": answer.score}
     # A judge model being tried rides on its items; the project remembers one only once it has worked.
-    spec = (ModelSpec.model_validate_json(item.model) if item.model else None) or curation.judge_model(project.id) \
-        or project.answer_model
+    spec = curation.judge_for(project, ModelSpec.model_validate_json(item.model) if item.model else None)
     prompt = prompts.judge_prompt(project.language, f"{project.topic}{PATH_SEPARATOR}{answer.tag_path}",
                                   answer.question, answer.answer, steering(ctx.store, project))
     from treedistill.server.text.judge import verdict_schema

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from treedistill.server.models import CuratedAnswer, DeletionCounts, ModelSpec
+from treedistill.server.models import CuratedAnswer, DeletionCounts, ModelSpec, Project
 from treedistill.server.store.catalog import SUBTREE, Store, now_iso, style_conditions
 from treedistill.server.store.queue import OPEN
 
@@ -120,6 +120,11 @@ class CurationStore:
     def judge_model(self, project_id: int) -> ModelSpec | None:
         row = self.db.execute("SELECT judge_model FROM projects WHERE id = ?", (project_id,)).fetchone()
         return ModelSpec.model_validate_json(row[0]) if row and row[0] else None
+
+    def judge_for(self, project: Project, chosen: ModelSpec | None = None) -> ModelSpec:
+        """The judge of a call: the one chosen for it, else the project's judge (the last that worked), else its
+        answer model."""
+        return chosen or self.judge_model(project.id) or project.answer_model
 
     def set_judge_model(self, project_id: int, spec: ModelSpec) -> None:
         with self.store.transaction():
