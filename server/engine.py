@@ -157,7 +157,8 @@ class Engine:
                                commit_message, say)
 
     def _publisher(self, owner: str) -> Publisher:
-        return Publisher(self.store, self.db_path, self.environ, owner, allow_any_export_path=self.allow_any_export_path)
+        return Publisher(self.store, self.db_path, self.environ, owner,
+                         allow_any_export_path=self.allow_any_export_path)
 
     async def close(self) -> None:
         self._push_watch.cancel()

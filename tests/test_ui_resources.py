@@ -113,7 +113,7 @@ def test_the_page_allows_only_its_own_script_and_style_and_no_other_origin():
     def digest(text: str) -> str:
         return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
-    assert len(scripts) == len(SCRIPTS) == 5
+    assert len(scripts) == len(SCRIPTS) == 6
     assert f"script-src {' '.join(map(digest, scripts))};" in csp and f"style-src {digest(style)};" in csp
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "unsafe" not in csp
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", html)  # nothing loaded from elsewhere

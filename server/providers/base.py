@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import re
 import time
@@ -37,6 +38,23 @@ class RateLimitInfo(BaseModel):
     tokens_limit: int | None = None
     tokens_remaining: int | None = None
     tokens_reset_seconds: float | None = None
+
+
+class EmbeddingResult(BaseModel):
+    """`count` unit-length vectors of `dim` float32 values, row-major, base64 (compact in the response cache)."""
+
+    vectors: str
+    count: int
+    dim: int
+    input_tokens: int = 0
+    model: str
+    rate_limits: RateLimitInfo | None = None
+
+    def rows(self) -> Any:
+        """The vectors as a (count, dim) float32 numpy array."""
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(self.vectors), dtype=np.float32).reshape(self.count, self.dim)
 
 
 class ChatMessage(BaseModel):

@@ -7,28 +7,11 @@ from typing import Any
 
 import httpx2
 import openai
-from pydantic import BaseModel
 
 from treedistill.server.errors import BadEmbeddings, TransientProviderError
 from treedistill.server.models import ModelSpec
-from treedistill.server.providers.base import RateLimitInfo, endpoint_label, openai_rate_limits, translate_sdk_error
-
-
-class EmbeddingResult(BaseModel):
-    """`count` unit-length vectors of `dim` float32 values, row-major, base64 (compact in the response cache)."""
-
-    vectors: str
-    count: int
-    dim: int
-    input_tokens: int = 0
-    model: str
-    rate_limits: RateLimitInfo | None = None
-
-    def rows(self) -> Any:
-        """The vectors as a (count, dim) float32 numpy array."""
-        import numpy as np
-
-        return np.frombuffer(base64.b64decode(self.vectors), dtype=np.float32).reshape(self.count, self.dim)
+from treedistill.server.providers.base import (EmbeddingResult, RateLimitInfo, endpoint_label, openai_rate_limits,
+                                               translate_sdk_error)
 
 
 class OpenAIEmbeddingProvider:
@@ -68,8 +51,8 @@ class OpenAIEmbeddingProvider:
             raise BadEmbeddings(f"{self.endpoint} returned an embedding that is not a list of numbers")
         dims = sorted({len(vector) for vector in vectors})
         if len(dims) > 1:
-            raise BadEmbeddings(f"{self.endpoint} returned embeddings of varying dimension ({', '.join(map(str, dims))}) "
-                                "in one reply; nothing was stored")
+            raise BadEmbeddings(f"{self.endpoint} returned embeddings of varying dimension "
+                                f"({', '.join(map(str, dims))}) in one reply; nothing was stored")
         try:
             matrix = np.asarray(vectors, dtype=np.float64)
         except (TypeError, ValueError) as exc:

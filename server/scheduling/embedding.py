@@ -18,12 +18,13 @@ from treedistill.server.errors import JobStopped
 from treedistill.server.models import ModelSpec, Project, Tag
 from treedistill.server.pricing import call_cost
 from treedistill.server.providers import build_embedder, resolve_base_url
-from treedistill.server.providers.openai_embeddings import EmbeddingResult, OpenAIEmbeddingProvider
+from treedistill.server.providers.base import EmbeddingResult
 from treedistill.server.store.queue import WorkItem
 from treedistill.server.store.vectors import VectorStore
 from treedistill.server.text.semantic_dup import similar_to
 
 if TYPE_CHECKING:
+    from treedistill.server.providers.openai_embeddings import OpenAIEmbeddingProvider
     from treedistill.server.scheduling.calls import LLMCaller
     from treedistill.server.scheduling.work import WorkContext
 
