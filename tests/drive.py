@@ -4,14 +4,18 @@ in conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mcp import Client
+import anyio
+from mcp import Client, StdioServerParameters
 
 from tests.conftest import subprocess_env, treedistill_command
 
@@ -93,3 +97,30 @@ def one_error_line(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert lines[0].startswith("treedistill: error: ")
     return lines[0]
+
+
+def stdio_server(env: dict[str, str], db_path: Path) -> StdioServerParameters:
+    """A real `treedistill serve` subprocess on this test's database, for an MCP client over stdio."""
+    command, *args = treedistill_command()
+    return StdioServerParameters(command=command, args=[*args, "--db", str(db_path), "serve"],
+                                 env=subprocess_env(env, db_path))
+
+
+def server_pids(db_path: Path) -> list[int]:
+    """Processes whose command line names this test's database (the serve subprocess)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if str(db_path).encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+    return pids
+
+
+async def kill_server(db_path: Path) -> None:
+    """kill -9 the one serve subprocess on this database and wait until it is gone."""
+    (pid,) = server_pids(db_path)
+    os.kill(pid, signal.SIGKILL)
+    with anyio.fail_after(10):
+        while server_pids(db_path):
+            await anyio.sleep(0.05)

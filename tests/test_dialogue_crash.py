@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import signal
 import sqlite3
 
-import anyio
 import pytest
 from mcp import Client
 
 from tests.test_manual_tools import call
-from tests.test_stdio_and_crash import server_pids, stdio_server
+from tests.drive import kill_server, stdio_server
 
 pytestmark = pytest.mark.anyio
 
@@ -37,11 +34,7 @@ async def test_kill_9_mid_dialogue_pays_no_turn_twice(env, db_path, llm):
             progress = await call(client, "get_progress", job_id=job["job_id"])
             while progress["turns"]["done"] < 3:
                 progress = await call(client, "get_progress", job_id=job["job_id"], wait_seconds=0.05)
-            (pid,) = server_pids(db_path)
-            os.kill(pid, signal.SIGKILL)
-            with anyio.fail_after(10):
-                while server_pids(db_path):
-                    await anyio.sleep(0.05)
+            await kill_server(db_path)
     requests_at_kill = len(llm.requests())
     with sqlite3.connect(db_path) as conn:
         followups_at_kill = set(conn.execute("SELECT q.text, d.number FROM dialogue_turns d JOIN questions q"

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 from collections import Counter
@@ -21,7 +19,7 @@ from mcp import Client
 
 from tests.conftest import treedistill_command
 from tests.test_manual_tools import call, call_error
-from tests.test_stdio_and_crash import server_pids, stdio_server
+from tests.drive import kill_server, stdio_server
 
 pytestmark = pytest.mark.anyio
 
@@ -237,11 +235,7 @@ async def test_kill_9_mid_evaluation_pays_no_student_or_judge_call_twice(server,
             with anyio.fail_after(30):
                 while rows(db_path, "SELECT COUNT(*) FROM eval_results WHERE score IS NOT NULL")[0][0] < 4:
                     await anyio.sleep(0.05)
-            (process,) = server_pids(db_path)
-            os.kill(process, signal.SIGKILL)
-            with anyio.fail_after(10):
-                while server_pids(db_path):
-                    await anyio.sleep(0.05)
+            await kill_server(db_path)
     at_kill = len(llm.requests())
     graded = {text for (text,) in rows(db_path, "SELECT q.text FROM eval_results r JOIN questions q ON"
                                                 " q.id = r.question_id WHERE r.score IS NOT NULL")}

@@ -16,7 +16,7 @@ from mcp import Client
 from tests.conftest import subprocess_env, treedistill_command
 from tests.drive import stored
 from tests.drive import call
-from tests.test_stdio_and_crash import server_pids, stdio_server
+from tests.drive import server_pids, stdio_server
 from treedistill.server.store.workers import HEARTBEAT_TIMEOUT
 
 pytestmark = pytest.mark.anyio

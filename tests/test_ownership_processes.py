@@ -18,7 +18,7 @@ from tests.standin_llm import StandinLLM
 from tests.drive import stored
 from tests.test_many_processes import wait_until
 from tests.drive import call
-from tests.test_stdio_and_crash import server_pids
+from tests.drive import server_pids
 
 pytestmark = pytest.mark.anyio
 TIMEOUT = 2.0  # TREEDISTILL_HEARTBEAT_TIMEOUT of these processes: a stop of 4 s outlasts it

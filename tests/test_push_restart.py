@@ -5,8 +5,6 @@ restart, resumes it (or says exactly why it cannot) and never commits twice, aga
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import sqlite3
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from mcp import Client
 from tests.standin_hub import StandinHub
 from tests.test_manual_tools import call, call_error
 from tests.test_push import HF_TOKEN, connected, hub, hub_client, hub_env, layout, local_files  # noqa: F401 (fixtures)
-from tests.test_stdio_and_crash import server_pids, stdio_server
+from tests.drive import kill_server, stdio_server
 
 pytestmark = pytest.mark.anyio
 
@@ -31,11 +29,7 @@ async def push_then_kill(hub: StandinHub, db_path: Path, environ: dict[str, str]
         async with Client(stdio_server(environ, db_path)) as client:
             started = await call(client, "push_to_hub", project_id=project_id, repo_id="alice/sports-qa")
             assert await anyio.to_thread.run_sync(reached.wait, 20)
-            (pid,) = server_pids(db_path)
-            os.kill(pid, signal.SIGKILL)
-            with anyio.fail_after(10):
-                while server_pids(db_path):
-                    await anyio.sleep(0.05)
+            await kill_server(db_path)
     hub.release()
     return started["push_id"]
 

@@ -214,13 +214,11 @@ async def test_kill_9_during_embedding_pays_no_batch_twice(env, db_path, llm):
     """A real `serve` subprocess embeds 2 tags x 5 batches of 64 questions and is killed mid-way; the restarted
     one embeds the rest. No batch stored before the kill is asked again; at most the 2 in flight are."""
     import contextlib
-    import os
-    import signal
 
     import anyio
     from mcp import Client
 
-    from tests.test_stdio_and_crash import server_pids, stdio_server
+    from tests.drive import kill_server, stdio_server
 
     llm.configure(latency=0.4)
     with contextlib.suppress(Exception):  # the client's exit fails once its server is gone
@@ -234,11 +232,7 @@ async def test_kill_9_during_embedding_pays_no_batch_twice(env, db_path, llm):
             with anyio.fail_after(30):
                 while len(vector_rows(db_path)) < 3 * 64:
                     await anyio.sleep(0.05)
-            (server_pid,) = server_pids(db_path)
-            os.kill(server_pid, signal.SIGKILL)
-            with anyio.fail_after(10):
-                while server_pids(db_path):
-                    await anyio.sleep(0.05)
+            await kill_server(db_path)
     stored_at_kill = {row[0] for row in vector_rows(db_path)}
     asked_at_kill = len(embed_requests(llm))
     assert 3 * 64 <= len(stored_at_kill) < 640 and len(stored_at_kill) % 64 == 0

@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import sqlite3
-from pathlib import Path
 
-import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 
-from tests.conftest import subprocess_env, treedistill_command
-from tests.drive import stored
+from tests.drive import call, kill_server, stdio_server, stored
 from tests.test_auto_distill import wait_for_answers
-from tests.drive import call
 
 pytestmark = pytest.mark.anyio
-
-
-def stdio_server(env: dict[str, str], db_path: Path) -> StdioServerParameters:
-    command, *args = treedistill_command()
-    return StdioServerParameters(command=command, args=[*args, "--db", str(db_path), "serve"],
-                                 env=subprocess_env(env, db_path))
-
-
-def server_pids(db_path: Path) -> list[int]:
-    """Processes whose command line names this test's database (the serve subprocess)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if str(db_path).encode() in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-    return pids
 
 
 async def test_manual_flow_over_a_stdio_subprocess(env, db_path, llm):
@@ -64,11 +41,7 @@ async def test_kill_9_mid_job_resumes_on_restart_without_paying_twice(env, db_pa
             job = await call(client, "auto_distill", project_id=project["id"], levels=2, tags_per_level=3,
                              questions_per_tag=3)
             await wait_for_answers(client, job["job_id"], 4)
-            (pid,) = server_pids(db_path)
-            os.kill(pid, signal.SIGKILL)
-            with anyio.fail_after(10):
-                while server_pids(db_path):
-                    await anyio.sleep(0.05)
+            await kill_server(db_path)
     requests_at_kill = llm.stats()["requests"]
     with sqlite3.connect(db_path) as conn:
         answered_at_kill = {row[0] for row in conn.execute(
