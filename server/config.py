@@ -114,3 +114,5 @@ MAX_HOLD_OUT_RATIO = 0.5  # the largest share of a project's questions hold_out 
 MAX_REPORT_TAGS = 2_000  # about 1 KB of JSON a tag; more cells than a treemap can show
 
 MAX_TURNS = 8  # a dialogue's turns (user message + assistant reply), the first included
+DEFAULT_MARGIN = 2  # judge points (of 10) by which a preference pair's winner must lead for the pair to be kept
+MAX_MARGIN = 9  # scores are 1-10

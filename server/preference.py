@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from treedistill.server.config import DEFAULT_MARGIN, MAX_MARGIN
 from treedistill.server.errors import InvalidInput, NotFound, ProviderError
 from treedistill.server.models import ModelSpec, Project
 from treedistill.server.scheduling.calls import LLMCaller
@@ -21,8 +22,6 @@ from treedistill.server.store.preference import PreferencePair, PreferenceStore
 from treedistill.server.store.queue import WorkItem, WorkQueue
 
 Progress = Callable[[int, int], Awaitable[None]]  # (done, total)
-DEFAULT_MARGIN = 2
-MAX_MARGIN = 9  # scores are 1-10
 
 
 class PairReport(BaseModel):

@@ -11,15 +11,15 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.tools import Tool
 from pydantic import BaseModel, Field
 
-from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_LEVELS,
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_LEVELS, DEFAULT_MARGIN,
                                        DEFAULT_QUESTIONS_PER_TAG, DEFAULT_TAGS_PER_LEVEL, LARGE_PLAN_CALLS, MAX_LEVELS,
-                                       MAX_PER_LEVEL, MAX_TURNS)
+                                       MAX_MARGIN, MAX_PER_LEVEL, MAX_TURNS)
 from treedistill.server.engine import Engine
 from treedistill.server.errors import CostAboveThreshold
 from treedistill.server.evaluation import FocusTag
 from treedistill.server.models import (TERMINAL_STATUSES, BatchOptions, JobProgress, ModelSpec, PlanEstimate,
                                       QuestionStyles)
-from treedistill.server.preference import DEFAULT_MARGIN, MAX_MARGIN, PairOptions
+from treedistill.server.preference import PairOptions
 from treedistill.server.ui import DASHBOARD_URI, link_ui
 from treedistill.tools.consent import NOT_ASKED, Approval, ask, can_ask, verdict
 from treedistill.tools.common import (GENERATES, LOCAL_WRITE, MAX_ID, READ_ONLY, Guidance, JobId, ProjectId, TagId,

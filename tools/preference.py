@@ -9,7 +9,8 @@ from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
 from treedistill.server.models import ModelSpec
-from treedistill.server.preference import DEFAULT_MARGIN, MAX_MARGIN, PairPage, PairReport
+from treedistill.server.config import DEFAULT_MARGIN, MAX_MARGIN
+from treedistill.server.preference import PairPage, PairReport
 from treedistill.tools.common import GENERATES, READ_ONLY, ProjectId, QuestionId, engine_of, strict_tool, tool_errors
 
 MAX_IDS = 1000

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from treedistill.server.config import DEFAULT_MAX_CONCURRENCY, default_model_spec
+from treedistill.server.config import DEFAULT_MARGIN, DEFAULT_MAX_CONCURRENCY, default_model_spec
 from treedistill.server.cli.doctor import NO_MODEL
 from treedistill.server.cli.progress import ProgressView, cost_text, final_summary
 from treedistill.server.cli.reports import local_engine
@@ -52,7 +52,7 @@ class DistillRequest:
     embedding_model: str | None = None  # --embedding-model: the project's embedding model at the default endpoint
     preference: bool = False  # --preference: a preference pair for every answer
     rejected_model: str | None = None  # --rejected-model: the rival's model name (on the question model's endpoint)
-    margin: int = 2
+    margin: int = DEFAULT_MARGIN
     turns: int = 1  # turns per dialogue (--turns)
 
     @property

@@ -12,9 +12,10 @@ from typing import NoReturn
 from pydantic import BaseModel, ValidationError
 
 from treedistill import __version__
-from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_LEVELS,
+from treedistill.server.config import (CONFIRM_COST_ENV, DEFAULT_CONFIRM_COST_ABOVE, DEFAULT_LEVELS, DEFAULT_MARGIN,
                                        DEFAULT_MAX_CONCURRENCY, DEFAULT_QUESTIONS_PER_TAG, DEFAULT_TAGS_PER_LEVEL,
-                                       LARGE_PLAN_CALLS, MAX_CONCURRENCY_LIMIT, MAX_LEVELS, MAX_PER_LEVEL, MAX_TURNS)
+                                       LARGE_PLAN_CALLS, MAX_CONCURRENCY_LIMIT, MAX_LEVELS, MAX_MARGIN, MAX_PER_LEVEL,
+                                       MAX_TURNS)
 from treedistill.server.models import AnswerStyle, QuestionStyles
 
 DEFAULT_HTTP_PORT = 8765
@@ -176,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--rejected-model", metavar="NAME",
                      help="with --preference: the rival's model on the question model's endpoint (default: the "
                           "question model)")
-    cmd.add_argument("--margin", type=_bounded(1, 9), default=2,
+    cmd.add_argument("--margin", type=_bounded(1, MAX_MARGIN), default=DEFAULT_MARGIN,
                      help="with --preference: points (of 10) by which one response must lead for the pair to be "
-                          "kept (2)")
+                          f"kept ({DEFAULT_MARGIN})")
     cmd.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
 
     cmd = command("progress", "show a job's progress, or the latest jobs",
