@@ -66,6 +66,7 @@ from treedistill.server.text.prompts.templates import KINDS, prompt_kind, templa
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.store.catalog import Store, connect, open_database, open_reader
+from treedistill.server.store.checkpoints import BackgroundCheckpoints
 from treedistill.server.models import DeletionCounts
 from treedistill.server.semantic import SemanticDuplicates, checked_semantic_settings
 from treedistill.server.store.dialogues import DialogueStore
@@ -105,6 +106,8 @@ class Engine:
         """Open the database, join the processes working on it, and take up unfinished work (other
         treedistill processes may share the database: limits and jobs hold across all of them)."""
         self._open_parts(Store(open_database(self.db_path)))
+        self.checkpoints = BackgroundCheckpoints(self.store, self.db_path)
+        self.checkpoints.start()
         self.caller = LLMCaller(self.queue, self.environ, self._options["requests_per_minute"],
                                 self._options["tokens_per_minute"])
         self.workers = WorkerRegistry(self.store, self.role, self._options["heartbeat_timeout"])
@@ -165,6 +168,7 @@ class Engine:
         await asyncio.gather(self._push_watch, return_exceptions=True)
         await self.scheduler.close()
         await self.caller.aclose()
+        self.checkpoints.stop()
         self.store.close()
 
     # -- projects --------------------------------------------------------------------------

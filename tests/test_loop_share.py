@@ -7,7 +7,9 @@ import asyncio
 
 import pytest
 
+from treedistill.server import loop_share as loop_share_module
 from treedistill.server.loop_share import LoopShare, loop_share
+from treedistill.server.models import TERMINAL_STATUSES
 
 TASKS = 16
 STEPS = 30
@@ -78,3 +80,21 @@ async def test_a_task_cancelled_while_waiting_leaves_the_others_going():
     assert waiting.cancelled()
     await asyncio.wait_for(share.take_turn(), 1.0)  # the next slice comes all the same
     assert loop_share() is loop_share()  # one per loop
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_running_job_takes_turns_at_its_steps(started, monkeypatch):
+    """The engine's steps are turns (a claim, each call, each streamed chunk, each item settling): with an empty
+    slice, a job's tasks wait for the loop to serve requests again and again. Without the turns (issue 19's
+    get_progress p99 of 290 ms) they would never wait."""
+    loop = asyncio.get_running_loop()
+    share = LoopShare(loop, slice_seconds=0.0)
+    monkeypatch.setitem(loop_share_module._shares, loop, share)
+    engine = await started()
+    project = engine.create_project("Turns", max_concurrency=8)
+    job, _ = await engine.auto_distill(project.id, 1, 4, 4, confirm_large=True)
+    while (progress := engine.get_progress(job["id"])).status not in TERMINAL_STATUSES:
+        await engine.wait_for_job_change(job["id"], 1.0)
+    assert (progress.status, progress.calls_done) == ("completed", 21)
+    assert share.waits >= 2 * progress.calls_done

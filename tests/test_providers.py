@@ -337,22 +337,33 @@ async def test_streamed_calls_reuse_one_connection(standin: StandinLLM, provider
     assert len({sent["client_port"] for sent in standin.requests()}) == 1
 
 
-async def _lines(*lines: str):
-    for line in lines:
-        yield line
+async def _chunks(*chunks: bytes):
+    for chunk in chunks:
+        yield chunk
 
 
 @pytest.mark.anyio
 async def test_sse_events_parse_data_lines_and_stop_at_done() -> None:
-    events = [event async for event in sse_events(_lines(
-        ": keep-alive", "", "event: message_start", 'data: {"a": 1}', "", "data: {\"b\":", "data: 2}", "",
-        "data: [DONE]", "", 'data: {"after": true}', ""))]
+    events = [event async for event in sse_events(_chunks(
+        b": keep-alive\n\nevent: message_start\ndata: {\"a\": 1}\n\n", b'data: {"b":\ndata: 2}\n\n',
+        b"data: [DONE]\n\n", b'data: {"after": true}\n\n'))]
     assert events == [("message_start", {"a": 1}), (None, {"b": 2})]
     with pytest.raises(StreamError, match="overloaded"):
-        [event async for event in sse_events(_lines(
-            "event: error", 'data: {"type": "error", "error": {"message": "overloaded"}}', ""))]
+        [event async for event in sse_events(_chunks(
+            b'event: error\ndata: {"type": "error", "error": {"message": "overloaded"}}\n\n'))]
     with pytest.raises(StreamError, match="not JSON"):
-        [event async for event in sse_events(_lines("data: {oops", ""))]
+        [event async for event in sse_events(_chunks(b"data: {oops\n\n"))]
+
+
+@pytest.mark.anyio
+async def test_sse_events_take_lines_split_anywhere_and_any_line_end() -> None:
+    """Chunks end anywhere: inside a line, between the CR and LF of a CRLF; lines end in LF, CRLF or CR; the last
+    event may lack its blank line."""
+    stream = 'event: a\r\ndata: {"x": "\u00e9"}\r\n\r\ndata: {"y":\rdata: 2}\r\rdata: {"z": 3}'.encode()
+    for size in (1, 2, 3, 7, len(stream)):
+        chunks = [stream[start:start + size] for start in range(0, len(stream), size)]
+        events = [event async for event in sse_events(_chunks(*chunks))]
+        assert events == [("a", {"x": "\u00e9"}), (None, {"y": 2}), (None, {"z": 3})], size
 
 
 @pytest.mark.parametrize(

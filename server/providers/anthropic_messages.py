@@ -63,7 +63,7 @@ class AnthropicMessagesProvider:
             raise self._translate(exc) from exc
         try:
             limits = anthropic_rate_limits(response.headers)
-            message = await _assemble(sse_events(response.aiter_lines()))
+            message = await _assemble(sse_events(response.aiter_bytes()))
         except (httpx2.TransportError, StreamError) as exc:
             raise self._broken(type(exc).__name__) from exc
         finally:

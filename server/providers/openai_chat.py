@@ -190,7 +190,7 @@ class OpenAIChatProvider:
         saw_choice = False
         pieces = 0
         try:
-            async for _, chunk in sse_events(response.aiter_lines()):
+            async for _, chunk in sse_events(response.aiter_bytes()):
                 if not isinstance(chunk, dict):
                     continue
                 model = chunk.get("model") or model

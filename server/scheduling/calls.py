@@ -85,14 +85,14 @@ class LLMCaller:
         preference pairs go online: their models need not have a batch API."""
         if item.batch:
             return True
-        params = self._params_of(item)
+        params = self.job_params(item) or {}
         return bool(params.get("batch")) and (item.kind == "answer" or bool(params.get("batch_all"))
                                               and item.kind in ("tags", "questions"))
 
-    def _params_of(self, item: WorkItem) -> dict:
-        """The parameters of the item's job ({} for a manual item)."""
+    def job_params(self, item: WorkItem) -> dict | None:
+        """The parameters of the item's job (None for a manual item), read once per job."""
         if item.job_id is None:
-            return {}
+            return None
         if item.job_id not in self._job_params:
             self._job_params[item.job_id] = self.queue.get_job(item.job_id)["params"]
         return self._job_params[item.job_id]
@@ -188,7 +188,7 @@ class LLMCaller:
             message = f"the batch {_BATCH_WORDS.get(kind, 'failed')} this request: {error}"
             if kind == "rejected":
                 raise RequestRejected(message)
-            if self._params_of(item).get("batch_fallback_online"):
+            if (self.job_params(item) or {}).get("batch_fallback_online"):
                 log.info("work item %s: %s; asking online instead", item.id, message)
                 return await self._pay(item, spec, request, key)
             raise TransientProviderError(message)
@@ -202,10 +202,11 @@ class LLMCaller:
         provider = self.provider(spec)
         gate = self.gate(spec)
         ticket = await gate.wait()
-        if item.job_id is not None and self.queue.job_status(item.job_id) != "running":
+        try:  # no call starts for a stopped job, or on a lease another process took back
+            self.queue.check_before_call(item)
+        except BaseException:
             gate.release(ticket)
-            raise JobStopped(f"job {item.job_id} is no longer running")
-        self.queue.hold(item)  # no call starts on a lease another process took back
+            raise
         started = time.perf_counter()
         capabilities = self._capabilities_of(spec)
         known = capabilities.model_dump()

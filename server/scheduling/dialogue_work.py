@@ -30,7 +30,7 @@ FOLLOWUP_ROUNDS = 3  # follow-ups per call that may be re-asked when empty or a 
 
 def job_turns(ctx: WorkContext, item: WorkItem) -> int:
     """The turns per dialogue the item's job asks for (1 outside a job)."""
-    return 1 if item.job_id is None else ctx.queue.get_job(item.job_id)["params"].get("turns", 1)
+    return (ctx.caller.job_params(item) or {}).get("turns", 1)
 
 
 def queue_next_turn(ctx: WorkContext, item: WorkItem, question_id: int, number: int) -> None:
@@ -54,7 +54,7 @@ async def continue_turn(ctx: WorkContext, item: WorkItem, project: Project) -> d
         return {"question_id": question.id, "turn": number}
     if len(complete) < number - 1:
         raise NotFound(f"turn {number - 1} of question {question.id}'s dialogue is not complete; continue it first")
-    steer = steering(ctx.store, project, None if item.job_id is None else ctx.queue.get_job(item.job_id)["params"])
+    steer = steering(ctx.store, project, ctx.caller.job_params(item))
     path = f"{project.topic}{PATH_SEPARATOR}{question.tag_path}"
     waiting = next((turn.user for turn in turns if turn.number == number), None)
     if waiting is None:

@@ -14,7 +14,6 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from treedistill.server.errors import JobStopped
 from treedistill.server.models import ModelSpec, Project, Tag
 from treedistill.server.pricing import call_cost
 from treedistill.server.providers import build_embedder, resolve_base_url
@@ -57,10 +56,11 @@ class EmbeddingCalls:
         provider = self.provider(spec)
         gate = self.caller.gate(spec)
         ticket = await gate.wait()
-        if item.job_id is not None and queue.job_status(item.job_id) != "running":
+        try:  # no call starts for a stopped job, or on a lease another process took back
+            queue.check_before_call(item)
+        except BaseException:
             gate.release(ticket)
-            raise JobStopped(f"job {item.job_id} is no longer running")
-        queue.hold(item)  # no call starts on a lease another process took back
+            raise
         started = time.perf_counter()
         try:
             result = await provider.embed(texts)

@@ -55,7 +55,7 @@ async def _rival(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str
         raise NotFound(f"question {question.id} has no teacher answer to pair a rival response with")
     if pairs.get_pair(project.id, question.id) is not None and not item.regenerate:
         return {"question_id": question.id}
-    params = None if item.job_id is None else ctx.queue.get_job(item.job_id)["params"]
+    params = ctx.caller.job_params(item)
     preference = None if params is None else params.get("preference")
     # A manual item carries its rival model; a job's items read it from the job (its planned items carry no spec).
     spec = ModelSpec.model_validate_json(item.model) if item.model else ModelSpec.model_validate(

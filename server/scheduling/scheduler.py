@@ -39,8 +39,8 @@ from treedistill.server.errors import (
 from treedistill.server.config import DEFAULT_BATCH_POLL_SECONDS
 from treedistill.server.loop_share import take_turn
 from treedistill.server.scheduling.batching import BatchRunner
-from treedistill.server.scheduling.planner import item_calls, unmade_work
-from treedistill.server.scheduling.work import WorkContext, execute, outputs_missing
+from treedistill.server.scheduling.planner import unmade_work
+from treedistill.server.scheduling.work import WorkContext, execute, finish_done, outputs_missing
 from treedistill.server.store.catalog import is_busy
 from treedistill.server.store.queue import WorkItem
 from treedistill.server.store.workers import WorkerRegistry
@@ -248,12 +248,9 @@ class Scheduler:
                 log.info("work item %s (%s) retries in %.1f s: %s", item.id, item.kind, delay, _describe(exc))
                 self.ctx.queue.retry_later(item, _describe(exc), delay, counter)
             return
-        with self.ctx.store.transaction():
-            self.ctx.queue.finish_item(item, "done", result=result)
-            if item.job_id is not None:  # an answer counts here, with its item's completion (see work._answer)
-                self.ctx.queue.add_job_counts(item.job_id, calls_done=item_calls(item.kind),
-                                              answers_done=int(item.kind == "answer"),
-                                              turns_done=int(item.kind == "turn"))
+        if item.status != "done":  # not finished by its executor in the transaction of its last write
+            with self.ctx.store.transaction():
+                finish_done(self.ctx.queue, item, result)
 
     def _retry(self, exc: TreedistillError, item: WorkItem) -> tuple[float, str] | None:
         """(seconds before the next attempt, the attempt counter it spends), or None to give up."""
@@ -343,19 +340,9 @@ class Scheduler:
                 self._job_changed[job_id].set()
 
     def _settled(self, item: WorkItem) -> None:
-        try:
-            final: WorkItem | None = self.ctx.queue.get_item(item.id)
-        except NotFound:  # its tag or question was deleted while it ran
-            final = None
-        if final is None or final.status in ("done", "failed"):  # not parked: its waiters learn the outcome
-            for future in self._waiters.pop(item.id, []):
-                if future.done():
-                    continue
-                if final is None:
-                    future.set_exception(NotFound("The tag or question this call was for has been deleted."))
-                else:
-                    future.set_result(final)
-        if item.job_id is not None and final is not None:
+        if self._waiters.get(item.id):  # a manual call waits for it (a job's items have no waiters: no read)
+            self._tell_waiters(item)
+        if item.job_id is not None:
             # Another item of the job still running here: it is not idle (saves two reads per settled item).
             if not any(other.job_id == item.job_id for other in self._in_flight.values()):
                 self.close_job_if_idle(item.job_id)
@@ -363,11 +350,30 @@ class Scheduler:
                 self._job_changed[item.job_id].set()
         self._wake[item.project_id].set()
 
+    def _tell_waiters(self, item: WorkItem) -> None:
+        """The waiters of a settled item learn its outcome, unless it was parked (they wait for its resumption)."""
+        try:
+            final: WorkItem | None = self.ctx.queue.get_item(item.id)
+        except NotFound:  # its tag or question was deleted while it ran
+            final = None
+        if final is not None and final.status not in ("done", "failed"):
+            return
+        for future in self._waiters.pop(item.id, []):
+            if future.done():
+                continue
+            if final is None:
+                future.set_exception(NotFound("The tag or question this call was for has been deleted."))
+            else:
+                future.set_result(final)
+
     def close_job_if_idle(self, job_id: int) -> None:
         """Mark a running job completed (or completed_with_failures, or failed when nothing of it worked) once
         nothing of it is left to run."""
         queue = self.ctx.queue
-        job = queue.get_job(job_id)
+        try:
+            job = queue.get_job(job_id)
+        except NotFound:  # deleted with its project while an item of it ran
+            return
         if job["status"] != "running" or queue.job_has_open_items(job_id):
             return
         short = any(job[f"{kind}_done"] < job[f"planned_{kind}"]

@@ -24,7 +24,7 @@ from treedistill.server.scheduling import dialogue_work, preference_work
 from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.scheduling.embedding import drop_semantic_duplicates, run_embed_item
 from treedistill.server.scheduling.teacher import RAW_ECHO_LIMIT, ask_teacher, reasoning_source
-from treedistill.server.scheduling.planner import grow_depth
+from treedistill.server.scheduling.planner import grow_depth, item_calls
 from treedistill.server.models import ModelSpec, Project, Question, Tag
 from treedistill.server.text.near_dup import drop_near_duplicates
 from treedistill.server.providers.base import ChatMessage, ChatRequest
@@ -79,6 +79,17 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
     return await _answer(ctx, item, project)
 
 
+def finish_done(queue: WorkQueue, item: WorkItem, result: dict[str, Any]) -> None:
+    """Record the item done under its lease (LeaseLost, nothing written, when it was taken back), and count it with
+    its job. Call in a transaction: the scheduler's after the executor returns, or (one commit less per answer) the
+    executor's own last one, as its first write."""
+    queue.finish_item(item, "done", result=result)
+    if item.job_id is not None:  # an answer counts here, with its item's completion (see _answer)
+        queue.add_job_counts(item.job_id, calls_done=item_calls(item.kind), answers_done=int(item.kind == "answer"),
+                             turns_done=int(item.kind == "turn"))
+    item.status = "done"
+
+
 def outputs_have(store: Store, item: WorkItem) -> int:
     """How many children (tags item) or questions (questions item) the item's tag has now."""
     if item.kind == "tags":
@@ -126,13 +137,9 @@ async def ask_json(ctx: WorkContext, item: WorkItem, spec: ModelSpec, language: 
     raise AssertionError("unreachable")
 
 
-def _job_params(ctx: WorkContext, item: WorkItem) -> dict[str, Any] | None:
-    return None if item.job_id is None else ctx.queue.get_job(item.job_id)["params"]
-
-
 async def _expand_tag(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
     parent = ctx.store.get_tag(project.id, item.tag_id) if item.tag_id is not None else None
-    params = _job_params(ctx, item)
+    params = ctx.caller.job_params(item)
     steer = steering(ctx.store, project, params)
     version = prompts.prompt_version(project.language, "tags", steer)
     created: list[int] = []
@@ -175,7 +182,7 @@ def _queue_below_tags(ctx: WorkContext, item: WorkItem, tags: list[Tag], params:
 
 async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
     tag = ctx.store.get_tag(project.id, item.tag_id)
-    params = _job_params(ctx, item)
+    params = ctx.caller.job_params(item)
     steer, styles = steering(ctx.store, project, params), question_styles(project, params)
     version = prompts.prompt_version(project.language, "questions", steer)
     created: list[int] = []
@@ -224,19 +231,20 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
 
 async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[str, Any]:
     question = ctx.store.get_question(project.id, item.question_id)
-    # An answer item is counted when it is finished (Scheduler._attempt), in that transaction: one answered
-    # meanwhile (by hand, or by this item before a crash kept it from finishing) is counted once.
+    result = {"question_id": question.id}
+    # An answer item is counted when it is finished (finish_done), in the transaction that stores the answer: one
+    # answered meanwhile (by hand, or by this item before a crash kept it from finishing) is counted once.
     if question.answered and not item.regenerate:
         with ctx.store.transaction():
-            ctx.queue.hold(item)
+            finish_done(ctx.queue, item, result)
             dialogue_work.queue_next_turn(ctx, item, question.id, 2)
-        return {"question_id": question.id}
+        return result
     spec = ctx.caller.model_for(item, project, "answer")
-    params = _job_params(ctx, item)
+    params = ctx.caller.job_params(item)
     steer = steering(ctx.store, project, params)
     reply = await ask_teacher(ctx.caller, item, project, spec, answer_messages(project, question, steer))
     with ctx.store.transaction():
-        ctx.queue.hold(item)
+        finish_done(ctx.queue, item, result)
         # Without regenerate, an answer stored meanwhile (and perhaps reviewed) is kept, never overwritten.
         ctx.store.save_answer(project.id, question.id, reply.content.strip(), (reply.reasoning or "").strip(),
                               reasoning_source(reply), reply.model or spec.model,
@@ -245,7 +253,7 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
         dialogue_work.queue_next_turn(ctx, item, question.id, 2)
         if params is not None and params.get("preference"):
             preference_work.queue_rival(ctx.queue, item, question.id)
-    return {"question_id": question.id}
+    return result
 
 
 def answer_messages(project: Project, question: Question, steer: Steering) -> list[ChatMessage]:

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from treedistill.server.config import CLAIM_BATCH, DEFAULT_HEARTBEAT_TIMEOUT
-from treedistill.server.errors import LeaseLost, NotFound
+from treedistill.server.errors import JobStopped, LeaseLost, NotFound
 from treedistill.server.models import ModelSpec
 from treedistill.server.store.catalog import Store, now_iso
 
@@ -47,6 +47,18 @@ class WorkItem(BaseModel):
     model: str | None = None
     batch: bool = False
     """Its calls go through the endpoint's batch API (a judge item of score_answers(batch=true))."""
+
+
+# The item (id) is running under the lease (owner, generation) it was claimed with, and its owner's heartbeat is
+# recent (a process that stalled past the timeout may have been taken for dead); binds id, owner, generation,
+# owner, oldest heartbeat.
+_HELD = ("id = ? AND status = 'running' AND lease_owner = ? AND lease_gen = ?"
+         " AND EXISTS (SELECT 1 FROM workers WHERE id = ? AND heartbeat_at >= ?)")
+
+
+def _lease_lost(item: WorkItem) -> LeaseLost:
+    return LeaseLost(f"work item {item.id} ({item.kind}) is no longer leased to {item.lease_owner} "
+                     f"(lease {item.lease_gen}): another process took it back")
 
 
 class WorkQueue:
@@ -161,19 +173,29 @@ class WorkQueue:
     def hold(self, item: WorkItem) -> None:
         """Raise LeaseLost unless `item` is still running under the lease it was claimed with and its owner's
         heartbeat is recent (a process that stalled past the timeout may have been taken for dead). First
-        statement of a transaction that writes the item's results, and checked before every paid call."""
+        statement of a transaction that writes the item's results (`check_before_call` is its read-only twin)."""
         self._leased_update(item, "updated_at = ?", (time.time(),))
+
+    def check_before_call(self, item: WorkItem) -> None:
+        """Before a paid call, in one read that writes nothing: JobStopped when the item's job is no longer running,
+        LeaseLost when the item is no longer held under its lease (as `hold` checks it)."""
+        job_status, held = self.db.execute(
+            f"SELECT (SELECT status FROM jobs WHERE id = ?), EXISTS (SELECT 1 FROM work_items WHERE {_HELD})",
+            (item.job_id, *self._lease(item))).fetchone()
+        if item.job_id is not None and job_status != "running":
+            raise JobStopped(f"job {item.job_id} is no longer running")
+        if not held:
+            raise _lease_lost(item)
 
     def _leased_update(self, item: WorkItem, sets: str, values: tuple) -> None:
         """Apply `sets` to the item only under its lease; LeaseLost (nothing written) when it is not held."""
-        deadline = time.time() - self.lease_timeout
-        changed = self.db.execute(
-            f"UPDATE work_items SET {sets} WHERE id = ? AND status = 'running' AND lease_owner = ? AND lease_gen = ?"
-            " AND EXISTS (SELECT 1 FROM workers WHERE id = ? AND heartbeat_at >= ?)",
-            (*values, item.id, item.lease_owner, item.lease_gen, item.lease_owner, deadline)).rowcount
+        changed = self.db.execute(f"UPDATE work_items SET {sets} WHERE {_HELD}", (*values, *self._lease(item))).rowcount
         if not changed:
-            raise LeaseLost(f"work item {item.id} ({item.kind}) is no longer leased to {item.lease_owner} "
-                            f"(lease {item.lease_gen}): another process took it back")
+            raise _lease_lost(item)
+
+    def _lease(self, item: WorkItem) -> tuple:
+        """The values `_HELD` binds for the item."""
+        return item.id, item.lease_owner, item.lease_gen, item.lease_owner, time.time() - self.lease_timeout
 
     def release(self, item: WorkItem) -> None:
         """Put an item back in the queue if it is still marked as leased under `item`'s lease (one whose holder
