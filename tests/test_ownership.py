@@ -167,3 +167,35 @@ async def test_a_blocked_event_loop_is_noticed_and_its_late_results_are_discarde
     assert progress.status == "completed" and adds_up(progress)
     assert (progress.questions.done, progress.answers.done) == (4, 4)
     assert sum(count - 1 for count in llm.stats()["by_prompt"].values()) == 0  # served from the cache, not re-paid
+
+
+@pytest.mark.anyio
+async def test_a_reply_whose_storing_fails_stays_cached_and_counted(store, queue, env, llm):
+    """An answer is stored in the transaction that counts its paid reply (LLMCaller.call's `keep`); when storing it
+    fails (here: the lease was taken back meanwhile), the reply is cached for whoever runs the item next and its
+    usage still counts, once: the next run is served without paying again."""
+    from treedistill.server.providers.base import ChatMessage, ChatRequest
+    from treedistill.server.scheduling.calls import LLMCaller
+
+    caller = LLMCaller(queue, env)
+    project_id, job_id = one_answer_job(store, queue)
+    item = queue.claim_next(project_id, "unit")
+    request = ChatRequest(messages=[ChatMessage(role="user", content="Why is the sky blue?")])
+
+    def taken_back(reply: ChatResult) -> bool:
+        queue.hold(item.model_copy(update={"lease_gen": item.lease_gen + 1}))  # nobody holds that lease
+        raise AssertionError("unreachable")
+
+    try:
+        with pytest.raises(LeaseLost):
+            await caller.call(item, SPEC, request, keep=taken_back)
+        paid = llm.stats()["requests"]
+        assert paid == 1
+        counted = store.db.execute("SELECT input_tokens, output_tokens FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        assert counted[0] > 0 and counted[1] > 0
+        reply = await caller.call(item, SPEC, request, keep=lambda reply: True)  # from the cache: not kept again
+        assert reply.content and llm.stats()["requests"] == paid
+        assert store.db.execute("SELECT input_tokens, output_tokens FROM jobs WHERE id = ?",
+                                (job_id,)).fetchone() == counted
+    finally:
+        await caller.aclose()

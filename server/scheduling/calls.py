@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from treedistill.server.errors import (
     Batched,
@@ -147,13 +147,19 @@ class LLMCaller:
                                              self.tokens_per_minute)
         return self._gates[endpoint]
 
-    async def call(self, item: WorkItem, spec: ModelSpec, request: ChatRequest) -> ChatResult:
+    async def call(self, item: WorkItem, spec: ModelSpec, request: ChatRequest,
+                   keep: Callable[[ChatResult], bool] | None = None) -> ChatResult:
         """Return the model's reply for `request` made on behalf of `item`, paying at most once for it.
 
         A reply cut off at max_tokens is never returned: when neither the spec nor the request set a budget,
         it is asked again once with twice the tokens it used; otherwise (or cut again) TruncatedOutput.
         Raises JobStopped, before paying, when the item's job is no longer running. For an item whose calls go
         by batch (`by_batch`), a call not answered yet is queued for the next batch and Batched is raised.
+
+        `keep(reply)`, when given, runs in the transaction that counts a paid reply's usage, the moment it arrives:
+        it stores what the reply was for and returns True (the reply then needs no cache row: one commit and two
+        writes less per call), or False to leave it to the caller. A reply served from the cache or a batch, or one
+        cut off, never goes to `keep`.
         """
         await take_turn()
         key = hashlib.sha256(
@@ -165,13 +171,13 @@ class LLMCaller:
         elif self.by_batch(item):
             result = await self._from_batch(item, spec, request, key)
         else:
-            result = await self._pay(item, spec, request, key)
+            result = await self._pay(item, spec, request, key, keep)
         if not result.truncated:
             await take_turn()  # the caller stores it next
             return result
         if request.max_tokens is None and spec.max_tokens is None:
             budget = max(2 * result.output_tokens, MIN_REASK_BUDGET)
-            return await self.call(item, spec, request.model_copy(update={"max_tokens": budget}))
+            return await self.call(item, spec, request.model_copy(update={"max_tokens": budget}), keep)
         budget = request.max_tokens or spec.max_tokens
         raise TruncatedOutput(
             f"the reply was cut off at max_tokens ({budget} output tokens) and was not stored; raise max_tokens in "
@@ -197,8 +203,10 @@ class LLMCaller:
         self.batch_store.enqueue(item, key, spec.model_dump_json(), request.model_dump_json())
         raise Batched(item.id)
 
-    async def _pay(self, item: WorkItem, spec: ModelSpec, request: ChatRequest, key: str) -> ChatResult:
-        """Make the call; its reply is cached and its usage counted in one transaction the moment it arrives."""
+    async def _pay(self, item: WorkItem, spec: ModelSpec, request: ChatRequest, key: str,
+                   keep: Callable[[ChatResult], bool] | None = None) -> ChatResult:
+        """Make the call; its reply is kept (by `keep`, else in the cache) and its usage counted in one transaction
+        the moment it arrives."""
         provider = self.provider(spec)
         gate = self.gate(spec)
         ticket = await gate.wait()
@@ -231,14 +239,25 @@ class LLMCaller:
         cost = call_cost(spec, result.input_tokens, result.output_tokens,
                          base_url=resolve_base_url(spec, self.environ))
         store = self.queue.store
+        failure: Exception | None = None
         with store.transaction():
-            self.queue.cache_response(key, item.id, result.model_dump())
             store.add_project_usage(item.project_id, result.input_tokens, result.output_tokens, cost,
                                     unpriced_calls=int(cost is None))
             if item.job_id is not None:
                 self.queue.add_job_counts(item.job_id, input_tokens=result.input_tokens,
                                           output_tokens=result.output_tokens, cost=cost,
                                           unpriced_calls=int(cost is None))
+            kept = False
+            if keep is not None and not result.truncated:
+                try:
+                    with store.transaction():  # a savepoint: what `keep` wrote goes if it fails, the reply stays
+                        kept = keep(result)
+                except Exception as exc:  # e.g. LeaseLost: the reply is cached for whoever holds the item now
+                    failure = exc
+            if not kept:
+                self.queue.cache_response(key, item.id, result.model_dump())
+        if failure is not None:
+            raise failure
         return result
 
     async def aclose(self) -> None:

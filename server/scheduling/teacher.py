@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from treedistill.server.errors import MissingReasoning, OutputFormatError
 from treedistill.server.models import ModelSpec, Project
 from treedistill.server.providers.base import ChatMessage, ChatRequest, ChatResult
@@ -14,12 +16,24 @@ RAW_ECHO_LIMIT = 2000
 
 
 async def ask_teacher(caller: LLMCaller, item: WorkItem, project: Project, spec: ModelSpec,
-                      messages: list[ChatMessage]) -> ChatResult:
+                      messages: list[ChatMessage], keep: Callable[[ChatResult], None] | None = None) -> ChatResult:
     """The teacher's reply to `messages`; one without an answer (or without the reasoning the project requires)
-    is shown back with the request to reason first, ANSWER_ROUNDS times in all, then raises (retryable)."""
+    is shown back with the request to reason first, ANSWER_ROUNDS times in all, then raises (retryable).
+    `keep(reply)` stores a usable paid reply the moment it arrives, in the transaction that counts it (see
+    LLMCaller.call); a reply from the cache is the caller's to store."""
+
+    def usable(reply: ChatResult) -> bool:
+        return bool(reply.content.strip()) and bool((reply.reasoning or "").strip() or not project.require_reasoning)
+
+    def keep_usable(reply: ChatResult) -> bool:
+        if keep is None or not usable(reply):
+            return False
+        keep(reply)
+        return True
+
     for round_number in range(1, ANSWER_ROUNDS + 1):
-        reply = await caller.call(item, spec, ChatRequest(messages=messages))
-        if reply.content.strip() and ((reply.reasoning or "").strip() or not project.require_reasoning):
+        reply = await caller.call(item, spec, ChatRequest(messages=messages), keep_usable if keep else None)
+        if usable(reply):
             return reply
         if round_number == ANSWER_ROUNDS:
             if not reply.content.strip():

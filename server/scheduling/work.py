@@ -27,7 +27,7 @@ from treedistill.server.scheduling.teacher import RAW_ECHO_LIMIT, ask_teacher, r
 from treedistill.server.scheduling.planner import grow_depth, item_calls
 from treedistill.server.models import ModelSpec, Project, Question, Tag
 from treedistill.server.text.near_dup import drop_near_duplicates
-from treedistill.server.providers.base import ChatMessage, ChatRequest
+from treedistill.server.providers.base import ChatMessage, ChatRequest, ChatResult
 from treedistill.server.store.queue import WorkItem, WorkQueue
 from treedistill.server.store.vectors import VectorStore
 from treedistill.server.store.catalog import PATH_SEPARATOR, Store
@@ -87,7 +87,7 @@ def finish_done(queue: WorkQueue, item: WorkItem, result: dict[str, Any]) -> Non
     if item.job_id is not None:  # an answer counts here, with its item's completion (see _answer)
         queue.add_job_counts(item.job_id, calls_done=item_calls(item.kind), answers_done=int(item.kind == "answer"),
                              turns_done=int(item.kind == "turn"))
-    item.status = "done"
+    item.status = "done"  # a transaction that fails after this raises: the scheduler then never looks at it
 
 
 def outputs_have(store: Store, item: WorkItem) -> int:
@@ -242,8 +242,9 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
     spec = ctx.caller.model_for(item, project, "answer")
     params = ctx.caller.job_params(item)
     steer = steering(ctx.store, project, params)
-    reply = await ask_teacher(ctx.caller, item, project, spec, answer_messages(project, question, steer))
-    with ctx.store.transaction():
+
+    def store(reply: ChatResult) -> None:
+        """Finish the item with its answer (call in a transaction; its first write takes the item's lease)."""
         finish_done(ctx.queue, item, result)
         # Without regenerate, an answer stored meanwhile (and perhaps reviewed) is kept, never overwritten.
         ctx.store.save_answer(project.id, question.id, reply.content.strip(), (reply.reasoning or "").strip(),
@@ -253,6 +254,12 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
         dialogue_work.queue_next_turn(ctx, item, question.id, 2)
         if params is not None and params.get("preference"):
             preference_work.queue_rival(ctx.queue, item, question.id)
+
+    # Stored in the transaction that counts the paid reply; one served from the cache (paid before a crash) here.
+    reply = await ask_teacher(ctx.caller, item, project, spec, answer_messages(project, question, steer), store)
+    if item.status != "done":
+        with ctx.store.transaction():
+            store(reply)
     return result
 
 
