@@ -75,11 +75,18 @@ def offline_env(home: Path) -> dict[str, str]:
     return env
 
 
-def standin_log(url: str, since: int) -> tuple[int, list[dict]]:
-    """(requests so far, the stand-in's log entries from number `since` on)."""
-    with urllib.request.urlopen(f"{url}/_requests") as reply:
-        entries = json.load(reply)
-    return len(entries), entries[since:]
+def standin_get(url: str, route: str):
+    with urllib.request.urlopen(f"{url}/{route}") as reply:
+        return json.load(reply)
+
+
+def standin_count(url: str, since: int) -> dict:
+    """What the stand-in answered from its request number `since` on: 200s, other statuses, and the most requests
+    it has had in flight at once since it started."""
+    entries = standin_get(url, "_requests")[since:]
+    return {"answered": sum(entry["status"] == 200 for entry in entries),
+            "other": sum(entry["status"] != 200 for entry in entries),
+            "peak_in_flight": standin_get(url, "_stats")["max_in_flight"]}
 
 
 def dag_calls(levels: int, tags: int, questions: int) -> int:
@@ -90,7 +97,7 @@ def dag_calls(levels: int, tags: int, questions: int) -> int:
 def run_curator(url: str, shape: argparse.Namespace) -> dict:
     """Curator's pipeline in its own process: its figures, whole-process CPU, and what the stand-in answered."""
     python = curator_python()
-    since, _ = standin_log(url, 0)
+    since = standin_get(url, "_stats")["requests"]
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "curator.log"
         with log.open("w") as errors:
@@ -104,22 +111,18 @@ def run_curator(url: str, shape: argparse.Namespace) -> dict:
         lines = output.strip().splitlines()
         result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"wall": 0.0, "cpu": 0.0}
         result["log_tail"] = log.read_text()[-3000:]
-    _, entries = standin_log(url, since)
     result.update(process_cpu=usage.ru_utime + usage.ru_stime, returncode=process.returncode,
-                  calls=sum(entry["status"] == 200 for entry in entries),
-                  other_requests=sum(entry["status"] != 200 for entry in entries))
+                  standin=standin_count(url, since))
     return result
 
 
 def run_treedistill(url: str, shape: argparse.Namespace) -> dict:
     """The engine in this process, as auto_distill_bench runs it, plus what the stand-in answered."""
-    since, _ = standin_log(url, 0)
+    since = standin_get(url, "_stats")["requests"]
     with tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(run_job(url, Path(tmp) / "bench.db", shape.concurrency, shape.levels, shape.tags,
                                      shape.questions))
-    _, entries = standin_log(url, since)
-    result.update(standin_calls=sum(entry["status"] == 200 for entry in entries),
-                  other_requests=sum(entry["status"] != 200 for entry in entries))
+    result["standin"] = standin_count(url, since)
     return result
 
 
@@ -136,31 +139,38 @@ def one_run(number: int, shape: argparse.Namespace) -> dict:
         "first": next(iter(sides)), "td_wall": ours["wall"], "cu_wall": theirs["wall"], "pool_wall": pool_wall,
         "td_cpu": ours["cpu"] * 1000 / expected, "cu_cpu": theirs["cpu"] * 1000 / expected,
         "cu_process_cpu": theirs["process_cpu"] * 1000 / expected, "pool_cpu": pool_cpu * 1000 / expected,
-        "td_calls": ours["standin_calls"], "cu_calls": theirs["calls"], "cu_probes": theirs["other_requests"],
+        "cu_build_wall": sum(stage["build_seconds"] for stage in theirs.get("stages", [])),
     }
     figures["wall_ratio"] = figures["td_wall"] / figures["cu_wall"] if figures["cu_wall"] else float("inf")
     figures["cpu_ratio"] = figures["td_cpu"] / figures["cu_cpu"] if figures["cu_cpu"] else float("inf")
-    print(f"== run {number}: {expected:,} calls, C={shape.concurrency}, {spread(shape)}; "
-          f"{figures['first']} first")
+    print(f"== run {number}: {expected:,} calls, C={shape.concurrency}, {spread(shape)}; {figures['first']} first")
     print(f"treedistill: {ours['status']}, {ours['calls']} calls done of {ours['planned']} planned, failed "
-          f"{ours['failed']}; stand-in answered {ours['standin_calls']} (+{ours['other_requests']} not 200); "
-          f"wall {ours['wall']:.2f} s; CPU {figures['td_cpu']:.2f} ms per call")
-    stages = ", ".join(f"{stage['stage']} {stage['rows']}/{stage['expected']}" for stage in theirs.get("stages", []))
-    print(f"Curator: exit {theirs['returncode']}, rows {stages or 'none'}; stand-in answered {theirs['calls']} "
-          f"(+{theirs['other_requests']} not 200: its rate-limit probes); wall {theirs['wall']:.2f} s; CPU "
-          f"{figures['cu_cpu']:.2f} ms per call (pipeline), {figures['cu_process_cpu']:.2f} ms (whole process, imports "
-          f"included)")
+          f"{ours['failed']}; {answered(ours['standin'])}; wall {ours['wall']:.2f} s; "
+          f"CPU {figures['td_cpu']:.2f} ms per call")
+    stages = ", ".join(f"{stage['stage']} {stage['rows']}/{stage['expected']} in {stage['run_seconds']:.2f} s"
+                       for stage in theirs.get("stages", []))
+    print(f"Curator: exit {theirs['returncode']}; rows {stages or 'none'}; {answered(theirs['standin'])}, the others "
+          f"its rate-limit probes; building its LLMs (a probe each) {figures['cu_build_wall']:.2f} s of its wall; "
+          f"wall {theirs['wall']:.2f} s; "
+          f"CPU {figures['cu_cpu']:.2f} ms per call (pipeline), {figures['cu_process_cpu']:.2f} ms (whole process, "
+          f"imports included)")
     print(f"bare semaphore pool of {expected:,} SDK calls: wall {pool_wall:.2f} s; CPU {figures['pool_cpu']:.2f} ms "
           f"per call")
     print(f"treedistill / Curator: wall {figures['wall_ratio']:.3f}; CPU per call {figures['cpu_ratio']:.3f}")
     failures = []
-    if ours["status"] != "completed" or ours["calls"] != expected or ours["failed"] or ours["standin_calls"] != expected:
-        failures.append(f"treedistill did not finish its {expected} calls")
-    if theirs["returncode"] != 0 or theirs["calls"] != expected:
-        failures.append(f"Curator did not finish its {expected} calls (exit {theirs['returncode']}); the end of its "
-                        f"log:\n{theirs['log_tail']}")
+    if (ours["status"] != "completed" or ours["calls"] != expected or ours["failed"]
+            or ours["standin"]["answered"] != expected):
+        failures.append(f"run {number}: treedistill did not finish its {expected} calls")
+    if theirs["returncode"] != 0 or theirs["standin"]["answered"] != expected:
+        failures.append(f"run {number}: Curator did not finish its {expected} calls (exit {theirs['returncode']}); "
+                        f"the end of its log:\n{theirs['log_tail']}")
     figures["failures"] = failures
     return figures
+
+
+def answered(counts: dict) -> str:
+    return (f"the stand-in answered {counts['answered']} with 200 and {counts['other']} otherwise, at most "
+            f"{counts['peak_in_flight']} in flight (since it started)")
 
 
 def spread(shape: argparse.Namespace) -> str:
@@ -171,7 +181,8 @@ def spread(shape: argparse.Namespace) -> str:
 def summary(runs: list[dict]) -> None:
     """min / median / max of each figure over the runs."""
     rows = [("treedistill wall, s", "td_wall"), ("Curator wall, s", "cu_wall"), ("bare pool wall, s", "pool_wall"),
-            ("wall: treedistill / Curator", "wall_ratio"), ("treedistill CPU ms per call", "td_cpu"),
+            ("Curator building its LLMs (probes), s", "cu_build_wall"), ("wall: treedistill / Curator", "wall_ratio"),
+            ("treedistill CPU ms per call", "td_cpu"),
             ("Curator CPU ms per call (pipeline)", "cu_cpu"),
             ("Curator CPU ms per call (whole process)", "cu_process_cpu"), ("bare pool CPU ms per call", "pool_cpu"),
             ("CPU per call: treedistill / Curator", "cpu_ratio")]

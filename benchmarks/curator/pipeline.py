@@ -11,7 +11,8 @@ cannot satisfy). The answer prompt asks for reasoning in <think> tags, as treedi
 non-reasoning teacher, and `parse` splits it from the answer.
 
 Prints one JSON line: wall and CPU seconds of the pipeline (measured after the imports, this process and its
-children), rows per stage, and Curator's own request counts. Exits 1 when a stage returns fewer rows than the
+children), and per stage its rows, Curator's own request counts, and the seconds spent building the stage's LLM
+(its rate-limit probe) and running it. Exits 1 when a stage returns fewer rows than the
 DAG needs. Imports nothing from treedistill: the environment (caching and telemetry off) is set by the caller,
 benchmarks/curator_side_by_side.py.
 """
@@ -36,10 +37,16 @@ ANSWER_SYSTEM = ("First think the problem through step by step inside <think> an
                  "write the final answer for the user, complete on its own. Answer in English.")
 
 
-class SubTopics(curator.LLM):
-    """Children of each row's tag path."""
+class Listing(curator.LLM):
+    """A stage whose prompt asks for `count` items."""
 
-    count = 10
+    def __init__(self, count: int, **settings) -> None:
+        self.count = count
+        super().__init__(**settings)
+
+
+class SubTopics(Listing):
+    """Children of each row's tag path."""
 
     def prompt(self, row: dict) -> str:
         return (f"Tag path: {row['path']}\n"
@@ -50,10 +57,8 @@ class SubTopics(curator.LLM):
         return [{"path": f"{row['path']} > {tag}"} for tag in json.loads(response)["tags"]]
 
 
-class Questions(curator.LLM):
+class Questions(Listing):
     """Questions about each leaf tag."""
-
-    count = 10
 
     def prompt(self, row: dict) -> str:
         return (f"Tag path: {row['path']}\n"
@@ -98,12 +103,6 @@ def main() -> int:
         "max_requests_per_minute": 10**9, "max_tokens_per_minute": 10**12,
     }
 
-    def llm(kind: type[curator.LLM], **attributes: int) -> curator.LLM:
-        stage = kind(model_name=args.model, backend="openai", backend_params=dict(backend_params))
-        for name, value in attributes.items():
-            setattr(stage, name, value)
-        return stage
-
     leaves = args.tags ** args.levels
     plan = [(SubTopics, {"count": args.tags}, "tags", args.tags ** (level + 1)) for level in range(args.levels)]
     plan += [(Questions, {"count": args.questions}, "questions", leaves * args.questions),
@@ -111,11 +110,15 @@ def main() -> int:
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
     rows, stages = [{"path": ROOT_TOPIC}], []
     for kind, attributes, name, expected in plan:
-        response = llm(kind, **attributes)(rows)  # the previous stage's CuratorResponse feeds this one
-        rows = response
-        stats = response.request_stats
+        started = time.perf_counter()
+        # Curator's OpenAI backend sends a rate-limit probe request as it is built
+        stage = kind(model_name=args.model, backend="openai", backend_params=dict(backend_params), **attributes)
+        built = time.perf_counter()
+        response = stage(rows)  # the previous stage's CuratorResponse feeds this one
+        rows, stats = response, response.request_stats
         stages.append({"stage": name, "rows": len(response.dataset), "expected": expected,
-                       "requests": stats.total, "succeeded": stats.succeeded, "failed": stats.failed})
+                       "requests": stats.total, "succeeded": stats.succeeded, "failed": stats.failed,
+                       "build_seconds": built - started, "run_seconds": time.perf_counter() - built})
     wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
     print(json.dumps({"wall": wall, "cpu": cpu, "stages": stages,
                       "example": {key: str(value)[:120] for key, value in response.dataset[0].items()}}), flush=True)
