@@ -10,12 +10,13 @@ extractions x 10 questions, 1,000 answers (1,111 calls). treedistill runs it in 
 auto_distill_bench does); Curator runs it in a subprocess with its own virtualenv (benchmarks/.curator-venv,
 created and filled from PyPI on first use, then reused), as a Curator user writes it: one `curator.LLM` per stage,
 each stage's output feeding the next (benchmarks/curator/pipeline.py). Both meet one stand-in (tests/standin_llm.py
-in a process of its own), at the same concurrency; the two sides take turns going first.
+in a process of its own), at the same concurrency; the two sides take turns going first, and the stand-in is
+re-seeded before each side so both draw the same latencies (in the order their requests arrive).
 
 Per run: each side's wall time, CPU seconds per call of its own process (treedistill: this process during the job;
 Curator: its pipeline after the imports, process and children, and its whole subprocess with the imports, from
-wait4), the calls the stand-in answered with 200 for each side (Curator's four rate-limit probes, one per stage,
-are counted apart), and treedistill / Curator for wall and CPU per call. A bare semaphore pool of the same number of
+wait4), the calls the stand-in answered with 200 for each side (Curator's rate-limit probes, one per stage, are
+counted apart), and treedistill / Curator for wall and CPU per call. A bare semaphore pool of the same number of
 SDK calls gives the floor. Exits 1 when a side does not finish every call of the DAG.
 
 Curator never reaches the network: caching off (`CURATOR_DISABLE_CACHE`, so a rerun pays again), telemetry off
@@ -80,6 +81,13 @@ def standin_get(url: str, route: str):
         return json.load(reply)
 
 
+def reseed(url: str, seed: int) -> None:
+    """Restart the stand-in's random draws (latency included) from `seed`."""
+    request = urllib.request.Request(f"{url}/_control", data=json.dumps({"seed": seed}).encode(),
+                                     headers={"content-type": "application/json"}, method="POST")
+    urllib.request.urlopen(request).close()
+
+
 def standin_count(url: str, since: int) -> dict:
     """What the stand-in answered from its request number `since` on: 200s, other statuses, and the most requests
     it has had in flight at once since it started."""
@@ -127,12 +135,15 @@ def run_treedistill(url: str, shape: argparse.Namespace) -> dict:
 
 
 def one_run(number: int, shape: argparse.Namespace) -> dict:
-    """Both sides (and the bare pool) against one fresh stand-in; which side goes first alternates by run."""
+    """Both sides (and the bare pool) against one fresh stand-in; which side goes first alternates by run. The
+    stand-in is re-seeded before each, so all three draw the same latencies in the order their requests arrive."""
     expected = dag_calls(shape.levels, shape.tags, shape.questions)
     with standin_process(shape.latency, shape.jitter, shape.tail) as url:
         sides = {}
         for side in (("treedistill", "curator") if number % 2 else ("curator", "treedistill")):
+            reseed(url, number)
             sides[side] = run_treedistill(url, shape) if side == "treedistill" else run_curator(url, shape)
+        reseed(url, number)
         pool_wall, pool_cpu = asyncio.run(bare_pool_cost(url, expected, shape.concurrency))
     ours, theirs = sides["treedistill"], sides["curator"]
     figures = {
