@@ -28,14 +28,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import pty
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -103,25 +107,42 @@ def dag_calls(levels: int, tags: int, questions: int) -> int:
 
 
 def run_curator(url: str, shape: argparse.Namespace) -> dict:
-    """Curator's pipeline in its own process: its figures, whole-process CPU, and what the stand-in answered."""
+    """Curator's pipeline in its own process: its figures, whole-process CPU, and what the stand-in answered. With
+    `shape.terminal` its stderr is a pseudo-terminal, so it draws its live progress display as at a terminal."""
     python = curator_python()
     since = standin_get(url, "_stats")["requests"]
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "curator.log"
-        with log.open("w") as errors:
+        env = offline_env(Path(tmp)) | ({"TERM": "xterm-256color"} if shape.terminal else {})
+        with log.open("wb") as errors:
+            terminal, screen = pty.openpty() if shape.terminal else (None, None)
             process = subprocess.Popen(
                 [str(python), str(PIPELINE), "--base-url", f"{url}/v1", "--levels", str(shape.levels), "--tags",
                  str(shape.tags), "--questions", str(shape.questions), "--concurrency", str(shape.concurrency)],
-                stdout=subprocess.PIPE, stderr=errors, env=offline_env(Path(tmp)), cwd=tmp, text=True)
+                stdout=subprocess.PIPE, stderr=screen or errors, env=env, cwd=tmp, text=True)
+            if terminal is not None:
+                os.close(screen)
+                reader = threading.Thread(target=drain, args=(terminal, errors))
+                reader.start()
             output = process.stdout.read()
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
+            if terminal is not None:
+                reader.join()
+                os.close(terminal)
         lines = output.strip().splitlines()
         result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"wall": 0.0, "cpu": 0.0}
-        result["log_tail"] = log.read_text()[-3000:]
+        result["log_tail"] = log.read_text(errors="replace")[-3000:]
     result.update(process_cpu=usage.ru_utime + usage.ru_stime, returncode=process.returncode,
                   standin=standin_count(url, since))
     return result
+
+
+def drain(terminal: int, sink: BinaryIO) -> None:
+    """Copy what is drawn on the pseudo-terminal into `sink` until the child closes it."""
+    with contextlib.suppress(OSError):  # EIO once the child has exited
+        while chunk := os.read(terminal, 65536):
+            sink.write(chunk)
 
 
 def run_treedistill(url: str, shape: argparse.Namespace) -> dict:
@@ -220,6 +241,8 @@ def main() -> int:
     parser.add_argument("--levels", type=int, default=2)
     parser.add_argument("--tags", type=int, default=10)
     parser.add_argument("--questions", type=int, default=10)
+    parser.add_argument("--terminal", action="store_true",
+                        help="Curator's stderr on a pseudo-terminal: it draws its live progress display (4 Hz)")
     parser.add_argument("--smoke", action="store_true", help="one 7-call run at 0.01 s, concurrency 4")
     shape = parser.parse_args()
     if shape.smoke:
