@@ -39,7 +39,7 @@ import tempfile
 import threading
 import urllib.request
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -80,7 +80,8 @@ def offline_env(home: Path) -> dict[str, str]:
     return env
 
 
-def standin_get(url: str, route: str):
+def standin_get(url: str, route: str) -> Any:
+    """The JSON the stand-in serves at `route` (`_stats`, `_requests`)."""
     with urllib.request.urlopen(f"{url}/{route}") as reply:
         return json.load(reply)
 
@@ -119,13 +120,15 @@ def run_curator(url: str, shape: argparse.Namespace) -> dict:
             process = subprocess.Popen(
                 [str(python), str(PIPELINE), "--base-url", f"{url}/v1", "--levels", str(shape.levels), "--tags",
                  str(shape.tags), "--questions", str(shape.questions), "--concurrency", str(shape.concurrency)],
-                stdout=subprocess.PIPE, stderr=screen or errors, env=env, cwd=tmp, text=True)
+                stdout=subprocess.PIPE, stderr=errors if screen is None else screen, env=env, cwd=tmp,
+                text=True)
             if terminal is not None:
                 os.close(screen)
                 reader = threading.Thread(target=drain, args=(terminal, errors))
                 reader.start()
-            output = process.stdout.read()
-            _, status, usage = os.wait4(process.pid, 0)
+            with process.stdout:
+                output = process.stdout.read()
+            _, status, usage = os.wait4(process.pid, 0)  # not Popen.wait: wait4 also gives the child's rusage
             process.returncode = os.waitstatus_to_exitcode(status)
             if terminal is not None:
                 reader.join()
