@@ -12,9 +12,8 @@ non-reasoning teacher, and `parse` splits it from the answer.
 
 Prints one JSON line: wall and CPU seconds of the pipeline (measured after the imports, this process and its
 children), and per stage its rows, Curator's own request counts, and the seconds spent building the stage's LLM
-(its rate-limit probe) and running it. Exits 1 when a stage returns fewer rows than the
-DAG needs. Imports nothing from treedistill: the environment (caching and telemetry off) is set by the caller,
-benchmarks/curator_side_by_side.py.
+(its rate-limit probe) and running it. Exits 1 when a stage returns fewer rows than the DAG needs. Imports nothing
+from treedistill: the environment (caching and telemetry off) is set by the caller, benchmarks/curator_side_by_side.py.
 """
 
 from __future__ import annotations
