@@ -28,7 +28,7 @@ from tests.conftest import ROOT
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 NAME, VERSION = PYPROJECT["name"], PYPROJECT["version"]
 SOURCE_JUNK = (".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".venv", "venv", "exports",
-               "*.db", "*.db-*", "*.db.lock", "*.jsonl")
+               "*.db", "*.db-*", "*.db.lock", "*.jsonl", ".curator-venv")
 OTHER_TOOLS = '"""A top-level `tools` package owned by another distribution."""\nOWNER = "othertools"\n'
 
 
