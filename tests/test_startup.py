@@ -1,11 +1,14 @@
 """Startup: the benchmark spawns a real `treedistill serve` and gets `initialize` answered; no SDK is loaded,
 nor the CLI's progress bars, nor the near-duplicate search's datasketch (and scipy), nor the price table, nor
-numpy and pandas (which sqlite-utils imports when they are installed)."""
+numpy and pandas (which sqlite-utils imports when they are installed); each tool's input schema is made once."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+
+from pydantic import ConfigDict
 
 from tests.conftest import ROOT
 
@@ -57,3 +60,15 @@ def test_numpy_still_imports_after_the_store_hid_it_from_sqlite_utils():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[0.0, 0.0]"
+
+
+def test_input_schemas_are_those_of_argument_models_that_refuse_extra_keys(server):
+    # strict_tool adds `additionalProperties: false` to the schema the SDK made instead of generating a second
+    # one from a stricter model: what the server sends must be that model's schema to the byte, key order included.
+    tools = server._tool_manager.list_tools()
+    assert len(tools) > 40
+    for tool in tools:
+        sdk_model = tool.fn_metadata.arg_model
+        strict = type(sdk_model.__name__, (sdk_model,), {
+            "model_config": ConfigDict(extra="forbid", title=sdk_model.__name__), "__module__": __name__})
+        assert json.dumps(tool.parameters) == json.dumps(strict.model_json_schema(by_alias=True)), tool.name
