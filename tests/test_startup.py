@@ -5,6 +5,7 @@ numpy and pandas (which sqlite-utils imports when they are installed); each tool
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -13,11 +14,18 @@ from pydantic import ConfigDict
 from tests.conftest import ROOT
 
 
-def test_startup_benchmark_runs_and_prints_the_median():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "startup_bench.py"), "--runs", "1"],
+def test_startup_benchmark_runs_ours_beside_the_bare_sdk_and_prints_the_medians():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "startup_bench.py"), "--runs", "1", "--phases"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "run 1: initialize answered after" in done.stdout and "median of 1:" in done.stdout
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"run 1: initialize answered after [\d.]+ s, tools/list \(\d{2} tools\) after [\d.]+ s; "
+                        r"bare SDK server: [\d.]+ s, [\d.]+ s", lines[0])
+    assert lines[1].startswith("median of 1: ") and "the 1.0 s target" in lines[1]
+    assert lines[2].startswith("bare SDK server, median of 1: ") and lines[3].startswith("ours / bare SDK: ")
+    assert lines[4] == "phases of one start (seconds, one process):"
+    assert re.match(r" +of which the SDK's Tool.from_function \(\d{2} tools\) +[\d.]+$", lines[8])
+    assert lines[9].lstrip().startswith("Engine.start on a fresh database")
 
 
 def test_serving_imports_nothing_heavy_before_a_call(tmp_path):
