@@ -5,6 +5,7 @@ numpy and pandas (which sqlite-utils imports when they are installed); each tool
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -29,15 +30,29 @@ def test_startup_benchmark_runs_ours_beside_the_bare_sdk_and_prints_the_medians(
 
 
 def test_serving_imports_nothing_heavy_before_a_call(tmp_path):
-    # The serve path: the CLI's dispatch module, then the server. sqlite-utils would import numpy and pandas.
-    heavy = ("openai", "anthropic", "treedistill.server.cli.progress", "datasketch", "scipy", "genai_prices",
-             "numpy", "pandas")
-    code = ("import sys; import treedistill.server.cli.main; from treedistill.server.app import create_server; "
-            f"create_server({str(tmp_path / 'x.db')!r}, {{'OPENAI_API_KEY': 'k'}}); "
-            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    # `treedistill serve` as a client starts it: initialize, tools/list, then stdin closes and the server exits.
+    # The CLI's progress bars (rich.progress; the SDK loads rich's console for its log handler), sqlite-utils'
+    # numpy and pandas, the dataset card's yaml, and the doctor module (it names the setup in the banner that only
+    # a person at a terminal sees) stay out. The price table loads 1 s after the engine starts (made 60 s here,
+    # so that a slow machine cannot load it before the server ends).
+    heavy = ("openai", "anthropic", "treedistill.server.cli.live_progress", "rich.progress", "datasketch", "scipy",
+             "genai_prices", "numpy", "pandas", "yaml", "treedistill.server.cli.doctor",
+             "treedistill.server.endpoint_check")
+    code = ("import atexit, sys; import treedistill.server.engine as engine; engine.PRICE_PRELOAD_DELAY = 60; "
+            f"atexit.register(lambda: print('loaded:', sorted(m for m in {heavy!r} if m in sys.modules), "
+            "file=sys.stderr)); from treedistill.server.cli.main import main; main(['serve'])")
+    requests = [{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}},
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "OPENAI_API_KEY": "k",
+           "TREEDISTILL_DB": str(tmp_path / "x.db")}
+    done = subprocess.run([sys.executable, "-c", code], input="".join(json.dumps(r) + "\n" for r in requests),
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [reply["id"] for reply in replies] == [1, 2] and len(replies[1]["result"]["tools"]) > 40
+    assert done.stderr.splitlines()[-1] == "loaded: []"
 
 
 def test_the_price_table_loads_in_a_thread_after_the_engine_starts(tmp_path):
