@@ -26,8 +26,9 @@ def test_startup_benchmark_runs_ours_beside_the_bare_sdk_and_prints_the_medians(
     assert lines[2].startswith("bare SDK server, median of 1: ")
     assert re.match(r"ours / bare SDK: [\d.]+ \(initialize\), [\d.]+ \(CPU\)", lines[3])
     assert lines[4] == "phases of one start (seconds, one process):"
-    assert re.match(r" +of which the SDK's Tool.from_function \(\d{2} tools\) +[\d.]+$", lines[8])
-    assert lines[9].lstrip().startswith("Engine.start on a fresh database")
+    assert lines[5].split() == ["wall", "CPU"]
+    assert re.match(r" +of which the SDK's Tool.from_function \(\d{2} tools\) +[\d.]+ +[\d.]+$", lines[9])
+    assert lines[10].lstrip().startswith("Engine.start on a fresh database")
 
 
 def test_serving_imports_nothing_heavy_before_a_call(tmp_path):
