@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from treedistill.server.cli.doctor import run_doctor
-from treedistill.server.cli.progress import LiveProgress
+from treedistill.server.cli.live_progress import LiveProgress
 from treedistill.server.models import JobProgress, KindProgress
 from tests.conftest import FAKE_OPENAI_KEY, ROOT, subprocess_env, treedistill_command
 from tests.drive import cli, one_error_line, start_cli, wait_until

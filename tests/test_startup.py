@@ -1,32 +1,60 @@
 """Startup: the benchmark spawns a real `treedistill serve` and gets `initialize` answered; no SDK is loaded,
 nor the CLI's progress bars, nor the near-duplicate search's datasketch (and scipy), nor the price table, nor
-numpy and pandas (which sqlite-utils imports when they are installed)."""
+numpy and pandas (which sqlite-utils imports when they are installed); each tool's input schema is made once."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
+
+from pydantic import ConfigDict
 
 from tests.conftest import ROOT
 
 
-def test_startup_benchmark_runs_and_prints_the_median():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "startup_bench.py"), "--runs", "1"],
+def test_startup_benchmark_runs_ours_beside_the_bare_sdk_and_prints_the_medians():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "startup_bench.py"), "--runs", "1", "--phases"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "run 1: initialize answered after" in done.stdout and "median of 1:" in done.stdout
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"run 1: initialize answered after [\d.]+ s \([\d.]+ s of CPU\), tools/list \(\d{2} tools\) "
+                        r"after [\d.]+ s; bare SDK server: [\d.]+ s \([\d.]+ s of CPU\), [\d.]+ s", lines[0])
+    assert lines[1].startswith("median of 1: ") and "the 1.0 s target" in lines[1]
+    assert lines[2].startswith("bare SDK server, median of 1: ")
+    assert re.match(r"ours / bare SDK: [\d.]+ \(initialize\), [\d.]+ \(CPU\)", lines[3])
+    assert lines[4] == "phases of one start (seconds, one process):"
+    assert lines[5].split() == ["wall", "CPU"]
+    assert re.match(r" +of which the SDK's Tool.from_function \(\d{2} tools\) +[\d.]+ +[\d.]+$", lines[9])
+    assert lines[10].lstrip().startswith("Engine.start on a fresh database")
 
 
 def test_serving_imports_nothing_heavy_before_a_call(tmp_path):
-    # The serve path: the CLI's dispatch module, then the server. sqlite-utils would import numpy and pandas.
-    heavy = ("openai", "anthropic", "treedistill.server.cli.progress", "datasketch", "scipy", "genai_prices",
-             "numpy", "pandas")
-    code = ("import sys; import treedistill.server.cli.main; from treedistill.server.app import create_server; "
-            f"create_server({str(tmp_path / 'x.db')!r}, {{'OPENAI_API_KEY': 'k'}}); "
-            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    # `treedistill serve` as a client starts it: initialize, tools/list, then stdin closes and the server exits.
+    # The CLI's progress bars (rich.progress; the SDK loads rich's console for its log handler), sqlite-utils'
+    # numpy and pandas, the dataset card's yaml, and the doctor module (it names the setup in the banner that only
+    # a person at a terminal sees) stay out. The price table loads 1 s after the engine starts (made 60 s here,
+    # so that a slow machine cannot load it before the server ends).
+    heavy = ("openai", "anthropic", "treedistill.server.cli.live_progress", "rich.progress", "datasketch", "scipy",
+             "genai_prices", "numpy", "pandas", "yaml", "treedistill.server.cli.doctor",
+             "treedistill.server.endpoint_check")
+    code = ("import atexit, sys; import treedistill.server.engine as engine; engine.PRICE_PRELOAD_DELAY = 60; "
+            f"atexit.register(lambda: print('loaded:', sorted(m for m in {heavy!r} if m in sys.modules), "
+            "file=sys.stderr)); from treedistill.server.cli.main import main; main(['serve'])")
+    requests = [{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}},
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "OPENAI_API_KEY": "k",
+           "TREEDISTILL_DB": str(tmp_path / "x.db")}
+    done = subprocess.run([sys.executable, "-c", code], input="".join(json.dumps(r) + "\n" for r in requests),
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [reply["id"] for reply in replies] == [1, 2] and len(replies[1]["result"]["tools"]) > 40
+    assert done.stderr.splitlines()[-1] == "loaded: []"
 
 
 def test_the_price_table_loads_in_a_thread_after_the_engine_starts(tmp_path):
@@ -57,3 +85,15 @@ def test_numpy_still_imports_after_the_store_hid_it_from_sqlite_utils():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[0.0, 0.0]"
+
+
+def test_input_schemas_are_those_of_argument_models_that_refuse_extra_keys(server):
+    # strict_tool adds `additionalProperties: false` to the schema the SDK made instead of generating a second
+    # one from a stricter model: what the server sends must be that model's schema to the byte, key order included.
+    tools = server._tool_manager.list_tools()
+    assert len(tools) > 40
+    for tool in tools:
+        sdk_model = tool.fn_metadata.arg_model
+        strict = type(sdk_model.__name__, (sdk_model,), {
+            "model_config": ConfigDict(extra="forbid", title=sdk_model.__name__), "__module__": __name__})
+        assert json.dumps(tool.parameters) == json.dumps(strict.model_json_schema(by_alias=True)), tool.name

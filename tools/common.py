@@ -14,7 +14,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import ConfigDict, Field
+from pydantic import Field
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from treedistill.server.engine import Engine, Heartbeat
@@ -163,14 +163,14 @@ def _error(loc: Any, value: Any, kind: str, message: str) -> InitErrorDetails:
 
 def strict_tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations) -> Tool:
     """An MCP tool from a function, as the SDK builds it, with `StrictArguments` and an input schema that says
-    `additionalProperties: false`. Every tool of the server is made here."""
+    `additionalProperties: false`. Every tool of the server is made here.
+
+    The SDK's argument model is kept: `StrictArguments` refuses unknown arguments before it validates, so a
+    stricter model would change nothing but the schema. The schema is the SDK's with one key added where
+    pydantic sorts it (what a model with `extra="forbid"` gives), not generated a second time."""
     tool = Tool.from_function(fn, title=title, annotations=annotations)
     sdk = tool.fn_metadata
-    arg_model = type(sdk.arg_model.__name__, (sdk.arg_model,), {
-        "model_config": ConfigDict(extra="forbid", title=sdk.arg_model.__name__),
-        "__module__": __name__,
-    })
-    metadata = StrictArguments(arg_model=arg_model, output_schema=sdk.output_schema, output_model=sdk.output_model,
+    metadata = StrictArguments(arg_model=sdk.arg_model, output_schema=sdk.output_schema, output_model=sdk.output_model,
                                wrap_output=sdk.wrap_output)
-    return tool.model_copy(update={"fn_metadata": metadata,
-                                   "parameters": arg_model.model_json_schema(by_alias=True)})
+    parameters = dict(sorted({**tool.parameters, "additionalProperties": False}.items()))
+    return tool.model_copy(update={"fn_metadata": metadata, "parameters": parameters})

@@ -114,8 +114,6 @@ def _discard_stdout() -> int:
 
 
 def serve(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
-    from treedistill.server.cli.doctor import setup_summary
-
     _configure_logging(logging.INFO if args.verbose else logging.WARNING, args.log_file)
     environ = with_models(args, environ)
     path = database_path(args.db, environ)
@@ -125,10 +123,13 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str])
 
         server = create_server(path, environ, **_engine_options(args))
         if sys.stdin.isatty():  # a person started it by hand: say what it serves and how to stop it
+            from treedistill.server.cli.doctor import setup_summary
+
             print(f"treedistill serve: {setup_summary(path, environ)}; MCP over stdio, waiting for a client "
                   "(Ctrl-C stops).", file=sys.stderr, flush=True)
         run_stdio(server)
         return EXIT_OK
+    from treedistill.server.cli.doctor import setup_summary
     from treedistill.server.http.auth import check_token
     from treedistill.server.http.server import is_loopback, serve_http, ui_url
 
@@ -200,7 +201,7 @@ def distill(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str
 
 
 def progress(args: argparse.Namespace, environ: Mapping[str, str], argv: list[str]) -> int:
-    from treedistill.server.cli.progress import progress_view  # rich: only for the commands that draw bars
+    from treedistill.server.cli.progress import progress_view
     from treedistill.server.cli.reports import show_progress, watch_progress
 
     path = database_path(args.db, environ)

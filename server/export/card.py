@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel
 
 from treedistill import __version__
@@ -168,6 +167,8 @@ def card_header(facts: CardFacts) -> dict[str, Any]:
 
 def render_card(facts: CardFacts) -> str:
     """The whole README.md: YAML header, then the card's sections."""
+    import yaml  # only a card needs it: not loaded by every server start (tests/test_startup.py)
+
     header = yaml.safe_dump(card_header(facts), sort_keys=False, allow_unicode=True, width=120)
     project, tree, totals = facts.project, facts.tree, facts.totals
     lines = [f"---\n{header}---", "", f"# {project.name}", ""]
