@@ -23,6 +23,7 @@ from treedistill.server.providers.base import (
     translate_sdk_error,
 )
 from treedistill.server.providers.reasoning import split_think
+from treedistill.server.providers.client_pool import ClientPool
 from treedistill.server.providers.sse import StreamError, sse_events
 
 _DEFAULT_MAX_TOKENS = 4096
@@ -48,26 +49,26 @@ class AnthropicMessagesProvider:
         self._key_env = key_env
         self._api_key = api_key
         self._endpoint = endpoint_label(spec, base_url)
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, timeout=spec.timeout, max_retries=0
-        )
+        self._clients = ClientPool(lambda: anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url,
+                                                                    timeout=spec.timeout, max_retries=0))
         self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        try:
-            # The SDK sends the body as it is and raises its HTTP errors; the events are read as JSON (sse.py).
-            response = await self._client.post("/v1/messages", cast_to=httpx2.Response, stream=True,
-                                               body={**self.request_body(request), "stream": True},
-                                               options={"timeout": self._spec.timeout})  # seconds without a byte
-        except anthropic.APIError as exc:
-            raise self._translate(exc) from exc
-        try:
-            limits = anthropic_rate_limits(response.headers)
-            message = await _assemble(sse_events(response.aiter_bytes()))
-        except (httpx2.TransportError, StreamError) as exc:
-            raise self._broken(type(exc).__name__) from exc
-        finally:
-            await response.aclose()
+        with self._clients.lease() as client:
+            try:
+                # The SDK sends the body as it is and raises its HTTP errors; the events are read as JSON (sse.py).
+                response = await client.post("/v1/messages", cast_to=httpx2.Response, stream=True,
+                                             body={**self.request_body(request), "stream": True},
+                                             options={"timeout": self._spec.timeout})  # seconds without a byte
+            except anthropic.APIError as exc:
+                raise self._translate(exc) from exc
+            try:
+                limits = anthropic_rate_limits(response.headers)
+                message = await _assemble(sse_events(response.aiter_bytes()))
+            except (httpx2.TransportError, StreamError) as exc:
+                raise self._broken(type(exc).__name__) from exc
+            finally:
+                await response.aclose()
         if message is None:  # a 200 with an event stream that never began a message
             raise self._broken("no message")
         return self.result_from_message(message, forced_tool=request.json_output and request.json_schema is not None,
@@ -112,12 +113,12 @@ class AnthropicMessagesProvider:
         )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._clients.aclose()
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
         """The SDK client (no retries of its own), shared with the batch API of the same endpoint."""
-        return self._client
+        return self._clients.first
 
     @property
     def endpoint(self) -> str:

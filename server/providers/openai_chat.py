@@ -20,6 +20,7 @@ from treedistill.server.providers.base import (
     openai_rate_limits,
     translate_sdk_error,
 )
+from treedistill.server.providers.client_pool import ClientPool
 from treedistill.server.providers.reasoning import split_think
 from treedistill.server.providers.sse import StreamError, sse_events
 
@@ -51,7 +52,8 @@ class OpenAIChatProvider:
         self._spec = spec
         self._key_env = key_env
         self._endpoint = endpoint_label(spec, base_url)
-        self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=spec.timeout, max_retries=0)
+        self._clients = ClientPool(lambda: openai.AsyncOpenAI(api_key=api_key, base_url=base_url,
+                                                              timeout=spec.timeout, max_retries=0))
         self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
         self._schemaless_json = True  # plain json_object for requests without a schema (turned off by its 400)
         self._usage_chunk = True  # ask for the usage chunk (turned off when a server refuses stream_options)
@@ -60,13 +62,14 @@ class OpenAIChatProvider:
         for _ in range(_MAX_ADAPTATIONS + 1):
             arguments = self._call_arguments(request)
             try:
-                # The SDK sends the body as it is and raises its HTTP errors; the events are read as JSON (sse.py).
-                response = await self._client.post("/chat/completions", cast_to=httpx2.Response, stream=True,
-                                                   body={**arguments, **(self._spec.extra_body or {})})
-                try:
-                    result = await self._read(response, request)
-                finally:
-                    await response.aclose()
+                with self._clients.lease() as client:
+                    # The SDK sends the body as it is and raises its HTTP errors; the events are read as JSON (sse.py).
+                    response = await client.post("/chat/completions", cast_to=httpx2.Response, stream=True,
+                                                 body={**arguments, **(self._spec.extra_body or {})})
+                    try:
+                        result = await self._read(response, request)
+                    finally:
+                        await response.aclose()
             except openai.APIStatusError as exc:
                 if self._adapt(exc, arguments, request):
                     continue
@@ -80,12 +83,12 @@ class OpenAIChatProvider:
         raise AssertionError("unreachable: every adaptation changes the request")
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._clients.aclose()
 
     @property
     def client(self) -> openai.AsyncOpenAI:
-        """The SDK client (no retries of its own), shared with the batch API of the same endpoint."""
-        return self._client
+        """An SDK client of the endpoint (no retries of its own), shared with the batch API of the same endpoint."""
+        return self._clients.first
 
     @property
     def endpoint(self) -> str:
@@ -250,7 +253,7 @@ class OpenAIChatProvider:
 
     def _translate(self, exc: openai.APIError) -> Exception:
         return translate_sdk_error(
-            exc, openai, endpoint=self._endpoint, key_env=self._key_env, secret=self._client.api_key,
+            exc, openai, endpoint=self._endpoint, key_env=self._key_env, secret=self._clients.first.api_key,
             timeout=self._spec.timeout, read_limits=openai_rate_limits,
         )
 
