@@ -199,3 +199,22 @@ async def test_a_reply_whose_storing_fails_stays_cached_and_counted(store, queue
                                 (job_id,)).fetchone() == counted
     finally:
         await caller.aclose()
+
+
+def test_the_check_before_a_paid_call_stops_for_a_stopped_job_or_a_lost_lease_and_writes_nothing(store, queue):
+    from treedistill.server.errors import JobStopped
+
+    project_id, job_id = one_answer_job(store, queue)
+    item = queue.claim_next(project_id, "unit")
+    row = store.db.execute("SELECT * FROM work_items WHERE id = ?", (item.id,)).fetchone()
+    queue.check_before_call(item)  # running job, lease held: the call may go
+    queue.set_job_status(job_id, "cancelled")
+    with pytest.raises(JobStopped):
+        queue.check_before_call(item)
+    queue.set_job_status(job_id, "running")
+    with pytest.raises(LeaseLost):
+        queue.check_before_call(item.model_copy(update={"lease_gen": item.lease_gen + 1}))
+    store.db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = 'unit'", (time.time() - 10,))
+    with pytest.raises(LeaseLost):  # a stalled worker does not pay until it has renewed its heartbeat
+        queue.check_before_call(item)
+    assert store.db.execute("SELECT * FROM work_items WHERE id = ?", (item.id,)).fetchone() == row
