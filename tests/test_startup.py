@@ -49,12 +49,17 @@ def test_serving_imports_nothing_heavy_before_a_call(tmp_path):
                 {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "OPENAI_API_KEY": "k",
            "TREEDISTILL_DB": str(tmp_path / "x.db")}
-    done = subprocess.run([sys.executable, "-c", code], input="".join(json.dumps(r) + "\n" for r in requests),
-                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    # stdin closes only once both replies are in: the server ends at its end, cancelling a request still running.
+    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env) as server:
+        server.stdin.write("".join(json.dumps(request) + "\n" for request in requests))
+        server.stdin.flush()
+        replies = [json.loads(server.stdout.readline()) for _ in range(2)]
+        server.stdin.close()
+        errors = server.stderr.read()
+        assert server.wait(timeout=60) == 0, errors[-2000:]
     assert [reply["id"] for reply in replies] == [1, 2] and len(replies[1]["result"]["tools"]) > 40
-    assert done.stderr.splitlines()[-1] == "loaded: []"
+    assert errors.splitlines()[-1] == "loaded: []"
 
 
 def test_the_price_table_loads_in_a_thread_after_the_engine_starts(tmp_path):
