@@ -4,8 +4,8 @@ SQLite copies the log back (a checkpoint) inside whichever commit takes it past 
 commit in about fifty, each taking 1-20 ms of the event loop's time (writes and an fsync), two thirds of all the
 time the engine spent committing (issue 19). The engine's connection turns that off, and this thread checkpoints
 every CHECKPOINT_SECONDS on a connection of its own: SQLite does the copying with the GIL released, on the other
-core, while the loop goes on. A checkpoint never blocks a writer (PASSIVE); the log starts over at the first write
-after one that copied everything.
+core, while the loop goes on. Its PASSIVE checkpoints never block a writer; the log starts over at the first write
+after one that copied everything, or after a RESTART checkpoint when it has grown long (below).
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ RESTART_WAIT_MS = 100
 
 
 class BackgroundCheckpoints:
-    """Checkpoints of one database, every `interval` seconds, in a daemon thread; `stop` ends with a last one."""
+    """Checkpoints of one database, every CHECKPOINT_SECONDS, in a daemon thread; `stop` ends with a last one."""
 
-    def __init__(self, store: Store, path: str | Path, interval: float = CHECKPOINT_SECONDS):
+    def __init__(self, store: Store, path: str | Path):
         self._store = store
         self._path = path
-        self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-checkpoints", daemon=True)
         self.checkpoints = 0
@@ -56,7 +55,7 @@ class BackgroundCheckpoints:
     def _run(self) -> None:
         db = connect(self._path)
         try:
-            while not self._stop.wait(self._interval):
+            while not self._stop.wait(CHECKPOINT_SECONDS):
                 self._checkpoint(db)
             self._checkpoint(db)
         finally:
