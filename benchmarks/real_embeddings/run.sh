@@ -31,13 +31,9 @@ if [ ! -f "$CACHE/minilm.gguf" ]; then
 fi
 [ -x "$LLAMA_VENV/bin/python" ] || { echo "no llama-cpp-python server in $LLAMA_VENV: see benchmarks/real_model/run.sh" >&2; exit 1; }
 
-"$LLAMA_VENV/bin/python" -m llama_cpp.server --model "$CACHE/minilm.gguf" --model_alias all-minilm-l6-v2 \
-  --embedding true --n_ctx 512 --host 127.0.0.1 --port "$PORT" > "$CACHE/server.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 120); do
-  curl -sf "http://127.0.0.1:$PORT/v1/models" > /dev/null && break
-  sleep 1
-done
+# shellcheck source=benchmarks/llama_server.sh
+. "$ROOT/benchmarks/llama_server.sh"
+start_llama_server "$CACHE/server.log" --model "$CACHE/minilm.gguf" --model_alias all-minilm-l6-v2 \
+  --embedding true --n_ctx 512
 "$PYTHON" "$ROOT/benchmarks/real_embeddings/paraphrase_bench.py" --base-url "http://127.0.0.1:$PORT/v1" \
   --model all-minilm-l6-v2

@@ -18,25 +18,15 @@ N_CTX="${N_CTX:-2048}"
 MODEL_ALIAS="${MODEL_ALIAS:-qwen2.5-coder-0.5b}"
 MODEL_FILE="${MODEL_FILE:-$LLAMA_VENV/treedistill-models/$MODEL_ALIAS.gguf}"
 WORK="$(mktemp -d)"
-SERVER_PID=""
-
-cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-}
-trap cleanup EXIT
+# shellcheck source=benchmarks/llama_server.sh
+. "$ROOT/benchmarks/llama_server.sh"
 
 if [[ "$(head -c 4 "$MODEL_FILE" 2>/dev/null)" != "GGUF" ]]; then
     echo "$MODEL_FILE is not a GGUF file: run MODEL=$MODEL_ALIAS bash benchmarks/real_model/run.sh once, or set MODEL_FILE" >&2
     exit 1
 fi
-"$LLAMA_VENV/bin/python" -m llama_cpp.server --model "$MODEL_FILE" --model_alias "$MODEL_ALIAS" \
-    --host 127.0.0.1 --port "$PORT" --n_ctx "$N_CTX" --interrupt_requests False >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 240); do
-    if curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null; then break; fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then cat "$WORK/server.log" >&2; exit 1; fi
-    sleep 0.5
-done
+start_llama_server "$WORK/server.log" --model "$MODEL_FILE" --model_alias "$MODEL_ALIAS" --n_ctx "$N_CTX" \
+    --interrupt_requests False
 # shellcheck disable=SC2086
 "$PYTHON" "$ROOT/benchmarks/real_model/eval_student.py" --student-url "http://127.0.0.1:$PORT/v1" \
     --student-model "$MODEL_ALIAS" ${EVAL_ARGS:-}

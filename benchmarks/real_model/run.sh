@@ -56,12 +56,8 @@ MODEL_MODULES="${MODEL_MODULES:-$DEFAULT_MODULES}"
 MODEL_ALIAS="${MODEL_ALIAS:-$MODEL}"
 MODEL_CACHE="${MODEL_CACHE:-$LLAMA_VENV/treedistill-models}"
 WORK="$(mktemp -d)"
-SERVER_PID=""
-
-cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-}
-trap cleanup EXIT
+# shellcheck source=benchmarks/llama_server.sh
+. "$ROOT/benchmarks/llama_server.sh"
 
 if [[ ! -x "$LLAMA_VENV/bin/python" ]]; then
     python3 -m venv "$LLAMA_VENV"
@@ -117,14 +113,8 @@ if [[ "$(head -c 4 "$MODEL_FILE")" != "GGUF" ]]; then
 fi
 
 echo "model: $MODEL_ALIAS, file: $MODEL_FILE ($(stat -c %s "$MODEL_FILE") bytes)" >&2
-"$LLAMA_VENV/bin/python" -m llama_cpp.server --model "$MODEL_FILE" --model_alias "$MODEL_ALIAS" \
-    --host 127.0.0.1 --port "$PORT" --n_ctx "$N_CTX" --interrupt_requests False >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 240); do
-    if curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null; then break; fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then cat "$WORK/server.log" >&2; exit 1; fi
-    sleep 0.5
-done
+start_llama_server "$WORK/server.log" --model "$MODEL_FILE" --model_alias "$MODEL_ALIAS" --n_ctx "$N_CTX" \
+    --interrupt_requests False
 
 export OPENAI_BASE_URL="http://127.0.0.1:$PORT/v1" OPENAI_API_KEY="not-needed" TREEDISTILL_MODEL="$MODEL_ALIAS"
 export TREEDISTILL_DB="$WORK/treedistill.db"
