@@ -26,12 +26,13 @@ from treedistill.server.providers import (
     ChatMessage,
     ChatRequest,
     ChatResult,
+    build_embedder,
     build_provider,
     describe_endpoint,
 )
 from treedistill.server.providers.base import error_for_status, parse_retry_after
 from treedistill.server.providers.reasoning import split_think
-from treedistill.server.providers.client_pool import PER_CLIENT, ClientPool
+from treedistill.server.providers.client_pool import PER_CLIENT, ClientPool, tls_context
 from treedistill.server.providers.sse import StreamError, sse_events
 from treedistill.server.text.parsing import TagList, parse_list
 from tests.standin_llm import StandinLLM
@@ -356,6 +357,25 @@ async def test_many_calls_in_flight_spread_over_clients(standin: StandinLLM, pro
     finally:
         await provider_client.aclose()
         standin.reset()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_every_sdk_client_shares_one_tls_context(standin: StandinLLM, provider: str) -> None:
+    """Each SDK client made its own TLS context and loaded the CA bundle into it (30 ms of CPU a client): the
+    clients of every provider, chat and embeddings, share the process's one."""
+    spec = spec_for(standin, provider)
+    chat = build_provider(spec, configured(spec))
+    chat._clients.clients.append(chat._clients._make())  # a second client of the same pool
+    sdk_clients = list(chat._clients.clients)
+    if provider == "openai":
+        sdk_clients.append(build_embedder(spec, configured(spec))._client)
+    try:
+        contexts = {id(client._client._transport._pool._ssl_context) for client in sdk_clients}
+        assert contexts == {id(tls_context())}
+    finally:
+        for client in sdk_clients:
+            await client.close()
 
 
 def test_a_client_pool_leases_the_least_busy_client_and_opens_one_only_when_all_are_busy() -> None:
