@@ -193,7 +193,8 @@ async def test_a_reply_whose_storing_fails_stays_cached_and_counted(store, queue
         assert paid == 1
         counted = store.db.execute("SELECT input_tokens, output_tokens FROM jobs WHERE id = ?", (job_id,)).fetchone()
         assert counted[0] > 0 and counted[1] > 0
-        reply = await caller.call(item, SPEC, request, keep=lambda reply: True)  # from the cache: not kept again
+        next_run = item.model_copy(update={"lease_gen": item.lease_gen + 1})  # the item's next lease
+        reply = await caller.call(next_run, SPEC, request, keep=lambda reply: True)  # from the cache: not kept again
         assert reply.content and llm.stats()["requests"] == paid
         assert store.db.execute("SELECT input_tokens, output_tokens FROM jobs WHERE id = ?",
                                 (job_id,)).fetchone() == counted
@@ -218,3 +219,25 @@ def test_the_check_before_a_paid_call_stops_for_a_stopped_job_or_a_lost_lease_an
     with pytest.raises(LeaseLost):  # a stalled worker does not pay until it has renewed its heartbeat
         queue.check_before_call(item)
     assert store.db.execute("SELECT * FROM work_items WHERE id = ?", (item.id,)).fetchone() == row
+
+
+@pytest.mark.anyio
+async def test_an_answer_on_its_items_first_lease_does_not_look_in_the_cache(db_path, env, llm):
+    """Nothing can be cached for an item not leased before, for a call that keeps its reply: an answer skips the
+    cache read then (one statement per answer); tag and question calls still read it."""
+    from tests.test_engine_truth import settle
+    from treedistill.server.engine import Engine
+
+    engine = await Engine(db_path, env).start()
+    lookups: list[str] = []
+    engine.store.db.conn.set_trace_callback(lambda sql: lookups.append(sql) if "FROM llm_cache WHERE key" in sql
+                                            else None)
+    try:
+        project = engine.create_project("First lease", max_concurrency=2)
+        job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=1, questions_per_tag=3)
+        progress = await settle(engine, job["id"])
+    finally:
+        engine.store.db.conn.set_trace_callback(None)
+        await engine.close()
+    assert (progress.status, progress.answers.done) == ("completed", 3)
+    assert llm.stats()["requests"] == 5 and len(lookups) == 2  # the tag call and the question call

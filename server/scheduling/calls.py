@@ -165,7 +165,9 @@ class LLMCaller:
         key = hashlib.sha256(
             f"{item.id}\n{spec.model_dump_json()}\n{request.model_dump_json()}".encode()
         ).hexdigest()
-        cached = self.queue.cached_response(key)
+        # On an item's first lease nothing is cached for a call that keeps its reply: replies are cached only under
+        # a lease, and within one such a call never repeats a request (a re-ask differs). One read less per answer.
+        cached = None if keep is not None and item.lease_gen == 1 else self.queue.cached_response(key)
         if cached is not None:
             result = ChatResult.model_validate(cached)
         elif self.by_batch(item):
