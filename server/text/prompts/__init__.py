@@ -96,11 +96,11 @@ def _render(language: str, kind: str, steer: Steering, values: dict[str, str],
     filled = {name: value for name, value in {**values, **blocks}.items() if name in taken}
     body = fill(template, {name: _EMPTY if name in CARRIED and not value else value for name, value in filled.items()})
     body = _EMPTY_LINE.sub("", body).replace(_EMPTY, "").rstrip()
-    used = set(placeholders_in(template))
-    extra = [filled[name] for name in carried if name in taken and name not in used and filled[name]]
     contract = texts.CONTRACTS[kind].format(**values)
     if not custom:  # every default template has every placeholder: nothing is carried after it
         return f"{body}{texts.CONTRACT_JOINS[kind]}{contract}"
+    used = set(placeholders_in(template))
+    extra = [filled[name] for name in carried if name in taken and name not in used and filled[name]]
     return "\n\n".join([body, *extra, contract])
 
 

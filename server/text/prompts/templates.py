@@ -8,6 +8,7 @@ template can never fail or reach into Python objects.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -125,6 +126,7 @@ def fill(template: str, values: dict[str, str]) -> str:
     return template.format_map(values)
 
 
+@functools.lru_cache(maxsize=256)
 def template_version(template: str, custom: bool) -> str:
     """The version recorded on what a template makes: 'default:' or 'custom:' and a digest of its text, so the
     same text is always the same version and any change is a new one."""
