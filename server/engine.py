@@ -20,13 +20,14 @@ from treedistill.server.deletion import Deletion
 from treedistill.server.duplicate_search import DuplicateSearch, Progress
 from treedistill.server.exporter import Exporter
 from treedistill.server.handwritten import HandwrittenQuestions
+from treedistill.server.engine_part import EngineParts
 from treedistill.server.judging import Judging
 from treedistill.server.dialogue_models import Dialogue
 from treedistill.server.dialogues import check_turns, next_turn
 from treedistill.server.evaluation import EvalSplit, EvaluationStarted, Evaluations, FocusTag
 from treedistill.server.evaluation_report import DEFAULT_PASS_MARK, EvaluationList, EvaluationReport, evaluation_report
 from treedistill.server.errors import ConfirmationRequired, CostAboveThreshold, InvalidInput, ProviderError
-from treedistill.server.preference import PairOptions, PairPage, PairReport, PreferenceMaker, Progress as PairProgress
+from treedistill.server.preference import PairOptions, PairPage, PairReport, PreferenceMaker
 from treedistill.server.pricing import PRICE_PRELOAD_DELAY, preload_in_background, with_job_prices, with_project_prices
 from treedistill.server.export.writer import ExportOptions, ExportReport
 from treedistill.server.dataset_report import Breakdown, DatasetReport
@@ -115,12 +116,11 @@ class Engine:
                                    max_attempts=self._options["max_attempts"],
                                    retry_base_delay=self._options["retry_base_delay"],
                                    batch_poll_seconds=self._options["batch_poll_seconds"])
-        self.judging = Judging(self.store, self.queue, self.scheduler, self.caller,
-                               heartbeat_seconds=self.heartbeat_seconds)
-        self.semantic = SemanticDuplicates(self.store, self.queue, self.scheduler, self.caller, self.db_path,
-                                           self.heartbeat_seconds)
-        self.preference = PreferenceMaker(self.store, self.queue, self.scheduler, self.caller, self.heartbeat_seconds)
-        self.evaluations = Evaluations(self.store, self.queue, self.scheduler, self.caller)
+        parts = EngineParts(self.store, self.queue, self.scheduler, self.caller, self.db_path, self.heartbeat_seconds)
+        self.judging = Judging(parts)
+        self.semantic = SemanticDuplicates(parts)
+        self.preference = PreferenceMaker(parts)
+        self.evaluations = Evaluations(parts)
         self.publisher = self._publisher(self.workers.id)
         self.scheduler.start()
         self.publisher.resume_orphans()  # after the scheduler's start has forgotten the dead workers
@@ -378,7 +378,7 @@ class Engine:
     async def make_preference_pairs(self, project_id: int, question_ids: list[int] | None = None,
                                     rejected_model: ModelSpec | None = None, judge_model: ModelSpec | None = None,
                                     margin: int = 2, limit: int = 100, redo: bool = False,
-                                    progress: PairProgress | None = None) -> PairReport:
+                                    progress: Progress | None = None) -> PairReport:
         """Rival responses judged against the teacher's answers (see treedistill.server.preference)."""
         return await self.preference.make_pairs(project_id, question_ids, rejected_model, judge_model, margin, limit,
                                                 redo, progress)

@@ -9,18 +9,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from treedistill.server.engine_part import EnginePart, EngineParts
 from treedistill.server.errors import InvalidInput
 from treedistill.server.evaluation_report import (DEFAULT_PASS_MARK, EvaluationList, EvaluationReport, RunSummary,
                                                    evaluation_report)
 from treedistill.server.models import ModelSpec
-from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.scheduling.evaluation_work import STUDENT
-from treedistill.server.scheduling.scheduler import Scheduler
 from treedistill.server.scheduling.steering import steering
-from treedistill.server.store.catalog import Store
 from treedistill.server.store.curation import CurationStore
 from treedistill.server.store.evaluation import EvaluationStore
-from treedistill.server.store.queue import WorkQueue
 from treedistill.server.text import prompts
 from treedistill.server.text.styles import share_out
 
@@ -58,15 +55,12 @@ def _spread(questions: list[tuple[int, int]], limit: int | None) -> list[tuple[i
     return sorted(taken[:limit])
 
 
-class Evaluations:
+class Evaluations(EnginePart):
     """Evaluation runs of a project's students; calls go through the shared scheduler like every other."""
 
-    def __init__(self, store: Store, queue: WorkQueue, scheduler: Scheduler, caller: LLMCaller):
-        self.store = store
-        self.queue = queue
-        self.scheduler = scheduler
-        self.caller = caller
-        self.evaluation = EvaluationStore(store)
+    def __init__(self, parts: EngineParts):
+        super().__init__(parts)
+        self.evaluation = EvaluationStore(parts.store)
 
     def start(self, project_id: int, model: ModelSpec, split: EvalSplit = "eval", tag_id: int | None = None,
               limit: int | None = None, judge_model: ModelSpec | None = None) -> EvaluationStarted:

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 from treedistill.server.answer_edits import known_questions
 from treedistill.server.duplicate_search import Progress
+from treedistill.server.engine_part import EnginePart, EngineParts
 from treedistill.server.store.curation import CurationStore
 from treedistill.server.errors import ProviderError
 from treedistill.server.text.judge import JudgedAnswer, ScoreReport
-from treedistill.server.scheduling.calls import LLMCaller
 from treedistill.server.models import ModelSpec
-from treedistill.server.store.queue import WorkItem, WorkQueue
-from treedistill.server.scheduling.scheduler import Scheduler
-from treedistill.server.store.catalog import Store
+from treedistill.server.store.queue import WorkItem
 
 
-class Judging:
+class Judging(EnginePart):
     """Scores answers with the judge model for the engine; judge calls go through the shared scheduler."""
 
-    def __init__(self, store: Store, queue: WorkQueue, scheduler: Scheduler, caller: LLMCaller, *,
-                 heartbeat_seconds: float):
-        self.store = store
-        self.queue = queue
-        self.scheduler = scheduler
-        self.caller = caller
-        self.heartbeat_seconds = heartbeat_seconds
-        self.curation = CurationStore(store)
+    def __init__(self, parts: EngineParts):
+        super().__init__(parts)
+        self.curation = CurationStore(parts.store)
 
     async def score_answers(self, project_id: int, question_ids: list[int] | None = None, tag_id: int | None = None,
                             rescore: bool = False, limit: int = 100, judge_model: ModelSpec | None = None,
@@ -81,9 +74,7 @@ class Judging:
     async def _run_judges(self, project_id: int, question_ids: list[int], rescore: bool,
                           judge_model: ModelSpec | None, progress: Progress | None) -> list[WorkItem]:
         """Queue (or join a queued) judge item per question and wait for all of them to settle."""
-        item_ids = self._queue_judges(project_id, question_ids, rescore, judge_model)
-        beat = None if progress is None else lambda settled, total, _elapsed: progress(settled, total)
-        return await self.scheduler.wait_all(item_ids, self.heartbeat_seconds, beat)
+        return await self.wait_for(self._queue_judges(project_id, question_ids, rescore, judge_model), progress)
 
 
 def _mean(distribution: dict[int, int]) -> float | None:

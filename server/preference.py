@@ -6,22 +6,18 @@ scheduler, within the project's concurrency and rate limits, each paid once and 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from treedistill.server.config import DEFAULT_MARGIN, MAX_MARGIN
+from treedistill.server.duplicate_search import Progress
+from treedistill.server.engine_part import EnginePart, EngineParts
 from treedistill.server.errors import InvalidInput, NotFound, ProviderError
 from treedistill.server.models import ModelSpec, Project
-from treedistill.server.scheduling.calls import LLMCaller
-from treedistill.server.scheduling.scheduler import Scheduler
-from treedistill.server.store.catalog import Store
 from treedistill.server.store.curation import CurationStore
 from treedistill.server.store.preference import PreferencePair, PreferenceStore
-from treedistill.server.store.queue import WorkItem, WorkQueue
-
-Progress = Callable[[int, int], Awaitable[None]]  # (done, total)
+from treedistill.server.store.queue import WorkItem
 
 
 class PairReport(BaseModel):
@@ -66,17 +62,12 @@ class PairPage(BaseModel):
     counts: dict[str, int] = Field(..., description="The project's pairs: kept, within_margin, unjudged, rival_chosen")
 
 
-class PreferenceMaker:
+class PreferenceMaker(EnginePart):
     """Makes and judges preference pairs through the scheduler; see make_pairs."""
 
-    def __init__(self, store: Store, queue: WorkQueue, scheduler: Scheduler, caller: LLMCaller,
-                 heartbeat_seconds: float):
-        self.store = store
-        self.queue = queue
-        self.scheduler = scheduler
-        self.caller = caller
-        self.heartbeat_seconds = heartbeat_seconds
-        self.pairs = PreferenceStore(store)
+    def __init__(self, parts: EngineParts):
+        super().__init__(parts)
+        self.pairs = PreferenceStore(parts.store)
 
     def models(self, project: Project, rejected_model: ModelSpec | None,
                judge_model: ModelSpec | None) -> tuple[ModelSpec, ModelSpec]:
@@ -166,5 +157,4 @@ class PreferenceMaker:
                                             regenerate=regenerate)
                         for qid in question_ids]
         self.scheduler.notify(project_id)
-        beat = None if progress is None else lambda settled, total, _elapsed: progress(settled, total)
-        return await self.scheduler.wait_all(item_ids, self.heartbeat_seconds, beat)
+        return await self.wait_for(item_ids, progress)

@@ -10,13 +10,10 @@ import asyncio
 from collections.abc import Hashable
 from typing import Any, Literal
 
+from treedistill.server.engine_part import EnginePart
 from treedistill.server.errors import InvalidInput, ProviderError
 from treedistill.server.models import ModelSpec, Project
-from treedistill.server.scheduling.calls import LLMCaller
-from treedistill.server.scheduling.scheduler import Scheduler
-from treedistill.server.store.catalog import Store
 from treedistill.server.store.curation import CurationStore
-from treedistill.server.store.queue import WorkQueue
 from treedistill.server.store.vectors import VectorStore
 from treedistill.server.text.near_dup import DuplicateReport, group_near_duplicates, report_groups
 from treedistill.server.text.semantic_dup import MIN_THRESHOLD, group_similar
@@ -40,17 +37,9 @@ def checked_semantic_settings(embedding_model: ModelSpec | None, threshold: floa
         raise InvalidInput(f"semantic_scope must be one of {', '.join(SCOPES)}, not {scope!r}.")
 
 
-class SemanticDuplicates:
+class SemanticDuplicates(EnginePart):
     """Keeps a project's question vectors current and finds near-duplicate groups by meaning."""
 
-    def __init__(self, store: Store, queue: WorkQueue, scheduler: Scheduler, caller: LLMCaller, db_path: str,
-                 heartbeat_seconds: float):
-        self.store = store
-        self.queue = queue
-        self.scheduler = scheduler
-        self.caller = caller
-        self.db_path = db_path
-        self.heartbeat_seconds = heartbeat_seconds
 
     def model_changed(self, project: Project) -> list[int]:
         """After a project's embedding model was set, changed or removed: forget its old vectors and queue the
@@ -125,7 +114,7 @@ class SemanticDuplicates:
 
         missing = await asyncio.to_thread(tags_missing)
         item_ids = self.queue_embedding(project, missing) if missing else []
-        for item in await self.scheduler.wait_all(item_ids, self.heartbeat_seconds):
+        for item in await self.wait_for(item_ids):
             if item.status != "done":
                 failure = self.scheduler.failure_of(item.id)
                 raise failure if failure is not None else ProviderError(
