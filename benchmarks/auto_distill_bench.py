@@ -42,12 +42,13 @@ from treedistill.server.models import TERMINAL_STATUSES  # noqa: E402
 
 
 @contextlib.contextmanager
-def standin_process(latency: float, jitter: float, tail: float = 0.0) -> Iterator[str]:
+def standin_process(latency: float, jitter: float, tail: float = 0.0, options: tuple[str, ...] = ()) -> Iterator[str]:
     """The stand-in LLM in a process of its own (so it does not share this one's CPU); yields its URL. `tail`: a
-    log-normal sigma for heavy-tailed latency instead of the uniform jitter (same mean)."""
+    log-normal sigma for heavy-tailed latency instead of the uniform jitter (same mean); `options`: more of its
+    command line (e.g. rate limits: `--rpm 600`)."""
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "standin_llm.py"), "--port", "0", "--latency", str(latency),
-         "--jitter", str(jitter), "--tail", str(tail)], stdout=subprocess.PIPE, text=True)
+         "--jitter", str(jitter), "--tail", str(tail), *options], stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline().split()
         assert line and line[0] == "PORT", f"stand-in did not start: {line}"

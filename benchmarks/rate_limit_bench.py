@@ -1,8 +1,8 @@
 """An auto_distill job against an endpoint that enforces rate limits the way OpenAI does.
 
-The stand-in LLM sits behind tests/standin_limits.py: token buckets for requests/min and tokens/min that
-hold a tenth of a minute, 429 with retry-after, x-ratelimit-* headers on every reply, and rejected
-requests that spend the budget too. treedistill is given no --rpm/--tpm: it must learn the limits from the
+The stand-in LLM, in a process of its own, sits behind tests/standin_limits.py: token buckets for requests/min
+and tokens/min that hold a tenth of a minute, 429 with retry-after, x-ratelimit-* headers on every reply, and
+rejected requests that spend the budget too. treedistill is given no --rpm/--tpm: it must learn the limits from the
 headers, or, from a gateway that sends none (`gateway`), from its 429s and their Retry-After alone. Prints the
 wall time against the limit's own bound (calls / limit, or tokens / limit) and the 429s per served call.
 Targets (issue 19): ratio <= 1.10 with headers, <= 1.25 without, 429s <= 10% of served calls.
@@ -21,25 +21,30 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import httpx2
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.standin_limits import ProviderLimits, RateLimitMiddleware  # noqa: E402
-from tests.standin_llm import StandinLLM  # noqa: E402
+from benchmarks.auto_distill_bench import standin_process  # noqa: E402
 from treedistill.server.engine import Engine  # noqa: E402
 from treedistill.server.models import TERMINAL_STATUSES  # noqa: E402
 
 
-async def run(limits: ProviderLimits, latency: float, concurrency: int, tags: int, questions: int,
+async def run(limits: dict[str, Any], latency: float, concurrency: int, tags: int, questions: int,
               api: str = "openai") -> dict:
-    with StandinLLM(wrap=lambda app: RateLimitMiddleware(app, limits)) as llm, \
-            tempfile.TemporaryDirectory() as tmp:
-        llm.configure(latency=latency, jitter=0.3)
+    """The job against a stand-in limited by `limits` (rpm, tpm, burst_seconds, rejected_count, send_headers)."""
+    options = [f"--burst-seconds={limits['burst_seconds']}"]
+    options += [f"--{name}={limits[name]}" for name in ("rpm", "tpm") if limits.get(name)]
+    options += ["--rejected-not-counted"] if not limits.get("rejected_count", True) else []
+    options += ["--no-limit-headers"] if not limits.get("send_headers", True) else []
+    with standin_process(latency, 0.3, options=tuple(options)) as url, tempfile.TemporaryDirectory() as tmp:
         if api == "openai":
-            env = {"OPENAI_BASE_URL": llm.openai_base_url, "OPENAI_API_KEY": "sk-bench"}
+            env = {"OPENAI_BASE_URL": f"{url}/v1", "OPENAI_API_KEY": "sk-bench"}
         else:
-            env = {"ANTHROPIC_BASE_URL": llm.anthropic_base_url, "ANTHROPIC_API_KEY": "sk-bench"}
+            env = {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "sk-bench"}
         env["TREEDISTILL_MODEL"] = "standin"
         engine = await Engine(Path(tmp) / "bench.db", env).start()
         try:
@@ -51,13 +56,15 @@ async def run(limits: ProviderLimits, latency: float, concurrency: int, tags: in
             wall = time.perf_counter() - started
         finally:
             await engine.close()
+        counts = httpx2.get(f"{url}/_limits").json()
+    served, rejected = counts["served"], counts["rejected"]
     tokens = progress.input_tokens + progress.output_tokens
-    request_bound = limits.served / limits.rpm * 60 if limits.rpm else 0.0
-    token_bound = tokens / limits.tpm * 60 if limits.tpm else 0.0
+    request_bound = served / limits["rpm"] * 60 if limits.get("rpm") else 0.0
+    token_bound = tokens / limits["tpm"] * 60 if limits.get("tpm") else 0.0
     bound = max(request_bound, token_bound)
-    return {"status": progress.status, "calls": progress.calls_done, "served": limits.served,
-            "rejected": limits.rejected, "tokens": tokens, "wall": wall, "bound": bound,
-            "ratio": wall / bound if bound else float("nan"), "reject_rate": limits.rejected / max(limits.served, 1)}
+    return {"status": progress.status, "calls": progress.calls_done, "served": served,
+            "rejected": rejected, "tokens": tokens, "wall": wall, "bound": bound,
+            "ratio": wall / bound if bound else float("nan"), "reject_rate": rejected / max(served, 1)}
 
 
 def report(name: str, result: dict) -> None:
@@ -79,16 +86,15 @@ def main() -> None:
     tags, questions = (2, 2) if args.smoke else (10, 12)  # 1 + 10 + 120 = 131 calls
     burst = 6.0  # the buckets hold a tenth of a minute, so pacing matters from the start
     scenarios = {
-        "requests": (f"requests/min {args.rpm:g}", ProviderLimits(args.rpm, burst_seconds=burst), "openai",
+        "requests": (f"requests/min {args.rpm:g}", {"rpm": args.rpm, "burst_seconds": burst}, "openai",
                      (tags, questions)),
-        "tokens": (f"tokens/min {args.tpm:g}", ProviderLimits(tokens_per_minute=args.tpm, burst_seconds=burst),
-                   "openai", (tags, questions)),
+        "tokens": (f"tokens/min {args.tpm:g}", {"tpm": args.tpm, "burst_seconds": burst}, "openai", (tags, questions)),
         "uncounted": (f"requests/min {args.rpm:g}, rejected requests not counted",
-                      ProviderLimits(args.rpm, burst_seconds=burst, rejected_count=False), "openai", (tags, questions)),
+                      {"rpm": args.rpm, "burst_seconds": burst, "rejected_count": False}, "openai", (tags, questions)),
         "gateway": (f"requests/min {args.rpm:g} from a gateway without limit headers (429 + retry-after only)",
-                    ProviderLimits(args.rpm, burst_seconds=burst, send_headers=False), "openai", (tags, questions)),
+                    {"rpm": args.rpm, "burst_seconds": burst, "send_headers": False}, "openai", (tags, questions)),
         # Anthropic's first tier: 50 requests/min, anthropic-ratelimit-* headers; 1 + 3 + 36 = 40 calls
-        "anthropic": ("Anthropic requests/min 50", ProviderLimits(50, burst_seconds=burst), "anthropic",
+        "anthropic": ("Anthropic requests/min 50", {"rpm": 50, "burst_seconds": burst}, "anthropic",
                       (2, 2) if args.smoke else (3, 12)),
     }
     for name in args.only or (["requests", "gateway"] if args.smoke else list(scenarios)):

@@ -6,6 +6,8 @@ rejected requests spend the request budget too (`rejected_count=True`, as OpenAI
 response, streamed ones included, carries `x-ratelimit-limit/remaining/reset-requests` and `-tokens` (OpenAI)
 or `anthropic-ratelimit-*` headers (Anthropic), as the real APIs do; with `send_headers=False` it acts as a
 gateway that sends none of them, only 429 + `retry-after`. A reply's tokens are taken from the token bucket when it is sent.
+`GET /_limits` answers the counts of served and rejected requests (for a stand-in in a process of its own:
+`python tests/standin_llm.py --rpm 600`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from tests.standin_llm import tokens_in_body
+try:
+    from tests.standin_llm import tokens_in_body
+except ModuleNotFoundError:  # imported by `python tests/standin_llm.py`, run as a script
+    from standin_llm import tokens_in_body  # type: ignore[no-redef]
 
 
 class ProviderLimits:
@@ -100,6 +105,9 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
+        if scope["type"] == "http" and path == "/_limits":
+            await _send_json(send, 200, {"served": self.limits.served, "rejected": self.limits.rejected}, {})
+            return
         if scope["type"] != "http" or not path.endswith(("/chat/completions", "/messages")):
             await self.app(scope, receive, send)
             return
@@ -129,9 +137,12 @@ async def _send_429(send: Any, api: str, wait: float, headers: dict[str, str]) -
                              "param": None, "code": "rate_limit_exceeded"}}
     else:
         payload = {"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limit reached."}}
+    await _send_json(send, 429, payload, {**headers, "retry-after": f"{max(wait, 0.001):.3f}"})
+
+
+async def _send_json(send: Any, status: int, payload: Any, headers: dict[str, str]) -> None:
     raw = json.dumps(payload).encode()
-    all_headers = {**headers, "retry-after": f"{max(wait, 0.001):.3f}", "content-type": "application/json",
-                   "content-length": str(len(raw))}
-    await send({"type": "http.response.start", "status": 429,
+    all_headers = {**headers, "content-type": "application/json", "content-length": str(len(raw))}
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(k.encode(), v.encode()) for k, v in all_headers.items()]})
     await send({"type": "http.response.body", "body": raw})

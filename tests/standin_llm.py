@@ -988,13 +988,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tail", type=float, default=0.0,
                         help="heavy-tailed latency instead: log-normal sigma (e.g. 1.0), the mean kept at --latency")
     parser.add_argument("--seed", type=int, default=0)
+    limited = parser.add_argument_group("provider-style rate limits in front (tests/standin_limits.py)")
+    limited.add_argument("--rpm", type=float, help="requests per minute")
+    limited.add_argument("--tpm", type=float, help="tokens per minute")
+    limited.add_argument("--burst-seconds", type=float, default=60.0, help="seconds of the rate the buckets hold")
+    limited.add_argument("--rejected-not-counted", action="store_true", help="a 429 spends nothing of the budget")
+    limited.add_argument("--no-limit-headers", action="store_true", help="a gateway: 429 + retry-after, no headers")
     args = parser.parse_args(argv)
     state = StandinState()
     state.configure(latency=args.latency, jitter=args.jitter, tail=args.tail, seed=args.seed)
+    app: Any = build_app(state)
+    if args.rpm or args.tpm:
+        try:
+            from tests.standin_limits import ProviderLimits, RateLimitMiddleware
+        except ModuleNotFoundError:  # run as a script without the repository on the path
+            from standin_limits import ProviderLimits, RateLimitMiddleware  # type: ignore[no-redef]
+        app = RateLimitMiddleware(app, ProviderLimits(
+            args.rpm, args.tpm, burst_seconds=args.burst_seconds, rejected_count=not args.rejected_not_counted,
+            send_headers=not args.no_limit_headers))
     sock = _listening_socket(args.port)
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        _server(build_app(state)).run(sockets=[sock])
+        _server(app).run(sockets=[sock])
 
 
 if __name__ == "__main__":
