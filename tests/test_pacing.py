@@ -157,6 +157,24 @@ async def test_two_processes_on_one_endpoint_stay_within_its_known_limit(db_path
     assert max(sum(1 for t in sent if s <= t < s + 1.0) for s in sent) <= 10
 
 
+async def test_a_short_first_retry_after_is_outgrown_by_the_longer_ones_of_later_bursts(db_path):
+    """A bucket refilling a request every 0.1 s answers its first 429 with whatever is left of the current 0.1 s
+    (here 0.01 s: a spacing ten times too short). The later bursts' Retry-Afters (0.09 s) count, up to twice the
+    spacing each time: two bursts reach the bucket's spacing, where steps of 1/BLIND_DECREASE took seven."""
+    gate = gate_on(db_path)
+    gate.rate_limited(await gate.wait(), 0.01, None, default_pause=2.0)
+    assert gate.pacing.get(ENDPOINT)["interval"] == pytest.approx(0.01 / BLIND_DECREASE)
+    spacings = []
+    for _ in range(2):
+        ticket = await gate.wait()  # after the pause and past the last widening: a new burst
+        while ticket.sent_at < gate.pacing.get(ENDPOINT)["decreased_at"]:
+            ticket = await gate.wait()
+        gate.rate_limited(ticket, 0.09, None, default_pause=2.0)
+        spacings.append(gate.pacing.get(ENDPOINT)["interval"])
+    assert spacings[0] == pytest.approx(2 * 0.01 / BLIND_DECREASE / BLIND_DECREASE)
+    assert spacings[1] >= 0.1  # the bucket's own spacing, reached in two bursts
+
+
 async def test_blind_burst_of_an_endpoint_that_counts_refused_requests_teaches_the_spacing(db_path):
     gate = gate_on(db_path)
     tickets = [await gate.wait() for _ in range(4)]

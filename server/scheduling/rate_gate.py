@@ -13,7 +13,8 @@ An endpoint that sends no limit headers, only 429 + Retry-After (many gateways),
 of a burst pauses every call for its Retry-After and widens the spacing once (additive increase, multiplicative
 decrease). The first time, the spacing becomes the Retry-After over BLIND_DECREASE (for a bucket that refills
 one request at a time the Retry-After is the sustainable spacing, cut like any burst's); after that it grows by
-1/BLIND_DECREASE. The other 429s of a burst (calls in flight when the endpoint ran dry, and the first call after
+1/BLIND_DECREASE, from the later burst's Retry-After when that is longer than the spacing (up to twice it: the first
+Retry-After may have come when the bucket was about to refill, a small part of the spacing it needs). The other 429s of a burst (calls in flight when the endpoint ran dry, and the first call after
 the pause) only extend the pause. Each success adds a constant step of rate, so the controller probes up to the
 limit again and settles just under it.
 
@@ -40,6 +41,7 @@ SLOWDOWN = 1.5  # with learned limits, a 429 widens the spacing by this factor (
 RECOVERY = 0.9  # ... and every success shrinks it back towards the learned spacing
 BLIND_DECREASE = 0.7  # blind: the first 429 of a burst cuts the request rate to this fraction ...
 BLIND_INCREASE = 0.01  # ... and each success adds this fraction of the rate set at that cut
+RETRY_AFTER_STEP = 2.0  # a later burst's Retry-After widens the spacing by at most this factor (before the cut)
 MIN_BLIND_SPACING = 0.01  # seconds: the first blind spacing is the 429's Retry-After, within these bounds
 MAX_BLIND_SPACING = 30.0
 DEFAULT_EXPECTED_TOKENS = 500  # tokens a call is expected to use before any call has been measured
@@ -127,7 +129,11 @@ class RateGate:
             if learned:
                 row["interval"] = min(max(row["interval"] * SLOWDOWN, learned), 4 * learned)
             elif row["interval"]:
-                row["interval"] = min(row["interval"] / BLIND_DECREASE, MAX_BLIND_SPACING)
+                # A Retry-After longer than the spacing says the endpoint refills slower than the calls go: it counts,
+                # up to RETRY_AFTER_STEP x the spacing (a bucket's first Retry-After is any part of its refill time, so
+                # the first spacing may be far too short; a fixed window's may be a minute).
+                longer = min(pause, RETRY_AFTER_STEP * row["interval"])
+                row["interval"] = min(max(row["interval"], longer) / BLIND_DECREASE, MAX_BLIND_SPACING)
             else:  # the first: a bucket that refills one request per Retry-After, cut like any other burst
                 row["interval"] = min(max(pause, MIN_BLIND_SPACING) / BLIND_DECREASE, MAX_BLIND_SPACING)
             # The burst lasts until the first call after the pause has gone: what was sent before (in flight when
