@@ -13,10 +13,11 @@ An endpoint that sends no limit headers, only 429 + Retry-After (many gateways),
 of a burst pauses every call for its Retry-After and widens the spacing once (additive increase, multiplicative
 decrease). The first time, the spacing becomes the Retry-After over BLIND_DECREASE (for a bucket that refills
 one request at a time the Retry-After is the sustainable spacing, cut like any burst's); after that it grows by
-1/BLIND_DECREASE, from the later burst's Retry-After when that is longer than the spacing (up to twice it: the first
-Retry-After may have come when the bucket was about to refill, a small part of the spacing it needs). The other 429s of a burst (calls in flight when the endpoint ran dry, and the first call after
-the pause) only extend the pause. Each success adds a constant step of rate, so the controller probes up to the
-limit again and settles just under it.
+1/BLIND_DECREASE, from the later burst's Retry-After when that is longer than the spacing (up to twice it: the
+first Retry-After may have come just before a refill, a small part of the spacing the bucket needs). The other
+429s of a burst (calls in flight when the endpoint ran dry, and the first call after the pause) only extend the
+pause. Each success adds a constant step of rate, so the controller probes up to the limit again and settles
+just under it.
 
 A slot is taken when the call is about to go, never while it waits: the calls of one process queue on a lock
 (first come, first served) and only the first of them waits for the next slot, so calls that waited out a
