@@ -23,7 +23,7 @@ from treedistill.server.providers.base import (
     translate_sdk_error,
 )
 from treedistill.server.providers.reasoning import split_think
-from treedistill.server.providers.client_pool import ClientPool, tls_context
+from treedistill.server.providers.client_pool import ClientPool, http_client
 from treedistill.server.providers.sse import StreamError, sse_events
 
 _DEFAULT_MAX_TOKENS = 4096
@@ -51,7 +51,7 @@ class AnthropicMessagesProvider:
         self._endpoint = endpoint_label(spec, base_url)
         self._clients = ClientPool(lambda: anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=spec.timeout, max_retries=0,
-            http_client=anthropic.DefaultAsyncHttpxClient(timeout=spec.timeout, verify=tls_context())))
+            http_client=http_client(anthropic, spec.timeout)))
         self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
 
     async def complete(self, request: ChatRequest) -> ChatResult:

@@ -16,6 +16,7 @@ import functools
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Generic, Protocol, TypeVar
 
 import httpx2
@@ -68,3 +69,9 @@ def tls_context() -> ssl.SSLContext:
     """The TLS context httpx would make for a client (the CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR when set),
     made once for every SDK client of the process."""
     return httpx2.create_ssl_context()
+
+
+def http_client(sdk: ModuleType, timeout: float) -> httpx2.AsyncClient:
+    """The HTTP client for one client of `sdk` (the openai or anthropic module): the SDK's own defaults, the
+    call's timeout and the process's one TLS context."""
+    return sdk.DefaultAsyncHttpxClient(timeout=timeout, verify=tls_context())

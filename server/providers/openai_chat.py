@@ -20,7 +20,7 @@ from treedistill.server.providers.base import (
     openai_rate_limits,
     translate_sdk_error,
 )
-from treedistill.server.providers.client_pool import ClientPool, tls_context
+from treedistill.server.providers.client_pool import ClientPool, http_client
 from treedistill.server.providers.reasoning import split_think
 from treedistill.server.providers.sse import StreamError, sse_events
 
@@ -54,7 +54,7 @@ class OpenAIChatProvider:
         self._endpoint = endpoint_label(spec, base_url)
         self._clients = ClientPool(lambda: openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=spec.timeout, max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(timeout=spec.timeout, verify=tls_context())))
+            http_client=http_client(openai, spec.timeout)))
         self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
         self._schemaless_json = True  # plain json_object for requests without a schema (turned off by its 400)
         self._usage_chunk = True  # ask for the usage chunk (turned off when a server refuses stream_options)

@@ -12,7 +12,7 @@ from treedistill.server.errors import BadEmbeddings, TransientProviderError
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers.base import (EmbeddingResult, RateLimitInfo, endpoint_label, openai_rate_limits,
                                                translate_sdk_error)
-from treedistill.server.providers.client_pool import tls_context
+from treedistill.server.providers.client_pool import http_client
 
 
 class OpenAIEmbeddingProvider:
@@ -24,7 +24,7 @@ class OpenAIEmbeddingProvider:
         self.endpoint = endpoint_label(spec, base_url)
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=spec.timeout, max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(timeout=spec.timeout, verify=tls_context()))
+            http_client=http_client(openai, spec.timeout))
 
     async def embed(self, texts: list[str]) -> EmbeddingResult:
         body = {"model": self._spec.model, "input": texts, "encoding_format": "float", **(self._spec.extra_body or {})}
