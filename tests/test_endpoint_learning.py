@@ -12,7 +12,8 @@ import pytest
 from treedistill.server.errors import RateLimited, RequestRejected, TransientProviderError
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers import EndpointCapabilities, build_provider
-from treedistill.server.providers.base import anthropic_rate_limits, openai_rate_limits, parse_duration
+from treedistill.server.providers import stream_choice
+from treedistill.server.providers.base import anthropic_rate_limits, json_body, openai_rate_limits, parse_duration
 from treedistill.server.text.parsing import ListContext, QuestionList, TagList, list_schema, parse_list
 from tests.standin_limits import ProviderLimits, RateLimitMiddleware
 from tests.standin_llm import StandinLLM, _anthropic_events, _openai_events, tokens_in_body
@@ -200,6 +201,72 @@ async def test_a_server_refusing_stream_options_is_streamed_without_them(standin
     assert first.content == second.content == f"Answer to: {QUESTION}"
     # No usage chunk then: one token per streamed piece, a quarter of the prompt's characters.
     assert first.output_tokens == len(first.content) // 24 + 1 and first.input_tokens == len(QUESTION) // 4 + 1
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_an_endpoint_whose_calls_are_short_is_called_unstreamed_after_sixteen(standin: StandinLLM,
+                                                                                      provider: str) -> None:
+    flag = "reasoning_content" if provider == "openai" else "thinking"
+    results, _ = await run(spec_for(standin, provider, f"standin+long+{flag}"), [ask(QUESTION, max_tokens=1000)] * 18)
+    sent = standin.requests()
+    assert [entry["stream"] for entry in sent] == [True] * stream_choice.PROBE_CALLS + [False] * 2
+    streamed, whole = results[0], results[-1]
+    assert whole.content == streamed.content and whole.content.startswith(f"Answer to: {QUESTION}")
+    assert whole.reasoning == streamed.reasoning == f"Reasoning about: {QUESTION}"
+    assert whole.reasoning_source == streamed.reasoning_source
+    assert (whole.input_tokens, whole.output_tokens) == (sent[-1]["input_tokens"], sent[-1]["output_tokens"])
+    assert whole.output_tokens > 400 and whole.finish_reason == streamed.finish_reason and not whole.truncated
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_long_call_sends_the_endpoint_back_to_streaming(standin: StandinLLM, provider: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream_choice, "PROBE_CALLS", 2)
+    monkeypatch.setattr(stream_choice, "SHORT_CALL_SECONDS", 0.15)
+    provider_ = build_provider(spec_for(standin, provider), configured(spec_for(standin, provider)))
+    try:
+        for latency in (0, 0, 0, 0.3, 0, 0, 0):
+            standin.configure(latency=latency)
+            await provider_.complete(ask(QUESTION))
+    finally:
+        await provider_.aclose()
+    # the fourth call (unstreamed) took longer than a short call: two short ones again before the next unstreamed
+    assert [entry["stream"] for entry in standin.requests()] == [True, True, False, False, True, True, False]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_an_unstreamed_call_failing_as_an_idle_timeout_would_sends_the_endpoint_back_to_streaming(
+        standin: StandinLLM, provider: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream_choice, "PROBE_CALLS", 2)
+    provider_ = build_provider(spec_for(standin, provider), configured(spec_for(standin, provider)))
+    try:
+        for status in (200, 200, 504, 200, 200, 500, 200):
+            standin.configure(fail_next=[] if status == 200 else [status])
+            try:
+                await provider_.complete(ask(QUESTION))
+            except TransientProviderError:
+                assert status != 200
+    finally:
+        await provider_.aclose()
+    # a gateway's 504 says the server went quiet for too long; a 500 says nothing about the call's length
+    assert [entry["stream"] for entry in standin.requests()] == [True, True, False, True, True, False, False]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_spec_that_asks_for_reasoning_is_always_streamed(standin: StandinLLM, provider: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream_choice, "PROBE_CALLS", 1)
+    reasoning = {"reasoning_effort": "low"} if provider == "openai" else {"thinking_budget": 1024}
+    await run(with_options(spec_for(standin, provider), **reasoning), [ask(QUESTION, max_tokens=1000)] * 3)
+    assert [entry["stream"] for entry in standin.requests()] == [True] * 3
+
+
+def test_an_unstreamed_reply_that_is_no_json_object_is_transient() -> None:
+    assert json_body(b'{"id": "x", "choices": []}', "e") == {"id": "x", "choices": []}
+    for body, why in ((b"<html>Bad gateway</html>", "not a JSON object"), (b'["a"]', "not a JSON object"),
+                      (b'{"error": {"message": "overloaded"}}', "an error: overloaded")):
+        with pytest.raises(TransientProviderError, match=why):
+            json_body(body, "e")
 
 
 # --- rate-limit headers -------------------------------------------------------------------------

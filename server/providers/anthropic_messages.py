@@ -20,11 +20,13 @@ from treedistill.server.providers.base import (
     ReasoningSource,
     anthropic_rate_limits,
     endpoint_label,
+    json_body,
     translate_sdk_error,
 )
 from treedistill.server.providers.reasoning import split_think
 from treedistill.server.providers.client_pool import ClientPool, http_client
 from treedistill.server.providers.sse import StreamError, sse_events
+from treedistill.server.providers.stream_choice import StreamChoice
 
 _DEFAULT_MAX_TOKENS = 4096
 # Stop reasons of a reply cut off by a length limit: max_tokens, or the context window filling up.
@@ -33,7 +35,8 @@ TOOL_NAME = "submit_reply"
 
 
 class AnthropicMessagesProvider:
-    """Streams `messages`; system messages go to `system=`, thinking blocks become the reasoning.
+    """Calls `messages`, streamed while its calls may be long (stream_choice.py); system messages go to
+    `system=`, thinking blocks become the reasoning.
 
     JSON with a schema (`request.json_schema`) is asked for by forcing one tool whose input schema is
     that schema, and the tool call's input is the reply: never free text to repair. A reply cut off at
@@ -53,31 +56,39 @@ class AnthropicMessagesProvider:
             api_key=api_key, base_url=base_url, timeout=spec.timeout, max_retries=0,
             http_client=http_client(anthropic, spec.timeout)))
         self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
+        self._streaming = StreamChoice(spec)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        with self._clients.lease() as client:
-            try:
-                # The SDK sends the body as it is and raises its HTTP errors; the events are read as JSON (sse.py).
-                response = await client.post("/v1/messages", cast_to=httpx2.Response, stream=True,
-                                             body={**self.request_body(request), "stream": True},
+        try:
+            with self._streaming.call() as streamed, self._clients.lease() as client:
+                # The SDK sends the body as it is and raises its HTTP errors; the reply is read as JSON.
+                response = await client.post("/v1/messages", cast_to=httpx2.Response, stream=streamed,
+                                             body={**self.request_body(request), "stream": streamed},
                                              options={"timeout": self._spec.timeout})  # seconds without a byte
-            except anthropic.APIError as exc:
-                raise self._translate(exc) from exc
-            try:
-                limits = anthropic_rate_limits(response.headers)
-                message = await _assemble(sse_events(response.aiter_bytes()))
-            except (httpx2.TransportError, StreamError) as exc:
-                raise self._broken(type(exc).__name__) from exc
-            finally:
-                await response.aclose()
-        if message is None:  # a 200 with an event stream that never began a message
+                message, limits = await self._read(response, streamed)
+        except anthropic.APIError as exc:
+            raise self._translate(exc) from exc
+        if message is None:  # a 200 that never began a message
             raise self._broken("no message")
         return self.result_from_message(message, forced_tool=request.json_output and request.json_schema is not None,
                                         limits=limits)
 
+    async def _read(self, response: httpx2.Response, streamed: bool) -> tuple[SimpleNamespace | None,
+                                                                              RateLimitInfo | None]:
+        """(the reply's message, None when it never began one; the rate limits its headers state)."""
+        limits = anthropic_rate_limits(response.headers)
+        if not streamed:
+            return _message_of(json_body(response.content, self._endpoint)), limits
+        try:
+            return await _assemble(sse_events(response.aiter_bytes())), limits
+        except (httpx2.TransportError, StreamError) as exc:
+            raise self._broken(type(exc).__name__) from exc
+        finally:
+            await response.aclose()
+
     def result_from_message(self, message: Any, *, forced_tool: bool | None = None,
                             limits: RateLimitInfo | None = None) -> ChatResult:
-        """The ChatResult of a final `Message` (streamed online, or a batch entry's result).
+        """The ChatResult of a final `Message` (an online call's, streamed or not, or a batch entry's).
 
         `forced_tool`: the request forced the reply tool, so its input is the content (None: tell from the
         message, for a batch result whose request is not at hand). Raises RequestRejected for a refusal and
@@ -164,7 +175,7 @@ class AnthropicMessagesProvider:
 
     def _broken(self, why: str) -> TransientProviderError:
         return TransientProviderError(
-            f"{self._endpoint} broke off its streamed reply ({why}); nothing of it was kept"
+            f"{self._endpoint} broke off its reply ({why}); nothing of it was kept"
         )
 
     def _translate(self, exc: anthropic.APIError) -> Exception:
@@ -172,6 +183,18 @@ class AnthropicMessagesProvider:
             exc, anthropic, endpoint=self._endpoint, key_env=self._key_env, secret=self._api_key,
             timeout=self._spec.timeout, read_limits=anthropic_rate_limits,
         )
+
+
+def _message_of(body: dict[str, Any]) -> SimpleNamespace | None:
+    """An unstreamed reply's message, with the attributes `result_from_message` reads; None when it is none."""
+    if body.get("type") != "message" or not isinstance(body.get("content"), list):
+        return None
+    usage = body.get("usage") or {}
+    return SimpleNamespace(model=body.get("model"), stop_reason=body.get("stop_reason"),
+                           content=[SimpleNamespace(**{"type": None, **block}) for block in body["content"]
+                                    if isinstance(block, dict)],
+                           usage=SimpleNamespace(input_tokens=usage.get("input_tokens") or 0,
+                                                 output_tokens=usage.get("output_tokens") or 0))
 
 
 async def _assemble(events: AsyncIterator[tuple[str | None, Any]]) -> SimpleNamespace | None:

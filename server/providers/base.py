@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import json
 import re
 import time
 from datetime import datetime
@@ -166,6 +167,20 @@ def _seconds_until(text: str) -> float | None:
     if moment.tzinfo is None:
         return None
     return max(moment.timestamp() - time.time(), 0.0)
+
+
+def json_body(content: bytes, endpoint: str) -> dict[str, Any]:
+    """The JSON object of an unstreamed 200 reply. TransientProviderError when it is none (a proxy's page, a body
+    cut short) or carries an `error` object (some servers report a failure that way after the 200)."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise TransientProviderError(f"{endpoint} answered with a body that is not a JSON object; nothing was kept")
+    if body.get("error"):
+        raise TransientProviderError(f"{endpoint} answered with an error: {api_message(body) or 'no message'}")
+    return body
 
 
 def openai_rate_limits(headers: Mapping[str, str]) -> RateLimitInfo | None:

@@ -17,12 +17,14 @@ from treedistill.server.providers.base import (
     RateLimitInfo,
     ReasoningSource,
     endpoint_label,
+    json_body,
     openai_rate_limits,
     translate_sdk_error,
 )
 from treedistill.server.providers.client_pool import ClientPool, http_client
 from treedistill.server.providers.reasoning import split_think
 from treedistill.server.providers.sse import StreamError, sse_events
+from treedistill.server.providers.stream_choice import StreamChoice
 
 _REASONING_FIELDS: tuple[ReasoningSource, ...] = ("reasoning_content", "reasoning")
 # Structured-output forms, most to least constrained; `auto` walks down one step per 400 for the form sent.
@@ -38,7 +40,8 @@ _MAX_ADAPTATIONS = 6
 
 
 class OpenAIChatProvider:
-    """Streams `chat.completions.create` and reads reasoning from whichever place the server puts it.
+    """Calls `chat.completions.create`, streamed while its calls may be long (stream_choice.py), and reads
+    reasoning from whichever place the server puts it.
 
     Learns what the endpoint accepts from its 400s and records it in `capabilities` (which the caller
     keeps across restarts): the structured-output form (`json_mode` auto), `max_completion_tokens`
@@ -58,19 +61,23 @@ class OpenAIChatProvider:
         self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
         self._schemaless_json = True  # plain json_object for requests without a schema (turned off by its 400)
         self._usage_chunk = True  # ask for the usage chunk (turned off when a server refuses stream_options)
+        self._streaming = StreamChoice(spec)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         for _ in range(_MAX_ADAPTATIONS + 1):
-            arguments = self._call_arguments(request)
             try:
-                with self._clients.lease() as client:
-                    # The SDK sends the body as it is and raises its HTTP errors; the events are read as JSON (sse.py).
-                    response = await client.post("/chat/completions", cast_to=httpx2.Response, stream=True,
+                with self._streaming.call() as streamed, self._clients.lease() as client:
+                    arguments = self._call_arguments(request, streamed)
+                    # The SDK sends the body as it is and raises its HTTP errors; the reply is read as JSON.
+                    response = await client.post("/chat/completions", cast_to=httpx2.Response, stream=streamed,
                                                  body={**arguments, **(self._spec.extra_body or {})})
-                    try:
-                        result = await self._read(response, request)
-                    finally:
-                        await response.aclose()
+                    if not streamed:
+                        result = self._read_whole(response, request)
+                    else:
+                        try:
+                            result = await self._read(response, request)
+                        finally:
+                            await response.aclose()
             except openai.APIStatusError as exc:
                 if self._adapt(exc, arguments, request):
                     continue
@@ -112,13 +119,13 @@ class OpenAIChatProvider:
         """The JSON body of `request`, not streamed (a batch entry's body), shaped by what was learned."""
         return {**self._fields(request), **(self._spec.extra_body or {})}
 
-    def _call_arguments(self, request: ChatRequest) -> dict[str, Any]:
-        """The streamed request's fields (extra_body goes on top when it is sent)."""
+    def _call_arguments(self, request: ChatRequest, streamed: bool) -> dict[str, Any]:
+        """The request's fields, streamed or not (extra_body goes on top when it is sent)."""
         arguments = self._fields(request)
-        # Streamed so long reasoning never meets an idle timeout; usage comes in the last chunk.
-        arguments["stream"] = True
-        if self._usage_chunk:
-            arguments["stream_options"] = {"include_usage": True}
+        if streamed:  # usage comes in the last chunk
+            arguments["stream"] = True
+            if self._usage_chunk:
+                arguments["stream_options"] = {"include_usage": True}
         return arguments
 
     def _fields(self, request: ChatRequest) -> dict[str, Any]:
@@ -233,8 +240,19 @@ class OpenAIChatProvider:
         return _chat_result("".join(content), fields, finish_reason, tokens, model or self._spec.model,
                             self._endpoint, limits)
 
-    def result_from_body(self, body: dict[str, Any]) -> ChatResult:
-        """The ChatResult of a non-streamed `chat.completion` body (a batch entry's response).
+    def _read_whole(self, response: httpx2.Response, request: ChatRequest) -> ChatResult:
+        """The reply of an unstreamed call; its usage estimated as for a stream when the server sent none."""
+        body = json_body(response.content, self._endpoint)
+        if not isinstance(body.get("usage"), dict):  # a quarter of the characters, prompt and reply
+            reply = next(iter(body.get("choices") or ()), {}).get("message") or {}
+            written = sum(len(value) for field in ("content", *_REASONING_FIELDS)
+                          if isinstance(value := reply.get(field), str))
+            body["usage"] = {"prompt_tokens": sum(len(message.content) for message in request.messages) // 4 + 1,
+                             "completion_tokens": written // 4 + 1}
+        return self.result_from_body(body, openai_rate_limits(response.headers))
+
+    def result_from_body(self, body: dict[str, Any], limits: RateLimitInfo | None = None) -> ChatResult:
+        """The ChatResult of a non-streamed `chat.completion` body (an unstreamed call's or a batch entry's).
 
         Raises RequestRejected for a content-filtered reply and TransientProviderError for a body
         without a choice or finish reason, as `complete` does for a streamed one.
@@ -250,7 +268,7 @@ class OpenAIChatProvider:
         usage = body.get("usage") or {}
         tokens = (usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
         return _chat_result(message.get("content") or "", fields, finish_reason, tokens,
-                            body.get("model") or self._spec.model, self._endpoint, None)
+                            body.get("model") or self._spec.model, self._endpoint, limits)
 
     def _translate(self, exc: openai.APIError) -> Exception:
         return translate_sdk_error(
