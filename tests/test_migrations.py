@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
+from treedistill.server.models import ModelSpec
 from treedistill.server.store import migrations
 from treedistill.server.store.catalog import Store, open_database
+from treedistill.server.store.queue import WorkQueue
 from treedistill.server.store.migrations import MIGRATIONS, MIGRATIONS_TABLE, applied_migrations, migrate
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "schemas").glob("v*.db.gz"))
@@ -69,11 +71,12 @@ EXPECTED_COLUMNS = {
                        "reasoning_source", "model", "input_tokens", "output_tokens", "created_at", "answered_at"),
 }
 EXPECTED_INDEXES = {
-    "answers_model", "answers_project", "answers_project_score", "answers_review", "batch_requests_job",
+    "answers_model", "answers_project_score", "answers_review", "batch_requests_job",
     "batch_requests_submission", "batch_requests_waiting", "batch_submissions_job", "batch_submissions_open",
     "jobs_one_live", "jobs_project", "llm_cache_item", "projects_name", "questions_project",
     "questions_project_norm", "questions_tag", "tags_parent", "tags_sibling_norm", "work_items_errors",
     "work_items_job", "work_items_project_kind", "work_items_question", "work_items_queue", "work_items_running",
+    "work_items_retry",
     "work_items_tag", "answers_report", "contamination_project", "contamination_question", "holdout_units_project",
     "questions_heldout", "questions_report", "questions_style", "question_vectors_project", "preference_pairs_project",
     "eval_runs_project", "eval_runs_job", "eval_results_tag",
@@ -192,3 +195,38 @@ def test_processes_opening_a_new_database_at_once_apply_each_step_once(db_path: 
     assert errors == []
     db = open_database(db_path)
     assert applied_migrations(db) == NAMES
+
+
+def test_answers_and_questions_come_with_their_counts_and_an_older_insert_still_gets_them(db_path: Path) -> None:
+    db = open_database(db_path)
+    store = Store(db)
+    spec = ModelSpec(model="m")
+    project = store.insert_project("Counts", "Tea", "en", spec, spec, 2)
+    (tag,) = store.insert_tags(project.id, None, ["Green tea"])
+    before = db.conn.total_changes
+    with store.transaction():
+        (question,) = store.insert_questions(project.id, tag, ["Why is matcha green?"])
+        store.save_answer(project.id, question.id, "Chlorophyll, kept by shading.", "Think of the leaves.", "think_tags",
+                          "m", 10, 20, replace=False)
+    assert db.conn.total_changes - before == 2  # the two rows, no trigger rewriting either
+    with store.transaction():  # an older version's INSERTs, without the counts
+        db.execute("INSERT INTO questions (project_id, tag_id, text, norm, created_at) VALUES (?, ?, ?, ?, '')",
+                   (project.id, tag.id, "Is sencha steamed?", "is sencha steamed"))
+        second = db.execute("SELECT id FROM questions WHERE norm = 'is sencha steamed'").fetchone()[0]
+        db.execute("INSERT INTO answers (question_id, project_id, answer, reasoning, reasoning_source, model,"
+                   " input_tokens, output_tokens, created_at) VALUES (?, ?, 'Yes.', 'Japanese style.', '', 'm', 1, 1,"
+                   " '')", (second, project.id))
+    assert db.execute("SELECT id, chars FROM questions ORDER BY id").fetchall() == [(question.id, 20), (second, 18)]
+    assert db.execute("SELECT question_id, answer_chars, reasoning_chars FROM answers ORDER BY question_id"
+                      ).fetchall() == [(question.id, 29, 20), (second, 4, 15)]
+
+
+def test_the_earliest_retry_is_a_seek_not_a_scan_of_the_pending_items(db_path: Path) -> None:
+    db = open_database(db_path)
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    assert WorkQueue(Store(db)).next_due(1) is None
+    db.conn.set_trace_callback(None)
+    (statement,) = statements
+    plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {statement}"))
+    assert "USING INDEX work_items_retry" in plan, plan

@@ -332,9 +332,9 @@ class Store:
         for text, style in zip(texts, styles or [StyleSlot()] * len(texts), strict=True):
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO questions (project_id, tag_id, text, norm, question_type, difficulty, audience,"
-                " prompt_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " prompt_version, created_at, chars) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (project_id, tag.id, text, normalize(text), style.type, style.difficulty, style.audience,
-                 prompt_version, now_iso()),
+                 prompt_version, now_iso(), len(text)),
             )
             if cursor.rowcount == 0:
                 continue
@@ -375,9 +375,10 @@ class Store:
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         return self.db.execute(
             f"{verb} INTO answers (question_id, project_id, answer, reasoning, reasoning_source, model,"
-            " input_tokens, output_tokens, prompt_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " input_tokens, output_tokens, prompt_version, created_at, answer_chars, reasoning_chars)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (question_id, project_id, answer, reasoning, reasoning_source, model, input_tokens, output_tokens,
-             prompt_version, now_iso()),
+             prompt_version, now_iso(), len(answer), len(reasoning)),
         ).rowcount > 0
 
     def get_answer(self, project_id: int, question_id: int) -> Answer | None:
