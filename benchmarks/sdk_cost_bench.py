@@ -10,8 +10,9 @@ CPU ms per call and the ratio to plain httpx2 (no SDK at all):
 - SDK `chat.completions.create`, not streamed;
 - SDK `chat.completions.create(stream=True)`, iterating its chunk objects (treedistill before issue 19);
 - treedistill's OpenAIChatProvider.complete: streamed, the body posted through the SDK client's `post`, the
-  events read as plain JSON (providers/sse.py);
-- the same for Anthropic: SDK `messages.stream` against AnthropicMessagesProvider.complete.
+  events read as plain JSON (providers/sse.py); then unstreamed, as it calls an endpoint whose calls are short
+  (providers/stream_choice.py: here after the warm-up; for the streamed row, PROBE_CALLS is raised past the calls);
+- the same for Anthropic: SDK `messages.stream` against AnthropicMessagesProvider.complete, both ways.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.auto_distill_bench import standin_process  # noqa: E402
 from treedistill.server.models import ModelSpec  # noqa: E402
-from treedistill.server.providers import ChatMessage, ChatRequest, build_provider  # noqa: E402
+from treedistill.server.providers import ChatMessage, ChatRequest, build_provider, stream_choice  # noqa: E402
 
 QUESTION = "Why do leaves change colour in autumn? Explain the pigments involved and the role of temperature."
 
@@ -76,10 +77,8 @@ async def measure(url: str, calls: int, concurrency: int) -> list[tuple[str, flo
     request = ChatRequest(messages=[ChatMessage(role="user", content=QUESTION)])
     environ = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": f"{url}/v1",
                "ANTHROPIC_API_KEY": "sk-bench", "ANTHROPIC_BASE_URL": url}
-    provider = build_provider(ModelSpec(provider="openai", model="standin", base_url=f"{url}/v1"), environ)
-    results.append(("treedistill OpenAIChatProvider.complete (streamed, raw events)",
-                    await timed(calls, concurrency, lambda number: provider.complete(request))))
-    await provider.aclose()
+    openai_spec = ModelSpec(provider="openai", model="standin", base_url=f"{url}/v1")
+    results += await provider_ways("OpenAIChatProvider", openai_spec, environ, request, calls, concurrency)
 
     sdk = anthropic.AsyncAnthropic(base_url=url, api_key="sk-bench", max_retries=0)
 
@@ -88,10 +87,30 @@ async def measure(url: str, calls: int, concurrency: int) -> list[tuple[str, flo
             return await stream.get_final_message()
     results.append(("SDK messages.stream, final message", await timed(calls, concurrency, anthropic_streamed)))
     await sdk.close()
-    provider = build_provider(ModelSpec(provider="anthropic", model="standin", base_url=url), environ)
-    results.append(("treedistill AnthropicMessagesProvider.complete (streamed, raw events)",
-                    await timed(calls, concurrency, lambda number: provider.complete(request))))
-    await provider.aclose()
+    anthropic_spec = ModelSpec(provider="anthropic", model="standin", base_url=url)
+    results += await provider_ways("AnthropicMessagesProvider", anthropic_spec, environ, request, calls, concurrency)
+    return results
+
+
+async def provider_ways(name: str, spec: ModelSpec, environ: dict[str, str], request: ChatRequest, calls: int,
+                        concurrency: int) -> list[tuple[str, float]]:
+    """treedistill's provider of `spec`, streamed (PROBE_CALLS raised past the calls), then unstreamed (once
+    PROBE_CALLS short calls have shown the endpoint's calls are short)."""
+    results = []
+    for streamed in (True, False):
+        probes = stream_choice.PROBE_CALLS
+        if streamed:
+            stream_choice.PROBE_CALLS = calls + 1 + probes
+        provider = build_provider(spec, environ)
+        try:
+            if not streamed:
+                for _ in range(probes):
+                    await provider.complete(request)
+            cpu = await timed(calls, concurrency, lambda number: provider.complete(request))
+        finally:
+            stream_choice.PROBE_CALLS = probes
+            await provider.aclose()
+        results.append((f"treedistill {name}.complete ({'streamed, raw events' if streamed else 'unstreamed'})", cpu))
     return results
 
 
