@@ -272,12 +272,16 @@ def test_an_unstreamed_reply_that_is_no_json_object_is_transient() -> None:
 # --- rate-limit headers -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "unstreamed"])
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-async def test_rate_limits_are_read_on_successes_and_429s(provider: str) -> None:
+async def test_rate_limits_are_read_on_successes_and_429s(provider: str, streamed: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream_choice, "PROBE_CALLS", 4 if streamed else 0)
     limits = ProviderLimits(requests_per_minute=3, tokens_per_minute=100_000)
     with StandinLLM(wrap=lambda app: RateLimitMiddleware(app, limits)) as limited:
         spec = spec_for(limited, provider, max_tokens=100)
         results, _ = await run(spec, [ask(QUESTION)] * 3)
+        assert [entry["stream"] for entry in limited.requests()] == [streamed] * 3
         read = [result.rate_limits for result in results]
         assert [(lim.requests_limit, lim.requests_remaining) for lim in read] == [(3, 2), (3, 1), (3, 0)]
         assert read[0].tokens_limit == 100_000 and 0 < read[0].tokens_remaining <= 100_000
