@@ -31,7 +31,8 @@ prompt's example and the parent tag; after feedback it gives real items). With a
 schema'd json_object the reply always has the schema's shape. Anthropic: a forced tool
 (`tool_choice` type "tool") gets a `tool_use` block whose input is the JSON; forcing a tool with
 thinking enabled is a 400, as on the real API.
-`no_stream_options` (OpenAI): 400 for `stream_options`, as older servers answer.
+`no_stream_options` (OpenAI): 400 for `stream_options`, as older servers answer. `no_usage` (OpenAI): replies
+without `usage`, neither in the body nor in a last chunk.
 `reasoning_model` (OpenAI): 400 naming `max_tokens` (use max_completion_tokens) or `temperature`, as
 o-series models answer; `reasoning_effort` is logged.
 
@@ -736,7 +737,7 @@ def _openai_body(seq: int, model: str, flags: set[str], reply: Reply) -> dict[st
     choices = [] if "no_choices" in flags else [
         {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
     ]
-    return {
+    body = {
         "id": f"chatcmpl-{seq}",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -744,6 +745,9 @@ def _openai_body(seq: int, model: str, flags: set[str], reply: Reply) -> dict[st
         "choices": choices,
         "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
     }
+    if "no_usage" in flags:
+        del body["usage"]
+    return body
 
 
 def _anthropic_body(seq: int, model: str, flags: set[str], reply: Reply) -> dict[str, Any]:
@@ -791,7 +795,7 @@ def _openai_events(completion: dict[str, Any], include_usage: bool) -> list[tupl
                 events.append((None, head | {"choices": [{"index": 0, "delta": {name: piece},
                                                          "finish_reason": None}]}))
         events.append((None, head | {"choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}))
-    if include_usage or not completion["choices"]:
+    if "usage" in completion and (include_usage or not completion["choices"]):
         events.append((None, head | {"choices": [], "usage": completion["usage"]}))
     events.append((None, "[DONE]"))
     return events

@@ -218,6 +218,17 @@ async def test_an_endpoint_whose_calls_are_short_is_called_unstreamed_after_sixt
     assert whole.output_tokens > 400 and whole.finish_reason == streamed.finish_reason and not whole.truncated
 
 
+async def test_an_unstreamed_reply_without_usage_gets_it_estimated_from_its_characters(
+        standin: StandinLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream_choice, "PROBE_CALLS", 0)
+    (result,), _ = await run(spec_for(standin, "openai", "standin+no_usage+reasoning_content"), [ask(QUESTION)])
+    assert standin.requests()[0]["stream"] is False
+    assert result.content == f"Answer to: {QUESTION}" and result.reasoning == f"Reasoning about: {QUESTION}"
+    # a quarter of the characters: the prompt's, and the reply's content and reasoning together
+    assert result.input_tokens == len(QUESTION) // 4 + 1
+    assert result.output_tokens == (len(result.content) + len(result.reasoning)) // 4 + 1
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_a_long_call_sends_the_endpoint_back_to_streaming(standin: StandinLLM, provider: str,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:

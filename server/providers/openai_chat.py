@@ -241,7 +241,7 @@ class OpenAIChatProvider:
                             self._endpoint, limits)
 
     def _read_whole(self, response: httpx2.Response, request: ChatRequest) -> ChatResult:
-        """The reply of an unstreamed call; its usage estimated as for a stream when the server sent none."""
+        """The reply of an unstreamed call; its usage estimated from the characters when the server sent none."""
         body = json_body(response.content, self._endpoint)
         if not isinstance(body.get("usage"), dict):  # a quarter of the characters, prompt and reply
             reply = next(iter(body.get("choices") or ()), {}).get("message") or {}
