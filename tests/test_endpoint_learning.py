@@ -218,6 +218,20 @@ async def test_an_endpoint_whose_calls_are_short_is_called_unstreamed_after_sixt
     assert whole.output_tokens > 400 and whole.finish_reason == streamed.finish_reason and not whole.truncated
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_structured_reply_unstreamed_is_read_as_a_streamed_one(standin: StandinLLM, provider: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """JSON with a schema: OpenAI's json_schema content, Anthropic's forced tool call, the same either way."""
+    spec = with_options(spec_for(standin, provider), json_mode="auto") if provider == "openai" \
+        else spec_for(standin, provider)
+    streamed, _ = await run(spec, [tags_request(3)])
+    monkeypatch.setattr(stream_choice, "PROBE_CALLS", 0)
+    whole, _ = await run(spec, [tags_request(3)])
+    assert [entry["stream"] for entry in standin.requests()] == [True, False]
+    assert parse_list(whole[0].content, TagList) == parse_list(streamed[0].content, TagList) == [
+        "Football Subtopic 1", "Football Subtopic 2", "Football Subtopic 3"]
+
+
 async def test_an_unstreamed_reply_without_usage_gets_it_estimated_from_its_characters(
         standin: StandinLLM, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stream_choice, "PROBE_CALLS", 0)
