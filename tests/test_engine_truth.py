@@ -341,3 +341,25 @@ async def test_what_an_endpoint_accepts_is_learned_once_and_kept_across_restarts
     await engine.generate_tags(project.id, None, 2)
     later = [r["response_format"] for r in llm.requests()][len(first):]
     assert first == ["json_schema", "json_object_schema", "json_object"] and later == ["json_object"]
+
+
+async def test_a_lane_that_took_what_could_run_claims_again_only_after_a_change(llm, started, monkeypatch):
+    """A claim that took fewer items than a batch took all that could run: the next waits for an item to settle
+    (or new work, or a retry falling due). A claim right away came back empty after half of all claims, each a
+    statement of a few hundred microseconds on the event loop."""
+    engine = await started()
+    llm.configure(latency=0.02)
+    project = engine.create_project("Claims", max_concurrency=2)
+    taken: list[int] = []
+    claim = engine.queue.claim
+
+    def counted(*args, **kwargs):
+        items = claim(*args, **kwargs)
+        taken.append(len(items))
+        return items
+
+    monkeypatch.setattr(engine.queue, "claim", counted)
+    job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=4, questions_per_tag=3)
+    progress = await settle(engine, job["id"])
+    assert progress.status == "completed" and progress.calls_done == 17 and adds_up(progress)
+    assert sum(taken) == 17 and taken.count(0) <= 2, taken  # the last one, when the job has ended

@@ -36,7 +36,7 @@ from treedistill.server.errors import (
     RateLimited,
     TreedistillError,
 )
-from treedistill.server.config import DEFAULT_BATCH_POLL_SECONDS
+from treedistill.server.config import CLAIM_BATCH, DEFAULT_BATCH_POLL_SECONDS
 from treedistill.server.loop_share import take_turn
 from treedistill.server.scheduling.batching import BatchRunner
 from treedistill.server.scheduling.planner import unmade_work
@@ -177,8 +177,8 @@ class Scheduler:
     async def _lane(self, project_id: int) -> None:
         wake, queue = self._wake[project_id], self.ctx.queue
         while True:
-            wake.clear()
             await take_turn()
+            wake.clear()  # here, not before the turn: a change meanwhile is one the claim sees
             try:
                 items = queue.claim(project_id, self.workers.id, self.ctx.caller.serves)
             except sqlite3.Error as exc:
@@ -193,8 +193,10 @@ class Scheduler:
                 task = asyncio.create_task(self._run(item), name=f"item-{item.id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            if items:
+            if len(items) == CLAIM_BATCH:  # a full batch: more may be runnable at once
                 continue
+            # Everything that can run now runs (a claim right away came back empty after half of all claims): wait
+            # for a change, an item settling or new work (both set `wake`), or a retry falling due.
             due = queue.next_due(project_id)
             timeout = POLL_SECONDS if due is None else min(POLL_SECONDS, max(due - time.time(), 0.0) + 0.001)
             await _within(wake.wait(), timeout)
