@@ -189,12 +189,16 @@ def _message_of(body: dict[str, Any]) -> SimpleNamespace | None:
     """An unstreamed reply's message, with the attributes `result_from_message` reads; None when it is none."""
     if body.get("type") != "message" or not isinstance(body.get("content"), list):
         return None
-    usage = body.get("usage") or {}
     return SimpleNamespace(model=body.get("model"), stop_reason=body.get("stop_reason"),
                            content=[SimpleNamespace(**{"type": None, **block}) for block in body["content"]
                                     if isinstance(block, dict)],
-                           usage=SimpleNamespace(input_tokens=usage.get("input_tokens") or 0,
-                                                 output_tokens=usage.get("output_tokens") or 0))
+                           usage=_usage_of(body))
+
+
+def _usage_of(message: dict[str, Any]) -> SimpleNamespace:
+    """A message's usage (from its body, or a stream's `message_start`), 0 where a count is missing."""
+    usage = message.get("usage") or {}
+    return SimpleNamespace(input_tokens=usage.get("input_tokens") or 0, output_tokens=usage.get("output_tokens") or 0)
 
 
 async def _assemble(events: AsyncIterator[tuple[str | None, Any]]) -> SimpleNamespace | None:
@@ -207,10 +211,7 @@ async def _assemble(events: AsyncIterator[tuple[str | None, Any]]) -> SimpleName
         kind = event.get("type") if isinstance(event, dict) else None
         if kind == "message_start":
             start = event["message"]
-            usage = start.get("usage") or {}
-            message = SimpleNamespace(model=start.get("model"), stop_reason=None, content=[],
-                                      usage=SimpleNamespace(input_tokens=usage.get("input_tokens") or 0,
-                                                            output_tokens=usage.get("output_tokens") or 0))
+            message = SimpleNamespace(model=start.get("model"), stop_reason=None, content=[], usage=_usage_of(start))
         elif message is None:
             continue
         elif kind == "content_block_start":
