@@ -169,9 +169,10 @@ class CurationStore:
         return {score: n for score, n in rows if score is not None}, sum(n for score, n in rows if score is None)
 
     def open_judge_items(self, project_id: int) -> dict[int, int]:
-        """Judge items still queued or running: question id -> item id."""
+        """Judge items still queued or running (manual items, of no job): question id -> item id."""
         rows = self.db.execute(
-            f"SELECT question_id, id FROM work_items WHERE project_id = ? AND kind = 'judge' AND status IN {OPEN}",
+            "SELECT question_id, id FROM work_items WHERE job_id IS NULL AND kind = 'judge' AND project_id = ?"
+            f" AND status IN {OPEN}",
             (project_id,))
         return dict(rows.fetchall())
 

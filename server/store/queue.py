@@ -149,7 +149,8 @@ class WorkQueue:
 
     def has_job_turn(self, job_id: int, question_id: int, number: int) -> bool:
         """Whether the job has an item (in any state) for turn `number` of the question's dialogue."""
-        return self.db.execute("SELECT 1 FROM work_items WHERE job_id = ? AND kind = 'turn' AND question_id = ?"
+        # +job_id: looked up by the question (a few items), not among every item of the job
+        return self.db.execute("SELECT 1 FROM work_items WHERE +job_id = ? AND kind = 'turn' AND question_id = ?"
                                " AND target = ? LIMIT 1", (job_id, question_id, number)).fetchone() is not None
 
     def next_due(self, project_id: int) -> float | None:
@@ -249,12 +250,13 @@ class WorkQueue:
 
     def running_counts(self, job_id: int) -> Counter:
         """The job's items running now in any process, per output kind (tags, questions, answers)."""
-        rows = self.db.execute("SELECT kind, COUNT(*) FROM work_items WHERE job_id = ? AND status = 'running'"
-                               " GROUP BY kind", (job_id,)).fetchall()
+        rows = self.db.execute(f"SELECT kind, COUNT(*) FROM work_items WHERE job_id = ? AND status IN {OPEN}"
+                               " AND status = 'running' GROUP BY kind", (job_id,)).fetchall()  # IN: the open index
         return Counter({KIND_COLUMN[kind]: count for kind, count in rows if kind in KIND_COLUMN})
 
     def projects_with_pending_work(self) -> list[int]:
-        rows = self.db.execute("SELECT DISTINCT project_id FROM work_items WHERE status = 'pending'").fetchall()
+        rows = self.db.execute("SELECT id FROM projects p WHERE EXISTS (SELECT 1 FROM work_items"
+                               " WHERE project_id = p.id AND status = 'pending')").fetchall()
         return [row[0] for row in rows]
 
     # -- raw-response cache ------------------------------------------------------------------
@@ -368,8 +370,8 @@ class WorkQueue:
     def has_runnable_items(self, project_id: int, job_id: int | None) -> bool:
         """Whether the job (or, for None, the project's manual work) has items queued or running."""
         return self.db.execute(
-            "SELECT 1 FROM work_items WHERE project_id = ? AND job_id IS ? AND status IN ('pending', 'running')"
-            " LIMIT 1", (project_id, job_id)).fetchone() is not None
+            f"SELECT 1 FROM work_items WHERE job_id IS ? AND status IN {OPEN} AND status != 'batched'"
+            " AND project_id = ? LIMIT 1", (job_id, project_id)).fetchone() is not None
 
     def recent_errors(self, job_id: int, limit: int = 5) -> list[str]:
         rows = self.db.execute(
