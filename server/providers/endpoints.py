@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 from treedistill.server.errors import InvalidInput
@@ -34,6 +35,7 @@ class Endpoint:
     key_env: str | None
 
 
+@lru_cache(maxsize=256)  # three times per call (its endpoint's key, its gate, its usage): a few URLs in all
 def normalise_url(url: str) -> str:
     """`url` with surrounding space and trailing slashes removed and its scheme and host lower-cased."""
     parts = urlsplit(url.strip())
