@@ -148,9 +148,11 @@ def test_every_query_of_the_queue_seeks_an_index(queue: WorkQueue) -> None:
     claim = next(statement for statement in statements if "lease_gen + 1" in statement)
     assert {"SEARCH w USING INDEX work_items_pending (project_id=?)",
             "SEARCH r USING INDEX work_items_running (project_id=?)"} <= set(plan(queue, claim))
-    # get_progress's reads, and a dialogue's check for its next turn (at every answer), do not read every item of
-    # the job either (work_items_job has them all)
-    for fragment, index in [("'running' GROUP BY kind", "work_items_open"), ("AND kind = 'answer' LIMIT", "work_items_open"),
-                            ("kind = 'turn' AND question_id", "work_items_question")]:
-        statement = next(statement for statement in statements if fragment in statement)
+    # get_progress's reads (the running items per kind, an open item of each kind) and a dialogue's check for its
+    # next turn (at every answer) read neither every item of the job (work_items_job) nor all of its queue (the open
+    # index): a 20,000-item job's progress read 19,000 entries to count 16 running items
+    for fragments, index in [(("'running'", "GROUP BY kind"), "work_items_running"),
+                             (("AND kind = 'answer' LIMIT",), "work_items_open"),
+                             (("kind = 'turn' AND question_id",), "work_items_question")]:
+        statement = next(statement for statement in statements if all(part in statement for part in fragments))
         assert any(f"INDEX {index} " in line for line in plan(queue, statement)), (statement, plan(queue, statement))

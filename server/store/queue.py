@@ -250,8 +250,11 @@ class WorkQueue:
 
     def running_counts(self, job_id: int) -> Counter:
         """The job's items running now in any process, per output kind (tags, questions, answers)."""
-        rows = self.db.execute(f"SELECT kind, COUNT(*) FROM work_items WHERE job_id = ? AND status IN {OPEN}"
-                               " AND status = 'running' GROUP BY kind", (job_id,)).fetchall()  # IN: the open index
+        # Among the project's running items (a partial index of at most its max_concurrency entries), not among the
+        # job's open ones (all of its queue): +job_id keeps the planner off the indexes that start with it.
+        rows = self.db.execute("SELECT kind, COUNT(*) FROM work_items WHERE project_id = (SELECT project_id FROM jobs"
+                               " WHERE id = :job) AND status = 'running' AND +job_id = :job GROUP BY kind",
+                               {"job": job_id}).fetchall()
         return Counter({KIND_COLUMN[kind]: count for kind, count in rows if kind in KIND_COLUMN})
 
     def projects_with_pending_work(self) -> list[int]:
