@@ -153,6 +153,21 @@ def test_every_query_of_the_queue_seeks_an_index(queue: WorkQueue) -> None:
     # index): a 20,000-item job's progress read 19,000 entries to count 16 running items
     for fragments, index in [(("'running'", "GROUP BY kind"), "work_items_running"),
                              (("AND kind = 'answer' LIMIT",), "work_items_open"),
+                             (("status = 'pending' AND +job_id IS",), "work_items_pending"),
                              (("kind = 'turn' AND question_id",), "work_items_question")]:
         statement = next(statement for statement in statements if all(part in statement for part in fragments))
         assert any(f"INDEX {index} " in line for line in plan(queue, statement)), (statement, plan(queue, statement))
+
+
+def test_runnable_items_are_the_pending_and_running_ones_of_the_job_or_of_no_job(queue: WorkQueue) -> None:
+    """What the batch runner asks before it sends a partial batch: a job whose other items all wait in batches has
+    nothing left that could join it."""
+    job_id = queue.list_jobs()[0]["id"]
+    assert queue.has_runnable_items(1, job_id) and queue.has_runnable_items(1, None)  # pending ones
+    queue.db.execute("UPDATE work_items SET status = 'batched' WHERE job_id = ?", (job_id,))
+    assert not queue.has_runnable_items(1, job_id) and queue.has_runnable_items(1, None)
+    queue.db.execute("UPDATE work_items SET status = 'running' WHERE id = (SELECT MIN(id) FROM work_items"
+                     " WHERE job_id = ?)", (job_id,))
+    assert queue.has_runnable_items(1, job_id)
+    queue.db.execute("UPDATE work_items SET status = 'done' WHERE job_id IS NULL")
+    assert not queue.has_runnable_items(1, None) and not queue.has_runnable_items(2, job_id)

@@ -372,9 +372,12 @@ class WorkQueue:
 
     def has_runnable_items(self, project_id: int, job_id: int | None) -> bool:
         """Whether the job (or, for None, the project's manual work) has items queued or running."""
-        return self.db.execute(
-            f"SELECT 1 FROM work_items WHERE job_id IS ? AND status IN {OPEN} AND status != 'batched'"
-            " AND project_id = ? LIMIT 1", (job_id, project_id)).fetchone() is not None
+        # In the project's pending and running items (its manual ones come first), not among the job's open items:
+        # a batch job's may all be waiting in batches. +job_id keeps the planner off the indexes that start with it.
+        return bool(self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM work_items WHERE project_id = :project AND status = 'pending'"
+            " AND +job_id IS :job) OR EXISTS (SELECT 1 FROM work_items WHERE project_id = :project"
+            " AND status = 'running' AND +job_id IS :job)", {"project": project_id, "job": job_id}).fetchone()[0])
 
     def recent_errors(self, job_id: int, limit: int = 5) -> list[str]:
         rows = self.db.execute(
