@@ -19,6 +19,7 @@ from tests.conftest import ROOT
     ("rate_limit_bench.py", ["--smoke"], "(429 + retry-after only): completed, 7 calls"),
     ("batch_cost_bench.py", ["--smoke"], "batch / online cost per 1,000 answers"),
     ("calls_per_call.py", ["--smoke"], "bare pool of the same SDK calls:"),
+    ("queue_writes.py", ["--items", "20"], "| claim (one item, its own commit) |"),
     ("sdk_cost_bench.py", ["--calls", "10"], "treedistill OpenAIChatProvider.complete (streamed, raw events)"),
     ("progress_under_load.py", ["--levels", "1", "--tags", "2", "--questions", "2"],
      "get_progress while the job runs: p50"),
