@@ -627,15 +627,15 @@ def m018_fewer_writes() -> str:
     """
 
 
-
 @migration
 def m019_status_free_indexes() -> str:
     # An item's claim and its finish change its status, and each index keyed on the status moved the item's entry
-    # from one place to another: three such indexes made a claim or a finish write four more pages of index, about
-    # 100 us each (issue 19). The queue's indexes now key on what does not change, and cover a status by being
-    # partial: a claim takes the item's entry out of the pending index and puts one in the running index, a finish
-    # takes it out of the running and the open ones. `work_items_job` stays whole (a job's deletion and its history
-    # find every item of it); the manual items have an index of their own, as the failed ones do.
+    # from one part of its B-tree to another: with three such indexes a claim wrote 7.7 pages to the log and a finish
+    # 7.6, where 4.2 and 3.1 do now (benchmarks/queue_writes.py; issue 19). The queue's indexes key on what does not
+    # change and cover a status by being partial: a claim takes the item's entry out of the pending index and puts
+    # one in the running index, a finish takes it out of the running and the open ones. `work_items_job` stays whole
+    # (a job's deletion and the estimate's history find every item of it); the manual items have an index of their
+    # own, as the failed ones do.
     return """
         DROP INDEX work_items_queue;
         DROP INDEX work_items_job;
@@ -647,6 +647,7 @@ def m019_status_free_indexes() -> str:
         CREATE INDEX work_items_failed ON work_items(project_id, kind) WHERE status = 'failed';
         CREATE INDEX work_items_manual ON work_items(project_id, kind, question_id, tag_id) WHERE job_id IS NULL;
     """
+
 
 def _sql(step: Step, db: Database) -> str:
     return step(db) if step.__code__.co_argcount else step()  # type: ignore[call-arg]
