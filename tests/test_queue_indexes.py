@@ -33,9 +33,10 @@ def full_scans(statement: str, plan_lines: list[str]) -> list[str]:
     return [line for line in plan_lines if (match := re.match(r"SCAN (\w+)( USING (COVERING )?INDEX (\w+))?", line))
             and match.group(1) in names and match.group(4) not in PARTIAL]
 
+
 @pytest.fixture
 def queue(db_path: Path) -> WorkQueue:
-    """A queue with a running job of 40 answer items on 40 questions, a manual judge item and a failed item."""
+    """A queue with a running job of 40 answer items on 40 questions, and a manual judge item."""
     store = Store(open_database(db_path))
     spec = ModelSpec(model="m")
     project = store.insert_project("Indexes", "Tea", "en", spec, spec, 4)
@@ -77,7 +78,8 @@ def test_no_index_of_the_queue_keys_on_an_items_status(queue: WorkQueue) -> None
 
 def test_a_claim_and_a_finish_write_two_index_entries_each(queue: WorkQueue) -> None:
     """Pending -> running: out of the pending index, into the running one. Running -> done: out of the running
-    and the open ones. Counted as the rows each step changes in a copy of every index (a table per index)."""
+    and the open ones. Counted by reading every index's entries (its columns and the rowid, under its WHERE)
+    before and after each step."""
     indexes = {name: sql for name, sql in queue.db.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'work_items' AND sql IS NOT NULL")}
 
