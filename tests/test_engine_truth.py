@@ -84,6 +84,39 @@ async def test_a_transaction_commits_all_or_nothing(llm, started):
     assert [tag.name for tag in store.children(project.id, None)] == ["Kept"]
 
 
+async def test_a_step_set_at_commit_runs_last_in_the_transaction_and_goes_on_only_once_it_committed(llm, started):
+    engine = await started()
+    project = engine.create_project("At commit")
+    store, went_on = engine.store, []
+
+    def step(name):
+        def in_the_transaction():
+            assert store.db.conn.in_transaction
+            store.insert_tags(project.id, None, [name])
+            return lambda: went_on.append(name)
+        return in_the_transaction
+
+    with store.transaction():
+        store.at_commit(step("Committed"))
+        with pytest.raises(RuntimeError):
+            with store.transaction():  # set in a savepoint that is undone: it still runs, at the end of the whole
+                store.at_commit(step("Set in a savepoint"))
+                raise RuntimeError("inner")
+        store.insert_tags(project.id, None, ["Written before the steps"])
+        assert went_on == []
+    assert went_on == ["Committed", "Set in a savepoint"]
+    written = [tag.name for tag in sorted(store.children(project.id, None), key=lambda tag: tag.id)]
+    assert written == ["Written before the steps", "Committed", "Set in a savepoint"]
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.at_commit(step("Rolled back"))
+            raise RuntimeError("injected")
+    store.at_commit(step("Outside a transaction"))  # nothing runs
+    with store.transaction():
+        pass
+    assert went_on == ["Committed", "Set in a savepoint"] and len(store.children(project.id, None)) == 3
+
+
 async def test_unusable_output_gets_few_fresh_calls_and_no_long_back_off(llm, started):
     engine = await started(retry_base_delay=30)  # a back-off would blow the timeout
     project = engine.create_project("Garbage", question_model=ModelSpec(model="standin+garbage"))
@@ -363,3 +396,43 @@ async def test_a_lane_that_took_what_could_run_claims_again_only_after_a_change(
     progress = await settle(engine, job["id"])
     assert progress.status == "completed" and progress.calls_done == 17 and adds_up(progress)
     assert sum(taken) == 17 and taken.count(0) <= 2, taken  # the last one, when the job has ended
+
+
+async def test_a_finished_item_is_replaced_in_the_commit_that_finishes_it(llm, started, monkeypatch):
+    """The next item is claimed at the end of the transaction that finishes one, not by the lane in a commit of its
+    own after a wake: past the job's first item, every item a job runs was claimed in a finish's commit."""
+    engine = await started()
+    llm.configure(latency=0.02)
+    project = engine.create_project("Refill", max_concurrency=2)
+    by_lane, at_finish = [], []
+    claim = engine.queue.claim
+
+    def seen(*args, **kwargs):
+        items = claim(*args, **kwargs)
+        (at_finish if engine.store.db.conn.in_transaction else by_lane).append(len(items))
+        return items
+
+    monkeypatch.setattr(engine.queue, "claim", seen)
+    job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=4, questions_per_tag=3)
+    progress = await settle(engine, job["id"])
+    assert progress.status == "completed" and adds_up(progress) and llm.stats()["requests"] == 17
+    assert sum(by_lane) == 1 and sum(at_finish) == 16, (by_lane, at_finish)
+
+
+async def test_a_claim_that_fails_at_a_finish_leaves_the_finish_alone_and_the_lane_claims(llm, started, monkeypatch):
+    engine = await started()
+    llm.configure(latency=0.02)
+    project = engine.create_project("Refill fault", max_concurrency=2)
+    failed, claim = [], engine.queue.claim
+
+    def fails_at_finishes(*args, **kwargs):
+        if engine.store.db.conn.in_transaction and len(failed) < 5:
+            failed.append(args)
+            raise sqlite3.OperationalError("database or disk is full")
+        return claim(*args, **kwargs)
+
+    monkeypatch.setattr(engine.queue, "claim", fails_at_finishes)
+    job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=4, questions_per_tag=3)
+    progress = await settle(engine, job["id"])
+    assert len(failed) == 5 and progress.status == "completed" and adds_up(progress)
+    assert llm.stats()["requests"] == 17 and progress.answers.done == 12  # every finish kept, nothing paid twice

@@ -70,6 +70,8 @@ class Scheduler:
         self._errors: dict[int, TreedistillError] = {}  # why an item failed, for the manual call waiting on it
         self._tasks: set[asyncio.Task] = set()
         self._job_changed: dict[int, asyncio.Event] = {}
+        self._refilled: set[int] = set()  # settled items whose finish claimed what runs in their place
+        ctx.on_done = self._refill
         self.batch_runner = BatchRunner(ctx.queue, ctx.caller, workers, self.notify, batch_poll_seconds)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -188,11 +190,7 @@ class Scheduler:
                 self._storage_fault(project_id, exc)  # e.g. disk full: stop the project's jobs, wait
                 await wake.wait()
                 continue
-            for item in items:
-                self._in_flight[item.id] = item
-                task = asyncio.create_task(self._run(item), name=f"item-{item.id}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            self._start(items)
             if len(items) == CLAIM_BATCH:  # a full batch: more may be runnable at once
                 continue
             # Everything that can run now runs (a claim right away came back empty after half of all claims): wait
@@ -200,6 +198,33 @@ class Scheduler:
             due = queue.next_due(project_id)
             timeout = POLL_SECONDS if due is None else min(POLL_SECONDS, max(due - time.time(), 0.0) + 0.001)
             await _within(wake.wait(), timeout)
+
+    def _start(self, items: list[WorkItem]) -> None:
+        """Run each claimed item in a task of its own."""
+        for item in items:
+            self._in_flight[item.id] = item
+            task = asyncio.create_task(self._run(item), name=f"item-{item.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _refill(self, finished: WorkItem) -> None:
+        """In the transaction that finishes an item done: claim what runs in its place at its end, so the slot is
+        taken in that commit and not in one of its own by the lane (which stays asleep unless the claim took a
+        full batch). The claimed items start once it has committed."""
+        def claim() -> Callable[[], None]:
+            try:  # one statement: one that fails changes nothing and leaves the finish alone
+                items = self.ctx.queue.claim(finished.project_id, self.workers.id, self.ctx.caller.serves)
+            except sqlite3.Error as exc:  # the lane, woken when the item settles, claims (and meets the fault) instead
+                log.debug("claim at the finish of work item %s: %s", finished.id, exc)
+                return lambda: None
+
+            def start() -> None:
+                if len(items) < CLAIM_BATCH:
+                    self._refilled.add(finished.id)
+                self._start(items)
+            return start
+
+        self.ctx.store.at_commit(claim)
 
     async def _run(self, item: WorkItem) -> None:
         try:
@@ -252,7 +277,7 @@ class Scheduler:
             return
         if item.status != "done":  # not finished by its executor in the transaction of its last write
             with self.ctx.store.transaction():
-                finish_done(self.ctx.queue, item, result)
+                finish_done(self.ctx, item, result)
 
     def _retry(self, exc: TreedistillError, item: WorkItem) -> tuple[float, str] | None:
         """(seconds before the next attempt, the attempt counter it spends), or None to give up."""
@@ -350,7 +375,10 @@ class Scheduler:
                 self.close_job_if_idle(item.job_id)
             if item.job_id in self._job_changed:
                 self._job_changed[item.job_id].set()
-        self._wake[item.project_id].set()
+        if item.id in self._refilled:  # its finish claimed everything that could run
+            self._refilled.discard(item.id)
+        else:
+            self._wake[item.project_id].set()
 
     def _tell_waiters(self, item: WorkItem) -> None:
         """The waiters of a settled item learn its outcome, unless it was parked (they wait for its resumption)."""

@@ -46,6 +46,8 @@ class WorkContext:
     store: Store
     queue: WorkQueue
     caller: LLMCaller
+    on_done: Callable[[WorkItem], None] | None = None
+    """Called in the transaction that finishes an item done (the scheduler claims what runs in its place there)."""
 
 
 def prompt_path(project: Project, tag: Tag | None) -> str:
@@ -79,15 +81,17 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
     return await _answer(ctx, item, project)
 
 
-def finish_done(queue: WorkQueue, item: WorkItem, result: dict[str, Any]) -> None:
+def finish_done(ctx: WorkContext, item: WorkItem, result: dict[str, Any]) -> None:
     """Record the item done under its lease (LeaseLost, nothing written, when it was taken back), and count it with
     its job. Call in a transaction: the scheduler's after the executor returns, or (one commit less per answer) the
     executor's own last one, as its first write."""
-    queue.finish_item(item, "done", result=result)
+    ctx.queue.finish_item(item, "done", result=result)
     if item.job_id is not None:  # an answer counts here, with its item's completion (see _answer)
-        queue.add_job_counts(item.job_id, calls_done=item_calls(item.kind), answers_done=int(item.kind == "answer"),
-                             turns_done=int(item.kind == "turn"))
+        ctx.queue.add_job_counts(item.job_id, calls_done=item_calls(item.kind), answers_done=int(item.kind == "answer"),
+                                 turns_done=int(item.kind == "turn"))
     item.status = "done"  # a transaction that fails after this raises: the scheduler then never looks at it
+    if ctx.on_done is not None:
+        ctx.on_done(item)
 
 
 def outputs_have(store: Store, item: WorkItem) -> int:
@@ -236,7 +240,7 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
     # answered meanwhile (by hand, or by this item before a crash kept it from finishing) is counted once.
     if question.answered and not item.regenerate:
         with ctx.store.transaction():
-            finish_done(ctx.queue, item, result)
+            finish_done(ctx, item, result)
             dialogue_work.queue_next_turn(ctx, item, question.id, 2)
         return result
     spec = ctx.caller.model_for(item, project, "answer")
@@ -245,7 +249,7 @@ async def _answer(ctx: WorkContext, item: WorkItem, project: Project) -> dict[st
 
     def store(reply: ChatResult) -> None:
         """Finish the item with its answer (call in a transaction; its first write takes the item's lease)."""
-        finish_done(ctx.queue, item, result)
+        finish_done(ctx, item, result)
         # Without regenerate, an answer stored meanwhile (and perhaps reviewed) is kept, never overwritten.
         ctx.store.save_answer(project.id, question.id, reply.content.strip(), (reply.reasoning or "").strip(),
                               reasoning_source(reply), reply.model or spec.model,

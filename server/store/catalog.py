@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,6 +73,7 @@ class Store:
 
     def __init__(self, db: Database):
         self.db = db
+        self._closing: list[Callable[[], Callable[[], None]]] | None = None  # the open transaction's at_commit steps
 
     @classmethod
     def reader(cls, path: str | Path) -> Store:
@@ -91,8 +92,26 @@ class Store:
     def transaction(self) -> Iterator[None]:
         """Commit everything inside the block at once, or nothing (a real BEGIN ... COMMIT; nested blocks
         are savepoints, so an inner failure that is caught undoes only the inner block)."""
-        with self.db.atomic():
-            yield
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        self._closing = closing = []
+        try:
+            with self.db.atomic():
+                yield
+                committed = [step() for step in closing]
+        finally:
+            self._closing = None
+        for step in committed:
+            step()
+
+    def at_commit(self, step: Callable[[], Callable[[], None]]) -> None:
+        """Run `step` at the end of the open transaction (begun by `transaction`), inside it, after everything else
+        and outside any savepoint: its writes commit or roll back with the whole. What it returns runs once the
+        transaction has committed, never when it rolled back. Outside such a transaction nothing runs."""
+        if self._closing is not None:
+            self._closing.append(step)
 
     @contextmanager
     def immediate_transaction(self) -> Iterator[None]:
