@@ -15,6 +15,9 @@ from mcp import Client
 from tests.drive import stored
 from tests.drive import call, call_error
 from treedistill.server.engine import Engine
+from treedistill.server.errors import OutputFormatError
+from treedistill.server.scheduling import scheduler
+from treedistill.server.store import workers
 from treedistill.server.models import TERMINAL_STATUSES, ModelSpec
 from treedistill.server.store.queue import WorkQueue
 
@@ -436,3 +439,26 @@ async def test_a_claim_that_fails_at_a_finish_leaves_the_finish_alone_and_the_la
     progress = await settle(engine, job["id"])
     assert len(failed) == 5 and progress.status == "completed" and adds_up(progress)
     assert llm.stats()["requests"] == 17 and progress.answers.done == 12  # every finish kept, nothing paid twice
+
+
+async def test_an_item_whose_finish_is_undone_after_its_claim_wakes_the_lane(llm, env, started, monkeypatch):
+    """The claim at a finish runs last in its transaction even when the finish was undone before it (the answer's own
+    write failed, in a savepoint): that item goes back to the queue and frees its slot, so the lane must claim."""
+    monkeypatch.setattr(scheduler, "POLL_SECONDS", 60.0)  # a lane left asleep would outlast the test, and so would
+    monkeypatch.setattr(workers, "HEARTBEAT_SECONDS", 60.0)  # the heartbeat that wakes it (every timeout / 5 at most)
+    monkeypatch.setitem(env, "TREEDISTILL_HEARTBEAT_TIMEOUT", "600")
+    engine = await started()
+    assert engine.workers.interval == 60.0
+    project = engine.create_project("Undone finish", max_concurrency=1)
+    save, failed = engine.store.save_answer, []
+
+    def fails_once(*args, **kwargs):
+        if not failed:
+            failed.append(args)
+            raise OutputFormatError("the answer could not be stored")
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(engine.store, "save_answer", fails_once)
+    job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=1, questions_per_tag=2)
+    progress = await settle(engine, job["id"], timeout=10)
+    assert failed and progress.status == "completed" and progress.answers.done == 2

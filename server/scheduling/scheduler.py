@@ -227,8 +227,9 @@ class Scheduler:
         self.ctx.store.at_commit(claim)
 
     async def _run(self, item: WorkItem) -> None:
+        done = False
         try:
-            await self._attempt(item)
+            done = await self._attempt(item)
         except asyncio.CancelledError:
             raise
         except LeaseLost as exc:
@@ -249,23 +250,23 @@ class Scheduler:
             self._in_flight.pop(item.id, None)
         await take_turn()
         try:
-            self._settled(item)
+            self._settled(item, done)
         except sqlite3.Error as exc:
             self._storage_fault(item.project_id, exc)
 
-    async def _attempt(self, item: WorkItem) -> None:
-        """One attempt at an item: done, failed, parked (its job stopped) or back in the queue to retry."""
+    async def _attempt(self, item: WorkItem) -> bool:
+        """One attempt at an item: done (True), or failed, parked (its job stopped) or back in the queue to retry."""
         if item.job_id in self.job_faults:  # the claim took only items of running jobs; LLMCaller checks the job
             self.ctx.queue.park(item)    # again before every paid call, so none starts after a cancel
-            return
+            return False
         try:
             result = await execute(self.ctx, item)
         except JobStopped:
             self.ctx.queue.park(item)
-            return
+            return False
         except Batched:  # the item waits for its batch, holding no slot
             self.batch_runner.wake()
-            return
+            return False
         except TreedistillError as exc:
             retry = self._retry(exc, item)
             if retry is None:
@@ -274,10 +275,11 @@ class Scheduler:
                 delay, counter = retry
                 log.info("work item %s (%s) retries in %.1f s: %s", item.id, item.kind, delay, _describe(exc))
                 self.ctx.queue.retry_later(item, _describe(exc), delay, counter)
-            return
+            return False
         if item.status != "done":  # not finished by its executor in the transaction of its last write
             with self.ctx.store.transaction():
                 finish_done(self.ctx, item, result)
+        return True
 
     def _retry(self, exc: TreedistillError, item: WorkItem) -> tuple[float, str] | None:
         """(seconds before the next attempt, the attempt counter it spends), or None to give up."""
@@ -366,7 +368,7 @@ class Scheduler:
             if job_id in self._job_changed:
                 self._job_changed[job_id].set()
 
-    def _settled(self, item: WorkItem) -> None:
+    def _settled(self, item: WorkItem, done: bool) -> None:
         if self._waiters.get(item.id):  # a manual call waits for it (a job's items have no waiters: no read)
             self._tell_waiters(item)
         if item.job_id is not None:
@@ -375,9 +377,11 @@ class Scheduler:
                 self.close_job_if_idle(item.job_id)
             if item.job_id in self._job_changed:
                 self._job_changed[item.job_id].set()
-        if item.id in self._refilled:  # its finish claimed everything that could run
-            self._refilled.discard(item.id)
-        else:
+        refilled = item.id in self._refilled
+        self._refilled.discard(item.id)
+        # Done, its finish claimed what could run. Not done (a retry, a failure, a finish undone after its claim,
+        # as when the answer's own write failed), its slot is free: the lane claims again.
+        if not (done and refilled):
             self._wake[item.project_id].set()
 
     def _tell_waiters(self, item: WorkItem) -> None:
