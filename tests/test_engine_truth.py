@@ -423,21 +423,26 @@ async def test_a_finished_item_is_replaced_in_the_commit_that_finishes_it(llm, s
 
 
 async def test_a_claim_that_fails_at_a_finish_leaves_the_finish_alone_and_the_lane_claims(llm, started, monkeypatch):
+    """A claim at a finish that fails, in SQLite or after its statement (a bug), undoes only itself: the finish
+    commits, nothing stays claimed by a claim that failed, and the lane claims instead."""
     engine = await started()
     llm.configure(latency=0.02)
     project = engine.create_project("Refill fault", max_concurrency=2)
     failed, claim = [], engine.queue.claim
 
     def fails_at_finishes(*args, **kwargs):
-        if engine.store.db.conn.in_transaction and len(failed) < 5:
+        if engine.store.db.conn.in_transaction and len(failed) < 6:
             failed.append(args)
-            raise sqlite3.OperationalError("database or disk is full")
+            if len(failed) % 2:
+                raise sqlite3.OperationalError("database or disk is full")
+            claim(*args, **kwargs)  # items claimed, then lost with the claim's failure
+            raise RuntimeError("a bug after the claim's statement")
         return claim(*args, **kwargs)
 
     monkeypatch.setattr(engine.queue, "claim", fails_at_finishes)
     job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=4, questions_per_tag=3)
     progress = await settle(engine, job["id"])
-    assert len(failed) == 5 and progress.status == "completed" and adds_up(progress)
+    assert len(failed) == 6 and progress.status == "completed" and adds_up(progress)
     assert llm.stats()["requests"] == 17 and progress.answers.done == 12  # every finish kept, nothing paid twice
 
 

@@ -212,10 +212,12 @@ class Scheduler:
         taken in that commit and not in one of its own by the lane (which stays asleep unless the claim took a
         full batch). The claimed items start once it has committed."""
         def claim() -> Callable[[], None]:
-            try:  # one statement: one that fails changes nothing and leaves the finish alone
-                items = self.ctx.queue.claim(finished.project_id, self.workers.id, self.ctx.caller.serves)
-            except sqlite3.Error as exc:  # the lane, woken when the item settles, claims (and meets the fault) instead
-                log.debug("claim at the finish of work item %s: %s", finished.id, exc)
+            try:
+                with self.ctx.store.transaction():  # a savepoint: a claim that fails leaves nothing claimed
+                    items = self.ctx.queue.claim(finished.project_id, self.workers.id, self.ctx.caller.serves)
+            except Exception as exc:  # never undo the finish: the lane, woken when the item settles, claims instead
+                log.warning("claiming at the finish of work item %s failed (the lane claims instead): %s",
+                            finished.id, exc)
                 return lambda: None
 
             def start() -> None:
