@@ -210,7 +210,8 @@ class Scheduler:
     def _refill(self, finished: WorkItem) -> None:
         """In the transaction that finishes an item done: claim what runs in its place at its end, so the slot is
         taken in that commit and not in one of its own by the lane (which stays asleep unless the claim took a
-        full batch). The claimed items start once it has committed."""
+        full batch or failed, or the item did not finish done after all). The claimed items start once it has
+        committed."""
         def claim() -> Callable[[], None]:
             try:
                 with self.ctx.store.transaction():  # a savepoint: a claim that fails leaves nothing claimed
