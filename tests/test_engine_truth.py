@@ -7,6 +7,7 @@ for storage faults, in the store itself.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 
 import pytest
@@ -420,6 +421,28 @@ async def test_a_finished_item_is_replaced_in_the_commit_that_finishes_it(llm, s
     progress = await settle(engine, job["id"])
     assert progress.status == "completed" and adds_up(progress) and llm.stats()["requests"] == 17
     assert sum(by_lane) == 1 and sum(at_finish) == 16, (by_lane, at_finish)
+
+
+async def test_tags_and_questions_items_finish_in_the_commit_that_completes_them(db_path, llm, started, monkeypatch):
+    """An item that expands a tag or extracts questions is finished in the transaction that stores the outputs that
+    complete it, not in a commit of its own after its executor returns."""
+    engine = await started()
+    project = engine.create_project("One commit less", max_concurrency=2)
+    by_scheduler, finish = [], scheduler.finish_done
+
+    def seen(ctx, item, result):
+        by_scheduler.append(item.kind)
+        finish(ctx, item, result)
+
+    monkeypatch.setattr(scheduler, "finish_done", seen)
+    job, _ = await engine.auto_distill(project.id, levels=1, tags_per_level=4, questions_per_tag=3)
+    progress = await settle(engine, job["id"])
+    assert progress.status == "completed" and adds_up(progress) and by_scheduler == []
+    with sqlite3.connect(db_path) as conn:
+        results = conn.execute("SELECT kind, result FROM work_items WHERE kind IN ('tags', 'questions')"
+                               " ORDER BY id").fetchall()
+    assert [(kind, len(json.loads(result)[f"{kind[:-1]}_ids"])) for kind, result in results] == \
+        [("tags", 4)] + [("questions", 3)] * 4
 
 
 async def test_a_claim_that_fails_at_a_finish_leaves_the_finish_alone_and_the_lane_claims(llm, started, monkeypatch):

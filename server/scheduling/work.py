@@ -162,9 +162,19 @@ async def _expand_tag(ctx: WorkContext, item: WorkItem, project: Project) -> dic
             if params is not None:
                 _queue_below_tags(ctx, item, tags, params)
                 ctx.queue.add_job_counts(item.job_id, tags_done=len(tags))
-        created += [tag.id for tag in tags]
+            created += [tag.id for tag in tags]
+            _finish_if_complete(ctx, item, len(siblings) + len(tags), {"tag_ids": created})
+        if item.status == "done":
+            return {"tag_ids": created}
     _require_complete(ctx, item, "tags")
     return {"tag_ids": created}
+
+
+def _finish_if_complete(ctx: WorkContext, item: WorkItem, have: int, result: dict[str, Any]) -> None:
+    """In the transaction that stores an item's tags or questions: finish the item there once it has `have` of its
+    target (one commit less than the scheduler's own finish after the executor returns)."""
+    if have >= item.target:
+        finish_done(ctx, item, result)
 
 
 def _require_complete(ctx: WorkContext, item: WorkItem, outputs: str) -> None:
@@ -228,7 +238,10 @@ async def _extract_questions(ctx: WorkContext, item: WorkItem, project: Project)
                     for question in questions:
                         ctx.queue.add_item(project.id, "answer", job_id=item.job_id, question_id=question.id)
                 ctx.queue.add_job_counts(item.job_id, questions_done=len(questions))
-        created += [question.id for question in questions]
+            created += [question.id for question in questions]
+            _finish_if_complete(ctx, item, len(of_tag) + len(questions), {"question_ids": created})
+        if item.status == "done":
+            return {"question_ids": created}
     _require_complete(ctx, item, "questions")
     return {"question_ids": created}
 
