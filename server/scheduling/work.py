@@ -171,8 +171,8 @@ async def _expand_tag(ctx: WorkContext, item: WorkItem, project: Project) -> dic
 
 
 def _finish_if_complete(ctx: WorkContext, item: WorkItem, have: int, result: dict[str, Any]) -> None:
-    """In the transaction that stores an item's tags or questions: finish the item there once it has `have` of its
-    target (one commit less than the scheduler's own finish after the executor returns)."""
+    """In the transaction that stores an item's tags or questions: finish the item there when the tag now has `have`
+    of them and that meets its target (one commit less than the scheduler's own finish after the executor returns)."""
     if have >= item.target:
         finish_done(ctx, item, result)
 
