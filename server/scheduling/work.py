@@ -83,8 +83,8 @@ async def execute(ctx: WorkContext, item: WorkItem) -> dict[str, Any]:
 
 def finish_done(ctx: WorkContext, item: WorkItem, result: dict[str, Any]) -> None:
     """Record the item done under its lease (LeaseLost, nothing written, when it was taken back), and count it with
-    its job. Call in a transaction: the scheduler's after the executor returns, or (one commit less per answer) the
-    executor's own last one, as its first write."""
+    its job. Call in a transaction: the scheduler's after the executor returns, or (one commit less per item) the
+    executor's own last one: an answer's as its first write, a tags or questions item's after its last outputs."""
     ctx.queue.finish_item(item, "done", result=result)
     if item.job_id is not None:  # an answer counts here, with its item's completion (see _answer)
         ctx.queue.add_job_counts(item.job_id, calls_done=item_calls(item.kind), answers_done=int(item.kind == "answer"),
