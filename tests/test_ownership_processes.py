@@ -39,15 +39,21 @@ def running_leases(db_path: Path, pid: int) -> int:
 
 async def test_a_process_stopped_past_the_timeout_pays_once_and_never_over_counts(env, db_path, llm, tmp_path):
     llm.configure(latency=0.5, jitter=0.3)
-    async with Client(serve(env, db_path, tmp_path / "peer.log")) as peer:
-        await call(peer, "list_projects")
-        peer_pids = set(server_pids(db_path))
-        async with Client(serve(env, db_path, tmp_path / "stopped.log")) as starter:
-            (pid,) = set(server_pids(db_path)) - peer_pids
-            project = await call(starter, "create_project", name="Paused", max_concurrency=6)
-            job = await call(starter, "auto_distill", project_id=project["id"], levels=1, tags_per_level=3,
+    async with Client(serve(env, db_path, tmp_path / "first.log")) as first:
+        await call(first, "list_projects")
+        (first_pid,) = server_pids(db_path)
+        async with Client(serve(env, db_path, tmp_path / "second.log")) as second:
+            (second_pid,) = set(server_pids(db_path)) - {first_pid}
+            servers = {first_pid: (first, "first.log"), second_pid: (second, "second.log")}
+            project = await call(second, "create_project", name="Paused", max_concurrency=6)
+            job = await call(second, "auto_distill", project_id=project["id"], levels=1, tags_per_level=3,
                              questions_per_tag=4)
-            await wait_until(peer, job["job_id"], lambda p: p["answers"]["total"] and running_leases(db_path, pid) >= 2)
+            # Whichever process claims the job's first item claims most of what follows (a finish claims the
+            # next items in its commit): stop the one that holds two answers or more.
+            await wait_until(first, job["job_id"], lambda p: p["answers"]["total"] and max(
+                running_leases(db_path, pid) for pid in servers) >= 2)
+            pid, peer_pid = sorted(servers, key=lambda pid: running_leases(db_path, pid), reverse=True)
+            (stopped, stopped_log), (peer, _) = servers[pid], servers[peer_pid]
             os.kill(pid, signal.SIGSTOP)
             in_flight_at_stop = llm.stats()["in_flight"] + running_leases(db_path, pid)
             try:
@@ -55,7 +61,7 @@ async def test_a_process_stopped_past_the_timeout_pays_once_and_never_over_count
             finally:
                 os.kill(pid, signal.SIGCONT)
             done = await wait_until(peer, job["job_id"], lambda p: p["status"] not in ("queued", "running"))
-            again = await call(starter, "get_progress", job_id=job["job_id"])
+            again = await call(stopped, "get_progress", job_id=job["job_id"])
     total_calls = 1 + 3 + 12
     assert done["status"] == "completed", done
     for progress in (done, again):
@@ -67,7 +73,7 @@ async def test_a_process_stopped_past_the_timeout_pays_once_and_never_over_count
     paid_again = sum(count - 1 for count in llm.stats()["by_prompt"].values())
     assert paid_again <= in_flight_at_stop  # only calls in flight at the stop were made twice
     assert llm.stats()["requests"] == total_calls + paid_again
-    log = (tmp_path / "stopped.log").read_text()
+    log = (tmp_path / stopped_log).read_text()
     assert "this process was stalled for" in log
 
 
