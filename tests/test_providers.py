@@ -32,7 +32,7 @@ from treedistill.server.providers import (
 )
 from treedistill.server.providers.base import error_for_status, parse_retry_after
 from treedistill.server.providers.reasoning import split_think
-from treedistill.server.providers.client_pool import PER_CLIENT, ClientPool, tls_context
+from treedistill.server.providers.transport import tls_context
 from treedistill.server.providers.sse import StreamError, sse_events
 from treedistill.server.text.parsing import TagList, parse_list
 from tests.standin_llm import StandinLLM
@@ -341,65 +341,39 @@ async def test_streamed_calls_reuse_one_connection(standin: StandinLLM, provider
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-async def test_many_calls_in_flight_spread_over_clients(standin: StandinLLM, provider: str) -> None:
-    """Past PER_CLIENT calls in flight, a provider opens another SDK client (httpx scans its whole connection pool
-    at every request); every call still gets its own reply."""
+async def test_many_calls_in_flight_on_one_client_each_get_their_own_reply(standin: StandinLLM,
+                                                                         provider: str) -> None:
+    """64 calls at once share the provider's one SDK client (aiohttp's connector, which needs no spreading over
+    several as httpcore's pool did), each on a connection of its own and each with its own reply."""
     standin.configure(latency=0.3)
     spec = spec_for(standin, provider)
     provider_client = build_provider(spec, configured(spec))
     try:
-        replies = await asyncio.gather(*(provider_client.complete(ask(f"{QUESTION} {n}"))
-                                         for n in range(PER_CLIENT + 8)))
-        assert len(provider_client._clients.clients) == 2
-        assert len({reply.content for reply in replies}) == PER_CLIENT + 8
-        await provider_client.complete(ask(QUESTION))  # alone again: no third client
-        assert len(provider_client._clients.clients) == 2
+        replies = await asyncio.gather(*(provider_client.complete(ask(f"{QUESTION} {n}")) for n in range(64)))
     finally:
         await provider_client.aclose()
+        sent = standin.requests()
         standin.reset()
+    assert len({reply.content for reply in replies}) == 64
+    assert len({request["client_port"] for request in sent}) == 64
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_every_sdk_client_shares_one_tls_context(standin: StandinLLM, provider: str) -> None:
     """Each SDK client made its own TLS context and loaded the CA bundle into it (30 ms of CPU a client): the
-    clients of every provider, chat and embeddings, share the process's one."""
+    clients of every provider, chat and embeddings, share the process's one, on the SDK's aiohttp transport."""
     spec = spec_for(standin, provider)
-    chat = build_provider(spec, configured(spec))
-    chat._clients.clients.append(chat._clients._make())  # a second client of the same pool
-    sdk_clients = list(chat._clients.clients)
+    sdk_clients = [build_provider(spec, configured(spec)).client, build_provider(spec, configured(spec)).client]
     if provider == "openai":
         sdk_clients.append(build_embedder(spec, configured(spec))._client)
     try:
-        contexts = {id(client._client._transport._pool._ssl_context) for client in sdk_clients}
-        assert contexts == {id(tls_context())}
+        transports = [client._client._transport for client in sdk_clients]
+        assert {type(transport).__name__ for transport in transports} == {"AiohttpTransport"}
+        assert {id(transport.ssl_context) for transport in transports} == {id(tls_context())}
     finally:
         for client in sdk_clients:
             await client.close()
-
-
-def test_a_client_pool_leases_the_least_busy_client_and_opens_one_only_when_all_are_busy() -> None:
-    made: list[str] = []
-
-    class Client:
-        async def close(self) -> None:
-            made.remove(self.name)
-
-        def __init__(self) -> None:
-            self.name = f"client {len(made)}"
-            made.append(self.name)
-
-    pool = ClientPool(Client, per_client=2)
-    with pool.lease() as first:
-        pass
-    with pool.lease() as again:
-        assert again is first  # one call at a time: one client, its connections reused
-    with pool.lease() as a, pool.lease() as b, pool.lease() as c:
-        assert a is b is first and c is not first and made == ["client 0", "client 1"]
-    with pool.lease() as d, pool.lease() as e:
-        assert {d.name, e.name} == {"client 0", "client 1"}  # the least busy first: one on each
-    asyncio.run(pool.aclose())
-    assert made == []
 
 
 async def _chunks(*chunks: bytes):

@@ -24,7 +24,7 @@ from treedistill.server.providers.base import (
     translate_sdk_error,
 )
 from treedistill.server.providers.reasoning import split_think
-from treedistill.server.providers.client_pool import ClientPool, http_client
+from treedistill.server.providers.transport import http_client
 from treedistill.server.providers.sse import StreamError, sse_events
 from treedistill.server.providers.stream_choice import StreamChoice
 
@@ -52,19 +52,19 @@ class AnthropicMessagesProvider:
         self._key_env = key_env
         self._api_key = api_key
         self._endpoint = endpoint_label(spec, base_url)
-        self._clients = ClientPool(lambda: anthropic.AsyncAnthropic(
+        self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=spec.timeout, max_retries=0,
-            http_client=http_client(anthropic, spec.timeout)))
+            http_client=http_client(anthropic, spec.timeout))
         self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
         self._streaming = StreamChoice(spec)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         try:
-            with self._streaming.call() as streamed, self._clients.lease() as client:
+            with self._streaming.call() as streamed:
                 # The SDK sends the body as it is and raises its HTTP errors; the reply is read as JSON.
-                response = await client.post("/v1/messages", cast_to=httpx2.Response, stream=streamed,
-                                             body={**self.request_body(request), "stream": streamed},
-                                             options={"timeout": self._spec.timeout})  # seconds without a byte
+                response = await self._client.post("/v1/messages", cast_to=httpx2.Response, stream=streamed,
+                                                   body={**self.request_body(request), "stream": streamed},
+                                                   options={"timeout": self._spec.timeout})  # seconds without a byte
                 message, limits = await self._read(response, streamed)
         except anthropic.APIError as exc:
             raise self._translate(exc) from exc
@@ -125,12 +125,12 @@ class AnthropicMessagesProvider:
         )
 
     async def aclose(self) -> None:
-        await self._clients.aclose()
+        await self._client.close()
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
         """The SDK client (no retries of its own), shared with the batch API of the same endpoint."""
-        return self._clients.first
+        return self._client
 
     @property
     def endpoint(self) -> str:

@@ -258,19 +258,30 @@ def translate_sdk_error(
 ) -> ProviderError:
     """Translate an exception of the `openai` or `anthropic` SDK (passed as `sdk`) into our ProviderError.
 
-    Both SDKs share the shape: APIStatusError (an HTTP status, see `error_for_status`),
-    APITimeoutError (transient), APIConnectionError (transient and endpoint-wide: nothing answers).
+    Both SDKs share the shape: APIStatusError (an HTTP status, see `error_for_status`), and APIConnectionError
+    with its subclass APITimeoutError: a call that timed out is transient, one that found nothing answering
+    (refused, reset, closed) is transient and endpoint-wide. Which of the two it was is read from the error's
+    first cause, not from the SDK's class: the SDKs' aiohttp transport reports a refused connection as a
+    timeout (any aiohttp connection error becomes httpx2's ConnectTimeout).
     """
     if isinstance(exc, sdk.APIStatusError):
         return error_for_status(
             exc.status_code, exc.response.headers, api_message(exc.body),
             endpoint=endpoint, key_env=key_env, secret=secret, read_limits=read_limits,
         )
-    if isinstance(exc, sdk.APITimeoutError):  # a subclass of APIConnectionError: test it first
-        return TransientProviderError(f"{endpoint} timed out after {timeout:g} s")
     if isinstance(exc, sdk.APIConnectionError):
+        if _timed_out(exc, sdk):
+            return TransientProviderError(f"{endpoint} timed out after {timeout:g} s")
         return TransientProviderError(f"could not connect to {endpoint}", endpoint_wide=True)
     return TransientProviderError(f"{endpoint} sent an unreadable response")
+
+
+def _timed_out(exc: Exception, sdk: ModuleType) -> bool:
+    """Whether a connection error of the SDK began as a timeout (its first cause, or the SDK's own timeout)."""
+    first = exc
+    while first.__cause__ is not None:
+        first = first.__cause__
+    return isinstance(first, TimeoutError) or first is exc and isinstance(exc, sdk.APITimeoutError)
 
 
 def api_message(body: object) -> str | None:

@@ -21,7 +21,7 @@ from treedistill.server.providers.base import (
     openai_rate_limits,
     translate_sdk_error,
 )
-from treedistill.server.providers.client_pool import ClientPool, http_client
+from treedistill.server.providers.transport import http_client
 from treedistill.server.providers.reasoning import split_think
 from treedistill.server.providers.sse import StreamError, sse_events
 from treedistill.server.providers.stream_choice import StreamChoice
@@ -55,9 +55,9 @@ class OpenAIChatProvider:
         self._spec = spec
         self._key_env = key_env
         self._endpoint = endpoint_label(spec, base_url)
-        self._clients = ClientPool(lambda: openai.AsyncOpenAI(
+        self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=spec.timeout, max_retries=0,
-            http_client=http_client(openai, spec.timeout)))
+            http_client=http_client(openai, spec.timeout))
         self.capabilities = capabilities if capabilities is not None else EndpointCapabilities()
         self._schemaless_json = True  # plain json_object for requests without a schema (turned off by its 400)
         self._usage_chunk = True  # ask for the usage chunk (turned off when a server refuses stream_options)
@@ -66,11 +66,12 @@ class OpenAIChatProvider:
     async def complete(self, request: ChatRequest) -> ChatResult:
         for _ in range(_MAX_ADAPTATIONS + 1):
             try:
-                with self._streaming.call() as streamed, self._clients.lease() as client:
+                with self._streaming.call() as streamed:
                     arguments = self._call_arguments(request, streamed)
                     # The SDK sends the body as it is and raises its HTTP errors; the reply is read as JSON.
-                    response = await client.post("/chat/completions", cast_to=httpx2.Response, stream=streamed,
-                                                 body={**arguments, **(self._spec.extra_body or {})})
+                    response = await self._client.post("/chat/completions", cast_to=httpx2.Response,
+                                                       stream=streamed,
+                                                       body={**arguments, **(self._spec.extra_body or {})})
                     if not streamed:
                         result = self._read_whole(response, request)
                     else:
@@ -91,12 +92,12 @@ class OpenAIChatProvider:
         raise AssertionError("unreachable: every adaptation changes the request")
 
     async def aclose(self) -> None:
-        await self._clients.aclose()
+        await self._client.close()
 
     @property
     def client(self) -> openai.AsyncOpenAI:
-        """An SDK client of the endpoint (no retries of its own), shared with the batch API of the same endpoint."""
-        return self._clients.first
+        """The endpoint's SDK client (no retries of its own), shared with the batch API of the same endpoint."""
+        return self._client
 
     @property
     def endpoint(self) -> str:
@@ -271,7 +272,7 @@ class OpenAIChatProvider:
 
     def _translate(self, exc: openai.APIError) -> Exception:
         return translate_sdk_error(
-            exc, openai, endpoint=self._endpoint, key_env=self._key_env, secret=self._clients.first.api_key,
+            exc, openai, endpoint=self._endpoint, key_env=self._key_env, secret=self._client.api_key,
             timeout=self._spec.timeout, read_limits=openai_rate_limits,
         )
 

@@ -12,7 +12,7 @@ from treedistill.server.errors import BadEmbeddings, TransientProviderError
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers.base import (EmbeddingResult, RateLimitInfo, endpoint_label, openai_rate_limits,
                                                translate_sdk_error)
-from treedistill.server.providers.client_pool import http_client
+from treedistill.server.providers.transport import http_client
 
 
 class OpenAIEmbeddingProvider:
