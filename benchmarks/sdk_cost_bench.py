@@ -7,7 +7,9 @@ The stand-in runs in its own process with no latency, so this process's CPU time
 makes the same calls (the same prompt, answered in 24-character streamed pieces when streamed) and prints its
 CPU ms per call and the ratio to plain httpx2 (no SDK at all):
 - httpx2 post, JSON reply: the floor;
-- SDK `chat.completions.create`, not streamed;
+- aiohttp post, JSON reply: Curator's way (no SDK);
+- SDK `chat.completions.create`, not streamed, on its default transport (httpx2's httpcore) and on its aiohttp
+  transport, which treedistill's providers use (`providers/transport.py`);
 - SDK `chat.completions.create(stream=True)`, iterating its chunk objects (treedistill before issue 19);
 - treedistill's OpenAIChatProvider.complete: streamed, the body posted through the SDK client's `post`, the
   events read as plain JSON (providers/sse.py); then unstreamed, as it calls an endpoint whose calls are short
@@ -48,6 +50,7 @@ async def timed(calls: int, concurrency: int, one: Callable[[int], Awaitable[obj
 
 
 async def measure(url: str, calls: int, concurrency: int) -> list[tuple[str, float]]:
+    import aiohttp
     import anthropic
     import httpx2
     import openai
@@ -59,17 +62,32 @@ async def measure(url: str, calls: int, concurrency: int) -> list[tuple[str, flo
             response = await http.post("/chat/completions", json={"model": "standin", "messages": messages})
             return response.json()
         results.append(("httpx2 post, JSON reply (no SDK)", await timed(calls, concurrency, plain)))
+    async with aiohttp.ClientSession(headers={"authorization": "Bearer sk-bench"}) as session:
+        async def curators_way(number: int) -> object:
+            async with session.post(f"{url}/v1/chat/completions",
+                                    json={"model": "standin", "messages": messages}) as response:
+                return await response.json()
+        results.append(("aiohttp post, JSON reply (no SDK: Curator's way)",
+                        await timed(calls, concurrency, curators_way)))
 
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-bench", max_retries=0)
+    on_aiohttp = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-bench", max_retries=0,
+                                    http_client=openai.DefaultAioHttpClient())
 
     async def unstreamed(number: int) -> object:
         return await client.chat.completions.create(model="standin", messages=messages)
+
+    async def unstreamed_on_aiohttp(number: int) -> object:
+        return await on_aiohttp.chat.completions.create(model="standin", messages=messages)
 
     async def sdk_streamed(number: int) -> object:
         stream = await client.chat.completions.create(model="standin", messages=messages, stream=True,
                                                       stream_options={"include_usage": True})
         return [chunk async for chunk in stream]
     results.append(("SDK chat.completions.create, not streamed", await timed(calls, concurrency, unstreamed)))
+    results.append(("the same on the SDK's aiohttp transport (treedistill's)",
+                    await timed(calls, concurrency, unstreamed_on_aiohttp)))
+    await on_aiohttp.close()
     results.append(("SDK chat.completions.create(stream=True), chunk objects",
                     await timed(calls, concurrency, sdk_streamed)))
     await client.close()
