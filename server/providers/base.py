@@ -260,9 +260,9 @@ def translate_sdk_error(
 
     Both SDKs share the shape: APIStatusError (an HTTP status, see `error_for_status`), and APIConnectionError
     with its subclass APITimeoutError: a call that timed out is transient, one that found nothing answering
-    (refused, reset, closed) is transient and endpoint-wide. Which of the two it was is read from the error's
-    first cause, not from the SDK's class: the SDKs' aiohttp transport reports a refused connection as a
-    timeout (any aiohttp connection error becomes httpx2's ConnectTimeout).
+    (refused, reset, closed) is transient and endpoint-wide. Which of the two it was is read from the exception
+    its chain of causes began with, not from the SDK's class: the SDKs' aiohttp transport reports a refused
+    connection as a timeout (any aiohttp connection error becomes httpx2's ConnectTimeout).
     """
     if isinstance(exc, sdk.APIStatusError):
         return error_for_status(
@@ -277,7 +277,8 @@ def translate_sdk_error(
 
 
 def _timed_out(exc: Exception, sdk: ModuleType) -> bool:
-    """Whether a connection error of the SDK began as a timeout (its first cause, or the SDK's own timeout)."""
+    """Whether a connection error of the SDK began as a timeout: the exception its chain of causes began with is
+    one, or it has no cause and is the SDK's own APITimeoutError."""
     first = exc
     while first.__cause__ is not None:
         first = first.__cause__
