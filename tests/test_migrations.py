@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from sqlite_utils import Database
 
 from treedistill.server.models import ModelSpec
 from treedistill.server.store import migrations
-from treedistill.server.store.catalog import Store, open_database
+from treedistill.server.store.catalog import Store, connect, open_database
 from treedistill.server.store.queue import WorkQueue
 from treedistill.server.store.migrations import MIGRATIONS, MIGRATIONS_TABLE, applied_migrations, migrate
 
@@ -195,6 +196,22 @@ def test_processes_opening_a_new_database_at_once_apply_each_step_once(db_path: 
     assert errors == []
     db = open_database(db_path)
     assert applied_migrations(db) == NAMES
+
+
+def test_a_connection_turning_a_new_database_to_wal_waits_for_another_writer(db_path: Path) -> None:
+    """SQLite refuses the switch to WAL at once, without the busy timeout, while another connection writes (about one
+    new database in eight, when four connections opened it together, failed to open so): it is tried again."""
+    writer = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE early (x)")
+    threading.Timer(0.3, writer.execute, ["COMMIT"]).start()
+    started = time.monotonic()
+    db = connect(db_path)
+    assert time.monotonic() - started >= 0.25  # it waited for the writer's commit
+    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert "early" in db.table_names()
+    db.conn.close()
+    writer.close()
 
 
 def test_answers_and_questions_come_with_their_counts_and_an_older_insert_still_gets_them(db_path: Path) -> None:

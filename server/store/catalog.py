@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -32,6 +33,9 @@ def style_conditions(filters: dict[str, str | None], alias: str = "q") -> list[s
     return [f"{alias}.{name} = :{name}" for name in STYLE_FILTERS if filters.get(name) is not None]
 
 
+BUSY_SECONDS = 30  # how long a connection waits for another connection's lock before it gives up
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -48,12 +52,28 @@ def open_database(path: str | Path) -> Database:
 def connect(path: str | Path) -> Database:
     """A connection to an existing database, configured like every other (open it in the thread that uses it)."""
     # Autocommit mode: no implicit transactions; multi-statement units use Store.transaction().
-    db = Database(sqlite3.connect(str(path), timeout=30, isolation_level=None))
-    db.execute("PRAGMA journal_mode=WAL")
+    db = Database(sqlite3.connect(str(path), timeout=BUSY_SECONDS, isolation_level=None))
+    _write_ahead_log(db.conn)
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA busy_timeout=30000")
+    db.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
     db.execute("PRAGMA foreign_keys=ON")
     return db
+
+
+def _write_ahead_log(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode. While another connection writes, SQLite refuses the switch at once instead of
+    waiting for the busy timeout (this connection would have to raise its read lock past the other's write lock):
+    four connections opening one new database together failed so in 13 of 100 tries. The refusal is retried for
+    as long as the busy timeout."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
@@ -65,7 +85,7 @@ def is_busy(exc: sqlite3.Error) -> bool:
 
 def open_reader(path: str | Path) -> Database:
     """A read-only connection of its own, for long reads in a worker thread (open it in that thread)."""
-    return Database(sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=30))
+    return Database(sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=BUSY_SECONDS))
 
 
 class Store:
