@@ -60,9 +60,12 @@ async def measure(url: str, db: Path, concurrency: int, levels: int, tags: int, 
         stop = asyncio.Event()
         cpu0, started = time.process_time(), time.perf_counter()
         probing = asyncio.create_task(probe(engine, job["id"], stop))
-        while (progress := engine.get_progress(job["id"])).status not in TERMINAL_STATUSES:
-            await engine.wait_for_job_change(job["id"], 1.0)
+        # The job's end is read from its status every 20 ms (one SELECT). A get_progress at every settled item, as
+        # before, made this loop a heavier client than the probe: 5,430 reports in a 45 s run, 120 a second.
+        while engine.queue.job_status(job["id"]) not in TERMINAL_STATUSES:
+            await asyncio.sleep(0.02)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
+        progress = engine.get_progress(job["id"])
         stop.set()
         busy = await probing
         idle_stop = asyncio.Event()
