@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import http.client
+import http.server
 import json
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -356,6 +360,69 @@ async def test_many_calls_in_flight_on_one_client_each_get_their_own_reply(stand
         standin.reset()
     assert len({reply.content for reply in replies}) == 64
     assert len({request["client_port"] for request in sent}) == 64
+
+
+class ForwardProxy(http.server.ThreadingHTTPServer):
+    """A plain HTTP forward proxy on 127.0.0.1 that relays each POST whole and keeps the URLs it was asked for."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        super().__init__(("127.0.0.1", 0), _Relay)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Relay(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.server.urls.append(self.path)
+        target = urllib.parse.urlsplit(self.path)
+        upstream = http.client.HTTPConnection(target.netloc, timeout=30)
+        upstream.request("POST", target.path, body=self.rfile.read(int(self.headers["content-length"])),
+                         headers={k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP})
+        reply = upstream.getresponse()
+        body = reply.read()
+        self.send_response(reply.status)
+        for key, value in reply.getheaders():
+            if key.lower() not in (*_HOP_BY_HOP, "content-length"):
+                self.send_header(key, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        upstream.close()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+_HOP_BY_HOP = ("connection", "proxy-connection", "keep-alive", "transfer-encoding", "host")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_calls_go_through_the_proxy_the_environment_names(standin: StandinLLM, provider: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the SDKs' aiohttp transport, HTTP_PROXY still routes every call (streamed or not), as on httpx2's own."""
+    proxy = ForwardProxy()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        spec = spec_for(standin, provider)
+        provider_client = build_provider(spec, configured(spec))
+        try:
+            replies = [await provider_client.complete(ask(f"{QUESTION} {n}")) for n in range(2)]
+        finally:
+            await provider_client.aclose()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert all(reply.content for reply in replies)
+    path = "/v1/chat/completions" if provider == "openai" else "/v1/messages"
+    assert proxy.urls == [f"{spec.base_url.rstrip('/').removesuffix('/v1')}{path}"] * 2
+    assert len(standin.requests()) == 2
 
 
 @pytest.mark.anyio
