@@ -51,11 +51,11 @@ def open_database(path: str | Path) -> Database:
 
 def connect(path: str | Path) -> Database:
     """A connection to an existing database, configured like every other (open it in the thread that uses it)."""
-    # Autocommit mode: no implicit transactions; multi-statement units use Store.transaction().
+    # Autocommit mode: no implicit transactions; multi-statement units use Store.transaction(). The timeout is
+    # SQLite's busy timeout (PRAGMA busy_timeout reads BUSY_SECONDS * 1000).
     db = Database(sqlite3.connect(str(path), timeout=BUSY_SECONDS, isolation_level=None))
     _write_ahead_log(db.conn)
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
     db.execute("PRAGMA foreign_keys=ON")
     return db
 

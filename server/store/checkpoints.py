@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from treedistill.server.store.catalog import Store, connect
+from treedistill.server.store.catalog import BUSY_SECONDS, Store, connect
 
 log = logging.getLogger("treedistill.checkpoints")
 CHECKPOINT_SECONDS = 0.2
@@ -66,8 +66,10 @@ class BackgroundCheckpoints:
             _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if frames > RESTART_FRAMES:
                 db.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-                db.execute("PRAGMA wal_checkpoint(RESTART)")
-                db.execute("PRAGMA busy_timeout=30000")
+                try:
+                    db.execute("PRAGMA wal_checkpoint(RESTART)")
+                finally:
+                    db.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
             self.checkpoints += 1
         except sqlite3.Error as exc:  # a full disk or a broken file: the writes will say so where it matters
             log.warning("checkpoint of %s: %s", self._path, exc)
