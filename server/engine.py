@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sqlite3
@@ -20,6 +21,7 @@ from treedistill.server.deletion import Deletion
 from treedistill.server.duplicate_search import DuplicateSearch, Progress
 from treedistill.server.exporter import Exporter
 from treedistill.server.handwritten import HandwrittenQuestions
+from treedistill.server.heap import freeze_after
 from treedistill.server.engine_part import EngineParts
 from treedistill.server.judging import Judging
 from treedistill.server.dialogue_models import Dialogue
@@ -126,8 +128,9 @@ class Engine:
         self.publisher.resume_orphans()  # after the scheduler's start has forgotten the dead workers
         self._push_watch = asyncio.create_task(self.publisher.watch(self.workers.interval), name="push-watch")
         # The price table, off the event loop, before a job's planning needs it; a moment later, so that its half a
-        # second of CPU does not slow the answer to `initialize`.
-        asyncio.get_running_loop().call_later(PRICE_PRELOAD_DELAY, preload_in_background)
+        # second of CPU does not slow the answer to `initialize`. Then the start-up's objects are frozen (heap.py).
+        asyncio.get_running_loop().call_later(PRICE_PRELOAD_DELAY, preload_in_background,
+                                              functools.partial(freeze_after, "start-up"))
         return self
 
     def open_local(self, *, write: bool = False) -> Engine:

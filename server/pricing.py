@@ -8,7 +8,7 @@ so that neither a job's planning nor the event loop waits for it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, TypeVar
@@ -121,9 +121,14 @@ def _official_provider(base_url: str) -> str | None:
     return _OFFICIAL_HOSTS.get((urlsplit(base_url).hostname or "").lower())
 
 
-def preload_in_background() -> threading.Thread:
-    """Load the price table in a daemon thread (the first lookup would otherwise pay for it on the event loop)."""
-    thread = threading.Thread(target=_snapshot, name="price-table", daemon=True)
+def preload_in_background(then: Callable[[], None] = lambda: None) -> threading.Thread:
+    """Load the price table in a daemon thread (the first lookup would otherwise pay for it on the event loop), then
+    call `then` in that thread."""
+    def load() -> None:
+        _snapshot()
+        then()
+
+    thread = threading.Thread(target=load, name="price-table", daemon=True)
     thread.start()
     return thread
 

@@ -26,8 +26,9 @@ LAYERS = {
     "server.store": "store",
     "server.models": "base", "server.errors": "base", "server.config": "base",
     "server.text": "base",
-    # models of one feature each, and the event-loop sharing helper the paid-call path uses
-    "server.push_models": "base", "server.dialogue_models": "base", "server.loop_share": "base",
+    # models of one feature each, the event-loop sharing helper the paid-call path uses, and the collector's freeze
+    # that follows the providers' SDK imports
+    "server.push_models": "base", "server.dialogue_models": "base", "server.loop_share": "base", "server.heap": "base",
 }
 MAY_IMPORT = {
     "edge": {"edge", "engine", "base"},  # the front door: tools, CLI and HTTP reach the rest through the engine

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from treedistill.server.errors import InvalidInput, MissingAPIKey
+from treedistill.server.heap import freeze_after
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers.base import (
     ChatMessage,
@@ -119,7 +120,9 @@ def build_embedder(spec: ModelSpec, environ: Mapping[str, str]) -> OpenAIEmbeddi
     from treedistill.server.providers.openai_embeddings import OpenAIEmbeddingProvider
 
     url, api_key, key_env = _credentials(spec, environ)
-    return OpenAIEmbeddingProvider(spec, api_key=api_key, base_url=url, key_env=key_env)
+    embedder = OpenAIEmbeddingProvider(spec, api_key=api_key, base_url=url, key_env=key_env)
+    freeze_after("openai")
+    return embedder
 
 
 def _credentials(spec: ModelSpec, environ: Mapping[str, str]) -> tuple[str, str, str]:
@@ -148,4 +151,6 @@ def _provider(spec: ModelSpec, url: str, api_key: str, key_env: str,
         from treedistill.server.providers.anthropic_messages import AnthropicMessagesProvider as provider_class
     else:
         from treedistill.server.providers.openai_chat import OpenAIChatProvider as provider_class
-    return provider_class(spec, api_key=api_key, base_url=url, key_env=key_env, capabilities=capabilities)
+    provider = provider_class(spec, api_key=api_key, base_url=url, key_env=key_env, capabilities=capabilities)
+    freeze_after(spec.provider)  # its SDK and transport have loaded: see server/heap.py
+    return provider
