@@ -5,7 +5,8 @@
     python benchmarks/auto_distill_bench.py --processes  # the 1,111-call job by 1 and by 3 processes
     python benchmarks/auto_distill_bench.py --auto457 5  # 5 runs of the 457-call job (C=16, 0.1 s +-50%)
     python benchmarks/auto_distill_bench.py --auto457 5 --tail 1  # the same, heavy-tailed latency (same mean)
-    python benchmarks/auto_distill_bench.py --wide       # 5,011 calls at C=512, 2 s latency: rate against the ideal
+    python benchmarks/auto_distill_bench.py --wide       # 5,011 calls at C=512, 2 s latency: rate against the ideal,
+                                                         # beside bare pools on the SDK and on aiohttp alone
 
 Run 1: levels=2, tags_per_level=10, questions_per_tag=10 (1,111 calls), concurrency 16, mean latency
 0.2 s +-50%: prints wall time, the ideal max(critical path, calls x latency / concurrency) and their ratio.
@@ -106,6 +107,36 @@ async def bare_pool(url: str, calls: int, concurrency: int) -> float:
     return time.perf_counter() - started
 
 
+async def aiohttp_pool_cost(url: str, calls: int, concurrency: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of the same calls as `bare_pool` posted with aiohttp alone, no SDK (Curator's way)."""
+    import aiohttp
+
+    pool = asyncio.Semaphore(concurrency)
+    cpu, started = time.process_time(), time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def one(n: int) -> None:
+            async with pool, session.post(f"{url}/v1/chat/completions", headers={"Authorization": "Bearer sk-bench"},
+                                          json={"model": "standin", "messages": [
+                                              {"role": "user", "content": f"Question {n}: what is a pivot?"}]}) as reply:
+                await reply.json()
+        await asyncio.gather(*(one(n) for n in range(calls)))
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def wide_rates(result: dict, latency: float, concurrency: int, levels: int, tags: int) -> None:
+    """--wide: the rate over the answers (after the DAG's ramp) against the ideal, beside the rates of the bare pool on
+    the SDK (run by `report`) and of one on aiohttp alone: what a process's CPU per call leaves of the ideal."""
+    ideal, ramp = concurrency / latency, (levels + 1) * latency
+    answers = result["calls"] - sum(tags ** level for level in range(levels + 1))
+    rate = answers / (result["wall"] - ramp)
+    print(f"over the answers (after the {ramp:.2f} s ramp): {rate:.0f} calls/s, {rate / ideal:.3f} x the ideal "
+          f"{ideal:.0f}; the bare pool on the SDK {result['calls'] / result['pool_wall'] / ideal:.3f} x")
+    with standin_process(latency, 0.0) as url:
+        wall, cpu = asyncio.run(aiohttp_pool_cost(url, result["calls"], concurrency))
+    print(f"a bare pool on aiohttp alone, no SDK: {result['calls'] / wall / ideal:.3f} x the ideal; "
+          f"{cpu * 1000 / result['calls']:.2f} ms CPU per call")
+
+
 async def run_job(url: str, db: Path, concurrency: int, levels: int, tags: int, questions: int) -> dict:
     env = {"OPENAI_BASE_URL": f"{url}/v1", "OPENAI_API_KEY": "sk-bench", "TREEDISTILL_MODEL": "standin"}
     engine = await Engine(db, env).start()
@@ -183,6 +214,7 @@ def report(result: dict, url: str, label: str, latency: float, jitter: float, co
         # The same calls through a bare semaphore pool of SDK calls, same stand-in, same run; the DAG cannot
         # fill the window before its first levels are done: that ramp is (depth - 1) x latency.
         pool_wall, pool_cpu = asyncio.run(bare_pool_cost(url, result["calls"], concurrency))
+        result["pool_wall"] = pool_wall
         ramp = (depth - 1) * latency
         print(f"bare semaphore pool of the same {result['calls']} SDK calls: {pool_wall:.2f} s, "
               f"{pool_cpu * 1000 / result['calls']:.2f} ms CPU per call; DAG ramp {ramp:.2f} s; "
@@ -225,7 +257,8 @@ def main() -> None:
                         help="issue 19's target: about 5,000 calls at C=512 and 2 s latency, against the ideal rate")
     args = parser.parse_args()
     if args.wide:
-        bench("5,011 calls, latency 2 s, concurrency 512", 2.0, 0.0, 512, 2, 10, 49)
+        result = bench("5,011 calls, latency 2 s, concurrency 512", 2.0, 0.0, 512, 2, 10, 49)
+        wide_rates(result, 2.0, 512, 2, 10)
         return
     if args.auto457:
         spread = f"log-normal sigma {args.tail}" if args.tail else "+-50%"
