@@ -88,9 +88,9 @@ def _content_words(text: str, stems: dict[str, str]) -> tuple[set[str], tuple[st
     return words, tuple(numbers)
 
 
-def tokens(text: str) -> tuple[frozenset[str], tuple[str, ...]]:
-    """(content tokens, the numbers in order) of a question."""
-    words, numbers = _content_words(text, {})
+def tokens(text: str, stems: dict[str, str] | None = None) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(content tokens, the numbers in order) of a question; `stems` may cache words' tokens across questions."""
+    words, numbers = _content_words(text, {} if stems is None else stems)
     return frozenset(words), numbers
 
 
@@ -113,14 +113,19 @@ class NearDupIndex:
         self._entries: dict[Hashable, tuple[frozenset[str], tuple[str, ...]]] = {}
 
     def add(self, key: Hashable, text: str) -> None:
-        entry = tokens(text)
+        self._add(key, tokens(text))
+
+    def matches(self, text: str) -> list[tuple[Hashable, float]]:
+        """Indexed keys whose question is a near-duplicate of `text`, most similar first."""
+        return self._matches(tokens(text))
+
+    def _add(self, key: Hashable, entry: tuple[frozenset[str], tuple[str, ...]]) -> None:
         self._entries[key] = entry
         for token in entry[0]:
             self._postings[token].append(key)
 
-    def matches(self, text: str) -> list[tuple[Hashable, float]]:
-        """Indexed keys whose question is a near-duplicate of `text`, most similar first."""
-        words, numbers = tokens(text)
+    def _matches(self, entry: tuple[frozenset[str], tuple[str, ...]]) -> list[tuple[Hashable, float]]:
+        words, numbers = entry
         if not words:
             return []
         rarest_first = sorted(words, key=lambda token: (len(self._postings.get(token, ())), token))
@@ -144,13 +149,14 @@ class NearDupIndex:
 def drop_near_duplicates(candidates: Iterable[str], existing: Iterable[str],
                          threshold: float = DEFAULT_THRESHOLD) -> list[str]:
     """The candidates that are near-duplicates neither of `existing` nor of an earlier kept candidate."""
-    index = NearDupIndex(threshold)
+    index, stems = NearDupIndex(threshold), {}  # each question tokenized once, each word stemmed once
     for number, text in enumerate(existing):
-        index.add(("existing", number), text)
+        index._add(("existing", number), tokens(text, stems))
     kept = []
     for text in candidates:
-        if not index.matches(text):
-            index.add(("kept", len(kept)), text)
+        entry = tokens(text, stems)
+        if not index._matches(entry):
+            index._add(("kept", len(kept)), entry)
             kept.append(text)
     return kept
 
