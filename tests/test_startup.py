@@ -88,7 +88,7 @@ def test_what_the_start_up_and_each_sdk_loaded_is_frozen_once_out_of_the_collect
     # A full collection walks every tracked object on the event loop; once the start-up's modules, the price table and
     # an SDK are frozen it walks only what came after (server/heap.py): 50-65 ms of stall per pass before.
     code = f"""
-import asyncio, gc, threading
+import asyncio, gc, time
 import treedistill.server.engine as engine_module
 from treedistill.server.models import ModelSpec
 from treedistill.server.providers import build_provider
@@ -98,10 +98,9 @@ def tracked(thing):
 async def main():
     engine = await engine_module.Engine({str(tmp_path / 'x.db')!r}, {{'OPENAI_API_KEY': 'k'}}).start()
     print('at start:', gc.get_freeze_count(), tracked(engine_module.Engine))
-    while not any(t.name == 'price-table' for t in threading.enumerate()):
+    deadline = time.monotonic() + 30
+    while not gc.get_freeze_count() and time.monotonic() < deadline:  # the price table's thread freezes at its end
         await asyncio.sleep(0.01)
-    for thread in [t for t in threading.enumerate() if t.name == 'price-table']:
-        thread.join()
     print('start-up frozen:', gc.get_freeze_count() > 10000, tracked(engine_module.Engine))
     environ = {{'OPENAI_API_KEY': 'k', 'ANTHROPIC_API_KEY': 'k'}}
     for provider in ('openai', 'anthropic'):

@@ -149,7 +149,7 @@ class NearDupIndex:
 def drop_near_duplicates(candidates: Iterable[str], existing: Iterable[str],
                          threshold: float = DEFAULT_THRESHOLD) -> list[str]:
     """The candidates that are near-duplicates neither of `existing` nor of an earlier kept candidate."""
-    index, stems = NearDupIndex(threshold), {}  # each question tokenized once, each word stemmed once
+    index, stems = NearDupIndex(threshold), dict[str, str]()  # each question tokenized once, each word stemmed once
     for number, text in enumerate(existing):
         index._add(("existing", number), tokens(text, stems))
     kept = []
