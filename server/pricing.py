@@ -121,7 +121,7 @@ def _official_provider(base_url: str) -> str | None:
     return _OFFICIAL_HOSTS.get((urlsplit(base_url).hostname or "").lower())
 
 
-def preload_in_background(then: Callable[[], None] = lambda: None) -> threading.Thread:
+def preload_in_background(then: Callable[[], None]) -> threading.Thread:
     """Load the price table in a daemon thread (the first lookup would otherwise pay for it on the event loop), then
     call `then` in that thread."""
     def load() -> None:

@@ -88,7 +88,10 @@ def _content_words(text: str, stems: dict[str, str]) -> tuple[set[str], tuple[st
     return words, tuple(numbers)
 
 
-def tokens(text: str, stems: dict[str, str] | None = None) -> tuple[frozenset[str], tuple[str, ...]]:
+Tokens = tuple[frozenset[str], tuple[str, ...]]  # a question's content tokens, and its numbers in order
+
+
+def tokens(text: str, stems: dict[str, str] | None = None) -> Tokens:
     """(content tokens, the numbers in order) of a question; `stems` may cache words' tokens across questions."""
     words, numbers = _content_words(text, {} if stems is None else stems)
     return frozenset(words), numbers
@@ -110,21 +113,31 @@ class NearDupIndex:
             raise ValueError("threshold must be in (0, 1]")
         self.threshold = threshold
         self._postings: dict[str, list[Hashable]] = defaultdict(list)
-        self._entries: dict[Hashable, tuple[frozenset[str], tuple[str, ...]]] = {}
+        self._entries: dict[Hashable, Tokens] = {}
+        self._stems: dict[str, str] = {}  # each word's token, worked out once
 
     def add(self, key: Hashable, text: str) -> None:
-        self._add(key, tokens(text))
+        self._add(key, tokens(text, self._stems))
 
     def matches(self, text: str) -> list[tuple[Hashable, float]]:
         """Indexed keys whose question is a near-duplicate of `text`, most similar first."""
-        return self._matches(tokens(text))
+        return self._matches(tokens(text, self._stems))
 
-    def _add(self, key: Hashable, entry: tuple[frozenset[str], tuple[str, ...]]) -> None:
+    def add_unless_near(self, key: Hashable, text: str) -> bool:
+        """Index `text` under `key` unless it is a near-duplicate of an indexed question; whether it was indexed
+        (`matches` then `add`, with the text tokenized once)."""
+        entry = tokens(text, self._stems)
+        if self._matches(entry):
+            return False
+        self._add(key, entry)
+        return True
+
+    def _add(self, key: Hashable, entry: Tokens) -> None:
         self._entries[key] = entry
         for token in entry[0]:
             self._postings[token].append(key)
 
-    def _matches(self, entry: tuple[frozenset[str], tuple[str, ...]]) -> list[tuple[Hashable, float]]:
+    def _matches(self, entry: Tokens) -> list[tuple[Hashable, float]]:
         words, numbers = entry
         if not words:
             return []
@@ -149,16 +162,10 @@ class NearDupIndex:
 def drop_near_duplicates(candidates: Iterable[str], existing: Iterable[str],
                          threshold: float = DEFAULT_THRESHOLD) -> list[str]:
     """The candidates that are near-duplicates neither of `existing` nor of an earlier kept candidate."""
-    index, stems = NearDupIndex(threshold), dict[str, str]()  # each question tokenized once, each word stemmed once
+    index = NearDupIndex(threshold)
     for number, text in enumerate(existing):
-        index._add(("existing", number), tokens(text, stems))
-    kept = []
-    for text in candidates:
-        entry = tokens(text, stems)
-        if not index._matches(entry):
-            index._add(("kept", len(kept)), entry)
-            kept.append(text)
-    return kept
+        index.add(("existing", number), text)
+    return [text for number, text in enumerate(candidates) if index.add_unless_near(("candidate", number), text)]
 
 
 # (sorted content tokens, numbers): tuples of strings, which the garbage collector stops tracking, so that
